@@ -1,0 +1,235 @@
+"""Composition root: config → scheduler → ASGI proxy → uvicorn, and the shutdown order.
+
+Shutdown: stop accepting, let uvicorn drain in-flight HTTP, then stop the engines, then close
+the upstream session. Reload (SIGHUP, ``--watch-config`` or the API) keeps running every model
+whose effective config did not change; a bad config is rejected and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import uvicorn
+
+from swapd.config import load_config, load_demo
+from swapd.config.model import Config
+from swapd.errors import ConfigError, SwapdError
+from swapd.observe.logs import LogRing
+from swapd.proxy.app import Proxy
+from swapd.proxy.forward import new_session
+from swapd.scheduler import Scheduler
+
+log = logging.getLogger("swapd")
+GRACEFUL_SECONDS = 30
+WATCH_INTERVAL = 1.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: swapd owns the signals and the shutdown order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Any:
+        yield
+
+
+class _RingHandler(logging.Handler):
+    def __init__(self, ring: LogRing, echo: bool) -> None:
+        super().__init__()
+        self.ring = ring
+        self.echo = echo
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        self.ring.write(line)
+        if self.echo:
+            print(line, file=sys.stdout, flush=True)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not port.isdigit():
+        raise SwapdError(f"--listen must be HOST:PORT, got {listen!r}")
+    return (host.strip("[]") or "127.0.0.1"), int(port)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SwapdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+class App:
+    def __init__(
+        self,
+        *,
+        config_path: Path | None = None,
+        config_dir: Path | None = None,
+        listen: str = "127.0.0.1:8080",
+        watch: bool = False,
+    ) -> None:
+        self.config_path = config_path
+        self.config_dir = config_dir
+        self.listen = listen
+        self.watch = watch
+        self.swapd_log = LogRing("swapd")
+        self._shutdown = anyio.Event()
+        self._http_done = anyio.Event()
+        self._main: anyio.CancelScope | None = None
+        self._reloading = False
+
+    def load(self) -> Config:
+        if self.config_path is None and self.config_dir is None:
+            return load_demo()
+        return load_config(self.config_path, self.config_dir)
+
+    def _setup_logging(self, config: Config) -> None:
+        root = logging.getLogger("swapd")
+        root.handlers[:] = [_RingHandler(self.swapd_log, config.log_to_stdout in ("proxy", "both"))]
+        root.setLevel(config.log_level.upper() if config.log_level != "warn" else "WARNING")
+        root.propagate = False
+
+    async def run(self) -> None:
+        config = self.load()  # ConfigError propagates: the CLI prints it and exits 2
+        self._setup_logging(config)
+        for issue in config.warnings:
+            log.warning("config: %s", issue)
+        host, port = parse_listen(self.listen)
+        sock = bind(host, port)
+        self.scheduler = Scheduler(config, echo_logs=config.log_to_stdout in ("upstream", "both"))
+        session = new_session()
+        self.proxy = Proxy(self.scheduler, session, self.swapd_log, reload=self.reload)
+        server = _Server(
+            uvicorn.Config(
+                self.proxy,
+                lifespan="off",
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=GRACEFUL_SECONDS,
+                loop="none",
+                http="httptools" if _has("httptools") else "h11",
+            )
+        )
+        try:
+            async with anyio.create_task_group() as tg:
+                self._main = tg.cancel_scope
+                await tg.start(self.scheduler.run, name="scheduler")
+                tg.start_soon(self._serve_http, server, sock, name="http")
+                tg.start_soon(self._signals, name="signals")
+                if self.watch:
+                    tg.start_soon(self._watch, name="watch-config")
+                shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+                log.info(
+                    "swapd listening on http://%s:%d (%d models)", shown, port, len(config.models)
+                )
+                tg.start_soon(self._preload, config.preload, name="preload")
+                await self._shutdown.wait()
+                log.info("shutting down: draining requests, then stopping engines")
+                self.proxy.accepting = False
+                server.should_exit = True
+                with anyio.CancelScope(shield=True):
+                    await self._http_done.wait()  # uvicorn drained in-flight requests
+                    await self.scheduler.shutdown()
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await session.close()
+            sock.close()
+
+    async def _serve_http(self, server: _Server, sock: socket.socket) -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            self._http_done.set()
+            self._shutdown.set()
+
+    async def _signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGHUP, signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    await self.reload()
+                elif self._shutdown.is_set():
+                    log.warning("second signal: not waiting for requests; stopping engines now")
+                    assert self._main is not None
+                    self._main.cancel()
+                else:
+                    self._shutdown.set()
+
+    async def _preload(self, models: tuple[str, ...]) -> None:
+        for model_id in models:
+            try:
+                async with self.scheduler.lease(model_id):
+                    log.info("preloaded %s", model_id)
+            except SwapdError as exc:
+                log.error("preload of %s failed: %s", model_id, exc.message.splitlines()[0])
+
+    async def reload(self) -> dict[str, Any]:
+        """Load the config again; on success apply it, on failure keep the old one."""
+        if self.config_path is None and self.config_dir is None:
+            return {"ok": False, "errors": ["the embedded demo config cannot be reloaded"]}
+        try:
+            config = await anyio.to_thread.run_sync(self.load)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("config reload rejected: %s", issue)
+            return {"ok": False, "errors": [str(i) for i in exc.issues]}
+        for issue in config.warnings:
+            log.warning("config: %s", issue)
+        changes = self.scheduler.update(config)
+        log.info(
+            "config reloaded: %s",
+            ", ".join(f"{k} {v}" for k, v in changes.items() if v) or "no changes",
+        )
+        return {"ok": True, "changes": changes}
+
+    async def _watch(self) -> None:
+        def stamp() -> tuple[Any, ...]:
+            files: list[Path] = []
+            if self.config_path:
+                files.append(self.config_path)
+            if self.config_dir and self.config_dir.is_dir():
+                files.extend(
+                    sorted(p for p in self.config_dir.iterdir() if p.suffix in (".yml", ".yaml"))
+                )
+            out = []
+            for f in files:
+                with contextlib.suppress(OSError):
+                    st = f.stat()
+                    out.append((str(f), st.st_mtime_ns, st.st_size))
+            return tuple(out)
+
+        last = stamp()
+        while True:
+            await anyio.sleep(WATCH_INTERVAL)
+            now = stamp()
+            if now != last:
+                last = now
+                await self.reload()
+
+
+def _has(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def serve(run: Callable[[], Any]) -> None:
+    """Run the app on uvloop when installed."""
+    backend_options = {"use_uvloop": _has("uvloop")}
+    anyio.run(run, backend="asyncio", backend_options=backend_options)

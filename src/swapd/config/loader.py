@@ -1,0 +1,142 @@
+"""The load pipeline (order matters, as in llama-swap):
+
+1. read the sources; in each file substitute ``${env.NAME}`` in the text, then parse it;
+2. merge the files (``--config-dir``);
+3. drop, with a warning, the keys swapd does not read;
+4. expand macros, allocate ``${PORT}``, report leftover ``${…}``;
+5. check types (pydantic), then defaults and cross-checks (aliases, groups, preload, …).
+
+Every stage reports all it finds; a stage whose input is broken (a file that does not parse,
+a merge conflict) stops the pipeline after it, with every issue found so far.
+
+swapd differences from llama-swap, on purpose:
+
+- ``healthCheckTimeout`` is honoured as given when it is >= 1 (llama-swap raises values under
+  15 to 15); smaller values are an error.
+- The default ``proxy`` is ``http://127.0.0.1:${PORT}`` (not ``localhost``), so it never
+  resolves to IPv6 first.
+- A group member that is not a defined model is a load error (llama-swap fails later, when it
+  builds its router), pointing at the member.
+- Unknown keys and keys swapd does not implement yet are reported as warnings
+  (``Config.warnings``) instead of being ignored silently.
+- ``maxBodySize`` (an int in bytes, or a size such as ``32MiB`` or ``10MB``) is a swapd key.
+- ``driver`` picks the engine driver (default ``process``); the mapping under the key named
+  like the driver (``driver: inproc`` + ``inproc: {...}``) becomes ``ModelConfig.options``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from swapd.config.build import Builder
+from swapd.config.issues import Issues
+from swapd.config.macros import expand
+from swapd.config.merge import merge_all
+from swapd.config.model import DEFAULT_GROUP, Config
+from swapd.config.schema import RawModel, RawTop, driver_name, prune, validate
+from swapd.config.source import Source, parse, read_sources
+from swapd.config.tree import MapNode, Pos, Scalar, SeqNode, to_plain
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    config_dir: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Config:
+    """Load ``path`` and/or the ``*.yml``/``*.yaml`` files in ``config_dir`` (merged in that
+    order). Raises ``ConfigError`` carrying every issue found."""
+    issues = Issues()
+    sources = read_sources(path, config_dir, issues)
+    issues.check()
+    return load_sources(sources, env=env, issues=issues)
+
+
+def load_text(
+    text: str, name: str = "config.yaml", *, env: Mapping[str, str] | None = None
+) -> Config:
+    """Load one config from a string; ``name`` is the file name used in issues."""
+    return load_sources([Source(name, text)], env=env)
+
+
+def _models_node(root: MapNode, issues: Issues) -> MapNode:
+    node = root.get("models")
+    if node is None or (isinstance(node, Scalar) and node.value is None):
+        models = MapNode(root.key_pos("models") if node is not None else root.pos)
+        root.put("models", models)
+        return models
+    if not isinstance(node, MapNode):
+        issues.error(node.pos, "models: expected a mapping of model id to settings", ("models",))
+        return MapNode(node.pos)
+    for model_id, model in node.items.items():
+        if isinstance(model, Scalar) and model.value is None:
+            node.items[model_id] = MapNode(model.pos)
+    return node
+
+
+def load_sources(
+    sources: list[Source], *, env: Mapping[str, str] | None = None, issues: Issues | None = None
+) -> Config:
+    issues = issues or Issues()
+    env = os.environ if env is None else env
+    issues.files = [s.name for s in sources]
+    docs = [doc for s in sources if (doc := parse(s, env, issues)) is not None]
+    issues.check()
+    root = merge_all(docs, issues) or MapNode(Pos(sources[0].name if sources else "(none)", 1, 1))
+    issues.check()
+
+    models_node = _models_node(root, issues)
+    prune(root, issues)
+    ports = expand(root, {s.name: s.text.split("\n") for s in sources}, issues)
+
+    raw_models: dict[str, RawModel] = {}
+    options: dict[str, dict[str, Any]] = {}
+    for model_id, node in models_node.items.items():
+        path = ("models", model_id)
+        if not isinstance(node, MapNode):
+            issues.error(node.pos, f"models.{model_id}: expected a mapping of settings", path)
+            continue
+        driver = driver_name(node)
+        block = node.pop(driver)
+        if isinstance(block, SeqNode) or (isinstance(block, Scalar) and block.value is not None):
+            issues.error(
+                block.pos,
+                f"models.{model_id}.{driver}: the '{driver}' driver options must be a mapping",
+                (*path, driver),
+            )
+        options[model_id] = to_plain(block) if isinstance(block, MapNode) else {}
+        raw_models[model_id] = validate(RawModel, to_plain(node), root, path, issues)
+
+    top_data = {k: v for k, v in to_plain(root).items() if k != "models"}
+    top = validate(RawTop, top_data, root, (), issues)
+
+    build = Builder(root, issues)
+    settings = build.top(top)
+    model_ids = set(models_node.items)
+    aliases = build.aliases(raw_models)
+    groups = build.groups(top, model_ids, aliases)
+    group_of = {m: g.name for g in groups.values() for m in g.members}
+    models = {
+        model_id: build.model(
+            model_id,
+            raw_models[model_id],
+            top,
+            group_of.get(model_id, DEFAULT_GROUP),
+            ports.get(model_id),
+            options[model_id],
+        )
+        for model_id in sorted(raw_models)
+    }
+    preload = build.preload(top, model_ids, aliases)
+    issues.check()
+    return Config(
+        models=models,
+        groups=groups,
+        aliases=dict(sorted(aliases.items())),
+        preload=preload,
+        sources=tuple(s.name for s in sources),
+        warnings=issues.sorted_warnings(),
+        **settings,
+    )

@@ -1,0 +1,197 @@
+"""Macros: ``${name}`` substitution on the positioned tree, ``${PORT}`` allocation, leftovers.
+
+- Global ``macros`` apply to every top-level value except ``models``. Each model gets the list
+  ``[MODEL_ID, globals…, its own…]`` (a model macro replaces a global of the same name in place)
+  applied to every value of that model; map keys are never expanded.
+- The list is applied from last to first, so a macro can use only macros declared before it: a
+  forward reference is left over and reported as an unknown macro.
+- A string that is exactly ``${m}`` takes the macro's typed value (int, float, bool).
+- ``cmd``/``cmdStop`` comment lines are dropped first, so macros in them are ignored.
+- ``${PORT}`` comes last: models are visited in sorted id order and a model gets the next port
+  (from ``startPort``) only if its expanded ``cmd`` uses ``${PORT}`` (for a driver other than
+  ``process``: its cmd or its driver options block). The port then applies throughout the model.
+- ``${PID}`` is kept only in ``cmdStop`` (the driver substitutes it at stop time).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from swapd.config.command import strip_comments
+from swapd.config.issues import Issues
+from swapd.config.schema import driver_name
+from swapd.config.tree import MapNode, Node, Path, Pos, Scalar, dotted, scalars
+
+DEFAULT_PROXY = "http://127.0.0.1:${PORT}"
+PORT_TOKEN = "${PORT}"
+PID_TOKEN = "${PID}"
+REFERENCE = re.compile(r"\$\{([^}]*)\}")
+MACRO_NAME = re.compile(r"[a-zA-Z0-9_-]+\Z")
+RESERVED = frozenset({"PID", "PORT", "MODEL_ID"})
+
+Macros = list[tuple[str, Any]]
+
+
+def format_value(value: Any) -> str:
+    """A macro value inside a longer string (Go's ``%v`` for the common cases)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text.removesuffix(".0")
+    return str(value)
+
+
+def declare(node: Node | None, path: Path, prefix: str, issues: Issues) -> Macros:
+    """The ordered, validated macros of one ``macros`` mapping."""
+    if node is None or (isinstance(node, Scalar) and node.value is None):
+        return []
+    if not isinstance(node, MapNode):
+        issues.error(node.pos, f"{prefix}macros must be a mapping (name: value)", path)
+        return []
+    macros: Macros = []
+    for name, value in node.items.items():
+        where = node.key_pos(name)
+        if len(name) >= 64:
+            issues.error(where, f"{prefix}macro name '{name}' must be less than 64 characters")
+        elif not MACRO_NAME.match(name):
+            issues.error(where, f"{prefix}macro name '{name}' must match ^[a-zA-Z0-9_-]+$")
+        elif name in RESERVED:
+            issues.error(where, f"{prefix}macro name '{name}' is reserved")
+        elif not isinstance(value, Scalar) or value.value is None:
+            issues.error(value.pos, f"{prefix}macro '{name}' must be a string, number or bool")
+        elif isinstance(value.value, str) and "${" + name + "}" in value.value:
+            issues.error(value.pos, f"{prefix}macro '{name}' contains self-reference")
+        else:
+            macros.append((name, value.value))
+    return macros
+
+
+def substitute(value: Any, macros: Macros) -> Any:
+    for name, replacement in reversed(macros):
+        if not isinstance(value, str):
+            break
+        token = "${" + name + "}"
+        if value == token:
+            value = replacement
+        elif token in value:
+            value = value.replace(token, format_value(replacement))
+    return value
+
+
+def apply(node: Node, macros: Macros) -> None:
+    for _, scalar in scalars(node):
+        scalar.value = substitute(scalar.value, macros)
+
+
+def _pinpoint(scalar: Scalar, token: str, texts: Mapping[str, list[str]]) -> Pos | None:
+    """The position of ``token`` in the text of ``scalar``; None if it is not written there."""
+    lines = texts.get(scalar.pos.file, [])
+    first = scalar.pos.line
+    for number in range(first, min(max(scalar.end, first), len(lines)) + 1):
+        line = lines[number - 1]
+        if line.strip().startswith("#"):
+            continue
+        found = line.find(token, scalar.pos.col - 1 if number == first else 0)
+        if found >= 0:
+            return Pos(scalar.pos.file, number, found + 1)
+    return None
+
+
+def check_leftovers(node: Node, path: Path, texts: Mapping[str, list[str]], issues: Issues) -> None:
+    """Report every ``${…}`` that no macro replaced."""
+    for sub, scalar in scalars(node, path):
+        if not isinstance(scalar.value, str):
+            continue
+        for m in REFERENCE.finditer(scalar.value):
+            token = m.group(0)
+            if token == PID_TOKEN and sub[-1:] == ("cmdStop",):
+                continue
+            name = m.group(1)
+            if name.startswith("env."):
+                message = f"environment variable '{name[4:]}' is not set"
+            else:
+                message = f"unknown macro '{token}' in {dotted(sub)}"
+            where = _pinpoint(scalar, token, texts)
+            if where is None:
+                where = scalar.pos
+                message += " (from a macro value: a macro can only use macros declared before it)"
+            issues.error(where, message, sub)
+            break
+
+
+def _text(node: Node | None) -> str:
+    return node.value if isinstance(node, Scalar) and isinstance(node.value, str) else ""
+
+
+def _uses_port(model: MapNode, driver: str) -> bool:
+    if PORT_TOKEN in _text(model.get("cmd")):
+        return True
+    options = model.get(driver) if driver != "process" else None
+    return options is not None and any(
+        isinstance(s.value, str) and PORT_TOKEN in s.value for _, s in scalars(options)
+    )
+
+
+def expand(root: MapNode, texts: Mapping[str, list[str]], issues: Issues) -> dict[str, int]:
+    """Expand all macros in place; returns the allocated ``${PORT}`` of each model using one."""
+    global_macros = declare(root.pop("macros"), ("macros",), "", issues)
+    for key, node in root.items.items():
+        if key != "models":
+            apply(node, global_macros)
+            check_leftovers(node, (key,), texts, issues)
+
+    models = root.get("models")
+    if not isinstance(models, MapNode):
+        return {}
+    for model_id, model in models.items.items():
+        if not isinstance(model, MapNode):
+            continue
+        for field in ("cmd", "cmdStop"):
+            command = model.get(field)
+            if isinstance(command, Scalar) and isinstance(command.value, str):
+                command.value = strip_comments(command.value)
+        own = declare(
+            model.pop("macros"), ("models", model_id, "macros"), f"model {model_id}: ", issues
+        )
+        merged = [("MODEL_ID", model_id), *global_macros]
+        names = [name for name, _ in merged]
+        for name, value in own:
+            if name in names:
+                merged[names.index(name)] = (name, value)
+            else:
+                merged.append((name, value))
+        apply(model, merged)
+
+    start = root.get("startPort")
+    port = start.value if isinstance(start, Scalar) and type(start.value) is int else 5800
+    ports: dict[str, int] = {}
+    for model_id in sorted(models.items):
+        model = models.items[model_id]
+        if not isinstance(model, MapNode):
+            continue
+        driver = driver_name(model)
+        uses = _uses_port(model, driver)
+        proxy = model.get("proxy")
+        if proxy is None and (uses or driver == "process"):
+            at = models.key_pos(model_id)
+            model.put("proxy", Scalar(DEFAULT_PROXY, at), at)
+        if PORT_TOKEN in _text(model.get("proxy")) and not uses:
+            where = proxy.pos if proxy is not None else models.key_pos(model_id)
+            hint = (
+                "" if proxy is not None else f" (no proxy is set; the default is {DEFAULT_PROXY})"
+            )
+            issues.error(
+                where,
+                f"model {model_id}: proxy uses ${{PORT}} but cmd does not - ${{PORT}} is only "
+                f"available when used in cmd{hint}",
+                ("models", model_id, "proxy"),
+            )
+        if uses:
+            ports[model_id] = port
+            apply(model, [("PORT", port)])
+            port += 1
+        check_leftovers(model, ("models", model_id), texts, issues)
+    return ports

@@ -1,0 +1,180 @@
+"""The ``process`` driver: any command, llama.cpp's ``llama-server`` being the usual one.
+
+The child runs in its own session (process group). Its merged stdout/stderr goes line by line
+into the model's log ring. Readiness is polled on ``checkEndpoint`` through the proxy URL. On
+cancellation the group gets ``cmdStop`` or SIGTERM, then SIGKILL after ``unloadTimeout``, and the
+child is always reaped; that cleanup is shielded from the cancellation that triggered it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import anyio
+from anyio.abc import Process, TaskStatus
+
+from swapd.config.model import ModelConfig
+from swapd.drivers.base import DriverSpec, LogSink, Upstream
+from swapd.drivers.health import wait_healthy
+from swapd.errors import StartFailed
+
+ERROR_TAIL_LINES = 20
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+class _Tail:
+    """Forwards lines to the model's sink and remembers the last few for error messages."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self.sink = sink
+        self.lines: list[str] = []
+
+    def write(self, line: str) -> None:
+        self.sink.write(line)
+        self.lines.append(line)
+        if len(self.lines) > ERROR_TAIL_LINES:
+            del self.lines[0]
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+class ProcessDriver:
+    def __init__(self, model: ModelConfig, logs: LogSink) -> None:
+        self.model = model
+        self.tail = _Tail(logs)
+
+    def _fail(self, message: str) -> StartFailed:
+        tail = self.tail.text()
+        return StartFailed(self.model.id, f"{message}\n{tail}" if tail else message)
+
+    def _env(self) -> Mapping[str, str]:
+        return {**os.environ, **self.model.env}
+
+    async def serve(self, *, task_status: TaskStatus[Upstream]) -> None:
+        model = self.model
+        if not model.cmd:
+            raise StartFailed(model.id, f"model {model.id}: empty command")
+        target = urlsplit(model.proxy)
+        local = target.hostname in ("127.0.0.1", "localhost")
+        if model.port is not None and local and _port_in_use("127.0.0.1", model.port):
+            raise StartFailed(
+                model.id,
+                f"port {model.port} of model {model.id} is already in use by another program",
+            )
+        try:
+            proc = await anyio.open_process(
+                list(model.cmd),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                env=self._env(),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise StartFailed(
+                model.id, f"failed to start command '{model.cmd[0]}': {exc.strerror or exc}"
+            ) from exc
+        upstream = Upstream(base_url=model.proxy.rstrip("/"), pid=proc.pid)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._pump, proc, name=f"logs:{model.id}")
+                await self._await_ready(proc)
+                task_status.started(upstream)
+                await proc.wait()
+                tg.cancel_scope.cancel()
+            self.tail.sink.write(f"[swapd] engine exited with code {proc.returncode}")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop(proc)
+
+    async def _await_ready(self, proc: Process) -> None:
+        model = self.model
+        deadline = anyio.current_time() + model.health_check_timeout
+
+        async def exited() -> None:
+            await anyio.sleep(0.05)  # let the log pump catch the last lines
+            raise self._fail(f"upstream command exited prematurely with code {proc.returncode}")
+
+        if model.check_endpoint is None:
+            return
+        url = model.proxy.rstrip("/") + model.check_endpoint
+        healthy = await wait_healthy(
+            url, deadline=deadline, exited=lambda: proc.returncode is not None, on_exit=exited
+        )
+        if not healthy:
+            raise self._fail(
+                f"health check of {url} timed out after {model.health_check_timeout:g}s"
+            )
+
+    async def _pump(self, proc: Process) -> None:
+        assert proc.stdout is not None
+        buf = b""
+        async for chunk in proc.stdout:
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                self.tail.write(line.decode(errors="replace").rstrip("\r"))
+        if buf:
+            self.tail.write(buf.decode(errors="replace"))
+
+    async def _stop(self, proc: Process) -> None:
+        """Graceful stop of the whole process group, then force; always reaps."""
+        if proc.returncode is None:
+            await self._signal_graceful(proc)
+            with anyio.move_on_after(self.model.unload_timeout):
+                await proc.wait()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # grandchildren too, even if the leader is gone
+        if proc.returncode is None:
+            await proc.wait()
+        await proc.aclose()
+
+    async def _signal_graceful(self, proc: Process) -> None:
+        if self.model.cmd_stop:
+            argv = [a.replace("${PID}", str(proc.pid)) for a in self.model.cmd_stop]
+            try:
+                stopper = await anyio.open_process(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    env=self._env(),
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                self.tail.write(f"[swapd] cmdStop failed ({exc}); sending SIGTERM")
+            else:
+                # A hung cmdStop must not block the stop: bounded by the same grace period.
+                with anyio.move_on_after(self.model.unload_timeout):
+                    await stopper.wait()
+                if stopper.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(stopper.pid, signal.SIGKILL)
+                    await stopper.wait()
+                await stopper.aclose()
+                return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+
+
+SPEC = DriverSpec(
+    name="process",
+    factory=ProcessDriver,
+    description="any command (llama-server, vLLM CLI, …) run as a child process group",
+)

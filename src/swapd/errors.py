@@ -1,0 +1,115 @@
+"""One error tree for swapd.
+
+    SwapdError                      exit 1, HTTP 500
+    ├── ConfigError                 exit 2; carries every ConfigIssue (file:line:col: message)
+    ├── RequestError                HTTP 400 (bad JSON, missing model, non-UTF-8 body)
+    │   ├── BodyTooLarge            HTTP 413
+    │   └── NotFound                HTTP 404 (unknown model / route)
+    ├── Unauthorized                HTTP 401
+    ├── TooManyRequests             HTTP 429 + Retry-After
+    ├── ModelError                  errors about one model's engine
+    │   ├── StartFailed             HTTP 503 (spawn error, premature exit, health timeout)
+    │   ├── ModelUnloaded           HTTP 503 (unloaded/reloaded while the request waited)
+    │   └── UpstreamUnavailable     HTTP 502 (engine unreachable or died mid-request)
+    ├── DriverNotFound              exit 2 (unknown driver name)
+    └── ShuttingDown                HTTP 503
+
+Each class states its ``http_status``, ``code`` (machine-readable) and ``exit_code``; the proxy
+maps them to JSON envelopes and the CLI to exit codes, nothing else does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+class SwapdError(Exception):
+    http_status: ClassVar[int] = 500
+    code: ClassVar[str] = "internal_error"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file, printed compiler style: ``file:line:col: message``."""
+
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class ConfigError(SwapdError):
+    code = "invalid_config"
+    exit_code = 2
+
+    def __init__(self, issues: list[ConfigIssue] | tuple[ConfigIssue, ...]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+class RequestError(SwapdError):
+    http_status = 400
+    code = "bad_request"
+
+
+class BodyTooLarge(RequestError):
+    http_status = 413
+    code = "request_too_large"
+
+
+class NotFound(RequestError):
+    http_status = 404
+    code = "not_found"
+
+
+class Unauthorized(SwapdError):
+    http_status = 401
+    code = "unauthorized"
+
+
+class TooManyRequests(SwapdError):
+    http_status = 429
+    code = "concurrency_limit"
+
+
+class ModelError(SwapdError):
+    def __init__(self, model: str, message: str) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class StartFailed(ModelError):
+    http_status = 503
+    code = "start_failed"
+
+
+class ModelUnloaded(ModelError):
+    http_status = 503
+    code = "model_unloaded"
+
+
+class UpstreamUnavailable(ModelError):
+    http_status = 502
+    code = "bad_gateway"
+
+
+class DriverNotFound(SwapdError):
+    code = "unknown_driver"
+    exit_code = 2
+
+
+class ShuttingDown(SwapdError):
+    http_status = 503
+    code = "shutting_down"

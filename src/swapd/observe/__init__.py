@@ -1,0 +1,1 @@
+"""Observation: log rings, (later) events, activity and metrics."""

@@ -1,0 +1,336 @@
+"""The ASGI application: auth, routing, model requests, raw passthrough, management endpoints.
+
+Pure ASGI on the request path (no middleware stack). A model request is: read the body (capped)
+→ find the model → admit (429 before any byte) → wait for the lease while watching for the
+client to leave → forward and stream → release in ``finally``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+
+from swapd.config.model import Config, ModelConfig
+from swapd.errors import NotFound, RequestError, ShuttingDown, SwapdError
+from swapd.observe.logs import LogRing
+from swapd.proxy import auth, body, loading, routes
+from swapd.proxy.asgi import (
+    ClientGone,
+    Receive,
+    Scope,
+    Send,
+    read_body,
+    send_bytes,
+    send_error,
+    send_json,
+)
+from swapd.proxy.envelope import error_body, is_anthropic
+from swapd.proxy.forward import forward, request_headers
+from swapd.scheduler import Scheduler
+from swapd.slot import State
+
+Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class MethodNotAllowed(RequestError):
+    http_status = 405
+    code = "method_not_allowed"
+
+
+async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
+
+
+@contextlib.asynccontextmanager
+async def _single_errors() -> AsyncIterator[None]:
+    """Unwrap a task group's one-exception group, so errors reach the envelope mapping."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+            raise group.exceptions[0] from None
+        raise
+
+
+class Proxy:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        session: aiohttp.ClientSession,
+        swapd_log: LogRing,
+        *,
+        reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.session = session
+        self.swapd_log = swapd_log
+        self.reload = reload
+        self.accepting = True
+        self._admin: dict[tuple[str, str], Handler] = {
+            ("GET", "/health"): self._health,
+            ("GET", "/v1/models"): self._models,
+            ("GET", "/models"): self._models,
+            ("GET", "/running"): self._running,
+            ("GET", "/unload"): self._unload_all_text,
+            ("POST", "/api/models/unload"): self._unload_all_json,
+            ("GET", "/logs"): self._logs,
+            ("GET", "/"): self._root,
+        }
+
+    @property
+    def config(self) -> Config:
+        return self.scheduler.config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        method: str = scope["method"]
+        path: str = scope["path"]
+        try:
+            if method == "OPTIONS":
+                await self._preflight(scope, send)
+                return
+            if path != "/health":
+                auth.check(scope, self.config.api_keys)
+            routed = routes.is_model_route(method, path)
+            if routed:
+                await self._model_request(scope, receive, send)
+            elif routed is None:
+                raise MethodNotAllowed(f"method {method} is not allowed on {path}")
+            elif path.startswith("/upstream/"):
+                await self._upstream(scope, receive, send)
+            elif path.startswith("/api/models/unload/") and method == "POST":
+                await self._unload_one(scope, receive, send)
+            elif (handler := self._admin.get((method, path))) is not None:
+                await handler(scope, receive, send)
+            else:
+                raise NotFound(f"no route for {method} {path}")
+        except SwapdError as exc:
+            await send_error(send, scope, exc)
+        except ClientGone:
+            pass
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _preflight(self, scope: Scope, send: Send) -> None:
+        requested = dict(scope["headers"]).get(b"access-control-request-headers")
+        headers = [
+            (b"access-control-allow-origin", b"*"),
+            (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+            (
+                b"access-control-allow-headers",
+                requested or b"Content-Type, Authorization, Accept, X-Requested-With",
+            ),
+            (b"access-control-max-age", b"86400"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    # ── model requests ──────────────────────────────────────────────────────────────────────
+
+    def _resolve(self, name: str | None) -> ModelConfig:
+        if not name:
+            raise RequestError("the request does not name a model (field 'model')")
+        model = self.config.resolve(name)
+        if model is None:
+            known = ", ".join(sorted(self.config.models)) or "(none configured)"
+            raise NotFound(f"model {name!r} not found; available models: {known}")
+        return model
+
+    async def _model_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = await read_body(receive, self.config.max_body_bytes)
+        ctype = dict(scope["headers"]).get(b"content-type", b"")
+        parsed = body.extract(scope["method"], scope["query_string"], ctype, raw)
+        model = self._resolve(parsed.model)
+        payload = body.rewrite(parsed, raw, ctype, model)
+        path = scope["path"]
+        if scope["query_string"]:
+            path += "?" + scope["query_string"].decode("latin-1")
+        loading_state = (
+            parsed.stream
+            and model.send_loading_state
+            and scope["path"].startswith(routes.LOADING_STATE_PATH)
+        )
+        await self._serve(scope, receive, send, model, path, payload, loading_state=loading_state)
+
+    async def _serve(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        model: ModelConfig,
+        path: str,
+        payload: bytes,
+        *,
+        loading_state: bool = False,
+    ) -> None:
+        if not self.accepting:
+            raise ShuttingDown("swapd is shutting down")
+        scheduler = self.scheduler
+        ticket = scheduler.admit(model.id)  # 429 here, before any byte
+        headers = request_headers(scope, drop_credentials=bool(self.config.api_keys))
+        try:
+            async with _single_errors(), anyio.create_task_group() as tg:
+                tg.start_soon(_watch_disconnect, receive, tg.cancel_scope, name="disconnect")
+                streamed = loading_state and not ticket.done
+                if streamed:
+                    slot = scheduler.slots[model.id]
+                    began = anyio.current_time()
+                    async with anyio.create_task_group() as progress:
+                        progress.start_soon(loading.report, send, slot, ticket, name="loading")
+                        try:
+                            upstream = await scheduler.wait(ticket)
+                        except SwapdError as exc:
+                            progress.cancel_scope.cancel()
+                            await loading.send_frame(send, model.id, f"\nfailed: {exc.message}\n")
+                            err = body_of(exc, scope)
+                            await send(
+                                {"type": "http.response.body", "body": b"data: " + err + b"\n\n"}
+                            )
+                            tg.cancel_scope.cancel()
+                            return
+                        progress.cancel_scope.cancel()
+                    await loading.finish(send, model.id, anyio.current_time() - began)
+                else:
+                    upstream = await scheduler.wait(ticket)
+                await forward(
+                    self.session,
+                    scope,
+                    send,
+                    url=upstream.base_url + path,
+                    body=payload,
+                    headers=headers,
+                    model=model.id,
+                    headers_sent=streamed,
+                )
+                tg.cancel_scope.cancel()
+        finally:
+            scheduler.release(ticket)
+
+    # ── /upstream/{model}/{path} ────────────────────────────────────────────────────────────
+
+    async def _upstream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        rest = raw_path.split(b"?", 1)[0][len(b"/upstream/") :].decode("latin-1")
+        segments = rest.split("/")
+        model: ModelConfig | None = None
+        used = 0
+        for i in range(len(segments), 0, -1):  # longest prefix that names a model or alias
+            name = "/".join(segments[:i])
+            if (found := self.config.resolve(name)) is not None:
+                model, used = found, i
+                break
+        if model is None:
+            raise NotFound(f"no model matches {scope['path']!r}")
+        remainder = "/" + "/".join(segments[used:]) if used < len(segments) else ""
+        query = scope["query_string"].decode("latin-1")
+        if not remainder:
+            target = "/upstream/" + "/".join(quote(s) for s in segments[:used]) + "/"
+            location = target + ("?" + query if query else "")
+            status = 301 if scope["method"] in ("GET", "HEAD") else 308
+            await send_bytes(send, status, b"", [(b"location", location.encode())])
+            return
+        payload = await read_body(receive, self.config.max_body_bytes)
+        path = remainder + ("?" + query if query else "")
+        await self._serve(scope, receive, send, model, path, payload)
+
+    # ── management ──────────────────────────────────────────────────────────────────────────
+
+    async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_bytes(send, 200, b"OK", content_type=b"text/plain")
+
+    async def _root(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send_bytes(send, 302, b"", [(b"location", b"/ui/")])
+
+    def _record(
+        self, model: ModelConfig, record_id: str, loaded: bool, kind: str
+    ) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "id": record_id,
+            "object": "model",
+            "created": int(time.time()),
+            "owned_by": "swapd",
+        }
+        if model.name:
+            record["name"] = model.name
+        if model.description:
+            record["description"] = model.description
+        meta: dict[str, Any] = {**model.metadata, "type": kind}
+        if kind == "alias":
+            meta["modelID"] = model.id
+        elif model.aliases:
+            meta["aliases"] = list(model.aliases)
+        record["meta"] = {"swapd": meta, "llamaswap": meta}
+        record["status"] = {"value": "loaded" if loaded else "unloaded"}
+        return record
+
+    async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
+        data = []
+        for model in self.config.models.values():
+            if model.unlisted:
+                continue
+            slot = self.scheduler.slots.get(model.id)
+            loaded = slot is not None and slot.state in (
+                State.STARTING,
+                State.READY,
+                State.STOPPING,
+            )
+            data.append(self._record(model, model.id, loaded, "model"))
+            if self.config.include_aliases_in_list:
+                data.extend(self._record(model, a, loaded, "alias") for a in model.aliases)
+        data.sort(key=lambda r: r["id"])
+        origin = dict(scope["headers"]).get(b"origin")
+        extra = [(b"access-control-allow-origin", origin)] if origin else None
+        await send_json(send, {"object": "list", "data": data}, headers=extra)
+
+    async def _running(self, scope: Scope, receive: Receive, send: Send) -> None:
+        running = [i for i in self.scheduler.snapshot() if i["state"] != State.STOPPED]
+        await send_json(send, {"running": running})
+
+    async def _unload_all_text(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.scheduler.unload(None)
+        await send_bytes(send, 200, b"OK", content_type=b"text/plain")
+
+    async def _unload_all_json(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stopped = await self.scheduler.unload(None)
+        await send_json(send, {"msg": "ok", "stopped": stopped})
+
+    async def _unload_one(self, scope: Scope, receive: Receive, send: Send) -> None:
+        name = scope["path"][len("/api/models/unload/") :].strip("/")
+        model = self.config.resolve(name)
+        if model is None:
+            raise NotFound(f"model {name!r} not found")
+        stopped = await self.scheduler.unload([model.id])
+        await send_json(send, {"msg": "ok", "stopped": stopped})
+
+    async def _logs(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lines = self.swapd_log.history()
+        for slot in self.scheduler.slots.values():
+            lines.extend(f"[{slot.id}] {line}" for line in slot.log.history())
+        await send_bytes(
+            send, 200, ("\n".join(lines) + "\n").encode(), content_type=b"text/plain; charset=utf-8"
+        )
+
+
+def body_of(exc: SwapdError, scope: Scope) -> bytes:
+    return error_body(exc.http_status, exc.message, exc.code, anthropic=is_anthropic(scope["path"]))

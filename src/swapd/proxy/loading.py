@@ -1,0 +1,60 @@
+"""``sendLoadingState``: progress as ``reasoning_content`` frames while a model starts.
+
+The 200 SSE headers go out at once; frames report the model's state, queue position and
+elapsed time every ``TICK`` seconds; ``Done!`` ends the progress and the engine's own SSE bytes
+follow on the same response.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import anyio
+
+from swapd.proxy.asgi import Send
+from swapd.slot import Slot, Ticket
+
+TICK = 0.75
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def frame(model: str, text: str) -> bytes:
+    chunk = {
+        "id": "swapd-loading",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": {"reasoning_content": text}, "finish_reason": None}],
+    }
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+async def send_frame(send: Send, model: str, text: str) -> None:
+    await send({"type": "http.response.body", "body": frame(model, text), "more_body": True})
+
+
+async def report(send: Send, slot: Slot, ticket: Ticket) -> None:
+    """Send progress frames until cancelled (the caller cancels once the ticket resolves)."""
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    await send_frame(send, slot.id, f"swapd: loading model {slot.id}\n")
+    start = anyio.current_time()
+    said = ("", 0)
+    while True:
+        await anyio.sleep(TICK)
+        now = (str(slot.state), ticket.position)
+        if now != said:
+            where = f", queue position #{ticket.position}" if ticket.position else ""
+            text = f"\n{now[0]}{where} ({anyio.current_time() - start:.1f}s) "
+            said = now
+        else:
+            text = "."
+        await send_frame(send, slot.id, text)
+
+
+async def finish(send: Send, model: str, elapsed: float) -> None:
+    await send_frame(send, model, f"\nDone! ({elapsed:.2f}s)\n")

@@ -1,0 +1,103 @@
+"""One model's lifecycle record, owned and mutated only by the scheduler.
+
+stopped → starting → ready → stopping → stopped
+             └──────→ failed (start error; the next request starts it again)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import anyio
+
+from swapd.config.model import ModelConfig
+from swapd.drivers.base import Upstream
+from swapd.errors import SwapdError
+from swapd.observe.logs import LogRing
+
+
+class State(StrEnum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    FAILED = "failed"
+
+
+RUNNING = (State.STARTING, State.READY, State.STOPPING)
+
+
+@dataclass(eq=False, slots=True)
+class Slot:
+    config: ModelConfig
+    log: LogRing
+    state: State = State.STOPPED
+    upstream: Upstream | None = None
+    error: str | None = None  # why the last start failed or the engine died
+    inflight: int = 0  # requests handed an upstream and not yet released
+    reserved: int = 0  # admitted requests (queued or in flight), bounded by concurrencyLimit
+    generation: int = 0  # bumps on every start; events from older engines are ignored
+    scope: anyio.CancelScope | None = None  # cancelling it stops the engine
+    stopped: anyio.Event = field(default_factory=anyio.Event)
+    last_use: float = 0.0
+    started_at: float | None = None  # when the current engine was spawned
+    ready_at: float | None = None
+    next_config: ModelConfig | None = None  # config to apply once the engine has stopped
+    removed: bool = False  # dropped by a reload; deleted once stopped
+    swaps: int = 0
+
+    def __post_init__(self) -> None:
+        self.stopped.set()
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def info(self, now: float) -> dict[str, Any]:
+        """A JSON-ready view of the slot for /running and the admin API."""
+        c = self.config
+        ttl_left = None
+        if self.state is State.READY and c.ttl > 0 and self.inflight == 0:
+            ttl_left = max(0.0, round(c.ttl - (now - self.last_use), 1))
+        return {
+            "model": c.id,
+            "name": c.name,
+            "description": c.description,
+            "state": str(self.state),
+            "aliases": list(c.aliases),
+            "group": c.group,
+            "driver": c.driver,
+            "cmd": " ".join(c.cmd),
+            "proxy": c.proxy,
+            "port": c.port,
+            "pid": self.upstream.pid if self.upstream else None,
+            "ttl": c.ttl,
+            "ttl_left": ttl_left,
+            "inflight": self.inflight,
+            "queued": self.reserved - self.inflight,
+            "uptime": round(now - self.ready_at, 1)
+            if self.ready_at and self.state is State.READY
+            else None,
+            "error": self.error,
+        }
+
+
+@dataclass(eq=False, slots=True)
+class Ticket:
+    """One admitted request's claim on a model: granted an upstream, or failed with an error."""
+
+    model: str
+    seq: int
+    created: float
+    event: anyio.Event = field(default_factory=anyio.Event)
+    upstream: Upstream | None = None
+    error: SwapdError | None = None
+    granted: bool = False
+    released: bool = False
+    position: int = 0  # 1-based place in the queue while waiting, 0 otherwise
+
+    @property
+    def done(self) -> bool:
+        return self.event.is_set()

@@ -1,0 +1,318 @@
+"""Helpers for swapd's tests, its benchmarks and plugin authors.
+
+Run a real ``swapd serve`` against a config and talk to it over HTTP::
+
+    from swapd.testing import echo_cmd, run_swapd
+
+    config = f'''
+    models:
+      a:
+        cmd: {echo_cmd()}
+    '''
+    with run_swapd(config) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json={...})
+
+Or run the echo engine on its own with :func:`run_echo`. Everything here is synchronous and uses
+only the standard library, so it works from sync tests, async tests (through a thread) and
+benchmark scripts alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = [
+    "EchoProcess",
+    "SwapdProcess",
+    "echo_cmd",
+    "free_port",
+    "pids_alive",
+    "rss_kib",
+    "run_echo",
+    "run_swapd",
+    "wait_http",
+]
+
+STOP_TIMEOUT = 15.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now (the OS picks it; there is a small race, as always)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http(
+    url: str,
+    timeout: float = 30.0,
+    *,
+    status: int = 200,
+    proc: subprocess.Popen[str] | None = None,
+) -> None:
+    """Poll ``url`` (GET) until it answers ``status``; first every 5 ms, backing off to 100 ms.
+
+    Raises ``TimeoutError`` after ``timeout`` seconds, or ``RuntimeError`` at once if ``proc`` is
+    given and exits first.
+    """
+    deadline = time.monotonic() + timeout
+    interval = 0.005
+    last = "no answer"
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} was up")
+        try:
+            with urllib.request.urlopen(url, timeout=max(0.1, min(2.0, timeout))) as resp:
+                if resp.status == status:
+                    return
+                last = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            if exc.code == status:
+                return
+            last = f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            last = repr(exc)
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{url} not answering {status} after {timeout:g}s (last: {last})")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.1)
+
+
+def echo_cmd(extra: str = "") -> str:
+    """A config ``cmd`` that runs the echo engine on ``${PORT}`` as model ``${MODEL_ID}``."""
+    cmd = f"{shlex.quote(sys.executable)} -m swapd.echo --port ${{PORT}} --model ${{MODEL_ID}}"
+    return f"{cmd} {extra}".rstrip()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie still answers kill(0); it is dead for our purposes
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return "Z" not in line.split()[1]
+    except OSError:
+        pass
+    return True
+
+
+def pids_alive(pids: Iterable[int]) -> list[int]:
+    """The subset of ``pids`` that are still running (zombies count as dead)."""
+    return [pid for pid in pids if _alive(pid)]
+
+
+def rss_kib(pid: int) -> int | None:
+    """Resident set size of ``pid`` in KiB (``VmRSS`` from ``/proc``), if it can be read."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+@dataclass
+class _Managed:
+    """A child process whose merged stdout/stderr lines are collected by a thread."""
+
+    proc: subprocess.Popen[str]
+    log: list[str] = field(default_factory=list)
+    _reader: threading.Thread | None = None
+    _new_line: threading.Condition = field(default_factory=threading.Condition)
+
+    def _start_reader(self) -> None:
+        def pump() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                with self._new_line:
+                    self.log.append(line.rstrip("\n"))
+                    self._new_line.notify_all()
+
+        self._reader = threading.Thread(target=pump, daemon=True)
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.poll()
+
+    def output(self) -> str:
+        """Everything the process printed so far, for assertion messages."""
+        return "\n".join(self.log)
+
+    def wait_for_log(self, text: str, timeout: float = 10.0) -> str:
+        """The first log line containing ``text``; waits for it up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._new_line:
+            seen = 0
+            while True:
+                for line in self.log[seen:]:
+                    if text in line:
+                        return line
+                seen = len(self.log)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{text!r} not logged within {timeout:g}s:\n{self.output()}")
+                self._new_line.wait(min(left, 0.1))
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int:
+        """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; returns the exit status."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.log.append(
+                    f"[testing] pid {self.pid} ignored SIGTERM for {timeout:g}s; SIGKILL"
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=2.0)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        return self.proc.returncode
+
+
+@dataclass
+class SwapdProcess(_Managed):
+    """A running ``swapd serve``: ``url`` is its base URL, ``log`` its output lines so far."""
+
+    url: str = ""
+    port: int = 0
+    config_path: Path = Path()
+
+
+@dataclass
+class EchoProcess(_Managed):
+    """A running echo engine started by :func:`run_echo`."""
+
+    url: str = ""
+    port: int = 0
+    model: str = "echo"
+
+
+def _spawn(argv: Sequence[str], env: Mapping[str, str] | None) -> subprocess.Popen[str]:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.Popen(
+        list(argv),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+        env=full_env,
+        start_new_session=True,  # a Ctrl-C in the terminal reaches it only through us
+    )
+
+
+def _config_file(config: str | os.PathLike[str], tmp: Path) -> Path:
+    if isinstance(config, os.PathLike):
+        return Path(config)
+    if "\n" not in config and config.strip() and Path(config).is_file():
+        return Path(config)
+    path = tmp / "swapd.yaml"
+    path.write_text(config, encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def run_swapd(
+    config: str | os.PathLike[str],
+    *,
+    listen_port: int | None = None,
+    extra_args: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    stop_timeout: float = STOP_TIMEOUT,
+) -> Iterator[SwapdProcess]:
+    """Run ``swapd serve`` with ``config`` (YAML text, or a path) until the block exits.
+
+    Waits for ``GET /health`` to answer 200; on exit sends SIGTERM, waits up to ``stop_timeout``
+    seconds, then SIGKILLs. The handle's ``log`` holds its output lines.
+    """
+    port = listen_port or free_port()
+    with tempfile.TemporaryDirectory(prefix="swapd-test-") as tmp:
+        path = _config_file(config, Path(tmp))
+        argv = [
+            sys.executable,
+            "-m",
+            "swapd",
+            "serve",
+            "--config",
+            str(path),
+            "--listen",
+            f"127.0.0.1:{port}",
+            *extra_args,
+        ]
+        url = f"http://127.0.0.1:{port}"
+        handle = SwapdProcess(proc=_spawn(argv, env), url=url, port=port, config_path=path)
+        handle._start_reader()
+        try:
+            try:
+                wait_http(f"{url}/health", timeout, proc=handle.proc)
+            except (TimeoutError, RuntimeError) as exc:
+                handle.stop(stop_timeout)
+                raise RuntimeError(f"swapd did not come up: {exc}\n{handle.output()}") from exc
+            yield handle
+        finally:
+            handle.stop(stop_timeout)
+
+
+@contextlib.contextmanager
+def run_echo(
+    *args: str,
+    model: str = "echo",
+    port: int | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    wait: bool = True,
+) -> Iterator[EchoProcess]:
+    """Run the echo engine (``python -m swapd.echo``) on ``port`` (default: a free one).
+
+    ``args`` are extra CLI flags (``"--health-delay", "1"``). With ``wait`` (the default) the
+    block starts once ``/health`` answers 200. Stopped with SIGTERM (then SIGKILL) on exit.
+    """
+    port = port or free_port()
+    argv = [sys.executable, "-m", "swapd.echo", "--port", str(port), "--model", model, *args]
+    handle = EchoProcess(proc=_spawn(argv, env), url=f"http://127.0.0.1:{port}", port=port)
+    handle.model = model
+    handle._start_reader()
+    try:
+        if wait:
+            try:
+                wait_http(f"{handle.url}/health", timeout, proc=handle.proc)
+            except (TimeoutError, RuntimeError) as exc:
+                raise RuntimeError(
+                    f"echo engine did not come up: {exc}\n{handle.output()}"
+                ) from exc
+        yield handle
+    finally:
+        handle.stop(5.0)

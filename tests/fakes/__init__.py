@@ -1,0 +1,1 @@
+"""Fake engines for tests. ``python tests/fakes/engine.py ARGS`` runs :mod:`swapd.echo`."""
