@@ -33,6 +33,7 @@ SCENARIOS = [  # name, concurrency, stream
     ("stream200 c=16", 16, True),
 ]
 
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local URLs only
 CONFIG = """\
 healthCheckTimeout: 60
 models:
@@ -71,7 +72,7 @@ def _post_chat(url: str) -> None:
         data=body.encode(),
         headers={"content-type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=120) as resp:
+    with OPENER.open(req, timeout=120) as resp:
         resp.read()
 
 
@@ -152,8 +153,8 @@ def main() -> None:
     if any(d["frames_per_s"] for _, d, _ in results):
         for name, d, t in results:
             if d["frames_per_s"]:
-                through = fmt(t["frames_per_s"]) if t else "-"
-                print(f"{name}: direct {fmt(d['frames_per_s'])} chunks/s, swapd {through} chunks/s")
+                via = fmt(t["frames_per_s"]) if t else "-"
+                print(f"{name}: direct {fmt(d['frames_per_s'])} chunks/s, swapd {via} chunks/s")
     if args.json:
         print(json.dumps([{"scenario": n, "direct": d, "swapd": t} for n, d, t in results]))
 

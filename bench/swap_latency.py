@@ -25,6 +25,7 @@ import urllib.request
 
 from swapd.testing import echo_cmd, free_port, rss_kib, run_swapd
 
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local URLs only
 CONFIG = """\
 healthCheckTimeout: 60
 models:
@@ -50,7 +51,7 @@ def start_to_healthy() -> float:
     try:
         while True:
             try:
-                with urllib.request.urlopen(url, timeout=1) as resp:
+                with OPENER.open(url, timeout=1) as resp:
                     if resp.status == 200:
                         return time.perf_counter() - start
             except (OSError, urllib.error.HTTPError):
@@ -71,7 +72,7 @@ def chat(base: str, model: str) -> float:
         headers={"content-type": "application/json"},
     )
     start = time.perf_counter()
-    with urllib.request.urlopen(req, timeout=120) as resp:
+    with OPENER.open(req, timeout=120) as resp:
         data = json.loads(resp.read())
     elapsed = time.perf_counter() - start
     content = data["choices"][0]["message"]["content"]
@@ -105,14 +106,18 @@ def main() -> None:
         after_rss = rss_kib(swapd.pid)
 
     p50, mean = statistics.median(swaps), statistics.fmean(swaps)
+    rows = [
+        (f"engine start-to-healthy, direct ({len(starts)} starts), p50", healthy),
+        ("first request through swapd (cold start)", first),
+        ("request to the loaded model (no swap), p50", statistics.median(warm)),
+        (f"swap A<->B through swapd ({len(swaps)} swaps), p50", p50),
+        ("swap, mean", mean),
+        ("swap, max", max(swaps)),
+        ("swapd overhead over start-to-healthy, p50", p50 - healthy),
+    ]
     print(f"engine={args.engine}")
-    print(f"engine start-to-healthy (direct, {len(starts)} starts)  p50 {ms(healthy)}")
-    print(f"first request through swapd (cold start)            {ms(first)}")
-    print(f"request to the loaded model (no swap)         p50 {ms(statistics.median(warm))}")
-    print(f"swap A<->B through swapd ({len(swaps)} swaps)           p50 {ms(p50)}")
-    print(f"                                              mean {ms(mean)}")
-    print(f"                                               max {ms(max(swaps))}")
-    print(f"swapd overhead over start-to-healthy          p50 {ms(p50 - healthy)}")
+    for label, value in rows:
+        print(f"{label:<52}{ms(value)}")
     print(f"swapd RSS: idle after startup {idle_rss} KiB, after swaps {after_rss} KiB")
 
 

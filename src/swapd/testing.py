@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 STOP_TIMEOUT = 15.0
+# Local URLs only: never go through an http_proxy from the environment.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,7 +79,7 @@ def wait_http(
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} was up")
         try:
-            with urllib.request.urlopen(url, timeout=max(0.1, min(2.0, timeout))) as resp:
+            with _opener.open(url, timeout=max(0.1, min(2.0, timeout))) as resp:
                 if resp.status == status:
                     return
                 last = f"HTTP {resp.status}"

@@ -9,7 +9,7 @@ from swapd.config import parse_command
 def test_reference_example() -> None:
     text = (
         "python model1.py \\\n"
-        '  -a "double quotes" --arg2 \'single quotes\'\n'
+        "  -a \"double quotes\" --arg2 'single quotes'\n"
         "  # comment\n"
         "  --arg4 '\"string in string\"'"
     )
@@ -30,7 +30,11 @@ def test_continuation_and_newlines_are_whitespace() -> None:
 
 
 def test_comment_lines_only_when_first_non_blank() -> None:
-    assert parse_command("  # all\nsrv --x '#not-a-comment'\n#c") == ("srv", "--x", "#not-a-comment")
+    assert parse_command("  # all\nsrv --x '#not-a-comment'\n#c") == (
+        "srv",
+        "--x",
+        "#not-a-comment",
+    )
 
 
 def test_empty_and_unbalanced() -> None:

@@ -69,10 +69,9 @@ def test_newline_in_value_is_rejected() -> None:
 
 def test_columns_after_a_substitution_point_at_the_original_text() -> None:
     # ${env.LONG} becomes "x": the bad value after it is still reported where it was written
-    assert errors("models:\n  m: {cmd: '${env.LONG}', ttl: abc, proxy: 'http://h:1'}\n",
-                  {"LONG": "x"}) == [
-        "c.yaml:2:32: models.m.ttl: expected a number, got 'abc'"
-    ]
+    assert errors(
+        "models:\n  m: {cmd: '${env.LONG}', ttl: abc, proxy: 'http://h:1'}\n", {"LONG": "x"}
+    ) == ["c.yaml:2:32: models.m.ttl: expected a number, got 'abc'"]
 
 
 def test_env_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:

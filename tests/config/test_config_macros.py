@@ -21,7 +21,15 @@ def test_global_and_model_macros_with_in_place_override() -> None:
         """
     )
     assert cfg.models["m"].cmd == (
-        "/opt/llama-server", "--port", "5800", "--ctx-size", "16384", "--temp", "0.7", "--id", "m",
+        "/opt/llama-server",
+        "--port",
+        "5800",
+        "--ctx-size",
+        "16384",
+        "--temp",
+        "0.7",
+        "--id",
+        "m",
     )
     assert cfg.models["n"].cmd[-1] == "4096"  # model macros do not leak
 
@@ -57,15 +65,16 @@ def test_macro_declaration_rules() -> None:
             macros:
               MODEL_ID: x
             cmd: srv ${PORT}
-        """ % ("x" * 64)
+        """
+        % ("x" * 64)
     ) == [
         "c.yaml:3:3: macro name 'PORT' is reserved",
         "c.yaml:4:3: macro name 'bad name' must match ^[a-zA-Z0-9_-]+$",
         "c.yaml:5:9: macro 'list' must be a string, number or bool",
         "c.yaml:6:9: macro 'self' contains self-reference",
-        "c.yaml:7:9: macro 'empty' must be a string, number or bool",
+        "c.yaml:7:3: macro 'empty' must be a string, number or bool",
         f"c.yaml:8:3: macro name '{'x' * 64}' must be less than 64 characters",
-        "c.yaml:12:9: model m: macro name 'MODEL_ID' is reserved",
+        "c.yaml:12:7: model m: macro name 'MODEL_ID' is reserved",
     ]
 
 

@@ -118,7 +118,7 @@ class Builder:
     # -- aliases ------------------------------------------------------------------------------
     def aliases(self, models: Mapping[str, RawModel]) -> dict[str, str]:
         aliases: dict[str, str] = {}
-        for model_id in sorted(models):
+        for model_id in models:  # file order: the second use of an alias is the error
             for i, alias in enumerate(models[model_id].aliases):
                 path = ("models", model_id, "aliases", i)
                 if not alias.strip():

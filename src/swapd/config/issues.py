@@ -23,6 +23,10 @@ class Issues:
     def is_bad(self, path: Path) -> bool:
         return any(path[:i] in self._bad for i in range(len(path) + 1))
 
+    def mark_bad(self, path: Path) -> None:
+        """Suppress errors at ``path`` (another error already explains it)."""
+        self._bad.add(path)
+
     def error(self, pos: Pos, message: str, path: Path | None = None) -> None:
         if path is not None:
             if self.is_bad(path):

@@ -178,7 +178,9 @@ def expand(root: MapNode, texts: Mapping[str, list[str]], issues: Issues) -> dic
         if proxy is None and (uses or driver == "process"):
             at = models.key_pos(model_id)
             model.put("proxy", Scalar(DEFAULT_PROXY, at), at)
-        if PORT_TOKEN in _text(model.get("proxy")) and not uses:
+        if driver == "process" and model.get("cmd") is None:
+            issues.mark_bad(("models", model_id, "proxy"))  # "cmd is required" says it all
+        elif PORT_TOKEN in _text(model.get("proxy")) and not uses:
             where = proxy.pos if proxy is not None else models.key_pos(model_id)
             hint = (
                 "" if proxy is not None else f" (no proxy is set; the default is {DEFAULT_PROXY})"

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from swapd.config.issues import Issues
 from swapd.config.tree import MapNode, Node, Path, Scalar, locate
@@ -148,6 +155,14 @@ Int = Annotated[int, BeforeValidator(_not_bool)]
 class _Raw(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """``key:`` with no value means "use the default" (as a Go decoder treats it)."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if v is not None}
+        return data
+
 
 class RawFilters(_Raw):
     strip_params: str = Field("", alias="stripParams")
@@ -274,7 +289,8 @@ def validate(cls: type[M], data: dict[str, Any], root: Node, base: Path, issues:
                     "Value error, "
                 )
                 got = err.get("input")
-                detail = f", got {got!r}" if isinstance(got, str | int | float) else ""
+                scalar = isinstance(got, str | int | float)
+                detail = f", got {got!r}" if scalar and err["type"] in _MESSAGES else ""
                 if err["type"] == "extra_forbidden":
                     detail = ""
                 pos = locate(root, path, key=err["type"] == "extra_forbidden")

@@ -7,6 +7,7 @@ Sources are the ``--config`` file, then the ``*.yml``/``*.yaml`` files at the to
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path as FsPath
@@ -18,6 +19,7 @@ from swapd.config import env as envvars
 from swapd.config.issues import Issues
 from swapd.config.tree import ColMap, MapNode, Pos, convert
 
+DUPLICATE_KEY = re.compile(r'found duplicate key "(.*?)" with value', re.DOTALL)
 FLOW_HINT = (
     "; hint: a ${…} macro inside a [ … ] flow list must be quoted, e.g. "
     '["${MODELS}/q.gguf"], or use a block list or a block scalar (cmd: |)'
@@ -72,6 +74,10 @@ def _syntax_error(
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line, mark.column) if mark is not None else (0, 0)
     message = exc.problem or exc.context or "invalid YAML"
+    if duplicate := DUPLICATE_KEY.match(message):
+        message = f'duplicate key "{duplicate.group(1)}"'
+    elif message == "mapping values are not allowed here":
+        message += " (check this line's indentation, or quote a value that contains ': ')"
     if exc.context and exc.problem and exc.context_mark is not None:
         cm = exc.context_mark
         where = f"line {cm.line + 1}, column {colmap(cm.line, cm.column) + 1}"
