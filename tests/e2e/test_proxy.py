@@ -155,7 +155,7 @@ models:
     with run_swapd(cfg) as swapd:
         r = chat(swapd.url, "ghost")
         assert r.status_code == 503
-        assert "/nonexistent/llama-server" in r.json()["error"]["message"]
+        assert "/nonexistent/llama-server" in r.json()["error"]["message"], r.text
 
 
 def test_port_already_in_use_gives_503(start_port: int) -> None:
