@@ -145,3 +145,25 @@ async def test_start_failures(installed: None) -> None:
         busy = ModelConfig(id="busy", cmd=(), driver="inproc", port=port)
         with pytest.raises(StartFailed, match="cannot listen"):
             await spec.factory(busy, _Sink()).serve(task_status=anyio.TASK_STATUS_IGNORED)
+
+
+def test_swapd_serve_runs_a_model_on_the_installed_plugin_driver(installed: None) -> None:
+    from swapd.testing import run_swapd
+
+    port = free_port()
+    config = f"""
+models:
+  tiny:
+    driver: inproc
+    proxy: http://127.0.0.1:{port}
+    inproc:
+      kwargs: {{model: tiny}}
+"""
+    with run_swapd(config) as swapd:
+        body = {"model": "tiny", "messages": [{"role": "user", "content": "plug"}]}
+        r = httpx.post(f"{swapd.url}/v1/chat/completions", json=body, timeout=30)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"] == "echo tiny: plug"
+        assert int(r.headers["x-engine-pid"]) == swapd.pid  # served inside swapd itself
+        httpx.post(f"{swapd.url}/api/models/unload/tiny", timeout=30)
+        assert _port_closed(port)
