@@ -1,0 +1,154 @@
+"""The CLI's HTTP client for a running swapd (admin API; contract in ``docs/api.md``).
+
+Errors come back as :class:`ApiError` (the server answered with an error envelope) or
+:class:`Unreachable` (nothing answered); ``swapd.cli`` maps them to exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from swapd.errors import SwapdError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class Unreachable(SwapdError):
+    """No swapd answered at the URL."""
+
+
+class ApiError(SwapdError):
+    """swapd answered with an error status; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class Client:
+    def __init__(self, url: str | None = None, api_key: str | None = None) -> None:
+        self.url = (url or os.environ.get("SWAPD_URL") or DEFAULT_URL).rstrip("/")
+        key = api_key if api_key is not None else os.environ.get("SWAPD_API_KEY")
+        headers = {"authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=30.0)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"cannot reach swapd at {self.url}: {_reason(exc)}") from exc
+        _raise_for(response)
+        return response
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        return self._request(method, path, **kw).json()
+
+    # ── models ──────────────────────────────────────────────────────────────────────────────
+
+    def models(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._json("GET", "/api/models")["models"]
+        return data
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        """One model by id or alias; 404 ``ApiError`` naming the known ids otherwise."""
+        models = self.models()
+        for info in models:
+            if info["id"] == model_id or model_id in info.get("aliases", ()):
+                return info
+        known = ", ".join(m["id"] for m in models) or "(none configured)"
+        raise ApiError(404, f"model {model_id!r} not found; available models: {known}")
+
+    def start(self, model_id: str, *, wait: bool = False) -> dict[str, Any]:
+        params = {"wait": "true"} if wait else {}
+        timeout = None if wait else 30.0
+        info: dict[str, Any] = self._json(
+            "POST", f"/api/models/{model_id}/start", params=params, timeout=timeout
+        )
+        return info
+
+    def stop(self, model_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", f"/api/models/{model_id}/stop", timeout=None)
+        return result
+
+    def stop_all(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", "/api/models/stop", timeout=None)
+        return result
+
+    def reload(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("POST", "/api/config/reload")
+        return result
+
+    # ── logs and events ─────────────────────────────────────────────────────────────────────
+
+    def logs(self, model_id: str | None = None) -> list[str]:
+        """Recent log lines (``/logs``): all sources, or one model's engine without prefix."""
+        lines = self._request("GET", "/logs").text.splitlines()
+        if model_id is None:
+            return lines
+        prefix = f"[{model_id}] "
+        return [line[len(prefix) :] for line in lines if line.startswith(prefix)]
+
+    def stream_logs(self, model_id: str | None = None, *, history: bool = True) -> Iterator[str]:
+        """Lines of ``/logs/stream[/{model}]``, history first; runs until the server ends it."""
+        path = f"/logs/stream/{model_id}" if model_id else "/logs/stream"
+        params = {} if history else {"no-history": ""}
+        try:
+            with self._http.stream("GET", path, params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                yield from response.iter_lines()
+        except httpx.TransportError as exc:
+            raise Unreachable(f"cannot reach swapd at {self.url}: {_reason(exc)}") from exc
+
+    def events(self, *, logs: bool = False) -> Iterator[tuple[str, Any]]:
+        """``(type, data)`` pairs from ``/api/events``."""
+        params = {"logs": "true"} if logs else {}
+        try:
+            with self._http.stream("GET", "/api/events", params=params, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                kind = ""
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:"):
+                        yield kind, json.loads(line[5:])
+        except httpx.TransportError as exc:
+            raise Unreachable(f"cannot reach swapd at {self.url}: {_reason(exc)}") from exc
+
+
+def _reason(exc: httpx.TransportError) -> str:
+    text = str(exc) or type(exc).__name__
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused (is `swapd serve` running?)"
+    return text
+
+
+def _raise_for(response: httpx.Response) -> None:
+    if response.status_code < 400:
+        return
+    message = response.text.strip() or f"HTTP {response.status_code}"
+    try:
+        body = response.json()
+        error = body.get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict) and error.get("message"):
+            message = str(error["message"])
+    except ValueError:
+        pass
+    raise ApiError(response.status_code, message)

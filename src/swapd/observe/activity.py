@@ -1,0 +1,212 @@
+"""Activity: one record per proxied request, with token numbers read off the response.
+
+The hot path only feeds a :class:`Meter` (time of the first byte, a bounded head and tail window
+of the body); :func:`parse_usage` runs once the response has ended. It understands OpenAI
+``usage`` (``prompt_tokens``/``completion_tokens``/``prompt_tokens_details.cached_tokens``),
+Anthropic ``usage`` (``input_tokens``/``output_tokens``/``cache_read_input_tokens``, split over
+``message_start`` and ``message_delta`` when streaming), llama.cpp ``timings``
+(``prompt_n``/``predicted_n``/``cache_n``/``predicted_per_second``) and vLLM's
+``num_cached_tokens``, in plain JSON bodies and in SSE streams.
+
+Records are kept in a bounded deque (``metricsMaxInMemory``) and optionally appended to SQLite
+(``store.path``).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+HEAD_BYTES = 4096
+TAIL_BYTES = 16384
+DEFAULT_MAX_RECORDS = 1000
+
+
+class Meter:
+    """Watches one response's bytes as they pass: cheap per chunk, bounded memory."""
+
+    __slots__ = ("_tail", "began", "first_byte", "head", "size")
+
+    def __init__(self, began: float) -> None:
+        self.began = began
+        self.first_byte: float | None = None
+        self.head = b""
+        self.size = 0
+        self._tail = bytearray()
+
+    def feed(self, chunk: bytes) -> None:
+        if self.first_byte is None:
+            self.first_byte = time.monotonic()
+        self.size += len(chunk)
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
+        self._tail += chunk
+        if len(self._tail) > 2 * TAIL_BYTES:
+            del self._tail[: len(self._tail) - TAIL_BYTES]
+
+    @property
+    def tail(self) -> bytes:
+        return bytes(self._tail[-TAIL_BYTES:])
+
+
+@dataclass(slots=True)
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cached_tokens: int | None = None
+    tokens_per_second: float | None = None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _apply(obj: Any, out: Usage) -> None:
+    if not isinstance(obj, dict):
+        return
+    if obj.get("type") == "message_start":
+        _apply(obj.get("message"), out)
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        for key, attr in (
+            ("prompt_tokens", "prompt_tokens"),
+            ("input_tokens", "prompt_tokens"),
+            ("completion_tokens", "completion_tokens"),
+            ("output_tokens", "completion_tokens"),
+            ("cache_read_input_tokens", "cached_tokens"),
+        ):
+            if (v := _int(usage.get(key))) is not None:
+                setattr(out, attr, v)
+        details = usage.get("prompt_tokens_details")
+        if isinstance(details, dict) and (v := _int(details.get("cached_tokens"))) is not None:
+            out.cached_tokens = v
+    if (v := _int(obj.get("num_cached_tokens"))) is not None:  # vLLM
+        out.cached_tokens = v
+    timings = obj.get("timings")
+    if isinstance(timings, dict):  # llama.cpp
+        if out.prompt_tokens is None and (v := _int(timings.get("prompt_n"))) is not None:
+            out.prompt_tokens = v
+        if out.completion_tokens is None and (v := _int(timings.get("predicted_n"))) is not None:
+            out.completion_tokens = v
+        if out.cached_tokens is None and (v := _int(timings.get("cache_n"))) is not None:
+            out.cached_tokens = v
+        tps = timings.get("predicted_per_second")
+        if isinstance(tps, int | float) and not isinstance(tps, bool):
+            out.tokens_per_second = round(float(tps), 2)
+
+
+def _objects(window: bytes) -> list[Any]:
+    """JSON objects in a body window: the whole body, or the ``data:`` lines of an SSE stream."""
+    text = window.decode("utf-8", errors="replace")
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            return [json.loads(stripped)]
+        except ValueError:
+            pass
+    out = []
+    for line in text.splitlines():
+        if line.startswith("data:"):
+            data = line[5:].strip()
+            if data.startswith("{"):
+                try:
+                    out.append(json.loads(data))
+                except ValueError:
+                    continue  # cut by the window edge
+    return out
+
+
+def _fragments(window: bytes) -> list[Any]:
+    """``usage``/``timings`` objects found in a cut JSON body (too big for the window)."""
+    text = window.decode("utf-8", errors="replace")
+    decoder = json.JSONDecoder()
+    found: dict[str, Any] = {}
+    for key in ("usage", "timings"):
+        at = text.rfind(f'"{key}"')
+        if at < 0:
+            continue
+        brace = text.find("{", at)
+        if brace < 0:
+            continue
+        try:
+            found[key] = decoder.raw_decode(text, brace)[0]
+        except ValueError:
+            continue
+    return [found] if found else []
+
+
+def parse_usage(meter: Meter) -> Usage:
+    """Token numbers from a finished response's head and tail windows."""
+    out = Usage()
+    tail = meter.tail
+    if meter.size <= len(tail):  # the tail window holds the whole body
+        objects = _objects(tail)
+    else:
+        objects = _objects(meter.head) + (_objects(tail) or _fragments(tail))
+    for obj in objects:
+        _apply(obj, out)
+    return out
+
+
+@dataclass(slots=True)
+class Record:
+    id: str
+    time: float  # unix seconds when the request arrived
+    model: str
+    path: str
+    status: int
+    duration: float
+    ttfb: float | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cached_tokens: int | None
+    tokens_per_second: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_COLUMNS = tuple(Record.__dataclass_fields__)
+
+
+class ActivityLog:
+    """The last N records in memory, optionally persisted to SQLite."""
+
+    def __init__(self, max_records: int = DEFAULT_MAX_RECORDS, store: Path | None = None) -> None:
+        self.records: deque[Record] = deque(maxlen=max(1, max_records))
+        self._db: sqlite3.Connection | None = None
+        if store is not None:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(store, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # no fsync per request
+            cols = ", ".join(_COLUMNS)
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS activity ({cols})")
+            rows = self._db.execute(
+                f"SELECT {cols} FROM activity ORDER BY rowid DESC LIMIT ?", (max_records,)
+            ).fetchall()
+            for row in reversed(rows):
+                self.records.append(Record(*row))
+
+    def add(self, record: Record) -> None:
+        self.records.append(record)
+        if self._db is not None:
+            marks = ", ".join("?" for _ in _COLUMNS)
+            values = tuple(getattr(record, c) for c in _COLUMNS)
+            self._db.execute(f"INSERT INTO activity VALUES ({marks})", values)
+
+    def recent(self, limit: int | None = None) -> list[dict[str, Any]]:
+        items = list(reversed(self.records))
+        if limit is not None:
+            items = items[: max(0, limit)]
+        return [r.as_dict() for r in items]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

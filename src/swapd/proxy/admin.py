@@ -1,0 +1,300 @@
+"""The admin API: ``/api/*``, ``/metrics``, ``/logs/stream``, ``/openapi.json`` (cold paths).
+
+JSON routes run on Starlette; the two kinds of long-lived streams (``/api/events`` SSE and the
+``/logs/stream`` text streams) are raw ASGI so that a client that stops reading can be cut off:
+each stream has a bounded buffer, and when it overflows the client is dropped with a log line.
+Auth is checked by the proxy before anything here runs. Contract: ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from swapd.errors import NotFound, SwapdError
+from swapd.observe.events import Event
+from swapd.observe.logs import LogRing
+from swapd.observe.metrics import CONTENT_TYPE
+from swapd.observe.observer import Observer
+from swapd.proxy.asgi import Receive, Scope, Send
+from swapd.proxy.envelope import error_body
+from swapd.proxy.openapi import OPENAPI
+from swapd.scheduler import Scheduler
+from swapd.slot import RUNNING
+
+log = logging.getLogger("swapd.admin")
+
+HEARTBEAT = 15.0  # seconds between SSE comments / keep-alives on idle streams
+LOG_STREAM_BUFFER = 2048  # lines buffered per /logs/stream client
+
+
+class Conflict(SwapdError):
+    http_status = 409
+    code = "conflict"
+
+
+def jsonable(value: Any) -> Any:
+    """Frozen config dataclasses (with Mapping fields) as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _query(scope: Scope) -> dict[str, list[str]]:
+    return parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+
+
+def _flag(query: dict[str, list[str]], name: str) -> bool:
+    values = query.get(name)
+    return values is not None and (values[-1] or "true").lower() not in ("0", "false", "no")
+
+
+class Admin:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        observer: Observer,
+        swapd_log: LogRing,
+        *,
+        reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        config_errors: Callable[[], list[str]] = list,
+    ) -> None:
+        self.scheduler = scheduler
+        self.observer = observer
+        self.swapd_log = swapd_log
+        self.reload = reload
+        self.config_errors = config_errors
+        routes = [
+            Route("/api/models", self.models, methods=["GET"]),
+            Route("/api/models/stop", self.stop_all, methods=["POST"]),
+            Route("/api/models/{id:path}/start", self.start, methods=["POST"]),
+            Route("/api/models/{id:path}/stop", self.stop, methods=["POST"]),
+            Route("/api/models/{id:path}/sleep", self.sleep, methods=["POST"]),
+            Route("/api/models/{id:path}/wake", self.sleep, methods=["POST"]),
+            Route("/api/config", self.config, methods=["GET"]),
+            Route("/api/config/reload", self.do_reload, methods=["POST"]),
+            Route("/api/activity", self.activity, methods=["GET"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+            Route("/openapi.json", self.openapi, methods=["GET"]),
+        ]
+        self.app = Starlette(routes=routes, exception_handlers={SwapdError: self._error})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if scope["method"] == "GET" and path == "/api/events":
+            await self.events(scope, receive, send)
+        elif scope["method"] == "GET" and (
+            path == "/logs/stream" or path.startswith("/logs/stream/")
+        ):
+            await self.log_stream(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, SwapdError)
+        body = error_body(exc.http_status, exc.message, exc.code)
+        return Response(body, exc.http_status, media_type="application/json")
+
+    # ── models ──────────────────────────────────────────────────────────────────────────────
+
+    def _model_id(self, request: Request) -> str:
+        name = str(request.path_params["id"])
+        config = self.scheduler.config
+        model = config.resolve(name)
+        if model is None or model.id not in self.scheduler.slots:
+            known = ", ".join(sorted(config.models)) or "(none configured)"
+            raise NotFound(f"model {name!r} not found; available models: {known}")
+        return model.id
+
+    def _info(self, model_id: str) -> dict[str, Any]:
+        return self.scheduler.slots[model_id].info(anyio.current_time())
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"models": self.scheduler.snapshot()})
+
+    async def start(self, request: Request) -> Response:
+        model_id = self._model_id(request)
+        ticket = self.scheduler.start(model_id)
+        if _flag(_query(request.scope), "wait"):
+            await ticket.event.wait()
+            if ticket.error is not None:
+                raise ticket.error
+        return JSONResponse(self._info(model_id))
+
+    async def stop(self, request: Request) -> Response:
+        model_id = self._model_id(request)
+        if self.scheduler.slots[model_id].state not in RUNNING:
+            return JSONResponse({"stopped": [], "message": f"model {model_id} is not running"})
+        return JSONResponse({"stopped": await self.scheduler.unload([model_id])})
+
+    async def stop_all(self, request: Request) -> Response:
+        stopped = await self.scheduler.unload(None)
+        body: dict[str, Any] = {"stopped": stopped}
+        if not stopped:
+            body["message"] = "no model is running"
+        return JSONResponse(body)
+
+    async def sleep(self, request: Request) -> Response:
+        model_id = self._model_id(request)
+        raise Conflict(f"model {model_id} does not support sleep")
+
+    # ── config ──────────────────────────────────────────────────────────────────────────────
+
+    async def config(self, request: Request) -> Response:
+        config = self.scheduler.config
+        data = jsonable(config)
+        for key in ("sources", "warnings"):
+            data.pop(key, None)
+        data["api_keys"] = ["***" for _ in config.api_keys]  # never echo secrets
+        return JSONResponse(
+            {
+                "sources": list(config.sources),
+                "config": data,
+                "warnings": [str(w) for w in config.warnings],
+                "errors": self.config_errors(),
+            }
+        )
+
+    async def do_reload(self, request: Request) -> Response:
+        if self.reload is None:
+            return JSONResponse({"ok": False, "errors": ["reload is not available"]})
+        return JSONResponse(await self.reload())
+
+    # ── telemetry ───────────────────────────────────────────────────────────────────────────
+
+    async def activity(self, request: Request) -> Response:
+        raw = request.query_params.get("limit")
+        limit = int(raw) if raw and raw.isdigit() else None
+        return JSONResponse({"activity": self.observer.activity.recent(limit)})
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.observer.metrics.render(), media_type=CONTENT_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(OPENAPI)
+
+    # ── streams ─────────────────────────────────────────────────────────────────────────────
+
+    async def events(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /api/events``: a snapshot, then model/request/queue (and log) events."""
+        bus = self.observer.bus
+        client = scope.get("client")
+        name = f"{client[0]}:{client[1]}" if client else "?"
+        sub = bus.subscribe(name, logs=_flag(_query(scope), "logs"))
+        first = Event(bus.next_id(), "snapshot", {"models": self.scheduler.snapshot()}).sse()
+
+        async def next_chunk() -> bytes:
+            return (await sub.receive.receive()).sse()
+
+        try:
+            with sub.cut:
+                await _stream(scope, receive, send, b"text/event-stream", first, next_chunk)
+        finally:
+            bus.unsubscribe(sub)
+            sub.receive.close()
+
+    async def log_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /logs/stream[/{model}]``: history (unless ``?no-history``), then live lines."""
+        name = scope["path"][len("/logs/stream") :].strip("/")
+        rings: list[tuple[str, LogRing]]
+        if name:
+            model = self.scheduler.config.resolve(name)
+            ring = self.scheduler.ring(model.id) if model else None
+            if ring is None:
+                known = ", ".join(sorted(self.scheduler.slots))
+                raise NotFound(f"model {name!r} not found; available models: {known}")
+            rings = [("", ring)]
+        else:
+            rings = [("", self.swapd_log)]
+            rings += [(f"[{s.id}] ", s.log) for s in self.scheduler.slots.values()]
+        tx, rx = anyio.create_memory_object_stream[str](LOG_STREAM_BUFFER)
+        cut = anyio.CancelScope()
+        label = name or "all"
+
+        def pusher(prefix: str) -> Callable[[str], bool]:
+            def push(line: str) -> bool:
+                try:
+                    tx.send_nowait(prefix + line + "\n")
+                except anyio.WouldBlock:
+                    if not cut.cancel_called:
+                        log.warning("logs/stream/%s: dropped a client that did not read", label)
+                        cut.cancel()
+                    return False
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return False
+                return True
+
+            return push
+
+        history = b""
+        if not _flag(_query(scope), "no-history"):
+            lines = [p + line for p, ring in rings for line in ring.history()]
+            history = ("\n".join(lines) + "\n").encode() if lines else b""
+        subs = [(ring, ring.subscribe(pusher(prefix))) for prefix, ring in rings]
+
+        async def next_chunk() -> bytes:
+            return (await rx.receive()).encode()
+
+        try:
+            with cut:
+                await _stream(
+                    scope, receive, send, b"text/plain; charset=utf-8", history, next_chunk
+                )
+        finally:
+            for ring, sub in subs:
+                ring.unsubscribe(sub)
+            tx.close()
+            rx.close()
+
+
+async def _stream(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    ctype: bytes,
+    first: bytes,
+    next_chunk: Callable[[], Awaitable[bytes]],
+) -> None:
+    """Send a streaming response until the client leaves or the source ends."""
+    headers = [
+        (b"content-type", ctype),
+        (b"cache-control", b"no-cache"),
+        (b"x-accel-buffering", b"no"),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": first, "more_body": True})
+    ping = b": ping\n\n" if ctype == b"text/event-stream" else b""
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        while True:
+            chunk = ping
+            with anyio.move_on_after(HEARTBEAT):
+                try:
+                    chunk = await next_chunk()
+                except (anyio.EndOfStream, anyio.ClosedResourceError):
+                    break
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+        tg.cancel_scope.cancel()

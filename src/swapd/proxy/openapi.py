@@ -1,0 +1,184 @@
+"""The admin API's OpenAPI document, served at ``/openapi.json`` (prose: ``docs/api.md``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_MODEL = {"$ref": "#/components/schemas/ModelInfo"}
+_ID = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, ok: dict[str, Any], *, params: list[Any] | None = None, **errors: str) -> Any:
+    responses: dict[str, Any] = {"200": ok}
+    for code, text in errors.items():
+        responses[code.lstrip("e")] = _json(_ERROR, text)
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = params
+    return op
+
+
+_STOPPED = _json(
+    {
+        "type": "object",
+        "properties": {
+            "stopped": {"type": "array", "items": {"type": "string"}},
+            "message": {"type": "string"},
+        },
+    }
+)
+_NULLABLE_NUM = {"type": ["number", "null"]}
+_NULLABLE_INT = {"type": ["integer", "null"]}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "swapd admin API", "version": "1"},
+    "paths": {
+        "/api/models": {
+            "get": _op(
+                "Every configured model",
+                _json(
+                    {"type": "object", "properties": {"models": {"type": "array", "items": _MODEL}}}
+                ),
+            )
+        },
+        "/api/models/{id}/start": {
+            "post": _op(
+                "Start a model (?wait=true blocks until ready or failed)",
+                _json(_MODEL),
+                params=[
+                    *_ID,
+                    {"name": "wait", "in": "query", "schema": {"type": "boolean"}},
+                ],
+                e404="unknown model",
+                e503="the model failed to start",
+            )
+        },
+        "/api/models/{id}/stop": {
+            "post": _op("Stop a model", _STOPPED, params=_ID, e404="unknown model")
+        },
+        "/api/models/stop": {"post": _op("Stop every model", _STOPPED)},
+        "/api/models/{id}/sleep": {
+            "post": _op("Sleep a model", _json(_MODEL), params=_ID, e409="sleep not supported")
+        },
+        "/api/models/{id}/wake": {
+            "post": _op("Wake a model", _json(_MODEL), params=_ID, e409="sleep not supported")
+        },
+        "/api/config": {"get": _op("Effective config, sources, last reload errors", _json({}))},
+        "/api/config/reload": {"post": _op("Reload the config", _json({}))},
+        "/api/activity": {
+            "get": _op(
+                "Recent requests, newest first",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "activity": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Activity"},
+                            }
+                        },
+                    }
+                ),
+                params=[{"name": "limit", "in": "query", "schema": {"type": "integer"}}],
+            )
+        },
+        "/api/events": {
+            "get": {
+                "summary": "Server-Sent Events: snapshot, model, request, queue, log (?logs=true)",
+                "responses": {"200": {"description": "text/event-stream"}},
+            }
+        },
+        "/logs/stream": {
+            "get": {
+                "summary": "All logs, history then live",
+                "responses": {"200": {"description": "text/plain"}},
+            }
+        },
+        "/logs/stream/{id}": {
+            "get": {
+                "summary": "One model's engine log, history then live",
+                "parameters": _ID,
+                "responses": {"200": {"description": "text/plain"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text/plain"}},
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "properties": {
+                            "message": {"type": "string"},
+                            "type": {"type": "string"},
+                            "code": {"type": "string"},
+                        },
+                    }
+                },
+            },
+            "ModelInfo": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "name": {"type": "string"},
+                    "description": {"type": "string"},
+                    "aliases": {"type": "array", "items": {"type": "string"}},
+                    "group": {"type": "string"},
+                    "driver": {"type": "string"},
+                    "state": {
+                        "enum": ["stopped", "starting", "ready", "stopping", "failed"],
+                    },
+                    "node": {"type": "string"},
+                    "pid": _NULLABLE_INT,
+                    "container": {"type": ["string", "null"]},
+                    "port": _NULLABLE_INT,
+                    "uptime": _NULLABLE_NUM,
+                    "inflight": {"type": "integer"},
+                    "queued": {"type": "integer"},
+                    "last_use": _NULLABLE_NUM,
+                    "ttl": {"type": "number"},
+                    "ttl_left": _NULLABLE_NUM,
+                    "progress": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "phase": {"type": "string"},
+                            "elapsed": {"type": "number"},
+                            "detail": {"type": ["string", "null"]},
+                        },
+                    },
+                    "error": {"type": ["string", "null"]},
+                    "unlisted": {"type": "boolean"},
+                },
+            },
+            "Activity": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "time": {"type": "number"},
+                    "model": {"type": "string"},
+                    "path": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "duration": {"type": "number"},
+                    "ttfb": _NULLABLE_NUM,
+                    "prompt_tokens": _NULLABLE_INT,
+                    "completion_tokens": _NULLABLE_INT,
+                    "cached_tokens": _NULLABLE_INT,
+                    "tokens_per_second": _NULLABLE_NUM,
+                },
+            },
+        }
+    },
+}

@@ -1,0 +1,75 @@
+"""Unit tests of the token parser (no processes): every usage shape swapd understands."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import anyio
+
+from swapd.observe.activity import Meter, parse_usage
+from swapd.observe.events import EventBus
+
+
+def parse(*chunks: bytes) -> tuple[int | None, int | None, int | None, float | None]:
+    meter = Meter(0.0)
+    for chunk in chunks:
+        meter.feed(chunk)
+    u = parse_usage(meter)
+    return u.prompt_tokens, u.completion_tokens, u.cached_tokens, u.tokens_per_second
+
+
+def test_openai_plain_and_cached() -> None:
+    body = {"usage": {"prompt_tokens": 7, "completion_tokens": 3,
+                      "prompt_tokens_details": {"cached_tokens": 5}}}  # fmt: skip
+    assert parse(json.dumps(body).encode()) == (7, 3, 5, None)
+
+
+def test_llamacpp_timings_and_vllm_cached() -> None:
+    body = {"timings": {"prompt_n": 4, "predicted_n": 9, "cache_n": 2,
+                        "predicted_per_second": 55.5}}  # fmt: skip
+    assert parse(json.dumps(body).encode()) == (4, 9, 2, 55.5)
+    vllm = {"usage": {"prompt_tokens": 1, "completion_tokens": 2}, "num_cached_tokens": 1}
+    assert parse(json.dumps(vllm).encode()) == (1, 2, 1, None)
+
+
+def test_anthropic_stream_split_over_start_and_delta() -> None:
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 12,
+             "cache_read_input_tokens": 8, "output_tokens": 0}}}  # fmt: skip
+    delta = {"type": "message_delta", "usage": {"output_tokens": 5}}
+    filler = b"event: content_block_delta\ndata: " + b'{"x":"' + b"y" * 40000 + b'"}\n\n'
+    frames = [
+        b"event: message_start\ndata: " + json.dumps(start).encode() + b"\n\n",
+        filler,
+        b"event: message_delta\ndata: " + json.dumps(delta).encode() + b"\n\n",
+    ]
+    assert parse(*frames) == (12, 5, 8, None)
+
+
+def test_big_json_body_keeps_usage_at_its_end() -> None:
+    body = b'{"data": "' + b"z" * 50000 + b'", "usage": {"prompt_tokens": 3, "total_tokens": 3}}'
+    assert parse(body[:1000], body[1000:]) == (3, None, None, None)
+
+
+def test_bus_drops_a_full_subscriber_only() -> None:
+    async def main() -> None:
+        bus = EventBus(buffer=2)
+        slow = bus.subscribe("slow")
+        fast = bus.subscribe("fast")
+        for n in range(3):
+            bus.publish("model", {"n": n})
+            fast.receive.receive_nowait()
+        assert slow.dropped and slow.cut.cancel_called and not fast.dropped
+        assert bus.subscribers == 1
+
+    anyio.run(main)
+
+
+def test_dashboard_uses_only_exported_metrics() -> None:
+    docs = Path(__file__).parents[2] / "docs"
+    text = (docs / "grafana-dashboard.json").read_text()
+    used = set(re.findall(r"swapd_[a-z_]+", text))
+    exported = set(re.findall(r"`(swapd_[a-z_]+)`", (docs / "api.md").read_text()))
+    assert used, "no metrics in the dashboard"
+    assert {re.sub(r"_bucket$", "", m) for m in used} <= exported
