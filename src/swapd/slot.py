@@ -6,6 +6,7 @@ stopped → starting → ready → stopping → stopped
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -15,6 +16,8 @@ import anyio
 from swapd.config.model import ModelConfig
 from swapd.drivers.base import Upstream
 from swapd.errors import SwapdError
+from swapd.llamacpp import is_llama_server
+from swapd.llamacpp.progress import PHASE_LINES, load_phase
 from swapd.observe.logs import LogRing
 
 
@@ -47,6 +50,7 @@ class Slot:
     next_config: ModelConfig | None = None  # config to apply once the engine has stopped
     removed: bool = False  # dropped by a reload; deleted once stopped
     swaps: int = 0
+    changed_at: float = 0.0  # when the state last changed (scheduler clock)
 
     def __post_init__(self) -> None:
         self.stopped.set()
@@ -62,6 +66,7 @@ class Slot:
         if self.state is State.READY and c.ttl > 0 and self.inflight == 0:
             ttl_left = max(0.0, round(c.ttl - (now - self.last_use), 1))
         return {
+            "id": c.id,
             "model": c.id,
             "name": c.name,
             "description": c.description,
@@ -81,6 +86,25 @@ class Slot:
             if self.ready_at and self.state is State.READY
             else None,
             "error": self.error,
+            "node": "local",
+            "container": None,
+            "last_use": round(time.time() - (now - self.last_use), 3) if self.last_use else None,
+            "progress": self.progress(now),
+            "unlisted": c.unlisted,
+        }
+
+    def progress(self, now: float) -> dict[str, Any] | None:
+        """Load/unload progress: phase, seconds in it, and the engine's latest log line."""
+        if self.state not in (State.STARTING, State.STOPPING):
+            return None
+        tail = self.log.tail(1)
+        phase, detail = str(self.state), tail[0] if tail else None
+        if self.state is State.STARTING and is_llama_server(self.config.cmd):
+            phase, detail = load_phase(self.log.tail(PHASE_LINES))  # spawned → … → ready
+        return {
+            "phase": phase,
+            "elapsed": round(now - self.changed_at, 1),
+            "detail": detail,
         }
 
 

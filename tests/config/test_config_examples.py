@@ -57,7 +57,6 @@ def test_docker_config_example() -> None:
     assert cfg.models["z-image"].check_endpoint == "/"
     assert [w.message for w in cfg.warnings] == [
         "'logRequests' is not supported by swapd yet (ignored)",
-        "'metricsMaxInMemory' is not supported by swapd yet (ignored)",
     ]
 
 

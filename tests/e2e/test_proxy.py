@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import anthropic
 import httpx
@@ -416,3 +417,62 @@ def test_preload_starts_models_at_startup(start_port: int) -> None:
             time.sleep(0.1)
         assert [r["model"] for r in running] == ["alpha"]
         assert json.loads(json.dumps(running))[0]["state"] == "ready"
+
+
+def test_watch_config_reloads_on_file_change(start_port: int) -> None:
+    cfg = two_models(start_port)
+    with run_swapd(cfg, extra_args=["--watch-config"]) as swapd:
+        pid = int(chat(swapd.url, "alpha").headers["x-engine-pid"])
+        swapd.config_path.write_text(cfg.replace("aliases: [a]", "aliases: [a, first]"))
+        deadline = time.monotonic() + 10
+        while chat(swapd.url, "first").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        r = chat(swapd.url, "first")
+        assert r.status_code == 200
+        assert int(r.headers["x-engine-pid"]) == pid  # aliases do not restart the engine
+
+
+def test_grandchildren_of_an_engine_are_stopped_with_it(start_port: int, tmp_path: Path) -> None:
+    marker = tmp_path / "grandchild.pid"
+    script = f"sleep 300 & echo $! > {marker}; exec {echo_cmd()}"
+    cfg = f"""
+startPort: {start_port}
+models:
+  family:
+    cmd: sh -c '{script}'
+"""
+    with run_swapd(cfg) as swapd:
+        assert chat(swapd.url, "family").status_code == 200
+        grandchild = int(marker.read_text())
+        assert pids_alive([grandchild]) == [grandchild]
+    assert pids_alive([grandchild]) == []
+
+
+def test_failed_start_leaves_nothing_running(start_port: int, tmp_path: Path) -> None:
+    marker = tmp_path / "child.pid"
+    script = f"echo $$ > {marker}; exec {echo_cmd('--health-delay 60')}"
+    cfg = f"""
+startPort: {start_port}
+healthCheckTimeout: 1
+models:
+  never:
+    cmd: sh -c '{script}'
+"""
+    with run_swapd(cfg) as swapd:
+        assert chat(swapd.url, "never").status_code == 503
+        assert pids_alive([int(marker.read_text())]) == []
+
+
+def test_engines_left_by_a_killed_swapd_are_stopped_by_the_next_one(
+    start_port: int, tmp_path: Path
+) -> None:
+    env = {**os.environ, "SWAPD_STATE_DIR": str(tmp_path)}
+    cfg = two_models(start_port)
+    with run_swapd(cfg, env=env) as first:
+        pid = int(chat(first.url, "alpha").headers["x-engine-pid"])
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        assert pids_alive([pid]) == [pid]  # orphaned, in its own session
+        with run_swapd(cfg, env=env) as second:
+            assert pids_alive([pid]) == []
+            assert "left behind by an earlier swapd" in second.output()

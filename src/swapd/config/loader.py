@@ -26,8 +26,9 @@ swapd differences from llama-swap, on purpose:
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from swapd.config.build import Builder
@@ -38,6 +39,9 @@ from swapd.config.model import DEFAULT_GROUP, Config
 from swapd.config.schema import RawModel, RawTop, driver_name, prune, validate
 from swapd.config.source import Source, parse, read_sources
 from swapd.config.tree import MapNode, Pos, Scalar, SeqNode, to_plain
+from swapd.llamacpp.discovery import inject as inject_discovered
+from swapd.nodes import build_nodes
+from swapd.recipes import container_model, reserve_ports
 
 
 def load_config(
@@ -45,13 +49,18 @@ def load_config(
     config_dir: str | os.PathLike[str] | None = None,
     *,
     env: Mapping[str, str] | None = None,
+    models_dirs: Sequence[str] = (),
 ) -> Config:
     """Load ``path`` and/or the ``*.yml``/``*.yaml`` files in ``config_dir`` (merged in that
-    order). Raises ``ConfigError`` carrying every issue found."""
+    order), plus the GGUF files under ``models_dirs`` (``--models-dir``). Raises
+    ``ConfigError`` carrying every issue found."""
     issues = Issues()
-    sources = read_sources(path, config_dir, issues)
+    if path is None and config_dir is None and models_dirs:
+        sources = [Source("(--models-dir)", "models: {}\n")]  # discovered models only
+    else:
+        sources = read_sources(path, config_dir, issues)
     issues.check()
-    return load_sources(sources, env=env, issues=issues)
+    return load_sources(sources, env=env, issues=issues, models_dirs=models_dirs)
 
 
 def load_text(
@@ -77,7 +86,11 @@ def _models_node(root: MapNode, issues: Issues) -> MapNode:
 
 
 def load_sources(
-    sources: list[Source], *, env: Mapping[str, str] | None = None, issues: Issues | None = None
+    sources: list[Source],
+    *,
+    env: Mapping[str, str] | None = None,
+    issues: Issues | None = None,
+    models_dirs: Sequence[str] = (),
 ) -> Config:
     issues = issues or Issues()
     env = os.environ if env is None else env
@@ -88,7 +101,9 @@ def load_sources(
     issues.check()
 
     models_node = _models_node(root, issues)
+    discovered = inject_discovered(root, models_node, issues, models_dirs)  # modelsDir
     prune(root, issues)
+    reserve_ports(models_node)  # swapd: every docker model gets a ${PORT}
     ports = expand(root, {s.name: s.text.split("\n") for s in sources}, issues)
 
     raw_models: dict[str, RawModel] = {}
@@ -129,6 +144,13 @@ def load_sources(
         )
         for model_id in sorted(raw_models)
     }
+    for model_id, gguf in discovered.items():
+        if model_id in models:
+            models[model_id] = dataclasses.replace(models[model_id], source=gguf)
+    nodes = build_nodes(top.nodes, build.error)  # swapd: docker nodes, recipes
+    for model_id, model in models.items():
+        if model.driver == "docker":
+            models[model_id] = container_model(model, raw_models[model_id], nodes, build.error)
     preload = build.preload(top, model_ids, aliases)
     issues.check()
     return Config(
@@ -136,6 +158,7 @@ def load_sources(
         groups=groups,
         aliases=dict(sorted(aliases.items())),
         preload=preload,
+        nodes=nodes,
         sources=tuple(s.name for s in sources),
         warnings=issues.sorted_warnings(),
         **settings,

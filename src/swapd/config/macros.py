@@ -29,7 +29,7 @@ PORT_TOKEN = "${PORT}"
 PID_TOKEN = "${PID}"
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 MACRO_NAME = re.compile(r"[a-zA-Z0-9_-]+\Z")
-RESERVED = frozenset({"PID", "PORT", "MODEL_ID"})
+RESERVED = frozenset({"PID", "PORT", "MODEL_ID", "MODEL_PATH"})
 
 Macros = list[tuple[str, Any]]
 

@@ -27,6 +27,31 @@ class Filters:
 
 
 @dataclass(frozen=True, slots=True)
+class KvCacheConfig:
+    """``kvCache``: keep a llama-server's KV cache across swaps (see swapd.llamacpp.kvcache)."""
+
+    persist: bool = False
+    dir: str | None = None  # None: under swapd's state dir
+
+
+@dataclass(frozen=True, slots=True)
+class GpuConfig:
+    """One GPU of a node: its index and memory in bytes (declared or discovered)."""
+
+    index: int
+    memory: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """``nodes.<name>``: where Docker engines run (see swapd.nodes)."""
+
+    name: str
+    docker: str  # unix://…, tcp://host:port or ssh://user@host; "" = the default socket
+    gpus: tuple[GpuConfig, ...] | None = None  # None: discover (NVML / nvidia-smi)
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     id: str
     cmd: tuple[str, ...]  # argv after comment stripping, continuation joining and shell-words
@@ -50,10 +75,17 @@ class ModelConfig:
     port: int | None = None  # allocated ${PORT}, if the cmd uses it
     driver: str = "process"  # driver name, resolved through the swapd.drivers registry
     options: Mapping[str, Any] = field(default_factory=dict)  # driver-specific block, untyped
+    kv_cache: KvCacheConfig | None = None
+    source: str | None = None  # e.g. the GGUF file a discovered model was made from
+    recipe: str | None = None  # swapd: the recipe the driver spec was rendered from
+    node: str | None = None  # swapd: pinned node
+    nodes: tuple[NodeConfig, ...] = ()  # swapd: candidate nodes, in placement order
+    gpu_memory: int = 0  # swapd: bytes of GPU memory the model needs (placement)
+    sleep_level: int | None = None  # swapd: evict = sleep at this level instead of stop
 
     def fingerprint(self) -> str:
         """Hash of everything that affects the running engine; equal → keep it over a reload."""
-        data = {
+        data: dict[str, Any] = {
             "cmd": self.cmd,
             "cmd_stop": self.cmd_stop,
             "proxy": self.proxy,
@@ -62,6 +94,9 @@ class ModelConfig:
             "driver": self.driver,
             "options": self.options,
         }
+        if self.nodes or self.sleep_level is not None:  # swapd: docker placement and sleep
+            data["nodes"] = [(n.name, n.docker) for n in self.nodes]
+            data["sleep_level"] = self.sleep_level
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -90,6 +125,10 @@ class Config:
     send_loading_state: bool = False
     include_aliases_in_list: bool = False
     max_body_bytes: int = 32 * 1024 * 1024  # swapd: `maxBodySize`, 413 above it
+    metrics_max_in_memory: int = 1000  # activity records kept in memory
+    store_path: str | None = None  # `store.path`: SQLite file for activity records
+    log_ring_bytes: int | None = None  # `logs.ringBytes`: per-model log ring size
+    nodes: Mapping[str, NodeConfig] = field(default_factory=dict)  # swapd: Docker nodes
     sources: tuple[str, ...] = ()  # files the config was read from
     warnings: tuple[ConfigIssue, ...] = ()  # unknown keys etc., with their location
 

@@ -42,6 +42,11 @@ TOP = (
         "sendLoadingState",
         "includeAliasesInList",
         "maxBodySize",
+        "modelsDir",
+        "metricsMaxInMemory",
+        "store",
+        "logs",
+        "nodes",
     },
     {
         "profiles",
@@ -49,9 +54,7 @@ TOP = (
         "peers",
         "matrix",
         "logTimeFormat",
-        "metricsMaxInMemory",
         "captureBuffer",
-        "store",
         "ui",
         "performance",
         "upstream",
@@ -78,6 +81,11 @@ MODEL = (
         "metadata",
         "sendLoadingState",
         "driver",
+        "kvCache",
+        "recipe",
+        "node",
+        "sleep",
+        "resources",
     },
     {"timeouts", "compat", "capabilities"},
 )
@@ -108,7 +116,7 @@ def driver_name(model: MapNode) -> str:
     node = model.get("driver")
     if isinstance(node, Scalar) and isinstance(node.value, str) and node.value.strip():
         return node.value.strip()
-    return "process"
+    return "docker" if model.get("recipe") is not None else "process"  # swapd: recipes
 
 
 def prune(root: MapNode, issues: Issues) -> None:
@@ -170,6 +178,16 @@ class RawFilters(_Raw):
     set_params: dict[str, Any] = Field(default_factory=dict, alias="setParams")
 
 
+class RawKvCache(_Raw):
+    persist: bool = False
+    dir: str | None = None
+
+
+class RawModelsDir(_Raw):
+    paths: list[str] = Field(default_factory=list)
+    cmd: str | None = None
+
+
 class RawModel(_Raw):
     cmd: str | None = None
     cmd_stop: str = Field("", alias="cmdStop")
@@ -188,6 +206,30 @@ class RawModel(_Raw):
     metadata: dict[str, Any] = Field(default_factory=dict)
     send_loading_state: bool | None = Field(None, alias="sendLoadingState")
     driver: str = "process"
+    kv_cache: RawKvCache | None = Field(None, alias="kvCache")
+    recipe: str | dict[str, Any] | None = None  # swapd: NAME or {name, set, args}
+    node: str | None = None
+    sleep: RawSleep | None = None
+    resources: RawResources | None = None
+
+
+class RawSleep(_Raw):
+    level: Int = Field(1, ge=1, le=2)
+
+
+class RawResources(_Raw):
+    gpus: Any = None
+    gpu_memory: Any = None
+
+
+class RawGpu(_Raw):
+    index: Int
+    memory: Any
+
+
+class RawNode(_Raw):
+    docker: str = ""
+    gpus: list[RawGpu] | None = None
 
 
 class RawGroup(_Raw):
@@ -223,6 +265,14 @@ class RawHooks(_Raw):
     on_startup: RawOnStartup = Field(default_factory=RawOnStartup)
 
 
+class RawStore(_Raw):
+    path: str | None = None
+
+
+class RawLogs(_Raw):
+    ring_bytes: Int | None = Field(None, alias="ringBytes", ge=1024)
+
+
 class RawTop(_Raw):
     """Top-level keys except ``models`` and ``macros`` (handled on their own)."""
 
@@ -239,6 +289,11 @@ class RawTop(_Raw):
     send_loading_state: bool = Field(False, alias="sendLoadingState")
     include_aliases_in_list: bool = Field(False, alias="includeAliasesInList")
     max_body_size: Any = Field(None, alias="maxBodySize")
+    models_dir: RawModelsDir | None = Field(None, alias="modelsDir")
+    metrics_max_in_memory: Int = Field(1000, alias="metricsMaxInMemory", ge=1)
+    store: RawStore = Field(default_factory=RawStore)
+    logs: RawLogs | None = None
+    nodes: dict[str, RawNode] | None = None
 
 
 _MESSAGES = {

@@ -9,13 +9,13 @@ ready, ``serve`` returns or raises and the scheduler marks the model stopped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from anyio.abc import TaskStatus
 
-from swapd.config.model import ModelConfig
+from swapd.config.model import Config, ModelConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +25,26 @@ class Upstream:
     base_url: str  # no trailing slash, e.g. http://127.0.0.1:5800
     pid: int | None = None  # process id, when the driver knows one
     container: str | None = None  # container name, for container drivers
+    node: str | None = None  # the node it runs on, for drivers that place engines on nodes
 
 
 class LogSink(Protocol):
     """Receives an engine's output lines (stdout and stderr, decoded, without newline)."""
 
     def write(self, line: str) -> None: ...
+
+
+class EngineHooks(Protocol):
+    """Optional engine-specific steps a driver runs inside its own task.
+
+    ``after_ready`` runs once the engine is healthy and before it is reported ready (so before
+    the first request is forwarded); ``before_stop`` runs, shielded, before a ready engine is
+    stopped by swapd. Both must swallow their own failures: a hook never fails a swap.
+    """
+
+    async def after_ready(self, upstream: Upstream) -> None: ...
+
+    async def before_stop(self, upstream: Upstream) -> None: ...
 
 
 class Driver(Protocol):
@@ -44,3 +58,8 @@ class DriverSpec:
     name: str
     factory: Callable[[ModelConfig, LogSink], Driver]
     description: str = ""
+    # Optional lifecycle steps around all engines of this driver: ``reconcile`` runs once at
+    # startup (clean up or adopt what an earlier swapd left; returns the model ids to start so
+    # that their surviving engines are adopted), ``cleanup`` after every engine has stopped.
+    reconcile: Callable[[Config], Awaitable[list[str]]] | None = None
+    cleanup: Callable[[Config], Awaitable[None]] | None = None

@@ -20,7 +20,8 @@ import anyio
 from anyio.abc import Process, TaskStatus
 
 from swapd.config.model import ModelConfig
-from swapd.drivers.base import DriverSpec, LogSink, Upstream
+from swapd.drivers import pidfile
+from swapd.drivers.base import DriverSpec, EngineHooks, LogSink, Upstream
 from swapd.drivers.health import wait_healthy
 from swapd.errors import StartFailed
 
@@ -55,9 +56,10 @@ class _Tail:
 
 
 class ProcessDriver:
-    def __init__(self, model: ModelConfig, logs: LogSink) -> None:
+    def __init__(self, model: ModelConfig, logs: LogSink, hooks: EngineHooks | None = None) -> None:
         self.model = model
         self.tail = _Tail(logs)
+        self.hooks = hooks
 
     def _fail(self, message: str) -> StartFailed:
         tail = self.tail.text()
@@ -91,17 +93,25 @@ class ProcessDriver:
                 model.id, f"failed to start command '{model.cmd[0]}': {exc.strerror or exc}"
             ) from exc
         upstream = Upstream(base_url=model.proxy.rstrip("/"), pid=proc.pid)
+        record = pidfile.record(model.id, proc.pid)
+        ready = False
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._pump, proc, name=f"logs:{model.id}")
                 await self._await_ready(proc)
+                if self.hooks is not None:
+                    await self.hooks.after_ready(upstream)
+                ready = True
                 task_status.started(upstream)
                 await proc.wait()
                 tg.cancel_scope.cancel()
             self.tail.sink.write(f"[swapd] engine exited with code {proc.returncode}")
         finally:
             with anyio.CancelScope(shield=True):
+                if ready and self.hooks is not None and proc.returncode is None:
+                    await self.hooks.before_stop(upstream)
                 await self._stop(proc)
+                pidfile.forget(record)
 
     async def _await_ready(self, proc: Process) -> None:
         model = self.model
@@ -173,8 +183,19 @@ class ProcessDriver:
             os.killpg(proc.pid, signal.SIGTERM)
 
 
+def create(model: ModelConfig, logs: LogSink) -> ProcessDriver:
+    """A process driver; a ``llama-server`` command gets the llama.cpp hooks (KV cache)."""
+    from swapd.llamacpp import is_llama_server
+
+    if is_llama_server(model.cmd):
+        from swapd.llamacpp.kvcache import hooks_for
+
+        return ProcessDriver(model, logs, hooks_for(model, logs))
+    return ProcessDriver(model, logs)
+
+
 SPEC = DriverSpec(
     name="process",
-    factory=ProcessDriver,
+    factory=create,
     description="any command (llama-server, vLLM CLI, …) run as a child process group",
 )

@@ -6,12 +6,13 @@ import importlib
 from functools import cache
 from importlib.metadata import entry_points
 
+from swapd.config.model import Config
 from swapd.drivers.base import DriverSpec
 from swapd.errors import DriverNotFound
 
 GROUP = "swapd.drivers"
 # Fast path that works even when swapd itself is not installed as a distribution.
-BUILTIN = {"process": "swapd.drivers.process:SPEC"}
+BUILTIN = {"process": "swapd.drivers.process:SPEC", "docker": "swapd.drivers.docker:SPEC"}
 
 
 def _import(ref: str) -> object:
@@ -41,3 +42,29 @@ def load(name: str) -> DriverSpec:
     if not isinstance(spec, DriverSpec):
         raise DriverNotFound(f"driver {name!r} does not export a swapd DriverSpec")
     return spec
+
+
+def _specs(config: Config) -> list[DriverSpec]:
+    specs: list[DriverSpec] = []
+    for name in sorted({m.driver for m in config.models.values()}):
+        try:
+            specs.append(load(name))
+        except DriverNotFound:
+            continue  # reported when the model starts
+    return specs
+
+
+async def reconcile(config: Config) -> list[str]:
+    """Run every used driver's startup ``reconcile``; the model ids to start (adopt)."""
+    adopt: list[str] = []
+    for spec in _specs(config):
+        if spec.reconcile is not None:
+            adopt.extend(await spec.reconcile(config))
+    return adopt
+
+
+async def cleanup(config: Config) -> None:
+    """Run every used driver's ``cleanup`` (after all engines stopped)."""
+    for spec in _specs(config):
+        if spec.cleanup is not None:
+            await spec.cleanup(config)

@@ -7,21 +7,24 @@ client to leave → forward and stream → release in ``finally``.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import anyio
 
+from swapd import web
 from swapd.config.model import Config, ModelConfig
+from swapd.drivers.base import Upstream
 from swapd.errors import NotFound, RequestError, ShuttingDown, SwapdError
 from swapd.observe.logs import LogRing
+from swapd.observe.observer import Observer
 from swapd.proxy import auth, body, loading, routes
 from swapd.proxy.asgi import (
     ClientGone,
+    DisconnectGuard,
     Receive,
     Scope,
     Send,
@@ -33,7 +36,7 @@ from swapd.proxy.asgi import (
 from swapd.proxy.envelope import error_body, is_anthropic
 from swapd.proxy.forward import forward, request_headers
 from swapd.scheduler import Scheduler
-from swapd.slot import State
+from swapd.slot import State, Ticket
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -41,25 +44,6 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 class MethodNotAllowed(RequestError):
     http_status = 405
     code = "method_not_allowed"
-
-
-async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            scope.cancel()
-            return
-
-
-@contextlib.asynccontextmanager
-async def _single_errors() -> AsyncIterator[None]:
-    """Unwrap a task group's one-exception group, so errors reach the envelope mapping."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
-            raise group.exceptions[0] from None
-        raise
 
 
 class Proxy:
@@ -70,12 +54,16 @@ class Proxy:
         swapd_log: LogRing,
         *,
         reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        observer: Observer | None = None,
+        admin: Handler | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.session = session
         self.swapd_log = swapd_log
         self.reload = reload
         self.accepting = True
+        self.observer = observer
+        self.admin = admin  # swapd.proxy.admin: /api/*, /metrics, /logs/stream, /openapi.json
         self._admin: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self._health,
             ("GET", "/v1/models"): self._models,
@@ -103,6 +91,9 @@ class Proxy:
             if method == "OPTIONS":
                 await self._preflight(scope, send)
                 return
+            if web.is_ui_path(path):  # static UI files: public, the UI asks for a key itself
+                await web.serve(scope, send)
+                return
             if path != "/health":
                 auth.check(scope, self.config.api_keys)
             routed = routes.is_model_route(method, path)
@@ -116,6 +107,8 @@ class Proxy:
                 await self._unload_one(scope, receive, send)
             elif (handler := self._admin.get((method, path))) is not None:
                 await handler(scope, receive, send)
+            elif self.admin is not None and admin_path(path):
+                await self.admin(scope, receive, send)
             else:
                 raise NotFound(f"no route for {method} {path}")
         except SwapdError as exc:
@@ -189,31 +182,24 @@ class Proxy:
         scheduler = self.scheduler
         ticket = scheduler.admit(model.id)  # 429 here, before any byte
         headers = request_headers(scope, drop_credentials=bool(self.config.api_keys))
+        req = self.observer.request_start(model.id, path) if self.observer else None
+        status = 499  # client closed the request, unless something below says otherwise
         try:
-            async with _single_errors(), anyio.create_task_group() as tg:
-                tg.start_soon(_watch_disconnect, receive, tg.cancel_scope, name="disconnect")
+            async with DisconnectGuard(receive):
                 streamed = loading_state and not ticket.done
                 if streamed:
-                    slot = scheduler.slots[model.id]
-                    began = anyio.current_time()
-                    async with anyio.create_task_group() as progress:
-                        progress.start_soon(loading.report, send, slot, ticket, name="loading")
-                        try:
-                            upstream = await scheduler.wait(ticket)
-                        except SwapdError as exc:
-                            progress.cancel_scope.cancel()
-                            await loading.send_frame(send, model.id, f"\nfailed: {exc.message}\n")
-                            err = body_of(exc, scope)
-                            await send(
-                                {"type": "http.response.body", "body": b"data: " + err + b"\n\n"}
-                            )
-                            tg.cancel_scope.cancel()
-                            return
-                        progress.cancel_scope.cancel()
-                    await loading.finish(send, model.id, anyio.current_time() - began)
+                    try:
+                        upstream = await self._wait_reporting(send, model, ticket)
+                    except SwapdError as exc:
+                        status = exc.http_status
+                        err = body_of(exc, scope)
+                        await send(
+                            {"type": "http.response.body", "body": b"data: " + err + b"\n\n"}
+                        )
+                        return
                 else:
                     upstream = await scheduler.wait(ticket)
-                await forward(
+                status = await forward(
                     self.session,
                     scope,
                     send,
@@ -222,10 +208,31 @@ class Proxy:
                     headers=headers,
                     model=model.id,
                     headers_sent=streamed,
+                    meter=req.meter if req else None,
                 )
-                tg.cancel_scope.cancel()
+        except SwapdError as exc:
+            status = exc.http_status
+            raise
         finally:
             scheduler.release(ticket)
+            if req is not None and self.observer is not None:
+                self.observer.request_end(req, status)
+
+    async def _wait_reporting(self, send: Send, model: ModelConfig, ticket: Ticket) -> Upstream:
+        """Wait for the lease while streaming loading progress (the 200 is sent at once)."""
+        slot = self.scheduler.slots[model.id]
+        began = anyio.current_time()
+        async with anyio.create_task_group() as progress:
+            progress.start_soon(loading.report, send, slot, ticket, name="loading")
+            try:
+                upstream = await self.scheduler.wait(ticket)
+            except SwapdError as exc:
+                progress.cancel_scope.cancel()
+                await loading.send_frame(send, model.id, f"\nfailed: {exc.message}\n")
+                raise
+            progress.cancel_scope.cancel()
+        await loading.finish(send, model.id, anyio.current_time() - began)
+        return upstream
 
     # ── /upstream/{model}/{path} ────────────────────────────────────────────────────────────
 
@@ -330,6 +337,14 @@ class Proxy:
         await send_bytes(
             send, 200, ("\n".join(lines) + "\n").encode(), content_type=b"text/plain; charset=utf-8"
         )
+
+
+ADMIN_PREFIXES = ("/api/", "/logs/stream")
+ADMIN_PATHS = frozenset({"/metrics", "/openapi.json"})
+
+
+def admin_path(path: str) -> bool:
+    return path in ADMIN_PATHS or path.startswith(ADMIN_PREFIXES)
 
 
 def body_of(exc: SwapdError, scope: Scope) -> bytes:

@@ -8,6 +8,8 @@ call, and closing the connection makes the engine stop generating.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import aiohttp
 
 from swapd.errors import UpstreamUnavailable
@@ -28,12 +30,22 @@ HOP_BY_HOP = frozenset(
         b"content-length",
     }
 )
+STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
 SSE = b"text/event-stream"
 
 
+class Meter(Protocol):
+    """Sees each body chunk as it passes (swapd.observe.activity.Meter): must be cheap."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+
 def new_session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, ttl_dns_cache=300)
+    # keepalive_timeout below llama-server's 5 s idle close, so idle connections are rarely stale
+    connector = aiohttp.TCPConnector(
+        limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=4.0
+    )
     return aiohttp.ClientSession(
         connector=connector,
         auto_decompress=False,
@@ -68,19 +80,30 @@ async def forward(
     headers: dict[str, str],
     model: str,
     headers_sent: bool = False,
+    meter: Meter | None = None,
 ) -> int:
     """Proxy one request to ``url``; returns the upstream status.
 
     With ``headers_sent`` (a loading stream already answered 200), only the body is relayed.
     """
-    try:
-        response = await session.request(
-            scope["method"], url, data=body or None, headers=headers, allow_redirects=False
-        )
-    except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamUnavailable(
-            model, f"engine for model {model!r} is unreachable: {exc}"
-        ) from exc
+    for attempt in (1, 2):
+        try:
+            response = await session.request(
+                scope["method"], url, data=body or None, headers=headers, allow_redirects=False
+            )
+            break
+        except STALE as exc:
+            # An engine closed a kept-alive connection just as it was reused (llama-server
+            # does, after a few requests or an idle spell): nothing came back, so try once
+            # more on a fresh connection, as Go's transport does for llama-swap.
+            if attempt == 2:
+                raise UpstreamUnavailable(
+                    model, f"engine for model {model!r} is unreachable: {exc}"
+                ) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnavailable(
+                model, f"engine for model {model!r} is unreachable: {exc}"
+            ) from exc
     done = False
     try:
         if not headers_sent:
@@ -98,6 +121,8 @@ async def forward(
             await send({"type": "http.response.start", "status": response.status, "headers": out})
         try:
             async for chunk in response.content.iter_any():
+                if meter is not None:
+                    meter.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except (aiohttp.ClientError, OSError):
             pass  # the engine went away mid-stream: end the client's stream where it stopped

@@ -46,7 +46,8 @@ async def report(send: Send, slot: Slot, ticket: Ticket) -> None:
     said = ("", 0)
     while True:
         await anyio.sleep(TICK)
-        now = (str(slot.state), ticket.position)
+        progress = slot.progress(anyio.current_time())  # llama-server: its load phase
+        now = (str(progress["phase"]) if progress else str(slot.state), ticket.position)
         if now != said:
             where = f", queue position #{ticket.position}" if ticket.position else ""
             text = f"\n{now[0]}{where} ({anyio.current_time() - start:.1f}s) "
