@@ -74,7 +74,8 @@ class Scheduler:
         self._ring_bytes = ring_bytes
         self._echo_logs = echo_logs
         self.slots: dict[str, Slot] = {}
-        self.listeners: list[Listener] = []
+        self.listeners: list[Listener] = []  # called on every state change of a slot
+        self.queue_listeners: list[Listener] = []  # called when a slot's admitted count changes
         self._queue: list[Ticket] = []
         self._seq = itertools.count()
         self._tg: TaskGroup | None = None
@@ -131,6 +132,7 @@ class Scheduler:
                 f"(concurrencyLimit {slot.config.concurrency_limit})"
             )
         slot.reserved += 1
+        self._queue_changed(slot)
         now = _now()
         ticket = Ticket(model=model_id, seq=next(self._seq), created=now)
         if slot.state is State.READY and not self._held_back(ticket, now):
@@ -161,6 +163,7 @@ class Scheduler:
             if ticket.granted:
                 slot.inflight -= 1
                 slot.last_use = _now()
+            self._queue_changed(slot)
         self._drain()
 
     @asynccontextmanager
@@ -194,6 +197,7 @@ class Scheduler:
         ticket.position = 0
         slot.inflight += 1
         ticket.event.set()
+        self._queue_changed(slot)
 
     def _fail(self, ticket: Ticket, error: SwapdError) -> None:
         if ticket in self._queue:
@@ -254,6 +258,10 @@ class Scheduler:
         self._start(slot)
 
     # ── engines ─────────────────────────────────────────────────────────────────────────────
+
+    def _queue_changed(self, slot: Slot) -> None:
+        for listener in self.queue_listeners:
+            listener(slot)
 
     def _set_state(self, slot: Slot, state: State) -> None:
         slot.state = state

@@ -128,3 +128,21 @@ def test_log_streams_history_first_then_live(start_port: int) -> None:
             assert lines[1].startswith("[beta] [swapd] starting beta")  # beta's engine log
         missing = httpx.get(f"{swapd.url}/logs/stream/nope")
         assert missing.status_code == 404
+
+
+def test_queue_event_drops_to_zero_after_a_failed_start(start_port: int) -> None:
+    with run_swapd(config(start_port)) as swapd:
+        events: queue.Queue[tuple[int, str, Any]] = queue.Queue()
+        stop = threading.Event()
+        reader = threading.Thread(target=consume, args=(swapd.url, events, stop), daemon=True)
+        reader.start()
+        assert events.get(timeout=10)[1] == "snapshot"
+        failed = httpx.post(f"{swapd.url}/api/models/broken/start?wait=true", timeout=30)
+        assert failed.status_code == 503
+
+        def drained(seen: list[tuple[int, str, Any]]) -> bool:
+            queues = [d["queued"] for _, k, d in seen if k == "queue" and d["model"] == "broken"]
+            return bool(queues) and queues[-1] == 0 and max(queues) == 1
+
+        collect_until(events, drained)
+        stop.set()

@@ -46,6 +46,7 @@ class Observer:
         self._watched: dict[str, LogRing] = {}  # model id -> the ring we subscribed to
         self._progress_at: dict[str, float] = {}
         scheduler.listeners.append(self.on_slot)
+        scheduler.queue_listeners.append(self._queue)
         swapd_log.subscribe(self._log_pusher("swapd"))
         for slot in scheduler.slots.values():
             self._watch(slot)
@@ -79,15 +80,13 @@ class Observer:
         elif slot.state is State.READY and slot.started_at is not None and slot.ready_at:
             self.metrics.swap_duration.labels(slot.id).observe(slot.ready_at - slot.started_at)
         self.bus.publish("model", slot.info(now))
-        self._queue(slot.id)
 
     def snapshot(self) -> list[dict[str, Any]]:
         return self.scheduler.snapshot()
 
-    def _queue(self, model: str) -> None:
-        slot = self.scheduler.slots.get(model)
-        if slot is not None and self.bus.subscribers:
-            self.bus.publish("queue", {"model": model, "queued": slot.reserved - slot.inflight})
+    def _queue(self, slot: Slot) -> None:
+        if self.bus.subscribers:
+            self.bus.publish("queue", {"model": slot.id, "queued": slot.reserved - slot.inflight})
 
     # ── requests ────────────────────────────────────────────────────────────────────────────
 
@@ -97,7 +96,6 @@ class Observer:
             self.bus.publish(
                 "request", {"phase": "start", "id": req.id, "model": model, "path": path}
             )
-            self._queue(model)
         return req
 
     def request_end(self, req: Request, status: int) -> Record:
@@ -139,5 +137,4 @@ class Observer:
             data = {"phase": "end", **record.as_dict()}
             del data["time"]
             self.bus.publish("request", data)
-            self._queue(req.model)
         return record
