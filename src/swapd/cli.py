@@ -359,3 +359,12 @@ def run(model: str, config_path: Path) -> None:
         _fail(found)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def _add_recipes() -> None:
+    from swapd.recipes import cli as recipes_cli
+
+    main.add_command(recipes_cli())
+
+
+_add_recipes()  # swapd recipes list | show | render

@@ -18,6 +18,9 @@ Routes (every response carries ``x-engine-pid`` and ``x-engine-model``):
 - ``POST /crash``: the process exits at once with status 3 (only when crashing is allowed)
 - ``POST /slow``: sleeps ``delay`` seconds (body field or query, default 2) then echoes
 - ``GET /_echo/stats``: request counters (requests, in_flight, disconnects)
+- with ``--sleep-mode``, vLLM's sleep API: ``POST /sleep?level=N``, ``POST /wake_up``,
+  ``GET /is_sleeping`` (``{"is_sleeping": bool}``); while asleep, inference routes answer 503.
+  ``--fail-wake`` makes ``/wake_up`` answer 500 (to test recovery)
 - anything else: 200 JSON echo of method, path, query, headers and body
 
 Body fields understood on inference routes: ``stream``, ``stream_options.include_usage``,
@@ -117,8 +120,13 @@ class EchoApp:
         chunks: int | None = None,
         chunk_delay: float = 0.0,
         allow_crash: bool = False,
+        sleep_mode: bool = False,
+        fail_wake: bool = False,
     ) -> None:
         self.model = model
+        self.sleep_mode = sleep_mode
+        self.fail_wake = fail_wake
+        self.sleeping = 0  # sleep level while asleep, else 0
         self.health_delay = health_delay
         self.chunks = chunks
         self.chunk_delay = chunk_delay
@@ -183,6 +191,12 @@ class EchoApp:
             if path == "/health":
                 await self._health(send)
                 return
+            if self.sleep_mode and path in ("/sleep", "/wake_up", "/is_sleeping"):
+                await self._sleep_api(scope, method, path, send)
+                return
+            if self.sleeping and path.startswith("/v1/") and method == "POST":
+                await self._json(send, {"error": "engine is sleeping"}, status=503)
+                return
             if method == "GET":
                 if path in ("/v1/models", "/models"):
                     await self._models(send)
@@ -211,6 +225,26 @@ class EchoApp:
                 )
         finally:
             self.in_flight -= 1
+
+    async def _sleep_api(self, scope: Scope, method: str, path: str, send: Send) -> None:
+        """vLLM's dev-mode sleep endpoints (``--enable-sleep-mode``)."""
+        if path == "/is_sleeping" and method == "GET":
+            await self._json(send, {"is_sleeping": bool(self.sleeping)})
+        elif path == "/sleep" and method == "POST":
+            query = parse_qs(scope.get("query_string", b"").decode())
+            level = int(query.get("level", ["1"])[0])
+            self.sleeping = level
+            print(f"echo engine {self.model}: sleeping (level {level})", flush=True)
+            await self._json(send, {})
+        elif path == "/wake_up" and method == "POST":
+            if self.fail_wake:
+                await self._json(send, {"error": "wake_up failed"}, status=500)
+                return
+            self.sleeping = 0
+            print(f"echo engine {self.model}: awake", flush=True)
+            await self._json(send, {})
+        else:
+            await self._json(send, {"error": "method not allowed"}, status=405)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -769,6 +803,8 @@ def create_app(
     chunks: int | None = None,
     chunk_delay: float = 0.0,
     allow_crash: bool = False,
+    sleep_mode: bool = False,
+    fail_wake: bool = False,
 ) -> EchoApp:
     """A new echo engine app (a factory, e.g. for the ``inproc`` driver)."""
     return EchoApp(
@@ -777,6 +813,8 @@ def create_app(
         chunks=chunks,
         chunk_delay=chunk_delay,
         allow_crash=allow_crash,
+        sleep_mode=sleep_mode,
+        fail_wake=fail_wake,
     )
 
 
@@ -795,6 +833,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--chunks", type=int, default=None, help="streamed pieces per reply")
     p.add_argument("--chunk-delay", type=float, default=0.0, help="seconds between pieces")
     p.add_argument("--ignore-sigterm", action="store_true", help="only SIGKILL stops it")
+    p.add_argument("--sleep-mode", action="store_true", help="serve vLLM's /sleep /wake_up API")
+    p.add_argument("--fail-wake", action="store_true", help="/wake_up answers 500")
     return p
 
 
@@ -836,6 +876,8 @@ def main(argv: list[str] | None = None) -> None:
         chunks=args.chunks,
         chunk_delay=args.chunk_delay,
         allow_crash=True,
+        sleep_mode=args.sleep_mode,
+        fail_wake=args.fail_wake,
     )
     _serve(echo, sock, f"echo engine {args.model} listening on http://{args.host}:{port}")
 

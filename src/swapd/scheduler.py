@@ -36,7 +36,7 @@ from swapd.errors import (
     TooManyRequests,
 )
 from swapd.observe.logs import LogRing
-from swapd.slot import RUNNING, Slot, State, Ticket
+from swapd.slot import ALIVE, RUNNING, Slot, State, Ticket
 
 log = logging.getLogger("swapd.scheduler")
 
@@ -240,7 +240,7 @@ class Scheduler:
                 if not self._held_back(ticket, now):
                     self._queue.remove(ticket)
                     self._grant(ticket, slot)
-            elif slot.state in (State.STOPPED, State.FAILED) and not self._closing:
+            elif slot.state in (State.STOPPED, State.FAILED, State.SLEEPING) and not self._closing:
                 self._try_start(slot)
         for position, ticket in enumerate(self._queue, start=1):
             ticket.position = position
@@ -252,10 +252,13 @@ class Scheduler:
         for e in evict:
             if e.state is State.READY:
                 log.info("evicting %s to start %s", e.id, slot.id)
-                self._stop(e)
+                self._evict(e)
         if any(e.state is State.STOPPING for e in evict):
             return  # start once the evicted engines are gone
-        self._start(slot)
+        if slot.state is State.SLEEPING:
+            self._wake(slot)
+        else:
+            self._start(slot)
 
     # ── engines ─────────────────────────────────────────────────────────────────────────────
 
@@ -278,7 +281,7 @@ class Scheduler:
         slot.swaps += 1
         self._set_state(slot, State.STARTING)
         slot.log.write(f"[swapd] starting {slot.id}: {' '.join(slot.config.cmd)}")
-        driver = self._driver_factory(slot.config, slot.log)
+        driver = slot.driver = self._driver_factory(slot.config, slot.log)
         self._spawn(
             self._engine, slot, slot.generation, driver, slot.scope, name=f"engine:{slot.id}"
         )
@@ -318,6 +321,8 @@ class Scheduler:
         slot.upstream = None
         slot.scope = None
         slot.ready_at = None
+        slot.driver = None
+        slot.going_to_sleep = False
         if previous is State.STARTING and error is not None:
             slot.error = error
             log.warning("%s failed to start: %s", slot.id, error.splitlines()[0])
@@ -338,10 +343,64 @@ class Scheduler:
         self._drain()
 
     def _stop(self, slot: Slot) -> None:
-        if slot.state in (State.STARTING, State.READY):
-            self._set_state(slot, State.STOPPING)
+        if slot.state in (State.STARTING, State.READY, State.SLEEPING) or slot.going_to_sleep:
+            slot.going_to_sleep = False
+            if slot.state is not State.STOPPING:
+                self._set_state(slot, State.STOPPING)
             assert slot.scope is not None
             slot.scope.cancel()
+
+    # ── sleep / wake: an optional driver capability (``sleep(level)``, ``wake()``) ──────────
+
+    def _can_sleep(self, slot: Slot) -> bool:
+        d = slot.driver
+        return (
+            slot.config.sleep_level is not None
+            and callable(getattr(d, "sleep", None))
+            and callable(getattr(d, "wake", None))
+        )
+
+    def _evict(self, slot: Slot) -> None:
+        """Make room: put a ready model to sleep if it can, else stop it."""
+        if slot.state is State.READY and self._can_sleep(slot):
+            slot.going_to_sleep = True
+            self._set_state(slot, State.STOPPING)
+            self._spawn(self._sleeper, slot, slot.generation, name=f"sleep:{slot.id}")
+        else:
+            self._stop(slot)
+
+    async def _sleeper(self, slot: Slot, generation: int) -> None:
+        level = slot.config.sleep_level or 1
+        try:
+            await slot.driver.sleep(level)
+        except Exception as exc:
+            if generation == slot.generation and slot.going_to_sleep:
+                slot.log.write(f"[swapd] sleep failed ({_describe(exc)}); stopping {slot.id}")
+                self._stop(slot)
+            return
+        if generation == slot.generation and slot.going_to_sleep:
+            slot.going_to_sleep = False
+            slot.log.write(f"[swapd] {slot.id} is sleeping (level {level})")
+            self._set_state(slot, State.SLEEPING)
+            self._drain()
+
+    def _wake(self, slot: Slot) -> None:
+        slot.started_at = _now()
+        self._set_state(slot, State.STARTING)
+        slot.log.write(f"[swapd] waking {slot.id}")
+        self._spawn(self._waker, slot, slot.generation, name=f"wake:{slot.id}")
+
+    async def _waker(self, slot: Slot, generation: int) -> None:
+        try:
+            await slot.driver.wake()
+        except Exception as exc:
+            if generation == slot.generation and slot.state is State.STARTING:
+                slot.log.write(f"[swapd] wake failed ({_describe(exc)}); restarting {slot.id}")
+                log.warning("%s: wake failed, restarting: %s", slot.id, _describe(exc))
+                self._stop(slot)  # the queued requests start it again once it has stopped
+            return
+        if slot.upstream is not None:
+            self._on_ready(slot, generation, slot.upstream)
 
     async def unload(self, model_ids: Iterable[str] | None = None) -> list[str]:
         """Stop the given models (all when None) and wait until they are stopped.
@@ -354,7 +413,7 @@ class Scheduler:
         self._fail_queued(lambda t: t.model in targets, ModelUnloaded("", "model unloaded"))
         stopping = []
         for slot in slots:
-            if slot.state in RUNNING:
+            if slot.state in ALIVE:
                 self._stop(slot)
                 stopping.append(slot)
         with anyio.CancelScope(shield=True):
@@ -376,7 +435,7 @@ class Scheduler:
                 ):
                     slot.log.write(f"[swapd] unloading {slot.id}: idle for {ttl:g}s (ttl)")
                     log.info("unloading %s, TTL of %gs reached", slot.id, ttl)
-                    self._stop(slot)
+                    self._evict(slot)
 
     # ── reload ──────────────────────────────────────────────────────────────────────────────
 
@@ -393,11 +452,11 @@ class Scheduler:
                     lambda t, m=model_id: t.model == m,  # type: ignore[misc]
                     ModelUnloaded(model_id, f"model {model_id!r} was removed from the config"),
                 )
-                if slot.state in RUNNING:
+                if slot.state in ALIVE:
                     self._stop(slot)
                 else:
                     del self.slots[model_id]
-            elif new.fingerprint() != slot.config.fingerprint() and slot.state in RUNNING:
+            elif new.fingerprint() != slot.config.fingerprint() and slot.state in ALIVE:
                 slot.next_config = new
                 changes["restarted"].append(model_id)
                 self._stop(slot)

@@ -2,6 +2,8 @@
 
 stopped → starting → ready → stopping → stopped
              └──────→ failed (start error; the next request starts it again)
+ready → stopping (going to sleep) → sleeping → starting (waking) → ready, for a model with
+``sleep:`` whose driver can sleep; a failed sleep stops the engine, a failed wake restarts it.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ class State(StrEnum):
     READY = "ready"
     STOPPING = "stopping"
     FAILED = "failed"
+    SLEEPING = "sleeping"  # engine alive but asleep (its GPU memory is free); woken on demand
 
 
 RUNNING = (State.STARTING, State.READY, State.STOPPING)
+ALIVE = (*RUNNING, State.SLEEPING)  # an engine task exists (stopping it needs a cancel)
 
 
 @dataclass(eq=False, slots=True)
@@ -50,6 +54,8 @@ class Slot:
     next_config: ModelConfig | None = None  # config to apply once the engine has stopped
     removed: bool = False  # dropped by a reload; deleted once stopped
     swaps: int = 0
+    driver: Any = None  # the current engine's driver (for optional sleep()/wake())
+    going_to_sleep: bool = False  # STOPPING because of a sleep, not a stop
     changed_at: float = 0.0  # when the state last changed (scheduler clock)
 
     def __post_init__(self) -> None:
@@ -86,8 +92,8 @@ class Slot:
             if self.ready_at and self.state is State.READY
             else None,
             "error": self.error,
-            "node": "local",
-            "container": None,
+            "node": (self.upstream.node if self.upstream else None) or c.node or "local",
+            "container": self.upstream.container if self.upstream else None,
             "last_use": round(time.time() - (now - self.last_use), 3) if self.last_use else None,
             "progress": self.progress(now),
             "unlisted": c.unlisted,

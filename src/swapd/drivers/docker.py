@@ -1,0 +1,503 @@
+"""The ``docker`` driver: an engine in a container on one of the configured nodes (docker-py).
+
+The model's ``docker:`` block (or its rendered recipe, see swapd.recipes) is the container spec.
+Every blocking docker-py call runs in a worker thread. A container is named
+``swapd-<model>-<port>`` and labelled ``swapd.model``, ``swapd.instance`` (this swapd process),
+``swapd.node`` and ``swapd.config-hash``; its output streams into the model's log ring.
+
+Lifecycle: place the model on a node (pin, or the first node whose free GPU memory fits) →
+connect (an unreachable daemon fails this model only, naming the endpoint) → adopt a healthy
+container with the same name and config hash left by an earlier swapd, or remove it and create a
+new one (a missing image names image and node; a taken port is refused) → poll health (a
+container that exits first fails the start with its last log lines) → ready. Cancellation stops
+the container (``docker stop`` with ``unloadTimeout``) and removes it, shielded.
+
+At startup ``reconcile`` removes containers labelled by earlier swapd processes, except healthy
+ones whose model and config hash still match, which are adopted; after shutdown ``cleanup``
+removes whatever this process created or adopted.
+
+Sleep/wake (vLLM ``--enable-sleep-mode``): ``sleep(level)`` POSTs ``/sleep?level=N``, ``wake()``
+POSTs ``/wake_up`` and checks ``/is_sleeping``; the scheduler calls them for models with ``sleep:``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import logging
+import os
+import shlex
+import uuid
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from anyio.abc import TaskStatus
+
+from swapd.config.model import Config, ModelConfig, NodeConfig
+from swapd.drivers.base import DriverSpec, LogSink, Upstream
+from swapd.drivers.health import probe, wait_healthy
+from swapd.errors import StartFailed
+from swapd.nodes import PLACEMENTS, Placements, client, endpoint_of, forget_client, host_of
+from swapd.nodes import is_local as node_is_local
+from swapd.recipes import container_name
+
+log = logging.getLogger("swapd.docker")
+
+INSTANCE = uuid.uuid4().hex[:12]  # this swapd process; containers of other values are stale
+LABEL_MODEL = "swapd.model"
+LABEL_INSTANCE = "swapd.instance"
+LABEL_NODE = "swapd.node"
+LABEL_HASH = "swapd.config-hash"
+ERROR_TAIL_LINES = 20
+_adoptable: dict[str, str] = {}  # model id -> node name, found by reconcile()
+_adopted: set[tuple[str, str]] = set()  # (node endpoint, container name) adopted by us
+
+
+def config_hash(model: ModelConfig, node: NodeConfig) -> str:
+    data = {
+        "spec": model.options,
+        "env": dict(sorted(model.env.items())),
+        "node": node.name,
+        "endpoint": endpoint_of(node),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _argv(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    return shlex.split(value) if isinstance(value, str) else [str(a) for a in value]
+
+
+def _device_requests(gpus: Any) -> list[Any]:
+    from docker.types import DeviceRequest
+
+    if gpus is None:
+        return []
+    if gpus == "all":
+        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    if isinstance(gpus, int):
+        return [DeviceRequest(count=gpus, capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])]
+
+
+def _volume(spec: str, local: bool) -> str:
+    host, _, rest = spec.partition(":")
+    host = os.path.expanduser(host)
+    if local and host.startswith("/") and not os.path.exists(host):
+        # Docker would create a missing source as root; make it as swapd's own user instead.
+        with contextlib.suppress(OSError):
+            os.makedirs(host, exist_ok=True)
+    return f"{host}:{rest}"
+
+
+def _port_taken(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+class _Tail:
+    def __init__(self, sink: LogSink) -> None:
+        self.sink = sink
+        self.lines: list[str] = []
+
+    def write(self, line: str) -> None:
+        self.sink.write(line)
+        self.lines.append(line)
+        if len(self.lines) > ERROR_TAIL_LINES:
+            del self.lines[0]
+
+
+class DockerDriver:
+    def __init__(
+        self, model: ModelConfig, logs: LogSink, placements: Placements = PLACEMENTS
+    ) -> None:
+        self.model = model
+        self.spec: Mapping[str, Any] = model.options
+        self.tail = _Tail(logs)
+        self.placements = placements
+        self.port: int | None = self.spec.get("host_port", model.port)
+        self.name = container_name(model.id, self.port)
+        self.node: NodeConfig | None = None
+        self.container: Any = None
+        self.upstream: Upstream | None = None
+        self.exited = anyio.Event()
+        self.exit_code: int | None = None
+
+    # ── helpers ─────────────────────────────────────────────────────────────────────────────
+
+    def _fail(self, message: str, tail: list[str] | None = None) -> StartFailed:
+        lines = self.tail.lines if tail is None else tail
+        text = "\n".join(lines[-ERROR_TAIL_LINES:])
+        return StartFailed(self.model.id, f"{message}\n{text}" if text else message)
+
+    def _where(self) -> str:
+        assert self.node is not None
+        return f"node {self.node.name} ({endpoint_of(self.node)})"
+
+    async def _thread(self, fn: Any, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    # ── serve ───────────────────────────────────────────────────────────────────────────────
+
+    async def serve(self, *, task_status: TaskStatus[Upstream]) -> None:
+        node = self.node = await self._place()
+        self.placements.place(self, self.model.id, node.name, self.model.gpu_memory)
+        ready = False
+        try:
+            docker = await self._thread(self._connect, node)
+            adopted = await self._adopt_or_clear(docker, node)
+            if not adopted:
+                await self._check_port(node)
+                self.container = await self._thread(self._create, docker, node)
+            base = f"http://{host_of(node)}:{self.port}"
+            self.upstream = Upstream(base_url=base, container=self.name, node=node.name)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch, adopted, name=f"docker-logs:{self.model.id}")
+                if not adopted:
+                    await self._await_ready(base)
+                ready = True
+                task_status.started(self.upstream)
+                await self.exited.wait()
+                tg.cancel_scope.cancel()
+            self.tail.sink.write(f"[swapd] container {self.name} exited with code {self.exit_code}")
+        finally:
+            with anyio.CancelScope(shield=True):
+                if self.container is not None:
+                    await self._remove(graceful=ready)
+                self.placements.release(self)
+
+    async def _place(self) -> NodeConfig:
+        candidates = list(self.model.nodes)
+        if not candidates:
+            from swapd.nodes import LOCAL
+
+            candidates = [NodeConfig(LOCAL, "")]
+        preferred = _adoptable.pop(self.model.id, None)
+        if preferred is not None:
+            candidates.sort(key=lambda n: n.name != preferred)
+        try:
+            node: NodeConfig = await self._thread(
+                self.placements.choose, self.model.id, self.model.gpu_memory, candidates
+            )
+        except LookupError as exc:
+            raise StartFailed(self.model.id, str(exc)) from None
+        return node
+
+    def _connect(self, node: NodeConfig) -> Any:
+        try:
+            docker = client(node)
+            docker.ping()
+        except Exception as exc:
+            forget_client(node)
+            raise StartFailed(
+                self.model.id,
+                f"node {node.name}: Docker daemon at {endpoint_of(node)} is unreachable: {exc}",
+            ) from None
+        return docker
+
+    async def _adopt_or_clear(self, docker: Any, node: NodeConfig) -> bool:
+        """Adopt our healthy namesake with the same config hash; remove any other namesake."""
+        existing = await self._thread(self._get, docker)
+        if existing is None:
+            return False
+        labels = existing.labels or {}
+        same = labels.get(LABEL_HASH) == config_hash(self.model, node)
+        if same and existing.status == "running":
+            url = f"http://{host_of(node)}:{self.port}{self._health_path()}"
+            if await probe(url, limit=2.0) == 200:
+                self.container = existing
+                _adopted.add((endpoint_of(node), self.name))
+                self.tail.write(f"[swapd] adopted running container {self.name} on {node.name}")
+                log.info("%s: adopted container %s on node %s", self.model.id, self.name, node.name)
+                return True
+        self.tail.write(f"[swapd] removing stale container {self.name} on {node.name}")
+        await self._thread(functools.partial(existing.remove, force=True))
+        return False
+
+    def _get(self, docker: Any) -> Any:
+        from docker.errors import NotFound
+
+        try:
+            return docker.containers.get(self.name)
+        except NotFound:
+            return None
+
+    def _health_path(self) -> str:
+        return str(self.spec.get("health") or self.model.check_endpoint or "/health")
+
+    async def _check_port(self, node: NodeConfig) -> None:
+        if self.port is None:
+            return
+        host = host_of(node)
+        if await self._thread(_port_taken, host, self.port):
+            raise StartFailed(
+                self.model.id,
+                f"port {self.port} of model {self.model.id} on {host} ({self._where()}) "
+                "is already in use by another program",
+            )
+
+    def _create(self, docker: Any, node: NodeConfig) -> Any:
+        from docker.errors import APIError, ImageNotFound
+
+        spec = self.spec
+        image = str(spec["image"])
+        try:
+            docker.images.get(image)
+        except ImageNotFound:
+            raise StartFailed(
+                self.model.id,
+                f"image {image!r} is not present on node {node.name} ({endpoint_of(node)}); "
+                f"pull or load it there first, e.g. docker -H {endpoint_of(node)} pull {image}",
+            ) from None
+        network = str(spec.get("network_mode", "host"))
+        kwargs: dict[str, Any] = {
+            "image": image,
+            "command": _argv(spec.get("command")),
+            "name": self.name,
+            "detach": True,
+            "labels": {
+                LABEL_MODEL: self.model.id,
+                LABEL_INSTANCE: INSTANCE,
+                LABEL_NODE: node.name,
+                LABEL_HASH: config_hash(self.model, node),
+            },
+            "environment": {  # the model's `env:` list, then the spec's own env
+                **self.model.env,
+                **{str(k): str(v) for k, v in (spec.get("env") or {}).items()},
+            },
+            "volumes": [_volume(str(v), node_is_local(node)) for v in spec.get("volumes") or []],
+            "user": str(spec.get("user") or f"{os.getuid()}:{os.getgid()}"),
+            "network_mode": network,
+        }
+        if spec.get("entrypoint") is not None:
+            kwargs["entrypoint"] = _argv(spec["entrypoint"])
+        if requests := _device_requests(spec.get("gpus")):
+            kwargs["device_requests"] = requests
+        if spec.get("shm_size"):
+            kwargs["shm_size"] = str(spec["shm_size"])
+        if spec.get("ipc"):
+            kwargs["ipc_mode"] = str(spec["ipc"])
+        if network != "host" and spec.get("port") is not None and self.port is not None:
+            kwargs["ports"] = {f"{spec['port']}/tcp": self.port}
+        kwargs.update(spec.get("extra") or {})
+        self.tail.write(f"[swapd] creating container {self.name} from {image} on {self._where()}")
+        try:
+            return docker.containers.run(**kwargs)
+        except APIError as exc:
+            with contextlib.suppress(Exception):
+                docker.containers.get(self.name).remove(force=True)
+            raise StartFailed(
+                self.model.id, f"cannot start container {self.name} on {self._where()}: {exc}"
+            ) from None
+
+    async def _await_ready(self, base: str) -> None:
+        model = self.model
+        url = base + self._health_path()
+        deadline = anyio.current_time() + model.health_check_timeout
+
+        async def on_exit() -> None:
+            tail = await self._thread(self._last_logs)
+            raise self._fail(
+                f"container {self.name} on {self._where()} exited while starting "
+                f"with code {self.exit_code}",
+                tail,
+            )
+
+        healthy = await wait_healthy(
+            url, deadline=deadline, exited=self.exited.is_set, on_exit=on_exit
+        )
+        if not healthy:
+            raise self._fail(
+                f"health check of {url} timed out after {model.health_check_timeout:g}s"
+            )
+
+    def _last_logs(self) -> list[str]:
+        try:
+            raw = self.container.logs(tail=ERROR_TAIL_LINES)
+        except Exception:
+            return self.tail.lines
+        return [line.rstrip("\r") for line in raw.decode(errors="replace").splitlines()]
+
+    async def _watch(self, adopted: bool) -> None:
+        """Stream the container's output into the log ring until it exits."""
+        container = self.container
+        write = self.tail.write
+
+        def pump() -> None:
+            buf = b""
+            try:
+                for chunk in container.logs(
+                    stream=True, follow=True, tail=20 if adopted else "all"
+                ):
+                    buf += chunk
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        anyio.from_thread.run_sync(write, line.decode(errors="replace"))
+                if buf:
+                    anyio.from_thread.run_sync(write, buf.decode(errors="replace"))
+            except Exception:  # the container vanished or the loop closed: stop pumping
+                return
+
+        def wait() -> int | None:
+            try:
+                return int(container.wait().get("StatusCode", -1))
+            except Exception:
+                return None
+
+        await anyio.to_thread.run_sync(
+            pump, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1)
+        )
+        self.exit_code = await anyio.to_thread.run_sync(
+            wait, abandon_on_cancel=True, limiter=anyio.CapacityLimiter(1)
+        )
+        self.exited.set()
+
+    async def _remove(self, *, graceful: bool) -> None:
+        container, timeout = self.container, self.model.unload_timeout
+
+        def remove() -> None:
+            from docker.errors import APIError, NotFound
+
+            try:
+                if graceful:
+                    container.stop(timeout=max(1, round(timeout)))
+                container.remove(force=True)
+            except NotFound:
+                pass
+            except APIError as exc:
+                log.warning("removing container %s: %s", self.name, exc)
+                with contextlib.suppress(Exception):
+                    container.remove(force=True)
+
+        try:
+            await anyio.to_thread.run_sync(remove)
+        except Exception as exc:  # a daemon gone away: nothing more we can do from here
+            log.warning("removing container %s: %s", self.name, exc)
+        if self.node is not None:
+            _adopted.discard((endpoint_of(self.node), self.name))
+
+    # ── sleep / wake (optional driver capability, used by the scheduler) ────────────────────
+
+    async def sleep(self, level: int) -> None:
+        """Put the engine to sleep (vLLM ``POST /sleep?level=N``); raises on failure."""
+        await self._post(f"/sleep?level={level}")
+        self.placements.set_asleep(self, True)
+        self.tail.write(f"[swapd] {self.model.id} is asleep (level {level})")
+
+    async def wake(self) -> None:
+        """Wake the engine (``POST /wake_up``) and check ``/is_sleeping``; raises on failure."""
+        await self._post("/wake_up")
+        assert self.upstream is not None
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            url = self.upstream.base_url + "/is_sleeping"
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
+                body = await resp.json(content_type=None)
+                if resp.status != 200 or body.get("is_sleeping"):
+                    raise RuntimeError(f"engine still asleep after /wake_up: {body}")
+        self.placements.set_asleep(self, False)
+        self.tail.write(f"[swapd] {self.model.id} is awake")
+
+    async def _post(self, path: str) -> None:
+        import aiohttp
+
+        assert self.upstream is not None
+        url = self.upstream.base_url + path
+        timeout = aiohttp.ClientTimeout(total=300)
+        async with aiohttp.ClientSession() as session, session.post(url, timeout=timeout) as resp:
+            if resp.status >= 300:
+                text = (await resp.text())[:200]
+                raise RuntimeError(f"POST {urlsplit(url).path} answered {resp.status}: {text}")
+
+
+# ── startup adoption and shutdown cleanup ───────────────────────────────────────────────────
+
+
+def _docker_models(config: Config) -> list[ModelConfig]:
+    return [m for m in config.models.values() if m.driver == "docker"]
+
+
+def _nodes(config: Config) -> list[NodeConfig]:
+    seen: dict[str, NodeConfig] = {}
+    for m in _docker_models(config):
+        for n in m.nodes:
+            seen.setdefault(f"{n.name}@{endpoint_of(n)}", n)
+    return list(seen.values())
+
+
+async def reconcile(config: Config) -> list[str]:
+    """Remove containers of earlier swapd processes; return the models whose container is
+    healthy and unchanged (to be adopted by starting them)."""
+    models = {m.id: m for m in _docker_models(config)}
+    adopt: list[str] = []
+    for node in _nodes(config):
+        try:
+            found = await anyio.to_thread.run_sync(_list, node)
+        except Exception as exc:
+            log.warning(
+                "node %s (%s): cannot list containers: %s", node.name, endpoint_of(node), exc
+            )
+            continue
+        for c in found:
+            labels = c.labels or {}
+            if labels.get(LABEL_INSTANCE) == INSTANCE:
+                continue
+            model = models.get(labels.get(LABEL_MODEL, ""))
+            keep = (
+                model is not None
+                and c.status == "running"
+                and c.name == container_name(model.id, model.options.get("host_port", model.port))
+                and labels.get(LABEL_HASH) == config_hash(model, node)
+                and model.id not in adopt
+                and node in model.nodes
+            )
+            if keep and model is not None:
+                adopt.append(model.id)
+                _adoptable[model.id] = node.name
+                log.info("node %s: adopting container %s of %s", node.name, c.name, model.id)
+            else:
+                log.info("node %s: removing stale container %s", node.name, c.name)
+                with contextlib.suppress(Exception):
+                    await anyio.to_thread.run_sync(functools.partial(c.remove, force=True))
+    return adopt
+
+
+def _list(node: NodeConfig) -> list[Any]:
+    return list(client(node).containers.list(all=True, filters={"label": LABEL_MODEL}))
+
+
+async def cleanup(config: Config) -> None:
+    """After every engine stopped: remove what this process created or adopted, if any is left."""
+    for node in _nodes(config):
+        try:
+            found = await anyio.to_thread.run_sync(_list, node)
+        except Exception:
+            continue
+        for c in found:
+            ours = (c.labels or {}).get(LABEL_INSTANCE) == INSTANCE
+            if ours or (endpoint_of(node), c.name) in _adopted:
+                log.info("node %s: removing leftover container %s", node.name, c.name)
+                with contextlib.suppress(Exception):
+                    await anyio.to_thread.run_sync(functools.partial(c.remove, force=True))
+
+
+def create(model: ModelConfig, logs: LogSink) -> DockerDriver:
+    return DockerDriver(model, logs)
+
+
+SPEC = DriverSpec(
+    name="docker",
+    factory=create,
+    description="an engine in a Docker container (vLLM, TensorRT-LLM, llama.cpp, SGLang images)",
+    reconcile=reconcile,
+    cleanup=cleanup,
+)
