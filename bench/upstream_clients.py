@@ -13,11 +13,12 @@ client that wins here (aiohttp; see src/swapd/proxy/forward.py).
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from proxy_overhead import MODEL, load
 
 from swapd.testing import free_port, run_echo, wait_http
 
@@ -25,26 +26,6 @@ HERE = Path(__file__).resolve().parent
 LOADGEN = HERE / "loadgen.py"
 
 FORWARDER = HERE / "forwarder.py"
-
-
-def load(url: str, concurrency: int, duration: float) -> dict[str, Any]:
-    argv = [
-        sys.executable,
-        str(LOADGEN),
-        "--url",
-        f"{url}/v1/chat/completions",
-        "--model",
-        "m",
-        "--concurrency",
-        str(concurrency),
-        "--duration",
-        str(duration),
-    ]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration * 4 + 60)
-    if out.returncode != 0:
-        raise RuntimeError(out.stderr)
-    result: dict[str, Any] = json.loads(out.stdout)
-    return result
 
 
 def available(client: str) -> bool:
@@ -61,9 +42,9 @@ def main() -> None:
     parser.add_argument("--clients", nargs="+", default=["httpx", "httpx-aiohttp", "aiohttp"])
     args = parser.parse_args()
     rows: list[tuple[str, int, dict[str, Any]]] = []
-    with run_echo(model="m") as engine:
+    with run_echo(model=MODEL) as engine:
         for c in args.concurrency:
-            rows.append(("direct", c, load(engine.url, c, args.duration)))
+            rows.append(("direct", c, load(engine.url, c, False, args.duration)))
         for client in args.clients:
             if not available(client):
                 print(f"{client}: not installed, skipped")
@@ -73,7 +54,9 @@ def main() -> None:
             try:
                 wait_http(f"http://127.0.0.1:{port}/health", 30)
                 for c in args.concurrency:
-                    rows.append((client, c, load(f"http://127.0.0.1:{port}", c, args.duration)))
+                    rows.append(
+                        (client, c, load(f"http://127.0.0.1:{port}", c, False, args.duration))
+                    )
             finally:
                 proc.terminate()
                 proc.wait()

@@ -40,6 +40,7 @@ from anyio.abc import TaskStatus
 from swapd.config.model import Config, ModelConfig, NodeConfig
 from swapd.drivers.base import DriverSpec, LogSink, Upstream
 from swapd.drivers.health import probe, wait_healthy
+from swapd.drivers.logtail import ERROR_TAIL_LINES, LogTail
 from swapd.errors import StartFailed
 from swapd.nodes import PLACEMENTS, Placements, client, endpoint_of, forget_client, host_of
 from swapd.nodes import is_local as node_is_local
@@ -52,7 +53,6 @@ LABEL_MODEL = "swapd.model"
 LABEL_INSTANCE = "swapd.instance"
 LABEL_NODE = "swapd.node"
 LABEL_HASH = "swapd.config-hash"
-ERROR_TAIL_LINES = 20
 _adoptable: dict[str, str] = {}  # model id -> node name, found by reconcile()
 _adopted: set[tuple[str, str]] = set()  # (node endpoint, container name) adopted by us
 
@@ -103,25 +103,13 @@ def _port_taken(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-class _Tail:
-    def __init__(self, sink: LogSink) -> None:
-        self.sink = sink
-        self.lines: list[str] = []
-
-    def write(self, line: str) -> None:
-        self.sink.write(line)
-        self.lines.append(line)
-        if len(self.lines) > ERROR_TAIL_LINES:
-            del self.lines[0]
-
-
 class DockerDriver:
     def __init__(
         self, model: ModelConfig, logs: LogSink, placements: Placements = PLACEMENTS
     ) -> None:
         self.model = model
         self.spec: Mapping[str, Any] = model.options
-        self.tail = _Tail(logs)
+        self.tail = LogTail(logs)
         self.placements = placements
         self.port: int | None = self.spec.get("host_port", model.port)
         self.name = container_name(model.id, self.port)
@@ -134,7 +122,7 @@ class DockerDriver:
     # ── helpers ─────────────────────────────────────────────────────────────────────────────
 
     def _fail(self, message: str, tail: list[str] | None = None) -> StartFailed:
-        lines = self.tail.lines if tail is None else tail
+        lines = list(self.tail.lines) if tail is None else tail
         text = "\n".join(lines[-ERROR_TAIL_LINES:])
         return StartFailed(self.model.id, f"{message}\n{text}" if text else message)
 
@@ -323,7 +311,7 @@ class DockerDriver:
         try:
             raw = self.container.logs(tail=ERROR_TAIL_LINES)
         except Exception:
-            return self.tail.lines
+            return list(self.tail.lines)
         return [line.rstrip("\r") for line in raw.decode(errors="replace").splitlines()]
 
     async def _watch(self, adopted: bool) -> None:

@@ -23,9 +23,8 @@ from swapd.config.model import ModelConfig
 from swapd.drivers import pidfile
 from swapd.drivers.base import DriverSpec, EngineHooks, LogSink, Upstream
 from swapd.drivers.health import wait_healthy
+from swapd.drivers.logtail import LogTail
 from swapd.errors import StartFailed
-
-ERROR_TAIL_LINES = 20
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -38,27 +37,10 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
-class _Tail:
-    """Forwards lines to the model's sink and remembers the last few for error messages."""
-
-    def __init__(self, sink: LogSink) -> None:
-        self.sink = sink
-        self.lines: list[str] = []
-
-    def write(self, line: str) -> None:
-        self.sink.write(line)
-        self.lines.append(line)
-        if len(self.lines) > ERROR_TAIL_LINES:
-            del self.lines[0]
-
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-
 class ProcessDriver:
     def __init__(self, model: ModelConfig, logs: LogSink, hooks: EngineHooks | None = None) -> None:
         self.model = model
-        self.tail = _Tail(logs)
+        self.tail = LogTail(logs)
         self.hooks = hooks
 
     def _fail(self, message: str) -> StartFailed:

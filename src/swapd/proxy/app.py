@@ -80,9 +80,6 @@ class Proxy:
         return self.scheduler.config
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
         if scope["type"] != "http":
             return
         method: str = scope["method"]
@@ -115,15 +112,6 @@ class Proxy:
             await send_error(send, scope, exc)
         except ClientGone:
             pass
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def _preflight(self, scope: Scope, send: Send) -> None:
         requested = dict(scope["headers"]).get(b"access-control-request-headers")
