@@ -37,10 +37,14 @@ class LogSink(Protocol):
 class EngineHooks(Protocol):
     """Optional engine-specific steps a driver runs inside its own task.
 
-    ``after_ready`` runs once the engine is healthy and before it is reported ready (so before
-    the first request is forwarded); ``before_stop`` runs, shielded, before a ready engine is
-    stopped by swapd. Both must swallow their own failures: a hook never fails a swap.
+    ``before_start`` runs before anything is spawned and may refuse the start by raising
+    ``StartFailed`` (e.g. a model file that does not exist). ``after_ready`` runs once the
+    engine is healthy and before it is reported ready (so before the first request is
+    forwarded); ``before_stop`` runs, shielded, before a ready engine is stopped by swapd. These
+    two must swallow their own failures: they never fail a swap.
     """
+
+    async def before_start(self) -> None: ...
 
     async def after_ready(self, upstream: Upstream) -> None: ...
 

@@ -61,6 +61,8 @@ class ProcessDriver:
                 model.id,
                 f"port {model.port} of model {model.id} is already in use by another program",
             )
+        if self.hooks is not None:
+            await self.hooks.before_start()
         try:
             proc = await anyio.open_process(
                 list(model.cmd),
@@ -166,13 +168,14 @@ class ProcessDriver:
 
 
 def create(model: ModelConfig, logs: LogSink) -> ProcessDriver:
-    """A process driver; a ``llama-server`` command gets the llama.cpp hooks (KV cache)."""
+    """A process driver; a ``llama-server`` command gets the llama.cpp hooks (model file
+    check, KV cache)."""
     from swapd.llamacpp import is_llama_server
 
     if is_llama_server(model.cmd):
-        from swapd.llamacpp.kvcache import hooks_for
+        from swapd.llamacpp.hooks import LlamaServerHooks
 
-        return ProcessDriver(model, logs, hooks_for(model, logs))
+        return ProcessDriver(model, logs, LlamaServerHooks(model, logs))
     return ProcessDriver(model, logs)
 
 
