@@ -110,6 +110,7 @@ def search_path(config_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     if config_dir is not None:
         dirs.append(Path(config_dir) / "recipes")
     dirs.append(Path.cwd() / "recipes")
+    dirs.append(Path(__file__).resolve().parent / "recipe_files")  # inside an installed wheel
     dirs.append(Path(__file__).resolve().parents[2] / "recipes")  # source checkout
     seen: list[Path] = []
     for d in dirs:
