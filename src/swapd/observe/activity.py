@@ -15,6 +15,7 @@ Records are kept in a bounded deque (``metricsMaxInMemory``) and optionally appe
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from collections import deque
@@ -100,6 +101,9 @@ def _apply(obj: Any, out: Usage) -> None:
             out.tokens_per_second = round(float(tps), 2)
 
 
+_CARRIES_USAGE = re.compile(r'"(?:usage|timings)"\s*:\s*\{|"num_cached_tokens"\s*:\s*\d')
+
+
 def _objects(window: bytes) -> list[Any]:
     """JSON objects in a body window: the whole body, or the ``data:`` lines of an SSE stream."""
     text = window.decode("utf-8", errors="replace")
@@ -113,7 +117,8 @@ def _objects(window: bytes) -> list[Any]:
     for line in text.splitlines():
         if line.startswith("data:"):
             data = line[5:].strip()
-            if data.startswith("{"):
+            # Only frames that carry numbers are decoded: a 200-chunk stream has one or two.
+            if data.startswith("{") and _CARRIES_USAGE.search(data):
                 try:
                     out.append(json.loads(data))
                 except ValueError:
