@@ -48,7 +48,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     measuring = False
     stop_at = 0.0
 
-    connector = aiohttp.TCPConnector(limit=0, force_close=False, ttl_dns_cache=None)
+    connector = aiohttp.TCPConnector(limit=0, force_close=args.fresh, ttl_dns_cache=None)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
@@ -123,6 +123,11 @@ def main() -> None:
     p.add_argument("--stream", action="store_true")
     p.add_argument("--chunks", type=int, default=200)
     p.add_argument("--extra", default="{}", help="JSON merged into the request body")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="a new connection per request (llama-server drops kept-alive ones silently)",
+    )
     args = p.parse_args()
     try:
         import uvloop

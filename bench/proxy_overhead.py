@@ -65,7 +65,12 @@ models:
 
 
 def load(
-    url: str, concurrency: int, stream: bool, duration: float, extra: str = "{}"
+    url: str,
+    concurrency: int,
+    stream: bool,
+    duration: float,
+    extra: str = "{}",
+    fresh: bool = False,
 ) -> dict[str, Any]:
     argv = [
         sys.executable,
@@ -82,6 +87,8 @@ def load(
     if stream:
         argv += ["--stream", "--chunks", "200"]
     argv += ["--extra", extra]
+    if fresh:
+        argv.append("--fresh")
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration * 4 + 60)
     if out.returncode != 0:
         raise RuntimeError(f"loadgen failed: {out.stderr}")
@@ -164,8 +171,12 @@ def main() -> None:
             print(f"{rss_kib(swapd_pid)} KiB")
         extra = json.dumps(LLAMA_BODY if llama else {})
         for name, conc, stream in LLAMA_SCENARIOS if llama else SCENARIOS:
-            direct = load(direct_url, conc, stream, args.duration, extra)
-            through = load(swapd_url, conc, stream, args.duration, extra) if swapd_url else None
+            direct = load(direct_url, conc, stream, args.duration, extra, fresh=llama)
+            through = (
+                load(swapd_url, conc, stream, args.duration, extra, fresh=llama)
+                if swapd_url
+                else None
+            )
             results.append((name, direct, through))
         if swapd_pid is not None:
             print(f"swapd RSS after load: {rss_kib(swapd_pid)} KiB")

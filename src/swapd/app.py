@@ -29,7 +29,7 @@ from swapd.observe.logs import DEFAULT_RING_BYTES, LogRing
 from swapd.observe.observer import Observer
 from swapd.proxy.admin import Admin
 from swapd.proxy.app import Proxy
-from swapd.proxy.forward import new_session
+from swapd.proxy.forward import UpstreamClient
 from swapd.scheduler import Scheduler
 
 log = logging.getLogger("swapd")
@@ -129,7 +129,7 @@ class App:
         )
         store = Path(config.store_path) if config.store_path else None
         activity = ActivityLog(config.metrics_max_in_memory, store)
-        session = new_session()
+        upstreams = UpstreamClient()
         observer = Observer(self.scheduler, self.swapd_log, activity)
         admin = Admin(
             self.scheduler,
@@ -140,7 +140,7 @@ class App:
         )
         self.proxy = Proxy(
             self.scheduler,
-            session,
+            upstreams,
             self.swapd_log,
             reload=self.reload,
             observer=observer,
@@ -183,7 +183,7 @@ class App:
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await session.close()
+                await upstreams.close()
             sock.close()
             activity.close()
 

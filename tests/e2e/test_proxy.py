@@ -476,3 +476,60 @@ def test_engines_left_by_a_killed_swapd_are_stopped_by_the_next_one(
         with run_swapd(cfg, env=env) as second:
             assert pids_alive([pid]) == []
             assert "left behind by an earlier swapd" in second.output()
+
+
+ONE_SHOT_ENGINE = r"""
+import asyncio, sys
+
+async def handle(reader, writer):
+    served = False
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            await reader.readexactly(length)
+            if served:
+                break  # a reused connection: dropped without a word, like llama-server does
+            served = True
+            body = b'{"ok": true}'
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    print("listening", flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def test_engine_closing_kept_alive_connections_silently_gets_fresh_ones(
+    start_port: int, tmp_path: Path
+) -> None:
+    import concurrent.futures
+    import shlex
+    import sys
+
+    script = tmp_path / "one_shot.py"
+    script.write_text(ONE_SHOT_ENGINE)
+    cfg = f"""
+startPort: {start_port}
+models:
+  oneshot:
+    cmd: {shlex.quote(sys.executable)} {script} ${{PORT}}
+"""
+    with run_swapd(cfg) as swapd:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:  # four pooled connections
+            first = list(pool.map(lambda _: chat(swapd.url, "oneshot").status_code, range(4)))
+        assert first == [200] * 4
+        # Each of these would reuse a dead pooled connection; a single retry on the pool would
+        # find another dead one. swapd retries on a fresh connection and then stops reusing.
+        assert [chat(swapd.url, "oneshot").status_code for _ in range(6)] == [200] * 6

@@ -162,3 +162,42 @@ def test_a_file_that_is_not_gguf_fails_with_an_error_naming_it(
         r = chat(swapd.url, "bogus")
         assert r.status_code == 503
         assert f"{bogus} is not a GGUF file" in r.json()["error"]["message"]
+
+
+@pytest.mark.soak
+def test_concurrent_streams_survive_llama_server_closing_kept_alive_connections(
+    start_port: int, ggufs: tuple[Path, Path]
+) -> None:
+    """llama-server drops kept-alive connections after streams without saying so; swapd retries
+    such a request on a fresh connection and stops reusing connections to that engine."""
+    import asyncio
+
+    import aiohttp
+
+    cfg = config(start_port, {"alpha": model(ggufs[0], "-np 8")})
+    with run_swapd(cfg, env=llama_server_env()) as swapd:
+        assert chat(swapd.url, "alpha").status_code == 200
+        body = {
+            "model": "alpha",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+            "max_tokens": 32,
+            "ignore_eos": True,
+        }
+
+        async def load() -> list[int]:
+            statuses: list[int] = []
+            async with aiohttp.ClientSession() as session:
+
+                async def worker() -> None:
+                    for _ in range(6):
+                        url = f"{swapd.url}/v1/chat/completions"
+                        async with session.post(url, json=body) as r:
+                            await r.read()
+                            statuses.append(r.status)
+
+                await asyncio.gather(*(worker() for _ in range(8)))
+            return statuses
+
+        statuses = asyncio.run(load())
+        assert statuses == [200] * 48

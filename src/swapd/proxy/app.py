@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import anyio
 
 from swapd import web
@@ -34,7 +33,7 @@ from swapd.proxy.asgi import (
     send_json,
 )
 from swapd.proxy.envelope import error_body, is_anthropic
-from swapd.proxy.forward import forward, request_headers
+from swapd.proxy.forward import UpstreamClient, forward, request_headers
 from swapd.scheduler import Scheduler
 from swapd.slot import State, Ticket
 
@@ -50,7 +49,7 @@ class Proxy:
     def __init__(
         self,
         scheduler: Scheduler,
-        session: aiohttp.ClientSession,
+        upstreams: UpstreamClient,
         swapd_log: LogRing,
         *,
         reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
@@ -58,7 +57,7 @@ class Proxy:
         admin: Handler | None = None,
     ) -> None:
         self.scheduler = scheduler
-        self.session = session
+        self.upstreams = upstreams
         self.swapd_log = swapd_log
         self.reload = reload
         self.accepting = True
@@ -188,7 +187,7 @@ class Proxy:
                 else:
                     upstream = await scheduler.wait(ticket)
                 status = await forward(
-                    self.session,
+                    self.upstreams,
                     scope,
                     send,
                     url=upstream.base_url + path,

@@ -9,6 +9,7 @@ call, and closing the connection makes the engine stop generating.
 from __future__ import annotations
 
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -41,10 +42,14 @@ class Meter(Protocol):
     def feed(self, chunk: bytes) -> None: ...
 
 
-def new_session() -> aiohttp.ClientSession:
+def _session(*, force_close: bool) -> aiohttp.ClientSession:
     # keepalive_timeout below llama-server's 5 s idle close, so idle connections are rarely stale
     connector = aiohttp.TCPConnector(
-        limit=0, limit_per_host=0, ttl_dns_cache=300, keepalive_timeout=4.0
+        limit=0,
+        limit_per_host=0,
+        ttl_dns_cache=300,
+        force_close=force_close,
+        keepalive_timeout=None if force_close else 4.0,
     )
     return aiohttp.ClientSession(
         connector=connector,
@@ -53,6 +58,33 @@ def new_session() -> aiohttp.ClientSession:
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
         cookie_jar=aiohttp.DummyCookieJar(),
     )
+
+
+class UpstreamClient:
+    """The shared upstream sessions: kept-alive connections, and fresh ones where they fail.
+
+    Some engines close kept-alive connections without saying so (llama-server does after
+    streamed responses), so reusing one fails before any byte comes back. Such a request is
+    retried once on a fresh connection, and the engine's origin is remembered: its later
+    requests use a new connection each time instead of failing first.
+    """
+
+    def __init__(self) -> None:
+        self.pooled = _session(force_close=False)
+        self.fresh = _session(force_close=True)
+        self.no_keepalive: set[str] = set()
+
+    def session_for(self, url: str) -> aiohttp.ClientSession:
+        return self.fresh if _origin(url) in self.no_keepalive else self.pooled
+
+    async def close(self) -> None:
+        await self.pooled.close()
+        await self.fresh.close()
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def request_headers(scope: Scope, *, drop_credentials: bool) -> dict[str, str]:
@@ -71,7 +103,7 @@ def request_headers(scope: Scope, *, drop_credentials: bool) -> dict[str, str]:
 
 
 async def forward(
-    session: aiohttp.ClientSession,
+    client: UpstreamClient,
     scope: Scope,
     send: Send,
     *,
@@ -86,20 +118,22 @@ async def forward(
 
     With ``headers_sent`` (a loading stream already answered 200), only the body is relayed.
     """
-    for attempt in (1, 2):
+    session = client.session_for(url)
+    while True:
         try:
             response = await session.request(
                 scope["method"], url, data=body or None, headers=headers, allow_redirects=False
             )
             break
         except STALE as exc:
-            # An engine closed a kept-alive connection just as it was reused (llama-server
-            # does, after a few requests or an idle spell): nothing came back, so try once
-            # more on a fresh connection, as Go's transport does for llama-swap.
-            if attempt == 2:
+            # A kept-alive connection turned out closed and nothing came back: retry once on a
+            # fresh connection (as Go's transport does for llama-swap) and remember the engine.
+            if session is client.fresh:
                 raise UpstreamUnavailable(
                     model, f"engine for model {model!r} is unreachable: {exc}"
                 ) from exc
+            client.no_keepalive.add(_origin(url))
+            session = client.fresh
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamUnavailable(
                 model, f"engine for model {model!r} is unreachable: {exc}"
