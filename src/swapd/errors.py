@@ -4,7 +4,8 @@
     ├── ConfigError                 exit 2; carries every ConfigIssue (file:line:col: message)
     ├── RequestError                HTTP 400 (bad JSON, missing model, non-UTF-8 body)
     │   ├── BodyTooLarge            HTTP 413
-    │   └── NotFound                HTTP 404 (unknown model / route)
+    │   ├── NotFound                HTTP 404 (unknown model / route)
+    │   └── Conflict                HTTP 409 (e.g. sleep for a model that cannot sleep)
     ├── Unauthorized                HTTP 401
     ├── TooManyRequests             HTTP 429 + Retry-After
     ├── ModelError                  errors about one model's engine
@@ -72,6 +73,11 @@ class BodyTooLarge(RequestError):
 class NotFound(RequestError):
     http_status = 404
     code = "not_found"
+
+
+class Conflict(RequestError):
+    http_status = 409
+    code = "conflict"
 
 
 class Unauthorized(SwapdError):

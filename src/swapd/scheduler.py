@@ -28,6 +28,7 @@ from swapd.config.model import Config, ModelConfig
 from swapd.drivers import registry
 from swapd.drivers.base import Driver, LogSink, Upstream
 from swapd.errors import (
+    Conflict,
     ModelUnloaded,
     NotFound,
     ShuttingDown,
@@ -359,6 +360,34 @@ class Scheduler:
             and callable(getattr(d, "sleep", None))
             and callable(getattr(d, "wake", None))
         )
+
+    async def sleep(self, model_id: str) -> None:
+        """Put a ready, idle model to sleep now (admin API); waits until it sleeps."""
+        slot = self.slots.get(model_id)
+        if slot is None:
+            raise NotFound(f"model {model_id!r} not found")
+        if slot.config.sleep_level is None:
+            raise Conflict(f"model {model_id} does not support sleep (no sleep: in its config)")
+        if slot.state is State.SLEEPING:
+            return
+        if slot.state is not State.READY or not self._can_sleep(slot):
+            raise Conflict(f"model {model_id} is {slot.state}, not ready to sleep")
+        if slot.reserved:
+            raise Conflict(f"model {model_id} is serving requests")
+        settled = anyio.Event()
+
+        def watch(changed: Slot) -> None:
+            if changed is slot and not slot.going_to_sleep:
+                settled.set()
+
+        self.listeners.append(watch)
+        try:
+            self._evict(slot)
+            await settled.wait()
+        finally:
+            self.listeners.remove(watch)
+        if slot.state is not State.SLEEPING:  # type: ignore[comparison-overlap]  # set by _sleeper
+            raise Conflict(f"model {model_id} could not sleep and was stopped: {slot.error}")
 
     def _evict(self, slot: Slot) -> None:
         """Make room: put a ready model to sleep if it can, else stop it."""

@@ -241,6 +241,8 @@ class Builder:
             driver=driver,
             options=options,
             kv_cache=kv_cache,
+            # any engine with vLLM's sleep surface; docker models are checked against recipes
+            sleep_level=raw.sleep.level if raw.sleep is not None else None,
         )
 
     def kv_cache_cmd(

@@ -32,12 +32,12 @@ import shlex
 import uuid
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import TaskStatus
 
 from swapd.config.model import Config, ModelConfig, NodeConfig
+from swapd.drivers import sleepmode
 from swapd.drivers.base import DriverSpec, LogSink, Upstream
 from swapd.drivers.health import probe, wait_healthy
 from swapd.drivers.logtail import ERROR_TAIL_LINES, LogTail
@@ -376,35 +376,17 @@ class DockerDriver:
 
     async def sleep(self, level: int) -> None:
         """Put the engine to sleep (vLLM ``POST /sleep?level=N``); raises on failure."""
-        await self._post(f"/sleep?level={level}")
+        assert self.upstream is not None
+        await sleepmode.sleep(self.upstream.base_url, level)
         self.placements.set_asleep(self, True)
         self.tail.write(f"[swapd] {self.model.id} is asleep (level {level})")
 
     async def wake(self) -> None:
-        """Wake the engine (``POST /wake_up``) and check ``/is_sleeping``; raises on failure."""
-        await self._post("/wake_up")
+        """Wake the engine (``POST /wake_up``, then ``/is_sleeping``); raises on failure."""
         assert self.upstream is not None
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            url = self.upstream.base_url + "/is_sleeping"
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=30)) as resp:
-                body = await resp.json(content_type=None)
-                if resp.status != 200 or body.get("is_sleeping"):
-                    raise RuntimeError(f"engine still asleep after /wake_up: {body}")
+        await sleepmode.wake(self.upstream.base_url)
         self.placements.set_asleep(self, False)
         self.tail.write(f"[swapd] {self.model.id} is awake")
-
-    async def _post(self, path: str) -> None:
-        import aiohttp
-
-        assert self.upstream is not None
-        url = self.upstream.base_url + path
-        timeout = aiohttp.ClientTimeout(total=300)
-        async with aiohttp.ClientSession() as session, session.post(url, timeout=timeout) as resp:
-            if resp.status >= 300:
-                text = (await resp.text())[:200]
-                raise RuntimeError(f"POST {urlsplit(url).path} answered {resp.status}: {text}")
 
 
 # ── startup adoption and shutdown cleanup ───────────────────────────────────────────────────

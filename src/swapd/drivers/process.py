@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import Process, TaskStatus
 
 from swapd.config.model import ModelConfig
-from swapd.drivers import pidfile
+from swapd.drivers import pidfile, sleepmode
 from swapd.drivers.base import DriverSpec, EngineHooks, LogSink, Upstream
 from swapd.drivers.health import wait_healthy
 from swapd.drivers.logtail import LogTail
@@ -165,6 +165,16 @@ class ProcessDriver:
                 return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)
+
+    # ── sleep / wake: for engines with vLLM's sleep mode (``sleep: {level: N}``) ──────────────
+
+    async def sleep(self, level: int) -> None:
+        await sleepmode.sleep(self.model.proxy.rstrip("/"), level)
+        self.tail.write(f"[swapd] {self.model.id} is asleep (level {level})")
+
+    async def wake(self) -> None:
+        await sleepmode.wake(self.model.proxy.rstrip("/"))
+        self.tail.write(f"[swapd] {self.model.id} is awake")
 
 
 def create(model: ModelConfig, logs: LogSink) -> ProcessDriver:

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from swapd.errors import NotFound, SwapdError
+from swapd.errors import Conflict, NotFound, SwapdError
 from swapd.observe.events import Event
 from swapd.observe.logs import LogRing
 from swapd.observe.metrics import CONTENT_TYPE
@@ -29,17 +29,12 @@ from swapd.proxy.asgi import Receive, Scope, Send
 from swapd.proxy.envelope import error_body
 from swapd.proxy.openapi import OPENAPI
 from swapd.scheduler import Scheduler
-from swapd.slot import RUNNING
+from swapd.slot import RUNNING, State
 
 log = logging.getLogger("swapd.admin")
 
 HEARTBEAT = 15.0  # seconds between SSE comments / keep-alives on idle streams
 LOG_STREAM_BUFFER = 2048  # lines buffered per /logs/stream client
-
-
-class Conflict(SwapdError):
-    http_status = 409
-    code = "conflict"
 
 
 def jsonable(value: Any) -> Any:
@@ -85,7 +80,7 @@ class Admin:
             Route("/api/models/{id:path}/start", self.start, methods=["POST"]),
             Route("/api/models/{id:path}/stop", self.stop, methods=["POST"]),
             Route("/api/models/{id:path}/sleep", self.sleep, methods=["POST"]),
-            Route("/api/models/{id:path}/wake", self.sleep, methods=["POST"]),
+            Route("/api/models/{id:path}/wake", self.wake, methods=["POST"]),
             Route("/api/config", self.config, methods=["GET"]),
             Route("/api/config/reload", self.do_reload, methods=["POST"]),
             Route("/api/activity", self.activity, methods=["GET"]),
@@ -151,7 +146,18 @@ class Admin:
 
     async def sleep(self, request: Request) -> Response:
         model_id = self._model_id(request)
-        raise Conflict(f"model {model_id} does not support sleep")
+        await self.scheduler.sleep(model_id)
+        return JSONResponse(self._info(model_id))
+
+    async def wake(self, request: Request) -> Response:
+        model_id = self._model_id(request)
+        if self.scheduler.slots[model_id].state is not State.SLEEPING:
+            raise Conflict(f"model {model_id} is not sleeping")
+        ticket = self.scheduler.start(model_id)
+        await ticket.event.wait()
+        if ticket.error is not None:
+            raise ticket.error
+        return JSONResponse(self._info(model_id))
 
     # ── config ──────────────────────────────────────────────────────────────────────────────
 

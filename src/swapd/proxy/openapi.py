@@ -64,10 +64,10 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/models/stop": {"post": _op("Stop every model", _STOPPED)},
         "/api/models/{id}/sleep": {
-            "post": _op("Sleep a model", _json(_MODEL), params=_ID, e409="sleep not supported")
+            "post": _op("Sleep a model", _json(_MODEL), params=_ID, e409="cannot sleep now")
         },
         "/api/models/{id}/wake": {
-            "post": _op("Wake a model", _json(_MODEL), params=_ID, e409="sleep not supported")
+            "post": _op("Wake a model", _json(_MODEL), params=_ID, e409="not sleeping")
         },
         "/api/config": {"get": _op("Effective config, sources, last reload errors", _json({}))},
         "/api/config/reload": {"post": _op("Reload the config", _json({}))},
