@@ -12,6 +12,7 @@
     │   ├── StartFailed             HTTP 503 (spawn error, premature exit, health timeout)
     │   ├── ModelUnloaded           HTTP 503 (unloaded/reloaded while the request waited)
     │   └── UpstreamUnavailable     HTTP 502 (engine unreachable or died mid-request)
+    │       └── UpstreamGone        HTTP 502 (connection refused: nothing reached the engine)
     ├── DriverNotFound              exit 2 (unknown driver name)
     └── ShuttingDown                HTTP 503
 
@@ -109,6 +110,10 @@ class ModelUnloaded(ModelError):
 class UpstreamUnavailable(ModelError):
     http_status = 502
     code = "bad_gateway"
+
+
+class UpstreamGone(UpstreamUnavailable):
+    """The engine refused the connection, so the request never reached it (safe to retry)."""
 
 
 class DriverNotFound(SwapdError):

@@ -361,6 +361,29 @@ class Scheduler:
             and callable(getattr(d, "wake", None))
         )
 
+    async def engine_gone(self, model_id: str, upstream: Upstream, limit: float = 2.0) -> None:
+        """Wait (bounded) until the scheduler has seen ``upstream``'s engine exit.
+
+        Called when a granted engine refused a connection: it most likely died just before the
+        request, and its exit is about to be processed. Afterwards a new admission starts a
+        fresh engine instead of being handed the dead one again.
+        """
+        slot = self.slots.get(model_id)
+        if slot is None or slot.upstream is not upstream:
+            return
+        gone = anyio.Event()
+
+        def watch(changed: Slot) -> None:
+            if changed is slot and slot.upstream is not upstream:
+                gone.set()
+
+        self.listeners.append(watch)
+        try:
+            with anyio.move_on_after(limit):
+                await gone.wait()
+        finally:
+            self.listeners.remove(watch)
+
     async def sleep(self, model_id: str) -> None:
         """Put a ready, idle model to sleep now (admin API); waits until it sleeps."""
         slot = self.slots.get(model_id)

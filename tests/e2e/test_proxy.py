@@ -533,3 +533,56 @@ models:
         # Each of these would reuse a dead pooled connection; a single retry on the pool would
         # find another dead one. swapd retries on a fresh connection and then stops reusing.
         assert [chat(swapd.url, "oneshot").status_code for _ in range(6)] == [200] * 6
+
+
+DYING_ENGINE = r'''
+import asyncio, os, sys
+
+async def main():
+    loop = asyncio.get_running_loop()
+
+    async def handle(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        await reader.readexactly(length)
+        body = b'{"pid": %d}' % os.getpid()
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+                     b"x-engine-pid: %d\r\ncontent-length: %d\r\n\r\n%s"
+                     % (os.getpid(), len(body), body))
+        await writer.drain()
+        writer.close()
+        if head.startswith(b"POST /close "):  # stop listening now, exit a little later
+            server.close()
+            loop.call_later(0.5, os._exit, 0)
+
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+'''
+
+
+def test_request_right_after_an_engine_died_gets_a_fresh_engine(
+    start_port: int, tmp_path: Path
+) -> None:
+    import shlex
+    import sys
+
+    script = tmp_path / "dying.py"
+    script.write_text(DYING_ENGINE)
+    cfg = f"""
+startPort: {start_port}
+models:
+  fragile:
+    cmd: {shlex.quote(sys.executable)} {script} ${{PORT}}
+"""
+    with run_swapd(cfg) as swapd:
+        first = int(chat(swapd.url, "fragile").headers["x-engine-pid"])
+        httpx.post(f"{swapd.url}/upstream/fragile/close", timeout=10)
+        # The engine no longer listens but has not exited yet: swapd still has it as ready.
+        r = chat(swapd.url, "fragile")
+        assert r.status_code == 200, r.text
+        assert int(r.headers["x-engine-pid"]) != first

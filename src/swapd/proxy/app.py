@@ -7,6 +7,7 @@ client to leave → forward and stream → release in ``finally``.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,7 +18,7 @@ import anyio
 from swapd import web
 from swapd.config.model import Config, ModelConfig
 from swapd.drivers.base import Upstream
-from swapd.errors import NotFound, RequestError, ShuttingDown, SwapdError
+from swapd.errors import NotFound, RequestError, ShuttingDown, SwapdError, UpstreamGone
 from swapd.observe.logs import LogRing
 from swapd.observe.observer import Observer
 from swapd.proxy import auth, body, loading, routes
@@ -186,17 +187,27 @@ class Proxy:
                         return
                 else:
                     upstream = await scheduler.wait(ticket)
-                status = await forward(
+                relay = functools.partial(
+                    forward,
                     self.upstreams,
                     scope,
                     send,
-                    url=upstream.base_url + path,
                     body=payload,
                     headers=headers,
                     model=model.id,
                     headers_sent=streamed,
                     meter=req.meter if req else None,
                 )
+                try:
+                    status = await relay(url=upstream.base_url + path)
+                except UpstreamGone:
+                    # Nothing reached the engine: it died just before this request. Once the
+                    # scheduler has seen the exit, a new lease starts a fresh engine; once.
+                    await scheduler.engine_gone(model.id, upstream)
+                    scheduler.release(ticket)
+                    ticket = scheduler.admit(model.id)
+                    upstream = await scheduler.wait(ticket)
+                    status = await relay(url=upstream.base_url + path)
         except SwapdError as exc:
             status = exc.http_status
             raise

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from swapd.errors import UpstreamUnavailable
+from swapd.errors import UpstreamGone, UpstreamUnavailable
 from swapd.proxy.asgi import Headers, Scope, Send
 
 HOP_BY_HOP = frozenset(
@@ -125,6 +125,8 @@ async def forward(
                 scope["method"], url, data=body or None, headers=headers, allow_redirects=False
             )
             break
+        except aiohttp.ClientConnectorError as exc:  # (a ClientOSError: before STALE)
+            raise UpstreamGone(model, f"engine for model {model!r} is unreachable: {exc}") from exc
         except STALE as exc:
             # A kept-alive connection turned out closed and nothing came back: retry once on a
             # fresh connection (as Go's transport does for llama-swap) and remember the engine.
