@@ -535,7 +535,7 @@ models:
         assert [chat(swapd.url, "oneshot").status_code for _ in range(6)] == [200] * 6
 
 
-DYING_ENGINE = r'''
+DYING_ENGINE = r"""
 import asyncio, os, sys
 
 async def main():
@@ -562,7 +562,7 @@ async def main():
     await asyncio.Event().wait()
 
 asyncio.run(main())
-'''
+"""
 
 
 def test_request_right_after_an_engine_died_gets_a_fresh_engine(
