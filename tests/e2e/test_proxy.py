@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shlex
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +19,12 @@ import pytest
 from swapd.testing import echo_cmd, pids_alive, run_swapd
 
 pytestmark = pytest.mark.timeout(90)
+
+
+def raw_engine_cmd(flags: str = "") -> str:
+    """The cmd of tests/fakes/raw_engine.py (connection-level edge cases)."""
+    script = Path(__file__).resolve().parents[1] / "fakes" / "raw_engine.py"
+    return f"{shlex.quote(sys.executable)} {script} ${{PORT}} {flags}".rstrip()
 
 
 def two_models(start_port: int, extra: str = "", top: str = "") -> str:
@@ -478,53 +486,14 @@ def test_engines_left_by_a_killed_swapd_are_stopped_by_the_next_one(
             assert "left behind by an earlier swapd" in second.output()
 
 
-ONE_SHOT_ENGINE = r"""
-import asyncio, sys
-
-async def handle(reader, writer):
-    served = False
-    try:
-        while True:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line.lower().startswith(b"content-length:"):
-                    length = int(line.split(b":")[1])
-            await reader.readexactly(length)
-            if served:
-                break  # a reused connection: dropped without a word, like llama-server does
-            served = True
-            body = b'{"ok": true}'
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                         b"content-length: %d\r\n\r\n%s" % (len(body), body))
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        pass
-    writer.close()
-
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
-    print("listening", flush=True)
-    await server.serve_forever()
-
-asyncio.run(main())
-"""
-
-
-def test_engine_closing_kept_alive_connections_silently_gets_fresh_ones(
-    start_port: int, tmp_path: Path
-) -> None:
+def test_engine_closing_kept_alive_connections_silently_gets_fresh_ones(start_port: int) -> None:
     import concurrent.futures
-    import shlex
-    import sys
 
-    script = tmp_path / "one_shot.py"
-    script.write_text(ONE_SHOT_ENGINE)
     cfg = f"""
 startPort: {start_port}
 models:
   oneshot:
-    cmd: {shlex.quote(sys.executable)} {script} ${{PORT}}
+    cmd: {raw_engine_cmd("--drop-reused")}
 """
     with run_swapd(cfg) as swapd:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:  # four pooled connections
@@ -535,49 +504,12 @@ models:
         assert [chat(swapd.url, "oneshot").status_code for _ in range(6)] == [200] * 6
 
 
-DYING_ENGINE = r"""
-import asyncio, os, sys
-
-async def main():
-    loop = asyncio.get_running_loop()
-
-    async def handle(reader, writer):
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = 0
-        for line in head.split(b"\r\n"):
-            if line.lower().startswith(b"content-length:"):
-                length = int(line.split(b":")[1])
-        await reader.readexactly(length)
-        body = b'{"pid": %d}' % os.getpid()
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
-                     b"x-engine-pid: %d\r\ncontent-length: %d\r\n\r\n%s"
-                     % (os.getpid(), len(body), body))
-        await writer.drain()
-        writer.close()
-        if head.startswith(b"POST /close "):  # stop listening now, exit a little later
-            server.close()
-            loop.call_later(0.5, os._exit, 0)
-
-    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]))
-    await asyncio.Event().wait()
-
-asyncio.run(main())
-"""
-
-
-def test_request_right_after_an_engine_died_gets_a_fresh_engine(
-    start_port: int, tmp_path: Path
-) -> None:
-    import shlex
-    import sys
-
-    script = tmp_path / "dying.py"
-    script.write_text(DYING_ENGINE)
+def test_request_right_after_an_engine_died_gets_a_fresh_engine(start_port: int) -> None:
     cfg = f"""
 startPort: {start_port}
 models:
   fragile:
-    cmd: {shlex.quote(sys.executable)} {script} ${{PORT}}
+    cmd: {raw_engine_cmd()}
 """
     with run_swapd(cfg) as swapd:
         first = int(chat(swapd.url, "fragile").headers["x-engine-pid"])
