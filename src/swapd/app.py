@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 import uvicorn
+from anyio.abc import TaskGroup
 
 from swapd.config import load_config, load_demo
 from swapd.config.model import Config
@@ -98,8 +99,9 @@ class App:
         self.swapd_log = LogRing("swapd")
         self._shutdown = anyio.Event()
         self._http_done = anyio.Event()
-        self._main: anyio.CancelScope | None = None
+        self._main: TaskGroup | None = None
         self._reloading = False
+        self._reload_again = False
         self.config_errors: list[str] = []  # the last rejected reload's errors
 
     def load(self) -> Config:
@@ -159,7 +161,7 @@ class App:
         )
         try:
             async with anyio.create_task_group() as tg:
-                self._main = tg.cancel_scope
+                self._main = tg
                 await tg.start(self.scheduler.run, name="scheduler")
                 tg.start_soon(self._serve_http, server, sock, name="http")
                 tg.start_soon(self._signals, name="signals")
@@ -202,7 +204,7 @@ class App:
                 elif self._shutdown.is_set():
                     log.warning("second signal: not waiting for requests; stopping engines now")
                     assert self._main is not None
-                    self._main.cancel()
+                    self._main.cancel_scope.cancel()
                 else:
                     self._shutdown.set()
 
@@ -215,9 +217,27 @@ class App:
                 log.error("preload of %s failed: %s", model_id, exc.message.splitlines()[0])
 
     async def reload(self) -> dict[str, Any]:
-        """Load the config again; on success apply it, on failure keep the old one."""
+        """Load the config again; on success apply it, on failure keep the old one.
+
+        Overlapping triggers (SIGHUP, the file watcher, the API) are coalesced: a trigger that
+        arrives during a reload makes it run once more when it ends, so the newest files win.
+        """
         if self.config_path is None and self.config_dir is None and not self.models_dirs:
             return {"ok": False, "errors": ["the embedded demo config cannot be reloaded"]}
+        if self._reloading:
+            self._reload_again = True
+            return {"ok": True, "changes": {}, "message": "a reload is running; it will run again"}
+        self._reloading = True
+        try:
+            while True:
+                self._reload_again = False
+                result = await self._reload_once()
+                if not self._reload_again:
+                    return result
+        finally:
+            self._reloading = False
+
+    async def _reload_once(self) -> dict[str, Any]:
         try:
             config = await anyio.to_thread.run_sync(self.load)
         except ConfigError as exc:
@@ -226,9 +246,12 @@ class App:
             self.config_errors = [str(i) for i in exc.issues]
             return {"ok": False, "errors": list(self.config_errors)}
         self.config_errors = []
+        self._setup_logging(config)
         for issue in config.warnings:
             log.warning("config: %s", issue)
         changes = self.scheduler.update(config)
+        if self._main is not None and config.preload:  # as at startup; running ones are kept
+            self._main.start_soon(self._preload, config.preload, name="preload")
         log.info(
             "config reloaded: %s",
             ", ".join(f"{k} {v}" for k, v in changes.items() if v) or "no changes",

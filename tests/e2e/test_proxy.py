@@ -518,3 +518,18 @@ models:
         r = chat(swapd.url, "fragile")
         assert r.status_code == 200, r.text
         assert int(r.headers["x-engine-pid"]) != first
+
+
+def test_reload_preloads_the_new_configs_preload_list(start_port: int) -> None:
+    cfg = two_models(start_port)
+    with run_swapd(cfg) as swapd:
+        swapd.config_path.write_text(cfg + "hooks:\n  on_startup:\n    preload: [beta]\n")
+        swapd.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        running: list[dict[str, str]] = []
+        while time.monotonic() < deadline:
+            running = httpx.get(f"{swapd.url}/running").json()["running"]
+            if running and running[0]["state"] == "ready":
+                break
+            time.sleep(0.1)
+        assert [(r["model"], r["state"]) for r in running] == [("beta", "ready")]
