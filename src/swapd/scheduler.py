@@ -462,7 +462,13 @@ class Scheduler:
         ids = list(self.slots) if model_ids is None else list(model_ids)
         slots = [self.slots[i] for i in ids if i in self.slots]
         targets = {s.id for s in slots}
-        self._fail_queued(lambda t: t.model in targets, ModelUnloaded("", "model unloaded"))
+        for model_id in targets:
+            self._fail_queued(
+                lambda t, m=model_id: t.model == m,  # type: ignore[misc]
+                ModelUnloaded(
+                    model_id, f"model {model_id!r} was unloaded while the request waited"
+                ),
+            )
         stopping = []
         for slot in slots:
             if slot.state in ALIVE:
