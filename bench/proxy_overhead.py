@@ -96,6 +96,12 @@ def load(
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _post_chat(url: str) -> None:
     body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "warm up"}]})
     req = urllib.request.Request(
@@ -172,11 +178,11 @@ def main() -> None:
         extra = json.dumps(LLAMA_BODY if llama else {})
         for name, conc, stream in LLAMA_SCENARIOS if llama else SCENARIOS:
             direct = load(direct_url, conc, stream, args.duration, extra, fresh=llama)
-            through = (
-                load(swapd_url, conc, stream, args.duration, extra, fresh=llama)
-                if swapd_url
-                else None
-            )
+            through = None
+            if swapd_url and swapd_pid is not None:
+                before = cpu_seconds(swapd_pid)
+                through = load(swapd_url, conc, stream, args.duration, extra, fresh=llama)
+                through["swapd_cpu_s"] = cpu_seconds(swapd_pid) - before
             results.append((name, direct, through))
         if swapd_pid is not None:
             print(f"swapd RSS after load: {rss_kib(swapd_pid)} KiB")
@@ -208,6 +214,14 @@ def main() -> None:
             f"{num(chunks, '.2f') if d['frames_per_s'] else '':>16}",
         ]
         print("".join(cells) + (f"  errors={errors}" if errors else ""))
+    print("swapd CPU per proxied unit (independent of how the machine's cores are shared):")
+    for name, _d, t in results:
+        if t and t.get("requests"):
+            units = t["frames"] if t["frames"] else t["requests"]
+            unit = "chunk" if t["frames"] else "request"
+            per = t["swapd_cpu_s"] / units * 1e6
+            busy = t["swapd_cpu_s"] / t["elapsed"] * 100
+            print(f"  {name}: {per:.1f} µs CPU per {unit} ({busy:.0f}% of one core)")
     if any(d["frames_per_s"] for _, d, _ in results):
         for name, d, t in results:
             if d["frames_per_s"]:
