@@ -152,26 +152,11 @@ def write_tiny_gguf(path: str | os.PathLike[str], *, seed: int = 0, n_embd: int 
     return _write(path, seed=seed, n_embd=n_embd, name=Path(path).stem)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie still answers kill(0); it is dead for our purposes
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("State:"):
-                    return "Z" not in line.split()[1]
-    except OSError:
-        pass
-    return True
-
-
 def pids_alive(pids: Iterable[int]) -> list[int]:
     """The subset of ``pids`` that are still running (zombies count as dead)."""
-    return [pid for pid in pids if _alive(pid)]
+    from swapd.drivers.pidfile import alive
+
+    return [pid for pid in pids if alive(pid)]
 
 
 def rss_kib(pid: int) -> int | None:

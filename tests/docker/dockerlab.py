@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 import swapd
+from swapd.testing import free_port_range
 
 IMAGE = "swapd-test/echo:1"
 REPO = Path(swapd.__file__).resolve().parents[2]
@@ -184,25 +185,5 @@ def echo_block(model: str, *args: str, image: str = IMAGE) -> str:
     return json.dumps(block)
 
 
-def _free_run(n: int) -> int:
-    """A base port with ``n`` free consecutive ports after it (for startPort)."""
-    import random
-    import socket
-
-    for _ in range(200):
-        base = random.randint(20000, 60000)
-        ok = True
-        for p in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
-
-
 def free_run(n: int = 8) -> int:
-    return _free_run(n)
+    return free_port_range(n)

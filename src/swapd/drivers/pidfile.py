@@ -35,13 +35,21 @@ def _start_ticks(pid: int) -> int | None:
     return int(stat.rpartition(")")[2].split()[19])
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs; a zombie (exited, not yet reaped) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("State:"):
+                    return "Z" not in line.split()[1]
+    except OSError:
+        pass
     return True
 
 
@@ -82,7 +90,7 @@ def reap_orphans(grace: float = 2.0) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError):
             forget(path)
             continue
-        if owner != os.getpid() and _alive(owner) and owner != pid:
+        if owner != os.getpid() and alive(owner) and owner != pid:
             continue  # another swapd is running and owns it
         if _start_ticks(pid) == ticks and ticks is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -90,7 +98,7 @@ def reap_orphans(grace: float = 2.0) -> list[str]:
                 victims.append((pid, f"{model} (pid {pid})"))
         forget(path)
     deadline = time.monotonic() + grace
-    while victims and time.monotonic() < deadline and any(_alive(p) for p, _ in victims):
+    while victims and time.monotonic() < deadline and any(alive(p) for p, _ in victims):
         time.sleep(0.05)
     for pid, _ in victims:
         with contextlib.suppress(ProcessLookupError, PermissionError):
