@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from config_helpers import errors, load, warnings
 
+from swapd.config import Timeouts
+
 M = "models:\n  m:\n    cmd: srv --port ${PORT}\n"
 
 
@@ -250,7 +252,6 @@ def test_unsupported_and_unknown_keys_are_warnings() -> None:
         "c.yaml:13:5: 'settings' is not supported by swapd yet (ignored)",
         "c.yaml:14:3: unknown key 'other' (ignored)",
         "c.yaml:16:3: unknown key 'on_shutdown' (ignored)",
-        "c.yaml:20:5: 'timeouts' is not supported by swapd yet (ignored)",
         "c.yaml:21:5: 'capabilities' is not supported by swapd yet (ignored)",
         "c.yaml:23:7: 'setParamsByID' is not supported by swapd yet (ignored)",
         "c.yaml:24:7: unknown key 'dropParams' (ignored)",
@@ -311,3 +312,54 @@ def test_every_issue_is_reported_at_once() -> None:
         """
     )
     assert len(found) == 5, found
+
+
+def test_timeouts_default_to_llama_swaps_with_an_idle_read_limit() -> None:
+    assert load(M).models["m"].timeouts == Timeouts(
+        connect=30.0, response_header=0.0, idle_read=300.0
+    )
+
+
+def test_timeouts_are_read_and_take_macros() -> None:
+    cfg = load(
+        """
+        macros: {slow: 120}
+        models:
+          m:
+            cmd: srv --port ${PORT}
+            timeouts:
+              connect: 5
+              responseHeader: ${slow}
+              idleRead: 0.5
+        """
+    )
+    assert cfg.models["m"].timeouts == Timeouts(connect=5, response_header=120, idle_read=0.5)
+
+
+def test_llama_swap_pool_timeouts_are_accepted_without_warnings() -> None:
+    text = M + "    timeouts: {keepalive: 0, tlsHandshake: 10, expectContinue: 1, idleConn: 90}\n"
+    cfg = load(text)
+    assert cfg.warnings == ()
+    assert cfg.models["m"].timeouts == Timeouts()
+
+
+def test_timeouts_do_not_restart_a_running_engine() -> None:
+    changed = load(M + "    timeouts: {connect: 1, idleRead: 9}\n").models["m"]
+    assert changed.fingerprint() == load(M).models["m"].fingerprint()
+
+
+def test_bad_timeouts_are_reported_where_they_are_written() -> None:
+    assert errors(
+        M + "    timeouts:\n      connect: -1\n      responseHeader: soon\n"
+        "      idleRead: -0.5\n      total: 3\n"
+    ) == [
+        "c.yaml:5:16: model m: timeouts.connect must be >= 0 (0 = no timeout)",
+        "c.yaml:6:23: models.m.timeouts.responseHeader: expected a number, got 'soon'",
+        "c.yaml:7:17: model m: timeouts.idleRead must be >= 0 (0 = no timeout)",
+    ]
+    assert warnings(M + "    timeouts: {total: 3}\n") == [
+        "c.yaml:4:16: unknown key 'total' (ignored)"
+    ]
+    assert errors(M + "    timeouts: 30\n") == [
+        "c.yaml:4:15: models.m.timeouts: expected a mapping (key: value), got 30"
+    ]

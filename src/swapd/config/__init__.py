@@ -9,7 +9,14 @@ differs from llama-swap on purpose.
 from swapd.config.command import parse_command
 from swapd.config.demo import load_demo
 from swapd.config.loader import load_config, load_text
-from swapd.config.model import DEFAULT_GROUP, Config, Filters, GroupConfig, ModelConfig
+from swapd.config.model import (
+    DEFAULT_GROUP,
+    Config,
+    Filters,
+    GroupConfig,
+    ModelConfig,
+    Timeouts,
+)
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -17,6 +24,7 @@ __all__ = [
     "Filters",
     "GroupConfig",
     "ModelConfig",
+    "Timeouts",
     "load_config",
     "load_demo",
     "load_text",

@@ -17,6 +17,7 @@ from swapd.config.model import (
     KvCacheConfig,
     LogToStdout,
     ModelConfig,
+    Timeouts,
 )
 from swapd.config.schema import RawGroup, RawModel, RawTop
 from swapd.config.tree import MapNode, Path, Pos, locate
@@ -202,6 +203,7 @@ class Builder:
             self.error((*base, "ttl"), f"model {model_id}: invalid TTL value {raw.ttl:g}")
         if raw.unload_timeout < 0:
             self.error((*base, "unloadTimeout"), f"model {model_id}: unloadTimeout must be >= 0")
+        timeouts = self.timeouts(model_id, raw)
         check = raw.check_endpoint.strip()
         kv_cache = None
         if raw.kv_cache is not None:
@@ -243,6 +245,25 @@ class Builder:
             kv_cache=kv_cache,
             # any engine with vLLM's sleep surface; docker models are checked against recipes
             sleep_level=raw.sleep.level if raw.sleep is not None else None,
+            timeouts=timeouts,
+        )
+
+    def timeouts(self, model_id: str, raw: RawModel) -> Timeouts:
+        values = {
+            "connect": raw.timeouts.connect,
+            "responseHeader": raw.timeouts.response_header,
+            "idleRead": raw.timeouts.idle_read,
+        }
+        for key, value in values.items():
+            if value < 0:
+                self.error(
+                    ("models", model_id, "timeouts", key),
+                    f"model {model_id}: timeouts.{key} must be >= 0 (0 = no timeout)",
+                )
+        return Timeouts(
+            connect=max(raw.timeouts.connect, 0.0),
+            response_header=max(raw.timeouts.response_header, 0.0),
+            idle_read=max(raw.timeouts.idle_read, 0.0),
         )
 
     def kv_cache_cmd(

@@ -35,6 +35,20 @@ class KvCacheConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """``timeouts``: how long the proxy waits on the engine, in seconds; 0 = no limit.
+
+    There is deliberately no whole-request timeout: generations are long. llama-swap's other
+    transport keys (``keepalive``, ``tlsHandshake``, ``expectContinue``, ``idleConn``) are
+    accepted and ignored: swapd's upstream connection pool manages its own connections.
+    """
+
+    connect: float = 30.0  # TCP connect to the engine
+    response_header: float = 0.0  # `responseHeader`: request sent → response headers
+    idle_read: float = 300.0  # swapd `idleRead`: seconds without a body byte from the engine
+
+
+@dataclass(frozen=True, slots=True)
 class GpuConfig:
     """One GPU of a node: its index and memory in bytes (declared or discovered)."""
 
@@ -82,6 +96,7 @@ class ModelConfig:
     nodes: tuple[NodeConfig, ...] = ()  # swapd: candidate nodes, in placement order
     gpu_memory: int = 0  # swapd: bytes of GPU memory the model needs (placement)
     sleep_level: int | None = None  # swapd: evict = sleep at this level instead of stop
+    timeouts: Timeouts = field(default_factory=Timeouts)  # proxy → engine waits
 
     def fingerprint(self) -> str:
         """Hash of everything that affects the running engine; equal → keep it over a reload."""

@@ -86,8 +86,13 @@ MODEL = (
         "node",
         "sleep",
         "resources",
+        "timeouts",
     },
-    {"timeouts", "compat", "capabilities"},
+    {"compat", "capabilities"},
+)
+TIMEOUTS = (
+    {"connect", "responseHeader", "idleRead"},  # idleRead: swapd
+    {"keepalive", "tlsHandshake", "expectContinue", "idleConn"},  # pool settings: accepted
 )
 FILTERS = ({"stripParams", "strip_params", "setParams"}, {"setParamsByID"})
 GROUP = ({"swap", "exclusive", "persistent", "members"}, set[str]())
@@ -112,6 +117,21 @@ def _prune_level(
         node.pop(key)
 
 
+def _prune_timeouts(node: Node | None, issues: Issues) -> None:
+    """Like ``_prune_level``, but llama-swap's connection-pool keys are dropped silently:
+    swapd's upstream pool manages its own connections, and a config written for llama-swap
+    should load without noise."""
+    if not isinstance(node, MapNode):
+        return
+    known, pool = TIMEOUTS
+    for key in list(node.items):
+        if key in pool:
+            node.pop(key)
+        elif key not in known:
+            issues.warn(node.key_pos(key), UNKNOWN.format(key))
+            node.pop(key)
+
+
 def driver_name(model: MapNode) -> str:
     node = model.get("driver")
     if isinstance(node, Scalar) and isinstance(node.value, str) and node.value.strip():
@@ -128,6 +148,7 @@ def prune(root: MapNode, issues: Issues) -> None:
             if isinstance(model, MapNode):
                 _prune_level(model, MODEL, issues, extra=driver_name(model))
                 _prune_level(model.get("filters"), FILTERS, issues)
+                _prune_timeouts(model.get("timeouts"), issues)
     groups = [root.get("groups")]
     routing = root.get("routing")
     _prune_level(routing, ROUTING, issues)
@@ -183,6 +204,12 @@ class RawKvCache(_Raw):
     dir: str | None = None
 
 
+class RawTimeouts(_Raw):
+    connect: Number = 30.0
+    response_header: Number = Field(0.0, alias="responseHeader")
+    idle_read: Number = Field(300.0, alias="idleRead")  # swapd
+
+
 class RawModelsDir(_Raw):
     paths: list[str] = Field(default_factory=list)
     cmd: str | None = None
@@ -211,6 +238,7 @@ class RawModel(_Raw):
     node: str | None = None
     sleep: RawSleep | None = None
     resources: RawResources | None = None
+    timeouts: RawTimeouts = Field(default_factory=lambda: RawTimeouts.model_validate({}))
 
 
 class RawSleep(_Raw):
