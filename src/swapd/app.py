@@ -104,10 +104,14 @@ class App:
         self._reload_again = False
         self.config_errors: list[str] = []  # the last rejected reload's errors
 
-    def load(self) -> Config:
+    def load(self, previous: Config | None = None) -> Config:
+        """The config from disk; on a reload ``previous`` (the running config) lets every model
+        keep its ``${PORT}``, so adding a model restarts no other."""
         if self.config_path is None and self.config_dir is None and not self.models_dirs:
             return load_demo()
-        return load_config(self.config_path, self.config_dir, models_dirs=self.models_dirs)
+        return load_config(
+            self.config_path, self.config_dir, models_dirs=self.models_dirs, previous=previous
+        )
 
     def _setup_logging(self, config: Config) -> None:
         root = logging.getLogger("swapd")
@@ -239,7 +243,7 @@ class App:
 
     async def _reload_once(self) -> dict[str, Any]:
         try:
-            config = await anyio.to_thread.run_sync(self.load)
+            config = await anyio.to_thread.run_sync(self.load, self.scheduler.config)
         except ConfigError as exc:
             for issue in exc.issues:
                 log.error("config reload rejected: %s", issue)

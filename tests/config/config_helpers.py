@@ -10,8 +10,8 @@ from swapd.config import Config, load_text
 from swapd.errors import ConfigError
 
 
-def load(text: str, env: dict[str, str] | None = None) -> Config:
-    return load_text(dedent(text), "c.yaml", env=env or {})
+def load(text: str, env: dict[str, str] | None = None, *, previous: Config | None = None) -> Config:
+    return load_text(dedent(text), "c.yaml", env=env or {}, previous=previous)
 
 
 def errors(text: str, env: dict[str, str] | None = None) -> list[str]:

@@ -33,7 +33,7 @@ from typing import Any
 
 from swapd.config.build import Builder
 from swapd.config.issues import Issues
-from swapd.config.macros import expand
+from swapd.config.macros import PreviousPorts, expand
 from swapd.config.merge import merge_all
 from swapd.config.model import DEFAULT_GROUP, Config
 from swapd.config.schema import RawModel, RawTop, driver_name, prune, validate
@@ -50,24 +50,38 @@ def load_config(
     *,
     env: Mapping[str, str] | None = None,
     models_dirs: Sequence[str] = (),
+    previous: Config | None = None,
 ) -> Config:
     """Load ``path`` and/or the ``*.yml``/``*.yaml`` files in ``config_dir`` (merged in that
     order), plus the GGUF files under ``models_dirs`` (``--models-dir``). Raises
-    ``ConfigError`` carrying every issue found."""
+    ``ConfigError`` carrying every issue found. On a reload, pass the config being replaced
+    as ``previous``: its models keep their ``${PORT}`` numbers."""
     issues = Issues()
     if path is None and config_dir is None and models_dirs:
         sources = [Source("(--models-dir)", "models: {}\n")]  # discovered models only
     else:
         sources = read_sources(path, config_dir, issues)
     issues.check()
-    return load_sources(sources, env=env, issues=issues, models_dirs=models_dirs)
+    return load_sources(sources, env=env, issues=issues, models_dirs=models_dirs, previous=previous)
 
 
 def load_text(
-    text: str, name: str = "config.yaml", *, env: Mapping[str, str] | None = None
+    text: str,
+    name: str = "config.yaml",
+    *,
+    env: Mapping[str, str] | None = None,
+    previous: Config | None = None,
 ) -> Config:
     """Load one config from a string; ``name`` is the file name used in issues."""
-    return load_sources([Source(name, text)], env=env)
+    return load_sources([Source(name, text)], env=env, previous=previous)
+
+
+def previous_ports(previous: Config | None) -> PreviousPorts | None:
+    """The ports a reload keeps: every model of ``previous`` that had one."""
+    if previous is None:
+        return None
+    ports = {m.id: m.port for m in previous.models.values() if m.port is not None}
+    return PreviousPorts(previous.start_port, ports)
 
 
 def _models_node(root: MapNode, issues: Issues) -> MapNode:
@@ -91,6 +105,7 @@ def load_sources(
     env: Mapping[str, str] | None = None,
     issues: Issues | None = None,
     models_dirs: Sequence[str] = (),
+    previous: Config | None = None,
 ) -> Config:
     issues = issues or Issues()
     env = os.environ if env is None else env
@@ -104,7 +119,8 @@ def load_sources(
     discovered = inject_discovered(root, models_node, issues, models_dirs)  # modelsDir
     prune(root, issues)
     reserve_ports(models_node)  # swapd: every docker model gets a ${PORT}
-    ports = expand(root, {s.name: s.text.split("\n") for s in sources}, issues)
+    texts = {s.name: s.text.split("\n") for s in sources}
+    ports = expand(root, texts, issues, previous_ports(previous))
 
     raw_models: dict[str, RawModel] = {}
     options: dict[str, dict[str, Any]] = {}

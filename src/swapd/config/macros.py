@@ -7,9 +7,13 @@
   forward reference is left over and reported as an unknown macro.
 - A string that is exactly ``${m}`` takes the macro's typed value (int, float, bool).
 - ``cmd``/``cmdStop`` comment lines are dropped first, so macros in them are ignored.
-- ``${PORT}`` comes last: models are visited in sorted id order and a model gets the next port
-  (from ``startPort``) only if its expanded ``cmd`` uses ``${PORT}`` (for a driver other than
-  ``process``: its cmd or its driver options block). The port then applies throughout the model.
+- ``${PORT}`` comes last: a model gets a port only if its expanded ``cmd`` uses ``${PORT}`` (for
+  a driver other than ``process``: its cmd or its driver options block). The port then applies
+  throughout the model. On a first load, models are visited in sorted id order and each takes
+  the next port from ``startPort`` (as llama-swap does). On a reload (swapd), a model that had a
+  port keeps it, so adding a model does not renumber (and restart) the others; the new models
+  take the lowest free ports from ``startPort``, in sorted id order. A changed ``startPort``
+  renumbers everything.
 - ``${PID}`` is kept only in ``cmdStop`` (the driver substitutes it at stop time).
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from swapd.config.command import strip_comments
@@ -32,6 +37,37 @@ MACRO_NAME = re.compile(r"[a-zA-Z0-9_-]+\Z")
 RESERVED = frozenset({"PID", "PORT", "MODEL_ID", "MODEL_PATH"})
 
 Macros = list[tuple[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousPorts:
+    """The ``${PORT}`` numbers of the config being replaced (a reload)."""
+
+    start: int  # its startPort: when that changes, every port is handed out afresh
+    ports: Mapping[str, int] = field(default_factory=dict)  # model id -> port
+
+
+def allocate_ports(
+    users: list[str], start: int, previous: PreviousPorts | None = None
+) -> dict[str, int]:
+    """A port for each model id in ``users``: kept from ``previous`` where it had one, else the
+    lowest port from ``start`` that no kept model holds (``users`` in sorted id order)."""
+    ports: dict[str, int] = {}
+    if previous is not None and previous.start == start:
+        for model_id in users:
+            port = previous.ports.get(model_id)
+            if port is not None and port >= start and port not in ports.values():
+                ports[model_id] = port
+    taken = set(ports.values())
+    port = start
+    for model_id in users:
+        if model_id in ports:
+            continue
+        while port in taken:
+            port += 1
+        ports[model_id] = port
+        taken.add(port)
+    return {model_id: ports[model_id] for model_id in users}
 
 
 def format_value(value: Any) -> str:
@@ -135,8 +171,14 @@ def _uses_port(model: MapNode, driver: str) -> bool:
     )
 
 
-def expand(root: MapNode, texts: Mapping[str, list[str]], issues: Issues) -> dict[str, int]:
-    """Expand all macros in place; returns the allocated ``${PORT}`` of each model using one."""
+def expand(
+    root: MapNode,
+    texts: Mapping[str, list[str]],
+    issues: Issues,
+    previous: PreviousPorts | None = None,
+) -> dict[str, int]:
+    """Expand all macros in place; returns the allocated ``${PORT}`` of each model using one
+    (keeping the ports of ``previous`` where it can)."""
     global_macros = declare(root.pop("macros"), ("macros",), "", issues)
     for key, node in root.items.items():
         if key != "models":
@@ -149,8 +191,8 @@ def expand(root: MapNode, texts: Mapping[str, list[str]], issues: Issues) -> dic
     for model_id, model in models.items.items():
         if not isinstance(model, MapNode):
             continue
-        for field in ("cmd", "cmdStop"):
-            command = model.get(field)
+        for key in ("cmd", "cmdStop"):
+            command = model.get(key)
             if isinstance(command, Scalar) and isinstance(command.value, str):
                 command.value = strip_comments(command.value)
         own = declare(
@@ -166,14 +208,19 @@ def expand(root: MapNode, texts: Mapping[str, list[str]], issues: Issues) -> dic
         apply(model, merged)
 
     start = root.get("startPort")
-    port = start.value if isinstance(start, Scalar) and type(start.value) is int else 5800
-    ports: dict[str, int] = {}
+    first = start.value if isinstance(start, Scalar) and type(start.value) is int else 5800
+    users = [
+        model_id
+        for model_id, model in sorted(models.items.items())
+        if isinstance(model, MapNode) and _uses_port(model, driver_name(model))
+    ]
+    ports = allocate_ports(users, first, previous)
     for model_id in sorted(models.items):
         model = models.items[model_id]
         if not isinstance(model, MapNode):
             continue
         driver = driver_name(model)
-        uses = _uses_port(model, driver)
+        uses = model_id in ports
         proxy = model.get("proxy")
         if proxy is None and (uses or driver == "process"):
             at = models.key_pos(model_id)
@@ -192,8 +239,6 @@ def expand(root: MapNode, texts: Mapping[str, list[str]], issues: Issues) -> dic
                 ("models", model_id, "proxy"),
             )
         if uses:
-            ports[model_id] = port
-            apply(model, [("PORT", port)])
-            port += 1
+            apply(model, [("PORT", ports[model_id])])
         check_leftovers(model, ("models", model_id), texts, issues)
     return ports
