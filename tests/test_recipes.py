@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from swapd.cli import main
 from swapd.config import load_text
 from swapd.errors import ConfigError
+from swapd.extensions import standard
 from swapd.recipes import (
     ENGINES,
     RecipeError,
@@ -86,7 +87,8 @@ models:
     node: big
     sleep: {level: 1}
     docker: {env: {HF_TOKEN: secret}}
-"""
+""",
+        extensions=standard(),
     )
     m = config.models["qwen"]
     assert m.driver == "docker" and m.recipe == "vllm/qwen3-8b"
@@ -118,7 +120,7 @@ models:
 )
 def test_bad_recipe_models(model: str, message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        load_text(f"models:\n  m:\n    {model}\n")
+        load_text(f"models:\n  m:\n    {model}\n", extensions=standard())
     assert message in str(info.value)
     assert str(info.value).startswith("config.yaml:")
 

@@ -25,6 +25,7 @@ from swapd.config.model import Config
 from swapd.drivers import pidfile
 from swapd.drivers import registry as drivers
 from swapd.errors import ConfigError, SwapdError
+from swapd.extensions import standard
 from swapd.observe.activity import ActivityLog
 from swapd.observe.logs import DEFAULT_RING_BYTES, LogRing
 from swapd.observe.observer import Observer
@@ -110,7 +111,11 @@ class App:
         if self.config_path is None and self.config_dir is None and not self.models_dirs:
             return load_demo()
         return load_config(
-            self.config_path, self.config_dir, models_dirs=self.models_dirs, previous=previous
+            self.config_path,
+            self.config_dir,
+            models_dirs=self.models_dirs,
+            previous=previous,
+            extensions=standard(),
         )
 
     def _setup_logging(self, config: Config) -> None:

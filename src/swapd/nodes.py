@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from swapd.config.build import parse_size
 from swapd.config.model import GpuConfig, NodeConfig
 
 log = logging.getLogger("swapd.nodes")
@@ -44,8 +45,6 @@ ErrorAt = Callable[[tuple[str | int, ...], str], None]
 
 def build_nodes(raw: Mapping[str, Any] | None, error: ErrorAt) -> dict[str, NodeConfig]:
     """``NodeConfig`` per name from the validated ``nodes:`` block (``local`` when absent)."""
-    from swapd.config.build import parse_size
-
     if not raw:
         return {LOCAL: NodeConfig(LOCAL, "")}
     nodes: dict[str, NodeConfig] = {}

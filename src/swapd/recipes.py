@@ -27,6 +27,10 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from swapd.config.build import parse_size
+from swapd.config.model import NodeConfig
+from swapd.config.schema import driver_name
+from swapd.config.tree import MapNode, Scalar
 from swapd.errors import SwapdError
 
 ENGINES = ("vllm", "trtllm", "llamacpp", "sglang")
@@ -270,8 +274,6 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
 
 
 def _size(value: Any) -> int | None:
-    from swapd.config.build import parse_size
-
     return parse_size(value)
 
 
@@ -447,8 +449,6 @@ def check_spec(spec: Mapping[str, Any], error: Callable[[str, str], None]) -> No
 def container_model(model: Any, raw: Any, nodes: Mapping[str, Any], error: ErrorAt) -> Any:
     """The final ``ModelConfig`` of a ``driver: docker`` model (recipe rendered, spec checked,
     nodes linked); problems go to ``error(path, message)``."""
-    from swapd.config.model import NodeConfig
-
     base = ("models", model.id)
     spec: dict[str, Any] = dict(model.options)
     port = spec.get("host_port") if isinstance(spec.get("host_port"), int) else model.port
@@ -527,9 +527,6 @@ def container_model(model: Any, raw: Any, nodes: Mapping[str, Any], error: Error
 
 def reserve_ports(models: Any) -> None:
     """Before macro expansion: give every docker model a ``${PORT}`` (its ``host_port``)."""
-    from swapd.config.schema import driver_name
-    from swapd.config.tree import MapNode, Scalar
-
     for node in models.items.values():
         if not isinstance(node, MapNode) or driver_name(node) != "docker":
             continue

@@ -14,6 +14,7 @@ import anyio
 
 from swapd.config import load_config
 from swapd.errors import NotFound, SwapdError
+from swapd.extensions import standard
 from swapd.scheduler import Scheduler
 from swapd.slot import State
 
@@ -23,7 +24,7 @@ class EngineExited(SwapdError):
 
 
 async def run_model(config_path: Path | None, name: str, config_dir: Path | None = None) -> None:
-    config = load_config(config_path, config_dir)
+    config = load_config(config_path, config_dir, extensions=standard())
     model = config.resolve(name)
     if model is None:
         known = ", ".join(sorted(config.models)) or "(none configured)"

@@ -16,6 +16,7 @@ from dockerlab import IMAGE, Daemon, echo_block, mounts
 
 from swapd.config import load_text
 from swapd.errors import StartFailed
+from swapd.extensions import standard
 from swapd.scheduler import Scheduler
 from swapd.slot import State
 
@@ -32,7 +33,7 @@ def nodes_yaml(**nodes: tuple[str, str | None]) -> str:
 
 @asynccontextmanager
 async def running(text: str) -> AsyncIterator[Scheduler]:
-    scheduler = Scheduler(load_text(text))
+    scheduler = Scheduler(load_text(text, extensions=standard()))
     async with anyio.create_task_group() as tg:
         await tg.start(scheduler.run)
         try:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from swapd.config import load_config, load_text
+from swapd.extensions import standard
 from swapd.llamacpp.binary import find_llama_server
 from swapd.llamacpp.discovery import discover
 from swapd.testing import llama_server_env, run_swapd, write_tiny_gguf
@@ -71,7 +72,8 @@ modelsDir:
 models:
   two:
     cmd: explicit --port ${{PORT}}
-"""
+""",
+        extensions=standard(),
     )
     one, two = config.models["one"], config.models["two"]
     assert one.cmd[:3] == ("my-server", "--model", str(tmp_path / "one.gguf"))
@@ -99,7 +101,7 @@ def test_models_dir_flag_merges_with_a_config_file(tmp_path: Path) -> None:
     touch(tmp_path / "models" / "found.gguf")
     cfg = tmp_path / "swapd.yaml"
     cfg.write_text("models:\n  mine:\n    cmd: true --port ${PORT}\n")
-    config = load_config(cfg, models_dirs=[str(tmp_path / "models")])
+    config = load_config(cfg, models_dirs=[str(tmp_path / "models")], extensions=standard())
     assert set(config.models) == {"found", "mine"}
 
 

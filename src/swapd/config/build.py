@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pathlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -205,11 +204,9 @@ class Builder:
             self.error((*base, "unloadTimeout"), f"model {model_id}: unloadTimeout must be >= 0")
         timeouts = self.timeouts(model_id, raw)
         check = raw.check_endpoint.strip()
-        kv_cache = None
+        kv_cache = None  # a llama.cpp extension adds --slot-save-path (swapd.extensions)
         if raw.kv_cache is not None:
             kv_cache = KvCacheConfig(raw.kv_cache.persist, raw.kv_cache.dir)
-            if kv_cache.persist:
-                cmd = self.kv_cache_cmd(model_id, cmd, kv_cache)
         strip = {
             p.strip()
             for p in f"{raw.filters.strip_params},{raw.filters.strip_params_legacy}".split(",")
@@ -265,21 +262,6 @@ class Builder:
             response_header=max(raw.timeouts.response_header, 0.0),
             idle_read=max(raw.timeouts.idle_read, 0.0),
         )
-
-    def kv_cache_cmd(
-        self, model_id: str, cmd: tuple[str, ...], kv: KvCacheConfig
-    ) -> tuple[str, ...]:
-        """A llama-server cmd with ``--slot-save-path`` added (kvCache.persist)."""
-        from swapd.llamacpp import is_llama_server
-        from swapd.llamacpp.kvcache import default_dir, with_save_path
-
-        if not is_llama_server(cmd):
-            self.issues.warn(
-                self.at(("models", model_id, "kvCache")),
-                f"model {model_id}: kvCache only applies to llama-server commands (ignored)",
-            )
-            return cmd
-        return with_save_path(cmd, pathlib.Path(kv.dir) if kv.dir else default_dir(model_id))
 
     # -- top level ----------------------------------------------------------------------------
     def unload_timeout(self, top: RawTop) -> float:

@@ -22,16 +22,21 @@ swapd differences from llama-swap, on purpose:
 - ``maxBodySize`` (an int in bytes, or a size such as ``32MiB`` or ``10MB``) is a swapd key.
 - ``driver`` picks the engine driver (default ``process``); the mapping under the key named
   like the driver (``driver: inproc`` + ``inproc: {...}``) becomes ``ModelConfig.options``.
+
+What domain modules add (GGUF discovery, Docker nodes and recipes, the llama.cpp KV-cache flag)
+comes in through ``extensions`` (see ``swapd.config.extension``): this package imports none of
+them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from swapd.config.build import Builder
+from swapd.config.extension import Built, ConfigExtension, Tree
 from swapd.config.issues import Issues
 from swapd.config.macros import PreviousPorts, expand
 from swapd.config.merge import merge_all
@@ -39,9 +44,6 @@ from swapd.config.model import DEFAULT_GROUP, Config
 from swapd.config.schema import RawModel, RawTop, driver_name, prune, validate
 from swapd.config.source import Source, parse, read_sources
 from swapd.config.tree import MapNode, Pos, Scalar, SeqNode, to_plain
-from swapd.llamacpp.discovery import inject as inject_discovered
-from swapd.nodes import build_nodes
-from swapd.recipes import container_model, reserve_ports
 
 
 def load_config(
@@ -51,18 +53,26 @@ def load_config(
     env: Mapping[str, str] | None = None,
     models_dirs: Sequence[str] = (),
     previous: Config | None = None,
+    extensions: Iterable[ConfigExtension] = (),
 ) -> Config:
     """Load ``path`` and/or the ``*.yml``/``*.yaml`` files in ``config_dir`` (merged in that
-    order), plus the GGUF files under ``models_dirs`` (``--models-dir``). Raises
-    ``ConfigError`` carrying every issue found. On a reload, pass the config being replaced
-    as ``previous``: its models keep their ``${PORT}`` numbers."""
+    order); ``models_dirs`` (``--models-dir``) is handed to the extensions (GGUF discovery).
+    Raises ``ConfigError`` carrying every issue found. On a reload, pass the config being
+    replaced as ``previous``: its models keep their ``${PORT}`` numbers."""
     issues = Issues()
     if path is None and config_dir is None and models_dirs:
         sources = [Source("(--models-dir)", "models: {}\n")]  # discovered models only
     else:
         sources = read_sources(path, config_dir, issues)
     issues.check()
-    return load_sources(sources, env=env, issues=issues, models_dirs=models_dirs, previous=previous)
+    return load_sources(
+        sources,
+        env=env,
+        issues=issues,
+        models_dirs=models_dirs,
+        previous=previous,
+        extensions=extensions,
+    )
 
 
 def load_text(
@@ -71,9 +81,10 @@ def load_text(
     *,
     env: Mapping[str, str] | None = None,
     previous: Config | None = None,
+    extensions: Iterable[ConfigExtension] = (),
 ) -> Config:
     """Load one config from a string; ``name`` is the file name used in issues."""
-    return load_sources([Source(name, text)], env=env, previous=previous)
+    return load_sources([Source(name, text)], env=env, previous=previous, extensions=extensions)
 
 
 def previous_ports(previous: Config | None) -> PreviousPorts | None:
@@ -106,8 +117,10 @@ def load_sources(
     issues: Issues | None = None,
     models_dirs: Sequence[str] = (),
     previous: Config | None = None,
+    extensions: Iterable[ConfigExtension] = (),
 ) -> Config:
     issues = issues or Issues()
+    extensions = tuple(extensions)
     env = os.environ if env is None else env
     issues.files = [s.name for s in sources]
     docs = [doc for s in sources if (doc := parse(s, env, issues)) is not None]
@@ -115,10 +128,11 @@ def load_sources(
     root = merge_all(docs, issues) or MapNode(Pos(sources[0].name if sources else "(none)", 1, 1))
     issues.check()
 
-    models_node = _models_node(root, issues)
-    discovered = inject_discovered(root, models_node, issues, models_dirs)  # modelsDir
+    tree = Tree(root, _models_node(root, issues), issues, models_dirs)
+    for extension in extensions:
+        extension.prepare(tree)  # e.g. modelsDir adds models, docker models get a ${PORT}
+    models_node = tree.models
     prune(root, issues)
-    reserve_ports(models_node)  # swapd: every docker model gets a ${PORT}
     texts = {s.name: s.text.split("\n") for s in sources}
     ports = expand(root, texts, issues, previous_ports(previous))
 
@@ -160,21 +174,20 @@ def load_sources(
         )
         for model_id in sorted(raw_models)
     }
-    for model_id, gguf in discovered.items():
+    for model_id, source in tree.sources.items():
         if model_id in models:
-            models[model_id] = dataclasses.replace(models[model_id], source=gguf)
-    nodes = build_nodes(top.nodes, build.error)  # swapd: docker nodes, recipes
-    for model_id, model in models.items():
-        if model.driver == "docker":
-            models[model_id] = container_model(model, raw_models[model_id], nodes, build.error)
+            models[model_id] = dataclasses.replace(models[model_id], source=source)
+    built = Built(top, raw_models, models, build)
+    for extension in extensions:
+        extension.finish(built)  # e.g. docker nodes, recipes
     preload = build.preload(top, model_ids, aliases)
     issues.check()
     return Config(
-        models=models,
+        models=built.models,
         groups=groups,
         aliases=dict(sorted(aliases.items())),
         preload=preload,
-        nodes=nodes,
+        nodes=built.nodes,
         sources=tuple(s.name for s in sources),
         warnings=issues.sorted_warnings(),
         **settings,
