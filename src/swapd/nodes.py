@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from swapd.config.build import parse_size
 from swapd.config.model import GpuConfig, NodeConfig
+from swapd.config.schema import parse_size
 
 log = logging.getLogger("swapd.nodes")
 

@@ -27,9 +27,8 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
-from swapd.config.build import parse_size
 from swapd.config.model import NodeConfig
-from swapd.config.schema import driver_name
+from swapd.config.schema import driver_name, parse_size
 from swapd.config.tree import MapNode, Scalar
 from swapd.errors import SwapdError
 

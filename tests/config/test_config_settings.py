@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from config_helpers import errors, load, warnings
 
-from swapd.config import Timeouts
+from swapd.config import Config, ModelConfig, Timeouts
 
 M = "models:\n  m:\n    cmd: srv --port ${PORT}\n"
 
@@ -363,3 +365,12 @@ def test_bad_timeouts_are_reported_where_they_are_written() -> None:
     assert errors(M + "    timeouts: 30\n") == [
         "c.yaml:4:15: models.m.timeouts: expected a mapping (key: value), got 30"
     ]
+
+
+def test_the_dataclass_defaults_are_the_schemas() -> None:
+    """A config that sets nothing loads exactly to the dataclass defaults: one home for both."""
+    cfg = load(M)
+    m = cfg.models["m"]
+    bare = ModelConfig(id="m", cmd=m.cmd, proxy=m.proxy, port=m.port)
+    assert m == bare
+    assert dataclasses.replace(cfg, models={}, groups={}, sources=()) == Config()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,29 +17,11 @@ from swapd.config.model import (
     ModelConfig,
     Timeouts,
 )
-from swapd.config.schema import RawGroup, RawModel, RawTop
+from swapd.config.schema import RawGroup, RawModel, RawTop, default, parse_size
 from swapd.config.tree import MapNode, Path, Pos, locate
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
 LOG_TO_STDOUT: tuple[LogToStdout, ...] = ("proxy", "upstream", "both", "none")
-SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*\Z", re.IGNORECASE)
-DEFAULT_MAX_BODY = 32 * 1024 * 1024
-
-
-def parse_size(value: Any) -> int | None:
-    """Bytes for ``32MiB``, ``10MB``, ``512k`` or a plain integer; None if it is not a size."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value if value > 0 else None
-    m = SIZE.match(str(value)) if isinstance(value, str) else None
-    if m is None:
-        return None
-    unit = (m.group(2) or "").lower()
-    base = 1000 if unit.endswith("b") and len(unit) == 2 else 1024  # kB/MB/GB: decimal
-    factor = 1 if unit in ("", "b") else base ** ("kmgt".index(unit[0]) + 1)
-    size = int(float(m.group(1)) * factor)
-    return size if size > 0 else None
 
 
 class Builder:
@@ -226,7 +207,11 @@ class Builder:
             use_model_name=raw.use_model_name,
             name=raw.name.strip(),
             description=raw.description.strip(),
-            concurrency_limit=raw.concurrency_limit if raw.concurrency_limit > 0 else 10,
+            concurrency_limit=(
+                raw.concurrency_limit
+                if raw.concurrency_limit > 0
+                else default(RawModel, "concurrency_limit")
+            ),
             filters=Filters(
                 strip_params=tuple(sorted(strip - {"", "model"})),
                 set_params={k: v for k, v in raw.filters.set_params.items() if k != "model"},
@@ -265,7 +250,7 @@ class Builder:
 
     # -- top level ----------------------------------------------------------------------------
     def unload_timeout(self, top: RawTop) -> float:
-        return top.unload_timeout or 10.0
+        return top.unload_timeout or float(default(RawTop, "unload_timeout"))
 
     def top(self, top: RawTop) -> dict[str, Any]:
         if top.health_check_timeout < 1:
@@ -295,17 +280,14 @@ class Builder:
                 self.error(("apiKeys", i), "empty api key found in apiKeys")
             elif any(c.isspace() for c in key):
                 self.error(("apiKeys", i), f"apiKeys[{i}]: api key cannot contain spaces")
-        max_body = DEFAULT_MAX_BODY
-        if top.max_body_size is not None:
-            size = parse_size(top.max_body_size)
-            if size is None:
-                self.error(
-                    ("maxBodySize",),
-                    f"maxBodySize: expected a size in bytes like "
-                    f"33554432, 32MiB or 10MB, got {top.max_body_size!r}",
-                )
-            else:
-                max_body = size
+        max_body = parse_size(top.max_body_size)
+        if max_body is None:
+            self.error(
+                ("maxBodySize",),
+                f"maxBodySize: expected a size in bytes like "
+                f"33554432, 32MiB or 10MB, got {top.max_body_size!r}",
+            )
+            max_body = parse_size(default(RawTop, "max_body_size"))
         return {
             "health_check_timeout": top.health_check_timeout,
             "log_level": level,

@@ -26,7 +26,7 @@ from typing import Any
 
 from swapd.config.command import strip_comments
 from swapd.config.issues import Issues
-from swapd.config.schema import driver_name
+from swapd.config.schema import RawTop, default, driver_name
 from swapd.config.tree import MapNode, Node, Path, Pos, Scalar, dotted, scalars
 
 DEFAULT_PROXY = "http://127.0.0.1:${PORT}"
@@ -208,7 +208,9 @@ def expand(
         apply(model, merged)
 
     start = root.get("startPort")
-    first = start.value if isinstance(start, Scalar) and type(start.value) is int else 5800
+    first = start.value if isinstance(start, Scalar) and type(start.value) is int else None
+    if first is None:
+        first = int(default(RawTop, "start_port"))
     users = [
         model_id
         for model_id, model in sorted(models.items.items())

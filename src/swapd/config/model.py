@@ -2,6 +2,7 @@
 
 All values here are final: macros expanded, ports allocated, defaults applied, TTL resolved
 against ``globalTTL``. Objects are frozen; a reload builds new ones and compares fingerprints.
+Defaults are those of the schema (``swapd.config.schema``), written there only.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from swapd.config.schema import (
+    RawGroup,
+    RawKvCache,
+    RawModel,
+    RawTimeouts,
+    RawTop,
+    default,
+    parse_size,
+)
 from swapd.errors import ConfigIssue
 
 DEFAULT_GROUP = "(default)"
 LogToStdout = Literal["proxy", "upstream", "both", "none"]
+_LOG_TO_STDOUT: LogToStdout = default(RawTop, "log_to_stdout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +41,8 @@ class Filters:
 class KvCacheConfig:
     """``kvCache``: keep a llama-server's KV cache across swaps (see swapd.llamacpp.kvcache)."""
 
-    persist: bool = False
-    dir: str | None = None  # None: under swapd's state dir
+    persist: bool = default(RawKvCache, "persist")
+    dir: str | None = default(RawKvCache, "dir")  # None: under swapd's state dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +54,11 @@ class Timeouts:
     accepted and ignored: swapd's upstream connection pool manages its own connections.
     """
 
-    connect: float = 30.0  # TCP connect to the engine
-    response_header: float = 0.0  # `responseHeader`: request sent → response headers
-    idle_read: float = 300.0  # swapd `idleRead`: seconds without a body byte from the engine
+    connect: float = default(RawTimeouts, "connect")  # TCP connect to the engine
+    # `responseHeader`: from the request sent to the response headers
+    response_header: float = default(RawTimeouts, "response_header")
+    # swapd `idleRead`: seconds without a body byte from the engine
+    idle_read: float = default(RawTimeouts, "idle_read")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +86,23 @@ class ModelConfig:
     proxy: str = ""  # upstream base URL, e.g. http://127.0.0.1:5800
     aliases: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
-    check_endpoint: str | None = "/health"  # None means "none": ready as soon as spawned
-    ttl: float = 0.0  # effective idle seconds before unload; 0 = never
-    unload_timeout: float = 10.0  # graceful stop wait before SIGKILL
-    health_check_timeout: float = 120.0  # start deadline
+    # None means "none": ready as soon as spawned
+    check_endpoint: str | None = default(RawModel, "check_endpoint")
+    ttl: float = default(RawTop, "global_ttl")  # effective idle seconds before unload; 0 = never
+    unload_timeout: float = default(RawTop, "unload_timeout")  # stop wait before SIGKILL
+    health_check_timeout: float = default(RawTop, "health_check_timeout")  # start deadline
     unlisted: bool = False
     use_model_name: str = ""
     name: str = ""
     description: str = ""
-    concurrency_limit: int = 10
+    concurrency_limit: int = default(RawModel, "concurrency_limit")
     filters: Filters = field(default_factory=Filters)
     metadata: Mapping[str, Any] = field(default_factory=dict)
-    send_loading_state: bool = False
+    send_loading_state: bool = default(RawTop, "send_loading_state")
     group: str = DEFAULT_GROUP
     port: int | None = None  # allocated ${PORT}, if the cmd uses it
-    driver: str = "process"  # driver name, resolved through the swapd.drivers registry
+    # driver name, resolved through the swapd.drivers registry
+    driver: str = default(RawModel, "driver")
     options: Mapping[str, Any] = field(default_factory=dict)  # driver-specific block, untyped
     kv_cache: KvCacheConfig | None = None
     source: str | None = None  # e.g. the GGUF file a discovered model was made from
@@ -118,9 +133,9 @@ class ModelConfig:
 @dataclass(frozen=True, slots=True)
 class GroupConfig:
     name: str
-    swap: bool = True
-    exclusive: bool = True
-    persistent: bool = False
+    swap: bool = default(RawGroup, "swap")
+    exclusive: bool = default(RawGroup, "exclusive")
+    persistent: bool = default(RawGroup, "persistent")
     members: tuple[str, ...] = ()
 
 
@@ -129,18 +144,20 @@ class Config:
     models: Mapping[str, ModelConfig] = field(default_factory=dict)  # sorted by id
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)  # always has DEFAULT_GROUP
     aliases: Mapping[str, str] = field(default_factory=dict)  # alias -> model id
-    health_check_timeout: float = 120.0
-    log_level: str = "info"
-    log_to_stdout: LogToStdout = "proxy"
-    start_port: int = 5800
-    global_ttl: float = 0.0
-    unload_timeout: float = 10.0
+    health_check_timeout: float = default(RawTop, "health_check_timeout")
+    log_level: str = default(RawTop, "log_level")
+    log_to_stdout: LogToStdout = _LOG_TO_STDOUT
+    start_port: int = default(RawTop, "start_port")
+    global_ttl: float = default(RawTop, "global_ttl")
+    unload_timeout: float = default(RawTop, "unload_timeout")
     preload: tuple[str, ...] = ()  # real model ids (aliases resolved, unknown dropped)
     api_keys: tuple[str, ...] = ()
-    send_loading_state: bool = False
-    include_aliases_in_list: bool = False
-    max_body_bytes: int = 32 * 1024 * 1024  # swapd: `maxBodySize`, 413 above it
-    metrics_max_in_memory: int = 1000  # activity records kept in memory
+    send_loading_state: bool = default(RawTop, "send_loading_state")
+    include_aliases_in_list: bool = default(RawTop, "include_aliases_in_list")
+    # swapd: `maxBodySize`, 413 above it
+    max_body_bytes: int = parse_size(default(RawTop, "max_body_size")) or 0
+    # activity records kept in memory
+    metrics_max_in_memory: int = default(RawTop, "metrics_max_in_memory")
     store_path: str | None = None  # `store.path`: SQLite file for activity records
     log_ring_bytes: int | None = None  # `logs.ringBytes`: per-model log ring size
     nodes: Mapping[str, NodeConfig] = field(default_factory=dict)  # swapd: Docker nodes

@@ -1,13 +1,20 @@
-"""Which keys swapd reads, and their types (pydantic, at the config boundary only).
+"""The config schema: every key swapd reads, its type and its default (pydantic).
 
-``prune`` removes the keys swapd does not read, with a warning each: keys llama-swap knows
-but swapd does not implement yet, and truly unknown keys. The pydantic models below then check
-the types of what is left; every error keeps its ``loc`` so it can point at the YAML text.
+The pydantic models below are the only list of keys. ``prune`` walks the YAML tree along them
+before validation: in a block llama-swap defines (``LENIENT``), a key the model does not have
+is dropped with a warning: "not supported by swapd yet" for a key llama-swap knows (``IGNORED``),
+"unknown key" otherwise; a few llama-swap keys that have no meaning in swapd are dropped silently
+(``ACCEPTED``). In swapd's own blocks an unknown key is an error. Validation then checks the
+types of what is left; every error keeps its ``loc`` so it can point at the YAML text.
+
+Defaults live here too; ``swapd.config.model`` takes its defaults from these fields.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+import re
+import types
+from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -23,113 +30,23 @@ from swapd.config.tree import MapNode, Node, Path, Scalar, locate
 
 UNSUPPORTED = "'{}' is not supported by swapd yet (ignored)"
 UNKNOWN = "unknown key '{}' (ignored)"
-
-# level -> (keys swapd reads, keys llama-swap knows that swapd ignores)
-TOP = (
-    {
-        "healthCheckTimeout",
-        "logLevel",
-        "logToStdout",
-        "startPort",
-        "globalTTL",
-        "unloadTimeout",
-        "macros",
-        "models",
-        "groups",
-        "routing",
-        "hooks",
-        "apiKeys",
-        "sendLoadingState",
-        "includeAliasesInList",
-        "maxBodySize",
-        "modelsDir",
-        "metricsMaxInMemory",
-        "store",
-        "logs",
-        "nodes",
-    },
-    {
-        "profiles",
-        "selectors",
-        "peers",
-        "matrix",
-        "logTimeFormat",
-        "captureBuffer",
-        "ui",
-        "performance",
-        "upstream",
-        "logRequests",
-    },
-)
-MODEL = (
-    {
-        "cmd",
-        "cmdStop",
-        "proxy",
-        "aliases",
-        "env",
-        "checkEndpoint",
-        "ttl",
-        "unloadTimeout",
-        "unlisted",
-        "useModelName",
-        "name",
-        "description",
-        "concurrencyLimit",
-        "filters",
-        "macros",
-        "metadata",
-        "sendLoadingState",
-        "driver",
-        "kvCache",
-        "recipe",
-        "node",
-        "sleep",
-        "resources",
-        "timeouts",
-    },
-    {"compat", "capabilities"},
-)
-TIMEOUTS = (
-    {"connect", "responseHeader", "idleRead"},  # idleRead: swapd
-    {"keepalive", "tlsHandshake", "expectContinue", "idleConn"},  # pool settings: accepted
-)
-FILTERS = ({"stripParams", "strip_params", "setParams"}, {"setParamsByID"})
-GROUP = ({"swap", "exclusive", "persistent", "members"}, set[str]())
-HOOKS = ({"on_startup"}, set[str]())
-ON_STARTUP = ({"preload"}, set[str]())
-ROUTING = ({"router", "scheduler"}, set[str]())
-ROUTER = ({"use", "settings"}, set[str]())
-ROUTER_SETTINGS = ({"groups"}, {"matrix"})
-SCHEDULER = ({"use"}, {"settings"})
+SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*\Z", re.IGNORECASE)
 
 
-def _prune_level(
-    node: Node | None, level: tuple[set[str], set[str]], issues: Issues, extra: str | None = None
-) -> None:
-    if not isinstance(node, MapNode):
-        return  # wrong type: the schema reports it
-    known, unsupported = level
-    for key in list(node.items):
-        if key in known or key == extra:
-            continue
-        issues.warn(node.key_pos(key), (UNSUPPORTED if key in unsupported else UNKNOWN).format(key))
-        node.pop(key)
-
-
-def _prune_timeouts(node: Node | None, issues: Issues) -> None:
-    """Like ``_prune_level``, but llama-swap's connection-pool keys are dropped silently:
-    swapd's upstream pool manages its own connections, and a config written for llama-swap
-    should load without noise."""
-    if not isinstance(node, MapNode):
-        return
-    known, pool = TIMEOUTS
-    for key in list(node.items):
-        if key in pool:
-            node.pop(key)
-        elif key not in known:
-            issues.warn(node.key_pos(key), UNKNOWN.format(key))
-            node.pop(key)
+def parse_size(value: Any) -> int | None:
+    """Bytes for ``32MiB``, ``10MB``, ``512k`` or a plain integer; None if it is not a size."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if value > 0 else None
+    m = SIZE.match(str(value)) if isinstance(value, str) else None
+    if m is None:
+        return None
+    unit = (m.group(2) or "").lower()
+    base = 1000 if unit.endswith("b") and len(unit) == 2 else 1024  # kB/MB/GB: decimal
+    factor = 1 if unit in ("", "b") else base ** ("kmgt".index(unit[0]) + 1)
+    size = int(float(m.group(1)) * factor)
+    return size if size > 0 else None
 
 
 def driver_name(model: MapNode) -> str:
@@ -139,36 +56,50 @@ def driver_name(model: MapNode) -> str:
     return "docker" if model.get("recipe") is not None else "process"  # swapd: recipes
 
 
+def _nested(annotation: Any) -> tuple[bool, type[_Raw]] | None:
+    """``(each, cls)`` when a field holds a block (``cls``) or a mapping of blocks (``each``)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        for arg in get_args(annotation):
+            if (found := _nested(arg)) is not None:
+                return found
+        return None
+    if get_origin(annotation) is dict:
+        inner = get_args(annotation)[1]
+        return (True, inner) if isinstance(inner, type) and issubclass(inner, _Raw) else None
+    if isinstance(annotation, type) and issubclass(annotation, _Raw):
+        return (False, annotation)
+    return None
+
+
+def _prune_block(node: Node | None, cls: type[_Raw], issues: Issues, keep: str = "") -> None:
+    if not isinstance(node, MapNode) or not cls.LENIENT:
+        return  # wrong type: validation reports it; a strict block: unknown keys are errors
+    fields = {field.alias or name: field for name, field in cls.model_fields.items()}
+    for key in list(node.items):
+        if key in cls.HANDLED or key == keep:
+            continue
+        if key in fields:
+            nested = _nested(fields[key].annotation)
+            child = node.get(key)
+            if nested is not None and isinstance(child, MapNode):
+                each, inner = nested
+                for sub in child.items.values() if each else [child]:
+                    _prune_block(sub, inner, issues)
+            continue
+        if key not in cls.ACCEPTED:
+            message = UNSUPPORTED if key in cls.IGNORED else UNKNOWN
+            issues.warn(node.key_pos(key), message.format(key))
+        node.pop(key)
+
+
 def prune(root: MapNode, issues: Issues) -> None:
-    """Drop (with a warning) every key swapd does not read."""
-    _prune_level(root, TOP, issues)
+    """Drop every key swapd does not read (with a warning, unless it is ``ACCEPTED``)."""
+    _prune_block(root, RawTop, issues)
     models = root.get("models")
     if isinstance(models, MapNode):
         for model in models.items.values():
-            if isinstance(model, MapNode):
-                _prune_level(model, MODEL, issues, extra=driver_name(model))
-                _prune_level(model.get("filters"), FILTERS, issues)
-                _prune_timeouts(model.get("timeouts"), issues)
-    groups = [root.get("groups")]
-    routing = root.get("routing")
-    _prune_level(routing, ROUTING, issues)
-    if isinstance(routing, MapNode):
-        router = routing.get("router")
-        _prune_level(router, ROUTER, issues)
-        _prune_level(routing.get("scheduler"), SCHEDULER, issues)
-        if isinstance(router, MapNode):
-            settings = router.get("settings")
-            _prune_level(settings, ROUTER_SETTINGS, issues)
-            if isinstance(settings, MapNode):
-                groups.append(settings.get("groups"))
-    for group_map in groups:
-        if isinstance(group_map, MapNode):
-            for group in group_map.items.values():
-                _prune_level(group, GROUP, issues)
-    hooks = root.get("hooks")
-    _prune_level(hooks, HOOKS, issues)
-    if isinstance(hooks, MapNode):
-        _prune_level(hooks.get("on_startup"), ON_STARTUP, issues)
+            if isinstance(model, MapNode):  # the block named like the driver is its options
+                _prune_block(model, RawModel, issues, keep=driver_name(model))
 
 
 def _not_bool(value: Any) -> Any:
@@ -184,6 +115,11 @@ Int = Annotated[int, BeforeValidator(_not_bool)]
 class _Raw(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
+    LENIENT: ClassVar[bool] = False  # a llama-swap block: unknown keys warn instead of failing
+    IGNORED: ClassVar[frozenset[str]] = frozenset()  # llama-swap keys swapd does not implement
+    ACCEPTED: ClassVar[frozenset[str]] = frozenset()  # llama-swap keys dropped without a word
+    HANDLED: ClassVar[frozenset[str]] = frozenset()  # keys another load stage reads
+
     @model_validator(mode="before")
     @classmethod
     def _null_is_absent(cls, data: Any) -> Any:
@@ -194,6 +130,9 @@ class _Raw(BaseModel):
 
 
 class RawFilters(_Raw):
+    LENIENT = True
+    IGNORED = frozenset({"setParamsByID"})
+
     strip_params: str = Field("", alias="stripParams")
     strip_params_legacy: str = Field("", alias="strip_params")
     set_params: dict[str, Any] = Field(default_factory=dict, alias="setParams")
@@ -205,6 +144,9 @@ class RawKvCache(_Raw):
 
 
 class RawTimeouts(_Raw):
+    LENIENT = True
+    ACCEPTED = frozenset({"keepalive", "tlsHandshake", "expectContinue", "idleConn"})
+
     connect: Number = 30.0
     response_header: Number = Field(0.0, alias="responseHeader")
     idle_read: Number = Field(300.0, alias="idleRead")  # swapd
@@ -215,20 +157,33 @@ class RawModelsDir(_Raw):
     cmd: str | None = None
 
 
+class RawSleep(_Raw):
+    level: Int = Field(1, ge=1, le=2)
+
+
+class RawResources(_Raw):
+    gpus: Any = None
+    gpu_memory: Any = None
+
+
 class RawModel(_Raw):
+    LENIENT = True
+    IGNORED = frozenset({"compat", "capabilities"})
+    HANDLED = frozenset({"macros"})
+
     cmd: str | None = None
     cmd_stop: str = Field("", alias="cmdStop")
     proxy: str = ""
     aliases: list[str] = Field(default_factory=list)
     env: list[str] = Field(default_factory=list)
     check_endpoint: str = Field("/health", alias="checkEndpoint")
-    ttl: Number = -1.0
-    unload_timeout: Number = Field(0.0, alias="unloadTimeout")
+    ttl: Number = -1.0  # -1: globalTTL
+    unload_timeout: Number = Field(0.0, alias="unloadTimeout")  # 0: the global one
     unlisted: bool = False
     use_model_name: str = Field("", alias="useModelName")
     name: str = ""
     description: str = ""
-    concurrency_limit: Int = Field(0, alias="concurrencyLimit")
+    concurrency_limit: Int = Field(10, alias="concurrencyLimit")  # 0 or less: this default
     filters: RawFilters = Field(default_factory=lambda: RawFilters.model_validate({}))
     metadata: dict[str, Any] = Field(default_factory=dict)
     send_loading_state: bool | None = Field(None, alias="sendLoadingState")
@@ -239,15 +194,6 @@ class RawModel(_Raw):
     sleep: RawSleep | None = None
     resources: RawResources | None = None
     timeouts: RawTimeouts = Field(default_factory=lambda: RawTimeouts.model_validate({}))
-
-
-class RawSleep(_Raw):
-    level: Int = Field(1, ge=1, le=2)
-
-
-class RawResources(_Raw):
-    gpus: Any = None
-    gpu_memory: Any = None
 
 
 class RawGpu(_Raw):
@@ -261,6 +207,8 @@ class RawNode(_Raw):
 
 
 class RawGroup(_Raw):
+    LENIENT = True
+
     swap: bool = True
     exclusive: bool = True
     persistent: bool = False
@@ -268,28 +216,42 @@ class RawGroup(_Raw):
 
 
 class RawRouterSettings(_Raw):
+    LENIENT = True
+    IGNORED = frozenset({"matrix"})
+
     groups: dict[str, RawGroup] | None = None
 
 
 class RawRouter(_Raw):
+    LENIENT = True
+
     use: str = "group"
     settings: RawRouterSettings = Field(default_factory=RawRouterSettings)
 
 
 class RawScheduler(_Raw):
+    LENIENT = True
+    IGNORED = frozenset({"settings"})
+
     use: str = "fifo"
 
 
 class RawRouting(_Raw):
+    LENIENT = True
+
     router: RawRouter | None = None
     scheduler: RawScheduler = Field(default_factory=RawScheduler)
 
 
 class RawOnStartup(_Raw):
+    LENIENT = True
+
     preload: list[str] = Field(default_factory=list)
 
 
 class RawHooks(_Raw):
+    LENIENT = True
+
     on_startup: RawOnStartup = Field(default_factory=RawOnStartup)
 
 
@@ -304,24 +266,46 @@ class RawLogs(_Raw):
 class RawTop(_Raw):
     """Top-level keys except ``models`` and ``macros`` (handled on their own)."""
 
+    LENIENT = True
+    IGNORED = frozenset(
+        {
+            "profiles",
+            "selectors",
+            "peers",
+            "matrix",
+            "logTimeFormat",
+            "captureBuffer",
+            "ui",
+            "performance",
+            "upstream",
+            "logRequests",
+        }
+    )
+    HANDLED = frozenset({"macros", "models"})  # macros.expand; one RawModel each
+
     health_check_timeout: Number = Field(120.0, alias="healthCheckTimeout")
     log_level: str = Field("info", alias="logLevel")
     log_to_stdout: str = Field("proxy", alias="logToStdout")
     start_port: Int = Field(5800, alias="startPort")
     global_ttl: Number = Field(0.0, alias="globalTTL")
-    unload_timeout: Number = Field(10.0, alias="unloadTimeout")
+    unload_timeout: Number = Field(10.0, alias="unloadTimeout")  # 0: this default
     groups: dict[str, RawGroup] | None = None
     routing: RawRouting = Field(default_factory=RawRouting)
     hooks: RawHooks = Field(default_factory=RawHooks)
     api_keys: list[str] = Field(default_factory=list, alias="apiKeys")
     send_loading_state: bool = Field(False, alias="sendLoadingState")
     include_aliases_in_list: bool = Field(False, alias="includeAliasesInList")
-    max_body_size: Any = Field(None, alias="maxBodySize")
+    max_body_size: Any = Field("32MiB", alias="maxBodySize")  # bytes, or a size: 32MiB, 10MB
     models_dir: RawModelsDir | None = Field(None, alias="modelsDir")
     metrics_max_in_memory: Int = Field(1000, alias="metricsMaxInMemory", ge=1)
     store: RawStore = Field(default_factory=RawStore)
     logs: RawLogs | None = None
     nodes: dict[str, RawNode] | None = None
+
+
+def default(cls: type[BaseModel], name: str) -> Any:
+    """The default of field ``name`` of ``cls``: the one place each default is written."""
+    return cls.model_fields[name].get_default(call_default_factory=True)
 
 
 _MESSAGES = {
