@@ -163,6 +163,8 @@ class App:
                 lifespan="off",
                 log_level="warning",
                 access_log=False,
+                server_header=False,  # a relayed response keeps the engine's own server/date;
+                date_header=False,  # the proxy stamps date on swapd's own responses
                 timeout_graceful_shutdown=GRACEFUL_SECONDS,
                 loop="none",
                 http="httptools" if _has("httptools") else "h11",

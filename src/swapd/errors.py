@@ -5,6 +5,7 @@
     ├── RequestError                HTTP 400 (bad JSON, missing model, non-UTF-8 body)
     │   ├── BodyTooLarge            HTTP 413
     │   ├── NotFound                HTTP 404 (unknown model / route)
+    │   ├── MethodNotAllowed        HTTP 405 (known route, wrong method)
     │   └── Conflict                HTTP 409 (e.g. sleep for a model that cannot sleep)
     ├── Unauthorized                HTTP 401
     ├── TooManyRequests             HTTP 429 + Retry-After
@@ -12,7 +13,8 @@
     │   ├── StartFailed             HTTP 503 (spawn error, premature exit, health timeout)
     │   ├── ModelUnloaded           HTTP 503 (unloaded/reloaded while the request waited)
     │   └── UpstreamUnavailable     HTTP 502 (engine unreachable or died mid-request)
-    │       └── UpstreamGone        HTTP 502 (connection refused: nothing reached the engine)
+    │       ├── UpstreamGone        HTTP 502 (connection refused: nothing reached the engine)
+    │       └── UpstreamTimeout     HTTP 504 (engine did not connect / answer / send in time)
     ├── DriverNotFound              exit 2 (unknown driver name)
     └── ShuttingDown                HTTP 503
 
@@ -76,6 +78,11 @@ class NotFound(RequestError):
     code = "not_found"
 
 
+class MethodNotAllowed(RequestError):
+    http_status = 405
+    code = "method_not_allowed"
+
+
 class Conflict(RequestError):
     http_status = 409
     code = "conflict"
@@ -114,6 +121,13 @@ class UpstreamUnavailable(ModelError):
 
 class UpstreamGone(UpstreamUnavailable):
     """The engine refused the connection, so the request never reached it (safe to retry)."""
+
+
+class UpstreamTimeout(UpstreamUnavailable):
+    """The engine did not connect, answer or send a body byte within the model's ``timeouts``."""
+
+    http_status = 504
+    code = "upstream_timeout"
 
 
 class DriverNotFound(SwapdError):

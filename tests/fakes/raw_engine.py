@@ -1,26 +1,51 @@
 """A bare asyncio HTTP/1.1 engine for connection-level cases the echo engine cannot show.
 
-    python tests/fakes/raw_engine.py PORT [--drop-reused]
+    python tests/fakes/raw_engine.py PORT [--drop-reused] [--log FILE] [--start-delay S]
 
-Every request gets ``200 {"pid": …}`` with an ``x-engine-pid`` header, kept alive (no
+Every request gets ``200 {"pid": …, "target": "<request target as received>"}`` with
+``x-engine-pid``, ``server: raw-engine`` and ``date`` headers, kept alive (no
 ``Connection: close``).
 
 ``--drop-reused``
     a second request on a connection is dropped without an answer, as llama-server does with
     kept-alive connections after streamed responses.
+``--log FILE``
+    one line per request read in full (``METHOD TARGET``), appended before answering: how
+    many times the engine saw a request.
+``--start-delay S``
+    listen only after S seconds (a slow engine start).
 ``POST /close``
     the engine closes the connection, stops listening at once and exits 0.5 s later: an engine
     dying between requests.
+
+A word in the request body chooses a misbehaviour:
+
+``act:die``    the process exits at once without answering (an engine crashing on a prompt)
+``act:hang``   no answer ever
+``act:stall``  200 SSE headers and one frame, then nothing more
+``act:cut``    200 SSE headers and one frame, then the process exits
+``act:error``  500 with a JSON error body (pretty-printed: it spans lines)
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
+from email.utils import formatdate
+
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+)
+FRAME = b'data: {"choices":[{"index":0,"delta":{"content":"half"}}]}\n\n'
 
 
-async def main(port: int, drop_reused: bool) -> None:
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+async def main(port: int, drop_reused: bool, log: str | None, start_delay: float) -> None:
     loop = asyncio.get_running_loop()
     pid = os.getpid()
 
@@ -33,14 +58,38 @@ async def main(port: int, drop_reused: bool) -> None:
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":")[1])
-                await reader.readexactly(length)
+                body = await reader.readexactly(length)
                 if served and drop_reused:
                     break
                 served = True
-                body = b'{"pid": %d}' % pid
+                request_line = head.split(b"\r\n", 1)[0]
+                if log:
+                    with open(log, "ab") as f:  # noqa: ASYNC230 - must be on disk before exiting
+                        f.write(request_line.rsplit(b" ", 1)[0] + b"\n")
+                if b"act:die" in body:
+                    os._exit(1)
+                if b"act:hang" in body:
+                    await asyncio.Event().wait()
+                if b"act:stall" in body or b"act:cut" in body:
+                    writer.write(SSE_HEAD + chunk(FRAME))
+                    await writer.drain()
+                    if b"act:cut" in body:
+                        await asyncio.sleep(0.05)
+                        os._exit(1)
+                    await asyncio.Event().wait()
+                if b"act:error" in body:
+                    error = {"error": {"message": "engine exploded", "type": "server_error"}}
+                    data = json.dumps(error, indent=2).encode()
+                    status = b"500 Internal Server Error"
+                else:
+                    target = request_line.split(b" ")[1].decode("latin-1")
+                    data = json.dumps({"pid": pid, "target": target}).encode()
+                    status = b"200 OK"
                 writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    b"x-engine-pid: %d\r\ncontent-length: %d\r\n\r\n%s" % (pid, len(body), body)
+                    b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"
+                    b"server: raw-engine\r\ndate: %s\r\n"
+                    b"x-engine-pid: %d\r\ncontent-length: %d\r\n\r\n%s"
+                    % (status, formatdate(usegmt=True).encode(), pid, len(data), data)
                 )
                 await writer.drain()
                 if head.startswith(b"POST /close "):
@@ -51,10 +100,23 @@ async def main(port: int, drop_reused: bool) -> None:
             pass
         writer.close()
 
+    await asyncio.sleep(start_delay)
     server = await asyncio.start_server(handle, "127.0.0.1", port)
     print(f"raw engine listening on {port}", flush=True)
     await asyncio.Event().wait()
 
 
+def _option(args: list[str], name: str) -> str | None:
+    return args[args.index(name) + 1] if name in args else None
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]), "--drop-reused" in sys.argv[2:]))
+    args = sys.argv[2:]
+    asyncio.run(
+        main(
+            int(sys.argv[1]),
+            "--drop-reused" in args,
+            _option(args, "--log"),
+            float(_option(args, "--start-delay") or 0),
+        )
+    )

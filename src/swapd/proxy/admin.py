@@ -1,9 +1,12 @@
 """The admin API: ``/api/*``, ``/metrics``, ``/logs/stream``, ``/openapi.json`` (cold paths).
 
-JSON routes run on Starlette; the two kinds of long-lived streams (``/api/events`` SSE and the
-``/logs/stream`` text streams) are raw ASGI so that a client that stops reading can be cut off:
-each stream has a bounded buffer, and when it overflows the client is dropped with a log line.
-Auth is checked by the proxy before anything here runs. Contract: ``docs/api.md``.
+JSON routes run on Starlette's router; the two kinds of long-lived streams (``/api/events``
+SSE and the ``/logs/stream`` text streams) are raw ASGI so that a client that stops reading can
+be cut off: each stream has a bounded buffer, and when it overflows the client is dropped with a
+log line.
+Auth is checked by the proxy before anything here runs, and every error raised here (a
+SwapdError, Starlette's 404/405, a bug) reaches the proxy's one catch-all, which answers with a
+JSON envelope. Contract: ``docs/api.md``.
 """
 
 from __future__ import annotations
@@ -15,18 +18,17 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import anyio
-from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 
-from swapd.errors import Conflict, NotFound, SwapdError
+from swapd.errors import Conflict, MethodNotAllowed, NotFound, RequestError, SwapdError
 from swapd.observe.events import Event
 from swapd.observe.logs import LogRing
 from swapd.observe.metrics import CONTENT_TYPE
 from swapd.observe.observer import Observer
 from swapd.proxy.asgi import Receive, Scope, Send
-from swapd.proxy.envelope import error_body
 from swapd.proxy.openapi import OPENAPI
 from swapd.scheduler import Scheduler
 from swapd.slot import RUNNING, State
@@ -52,6 +54,17 @@ def jsonable(value: Any) -> Any:
 
 def _query(scope: Scope) -> dict[str, list[str]]:
     return parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+
+
+def _request_error(exc: HTTPException, scope: Scope) -> SwapdError:
+    """Starlette's 404 / 405 as swapd errors (the proxy answers them with a JSON envelope)."""
+    method, path = scope["method"], scope["path"]
+    if exc.status_code == 404:
+        return NotFound(f"no route for {method} {path}")
+    if exc.status_code == 405:
+        allowed = (exc.headers or {}).get("Allow", "")
+        return MethodNotAllowed(f"method {method} is not allowed on {path} (allowed: {allowed})")
+    return RequestError(f"{path}: {exc.detail}")
 
 
 def _flag(query: dict[str, list[str]], name: str) -> bool:
@@ -87,7 +100,7 @@ class Admin:
             Route("/metrics", self.metrics, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
         ]
-        self.app = Starlette(routes=routes, exception_handlers={SwapdError: self._error})
+        self.app = Router(routes=routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -98,12 +111,11 @@ class Admin:
         ):
             await self.log_stream(scope, receive, send)
         else:
-            await self.app(scope, receive, send)
-
-    async def _error(self, request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, SwapdError)
-        body = error_body(exc.http_status, exc.message, exc.code)
-        return Response(body, exc.http_status, media_type="application/json")
+            scope["app"] = self  # so Starlette's router raises its 404/405 instead of answering
+            try:
+                await self.app(scope, receive, send)
+            except HTTPException as exc:
+                raise _request_error(exc, scope) from None
 
     # ── models ──────────────────────────────────────────────────────────────────────────────
 

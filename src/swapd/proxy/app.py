@@ -8,42 +8,50 @@ client to leave → forward and stream → release in ``finally``.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import unquote_to_bytes
 
 import anyio
 
 from swapd import web
 from swapd.config.model import Config, ModelConfig
 from swapd.drivers.base import Upstream
-from swapd.errors import NotFound, RequestError, ShuttingDown, SwapdError, UpstreamGone
+from swapd.errors import (
+    MethodNotAllowed,
+    NotFound,
+    RequestError,
+    ShuttingDown,
+    SwapdError,
+    UpstreamGone,
+)
 from swapd.observe.logs import LogRing
 from swapd.observe.observer import Observer
 from swapd.proxy import auth, body, loading, routes
 from swapd.proxy.asgi import (
+    Aborted,
     ClientGone,
     DisconnectGuard,
     Receive,
+    Reply,
     Scope,
     Send,
+    drop_abort_tracebacks,
     read_body,
     send_bytes,
     send_error,
     send_json,
 )
 from swapd.proxy.envelope import error_body, is_anthropic
-from swapd.proxy.forward import UpstreamClient, forward, request_headers
+from swapd.proxy.forward import UpstreamClient, forward, request_headers, target
 from swapd.scheduler import Scheduler
 from swapd.slot import State, Ticket
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-
-class MethodNotAllowed(RequestError):
-    http_status = 405
-    code = "method_not_allowed"
+log = logging.getLogger("swapd.proxy")
 
 
 class Proxy:
@@ -74,6 +82,8 @@ class Proxy:
             ("GET", "/logs"): self._logs,
             ("GET", "/"): self._root,
         }
+        # An Aborted response is logged here in one line; uvicorn need not add a traceback.
+        logging.getLogger("uvicorn.error").addFilter(drop_abort_tracebacks)
 
     @property
     def config(self) -> Config:
@@ -82,36 +92,52 @@ class Proxy:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        method: str = scope["method"]
-        path: str = scope["path"]
+        reply = Reply(send)
         try:
-            if method == "OPTIONS":
-                await self._preflight(scope, send)
-                return
-            if web.is_ui_path(path):  # static UI files: public, the UI asks for a key itself
-                await web.serve(scope, send)
-                return
-            if path != "/health":
-                auth.check(scope, self.config.api_keys)
-            routed = routes.is_model_route(method, path)
-            if routed:
-                await self._model_request(scope, receive, send)
-            elif routed is None:
-                raise MethodNotAllowed(f"method {method} is not allowed on {path}")
-            elif path.startswith("/upstream/"):
-                await self._upstream(scope, receive, send)
-            elif path.startswith("/api/models/unload/") and method == "POST":
-                await self._unload_one(scope, receive, send)
-            elif (handler := self._admin.get((method, path))) is not None:
-                await handler(scope, receive, send)
-            elif self.admin is not None and admin_path(path):
-                await self.admin(scope, receive, send)
-            else:
-                raise NotFound(f"no route for {method} {path}")
-        except SwapdError as exc:
-            await send_error(send, scope, exc)
+            await self._route(scope, receive, reply)
         except ClientGone:
             pass
+        except Aborted as exc:
+            log.warning("%s %s: %s; client connection dropped", *_line(scope), exc.reason)
+            raise  # the server drops the connection: no terminating chunk
+        except SwapdError as exc:
+            if reply.started:
+                log.warning("%s %s: %s after the response started", *_line(scope), exc)
+                raise Aborted(exc.http_status, str(exc)) from exc
+            await send_error(reply, scope, exc)
+        except Exception as exc:  # the one catch-all: a bug in a route is a JSON 500, not a hang
+            log.exception("%s %s: unhandled error", *_line(scope))
+            if reply.started:
+                raise Aborted(500, f"internal error: {exc!r}") from exc
+            internal = SwapdError("internal error in swapd; its log has the details")
+            await send_error(reply, scope, internal)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Reply) -> None:
+        method: str = scope["method"]
+        path: str = scope["path"]
+        if method == "OPTIONS":
+            await self._preflight(scope, send)
+            return
+        if web.is_ui_path(path):  # static UI files: public, the UI asks for a key itself
+            await web.serve(scope, send)
+            return
+        if path != "/health":
+            auth.check(scope, self.config.api_keys)
+        routed = routes.is_model_route(method, path)
+        if routed:
+            await self._model_request(scope, receive, send)
+        elif routed is None:
+            raise MethodNotAllowed(f"method {method} is not allowed on {path}")
+        elif path.startswith("/upstream/"):
+            await self._upstream(scope, receive, send)
+        elif path.startswith("/api/models/unload/") and method == "POST":
+            await self._unload_one(scope, receive, send)
+        elif (handler := self._admin.get((method, path))) is not None:
+            await handler(scope, receive, send)
+        elif self.admin is not None and admin_path(path):
+            await self.admin(scope, receive, send)
+        else:
+            raise NotFound(f"no route for {method} {path}")
 
     async def _preflight(self, scope: Scope, send: Send) -> None:
         requested = dict(scope["headers"]).get(b"access-control-request-headers")
@@ -138,33 +164,33 @@ class Proxy:
             raise NotFound(f"model {name!r} not found; available models: {known}")
         return model
 
-    async def _model_request(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _model_request(self, scope: Scope, receive: Receive, send: Reply) -> None:
         raw = await read_body(receive, self.config.max_body_bytes)
         ctype = dict(scope["headers"]).get(b"content-type", b"")
         parsed = body.extract(scope["method"], scope["query_string"], ctype, raw)
         model = self._resolve(parsed.model)
         payload = body.rewrite(parsed, raw, ctype, model)
-        path = scope["path"]
-        if scope["query_string"]:
-            path += "?" + scope["query_string"].decode("latin-1")
         loading_state = (
             parsed.stream
             and model.send_loading_state
             and scope["path"].startswith(routes.LOADING_STATE_PATH)
         )
-        await self._serve(scope, receive, send, model, path, payload, loading_state=loading_state)
+        await self._serve(
+            scope, receive, send, model, target(scope), payload, loading_state=loading_state
+        )
 
     async def _serve(
         self,
         scope: Scope,
         receive: Receive,
-        send: Send,
+        send: Reply,
         model: ModelConfig,
         path: str,
         payload: bytes,
         *,
         loading_state: bool = False,
     ) -> None:
+        """Lease the model, forward ``path`` (a raw request target) to it, release."""
         if not self.accepting:
             raise ShuttingDown("swapd is shutting down")
         scheduler = self.scheduler
@@ -172,19 +198,12 @@ class Proxy:
         headers = request_headers(scope, drop_credentials=bool(self.config.api_keys))
         req = self.observer.request_start(model.id, path) if self.observer else None
         status = 499  # client closed the request, unless something below says otherwise
+        streamed = False  # a loading stream: its 200 SSE headers are out
         try:
             async with DisconnectGuard(receive):
                 streamed = loading_state and not ticket.done
                 if streamed:
-                    try:
-                        upstream = await self._wait_reporting(send, model, ticket)
-                    except SwapdError as exc:
-                        status = exc.http_status
-                        err = body_of(exc, scope)
-                        await send(
-                            {"type": "http.response.body", "body": b"data: " + err + b"\n\n"}
-                        )
-                        return
+                    upstream = await self._wait_reporting(send, model, ticket)
                 else:
                     upstream = await scheduler.wait(ticket)
                 relay = functools.partial(
@@ -195,7 +214,8 @@ class Proxy:
                     body=payload,
                     headers=headers,
                     model=model.id,
-                    headers_sent=streamed,
+                    timeouts=model.timeouts,
+                    sse_started=streamed,
                     meter=req.meter if req else None,
                 )
                 try:
@@ -210,16 +230,23 @@ class Proxy:
                     status = await relay(url=upstream.base_url + path)
         except SwapdError as exc:
             status = exc.http_status
+            if not streamed:
+                raise
+            # The 200 is out: the error ends the SSE stream as an error frame.
+            await loading.send_error(send, body_of(exc, scope))
+        except Aborted as exc:
+            status = exc.status
             raise
         finally:
             scheduler.release(ticket)
             if req is not None and self.observer is not None:
                 self.observer.request_end(req, status)
 
-    async def _wait_reporting(self, send: Send, model: ModelConfig, ticket: Ticket) -> Upstream:
+    async def _wait_reporting(self, send: Reply, model: ModelConfig, ticket: Ticket) -> Upstream:
         """Wait for the lease while streaming loading progress (the 200 is sent at once)."""
         slot = self.scheduler.slots[model.id]
         began = anyio.current_time()
+        await loading.begin(send, model.id)
         async with anyio.create_task_group() as progress:
             progress.start_soon(loading.report, send, slot, ticket, name="loading")
             try:
@@ -234,29 +261,28 @@ class Proxy:
 
     # ── /upstream/{model}/{path} ────────────────────────────────────────────────────────────
 
-    async def _upstream(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _upstream(self, scope: Scope, receive: Receive, send: Reply) -> None:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        rest = raw_path.split(b"?", 1)[0][len(b"/upstream/") :].decode("latin-1")
-        segments = rest.split("/")
+        # Raw segments: `author%2Fmodel` is one segment that names the model `author/model`.
+        segments = raw_path.split(b"?", 1)[0][len(b"/upstream/") :].split(b"/")
         model: ModelConfig | None = None
         used = 0
         for i in range(len(segments), 0, -1):  # longest prefix that names a model or alias
-            name = "/".join(segments[:i])
+            name = unquote_to_bytes(b"/".join(segments[:i])).decode(errors="replace")
             if (found := self.config.resolve(name)) is not None:
                 model, used = found, i
                 break
         if model is None:
             raise NotFound(f"no model matches {scope['path']!r}")
-        remainder = "/" + "/".join(segments[used:]) if used < len(segments) else ""
-        query = scope["query_string"].decode("latin-1")
-        if not remainder:
-            target = "/upstream/" + "/".join(quote(s) for s in segments[:used]) + "/"
-            location = target + ("?" + query if query else "")
+        if used == len(segments):
+            location = b"/upstream/" + b"/".join(segments) + b"/"
+            if scope["query_string"]:
+                location += b"?" + scope["query_string"]
             status = 301 if scope["method"] in ("GET", "HEAD") else 308
-            await send_bytes(send, status, b"", [(b"location", location.encode())])
+            await send_bytes(send, status, b"", [(b"location", location)])
             return
         payload = await read_body(receive, self.config.max_body_bytes)
-        path = remainder + ("?" + query if query else "")
+        path = target(scope, b"/" + b"/".join(segments[used:]))  # forwarded as the client sent it
         await self._serve(scope, receive, send, model, path, payload)
 
     # ── management ──────────────────────────────────────────────────────────────────────────
@@ -347,3 +373,8 @@ def admin_path(path: str) -> bool:
 
 def body_of(exc: SwapdError, scope: Scope) -> bytes:
     return error_body(exc.http_status, exc.message, exc.code, anthropic=is_anthropic(scope["path"]))
+
+
+def _line(scope: Scope) -> tuple[str, str]:
+    """Method and path, for a log line."""
+    return scope["method"], scope["path"]

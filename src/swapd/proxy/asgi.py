@@ -1,10 +1,14 @@
-"""Minimal ASGI helpers: typed aliases, whole-response senders, body reading with a cap."""
+"""Minimal ASGI helpers: typed aliases, the reply side of a request, whole-response senders,
+body reading with a cap, and the client-disconnect guard."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from email.utils import formatdate
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +20,63 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
+
+
+class Reply:
+    """The sending half of one request: ``send`` that remembers whether the response started.
+
+    swapd's own responses go through ``reply(message)``, which stamps a ``date`` header (uvicorn
+    adds none: a relayed response keeps the engine's own ``date`` and ``server``). A relayed
+    engine response calls :meth:`relay_start` and then ``reply.send`` directly, so nothing is
+    added per body chunk.
+    """
+
+    __slots__ = ("send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            message["headers"] = [*message.get("headers", ()), (b"date", http_date())]
+        await self.send(message)
+
+    async def relay_start(self, status: int, headers: Headers) -> None:
+        self.started = True
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
+
+class Aborted(Exception):
+    """The response started and cannot be completed: the client connection is dropped.
+
+    Raised out of the ASGI app, so the server closes the connection without the terminating
+    chunk (uvicorn does), and a client sees a truncated response as truncated, never as a
+    clean end. ``status`` is what activity and metrics record for the request.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def drop_abort_tracebacks(record: logging.LogRecord) -> bool:
+    """A logging filter for the server's logger: an :class:`Aborted` is logged by swapd itself."""
+    return not (record.exc_info and isinstance(record.exc_info[1], Aborted))
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """The current time as an HTTP ``date`` value (formatted once per second)."""
+    global _date
+    now = int(time.time())
+    if now != _date[0]:
+        _date = (now, formatdate(now, usegmt=True).encode())
+    return _date[1]
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

@@ -4,17 +4,36 @@ One shared aiohttp session carries all upstream traffic (measured several times 
 httpx's default pool under concurrency; see bench/proxy_overhead.py). The upstream response is
 always released or closed in ``finally``: a client that leaves cancels the scope around this
 call, and closing the connection makes the engine stop generating.
+
+Failures, and what the client sees (the rule documented in docs/architecture.md):
+
+- the first connection attempt is refused: nothing reached any engine → :class:`UpstreamGone`
+  (the proxy may send the request to a fresh engine);
+- a kept-alive connection fails before any response byte: resent once, on a new connection,
+  to the same engine; if that fails too the engine may have seen the request → 502, never
+  replayed on another engine;
+- timeouts (per model ``timeouts``) → 504 before the response starts;
+- anything after the response started → :class:`Aborted`: the client connection is dropped.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+import time
+from collections.abc import Iterable
+from functools import lru_cache
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote_from_bytes, urlsplit
 
 import aiohttp
+from yarl import URL
 
-from swapd.errors import UpstreamGone, UpstreamUnavailable
-from swapd.proxy.asgi import Headers, Scope, Send
+from swapd.config.model import Timeouts
+from swapd.errors import UpstreamGone, UpstreamTimeout, UpstreamUnavailable
+from swapd.proxy.asgi import Aborted, Headers, Reply, Scope, http_date
+from swapd.proxy.envelope import error_body
 
 HOP_BY_HOP = frozenset(
     {
@@ -22,6 +41,7 @@ HOP_BY_HOP = frozenset(
         b"keep-alive",
         b"proxy-authenticate",
         b"proxy-authorization",
+        b"proxy-connection",
         b"te",
         b"trailer",
         b"trailers",
@@ -29,11 +49,16 @@ HOP_BY_HOP = frozenset(
         b"upgrade",
         b"host",
         b"content-length",
+        b"expect",  # the body is read in full before forwarding: no 100-continue upstream
     }
 )
 STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
 SSE = b"text/event-stream"
+ERROR_BODY_LIMIT = 64 * 1024  # an engine's error answer put into an SSE error frame
+# Printable ASCII but space: a raw request target is forwarded as is when it holds only these.
+_TARGET_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
+_TARGET_UNSAFE = re.compile(rb"[^\x21-\x7e]")
 
 
 class Meter(Protocol):
@@ -65,8 +90,8 @@ class UpstreamClient:
 
     Some engines close kept-alive connections without saying so (llama-server does after
     streamed responses), so reusing one fails before any byte comes back. Such a request is
-    retried once on a fresh connection, and the engine's origin is remembered: its later
-    requests use a new connection each time instead of failing first.
+    resent once on a new connection to the same engine, and the engine's origin is
+    remembered: its later requests use a new connection each time instead of failing first.
     """
 
     def __init__(self) -> None:
@@ -87,10 +112,32 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def target(scope: Scope, raw_path: bytes | None = None) -> str:
+    """The request target to forward: the client's raw path (never decoded) and query."""
+    raw = raw_path if raw_path is not None else scope.get("raw_path") or scope["path"].encode()
+    raw = raw.split(b"?", 1)[0]
+    if scope["query_string"]:
+        raw += b"?" + scope["query_string"]
+    if _TARGET_UNSAFE.search(raw):
+        return quote_from_bytes(raw, safe=_TARGET_SAFE)
+    return raw.decode("ascii")
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Header names listed in ``Connection:`` (hop-by-hop for this message, RFC 9110 7.6.1)."""
+    named: set[bytes] = set()
+    for key, value in headers:
+        if key.lower() == b"connection":
+            named.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(named)
+
+
 def request_headers(scope: Scope, *, drop_credentials: bool) -> dict[str, str]:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    named = _connection_tokens(headers)
     out: dict[str, str] = {}
-    for key, value in scope["headers"]:
-        if key in HOP_BY_HOP or (drop_credentials and key in CREDENTIALS):
+    for key, value in headers:
+        if key in HOP_BY_HOP or key in named or (drop_credentials and key in CREDENTIALS):
             continue
         name = key.decode("latin-1")
         text = value.decode("latin-1")
@@ -102,70 +149,215 @@ def request_headers(scope: Scope, *, drop_credentials: bool) -> dict[str, str]:
     return out
 
 
+def _response_headers(response: aiohttp.ClientResponse) -> Headers:
+    raw = response.raw_headers
+    named = _connection_tokens(raw) if "Connection" in response.headers else frozenset()
+    out: Headers = []
+    sse = False
+    dated = False
+    for key, value in raw:
+        lower = key.lower()
+        if (lower in HOP_BY_HOP and lower != b"content-length") or lower in named:
+            continue
+        if lower == b"content-type" and value.startswith(SSE):
+            sse = True
+        elif lower == b"date":
+            dated = True
+        out.append((lower, value))
+    if sse:
+        out.append((b"x-accel-buffering", b"no"))
+    if not dated:  # as Go's server does for llama-swap: a response always has a date
+        out.append((b"date", http_date()))
+    return out
+
+
+@lru_cache(maxsize=64)
+def _client_timeout(timeouts: Timeouts) -> aiohttp.ClientTimeout:
+    # sock_read runs from the end of the request write to the response headers (aiohttp starts
+    # it there): the response-header deadline. The body has its own idle watchdog below.
+    return aiohttp.ClientTimeout(
+        total=None,
+        sock_connect=timeouts.connect or None,
+        sock_read=timeouts.response_header or None,
+    )
+
+
+class _Idle(Exception):
+    pass
+
+
+class IdleWatch:
+    """Fails a response body read when the engine sent nothing for ``limit`` seconds.
+
+    One timer per response, not one per chunk: the relay loop only stores the time it starts
+    waiting for the next chunk (``waiting_since``; ``None`` while it is sending to the client, so
+    a slow client is not blamed on the engine).
+    """
+
+    __slots__ = ("_content", "_handle", "_limit", "_loop", "waiting_since")
+
+    def __init__(self, content: aiohttp.StreamReader, limit: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._content = content
+        self._limit = limit
+        self.waiting_since: float | None = time.monotonic()
+        self._handle = self._loop.call_later(limit, self._check)
+
+    def _check(self) -> None:
+        since = self.waiting_since
+        now = time.monotonic()
+        if since is not None and now - since >= self._limit:
+            self._content.set_exception(_Idle(f"no body byte for {self._limit:g}s"))
+            return
+        due = self._limit if since is None else since + self._limit - now
+        self._handle = self._loop.call_later(due, self._check)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+def _unreachable(model: str, exc: BaseException) -> UpstreamUnavailable:
+    return UpstreamUnavailable(model, f"engine for model {model!r} is unreachable: {exc}")
+
+
+async def _open(
+    client: UpstreamClient,
+    method: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    model: str,
+    timeouts: Timeouts,
+) -> aiohttp.ClientResponse:
+    """Send the request and wait for the response headers (the retry rule is the module's)."""
+    session = client.session_for(url)
+    timeout = _client_timeout(timeouts)
+    first = True
+    while True:
+        try:
+            response = await session.request(
+                method,
+                URL(url, encoded=True),
+                data=body or None,
+                headers=headers,
+                allow_redirects=False,
+                timeout=timeout,
+            )
+            if not first:  # alive, and it closed a kept-alive connection: no reuse from now on
+                client.no_keepalive.add(_origin(url))
+            return response
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise UpstreamTimeout(
+                model,
+                f"engine for model {model!r} did not accept a connection within "
+                f"{timeouts.connect:g}s (timeouts.connect)",
+            ) from exc
+        except aiohttp.ServerTimeoutError as exc:
+            raise UpstreamTimeout(
+                model,
+                f"engine for model {model!r} sent no response headers within "
+                f"{timeouts.response_header:g}s (timeouts.responseHeader)",
+            ) from exc
+        except aiohttp.ClientConnectorError as exc:  # (a ClientOSError: before STALE)
+            if first:  # refused on the first try: nothing reached any engine
+                raise UpstreamGone(
+                    model, f"engine for model {model!r} is unreachable: {exc}"
+                ) from exc
+            raise _unreachable(model, exc) from exc  # it may have seen the first try
+        except STALE as exc:
+            # A kept-alive connection failed before any response byte: the engine closed it
+            # (llama-server does). Resent once, on a new connection, to this same engine only:
+            # if the engine died on this request, the new connection is refused → 502 above.
+            if session is client.fresh:
+                raise _unreachable(model, exc) from exc
+            session = client.fresh
+            first = False
+        except (aiohttp.ClientError, OSError) as exc:
+            raise _unreachable(model, exc) from exc
+
+
+async def _error_frame(response: aiohttp.ClientResponse) -> bytes:
+    """An engine's error answer as one SSE ``data: {"error": …}`` frame."""
+    raw = b""
+    try:
+        async for chunk in response.content.iter_any():
+            raw += chunk
+            if len(raw) >= ERROR_BODY_LIMIT:
+                break
+    except (aiohttp.ClientError, OSError, _Idle):
+        pass  # the engine went away or stalled while answering its error: report what came
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "error" in data:
+        payload = json.dumps({"error": data["error"]}).encode()
+    else:
+        text = raw[:2000].decode("utf-8", errors="replace").strip()
+        message = f"engine answered {response.status}" + (f": {text}" if text else "")
+        payload = error_body(response.status, message, "upstream_error")
+    return b"data: " + payload + b"\n\n"
+
+
 async def forward(
     client: UpstreamClient,
     scope: Scope,
-    send: Send,
+    reply: Reply,
     *,
     url: str,
     body: bytes,
     headers: dict[str, str],
     model: str,
-    headers_sent: bool = False,
+    timeouts: Timeouts,
+    sse_started: bool = False,
     meter: Meter | None = None,
 ) -> int:
-    """Proxy one request to ``url``; returns the upstream status.
+    """Proxy one request to ``url`` (base URL + raw target); returns the upstream status.
 
-    With ``headers_sent`` (a loading stream already answered 200), only the body is relayed.
+    With ``sse_started`` (a loading stream already answered 200 as SSE), only the body is
+    relayed, and an engine error status becomes an SSE error frame that ends the stream.
     """
-    session = client.session_for(url)
-    while True:
-        try:
-            response = await session.request(
-                scope["method"], url, data=body or None, headers=headers, allow_redirects=False
-            )
-            break
-        except aiohttp.ClientConnectorError as exc:  # (a ClientOSError: before STALE)
-            raise UpstreamGone(model, f"engine for model {model!r} is unreachable: {exc}") from exc
-        except STALE as exc:
-            # A kept-alive connection turned out closed and nothing came back: retry once on a
-            # fresh connection (as Go's transport does for llama-swap) and remember the engine.
-            if session is client.fresh:
-                raise UpstreamUnavailable(
-                    model, f"engine for model {model!r} is unreachable: {exc}"
-                ) from exc
-            client.no_keepalive.add(_origin(url))
-            session = client.fresh
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamUnavailable(
-                model, f"engine for model {model!r} is unreachable: {exc}"
-            ) from exc
+    response = await _open(client, scope["method"], url, body, headers, model, timeouts)
+    if timeouts.response_header and (conn := response.connection) and conn.protocol:
+        conn.protocol.read_timeout = None  # the header deadline is met; the body has its own
+        conn.protocol.start_timeout()
     done = False
+    watch: IdleWatch | None = None
     try:
-        if not headers_sent:
-            out: Headers = []
-            sse = False
-            for key, value in response.raw_headers:
-                lower = key.lower()
-                if lower in HOP_BY_HOP and lower != b"content-length":
-                    continue
-                if lower == b"content-type" and value.startswith(SSE):
-                    sse = True
-                out.append((lower, value))
-            if sse:
-                out.append((b"x-accel-buffering", b"no"))
-            await send({"type": "http.response.start", "status": response.status, "headers": out})
-        try:
-            async for chunk in response.content.iter_any():
-                if meter is not None:
-                    meter.feed(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except (aiohttp.ClientError, OSError):
-            pass  # the engine went away mid-stream: end the client's stream where it stopped
-        await send({"type": "http.response.body", "body": b""})
+        if timeouts.idle_read:
+            watch = IdleWatch(response.content, timeouts.idle_read)
+        if sse_started and response.status >= 400:
+            frame = await _error_frame(response)
+            await reply.send({"type": "http.response.body", "body": frame, "more_body": True})
+        else:
+            if not sse_started:
+                await reply.relay_start(response.status, _response_headers(response))
+            send = reply.send
+            try:
+                async for chunk in response.content.iter_any():
+                    if meter is not None:
+                        meter.feed(chunk)
+                    if watch is not None:
+                        watch.waiting_since = None  # sending: a slow client is not an idle engine
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    if watch is not None:
+                        watch.waiting_since = time.monotonic()
+            except _Idle as exc:
+                raise Aborted(
+                    504,
+                    f"engine for model {model!r} stalled mid-response: {exc} (timeouts.idleRead)",
+                ) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                raise Aborted(
+                    502,
+                    f"engine for model {model!r} stopped mid-response: {exc or type(exc).__name__}",
+                ) from exc
+        await reply.send({"type": "http.response.body", "body": b""})
         done = True
         return response.status
     finally:
+        if watch is not None:
+            watch.cancel()
         if done:
             response.release()
         else:

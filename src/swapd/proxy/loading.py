@@ -2,7 +2,8 @@
 
 The 200 SSE headers go out at once; frames report the model's state, queue position and
 elapsed time every ``TICK`` seconds; ``Done!`` ends the progress and the engine's own SSE bytes
-follow on the same response.
+follow on the same response. Once the 200 is out, a failure (the start, the engine's error
+status, an unreachable engine) is one ``data: {"error": …}`` frame that ends the stream.
 """
 
 from __future__ import annotations
@@ -38,10 +39,14 @@ async def send_frame(send: Send, model: str, text: str) -> None:
     await send({"type": "http.response.body", "body": frame(model, text), "more_body": True})
 
 
+async def begin(send: Send, model: str) -> None:
+    """Answer 200 as an SSE stream, with the first progress frame."""
+    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+    await send_frame(send, model, f"swapd: loading model {model}\n")
+
+
 async def report(send: Send, slot: Slot, ticket: Ticket) -> None:
     """Send progress frames until cancelled (the caller cancels once the ticket resolves)."""
-    await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-    await send_frame(send, slot.id, f"swapd: loading model {slot.id}\n")
     start = anyio.current_time()
     said = ("", 0)
     while True:
@@ -59,3 +64,8 @@ async def report(send: Send, slot: Slot, ticket: Ticket) -> None:
 
 async def finish(send: Send, model: str, elapsed: float) -> None:
     await send_frame(send, model, f"\nDone! ({elapsed:.2f}s)\n")
+
+
+async def send_error(send: Send, error: bytes) -> None:
+    """End the stream with an error frame ``data: {"error": …}`` (the 200 is already out)."""
+    await send({"type": "http.response.body", "body": b"data: " + error + b"\n\n"})
