@@ -1,7 +1,7 @@
 """The ``swapd`` command (click). The only place that maps errors to exit codes (:mod:`.exits`).
 
 Commands by module: :mod:`.server` (serve, check, run), :mod:`.remote` (start, stop, ps, models,
-logs against a running swapd) and the ``recipes`` group (list | show | render).
+logs against a running swapd) and :mod:`.recipes` (recipes list | show | render).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from swapd import __version__
+from swapd.cli.recipes import recipes
 from swapd.cli.remote import logs, models, ps, start, stop
 from swapd.cli.server import check, run, serve
 
@@ -21,14 +22,5 @@ def main() -> None:
     """swapd: an OpenAI/Anthropic-compatible proxy that starts and swaps LLM engines on demand."""
 
 
-for _command in (serve, check, run, start, stop, ps, models, logs):
+for _command in (serve, check, run, start, stop, ps, models, logs, recipes):
     main.add_command(_command)
-
-
-def _add_recipes() -> None:
-    from swapd.recipes import cli as recipes_cli
-
-    main.add_command(recipes_cli())
-
-
-_add_recipes()  # swapd recipes list | show | render

@@ -1,0 +1,132 @@
+"""``swapd recipes list | show | render``: the engine presets (see :mod:`swapd.recipes`)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from typing import Any
+
+import click
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from swapd.cli.exits import exit_code
+from swapd.errors import SwapdError
+from swapd.recipes import (
+    ENGINE_PORT,
+    RecipeError,
+    catalog,
+    container_name,
+    docker_run_line,
+    load,
+    parse_file,
+    search_path,
+    values,
+)
+from swapd.recipes import render as render_spec
+
+
+def _fail(exc: SwapdError) -> None:
+    click.echo(f"error: {exc.message}", err=True)
+    sys.exit(exit_code(exc))
+
+
+def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in sets:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise RecipeError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key.strip()] = YAML(typ="safe").load(raw) if raw else ""
+        except YAMLError:
+            out[key.strip()] = raw
+    return out
+
+
+@click.group(name="recipes")
+def recipes() -> None:
+    """Engine presets in recipes/ (vLLM, TensorRT-LLM, llama.cpp, SGLang)."""
+
+
+@recipes.command(name="list")
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def list_recipes(as_json: bool) -> None:
+    """Every recipe found (name, engine, model, image)."""
+    rows: list[dict[str, str]] = []
+    for name, path in catalog().items():
+        try:
+            rec = parse_file(path, name)
+            rows.append(
+                {
+                    "name": name,
+                    "engine": rec.engine,
+                    "model": rec.model,
+                    "image": rec.image,
+                    "description": rec.description,
+                    "path": str(path),
+                }
+            )
+        except RecipeError as exc:
+            rows.append({"name": name, "error": exc.message, "path": str(path)})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo(f"no recipes found (searched: {', '.join(map(str, search_path()))})")
+    width = max((len(r["name"]) for r in rows), default=0)
+    for r in rows:
+        if "error" in r:
+            click.echo(f"{r['name']:<{width}}  INVALID: {r['error'].splitlines()[0]}")
+        else:
+            click.echo(f"{r['name']:<{width}}  {r['engine']:<8}  {r['model']}  ({r['image']})")
+
+
+@recipes.command()
+@click.argument("name")
+def show(name: str) -> None:
+    """The recipe file, and the placeholders it takes."""
+    try:
+        recipe = load(name)
+    except RecipeError as exc:
+        _fail(exc)
+        return
+    click.echo(f"# {recipe.path}")
+    click.echo(recipe.path.read_text().rstrip())
+    vals = values(recipe, {}, port=ENGINE_PORT.get(recipe.engine, 8000))
+    click.echo("\n# placeholders (override with --set or the model's recipe.set):")
+    for key in recipe.placeholders():
+        click.echo(f"#   {key} = {vals[key]}")
+
+
+@recipes.command()
+@click.argument("name")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="placeholder value")
+@click.option("--port", type=int, default=None, help="the engine's port (default: engine's)")
+@click.option("--model-id", default=None, help="swapd model id (names the container)")
+@click.option("--json", "as_json", is_flag=True, help="print the spec as JSON")
+def render(
+    name: str, sets: tuple[str, ...], port: int | None, model_id: str | None, as_json: bool
+) -> None:
+    """The exact container spec, and the equivalent `docker run` line."""
+    try:
+        recipe = load(name)
+        spec = render_spec(recipe, _parse_sets(sets), port=port, model_id=model_id)
+    except RecipeError as exc:
+        _fail(exc)
+        return
+    cname = container_name(model_id or recipe.name.replace("/", "-"), spec.get("host_port"))
+    user = f"{os.getuid()}:{os.getgid()}"
+    if as_json:
+        click.echo(json.dumps({"name": cname, "user": user, **spec}, indent=2))
+        return
+    out = io.StringIO()
+    yaml = YAML()
+    yaml.default_flow_style = False
+    yaml.dump({"docker": spec}, out)
+    click.echo(f"# recipe {recipe.name}: container spec (a model's `docker:` block)")
+    click.echo(out.getvalue().rstrip())
+    click.echo("\n# equivalent docker run:")
+    click.echo(docker_run_line(spec, cname, user))

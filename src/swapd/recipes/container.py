@@ -1,0 +1,177 @@
+"""Finishing a ``driver: docker`` model at config load (a config extension calls these).
+
+``container_model`` renders the model's recipe, lays the model's own ``docker:`` block over it and
+checks the spec, so that mistakes are reported as ``file:line:col`` like every other config error;
+``reserve_ports`` gives every docker model a ``${PORT}`` before macros expand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from swapd.config.model import NodeConfig
+from swapd.config.schema import driver_name, parse_size
+from swapd.config.tree import MapNode, Scalar
+from swapd.recipes.lookup import load
+from swapd.recipes.model import SPEC_KEYS, RecipeError
+from swapd.recipes.spec import render
+
+ErrorAt = Callable[[tuple[str | int, ...], str], None]
+
+
+def _recipe_ref(raw: Any) -> tuple[str, dict[str, Any], list[str]] | str:
+    """(name, set, args) from ``recipe: NAME`` or ``recipe: {name, set, args}``; else a problem."""
+    if isinstance(raw, str):
+        return raw.strip(), {}, []
+    if isinstance(raw, dict):
+        unknown = set(raw) - {"name", "set", "args"}
+        if unknown:
+            return f"unknown key(s) {', '.join(sorted(unknown))} (valid: name, set, args)"
+        name, sets, args = raw.get("name"), raw.get("set") or {}, raw.get("args") or []
+        if not isinstance(name, str) or not isinstance(sets, dict) or not isinstance(args, list):
+            return "expected {name: NAME, set: {placeholder: value}, args: [extra args]}"
+        return name.strip(), dict(sets), [str(a) for a in args]
+    return "expected a recipe name or {name, set, args}"
+
+
+def _overlay(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """A model's ``docker:`` block over a rendered recipe: env/extra merge, volumes add up."""
+    out = dict(base)
+    for key, value in over.items():
+        if key in ("env", "extra") and isinstance(value, dict):
+            out[key] = {**(out.get(key) or {}), **value}
+        elif key == "volumes" and isinstance(value, list):
+            out[key] = [*(out.get(key) or []), *value]
+        else:
+            out[key] = value
+    return out
+
+
+def check_spec(spec: Mapping[str, Any], error: Callable[[str, str], None]) -> None:
+    """Report bad keys and types of a docker spec: ``error(key, message)``."""
+    for key in spec:
+        if key not in SPEC_KEYS:
+            error(key, f"unknown key {key!r}; valid: {', '.join(SPEC_KEYS)}")
+    if not isinstance(spec.get("image"), str) or not spec.get("image"):
+        error("image", "image is required (a string)")
+    command = spec.get("command")
+    if command is not None and not isinstance(command, str | list):
+        error("command", "command: expected a list of arguments or a string")
+    for key in ("env", "extra"):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            error(key, f"{key}: expected a mapping")
+    volumes = spec.get("volumes")
+    if volumes is not None:
+        if not isinstance(volumes, list):
+            error("volumes", "volumes: expected a list of 'host:container[:ro]'")
+        else:
+            for v in volumes:
+                parts = str(v).split(":")
+                if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+                    error("volumes", f"volumes: expected 'host:container[:ro]', got {v!r}")
+    gpus = spec.get("gpus")
+    if gpus is not None and not (
+        gpus == "all"
+        or (isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0)
+        or isinstance(gpus, list)
+    ):
+        error("gpus", f"gpus: expected all, a count or a list of device ids, got {gpus!r}")
+    for key in ("port", "host_port"):
+        value = spec.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            error(key, f"{key}: expected a port number, got {value!r}")
+
+
+def container_model(model: Any, raw: Any, nodes: Mapping[str, Any], error: ErrorAt) -> Any:
+    """The final ``ModelConfig`` of a ``driver: docker`` model (recipe rendered, spec checked,
+    nodes linked); problems go to ``error(path, message)``."""
+    base = ("models", model.id)
+    spec: dict[str, Any] = dict(model.options)
+    port = spec.get("host_port") if isinstance(spec.get("host_port"), int) else model.port
+    check = model.check_endpoint
+    timeout = model.health_check_timeout
+    recipe_name: str | None = None
+    sleep_levels: tuple[int, ...] = (1, 2)  # a hand-written spec: the operator knows
+    gpu_memory = None
+    if raw.recipe is not None:
+        ref = _recipe_ref(raw.recipe)
+        if isinstance(ref, str):
+            error((*base, "recipe"), f"model {model.id}: recipe: {ref}")
+            return model
+        recipe_name, sets, args = ref
+        try:
+            recipe = load(recipe_name)
+            rendered = render(recipe, sets, port=port, model_id=model.id, extra_args=args)
+        except RecipeError as exc:
+            error((*base, "recipe"), f"model {model.id}: {exc.message}")
+            return model
+        spec = _overlay(rendered, spec)
+        check = recipe.health if model.check_endpoint == "/health" else check
+        timeout = recipe.readiness_timeout or timeout
+        sleep_levels = recipe.sleep_levels
+        gpu_memory = recipe.gpu_memory
+    spec.setdefault("network_mode", "host")
+    if port is not None:
+        spec["host_port"] = port
+    check_spec(spec, lambda key, msg: error((*base, "docker", key), f"model {model.id}: {msg}"))
+    if raw.resources is not None and raw.resources.gpu_memory is not None:
+        gpu_memory = raw.resources.gpu_memory
+    if raw.resources is not None and raw.resources.gpus is not None:
+        spec["gpus"] = raw.resources.gpus
+    memory = 0
+    if gpu_memory is not None:
+        size = parse_size(gpu_memory)
+        if size is None:
+            error(
+                (*base, "resources", "gpu_memory"),
+                f"model {model.id}: resources.gpu_memory: not a size: {gpu_memory!r}",
+            )
+        memory = size or 0
+    sleep_level = None
+    if raw.sleep is not None:
+        sleep_level = raw.sleep.level
+        if sleep_level not in sleep_levels:
+            error(
+                (*base, "sleep"),
+                f"model {model.id}: recipe {recipe_name} does not support sleep level "
+                f"{sleep_level} (supported: {', '.join(map(str, sleep_levels)) or 'none'})",
+            )
+    candidates: tuple[NodeConfig, ...] = tuple(nodes.values())
+    if raw.node is not None:
+        if raw.node not in nodes:
+            error(
+                (*base, "node"),
+                f"model {model.id}: unknown node {raw.node!r}; nodes: {', '.join(nodes)}",
+            )
+        else:
+            candidates = (nodes[raw.node],)
+    command = spec.get("command") or []
+    argv = tuple(shlex.split(command) if isinstance(command, str) else map(str, command))
+    return dataclasses.replace(
+        model,
+        cmd=argv,
+        options=spec,
+        check_endpoint=check,
+        health_check_timeout=timeout,
+        recipe=recipe_name,
+        node=raw.node,
+        nodes=candidates,
+        gpu_memory=memory,
+        sleep_level=sleep_level,
+    )
+
+
+def reserve_ports(models: Any) -> None:
+    """Before macro expansion: give every docker model a ``${PORT}`` (its ``host_port``)."""
+    for node in models.items.values():
+        if not isinstance(node, MapNode) or driver_name(node) != "docker":
+            continue
+        block = node.get("docker")
+        if block is None or (isinstance(block, Scalar) and block.value is None):
+            block = MapNode(node.pos)
+            node.put("docker", block, node.pos)
+        if isinstance(block, MapNode) and "host_port" not in block.items:
+            block.put("host_port", Scalar("${PORT}", block.pos), block.pos)
