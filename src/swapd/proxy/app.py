@@ -167,9 +167,9 @@ class Proxy:
     async def _model_request(self, scope: Scope, receive: Receive, send: Reply) -> None:
         raw = await read_body(receive, self.config.max_body_bytes)
         ctype = dict(scope["headers"]).get(b"content-type", b"")
-        parsed = body.extract(scope["method"], scope["query_string"], ctype, raw)
+        parsed = await body.extract_async(scope["method"], scope["query_string"], ctype, raw)
         model = self._resolve(parsed.model)
-        payload = body.rewrite(parsed, raw, ctype, model)
+        payload = await body.rewrite_async(parsed, raw, ctype, model)
         loading_state = (
             parsed.stream
             and model.send_loading_state

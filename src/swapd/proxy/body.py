@@ -4,6 +4,11 @@ The model comes from a JSON body, a multipart form field or the query string. Re
 (``useModelName``, ``filters.stripParams``, ``filters.setParams``) apply to JSON bodies;
 ``useModelName`` also rewrites the multipart ``model`` field. An unchanged body is forwarded
 as the very bytes the client sent.
+
+A multipart body above ``OFF_LOOP_BYTES`` (an audio file, an image) is scanned in a worker
+thread (:func:`extract_async`, :func:`rewrite_async`), so one big upload never stalls the
+other requests on the event loop; the scan searches in ``WINDOW`` steps, so the thread gives
+the event loop the interpreter lock between steps.
 """
 
 from __future__ import annotations
@@ -14,11 +19,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import anyio
+
 from swapd.config.model import ModelConfig
 from swapd.errors import RequestError
 
 _BOUNDARY = re.compile(rb'boundary="?([^";]+)"?', re.I)
 _FIELD_NAME = re.compile(rb'name="([^"]*)"', re.I)
+OFF_LOOP_BYTES = 256 * 1024
+WINDOW = 1 << 20  # bytes searched per step of a multipart scan
+_SMALL_FIELDS = (b"model", b"stream")
 
 
 @dataclass(slots=True)
@@ -44,6 +54,18 @@ def _json(body: bytes) -> dict[str, Any]:
     return data
 
 
+def _find(body: bytes, needle: bytes, start: int) -> int:
+    """``body.find(needle, start)`` in ``WINDOW`` steps (one C call would hold the GIL)."""
+    overlap = len(needle) - 1
+    while start < len(body):
+        end = start + WINDOW
+        pos = body.find(needle, start, end + overlap)
+        if pos != -1:
+            return pos
+        start = end
+    return -1
+
+
 def _parts(body: bytes, content_type: bytes) -> tuple[bytes, list[tuple[bytes, int, int]]]:
     """The boundary and, per part, (field name, value start, value end) offsets into ``body``."""
     m = _BOUNDARY.search(content_type)
@@ -51,13 +73,13 @@ def _parts(body: bytes, content_type: bytes) -> tuple[bytes, list[tuple[bytes, i
         raise RequestError("multipart body without a boundary")
     delimiter = b"--" + m.group(1)
     out: list[tuple[bytes, int, int]] = []
-    pos = body.find(delimiter)
+    pos = _find(body, delimiter, 0)
     while pos != -1:
         start = pos + len(delimiter)
         if body[start : start + 2] == b"--":
             break
-        head_end = body.find(b"\r\n\r\n", start)
-        nxt = body.find(b"\r\n" + delimiter, head_end + 4 if head_end != -1 else start)
+        head_end = _find(body, b"\r\n\r\n", start)
+        nxt = _find(body, b"\r\n" + delimiter, head_end + 4 if head_end != -1 else start)
         if head_end == -1 or nxt == -1:
             break
         name = _FIELD_NAME.search(body[start:head_end])
@@ -77,7 +99,7 @@ def extract(method: str, query: bytes, content_type: bytes, body: bytes) -> Pars
         return Parsed(model if isinstance(model, str) else None, bool(data.get("stream")), data)
     if ctype.startswith(b"multipart/form-data"):
         _, parts = _parts(body, content_type)
-        fields = {name: body[a:b] for name, a, b in parts}
+        fields = {name: body[a:b] for name, a, b in parts if name in _SMALL_FIELDS}
         raw = fields.get(b"model")
         return Parsed(
             raw.decode(errors="replace") if raw is not None else None,
@@ -89,6 +111,26 @@ def extract(method: str, query: bytes, content_type: bytes, body: bytes) -> Pars
         params = parse_qs(query.decode("latin-1"))
     model_values = params.get("model")
     return Parsed(model_values[0] if model_values else None, params.get("stream") == ["true"])
+
+
+def _off_loop(content_type: bytes, body: bytes) -> bool:
+    return len(body) > OFF_LOOP_BYTES and content_type[:10].lower() == b"multipart/"
+
+
+async def extract_async(method: str, query: bytes, content_type: bytes, body: bytes) -> Parsed:
+    """:func:`extract`, in a worker thread for a big multipart body."""
+    if _off_loop(content_type, body):
+        return await anyio.to_thread.run_sync(extract, method, query, content_type, body)
+    return extract(method, query, content_type, body)
+
+
+async def rewrite_async(
+    parsed: Parsed, body: bytes, content_type: bytes, model: ModelConfig
+) -> bytes:
+    """:func:`rewrite`, in a worker thread for a big multipart body."""
+    if _off_loop(content_type, body) and model.use_model_name:
+        return await anyio.to_thread.run_sync(rewrite, parsed, body, content_type, model)
+    return rewrite(parsed, body, content_type, model)
 
 
 def _strip(data: dict[str, Any], path: str) -> None:
