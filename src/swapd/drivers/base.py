@@ -16,16 +16,9 @@ from typing import Protocol
 from anyio.abc import TaskStatus
 
 from swapd.config.model import Config, ModelConfig
+from swapd.upstream import Upstream
 
-
-@dataclass(frozen=True, slots=True)
-class Upstream:
-    """Where a ready engine accepts HTTP."""
-
-    base_url: str  # no trailing slash, e.g. http://127.0.0.1:5800
-    pid: int | None = None  # process id, when the driver knows one
-    container: str | None = None  # container name, for container drivers
-    node: str | None = None  # the node it runs on, for drivers that place engines on nodes
+__all__ = ["Driver", "DriverSpec", "EngineHooks", "LogSink", "Upstream"]
 
 
 class LogSink(Protocol):

@@ -18,7 +18,6 @@ import anyio
 
 from swapd import web
 from swapd.config.model import Config, ModelConfig
-from swapd.drivers.base import Upstream
 from swapd.errors import (
     MethodNotAllowed,
     NotFound,
@@ -48,6 +47,7 @@ from swapd.proxy.envelope import error_body, is_anthropic
 from swapd.proxy.forward import UpstreamClient, forward, request_headers, target
 from swapd.scheduler import Scheduler
 from swapd.slot import State, Ticket
+from swapd.upstream import Upstream
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
