@@ -78,8 +78,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise SwapdError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: an engine holding it would keep the port after a crash
 
 
 class App:
@@ -130,9 +129,10 @@ class App:
         for issue in config.warnings:
             log.warning("config: %s", issue)
         host, port = parse_listen(self.listen)
-        sock = bind(host, port)
+        # Engines an earlier, killed swapd left go first: they may hold its port or their own.
         for leftover in await anyio.to_thread.run_sync(pidfile.reap_orphans):
             log.warning("stopped engine left behind by an earlier swapd: %s", leftover)
+        sock = bind(host, port)
         self.scheduler = Scheduler(
             config,
             echo_logs=config.log_to_stdout in ("upstream", "both"),
@@ -188,6 +188,7 @@ class App:
                 await self._shutdown.wait()
                 log.info("shutting down: draining requests, then stopping engines")
                 self.proxy.accepting = False
+                self.scheduler.close()  # queued requests get 503 now, pending starts stop
                 server.should_exit = True
                 with anyio.CancelScope(shield=True):
                     await self._http_done.wait()  # uvicorn drained in-flight requests

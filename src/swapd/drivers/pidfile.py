@@ -4,7 +4,8 @@ Each spawned engine gets a small JSON record (its pid, the kernel's start time o
 the pid of the swapd that owns it) in ``$SWAPD_STATE_DIR/engines`` (default
 ``~/.local/state/swapd/engines``). The record is removed once the engine is reaped. At startup
 swapd kills the process groups of records whose owner is gone — checking the start time so a
-recycled pid is never signalled — and removes those records.
+recycled pid is never signalled — and removes those records; it does so before it binds its
+listening socket, so the ports those engines held are free again.
 """
 
 from __future__ import annotations
@@ -103,4 +104,9 @@ def reap_orphans(grace: float = 2.0) -> list[str]:
     for pid, _ in victims:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
+    # Gone for real before the caller binds ports they held (bounded: a process in
+    # uninterruptible sleep may take its time; the caller then reports the port in use).
+    deadline = time.monotonic() + grace
+    while victims and time.monotonic() < deadline and any(alive(p) for p, _ in victims):
+        time.sleep(0.01)
     return [name for _, name in victims]

@@ -1,6 +1,7 @@
 """The ``process`` driver: any command, llama.cpp's ``llama-server`` being the usual one.
 
-The child runs in its own session (process group). Its merged stdout/stderr goes line by line
+The child runs in its own session (process group) and inherits only descriptors 0, 1 and 2
+(stdin from /dev/null, the output pipe twice). Its merged stdout/stderr goes line by line
 into the model's log ring. Readiness is polled on ``checkEndpoint`` through the proxy URL. On
 cancellation the group gets ``cmdStop`` or SIGTERM, then SIGKILL after ``unloadTimeout``, and the
 child is always reaped; that cleanup is shielded from the cancellation that triggered it.
@@ -12,16 +13,16 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import anyio
-from anyio.abc import Process, TaskStatus
+from anyio.abc import TaskStatus
 
 from swapd.config.model import ModelConfig
-from swapd.drivers import pidfile, sleepmode
+from swapd.drivers import child, pidfile, sleepmode
 from swapd.drivers.base import DriverSpec, EngineHooks, LogSink, Upstream
+from swapd.drivers.child import Child
 from swapd.drivers.health import wait_healthy
 from swapd.drivers.logtail import LogTail
 from swapd.errors import StartFailed
@@ -64,14 +65,7 @@ class ProcessDriver:
         if self.hooks is not None:
             await self.hooks.before_start()
         try:
-            proc = await anyio.open_process(
-                list(model.cmd),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                env=self._env(),
-                start_new_session=True,
-            )
+            proc = child.spawn(model.cmd, self._env())
         except OSError as exc:
             raise StartFailed(
                 model.id, f"failed to start command '{model.cmd[0]}': {exc.strerror or exc}"
@@ -97,7 +91,7 @@ class ProcessDriver:
                 await self._stop(proc)
                 pidfile.forget(record)
 
-    async def _await_ready(self, proc: Process) -> None:
+    async def _await_ready(self, proc: Child) -> None:
         model = self.model
         deadline = anyio.current_time() + model.health_check_timeout
 
@@ -116,10 +110,9 @@ class ProcessDriver:
                 f"health check of {url} timed out after {model.health_check_timeout:g}s"
             )
 
-    async def _pump(self, proc: Process) -> None:
-        assert proc.stdout is not None
+    async def _pump(self, proc: Child) -> None:
         buf = b""
-        async for chunk in proc.stdout:
+        async for chunk in proc.chunks():
             buf += chunk
             *lines, buf = buf.split(b"\n")
             for line in lines:
@@ -127,7 +120,7 @@ class ProcessDriver:
         if buf:
             self.tail.write(buf.decode(errors="replace"))
 
-    async def _stop(self, proc: Process) -> None:
+    async def _stop(self, proc: Child) -> None:
         """Graceful stop of the whole process group, then force; always reaps."""
         if proc.returncode is None:
             await self._signal_graceful(proc)
@@ -137,20 +130,13 @@ class ProcessDriver:
             os.killpg(proc.pid, signal.SIGKILL)  # grandchildren too, even if the leader is gone
         if proc.returncode is None:
             await proc.wait()
-        await proc.aclose()
+        proc.close()
 
-    async def _signal_graceful(self, proc: Process) -> None:
+    async def _signal_graceful(self, proc: Child) -> None:
         if self.model.cmd_stop:
             argv = [a.replace("${PID}", str(proc.pid)) for a in self.model.cmd_stop]
             try:
-                stopper = await anyio.open_process(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=self._env(),
-                    start_new_session=True,
-                )
+                stopper = child.spawn(argv, self._env(), capture=False)
             except OSError as exc:
                 self.tail.write(f"[swapd] cmdStop failed ({exc}); sending SIGTERM")
             else:
@@ -161,7 +147,7 @@ class ProcessDriver:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(stopper.pid, signal.SIGKILL)
                     await stopper.wait()
-                await stopper.aclose()
+                stopper.close()
                 return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(proc.pid, signal.SIGTERM)

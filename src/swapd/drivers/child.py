@@ -1,0 +1,114 @@
+"""A child process that inherits nothing from swapd but stdin, stdout and stderr.
+
+Engines are not spawned through the event loop's subprocess support: uvloop (libuv) leaves
+duplicates of the redirected descriptors open in the child and passes every descriptor that is
+not close-on-exec — swapd's listening socket among them, once — so an engine that outlives a
+killed swapd keeps its port. ``subprocess.Popen`` with ``close_fds`` closes everything above 2
+in the child before ``exec``. The merged output is read from a non-blocking pipe and the exit
+is awaited on a pidfd (Linux ≥ 5.3), or in a worker thread where there is none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+import anyio
+
+READ_SIZE = 65536
+
+_stragglers: set[subprocess.Popen[bytes]] = set()  # given up on (see Child.abandon)
+
+
+class Child:
+    """A spawned process: its pid, exit status and (when captured) merged stdout/stderr."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], output: int | None) -> None:
+        self._popen = popen
+        self._output = output
+        self._pidfd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):  # no pidfds: wait in a thread
+            self._pidfd = os.pidfd_open(popen.pid)
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit status once the process has exited (and is then reaped), else None."""
+        return self._popen.poll()
+
+    async def wait(self) -> int:
+        """Wait for the process to exit and reap it; its exit status."""
+        while (code := self._popen.poll()) is None:
+            if self._pidfd is not None:
+                await anyio.wait_readable(self._pidfd)
+            else:
+                await anyio.to_thread.run_sync(self._popen.wait, abandon_on_cancel=True)
+        return code
+
+    async def read(self) -> bytes:
+        """The next chunk of output; ``b""`` at its end (every holder of the pipe closed it)."""
+        if self._output is None:
+            return b""
+        while True:
+            try:
+                return os.read(self._output, READ_SIZE)
+            except BlockingIOError:
+                await anyio.wait_readable(self._output)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while chunk := await self.read():
+            yield chunk
+
+    def close(self) -> None:
+        """Close the output pipe and the pidfd (not while a task waits on them)."""
+        for fd in (self._output, self._pidfd):
+            if fd is not None:
+                os.close(fd)
+        self._output = self._pidfd = None
+
+    def abandon(self) -> None:
+        """Stop waiting for a process that does not exit (uninterruptible sleep): close what
+        swapd holds of it; it is reaped by a later spawn once it finally exits."""
+        self.close()
+        if self._popen.poll() is None:
+            _stragglers.add(self._popen)
+
+
+def _reap_stragglers() -> None:
+    for popen in list(_stragglers):
+        if popen.poll() is not None:
+            _stragglers.discard(popen)
+
+
+def spawn(argv: Sequence[str], env: Mapping[str, str], *, capture: bool = True) -> Child:
+    """Start ``argv`` in a new session with stdin from /dev/null and, with ``capture``, stdout
+    and stderr into one pipe (else to /dev/null). Raises ``OSError`` if it cannot be started."""
+    _reap_stragglers()
+    read_end: int | None = None
+    write_end: int | None = None
+    if capture:
+        read_end, write_end = os.pipe()  # both close-on-exec; Popen dup2()s the child's copy
+        os.set_blocking(read_end, False)
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=write_end if capture else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            close_fds=True,
+            start_new_session=True,
+        )
+    except BaseException:
+        if read_end is not None:
+            os.close(read_end)
+        raise
+    finally:
+        if write_end is not None:
+            os.close(write_end)
+    return Child(popen, read_end)
