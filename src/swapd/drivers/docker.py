@@ -40,7 +40,7 @@ from swapd.config.model import Config, ModelConfig, NodeConfig
 from swapd.drivers import sleepmode
 from swapd.drivers.base import DriverSpec, LogSink, Upstream
 from swapd.drivers.health import probe, wait_healthy
-from swapd.drivers.logtail import ERROR_TAIL_LINES, LogTail
+from swapd.drivers.logtail import ERROR_TAIL_LINES, LineReader, LogTail
 from swapd.errors import StartFailed
 from swapd.nodes import PLACEMENTS, Placements, client, endpoint_of, forget_client, host_of
 from swapd.nodes import is_local as node_is_local
@@ -320,17 +320,15 @@ class DockerDriver:
         write = self.tail.write
 
         def pump() -> None:
-            buf = b""
+            reader = LineReader()
             try:
                 for chunk in container.logs(
                     stream=True, follow=True, tail=20 if adopted else "all"
                 ):
-                    buf += chunk
-                    *lines, buf = buf.split(b"\n")
-                    for line in lines:
-                        anyio.from_thread.run_sync(write, line.decode(errors="replace"))
-                if buf:
-                    anyio.from_thread.run_sync(write, buf.decode(errors="replace"))
+                    for line in reader.feed(chunk):
+                        anyio.from_thread.run_sync(write, line)
+                for line in reader.close():
+                    anyio.from_thread.run_sync(write, line)
             except Exception:  # the container vanished or the loop closed: stop pumping
                 return
 

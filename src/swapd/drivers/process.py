@@ -24,7 +24,7 @@ from swapd.drivers import child, pidfile, sleepmode
 from swapd.drivers.base import DriverSpec, EngineHooks, LogSink, Upstream
 from swapd.drivers.child import Child
 from swapd.drivers.health import wait_healthy
-from swapd.drivers.logtail import LogTail
+from swapd.drivers.logtail import LineReader, LogTail
 from swapd.errors import StartFailed
 
 
@@ -111,14 +111,12 @@ class ProcessDriver:
             )
 
     async def _pump(self, proc: Child) -> None:
-        buf = b""
+        reader = LineReader()
         async for chunk in proc.chunks():
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                self.tail.write(line.decode(errors="replace").rstrip("\r"))
-        if buf:
-            self.tail.write(buf.decode(errors="replace"))
+            for line in reader.feed(chunk):
+                self.tail.write(line)
+        for line in reader.close():
+            self.tail.write(line)
 
     async def _stop(self, proc: Child) -> None:
         """Graceful stop of the whole process group, then force; always reaps."""
