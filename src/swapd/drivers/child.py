@@ -79,16 +79,19 @@ class Child:
             _stragglers.add(self._popen)
 
 
-def _reap_stragglers() -> None:
+def reap_stragglers() -> int:
+    """Reap abandoned processes that have exited since (every spawn does this too); returns
+    how many are still running."""
     for popen in list(_stragglers):
         if popen.poll() is not None:
             _stragglers.discard(popen)
+    return len(_stragglers)
 
 
 def spawn(argv: Sequence[str], env: Mapping[str, str], *, capture: bool = True) -> Child:
     """Start ``argv`` in a new session with stdin from /dev/null and, with ``capture``, stdout
     and stderr into one pipe (else to /dev/null). Raises ``OSError`` if it cannot be started."""
-    _reap_stragglers()
+    reap_stragglers()
     read_end: int | None = None
     write_end: int | None = None
     if capture:

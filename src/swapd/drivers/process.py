@@ -4,7 +4,9 @@ The child runs in its own session (process group) and inherits only descriptors 
 (stdin from /dev/null, the output pipe twice). Its merged stdout/stderr goes line by line
 into the model's log ring. Readiness is polled on ``checkEndpoint`` through the proxy URL. On
 cancellation the group gets ``cmdStop`` or SIGTERM, then SIGKILL after ``unloadTimeout``, and the
-child is always reaped; that cleanup is shielded from the cancellation that triggered it.
+child is reaped — unless it outlives SIGKILL by ``KILL_WAIT`` seconds (uninterruptible sleep):
+then that is logged and swapd moves on. The cleanup is shielded from the cancellation that
+triggered it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ from swapd.drivers.child import Child
 from swapd.drivers.health import wait_healthy
 from swapd.drivers.logtail import LineReader, LogTail
 from swapd.errors import StartFailed
+
+KILL_WAIT = 5.0  # seconds a SIGKILLed engine gets to exit before swapd stops waiting for it
+
+
+def _kill_group(pid: int, sig: int) -> None:
+    """Signal the process group led by ``pid``; one that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -88,8 +98,8 @@ class ProcessDriver:
             with anyio.CancelScope(shield=True):
                 if ready and self.hooks is not None and proc.returncode is None:
                     await self.hooks.before_stop(upstream)
-                await self._stop(proc)
-                pidfile.forget(record)
+                if await self._stop(proc):
+                    pidfile.forget(record)  # else kept: a later swapd kills it if it can
 
     async def _await_ready(self, proc: Child) -> None:
         model = self.model
@@ -118,17 +128,30 @@ class ProcessDriver:
         for line in reader.close():
             self.tail.write(line)
 
-    async def _stop(self, proc: Child) -> None:
-        """Graceful stop of the whole process group, then force; always reaps."""
+    async def _stop(self, proc: Child) -> bool:
+        """Graceful stop of the whole process group, then SIGKILL; reaps the child.
+
+        A process in uninterruptible sleep (a hung driver, a dead NFS mount) ignores even
+        SIGKILL: after ``KILL_WAIT`` seconds swapd logs that and gives up on it, so an unload or
+        a shutdown never hangs. Returns whether the process is gone.
+        """
         if proc.returncode is None:
             await self._signal_graceful(proc)
             with anyio.move_on_after(self.model.unload_timeout):
                 await proc.wait()
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # grandchildren too, even if the leader is gone
+        _kill_group(proc.pid, signal.SIGKILL)  # grandchildren too, even if the leader is gone
         if proc.returncode is None:
-            await proc.wait()
+            with anyio.move_on_after(KILL_WAIT):
+                await proc.wait()
+        if proc.returncode is None:
+            self.tail.write(
+                f"[swapd] {self.model.id} (pid {proc.pid}) did not exit after SIGKILL "
+                f"({KILL_WAIT:g}s); giving up"
+            )
+            proc.abandon()
+            return False
         proc.close()
+        return True
 
     async def _signal_graceful(self, proc: Child) -> None:
         if self.model.cmd_stop:
@@ -142,13 +165,15 @@ class ProcessDriver:
                 with anyio.move_on_after(self.model.unload_timeout):
                     await stopper.wait()
                 if stopper.returncode is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(stopper.pid, signal.SIGKILL)
-                    await stopper.wait()
-                stopper.close()
+                    _kill_group(stopper.pid, signal.SIGKILL)
+                    with anyio.move_on_after(KILL_WAIT):
+                        await stopper.wait()
+                if stopper.returncode is None:
+                    stopper.abandon()
+                else:
+                    stopper.close()
                 return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGTERM)
+        _kill_group(proc.pid, signal.SIGTERM)
 
     # ── sleep / wake: for engines with vLLM's sleep mode (``sleep: {level: N}``) ──────────────
 
