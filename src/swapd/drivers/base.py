@@ -11,14 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from anyio.abc import TaskStatus
 
 from swapd.config.model import Config, ModelConfig
 from swapd.upstream import Upstream
 
-__all__ = ["Driver", "DriverSpec", "EngineHooks", "LogSink", "Upstream"]
+__all__ = [
+    "Driver",
+    "DriverSpec",
+    "EngineHooks",
+    "LoadProgress",
+    "LogSink",
+    "Preflight",
+    "Upstream",
+]
 
 
 class LogSink(Protocol):
@@ -30,14 +38,15 @@ class LogSink(Protocol):
 class EngineHooks(Protocol):
     """Optional engine-specific steps a driver runs inside its own task.
 
-    ``before_start`` runs before anything is spawned and may refuse the start by raising
-    ``StartFailed`` (e.g. a model file that does not exist). ``after_ready`` runs once the
+    ``preflight`` is part of the driver's pre-flight check (see :class:`Preflight`): it refuses
+    a start bound to fail by raising a permanent ``StartFailed`` (e.g. a model file that does
+    not exist) and has no side effects. ``after_ready`` runs once the
     engine is healthy and before it is reported ready (so before the first request is
     forwarded); ``before_stop`` runs, shielded, before a ready engine is stopped by swapd. These
     two must swallow their own failures: they never fail a swap.
     """
 
-    async def before_start(self) -> None: ...
+    async def preflight(self) -> None: ...
 
     async def after_ready(self, upstream: Upstream) -> None: ...
 
@@ -46,6 +55,31 @@ class EngineHooks(Protocol):
 
 class Driver(Protocol):
     async def serve(self, *, task_status: TaskStatus[Upstream]) -> None: ...
+
+
+@runtime_checkable
+class Preflight(Protocol):
+    """Optional capability: cheap checks for reasons a start would fail every time.
+
+    ``preflight()`` raises ``StartFailed`` with ``permanent=True`` when the engine cannot start
+    (empty command, no such program, a missing model file, its port held by another program)
+    and changes nothing. The scheduler calls it before evicting anything for the start;
+    ``serve`` runs it again first. Call it while none of this model's own engines runs (their
+    port would count as taken).
+    """
+
+    async def preflight(self) -> None: ...
+
+
+@runtime_checkable
+class LoadProgress(Protocol):
+    """Optional capability: how far a starting engine has got, from what it logged.
+
+    ``load_progress()`` returns ``(phase, detail)`` — e.g. ``("loading", <latest log line>)`` —
+    or None when the driver cannot tell for this engine.
+    """
+
+    def load_progress(self) -> tuple[str, str | None] | None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 from collections.abc import Mapping
@@ -38,6 +39,14 @@ def _kill_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+def _not_runnable(model_id: str, program: str) -> str:
+    if os.sep not in program:
+        return f"model {model_id}: program '{program}' not found on PATH"
+    if not os.path.exists(program):
+        return f"model {model_id}: program '{program}' does not exist"
+    return f"model {model_id}: program '{program}' is not an executable file"
+
+
 def _port_in_use(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -61,24 +70,36 @@ class ProcessDriver:
     def _env(self) -> Mapping[str, str]:
         return {**os.environ, **self.model.env}
 
-    async def serve(self, *, task_status: TaskStatus[Upstream]) -> None:
+    async def preflight(self) -> None:
+        """Refuse a start that would fail every time (see :class:`~swapd.drivers.base.Preflight`):
+        an empty command, a program that is not on ``PATH`` or not executable, the model's port
+        held by another program, and the engine hooks' checks (llama-server: the GGUF file)."""
         model = self.model
         if not model.cmd:
-            raise StartFailed(model.id, f"model {model.id}: empty command")
-        target = urlsplit(model.proxy)
-        local = target.hostname in ("127.0.0.1", "localhost")
+            raise StartFailed(model.id, f"model {model.id}: empty command", permanent=True)
+        program = model.cmd[0]
+        if shutil.which(program, path=self._env().get("PATH", os.defpath)) is None:
+            raise StartFailed(model.id, _not_runnable(model.id, program), permanent=True)
+        local = urlsplit(model.proxy).hostname in ("127.0.0.1", "localhost")
         if model.port is not None and local and _port_in_use("127.0.0.1", model.port):
             raise StartFailed(
                 model.id,
                 f"port {model.port} of model {model.id} is already in use by another program",
+                permanent=True,
             )
         if self.hooks is not None:
-            await self.hooks.before_start()
+            await self.hooks.preflight()
+
+    async def serve(self, *, task_status: TaskStatus[Upstream]) -> None:
+        model = self.model
+        await self.preflight()
         try:
             proc = child.spawn(model.cmd, self._env())
         except OSError as exc:
             raise StartFailed(
-                model.id, f"failed to start command '{model.cmd[0]}': {exc.strerror or exc}"
+                model.id,
+                f"failed to start command '{model.cmd[0]}': {exc.strerror or exc}",
+                permanent=True,
             ) from exc
         upstream = Upstream(base_url=model.proxy.rstrip("/"), pid=proc.pid)
         record = pidfile.record(model.id, proc.pid)

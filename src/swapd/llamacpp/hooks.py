@@ -1,6 +1,6 @@
 """The engine hooks every ``llama-server`` model gets from the process driver.
 
-``before_start`` checks the model file named by ``-m``/``--model`` before anything is spawned,
+``preflight`` checks the model file named by ``-m``/``--model`` before anything is spawned,
 so a typo in a path is one clear error naming the file (not an engine that starts, fails and is
 started again by the next request). The KV-cache steps run when ``kvCache.persist`` is on.
 """
@@ -27,14 +27,20 @@ def check_model_file(model: ModelConfig) -> None:
         with path.open("rb") as f:
             magic = f.read(4)
     except FileNotFoundError:
-        raise StartFailed(model.id, f"model {model.id}: GGUF file {path} does not exist") from None
+        raise StartFailed(
+            model.id, f"model {model.id}: GGUF file {path} does not exist", permanent=True
+        ) from None
     except OSError as exc:
         raise StartFailed(
-            model.id, f"model {model.id}: cannot read GGUF file {path}: {exc.strerror or exc}"
+            model.id,
+            f"model {model.id}: cannot read GGUF file {path}: {exc.strerror or exc}",
+            permanent=True,
         ) from None
     if magic != GGUF_MAGIC:
         raise StartFailed(
-            model.id, f"model {model.id}: {path} is not a GGUF file (it starts with {magic!r})"
+            model.id,
+            f"model {model.id}: {path} is not a GGUF file (it starts with {magic!r})",
+            permanent=True,
         )
 
 
@@ -43,7 +49,7 @@ class LlamaServerHooks:
         self.model = model
         self.kv: KvCacheHooks | None = hooks_for(model, logs)
 
-    async def before_start(self) -> None:
+    async def preflight(self) -> None:
         check_model_file(self.model)
 
     async def after_ready(self, upstream: Upstream) -> None:
