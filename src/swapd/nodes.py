@@ -8,7 +8,7 @@ for an ``ssh://`` node); a node whose GPUs are unknown accepts any model.
 
 Placement (``Placements``) is deliberately simple: a model pinned with ``node:`` goes there;
 otherwise to the first node whose free GPU memory (total minus the models placed there that are
-not asleep) fits ``resources.gpu_memory``. Docker clients are made lazily, one per endpoint.
+not asleep) fits ``resources.gpu_memory``.
 """
 
 from __future__ import annotations
@@ -151,36 +151,6 @@ def discover_gpus(node: NodeConfig, *, timeout: float = 10.0) -> tuple[GpuConfig
     return tuple(GpuConfig(r.index, r.total) for r in readings if r.total is not None)
 
 
-# ── Docker clients ──────────────────────────────────────────────────────────────────────────
-
-_clients: dict[str, Any] = {}
-_clients_lock = threading.Lock()
-
-
-def client(node: NodeConfig, *, timeout: float = 30.0) -> Any:
-    """A docker-py client for ``node`` (cached per endpoint). Blocking: call it off the loop."""
-    import docker
-
-    endpoint = endpoint_of(node)
-    with _clients_lock:
-        existing = _clients.get(endpoint)
-        if existing is not None:
-            return existing
-    if endpoint.startswith("ssh://"):
-        made = docker.DockerClient(base_url=endpoint, timeout=int(timeout), use_ssh_client=True)
-    else:
-        made = docker.DockerClient(base_url=endpoint, timeout=int(timeout))
-    with _clients_lock:
-        return _clients.setdefault(endpoint, made)
-
-
-def forget_client(node: NodeConfig) -> None:
-    with _clients_lock:
-        c = _clients.pop(endpoint_of(node), None)
-    if c is not None:
-        c.close()
-
-
 # ── placement ───────────────────────────────────────────────────────────────────────────────
 
 
@@ -193,7 +163,8 @@ class Placement:
 
 
 class Placements:
-    """Which model runs on which node, with how much GPU memory (process-wide, thread-safe)."""
+    """Which model runs on which node, with how much GPU memory (thread-safe; one per docker
+    driver runtime)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -253,6 +224,3 @@ class Placements:
 
 def _gib(n: int) -> str:
     return f"{n / (1024 * MIB):.1f}GiB"
-
-
-PLACEMENTS = Placements()

@@ -8,8 +8,8 @@ import pytest
 from dockerlab import Daemon, echo_block
 from test_docker_driver import chat, nodes_yaml, running
 
+from swapd.drivers.docker import RUNTIME
 from swapd.errors import StartFailed
-from swapd.nodes import PLACEMENTS
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -58,4 +58,4 @@ models:
         await scheduler.unload(None)
         await anyio.lowlevel.checkpoint()
     assert node_a.containers() == [] and node_b.containers() == []
-    assert not [p for p in PLACEMENTS.snapshot() if p.model in placed]
+    assert not [p for p in RUNTIME.placements.snapshot() if p.model in placed]

@@ -1,20 +1,12 @@
-"""The ``docker`` driver: an engine in a container on one of the configured nodes (docker-py).
-
-The model's ``docker:`` block (or its rendered recipe, see swapd.recipes) is the container spec.
-Every blocking docker-py call runs in a worker thread. A container is named
-``swapd-<model>-<port>`` and labelled ``swapd.model``, ``swapd.instance`` (this swapd process),
-``swapd.node`` and ``swapd.config-hash``; its output streams into the model's log ring.
+"""The docker driver's engine: one model's container, from placement to removal.
 
 Lifecycle: place the model on a node (pin, or the first node whose free GPU memory fits) →
 connect (an unreachable daemon fails this model only, naming the endpoint) → adopt a healthy
 container with the same name and config hash left by an earlier swapd, or remove it and create a
 new one (a missing image names image and node; a taken port is refused) → poll health (a
 container that exits first fails the start with its last log lines) → ready. Cancellation stops
-the container (``docker stop`` with ``unloadTimeout``) and removes it, shielded.
-
-At startup ``reconcile`` removes containers labelled by earlier swapd processes, except healthy
-ones whose model and config hash still match, which are adopted; after shutdown ``cleanup``
-removes whatever this process created or adopted.
+the container (``docker stop`` with ``unloadTimeout``) and removes it, shielded. Every blocking
+docker-py call runs in a worker thread; the container's output streams into the model's log ring.
 
 Sleep/wake (vLLM ``--enable-sleep-mode``): ``sleep(level)`` POSTs ``/sleep?level=N``, ``wake()``
 POSTs ``/wake_up`` and checks ``/is_sleeping``; the scheduler calls them for models with ``sleep:``.
@@ -24,93 +16,39 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
-import json
 import logging
-import os
-import shlex
-import uuid
+import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
 
-from swapd.config.model import Config, ModelConfig, NodeConfig
+from swapd.config.model import ModelConfig, NodeConfig
 from swapd.drivers import sleepmode
-from swapd.drivers.base import DriverSpec, LogSink, Upstream
+from swapd.drivers.base import LogSink, Upstream
+from swapd.drivers.docker.container import LABEL_HASH, config_hash, run_kwargs
 from swapd.drivers.health import probe, wait_healthy
 from swapd.drivers.logtail import ERROR_TAIL_LINES, LineReader, LogTail
 from swapd.errors import StartFailed
-from swapd.nodes import PLACEMENTS, Placements, client, endpoint_of, forget_client, host_of
-from swapd.nodes import is_local as node_is_local
+from swapd.nodes import LOCAL, endpoint_of, host_of
 from swapd.recipes import container_name
+
+if TYPE_CHECKING:
+    from swapd.drivers.docker.runtime import DockerRuntime
 
 log = logging.getLogger("swapd.docker")
 
-INSTANCE = uuid.uuid4().hex[:12]  # this swapd process; containers of other values are stale
-LABEL_MODEL = "swapd.model"
-LABEL_INSTANCE = "swapd.instance"
-LABEL_NODE = "swapd.node"
-LABEL_HASH = "swapd.config-hash"
-_adoptable: dict[str, str] = {}  # model id -> node name, found by reconcile()
-_adopted: set[tuple[str, str]] = set()  # (node endpoint, container name) adopted by us
-
-
-def config_hash(model: ModelConfig, node: NodeConfig) -> str:
-    data = {
-        "spec": model.options,
-        "env": dict(sorted(model.env.items())),
-        "node": node.name,
-        "endpoint": endpoint_of(node),
-    }
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _argv(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    return shlex.split(value) if isinstance(value, str) else [str(a) for a in value]
-
-
-def _device_requests(gpus: Any) -> list[Any]:
-    from docker.types import DeviceRequest
-
-    if gpus is None:
-        return []
-    if gpus == "all":
-        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    if isinstance(gpus, int):
-        return [DeviceRequest(count=gpus, capabilities=[["gpu"]])]
-    return [DeviceRequest(device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])]
-
-
-def _volume(spec: str, local: bool) -> str:
-    host, _, rest = spec.partition(":")
-    host = os.path.expanduser(host)
-    if local and host.startswith("/") and not os.path.exists(host):
-        # Docker would create a missing source as root; make it as swapd's own user instead.
-        with contextlib.suppress(OSError):
-            os.makedirs(host, exist_ok=True)
-    return f"{host}:{rest}"
-
-
-def _port_taken(host: str, port: int) -> bool:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
-
 
 class DockerDriver:
-    def __init__(
-        self, model: ModelConfig, logs: LogSink, placements: Placements = PLACEMENTS
-    ) -> None:
+    """One model's engine in a container; ``runtime`` is the driver state it shares."""
+
+    def __init__(self, model: ModelConfig, logs: LogSink, runtime: DockerRuntime) -> None:
         self.model = model
         self.spec: Mapping[str, Any] = model.options
         self.tail = LogTail(logs)
-        self.placements = placements
+        self.runtime = runtime
+        self.placements = runtime.placements
         self.port: int | None = self.spec.get("host_port", model.port)
         self.name = container_name(model.id, self.port)
         self.node: NodeConfig | None = None
@@ -165,10 +103,8 @@ class DockerDriver:
     async def _place(self) -> NodeConfig:
         candidates = list(self.model.nodes)
         if not candidates:
-            from swapd.nodes import LOCAL
-
             candidates = [NodeConfig(LOCAL, "")]
-        preferred = _adoptable.pop(self.model.id, None)
+        preferred = self.runtime.adoptable.pop(self.model.id, None)
         if preferred is not None:
             candidates.sort(key=lambda n: n.name != preferred)
         try:
@@ -181,10 +117,10 @@ class DockerDriver:
 
     def _connect(self, node: NodeConfig) -> Any:
         try:
-            docker = client(node)
+            docker = self.runtime.clients.get(node)
             docker.ping()
         except Exception as exc:
-            forget_client(node)
+            self.runtime.clients.forget(node)
             raise StartFailed(
                 self.model.id,
                 f"node {node.name}: Docker daemon at {endpoint_of(node)} is unreachable: {exc}",
@@ -202,7 +138,7 @@ class DockerDriver:
             url = f"http://{host_of(node)}:{self.port}{self._health_path()}"
             if await probe(url, limit=2.0) == 200:
                 self.container = existing
-                _adopted.add((endpoint_of(node), self.name))
+                self.runtime.adopted.add((endpoint_of(node), self.name))
                 self.tail.write(f"[swapd] adopted running container {self.name} on {node.name}")
                 log.info("%s: adopted container %s on node %s", self.model.id, self.name, node.name)
                 return True
@@ -245,37 +181,14 @@ class DockerDriver:
                 f"image {image!r} is not present on node {node.name} ({endpoint_of(node)}); "
                 f"pull or load it there first, e.g. docker -H {endpoint_of(node)} pull {image}",
             ) from None
-        network = str(spec.get("network_mode", "host"))
-        kwargs: dict[str, Any] = {
-            "image": image,
-            "command": _argv(spec.get("command")),
-            "name": self.name,
-            "detach": True,
-            "labels": {
-                LABEL_MODEL: self.model.id,
-                LABEL_INSTANCE: INSTANCE,
-                LABEL_NODE: node.name,
-                LABEL_HASH: config_hash(self.model, node),
-            },
-            "environment": {  # the model's `env:` list, then the spec's own env
-                **self.model.env,
-                **{str(k): str(v) for k, v in (spec.get("env") or {}).items()},
-            },
-            "volumes": [_volume(str(v), node_is_local(node)) for v in spec.get("volumes") or []],
-            "user": str(spec.get("user") or f"{os.getuid()}:{os.getgid()}"),
-            "network_mode": network,
-        }
-        if spec.get("entrypoint") is not None:
-            kwargs["entrypoint"] = _argv(spec["entrypoint"])
-        if requests := _device_requests(spec.get("gpus")):
-            kwargs["device_requests"] = requests
-        if spec.get("shm_size"):
-            kwargs["shm_size"] = str(spec["shm_size"])
-        if spec.get("ipc"):
-            kwargs["ipc_mode"] = str(spec["ipc"])
-        if network != "host" and spec.get("port") is not None and self.port is not None:
-            kwargs["ports"] = {f"{spec['port']}/tcp": self.port}
-        kwargs.update(spec.get("extra") or {})
+        kwargs = run_kwargs(
+            self.model,
+            spec,
+            name=self.name,
+            node=node,
+            instance=self.runtime.instance,
+            port=self.port,
+        )
         self.tail.write(f"[swapd] creating container {self.name} from {image} on {self._where()}")
         try:
             return docker.containers.run(**kwargs)
@@ -368,7 +281,7 @@ class DockerDriver:
         except Exception as exc:  # a daemon gone away: nothing more we can do from here
             log.warning("removing container %s: %s", self.name, exc)
         if self.node is not None:
-            _adopted.discard((endpoint_of(self.node), self.name))
+            self.runtime.adopted.discard((endpoint_of(self.node), self.name))
 
     # ── sleep / wake (optional driver capability, used by the scheduler) ────────────────────
 
@@ -387,85 +300,7 @@ class DockerDriver:
         self.tail.write(f"[swapd] {self.model.id} is awake")
 
 
-# ── startup adoption and shutdown cleanup ───────────────────────────────────────────────────
-
-
-def _docker_models(config: Config) -> list[ModelConfig]:
-    return [m for m in config.models.values() if m.driver == "docker"]
-
-
-def _nodes(config: Config) -> list[NodeConfig]:
-    seen: dict[str, NodeConfig] = {}
-    for m in _docker_models(config):
-        for n in m.nodes:
-            seen.setdefault(f"{n.name}@{endpoint_of(n)}", n)
-    return list(seen.values())
-
-
-async def reconcile(config: Config) -> list[str]:
-    """Remove containers of earlier swapd processes; return the models whose container is
-    healthy and unchanged (to be adopted by starting them)."""
-    models = {m.id: m for m in _docker_models(config)}
-    adopt: list[str] = []
-    for node in _nodes(config):
-        try:
-            found = await anyio.to_thread.run_sync(_list, node)
-        except Exception as exc:
-            log.warning(
-                "node %s (%s): cannot list containers: %s", node.name, endpoint_of(node), exc
-            )
-            continue
-        for c in found:
-            labels = c.labels or {}
-            if labels.get(LABEL_INSTANCE) == INSTANCE:
-                continue
-            model = models.get(labels.get(LABEL_MODEL, ""))
-            keep = (
-                model is not None
-                and c.status == "running"
-                and c.name == container_name(model.id, model.options.get("host_port", model.port))
-                and labels.get(LABEL_HASH) == config_hash(model, node)
-                and model.id not in adopt
-                and node in model.nodes
-            )
-            if keep and model is not None:
-                adopt.append(model.id)
-                _adoptable[model.id] = node.name
-                log.info("node %s: adopting container %s of %s", node.name, c.name, model.id)
-            else:
-                log.info("node %s: removing stale container %s", node.name, c.name)
-                with contextlib.suppress(Exception):
-                    await anyio.to_thread.run_sync(functools.partial(c.remove, force=True))
-    return adopt
-
-
-def _list(node: NodeConfig) -> list[Any]:
-    return list(client(node).containers.list(all=True, filters={"label": LABEL_MODEL}))
-
-
-async def cleanup(config: Config) -> None:
-    """After every engine stopped: remove what this process created or adopted, if any is left."""
-    for node in _nodes(config):
-        try:
-            found = await anyio.to_thread.run_sync(_list, node)
-        except Exception:
-            continue
-        for c in found:
-            ours = (c.labels or {}).get(LABEL_INSTANCE) == INSTANCE
-            if ours or (endpoint_of(node), c.name) in _adopted:
-                log.info("node %s: removing leftover container %s", node.name, c.name)
-                with contextlib.suppress(Exception):
-                    await anyio.to_thread.run_sync(functools.partial(c.remove, force=True))
-
-
-def create(model: ModelConfig, logs: LogSink) -> DockerDriver:
-    return DockerDriver(model, logs)
-
-
-SPEC = DriverSpec(
-    name="docker",
-    factory=create,
-    description="an engine in a Docker container (vLLM, TensorRT-LLM, llama.cpp, SGLang images)",
-    reconcile=reconcile,
-    cleanup=cleanup,
-)
+def _port_taken(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0

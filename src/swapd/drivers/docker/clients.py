@@ -1,0 +1,42 @@
+"""Docker clients: one docker-py client per daemon endpoint, made lazily and shared."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from swapd.config.model import NodeConfig
+from swapd.nodes import endpoint_of
+
+
+class Clients:
+    """The docker-py clients of one docker driver (one per endpoint; thread-safe)."""
+
+    def __init__(self, *, timeout: float = 30.0) -> None:
+        self.timeout = timeout
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, node: NodeConfig) -> Any:
+        """A docker-py client for ``node`` (cached per endpoint). Blocking: call it off the loop."""
+        import docker
+
+        endpoint = endpoint_of(node)
+        with self._lock:
+            existing = self._clients.get(endpoint)
+            if existing is not None:
+                return existing
+        timeout = int(self.timeout)
+        if endpoint.startswith("ssh://"):
+            made = docker.DockerClient(base_url=endpoint, timeout=timeout, use_ssh_client=True)
+        else:
+            made = docker.DockerClient(base_url=endpoint, timeout=timeout)
+        with self._lock:
+            return self._clients.setdefault(endpoint, made)
+
+    def forget(self, node: NodeConfig) -> None:
+        """Drop (and close) the client of ``node``'s endpoint, e.g. after it failed to connect."""
+        with self._lock:
+            c = self._clients.pop(endpoint_of(node), None)
+        if c is not None:
+            c.close()
