@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+from collections import deque
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -29,6 +30,8 @@ from swapd.drivers.child import Child
 from swapd.drivers.health import wait_healthy
 from swapd.drivers.logtail import LineReader, LogTail
 from swapd.errors import StartFailed
+from swapd.llamacpp import is_llama_server
+from swapd.llamacpp.progress import PHASE_LINES, load_phase
 
 KILL_WAIT = 5.0  # seconds a SIGKILLed engine gets to exit before swapd stops waiting for it
 
@@ -62,6 +65,22 @@ class ProcessDriver:
         self.model = model
         self.tail = LogTail(logs)
         self.hooks = hooks
+        # llama-server's recent lines, for load_progress(); None for engines it cannot read.
+        self._recent: deque[str] | None = None
+        if is_llama_server(model.cmd):
+            self._recent = deque(maxlen=PHASE_LINES)
+
+    def load_progress(self) -> tuple[str, str | None] | None:
+        """(phase, latest engine line) of a llama-server engine — ``spawned`` → ``loading`` →
+        ``warming up`` → ``ready`` — read from what it logged; None for other commands."""
+        if self._recent is None:
+            return None
+        return load_phase(list(self._recent))
+
+    def _write(self, line: str) -> None:
+        self.tail.write(line)
+        if self._recent is not None:
+            self._recent.append(line)
 
     def _fail(self, message: str) -> StartFailed:
         tail = self.tail.text()
@@ -145,9 +164,9 @@ class ProcessDriver:
         reader = LineReader()
         async for chunk in proc.chunks():
             for line in reader.feed(chunk):
-                self.tail.write(line)
+                self._write(line)
         for line in reader.close():
-            self.tail.write(line)
+            self._write(line)
 
     async def _stop(self, proc: Child) -> bool:
         """Graceful stop of the whole process group, then SIGKILL; reaps the child.
@@ -210,8 +229,6 @@ class ProcessDriver:
 def create(model: ModelConfig, logs: LogSink) -> ProcessDriver:
     """A process driver; a ``llama-server`` command gets the llama.cpp hooks (model file
     check, KV cache)."""
-    from swapd.llamacpp import is_llama_server
-
     if is_llama_server(model.cmd):
         from swapd.llamacpp.hooks import LlamaServerHooks
 
