@@ -56,31 +56,40 @@ STOP_TIMEOUT = 15.0
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now (the OS picks it; there is a small race, as always)."""
+# Test ports come from below the kernel's ephemeral range (32768–60999 on Linux), from which
+# every client socket (a browser opens dozens) takes its local port: a port drawn from that
+# range can be taken by a connection between the draw and the engine's bind.
+PORT_RANGE = (20000, 32000)
+
+
+def _bindable(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now, below the ephemeral range (a small race, as always)."""
+    return free_port_range(1, host)
 
 
 def free_port_range(n: int, host: str = "127.0.0.1") -> int:
-    """A base port with ``n`` free consecutive ports from it (for a config's ``startPort``)."""
+    """A base port with ``n`` free consecutive ports from it (for a config's ``startPort``).
+
+    Drawn at random from ``PORT_RANGE``, below the kernel's ephemeral ports, so that no
+    client connection can take one of them before the engine binds it.
+    """
     import random
 
-    for _ in range(200):
-        base = random.randint(20000, 60000)
-        free = True
-        for port in range(base, base + n):
-            with socket.socket() as s:
-                try:
-                    s.bind((host, port))
-                except OSError:
-                    free = False
-                    break
-        if free:
+    low, high = PORT_RANGE
+    for _ in range(500):
+        base = random.randint(low, high - n)
+        if all(_bindable(host, port) for port in range(base, base + n)):
             return base
-    raise RuntimeError(f"no {n} consecutive free ports found")
+    raise RuntimeError(f"no {n} consecutive free ports found in {low}–{high}")
 
 
 def wait_http(

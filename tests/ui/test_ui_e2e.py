@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from swapd import web
-from swapd.testing import echo_cmd, free_port, run_swapd
+from swapd.testing import echo_cmd, free_port, free_port_range, run_swapd
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
 CHROMIUM = os.environ.get("SWAPD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -62,7 +62,7 @@ BROKEN = (
 
 def _config(extra: str = "") -> str:
     return f"""
-startPort: {free_port()}
+startPort: {free_port_range(8)}
 sendLoadingState: true
 {extra}
 models:
@@ -111,6 +111,18 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _settled(url: str, model: str, timeout: float = 30.0) -> None:
+    """Wait until ``model`` has no queued or in-flight request (its start retries are over)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        models = httpx.get(f"{url}/api/models", timeout=10).json()["models"]
+        info = next(m for m in models if m["id"] == model)
+        if info["queued"] == 0 and info["inflight"] == 0 and info["state"] != "starting":
+            return
+        assert time.monotonic() < deadline, f"{model} still busy after {timeout:g}s: {info}"
+        time.sleep(0.05)
+
+
 def _goto(page: Any, name: str) -> None:
     page.click(f"[data-testid=nav-{name}]")
     page.wait_for_function(f"location.hash === '#/{name}'")
@@ -141,6 +153,9 @@ def test_models_start_playground_activity(page: Any) -> None:
         err = page.locator("[data-testid=model-broken] [data-testid=error-broken]")
         err.wait_for()
         assert err.inner_text().strip()
+        # A start that crashed is retried for the request still queued (each retry evicting
+        # echo-a again); go on once that request got its error.
+        _settled(swapd.url, "broken")
         _shot(page, "models-after-start")
 
         # playground: streamed reply
