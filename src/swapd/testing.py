@@ -56,7 +56,7 @@ STOP_TIMEOUT = 15.0
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-# Test ports come from below the kernel's ephemeral range (32768–60999 on Linux), from which
+# Test ports come from below the kernel's ephemeral range (32768-60999 on Linux), from which
 # every client socket (a browser opens dozens) takes its local port: a port drawn from that
 # range can be taken by a connection between the draw and the engine's bind.
 PORT_RANGE = (20000, 32000)
@@ -89,7 +89,7 @@ def free_port_range(n: int, host: str = "127.0.0.1") -> int:
         base = random.randint(low, high - n)
         if all(_bindable(host, port) for port in range(base, base + n)):
             return base
-    raise RuntimeError(f"no {n} consecutive free ports found in {low}–{high}")
+    raise RuntimeError(f"no {n} consecutive free ports found in {low}-{high}")
 
 
 def wait_http(
