@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from swapd.cli import main
 from swapd.config import load_text
+from swapd.config.options import DockerOptions
 from swapd.errors import ConfigError
 from swapd.extensions import standard
 from swapd.recipes import (
@@ -41,12 +42,12 @@ def test_recipe_is_valid_and_renders(name: str) -> None:
     problems: list[str] = []
     check_spec(spec, lambda key, msg: problems.append(msg))
     assert problems == []
-    assert "12345" in spec["command"], "the engine must listen on swapd's port"
-    assert not any("{" in a for a in spec["command"]), spec["command"]
+    assert "12345" in spec.command, "the engine must listen on swapd's port"
+    assert not any("{" in a for a in spec.command), spec.command
     line = docker_run_line(spec, "swapd-m-12345", "1000:1000")
     assert recipe.image in line and "--user 1000:1000" in line and "--network host" in line
     if recipe.sleep_levels:
-        assert "--enable-sleep-mode" in spec["command"]
+        assert "--enable-sleep-mode" in spec.command
 
 
 def test_unknown_recipe_lists_what_exists() -> None:
@@ -92,16 +93,51 @@ models:
     )
     m = config.models["qwen"]
     assert m.driver == "docker" and m.recipe == "vllm/qwen3-8b"
-    assert m.options["image"].startswith("vllm/vllm-openai")
-    assert m.options["host_port"] == 9000
+    assert isinstance(m.options, DockerOptions)
+    assert m.options.image.startswith("vllm/vllm-openai")
+    assert m.options.host_port == 9000
     argv = list(m.cmd)
     assert argv[argv.index("--max-model-len") + 1] == "8192"
     assert argv[argv.index("--port") + 1] == "9000"
     assert argv[-1] == "--enforce-eager"
-    assert m.options["env"]["HF_TOKEN"] == "secret" and "HF_HOME" in m.options["env"]
+    assert m.options.env["HF_TOKEN"] == "secret" and "HF_HOME" in m.options.env
     assert m.sleep_level == 1 and m.gpu_memory == 36 * 1024**3
     assert m.health_check_timeout == 900
     assert [n.name for n in m.nodes] == ["big"]
+
+
+def test_the_model_block_is_laid_over_the_recipe() -> None:
+    config = load_text(
+        """
+models:
+  qwen:
+    recipe: vllm/qwen3-8b
+    resources: {gpus: [1, 3]}
+    docker:
+      image: mirror/vllm:pinned
+      env: {HF_TOKEN: secret}
+      volumes: [/tmp/extra:/extra:ro]
+      shm_size: 32g
+""",
+        extensions=standard(),
+    )
+    spec = config.models["qwen"].options
+    recipe = load("vllm/qwen3-8b")
+    assert isinstance(spec, DockerOptions)
+    assert spec.image == "mirror/vllm:pinned"  # a key the model sets replaces the recipe's
+    assert spec.env == {**recipe.env, "HF_TOKEN": "secret"}  # env merges
+    assert spec.volumes == (*recipe.mounts, "/tmp/extra:/extra:ro")  # volumes add up
+    assert spec.shm_size == "32g" and spec.gpus == ("1", "3")
+    assert spec.health == recipe.health and spec.network_mode == "host"
+
+
+def test_a_bad_docker_block_in_a_recipe_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("engine: vllm\nimage: i\nmodel: m\nargs: []\ndocker: {shm_size: [1], gpus: 0}\n")
+    with pytest.raises(RecipeError) as info:
+        parse_file(bad)
+    assert "docker.shm_size: Input should be a valid string" in info.value.message
+    assert "docker.gpus: expected all, a count or a list of device ids, got 0" in info.value.message
 
 
 @pytest.mark.parametrize(
@@ -115,7 +151,11 @@ models:
             "does not support sleep level 1",
         ),
         ("driver: docker\n    docker: {command: [x]}", "image is required"),
-        ("driver: docker\n    docker: {image: x, gpu: all}", "unknown key 'gpu'"),
+        ("driver: docker\n    docker: {image: x, gpu: all}", "models.m.docker.gpu: unknown key"),
+        (
+            "recipe: vllm/qwen3-8b\n    resources: {gpus: many}",
+            "models.m.resources.gpus: expected all, a count or a list of device ids",
+        ),
     ],
 )
 def test_bad_recipe_models(model: str, message: str) -> None:

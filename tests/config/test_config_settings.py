@@ -8,6 +8,7 @@ import pytest
 from config_helpers import errors, load, warnings
 
 from swapd.config import Config, ModelConfig, Timeouts
+from swapd.config.options import PluginOptions, ProcessOptions
 
 M = "models:\n  m:\n    cmd: srv --port ${PORT}\n"
 
@@ -26,7 +27,13 @@ def test_defaults() -> None:
         120,
         10,
     )
-    assert (m.driver, m.options, m.group, m.env, m.aliases) == ("process", {}, "(default)", {}, ())
+    assert (m.driver, m.options, m.group, m.env, m.aliases) == (
+        "process",
+        ProcessOptions(),
+        "(default)",
+        {},
+        (),
+    )
     assert cfg.warnings == ()
 
 
@@ -277,15 +284,16 @@ def test_driver_and_options() -> None:
             inproc: {weights: /w, layers: [1, 2]}
           n:
             cmd: srv --port ${PORT}
-            process: {extra: 1}
+            process: {}
         """
     )
     assert (cfg.models["m"].driver, cfg.models["m"].options) == (
         "inproc",
-        {"weights": "/w", "layers": [1, 2]},
+        PluginOptions("inproc", {"weights": "/w", "layers": [1, 2]}),
     )
+    assert cfg.models["m"].options == {"weights": "/w", "layers": [1, 2]}  # a plain mapping
     assert cfg.models["m"].cmd == ()  # cmd is optional for drivers other than process
-    assert cfg.models["n"].options == {"extra": 1}
+    assert cfg.models["n"].options == ProcessOptions()
     assert errors("models:\n  m:\n    driver: x\n    x: [1]\n") == [
         "c.yaml:4:8: models.m.x: the 'x' driver options must be a mapping"
     ]

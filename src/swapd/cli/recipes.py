@@ -117,15 +117,15 @@ def render(
     except RecipeError as exc:
         _fail(exc)
         return
-    cname = container_name(model_id or recipe.name.replace("/", "-"), spec.get("host_port"))
+    cname = container_name(model_id or recipe.name.replace("/", "-"), spec.host_port)
     user = f"{os.getuid()}:{os.getgid()}"
     if as_json:
-        click.echo(json.dumps({"name": cname, "user": user, **spec}, indent=2))
+        click.echo(json.dumps({"name": cname, "user": user, **spec.as_dict()}, indent=2))
         return
     out = io.StringIO()
     yaml = YAML()
     yaml.default_flow_style = False
-    yaml.dump({"docker": spec}, out)
+    yaml.dump({"docker": spec.as_dict()}, out)
     click.echo(f"# recipe {recipe.name}: container spec (a model's `docker:` block)")
     click.echo(out.getvalue().rstrip())
     click.echo("\n# equivalent docker run:")

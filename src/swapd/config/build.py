@@ -17,6 +17,7 @@ from swapd.config.model import (
     ModelConfig,
     Timeouts,
 )
+from swapd.config.options import DriverOptions
 from swapd.config.schema import RawGroup, RawModel, RawTop, default, parse_size
 from swapd.config.tree import MapNode, Path, Pos, locate
 
@@ -147,7 +148,7 @@ class Builder:
         top: RawTop,
         group: str,
         port: int | None,
-        options: Mapping[str, Any],
+        options: DriverOptions,
     ) -> ModelConfig:
         base: Path = ("models", model_id)
         driver = raw.driver.strip() or "process"

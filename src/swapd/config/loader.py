@@ -21,7 +21,8 @@ swapd differences from llama-swap, on purpose:
   (``Config.warnings``) instead of being ignored silently.
 - ``maxBodySize`` (an int in bytes, or a size such as ``32MiB`` or ``10MB``) is a swapd key.
 - ``driver`` picks the engine driver (default ``process``); the mapping under the key named
-  like the driver (``driver: inproc`` + ``inproc: {...}``) becomes ``ModelConfig.options``.
+  like the driver (``driver: inproc`` + ``inproc: {...}``) becomes ``ModelConfig.options``:
+  checked for the built-in drivers, as written for a plugin's (``swapd.config.options``).
 
 What domain modules add (GGUF discovery, Docker nodes and recipes, the llama.cpp KV-cache flag)
 comes in through ``extensions`` (see ``swapd.config.extension``): this package imports none of
@@ -33,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from swapd.config.build import Builder
 from swapd.config.extension import Built, ConfigExtension, Tree
@@ -41,6 +41,7 @@ from swapd.config.issues import Issues
 from swapd.config.macros import PreviousPorts, expand
 from swapd.config.merge import merge_all
 from swapd.config.model import DEFAULT_GROUP, Config
+from swapd.config.options import DriverOptions, validate_options
 from swapd.config.schema import RawModel, RawTop, driver_name, prune, validate
 from swapd.config.source import Source, parse, read_sources
 from swapd.config.tree import MapNode, Pos, Scalar, SeqNode, to_plain
@@ -137,21 +138,23 @@ def load_sources(
     ports = expand(root, texts, issues, previous_ports(previous))
 
     raw_models: dict[str, RawModel] = {}
-    options: dict[str, dict[str, Any]] = {}
+    options: dict[str, DriverOptions] = {}
     for model_id, node in models_node.items.items():
         path = ("models", model_id)
         if not isinstance(node, MapNode):
             issues.error(node.pos, f"models.{model_id}: expected a mapping of settings", path)
             continue
         driver = driver_name(node)
-        block = node.pop(driver)
+        block = node.get(driver)
         if isinstance(block, SeqNode) or (isinstance(block, Scalar) and block.value is not None):
             issues.error(
                 block.pos,
                 f"models.{model_id}.{driver}: the '{driver}' driver options must be a mapping",
                 (*path, driver),
             )
-        options[model_id] = to_plain(block) if isinstance(block, MapNode) else {}
+        plain = to_plain(block) if isinstance(block, MapNode) else {}
+        options[model_id] = validate_options(driver, plain, root, path, issues)
+        node.pop(driver)  # not a RawModel key
         raw_models[model_id] = validate(RawModel, to_plain(node), root, path, issues)
 
     top_data = {k: v for k, v in to_plain(root).items() if k != "models"}

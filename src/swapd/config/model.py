@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from swapd.config.options import DriverOptions, ProcessOptions, options_for
 from swapd.config.schema import (
     RawGroup,
     RawKvCache,
@@ -103,7 +104,9 @@ class ModelConfig:
     port: int | None = None  # allocated ${PORT}, if the cmd uses it
     # driver name, resolved through the swapd.drivers registry
     driver: str = default(RawModel, "driver")
-    options: Mapping[str, Any] = field(default_factory=dict)  # driver-specific block, untyped
+    # the block named like the driver: typed for docker/process, a mapping for a plugin driver;
+    # a plain mapping given here becomes the driver's options (see swapd.config.options)
+    options: DriverOptions = field(default_factory=ProcessOptions)
     kv_cache: KvCacheConfig | None = None
     source: str | None = None  # e.g. the GGUF file a discovered model was made from
     recipe: str | None = None  # swapd: the recipe the driver spec was rendered from
@@ -112,6 +115,9 @@ class ModelConfig:
     gpu_memory: int = 0  # swapd: bytes of GPU memory the model needs (placement)
     sleep_level: int | None = None  # swapd: evict = sleep at this level instead of stop
     timeouts: Timeouts = field(default_factory=Timeouts)  # proxy → engine waits
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "options", options_for(self.driver, self.options))
 
     def fingerprint(self) -> str:
         """Hash of everything that affects the running engine; equal → keep it over a reload."""
@@ -122,7 +128,7 @@ class ModelConfig:
             "env": dict(sorted(self.env.items())),
             "check_endpoint": self.check_endpoint,
             "driver": self.driver,
-            "options": self.options,
+            "options": self.options.as_dict(),
         }
         if self.nodes or self.sleep_level is not None:  # swapd: docker placement and sleep
             data["nodes"] = [(n.name, n.docker) for n in self.nodes]

@@ -13,8 +13,10 @@ Defaults live here too; ``swapd.config.model`` takes its defaults from these fie
 from __future__ import annotations
 
 import re
+import shlex
 import types
-from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -56,7 +58,7 @@ def driver_name(model: MapNode) -> str:
     return "docker" if model.get("recipe") is not None else "process"  # swapd: recipes
 
 
-def _nested(annotation: Any) -> tuple[bool, type[_Raw]] | None:
+def _nested(annotation: Any) -> tuple[bool, type[RawBlock]] | None:
     """``(each, cls)`` when a field holds a block (``cls``) or a mapping of blocks (``each``)."""
     if get_origin(annotation) in (Union, types.UnionType):
         for arg in get_args(annotation):
@@ -65,13 +67,13 @@ def _nested(annotation: Any) -> tuple[bool, type[_Raw]] | None:
         return None
     if get_origin(annotation) is dict:
         inner = get_args(annotation)[1]
-        return (True, inner) if isinstance(inner, type) and issubclass(inner, _Raw) else None
-    if isinstance(annotation, type) and issubclass(annotation, _Raw):
+        return (True, inner) if isinstance(inner, type) and issubclass(inner, RawBlock) else None
+    if isinstance(annotation, type) and issubclass(annotation, RawBlock):
         return (False, annotation)
     return None
 
 
-def _prune_block(node: Node | None, cls: type[_Raw], issues: Issues, keep: str = "") -> None:
+def _prune_block(node: Node | None, cls: type[RawBlock], issues: Issues, keep: str = "") -> None:
     if not isinstance(node, MapNode) or not cls.LENIENT:
         return  # wrong type: validation reports it; a strict block: unknown keys are errors
     fields = {field.alias or name: field for name, field in cls.model_fields.items()}
@@ -108,11 +110,36 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+def _argv(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return tuple(shlex.split(value))
+        except ValueError as exc:
+            raise ValueError(f"cannot split {value!r} into arguments: {exc}") from None
+    return value
+
+
+def _gpus(value: Any) -> Any:
+    if value == "all":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, list | tuple) and not any(
+        isinstance(g, bool | dict | list) for g in value
+    ):
+        return tuple(str(g) for g in value)
+    raise ValueError(f"expected all, a count or a list of device ids, got {value!r}")
+
+
 Number = Annotated[float, BeforeValidator(_not_bool)]
 Int = Annotated[int, BeforeValidator(_not_bool)]
+# argv: a list of arguments, or one string split like a shell does (``"serve --port 8000"``)
+Argv = Annotated[tuple[str, ...], BeforeValidator(_argv)]
+# GPUs of a container: ``all``, a count, or a list of device ids
+Gpus = Annotated[Literal["all"] | int | tuple[str, ...], BeforeValidator(_gpus)]
 
 
-class _Raw(BaseModel):
+class RawBlock(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     LENIENT: ClassVar[bool] = False  # a llama-swap block: unknown keys warn instead of failing
@@ -129,7 +156,7 @@ class _Raw(BaseModel):
         return data
 
 
-class RawFilters(_Raw):
+class RawFilters(RawBlock):
     LENIENT = True
     IGNORED = frozenset({"setParamsByID"})
 
@@ -138,12 +165,12 @@ class RawFilters(_Raw):
     set_params: dict[str, Any] = Field(default_factory=dict, alias="setParams")
 
 
-class RawKvCache(_Raw):
+class RawKvCache(RawBlock):
     persist: bool = False
     dir: str | None = None
 
 
-class RawTimeouts(_Raw):
+class RawTimeouts(RawBlock):
     LENIENT = True
     ACCEPTED = frozenset({"keepalive", "tlsHandshake", "expectContinue", "idleConn"})
 
@@ -152,21 +179,21 @@ class RawTimeouts(_Raw):
     idle_read: Number = Field(300.0, alias="idleRead")  # swapd
 
 
-class RawModelsDir(_Raw):
+class RawModelsDir(RawBlock):
     paths: list[str] = Field(default_factory=list)
     cmd: str | None = None
 
 
-class RawSleep(_Raw):
+class RawSleep(RawBlock):
     level: Int = Field(1, ge=1, le=2)
 
 
-class RawResources(_Raw):
-    gpus: Any = None
+class RawResources(RawBlock):
+    gpus: Gpus | None = None
     gpu_memory: Any = None
 
 
-class RawModel(_Raw):
+class RawModel(RawBlock):
     LENIENT = True
     IGNORED = frozenset({"compat", "capabilities"})
     HANDLED = frozenset({"macros"})
@@ -196,17 +223,17 @@ class RawModel(_Raw):
     timeouts: RawTimeouts = Field(default_factory=lambda: RawTimeouts.model_validate({}))
 
 
-class RawGpu(_Raw):
+class RawGpu(RawBlock):
     index: Int
     memory: Any
 
 
-class RawNode(_Raw):
+class RawNode(RawBlock):
     docker: str = ""
     gpus: list[RawGpu] | None = None
 
 
-class RawGroup(_Raw):
+class RawGroup(RawBlock):
     LENIENT = True
 
     swap: bool = True
@@ -215,55 +242,55 @@ class RawGroup(_Raw):
     members: list[str] = Field(default_factory=list)
 
 
-class RawRouterSettings(_Raw):
+class RawRouterSettings(RawBlock):
     LENIENT = True
     IGNORED = frozenset({"matrix"})
 
     groups: dict[str, RawGroup] | None = None
 
 
-class RawRouter(_Raw):
+class RawRouter(RawBlock):
     LENIENT = True
 
     use: str = "group"
     settings: RawRouterSettings = Field(default_factory=RawRouterSettings)
 
 
-class RawScheduler(_Raw):
+class RawScheduler(RawBlock):
     LENIENT = True
     IGNORED = frozenset({"settings"})
 
     use: str = "fifo"
 
 
-class RawRouting(_Raw):
+class RawRouting(RawBlock):
     LENIENT = True
 
     router: RawRouter | None = None
     scheduler: RawScheduler = Field(default_factory=RawScheduler)
 
 
-class RawOnStartup(_Raw):
+class RawOnStartup(RawBlock):
     LENIENT = True
 
     preload: list[str] = Field(default_factory=list)
 
 
-class RawHooks(_Raw):
+class RawHooks(RawBlock):
     LENIENT = True
 
     on_startup: RawOnStartup = Field(default_factory=RawOnStartup)
 
 
-class RawStore(_Raw):
+class RawStore(RawBlock):
     path: str | None = None
 
 
-class RawLogs(_Raw):
+class RawLogs(RawBlock):
     ring_bytes: Int | None = Field(None, alias="ringBytes", ge=1024)
 
 
-class RawTop(_Raw):
+class RawTop(RawBlock):
     """Top-level keys except ``models`` and ``macros`` (handled on their own)."""
 
     LENIENT = True
@@ -320,10 +347,12 @@ _MESSAGES = {
     "dict_type": "expected a mapping (key: value)",
     "model_type": "expected a mapping (key: value)",
     "list_type": "expected a list",
+    "tuple_type": "expected a list",
     "extra_forbidden": "unknown key",
 }
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 def _drop(data: Any, loc: tuple[int | str, ...]) -> None:
@@ -345,9 +374,24 @@ def _drop(data: Any, loc: tuple[int | str, ...]) -> None:
 def validate(cls: type[M], data: dict[str, Any], root: Node, base: Path, issues: Issues) -> M:
     """``cls`` from ``data``; each wrong value is reported at its YAML position and replaced by
     its default, so the checks after this still see everything else."""
+    return checked(cls.model_validate, data, root, base, issues, fallback={})
+
+
+def checked(
+    check: Callable[[dict[str, Any]], T],
+    data: dict[str, Any],
+    root: Node,
+    base: Path,
+    issues: Issues,
+    *,
+    fallback: dict[str, Any],
+    tagged: bool = False,
+) -> T:
+    """``check(data)`` as ``validate`` does it; ``tagged``: the first part of each error's
+    ``loc`` is a union tag (named like the YAML key under ``base``), not a key of ``data``."""
     for _ in range(20):
         try:
-            return cls.model_validate(data)
+            return check(data)
         except ValidationError as exc:
             for err in exc.errors():
                 loc = tuple(err["loc"])
@@ -362,5 +406,5 @@ def validate(cls: type[M], data: dict[str, Any], root: Node, base: Path, issues:
                     detail = ""
                 pos = locate(root, path, key=err["type"] == "extra_forbidden")
                 issues.error(pos, f"{'.'.join(map(str, path))}: {message}{detail}", path)
-                _drop(data, loc)
-    return cls.model_validate({})
+                _drop(data, loc[1:] if tagged else loc)
+    return check(fallback)

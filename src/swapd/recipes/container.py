@@ -1,22 +1,23 @@
 """Finishing a ``driver: docker`` model at config load (a config extension calls these).
 
-``container_model`` renders the model's recipe, lays the model's own ``docker:`` block over it and
-checks the spec, so that mistakes are reported as ``file:line:col`` like every other config error;
-``reserve_ports`` gives every docker model a ``${PORT}`` before macros expand.
+``container_model`` renders the model's recipe, lays the model's own ``docker:`` block (its
+``DockerOptions``, checked at load) over it and checks that an image is set, so that mistakes are
+reported as ``file:line:col`` like every other config error; ``reserve_ports`` gives every docker
+model a ``${PORT}`` before macros expand.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from swapd.config.model import NodeConfig
+from swapd.config.options import DockerOptions
 from swapd.config.schema import driver_name, parse_size
 from swapd.config.tree import MapNode, Scalar
 from swapd.recipes.lookup import load
-from swapd.recipes.model import SPEC_KEYS, RecipeError
+from swapd.recipes.model import RecipeError
 from swapd.recipes.spec import render
 
 ErrorAt = Callable[[tuple[str | int, ...], str], None]
@@ -37,60 +38,20 @@ def _recipe_ref(raw: Any) -> tuple[str, dict[str, Any], list[str]] | str:
     return "expected a recipe name or {name, set, args}"
 
 
-def _overlay(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """A model's ``docker:`` block over a rendered recipe: env/extra merge, volumes add up."""
-    out = dict(base)
-    for key, value in over.items():
-        if key in ("env", "extra") and isinstance(value, dict):
-            out[key] = {**(out.get(key) or {}), **value}
-        elif key == "volumes" and isinstance(value, list):
-            out[key] = [*(out.get(key) or []), *value]
-        else:
-            out[key] = value
-    return out
-
-
-def check_spec(spec: Mapping[str, Any], error: Callable[[str, str], None]) -> None:
-    """Report bad keys and types of a docker spec: ``error(key, message)``."""
-    for key in spec:
-        if key not in SPEC_KEYS:
-            error(key, f"unknown key {key!r}; valid: {', '.join(SPEC_KEYS)}")
-    if not isinstance(spec.get("image"), str) or not spec.get("image"):
+def check_spec(spec: DockerOptions, error: Callable[[str, str], None]) -> None:
+    """Report what the spec's types cannot say (``image`` is required): ``error(key, message)``."""
+    if not spec.image:
         error("image", "image is required (a string)")
-    command = spec.get("command")
-    if command is not None and not isinstance(command, str | list):
-        error("command", "command: expected a list of arguments or a string")
-    for key in ("env", "extra"):
-        if spec.get(key) is not None and not isinstance(spec[key], dict):
-            error(key, f"{key}: expected a mapping")
-    volumes = spec.get("volumes")
-    if volumes is not None:
-        if not isinstance(volumes, list):
-            error("volumes", "volumes: expected a list of 'host:container[:ro]'")
-        else:
-            for v in volumes:
-                parts = str(v).split(":")
-                if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-                    error("volumes", f"volumes: expected 'host:container[:ro]', got {v!r}")
-    gpus = spec.get("gpus")
-    if gpus is not None and not (
-        gpus == "all"
-        or (isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0)
-        or isinstance(gpus, list)
-    ):
-        error("gpus", f"gpus: expected all, a count or a list of device ids, got {gpus!r}")
-    for key in ("port", "host_port"):
-        value = spec.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            error(key, f"{key}: expected a port number, got {value!r}")
 
 
 def container_model(model: Any, raw: Any, nodes: Mapping[str, Any], error: ErrorAt) -> Any:
     """The final ``ModelConfig`` of a ``driver: docker`` model (recipe rendered, spec checked,
     nodes linked); problems go to ``error(path, message)``."""
     base = ("models", model.id)
-    spec: dict[str, Any] = dict(model.options)
-    port = spec.get("host_port") if isinstance(spec.get("host_port"), int) else model.port
+    spec = model.options
+    if not isinstance(spec, DockerOptions):
+        raise TypeError(f"model {model.id}: docker options expected, got {spec!r}")
+    port = spec.host_port if spec.host_port is not None else model.port
     check = model.check_endpoint
     timeout = model.health_check_timeout
     recipe_name: str | None = None
@@ -108,19 +69,18 @@ def container_model(model: Any, raw: Any, nodes: Mapping[str, Any], error: Error
         except RecipeError as exc:
             error((*base, "recipe"), f"model {model.id}: {exc.message}")
             return model
-        spec = _overlay(rendered, spec)
+        spec = rendered.overlay(spec)
         check = recipe.health if model.check_endpoint == "/health" else check
         timeout = recipe.readiness_timeout or timeout
         sleep_levels = recipe.sleep_levels
         gpu_memory = recipe.gpu_memory
-    spec.setdefault("network_mode", "host")
     if port is not None:
-        spec["host_port"] = port
+        spec = spec.model_copy(update={"host_port": port})
     check_spec(spec, lambda key, msg: error((*base, "docker", key), f"model {model.id}: {msg}"))
     if raw.resources is not None and raw.resources.gpu_memory is not None:
         gpu_memory = raw.resources.gpu_memory
     if raw.resources is not None and raw.resources.gpus is not None:
-        spec["gpus"] = raw.resources.gpus
+        spec = spec.model_copy(update={"gpus": raw.resources.gpus})
     memory = 0
     if gpu_memory is not None:
         size = parse_size(gpu_memory)
@@ -148,11 +108,9 @@ def container_model(model: Any, raw: Any, nodes: Mapping[str, Any], error: Error
             )
         else:
             candidates = (nodes[raw.node],)
-    command = spec.get("command") or []
-    argv = tuple(shlex.split(command) if isinstance(command, str) else map(str, command))
     return dataclasses.replace(
         model,
-        cmd=argv,
+        cmd=spec.command,
         options=spec,
         check_endpoint=check,
         health_check_timeout=timeout,

@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
+from swapd.config.options import DockerOptions
 from swapd.config.schema import parse_size
 from swapd.errors import SwapdError
 
@@ -38,20 +41,9 @@ RECIPE_KEYS = {
 }
 # The keys of the docker driver's spec (a ``docker:`` block), with what they mean.
 SPEC_KEYS = {
-    "image": "container image (required)",
-    "command": "argv (list) or a shell-words string; macros like ${PORT} apply",
-    "entrypoint": "argv replacing the image's entrypoint",
-    "port": "the engine's port inside the container (bridge networking)",
-    "host_port": "the port swapd reaches the engine on (default ${PORT})",
-    "env": "mapping of environment variables",
-    "volumes": "list of 'host:container[:ro]'",
-    "gpus": "all, a count, or a list of device ids",
-    "shm_size": "e.g. 16g",
-    "ipc": "ipc mode, e.g. host",
-    "user": "uid:gid (default: swapd's own)",
-    "network_mode": "host (default) or bridge, …",
-    "extra": "any other docker-py containers.run keyword",
-    "health": "readiness path (default: the model's checkEndpoint)",
+    name: info.description or ""
+    for name, info in DockerOptions.model_fields.items()
+    if name != "driver"
 }
 
 
@@ -104,6 +96,18 @@ def _str_list(value: Any, what: str, problems: list[str]) -> tuple[str, ...]:
     return ()
 
 
+def spec_problems(spec: Mapping[str, Any], prefix: str = "") -> list[str]:
+    """What is wrong with a docker spec (as ``DockerOptions`` checks it), one line each."""
+    try:
+        DockerOptions.model_validate(spec)
+    except ValidationError as exc:
+        return [
+            f"{prefix}{'.'.join(map(str, err['loc']))}: {err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        ]
+    return []
+
+
 def fields_of(template: str) -> list[str]:
     """The placeholder names in one template string (``{{`` escapes a brace)."""
     try:
@@ -154,9 +158,12 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
     if not isinstance(docker, dict):
         problems.append("docker: expected a mapping")
         docker = {}
-    for key in docker:
+    docker = dict(docker)
+    for key in list(docker):
         if key not in SPEC_KEYS or key in ("image", "command", "entrypoint", "host_port"):
             problems.append(f"docker: unknown key {key!r}")
+            docker.pop(key)
+    problems += spec_problems(docker, "docker.")
     timeout = data.get("readiness_timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
         problems.append("readiness_timeout: expected seconds")

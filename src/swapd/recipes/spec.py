@@ -1,7 +1,7 @@
 """Rendering: a recipe → the ``docker`` driver's spec, and the equivalent ``docker run`` line.
 
-``render`` produces the same mapping a ``driver: docker`` model writes by hand in its ``docker:``
-block; ``docker_run_line`` prints it as a command for humans (swapd itself uses docker-py).
+``render`` produces the same ``DockerOptions`` a ``driver: docker`` model writes by hand in its
+``docker:`` block; ``docker_run_line`` prints it as a command for humans (swapd uses docker-py).
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from swapd.recipes.model import ENGINE_PORT, Recipe, RecipeError
+from pydantic import ValidationError
+
+from swapd.config.options import DockerOptions
+from swapd.recipes.model import ENGINE_PORT, Recipe, RecipeError, spec_problems
 
 
 def values(
@@ -50,7 +53,7 @@ def render(
     port: int | None = None,
     model_id: str | None = None,
     extra_args: Sequence[str] = (),
-) -> dict[str, Any]:
+) -> DockerOptions:
     """The docker driver spec for ``recipe``: image, command, env, volumes, gpus, …"""
     port = port if port is not None else ENGINE_PORT.get(recipe.engine, 8000)
     vals = values(recipe, dict(overrides or {}), port=port, model_id=model_id)
@@ -70,7 +73,11 @@ def render(
     spec["network_mode"] = "host"
     spec.update(recipe.docker)
     spec["health"] = recipe.health
-    return spec
+    try:
+        return DockerOptions.model_validate(spec)
+    except ValidationError:
+        problems = "\n  ".join(spec_problems(spec))
+        raise RecipeError(f"recipe {recipe.name} ({recipe.path}):\n  {problems}") from None
 
 
 def container_name(model_id: str, port: int | None) -> str:
@@ -79,34 +86,33 @@ def container_name(model_id: str, port: int | None) -> str:
     return f"swapd-{safe or 'model'}-{port if port is not None else 0}"
 
 
-def docker_run_line(spec: Mapping[str, Any], name: str, user: str | None = None) -> str:
+def docker_run_line(spec: DockerOptions, name: str, user: str | None = None) -> str:
     """The ``docker run`` command equivalent to ``spec`` (for humans; swapd uses docker-py)."""
     argv = ["docker", "run", "-d", "--name", name]
-    network = spec.get("network_mode", "host")
-    argv += ["--network", str(network)]
-    if network != "host" and spec.get("port") is not None:
-        argv += ["-p", f"{spec.get('host_port')}:{spec['port']}"]
-    if user or spec.get("user"):
-        argv += ["--user", str(spec.get("user") or user)]
-    gpus = spec.get("gpus")
-    if gpus is not None:
-        value = ",".join(map(str, gpus)) if isinstance(gpus, list) else str(gpus)
-        argv += ["--gpus", f"device={value}" if isinstance(gpus, list) else value]
-    if spec.get("ipc"):
-        argv += ["--ipc", str(spec["ipc"])]
-    if spec.get("shm_size"):
-        argv += ["--shm-size", str(spec["shm_size"])]
-    for key, value in (spec.get("env") or {}).items():
+    argv += ["--network", spec.network_mode]
+    if spec.network_mode != "host" and spec.port is not None:
+        argv += ["-p", f"{spec.host_port}:{spec.port}"]
+    if user or spec.user:
+        argv += ["--user", str(spec.user or user)]
+    gpus = spec.gpus
+    if isinstance(gpus, tuple):
+        argv += ["--gpus", f"device={','.join(gpus)}"]
+    elif gpus is not None:
+        argv += ["--gpus", str(gpus)]
+    if spec.ipc:
+        argv += ["--ipc", spec.ipc]
+    if spec.shm_size:
+        argv += ["--shm-size", spec.shm_size]
+    for key, value in spec.env.items():
         argv += ["-e", f"{key}={value}"]
-    for volume in spec.get("volumes") or []:
-        host, _, rest = str(volume).partition(":")
+    for volume in spec.volumes:
+        host, _, rest = volume.partition(":")
         argv += ["-v", f"{os.path.expanduser(host)}:{rest}"]
-    entry = spec.get("entrypoint")
+    entry = spec.entrypoint
     if entry:
-        argv += ["--entrypoint", str(entry[0])]
-    argv.append(str(spec["image"]))
+        argv += ["--entrypoint", entry[0]]
+    argv.append(spec.image)
     if entry:
-        argv += [str(a) for a in entry[1:]]
-    command = spec.get("command") or []
-    argv += [str(a) for a in (shlex.split(command) if isinstance(command, str) else command)]
+        argv += entry[1:]
+    argv += spec.command
     return shlex.join(argv)

@@ -11,11 +11,10 @@ import contextlib
 import hashlib
 import json
 import os
-import shlex
-from collections.abc import Mapping
 from typing import Any
 
 from swapd.config.model import ModelConfig, NodeConfig
+from swapd.config.options import DockerOptions
 from swapd.nodes import endpoint_of
 from swapd.nodes import is_local as node_is_local
 
@@ -25,9 +24,22 @@ LABEL_NODE = "swapd.node"
 LABEL_HASH = "swapd.config-hash"
 
 
+def spec_of(model: ModelConfig) -> DockerOptions:
+    """The container spec of a ``driver: docker`` model."""
+    if not isinstance(model.options, DockerOptions):
+        raise TypeError(f"model {model.id} (driver {model.driver}) has no docker options")
+    return model.options
+
+
+def host_port(model: ModelConfig) -> int | None:
+    """The port swapd reaches the engine on: the spec's ``host_port``, else the model's."""
+    port = spec_of(model).host_port
+    return port if port is not None else model.port
+
+
 def config_hash(model: ModelConfig, node: NodeConfig) -> str:
     data = {
-        "spec": model.options,
+        "spec": model.options.as_dict(),
         "env": dict(sorted(model.env.items())),
         "node": node.name,
         "endpoint": endpoint_of(node),
@@ -37,7 +49,7 @@ def config_hash(model: ModelConfig, node: NodeConfig) -> str:
 
 def run_kwargs(
     model: ModelConfig,
-    spec: Mapping[str, Any],
+    spec: DockerOptions,
     *,
     name: str,
     node: NodeConfig,
@@ -45,10 +57,10 @@ def run_kwargs(
     port: int | None,
 ) -> dict[str, Any]:
     """The ``containers.run`` keywords for ``model`` on ``node`` (creates missing local mounts)."""
-    network = str(spec.get("network_mode", "host"))
+    network = spec.network_mode
     kwargs: dict[str, Any] = {
-        "image": str(spec["image"]),
-        "command": _argv(spec.get("command")),
+        "image": spec.image,
+        "command": list(spec.command),
         "name": name,
         "detach": True,
         "labels": {
@@ -57,35 +69,26 @@ def run_kwargs(
             LABEL_NODE: node.name,
             LABEL_HASH: config_hash(model, node),
         },
-        "environment": {  # the model's `env:` list, then the spec's own env
-            **model.env,
-            **{str(k): str(v) for k, v in (spec.get("env") or {}).items()},
-        },
-        "volumes": [_volume(str(v), node_is_local(node)) for v in spec.get("volumes") or []],
-        "user": str(spec.get("user") or f"{os.getuid()}:{os.getgid()}"),
+        "environment": {**model.env, **spec.env},  # the model's `env:` list, then the spec's
+        "volumes": [_volume(v, node_is_local(node)) for v in spec.volumes],
+        "user": spec.user or f"{os.getuid()}:{os.getgid()}",
         "network_mode": network,
     }
-    if spec.get("entrypoint") is not None:
-        kwargs["entrypoint"] = _argv(spec["entrypoint"])
-    if requests := _device_requests(spec.get("gpus")):
+    if spec.entrypoint is not None:
+        kwargs["entrypoint"] = list(spec.entrypoint)
+    if requests := _device_requests(spec.gpus):
         kwargs["device_requests"] = requests
-    if spec.get("shm_size"):
-        kwargs["shm_size"] = str(spec["shm_size"])
-    if spec.get("ipc"):
-        kwargs["ipc_mode"] = str(spec["ipc"])
-    if network != "host" and spec.get("port") is not None and port is not None:
-        kwargs["ports"] = {f"{spec['port']}/tcp": port}
-    kwargs.update(spec.get("extra") or {})
+    if spec.shm_size:
+        kwargs["shm_size"] = spec.shm_size
+    if spec.ipc:
+        kwargs["ipc_mode"] = spec.ipc
+    if network != "host" and spec.port is not None and port is not None:
+        kwargs["ports"] = {f"{spec.port}/tcp": port}
+    kwargs.update(spec.extra)
     return kwargs
 
 
-def _argv(value: Any) -> list[str] | None:
-    if value is None:
-        return None
-    return shlex.split(value) if isinstance(value, str) else [str(a) for a in value]
-
-
-def _device_requests(gpus: Any) -> list[Any]:
+def _device_requests(gpus: str | int | tuple[str, ...] | None) -> list[Any]:
     from docker.types import DeviceRequest
 
     if gpus is None:
@@ -94,7 +97,7 @@ def _device_requests(gpus: Any) -> list[Any]:
         return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
     if isinstance(gpus, int):
         return [DeviceRequest(count=gpus, capabilities=[["gpu"]])]
-    return [DeviceRequest(device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])]
+    return [DeviceRequest(device_ids=list(gpus), capabilities=[["gpu"]])]
 
 
 def _volume(spec: str, local: bool) -> str:

@@ -18,7 +18,6 @@ import contextlib
 import functools
 import logging
 import socket
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -27,7 +26,7 @@ from anyio.abc import TaskStatus
 from swapd.config.model import ModelConfig, NodeConfig
 from swapd.drivers import sleepmode
 from swapd.drivers.base import LogSink, Upstream
-from swapd.drivers.docker.container import LABEL_HASH, config_hash, run_kwargs
+from swapd.drivers.docker.container import LABEL_HASH, config_hash, host_port, run_kwargs, spec_of
 from swapd.drivers.health import probe, wait_healthy
 from swapd.drivers.logtail import ERROR_TAIL_LINES, LineReader, LogTail
 from swapd.errors import StartFailed
@@ -45,11 +44,11 @@ class DockerDriver:
 
     def __init__(self, model: ModelConfig, logs: LogSink, runtime: DockerRuntime) -> None:
         self.model = model
-        self.spec: Mapping[str, Any] = model.options
+        self.spec = spec_of(model)
         self.tail = LogTail(logs)
         self.runtime = runtime
         self.placements = runtime.placements
-        self.port: int | None = self.spec.get("host_port", model.port)
+        self.port = host_port(model)
         self.name = container_name(model.id, self.port)
         self.node: NodeConfig | None = None
         self.container: Any = None
@@ -155,7 +154,7 @@ class DockerDriver:
             return None
 
     def _health_path(self) -> str:
-        return str(self.spec.get("health") or self.model.check_endpoint or "/health")
+        return self.spec.health or self.model.check_endpoint or "/health"
 
     async def _check_port(self, node: NodeConfig) -> None:
         if self.port is None:
@@ -172,7 +171,7 @@ class DockerDriver:
         from docker.errors import APIError, ImageNotFound
 
         spec = self.spec
-        image = str(spec["image"])
+        image = spec.image
         try:
             docker.images.get(image)
         except ImageNotFound:

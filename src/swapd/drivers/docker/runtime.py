@@ -23,7 +23,13 @@ import anyio
 from swapd.config.model import Config, ModelConfig, NodeConfig
 from swapd.drivers.base import DriverSpec, LogSink
 from swapd.drivers.docker.clients import Clients
-from swapd.drivers.docker.container import LABEL_HASH, LABEL_INSTANCE, LABEL_MODEL, config_hash
+from swapd.drivers.docker.container import (
+    LABEL_HASH,
+    LABEL_INSTANCE,
+    LABEL_MODEL,
+    config_hash,
+    host_port,
+)
 from swapd.drivers.docker.driver import DockerDriver
 from swapd.nodes import Placements, endpoint_of
 from swapd.recipes import container_name
@@ -77,8 +83,7 @@ class DockerRuntime:
                 keep = (
                     model is not None
                     and c.status == "running"
-                    and c.name
-                    == container_name(model.id, model.options.get("host_port", model.port))
+                    and c.name == container_name(model.id, host_port(model))
                     and labels.get(LABEL_HASH) == config_hash(model, node)
                     and model.id not in adopt
                     and node in model.nodes

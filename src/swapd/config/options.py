@@ -1,0 +1,177 @@
+"""Driver options: the block named like a model's driver (``driver: docker`` + ``docker: {...}``).
+
+``DriverOptions`` is a pydantic union discriminated on ``driver``. The built-in drivers' blocks
+are checked models: ``DockerOptions`` (the container spec; a recipe renders one too) and
+``ProcessOptions`` (the process driver reads none: its ``cmd`` says it all). Any other driver, a
+third-party plugin found through the ``swapd.drivers`` entry points, gets its block as written,
+untyped, in ``PluginOptions`` (a read-only mapping): the plugin checks what it reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, Discriminator, Field, Tag, TypeAdapter
+
+from swapd.config.issues import Issues
+from swapd.config.schema import Argv, Gpus, Int, RawBlock, checked
+from swapd.config.tree import Node, Path, locate
+
+BUILTIN_DRIVERS = ("docker", "process")
+
+
+def _volumes(value: tuple[str, ...]) -> tuple[str, ...]:
+    for volume in value:
+        parts = volume.split(":")
+        if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+            raise ValueError(f"expected 'host:container[:ro]', got {volume!r}")
+    return value
+
+
+Volumes = Annotated[tuple[str, ...], AfterValidator(_volumes)]
+
+
+class BuiltinOptions(RawBlock):
+    """The options of a driver swapd ships."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The keys that were given (written, or rendered from a recipe), as plain data."""
+        return self.model_dump(mode="json", exclude_unset=True, exclude={"driver"}, fallback=str)
+
+
+class ProcessOptions(BuiltinOptions):
+    """``process:``: the process driver has no options (a key here is an error)."""
+
+    driver: Literal["process"] = "process"
+
+
+class DockerOptions(BuiltinOptions):
+    """``docker:``: the container a ``driver: docker`` model runs in (``swapd.drivers.docker``).
+
+    A model with a ``recipe`` lays its own block over the rendered one (``overlay``); ``image``
+    is then required (``swapd.recipes.container`` checks it).
+    """
+
+    driver: Literal["docker"] = "docker"
+    image: str = Field("", description="container image (required)")
+    command: Argv = Field(
+        (), description="argv (list) or a shell-words string; macros like ${PORT} apply"
+    )
+    entrypoint: Argv | None = Field(None, description="argv replacing the image's entrypoint")
+    port: Int | None = Field(
+        None, description="the engine's port inside the container (bridge networking)"
+    )
+    host_port: Int | None = Field(
+        None, description="the port swapd reaches the engine on (default ${PORT})"
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="mapping of environment variables"
+    )
+    volumes: Volumes = Field((), description="list of 'host:container[:ro]'")
+    gpus: Gpus | None = Field(None, description="all, a count, or a list of device ids")
+    shm_size: str | None = Field(None, description="e.g. 16g")
+    ipc: str | None = Field(None, description="ipc mode, e.g. host")
+    user: str | None = Field(None, description="uid:gid (default: swapd's own)")
+    network_mode: str = Field("host", description="host (default) or bridge, …")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="any other docker-py containers.run keyword"
+    )
+    health: str | None = Field(
+        None, description="readiness path (default: the model's checkEndpoint)"
+    )
+
+    def overlay(self, over: DockerOptions) -> DockerOptions:
+        """``over``'s given keys laid over these: ``env``/``extra`` merge, ``volumes`` add up."""
+        update: dict[str, Any] = {}
+        for name in over.model_fields_set - {"driver"}:
+            value = getattr(over, name)
+            if name in ("env", "extra"):
+                value = {**getattr(self, name), **value}
+            elif name == "volumes":
+                value = (*self.volumes, *value)
+            update[name] = value
+        return self.model_copy(update=update)
+
+
+@dataclass(frozen=True, eq=False)
+class PluginOptions(Mapping[str, Any]):
+    """A third-party driver's block, as written: a read-only mapping (``options.get("app")``)."""
+
+    driver: str
+    block: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.block[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.block)
+
+    def __len__(self) -> int:
+        return len(self.block)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PluginOptions):
+            return (self.driver, dict(self.block)) == (other.driver, dict(other.block))
+        return isinstance(other, Mapping) and dict(self.block) == dict(other)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.block)
+
+
+def _tag(value: Any) -> str:
+    driver = value.get("driver") if isinstance(value, dict) else getattr(value, "driver", None)
+    return driver if driver in BUILTIN_DRIVERS else "plugin"
+
+
+DriverOptions = Annotated[
+    Annotated[DockerOptions, Tag("docker")]
+    | Annotated[ProcessOptions, Tag("process")]
+    | Annotated[PluginOptions, Tag("plugin")],
+    Discriminator(_tag),
+]
+OPTIONS: TypeAdapter[DriverOptions] = TypeAdapter(DriverOptions)
+
+
+def _data(driver: str, block: Mapping[str, Any]) -> dict[str, Any]:
+    if driver in BUILTIN_DRIVERS:
+        return {**block, "driver": driver}
+    return {"driver": driver, "block": dict(block)}
+
+
+def options_for(driver: str, given: DriverOptions | Mapping[str, Any]) -> DriverOptions:
+    """``given`` as the options of a ``driver`` model: kept if they are that driver's, else
+    validated from the mapping (a plugin's, or a plain dict a program passes)."""
+    if isinstance(given, DockerOptions | ProcessOptions | PluginOptions) and (
+        given.driver == driver
+    ):
+        return given
+    if isinstance(given, BuiltinOptions):
+        if given.model_fields_set - {"driver"}:
+            raise ValueError(f"{given.driver} options given to a model with driver {driver!r}")
+        given = {}
+    return OPTIONS.validate_python(_data(driver, given))
+
+
+def validate_options(
+    driver: str, block: dict[str, Any], root: Node, base: Path, issues: Issues
+) -> DriverOptions:
+    """The options of the model at ``base`` from its ``driver`` block; each wrong value is
+    reported at its YAML position (``models.<id>.<driver>.<key>``) and left at its default."""
+    if driver in BUILTIN_DRIVERS and "driver" in block:
+        block = dict(block)
+        block.pop("driver")
+        path = (*base, driver, "driver")
+        issues.error(
+            locate(root, path, key=True), f"models.{base[-1]}.{driver}.driver: unknown key", path
+        )
+    return checked(
+        OPTIONS.validate_python,
+        _data(driver, block),
+        root,
+        base,
+        issues,
+        fallback=_data(driver, {}),
+        tagged=True,
+    )
