@@ -105,8 +105,15 @@ class ModelError(SwapdError):
 
 
 class StartFailed(ModelError):
+    """An engine did not start. ``permanent``: it will fail the same way again (missing file,
+    unknown program), so the scheduler fails the queued requests instead of retrying."""
+
     http_status = 503
     code = "start_failed"
+
+    def __init__(self, model: str, message: str, *, permanent: bool = False) -> None:
+        super().__init__(model, message)
+        self.permanent = permanent
 
 
 class ModelUnloaded(ModelError):

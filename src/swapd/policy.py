@@ -8,6 +8,10 @@ in group MG,
 A member of a non-exclusive group therefore never evicts a running exclusive group (kept quirk).
 Models not listed in any group live in the implicit ``(default)`` group (swap + exclusive), which
 gives one model at a time when no groups are configured.
+
+The function is total: a running model whose group is unknown (a model a reload removed, still
+finishing its requests, whose group went with it) counts as a group of its own (not persistent),
+so an exclusive target still waits for it to go.
 """
 
 from __future__ import annotations
@@ -23,12 +27,14 @@ def evictions(
     models: Mapping[str, ModelConfig],
     groups: Mapping[str, GroupConfig],
 ) -> frozenset[str]:
-    tg = groups[models[target].group]
     out: set[str] = set()
+    tg = groups.get(models[target].group) if target in models else None
+    if tg is None:
+        return frozenset(out)
     for name in running:
         if name == target or name not in models:
             continue
-        mg = groups[models[name].group]
+        mg = groups.get(models[name].group) or GroupConfig(name=f"(gone) {name}")
         if mg.name == tg.name:
             if tg.swap:
                 out.add(name)

@@ -16,7 +16,7 @@ from swapd.config import load_config
 from swapd.errors import NotFound, SwapdError
 from swapd.extensions import standard
 from swapd.scheduler import Scheduler
-from swapd.slot import State
+from swapd.views import SlotView, State
 
 
 class EngineExited(SwapdError):
@@ -32,9 +32,8 @@ async def run_model(config_path: Path | None, name: str, config_dir: Path | None
     scheduler = Scheduler(config, echo_logs=True)
     gone = anyio.Event()
 
-    def on_change(slot: object) -> None:
-        state = scheduler.slots[model.id].state
-        if state in (State.STOPPED, State.FAILED):
+    def on_change(view: SlotView) -> None:
+        if view.id == model.id and view.state in (State.STOPPED, State.FAILED):
             gone.set()
 
     async with anyio.create_task_group() as tg:
@@ -53,9 +52,8 @@ async def run_model(config_path: Path | None, name: str, config_dir: Path | None
                     print(f"swapd: {model.id} ready at {upstream.base_url} (Ctrl-C stops it)")
                     sys.stdout.flush()
                     await gone.wait()
-                    raise EngineExited(
-                        f"{model.id}: {scheduler.slots[model.id].error or 'engine stopped'}"
-                    )
+                    why = (scheduler.info(model.id) or {}).get("error") or "engine stopped"
+                    raise EngineExited(f"{model.id}: {why}")
             finally:
                 with anyio.CancelScope(shield=True):
                     await scheduler.shutdown()

@@ -1,14 +1,21 @@
-"""The scheduler: the single owner of all model state.
+"""The scheduler: the single owner of all model state, and its decision loop.
 
 Every mutation happens in short synchronous sections on the event loop (never across an
-``await``), so there are no locks: requests are admitted (``admit``), queued, and granted by
+``await``), so there are no locks and every call either completes or raises having changed
+nothing. Requests are admitted (``admit``, 429 before any byte), queued, and granted by
 ``_drain``, which re-evaluates the queue after every event (engine ready, engine exited, request
-released, config changed). Slow work — starting and stopping engines — runs in engine tasks inside
-the scheduler's own task group; they report back through ``_on_ready`` / ``_on_exit``.
+released, config changed). The slow work runs in engine tasks (``swapd.engines``) inside the
+scheduler's task group and reports back through the ``on_*`` methods.
 
-Batching: requests for a model that is ready are granted even while a request for another model
-waits to evict it (A B A B → A A B B), but only for ``BATCH_WINDOW`` seconds; after that the
-waiting request holds new grants back so that the busy model drains and the swap happens.
+Batching (A B A B → A A B B): while a model is ready, its requests are granted even though a
+request for another model waits to evict it — until that waiting request has been starved for
+``batch_window`` seconds *while the ready model served*, i.e. counted from the later of its
+arrival and the ready model becoming ready. Then new grants are held back, the busy model drains
+and the swap happens. A model never loses the swap it just won to requests that queued while it
+was starting.
+
+Retiring (reload changed or removed a model, an unload): no new grants, the requests in flight
+finish, then the engine stops; requests still queued start it again.
 """
 
 from __future__ import annotations
@@ -16,14 +23,13 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from swapd import policy
+from swapd import engines, policy, reload
 from swapd.config.model import Config, ModelConfig
 from swapd.drivers import registry
 from swapd.drivers.base import Driver, LogSink, Upstream
@@ -36,29 +42,26 @@ from swapd.errors import (
     SwapdError,
     TooManyRequests,
 )
+from swapd.lease import Lease
 from swapd.observe.logs import LogRing
-from swapd.slot import ALIVE, RUNNING, Slot, State, Ticket
+from swapd.slot import Slot, Ticket
+from swapd.views import ALIVE, RUNNING, SlotView, State
 
 log = logging.getLogger("swapd.scheduler")
 
 _now = time.monotonic  # the asyncio clock, without anyio's backend lookup on the hot path
 BATCH_WINDOW = 2.0  # seconds a swap may be held back while the loaded model serves its queue
 TTL_TICK = 0.5
+START_ATTEMPTS = 3  # failed starts in a row before the queued requests get the error
+RETRY_DELAY = 0.25  # seconds before the second attempt; doubles after each failure
 
 DriverFactory = Callable[[ModelConfig, LogSink], Driver]
-Listener = Callable[[Slot], None]
+Listener = Callable[[SlotView], None]
+QueueListener = Callable[[str, int], None]  # model id, requests waiting for it
 
 
 def _driver_from_registry(model: ModelConfig, sink: LogSink) -> Driver:
     return registry.load(model.driver).factory(model, sink)
-
-
-def _describe(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    if isinstance(exc, SwapdError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}"
 
 
 class Scheduler:
@@ -69,14 +72,16 @@ class Scheduler:
         driver_factory: DriverFactory = _driver_from_registry,
         ring_bytes: int = 100 * 1024,
         echo_logs: bool = False,
+        batch_window: float = BATCH_WINDOW,
     ) -> None:
         self.config = config
+        self.batch_window = batch_window
         self._driver_factory = driver_factory
         self._ring_bytes = ring_bytes
         self._echo_logs = echo_logs
         self.slots: dict[str, Slot] = {}
-        self.listeners: list[Listener] = []  # called on every state change of a slot
-        self.queue_listeners: list[Listener] = []  # called when a slot's admitted count changes
+        self.listeners: list[Listener] = []  # called on every state change of a model
+        self.queue_listeners: list[QueueListener] = []  # called when a queue length changes
         self._queue: list[Ticket] = []
         self._seq = itertools.count()
         self._tg: TaskGroup | None = None
@@ -99,18 +104,21 @@ class Scheduler:
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
-            with anyio.CancelScope(shield=True):
-                await self._stop_all_now()
+            self.close()  # the task group already cancelled every engine task
 
-    async def _stop_all_now(self) -> None:
-        """Called on cancellation: the task group already cancelled every engine task."""
+    def close(self) -> None:
+        """Refuse new requests, fail queued ones, and interrupt starts at once."""
+        if self._closing:
+            return
         self._closing = True
         self._fail_queued(lambda t: True, ShuttingDown("swapd is shutting down"))
+        for slot in self.slots.values():
+            if slot.state is State.STARTING:
+                self._stop(slot)
 
     async def shutdown(self) -> None:
-        """Refuse new requests, fail queued ones, stop every engine and wait for it."""
-        self._closing = True
-        self._fail_queued(lambda t: True, ShuttingDown("swapd is shutting down"))
+        """``close``, then stop every engine (requests in flight finish first) and wait."""
+        self.close()
         await self.unload(None)
 
     def _spawn(self, fn: Callable[..., Any], *args: Any, name: str) -> None:
@@ -121,7 +129,7 @@ class Scheduler:
     # ── requests ────────────────────────────────────────────────────────────────────────────
 
     def admit(self, model_id: str) -> Ticket:
-        """Admit a request for ``model_id`` (a real id) or raise before any byte is written."""
+        """Admit a request for ``model_id`` (a real id) or raise, having changed nothing."""
         if self._closing:
             raise ShuttingDown("swapd is shutting down")
         slot = self.slots.get(model_id)
@@ -130,16 +138,16 @@ class Scheduler:
         if slot.reserved >= slot.config.concurrency_limit:
             raise TooManyRequests(
                 f"too many requests for model {model_id!r} "
-                f"(concurrencyLimit {slot.config.concurrency_limit})"
+                f"(concurrencyLimit {slot.config.concurrency_limit}, queued and in flight)"
             )
-        slot.reserved += 1
-        self._queue_changed(slot)
         now = _now()
-        ticket = Ticket(model=model_id, seq=next(self._seq), created=now)
-        if slot.state is State.READY and not self._held_back(ticket, now):
+        ticket = Ticket(model=model_id, slot=slot, seq=next(self._seq), created=now)
+        slot.reserved += 1
+        if slot.state is State.READY and not slot.retiring and not self._held_back(ticket, now):
             self._grant(ticket, slot)
         else:
             self._queue.append(ticket)
+            self._queue_changed(slot)
             self._drain()
         return ticket
 
@@ -156,41 +164,39 @@ class Scheduler:
         if ticket.released:
             return
         ticket.released = True
-        if ticket in self._queue:
+        queued = ticket in self._queue
+        if queued:
             self._queue.remove(ticket)
-        slot = self.slots.get(ticket.model)
-        if slot is not None:
-            slot.reserved -= 1
-            if ticket.granted:
-                slot.inflight -= 1
-                slot.last_use = _now()
-            self._queue_changed(slot)
-        self._drain()
+        slot = ticket.slot
+        slot.reserved -= 1
+        if ticket.granted:
+            slot.inflight -= 1
+            slot.last_use = _now()
+        self._queue_changed(slot)
+        if slot.retiring and slot.inflight == 0:
+            self._stop(slot)
+        if ticket.granted or queued:
+            self._drain()
 
-    @asynccontextmanager
-    async def lease(self, model_id: str) -> AsyncIterator[Upstream]:
-        """Hold ``model_id`` ready for the duration of the block."""
-        ticket = self.admit(model_id)
-        try:
-            yield await self.wait(ticket)
-        finally:
-            self.release(ticket)
+    def lease(self, model_id: str) -> Lease:
+        """Admit a request now (or raise); ``async with`` it to hold the model ready."""
+        return Lease(self, self.admit(model_id))
 
-    def start(self, model_id: str) -> Ticket:
-        """Start ``model_id`` in the background (a lease held until ready or failed).
+    def start(self, model_id: str) -> Lease:
+        """Start ``model_id`` in the background: a lease held until ready or failed.
 
-        The returned ticket's event is set once the model is ready (``ticket.error`` is None)
-        or the start failed. The lease is released then, so the model's TTL applies.
+        Await ``lease.settled()`` to learn the outcome; the lease is released then, so the
+        model's TTL applies.
         """
-        ticket = self.admit(model_id)
-        self._spawn(self._hold, ticket, name=f"start:{model_id}")
-        return ticket
+        lease = self.lease(model_id)
+        self._spawn(self._hold, lease, name=f"start:{model_id}")
+        return lease
 
-    async def _hold(self, ticket: Ticket) -> None:
+    async def _hold(self, lease: Lease) -> None:
         try:
-            await ticket.event.wait()
+            await lease.settled()
         finally:
-            self.release(ticket)
+            lease.release()
 
     def _grant(self, ticket: Ticket, slot: Slot) -> None:
         ticket.granted = True
@@ -198,7 +204,6 @@ class Scheduler:
         ticket.position = 0
         slot.inflight += 1
         ticket.event.set()
-        self._queue_changed(slot)
 
     def _fail(self, ticket: Ticket, error: SwapdError) -> None:
         if ticket in self._queue:
@@ -213,21 +218,23 @@ class Scheduler:
 
     # ── the decision loop ───────────────────────────────────────────────────────────────────
 
-    def _running(self) -> list[str]:
-        return [s.id for s in self.slots.values() if s.state in RUNNING]
-
     def _evictions(self, model_id: str) -> frozenset[str]:
+        running = [s.id for s in self.slots.values() if s.state in RUNNING]
         models = {s.id: s.config for s in self.slots.values()}
-        return policy.evictions(model_id, self._running(), models, self.config.groups)
+        return policy.evictions(model_id, running, models, self.config.groups)
 
     def _held_back(self, ticket: Ticket, now: float) -> bool:
-        """Whether an older request, starved past BATCH_WINDOW, needs this model evicted."""
+        """Whether an older request, starved while this ready model served, needs it gone."""
+        ready_at = ticket.slot.ready_at or now
         for other in self._queue:
             if other.seq >= ticket.seq:
                 break
-            if other.model == ticket.model or now - other.created < BATCH_WINDOW:
+            if (
+                other.model == ticket.model
+                or now - max(other.created, ready_at) < self.batch_window
+            ):
                 continue
-            if self.slots[other.model].state is State.READY:
+            if other.slot.state is State.READY:
                 continue
             if ticket.model in self._evictions(other.model):
                 return True
@@ -236,17 +243,35 @@ class Scheduler:
     def _drain(self) -> None:
         now = _now()
         for ticket in list(self._queue):
-            slot = self.slots[ticket.model]
-            if slot.state is State.READY:
+            if ticket.done:
+                continue  # failed by an earlier step of this pass
+            slot = ticket.slot
+            if self.slots.get(ticket.model) is not slot:
+                self._fail(ticket, NotFound(f"model {ticket.model!r} not found"))
+            elif slot.state is State.READY and not slot.retiring:
                 if not self._held_back(ticket, now):
                     self._queue.remove(ticket)
                     self._grant(ticket, slot)
+                    self._queue_changed(slot)
             elif slot.state in (State.STOPPED, State.FAILED, State.SLEEPING) and not self._closing:
                 self._try_start(slot)
         for position, ticket in enumerate(self._queue, start=1):
             ticket.position = position
 
     def _try_start(self, slot: Slot) -> None:
+        if slot.preparing or slot.backing_off:
+            return
+        if slot.state is not State.SLEEPING and slot.prepared is None:
+            try:
+                driver = self._driver_factory(slot.config, slot.log)
+            except SwapdError as exc:
+                self._start_failed(slot, exc.message, permanent=True)
+                return
+            if callable(getattr(driver, "preflight", None)):
+                slot.preparing = True  # evict nothing before the checks pass
+                self._spawn(engines.preflight, self, slot, driver, name=f"preflight:{slot.id}")
+                return
+            slot.prepared = driver
         evict = [self.slots[name] for name in self._evictions(slot.id)]
         if any(e.state is State.STARTING or e.inflight > 0 for e in evict):
             return  # never evict a busy model, nor collide with another start
@@ -261,87 +286,138 @@ class Scheduler:
         else:
             self._start(slot)
 
-    # ── engines ─────────────────────────────────────────────────────────────────────────────
-
     def _queue_changed(self, slot: Slot) -> None:
-        for listener in self.queue_listeners:
-            listener(slot)
+        if self.queue_listeners:
+            waiting = slot.reserved - slot.inflight
+            for listener in self.queue_listeners:
+                listener(slot.id, waiting)
 
-    def _set_state(self, slot: Slot, state: State) -> None:
+    def _set_state(self, slot: Slot, state: State, swap_seconds: float | None = None) -> None:
         slot.state = state
         slot.changed_at = anyio.current_time()
-        for listener in self.listeners:
-            listener(slot)
+        if self.listeners:
+            view = slot.view(_now(), swap_seconds=swap_seconds)
+            for listener in self.listeners:
+                listener(view)
+
+    # ── engine events (the engine tasks report here) ────────────────────────────────────────
+
+    def on_prepared(self, slot: Slot, driver: Driver, error: SwapdError | None) -> None:
+        slot.preparing = False
+        if self.slots.get(slot.id) is not slot or slot.state in ALIVE:
+            return
+        if error is not None:
+            self._start_failed(slot, error.message, permanent=True)
+        else:
+            slot.prepared = driver
+        self._drain()
+
+    def _start_failed(self, slot: Slot, error: str, *, permanent: bool) -> None:
+        """A start failed: retry it for the queued requests, unless it will fail again."""
+        slot.error = error
+        slot.failures += 1
+        log.warning("%s failed to start: %s", slot.id, error.splitlines()[0])
+        self._set_state(slot, State.FAILED)
+        now = _now()
+        if permanent or slot.failures >= START_ATTEMPTS:
+            slot.failures = 0
+            self._fail_queued(lambda t: t.slot is slot, StartFailed(slot.id, error))
+            return
+        too_old = now - slot.config.health_check_timeout
+        self._fail_queued(
+            lambda t: t.slot is slot and t.created < too_old, StartFailed(slot.id, error)
+        )
+        delay = RETRY_DELAY * 2 ** (slot.failures - 1)
+        slot.backing_off = True
+        slot.log.write(f"[swapd] {slot.id} failed to start; retrying in {delay:g}s")
+        self._spawn(self._retry_later, slot, delay, name=f"retry:{slot.id}")
+
+    async def _retry_later(self, slot: Slot, delay: float) -> None:
+        await anyio.sleep(delay)
+        slot.backing_off = False
+        self._drain()
+
+    def on_ready(self, slot: Slot, generation: int, upstream: Upstream) -> None:
+        if generation != slot.generation or slot.state is not State.STARTING:
+            return
+        now = _now()
+        slot.upstream = upstream
+        slot.ready_at = slot.last_use = now
+        slot.failures = 0
+        took = now - (slot.started_at or now)
+        slot.log.write(f"[swapd] {slot.id} ready in {took:.3f}s at {upstream.base_url}")
+        log.info("%s ready in %.3fs", slot.id, took)
+        self._set_state(slot, State.READY, swap_seconds=took)
+        if slot.retiring and slot.inflight == 0:
+            self._stop(slot)
+        self._drain()
+
+    def on_exit(self, slot: Slot, generation: int, error: str | None, permanent: bool) -> None:
+        if generation != slot.generation:
+            return
+        previous = slot.state
+        slot.upstream = slot.scope = slot.ready_at = slot.driver = None
+        slot.going_to_sleep = False
+        if slot.next_config is not None:
+            slot.config, slot.next_config = slot.next_config, None
+        slot.unloading = False
+        if previous is State.STARTING and error is not None:
+            self._start_failed(slot, error, permanent=permanent)
+        else:
+            if previous is State.READY:
+                slot.error = error
+                log.warning("%s: %s", slot.id, error or "engine stopped")
+                slot.log.write(f"[swapd] {slot.id}: {error or 'engine stopped'}")
+            self._set_state(slot, State.STOPPED)
+        if slot.removed and self.slots.get(slot.id) is slot:
+            del self.slots[slot.id]
+            self._fail_queued(
+                lambda t: t.slot is slot,
+                ModelUnloaded(slot.id, f"model {slot.id!r} was removed from the config"),
+            )
+        slot.stopped.set()
+        self._drain()
+
+    def on_slept(self, slot: Slot, generation: int, error: str | None) -> None:
+        if generation != slot.generation or not slot.going_to_sleep:
+            return
+        if error is not None:
+            slot.log.write(f"[swapd] sleep failed ({error}); stopping {slot.id}")
+            self._stop(slot)
+            return
+        slot.going_to_sleep = False
+        slot.log.write(f"[swapd] {slot.id} is sleeping (level {slot.config.sleep_level or 1})")
+        self._set_state(slot, State.SLEEPING)
+        if slot.retiring:
+            self._stop(slot)
+        self._drain()
+
+    def on_woken(self, slot: Slot, generation: int, error: str | None) -> None:
+        if generation != slot.generation or slot.state is not State.STARTING:
+            return
+        if error is not None:
+            slot.log.write(f"[swapd] wake failed ({error}); restarting {slot.id}")
+            log.warning("%s: wake failed, restarting: %s", slot.id, error)
+            self._stop(slot)  # the queued requests start it again once it has stopped
+        elif slot.upstream is not None:
+            self.on_ready(slot, generation, slot.upstream)
+
+    # ── engine commands ─────────────────────────────────────────────────────────────────────
 
     def _start(self, slot: Slot) -> None:
+        driver, slot.prepared = slot.prepared, None
         slot.generation += 1
         slot.error = None
         slot.stopped = anyio.Event()
         slot.started_at = _now()
         slot.scope = anyio.CancelScope()
         slot.swaps += 1
+        slot.driver = driver
         self._set_state(slot, State.STARTING)
         slot.log.write(f"[swapd] starting {slot.id}: {' '.join(slot.config.cmd)}")
-        driver = slot.driver = self._driver_factory(slot.config, slot.log)
         self._spawn(
-            self._engine, slot, slot.generation, driver, slot.scope, name=f"engine:{slot.id}"
+            engines.run, self, slot, slot.generation, driver, slot.scope, name=f"engine:{slot.id}"
         )
-
-    async def _engine(
-        self, slot: Slot, generation: int, driver: Driver, scope: anyio.CancelScope
-    ) -> None:
-        error: str | None = None
-        try:
-            with scope:
-                async with anyio.create_task_group() as tg:
-                    upstream: Upstream = await tg.start(driver.serve)
-                    self._on_ready(slot, generation, upstream)
-                if not scope.cancel_called:
-                    error = "engine exited unexpectedly"
-        except Exception as exc:  # a driver's failure, reported to the waiting clients
-            error = _describe(exc)
-        finally:
-            self._on_exit(slot, generation, error)
-
-    def _on_ready(self, slot: Slot, generation: int, upstream: Upstream) -> None:
-        if generation != slot.generation or slot.state is not State.STARTING:
-            return
-        now = _now()
-        slot.upstream = upstream
-        slot.ready_at = slot.last_use = now
-        took = now - (slot.started_at or now)
-        slot.log.write(f"[swapd] {slot.id} ready in {took:.3f}s at {upstream.base_url}")
-        log.info("%s ready in %.3fs", slot.id, took)
-        self._set_state(slot, State.READY)
-        self._drain()
-
-    def _on_exit(self, slot: Slot, generation: int, error: str | None) -> None:
-        if generation != slot.generation:
-            return
-        previous = slot.state
-        slot.upstream = None
-        slot.scope = None
-        slot.ready_at = None
-        slot.driver = None
-        slot.going_to_sleep = False
-        if previous is State.STARTING and error is not None:
-            slot.error = error
-            log.warning("%s failed to start: %s", slot.id, error.splitlines()[0])
-            self._set_state(slot, State.FAILED)
-            self._fail_queued(lambda t: t.model == slot.id, StartFailed(slot.id, error))
-        elif previous is State.READY:
-            slot.error = error
-            log.warning("%s: %s", slot.id, error or "engine stopped")
-            slot.log.write(f"[swapd] {slot.id}: {error or 'engine stopped'}")
-            self._set_state(slot, State.STOPPED)
-        else:
-            self._set_state(slot, State.STOPPED)
-        if slot.next_config is not None:
-            slot.config, slot.next_config = slot.next_config, None
-        if slot.removed:
-            del self.slots[slot.id]
-        slot.stopped.set()
-        self._drain()
 
     def _stop(self, slot: Slot) -> None:
         if slot.state in (State.STARTING, State.READY, State.SLEEPING) or slot.going_to_sleep:
@@ -351,15 +427,21 @@ class Scheduler:
             assert slot.scope is not None
             slot.scope.cancel()
 
-    # ── sleep / wake: an optional driver capability (``sleep(level)``, ``wake()``) ──────────
+    def _evict(self, slot: Slot) -> None:
+        """Make room: put a ready model to sleep if it can, else stop it."""
+        if slot.state is State.READY and engines.can_sleep(slot):
+            slot.going_to_sleep = True
+            self._set_state(slot, State.STOPPING)
+            level = slot.config.sleep_level or 1
+            self._spawn(engines.sleep, self, slot, slot.generation, level, name=f"sleep:{slot.id}")
+        else:
+            self._stop(slot)
 
-    def _can_sleep(self, slot: Slot) -> bool:
-        d = slot.driver
-        return (
-            slot.config.sleep_level is not None
-            and callable(getattr(d, "sleep", None))
-            and callable(getattr(d, "wake", None))
-        )
+    def _wake(self, slot: Slot) -> None:
+        slot.started_at = _now()
+        self._set_state(slot, State.STARTING)
+        slot.log.write(f"[swapd] waking {slot.id}")
+        self._spawn(engines.wake, self, slot, slot.generation, name=f"wake:{slot.id}")
 
     async def engine_gone(self, model_id: str, upstream: Upstream, limit: float = 2.0) -> None:
         """Wait (bounded) until the scheduler has seen ``upstream``'s engine exit.
@@ -373,8 +455,8 @@ class Scheduler:
             return
         gone = anyio.Event()
 
-        def watch(changed: Slot) -> None:
-            if changed is slot and slot.upstream is not upstream:
+        def watch(view: SlotView) -> None:
+            if slot.upstream is not upstream:
                 gone.set()
 
         self.listeners.append(watch)
@@ -393,14 +475,14 @@ class Scheduler:
             raise Conflict(f"model {model_id} does not support sleep (no sleep: in its config)")
         if slot.state is State.SLEEPING:
             return
-        if slot.state is not State.READY or not self._can_sleep(slot):
+        if slot.state is not State.READY or not engines.can_sleep(slot):
             raise Conflict(f"model {model_id} is {slot.state}, not ready to sleep")
         if slot.reserved:
             raise Conflict(f"model {model_id} is serving requests")
         settled = anyio.Event()
 
-        def watch(changed: Slot) -> None:
-            if changed is slot and not slot.going_to_sleep:
+        def watch(view: SlotView) -> None:
+            if view.id == model_id and not slot.going_to_sleep:
                 settled.set()
 
         self.listeners.append(watch)
@@ -409,74 +491,25 @@ class Scheduler:
             await settled.wait()
         finally:
             self.listeners.remove(watch)
-        if slot.state is not State.SLEEPING:  # type: ignore[comparison-overlap]  # set by _sleeper
+        if slot.state is not State.SLEEPING:  # type: ignore[comparison-overlap]  # on_slept
             raise Conflict(f"model {model_id} could not sleep and was stopped: {slot.error}")
 
-    def _evict(self, slot: Slot) -> None:
-        """Make room: put a ready model to sleep if it can, else stop it."""
-        if slot.state is State.READY and self._can_sleep(slot):
-            slot.going_to_sleep = True
-            self._set_state(slot, State.STOPPING)
-            self._spawn(self._sleeper, slot, slot.generation, name=f"sleep:{slot.id}")
-        else:
-            self._stop(slot)
-
-    async def _sleeper(self, slot: Slot, generation: int) -> None:
-        level = slot.config.sleep_level or 1
-        try:
-            await slot.driver.sleep(level)
-        except Exception as exc:
-            if generation == slot.generation and slot.going_to_sleep:
-                slot.log.write(f"[swapd] sleep failed ({_describe(exc)}); stopping {slot.id}")
-                self._stop(slot)
-            return
-        if generation == slot.generation and slot.going_to_sleep:
-            slot.going_to_sleep = False
-            slot.log.write(f"[swapd] {slot.id} is sleeping (level {level})")
-            self._set_state(slot, State.SLEEPING)
-            self._drain()
-
-    def _wake(self, slot: Slot) -> None:
-        slot.started_at = _now()
-        self._set_state(slot, State.STARTING)
-        slot.log.write(f"[swapd] waking {slot.id}")
-        self._spawn(self._waker, slot, slot.generation, name=f"wake:{slot.id}")
-
-    async def _waker(self, slot: Slot, generation: int) -> None:
-        try:
-            await slot.driver.wake()
-        except Exception as exc:
-            if generation == slot.generation and slot.state is State.STARTING:
-                slot.log.write(f"[swapd] wake failed ({_describe(exc)}); restarting {slot.id}")
-                log.warning("%s: wake failed, restarting: %s", slot.id, _describe(exc))
-                self._stop(slot)  # the queued requests start it again once it has stopped
-            return
-        if slot.upstream is not None:
-            self._on_ready(slot, generation, slot.upstream)
-
     async def unload(self, model_ids: Iterable[str] | None = None) -> list[str]:
-        """Stop the given models (all when None) and wait until they are stopped.
+        """Stop the given models (all when None) once their requests in flight are done.
 
-        Requests still queued for them fail; requests in flight are not waited for.
+        Waits until they are stopped. Requests still queued for them are not failed: they start
+        the model again after the unload (an unload frees memory now; it doesn't cancel demand).
         """
         ids = list(self.slots) if model_ids is None else list(model_ids)
         slots = [self.slots[i] for i in ids if i in self.slots]
-        targets = {s.id for s in slots}
-        for model_id in targets:
-            self._fail_queued(
-                lambda t, m=model_id: t.model == m,  # type: ignore[misc]
-                ModelUnloaded(
-                    model_id, f"model {model_id!r} was unloaded while the request waited"
-                ),
-            )
-        stopping = []
-        for slot in slots:
-            if slot.state in ALIVE:
+        stopping = [s for s in slots if s.state in ALIVE]
+        events = [s.stopped for s in stopping]
+        for slot in stopping:
+            slot.unloading = True
+            if slot.inflight == 0:
                 self._stop(slot)
-                stopping.append(slot)
-        with anyio.CancelScope(shield=True):
-            for slot in stopping:
-                await slot.stopped.wait()
+        for event in events:
+            await event.wait()
         return [s.id for s in stopping]
 
     async def _ttl_loop(self) -> None:
@@ -498,35 +531,38 @@ class Scheduler:
     # ── reload ──────────────────────────────────────────────────────────────────────────────
 
     def update(self, config: Config) -> dict[str, list[str]]:
-        """Adopt a new config. Engines whose effective config did not change keep running."""
-        changes: dict[str, list[str]] = {"added": [], "removed": [], "restarted": [], "kept": []}
+        """Adopt a new config (see ``swapd.reload``): unchanged engines keep running; changed
+        and removed ones finish their requests in flight first."""
+        current = {i: reload.Current(s.config, s.state in ALIVE) for i, s in self.slots.items()}
+        steps = reload.plan(current, config)
         self.config = config
-        for model_id, slot in list(self.slots.items()):
-            new = config.models.get(model_id)
-            if new is None:
-                slot.removed = True
-                changes["removed"].append(model_id)
+        for step in steps:
+            slot = self.slots.get(step.model)
+            if step.action is reload.Action.ADD:
+                assert step.config is not None
+                self.slots[step.model] = self._new_slot(step.config)
+                continue
+            assert slot is not None
+            slot.prepared = None  # checked against the old config
+            if step.action in (reload.Action.REMOVE, reload.Action.DROP):
+                slot.removed, slot.next_config = True, None
                 self._fail_queued(
-                    lambda t, m=model_id: t.model == m,  # type: ignore[misc]
-                    ModelUnloaded(model_id, f"model {model_id!r} was removed from the config"),
+                    lambda t, s=slot: t.slot is s,  # type: ignore[misc]
+                    ModelUnloaded(step.model, f"model {step.model!r} was removed from the config"),
                 )
-                if slot.state in ALIVE:
-                    self._stop(slot)
-                else:
-                    del self.slots[model_id]
-            elif new.fingerprint() != slot.config.fingerprint() and slot.state in ALIVE:
-                slot.next_config = new
-                changes["restarted"].append(model_id)
-                self._stop(slot)
+                if step.action is reload.Action.DROP:
+                    del self.slots[step.model]
             else:
-                slot.config = new
-                changes["kept"].append(model_id)
-        for model_id, model in config.models.items():
-            if model_id not in self.slots:
-                self.slots[model_id] = self._new_slot(model)
-                changes["added"].append(model_id)
+                assert step.config is not None
+                slot.removed = False
+                if step.action is reload.Action.RESTART:
+                    slot.next_config = step.config
+                else:
+                    slot.config, slot.next_config = step.config, None
+            if slot.retiring and slot.inflight == 0:
+                self._stop(slot)
         self._drain()
-        return changes
+        return reload.report(steps)
 
     # ── views ───────────────────────────────────────────────────────────────────────────────
 
@@ -534,6 +570,21 @@ class Scheduler:
         now = _now()
         return [self.slots[k].info(now) for k in sorted(self.slots)]
 
+    def info(self, model_id: str) -> dict[str, Any] | None:
+        slot = self.slots.get(model_id)
+        return slot.info(_now()) if slot else None
+
+    def state(self, model_id: str) -> State | None:
+        slot = self.slots.get(model_id)
+        return slot.state if slot else None
+
+    def progress(self, model_id: str) -> dict[str, Any] | None:
+        slot = self.slots.get(model_id)
+        return slot.progress(anyio.current_time()) if slot else None
+
     def ring(self, model_id: str) -> LogRing | None:
         slot = self.slots.get(model_id)
         return slot.log if slot else None
+
+    def rings(self) -> list[LogRing]:
+        return [s.log for s in self.slots.values()]

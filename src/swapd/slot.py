@@ -1,39 +1,27 @@
 """One model's lifecycle record, owned and mutated only by the scheduler.
 
 stopped → starting → ready → stopping → stopped
-             └──────→ failed (start error; the next request starts it again)
+             └──────→ failed (start error; queued requests retry it, or fail when it will repeat)
 ready → stopping (going to sleep) → sleeping → starting (waking) → ready, for a model with
 ``sleep:`` whose driver can sleep; a failed sleep stops the engine, a failed wake restarts it.
+
+A slot that must go (reload changed or removed it, an unload) is *retiring*: it takes no new
+grants, finishes the requests it serves, then stops; requests still queued start it again.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import anyio
 
 from swapd.config.model import ModelConfig
-from swapd.drivers.base import Upstream
 from swapd.errors import SwapdError
-from swapd.llamacpp import is_llama_server
-from swapd.llamacpp.progress import PHASE_LINES, load_phase
 from swapd.observe.logs import LogRing
-
-
-class State(StrEnum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    READY = "ready"
-    STOPPING = "stopping"
-    FAILED = "failed"
-    SLEEPING = "sleeping"  # engine alive but asleep (its GPU memory is free); woken on demand
-
-
-RUNNING = (State.STARTING, State.READY, State.STOPPING)
-ALIVE = (*RUNNING, State.SLEEPING)  # an engine task exists (stopping it needs a cancel)
+from swapd.upstream import Upstream
+from swapd.views import SlotView, State
 
 
 @dataclass(eq=False, slots=True)
@@ -53,8 +41,13 @@ class Slot:
     ready_at: float | None = None
     next_config: ModelConfig | None = None  # config to apply once the engine has stopped
     removed: bool = False  # dropped by a reload; deleted once stopped
+    unloading: bool = False  # an unload waits for the requests in flight, then stops it
     swaps: int = 0
-    driver: Any = None  # the current engine's driver (for optional sleep()/wake())
+    driver: Any = None  # the current engine's driver (optional sleep/wake/load_progress)
+    prepared: Any = None  # a driver whose pre-flight check passed, for the next start
+    preparing: bool = False  # a pre-flight check is running
+    failures: int = 0  # start failures in a row
+    backing_off: bool = False  # a failed start waits before the next attempt
     going_to_sleep: bool = False  # STOPPING because of a sleep, not a stop
     changed_at: float = 0.0  # when the state last changed (scheduler clock)
 
@@ -64,6 +57,14 @@ class Slot:
     @property
     def id(self) -> str:
         return self.config.id
+
+    @property
+    def retiring(self) -> bool:
+        """No new grants: the engine stops once the requests in flight are done."""
+        return self.removed or self.unloading or self.next_config is not None
+
+    def view(self, now: float, *, swap_seconds: float | None = None) -> SlotView:
+        return SlotView(self.id, self.state, self.log, self.info(now), swap_seconds)
 
     def info(self, now: float) -> dict[str, Any]:
         """A JSON-ready view of the slot for /running and the admin API."""
@@ -100,18 +101,21 @@ class Slot:
         }
 
     def progress(self, now: float) -> dict[str, Any] | None:
-        """Load/unload progress: phase, seconds in it, and the engine's latest log line."""
+        """Load/unload progress: phase, seconds in it, and the engine's latest log line.
+
+        A driver that knows its engine's load phases (llama-server's) says so through the
+        optional ``load_progress() -> (phase, detail) | None`` capability.
+        """
         if self.state not in (State.STARTING, State.STOPPING):
             return None
         tail = self.log.tail(1)
         phase, detail = str(self.state), tail[0] if tail else None
-        if self.state is State.STARTING and is_llama_server(self.config.cmd):
-            phase, detail = load_phase(self.log.tail(PHASE_LINES))  # spawned → … → ready
-        return {
-            "phase": phase,
-            "elapsed": round(now - self.changed_at, 1),
-            "detail": detail,
-        }
+        reporter = getattr(self.driver, "load_progress", None)
+        if self.state is State.STARTING and callable(reporter):
+            known = reporter()
+            if known is not None:
+                phase, detail = known
+        return {"phase": phase, "elapsed": round(now - self.changed_at, 1), "detail": detail}
 
 
 @dataclass(eq=False, slots=True)
@@ -119,6 +123,7 @@ class Ticket:
     """One admitted request's claim on a model: granted an upstream, or failed with an error."""
 
     model: str
+    slot: Slot  # the slot it was admitted to (a reload may replace the model's slot)
     seq: int
     created: float
     event: anyio.Event = field(default_factory=anyio.Event)

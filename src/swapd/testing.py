@@ -12,9 +12,9 @@ Run a real ``swapd serve`` against a config and talk to it over HTTP::
     with run_swapd(config) as swapd:
         httpx.post(f"{swapd.url}/v1/chat/completions", json={...})
 
-Or run the echo engine on its own with :func:`run_echo`. Everything here is synchronous and uses
-only the standard library, so it works from sync tests, async tests (through a thread) and
-benchmark scripts alike.
+Or run the echo engine on its own with :func:`run_echo`. These helpers are synchronous and use
+only the standard library, so they work from sync tests, async tests (through a thread) and
+benchmark scripts alike. :class:`FakeEngines` is an in-memory driver for scheduler tests.
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "EchoProcess",
+    "FakeEngines",
     "SwapdProcess",
     "echo_cmd",
     "free_port",
@@ -363,3 +365,67 @@ def run_echo(
         yield handle
     finally:
         handle.stop(5.0)
+
+
+# ── an in-memory driver for scheduler tests and plugin authors ───────────────────────────────
+
+
+@dataclass
+class FakeEngines:
+    """A driver factory whose engines are coroutines: no processes, no HTTP.
+
+    Records starts and stops. An engine becomes ready after ``delay`` (or ``delays[model]``)
+    seconds, takes ``stop_delay`` seconds to stop, and dies when ``kill[model]`` is set. A model
+    in ``fail`` fails every start; ``flaky[model] = n`` fails its next ``n`` starts (a crash
+    while starting, worth retrying); a model in ``missing`` fails its pre-flight check (a reason
+    that will repeat). Pass ``engines.factory`` as the scheduler's ``driver_factory``.
+    """
+
+    delay: float = 0.01
+    delays: dict[str, float] = field(default_factory=dict)
+    stop_delay: float = 0.0
+    fail: set[str] = field(default_factory=set)
+    flaky: dict[str, int] = field(default_factory=dict)
+    missing: set[str] = field(default_factory=set)
+    starts: list[str] = field(default_factory=list)
+    stops: list[str] = field(default_factory=list)
+    running: set[str] = field(default_factory=set)
+    configs: dict[str, Any] = field(default_factory=dict)  # model id -> the config it ran
+    kill: dict[str, Any] = field(default_factory=dict)  # model id -> anyio.Event: set it to crash
+
+    def factory(self, model: Any, sink: Any) -> Any:
+        import anyio
+
+        from swapd.drivers.base import Upstream
+        from swapd.errors import StartFailed
+
+        engines = self
+        model_id: str = model.id
+
+        class _FakeDriver:
+            async def preflight(self) -> None:
+                if model_id in engines.missing:
+                    raise StartFailed(model_id, f"{model_id}: model file missing", permanent=True)
+
+            async def serve(self, *, task_status: anyio.abc.TaskStatus[Upstream]) -> None:
+                engines.starts.append(model_id)
+                engines.configs[model_id] = model
+                try:
+                    await anyio.sleep(engines.delays.get(model_id, engines.delay))
+                    if engines.flaky.get(model_id, 0) > 0:
+                        engines.flaky[model_id] -= 1
+                        raise StartFailed(model_id, f"{model_id} crashed while starting")
+                    if model_id in engines.fail:
+                        raise StartFailed(model_id, f"{model_id} exploded")
+                    engines.running.add(model_id)
+                    died = engines.kill[model_id] = anyio.Event()
+                    task_status.started(Upstream(f"http://{model_id}"))
+                    await died.wait()
+                finally:
+                    if model_id in engines.running:
+                        with anyio.CancelScope(shield=True):
+                            await anyio.sleep(engines.stop_delay)
+                        engines.running.discard(model_id)
+                        engines.stops.append(model_id)
+
+        return _FakeDriver()

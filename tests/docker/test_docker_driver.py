@@ -18,7 +18,7 @@ from swapd.config import load_text
 from swapd.errors import StartFailed
 from swapd.extensions import standard
 from swapd.scheduler import Scheduler
-from swapd.slot import State
+from swapd.views import State
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -7,7 +7,7 @@ import pytest
 from dockerlab import Daemon, echo_block
 from test_docker_driver import chat, nodes_yaml, running
 
-from swapd.slot import State
+from swapd.views import State
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -11,7 +11,7 @@ from anyio.abc import TaskStatus
 from swapd.config.model import Config, GroupConfig, ModelConfig
 from swapd.drivers.base import Driver, LogSink, Upstream
 from swapd.scheduler import Scheduler
-from swapd.slot import State
+from swapd.views import State
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(30)]
 

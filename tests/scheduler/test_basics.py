@@ -2,82 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-
 import anyio
 import pytest
-from anyio.abc import TaskStatus
 
-from swapd.config.model import DEFAULT_GROUP, Config, GroupConfig, ModelConfig
-from swapd.drivers.base import Driver, LogSink, Upstream
-from swapd.errors import ModelUnloaded, StartFailed, TooManyRequests
-from swapd.scheduler import Scheduler
-from swapd.slot import State
+from swapd.config.model import Config, GroupConfig, ModelConfig
+from swapd.drivers.base import Upstream
+from swapd.errors import StartFailed, TooManyRequests
+from swapd.scheduler import START_ATTEMPTS
+from swapd.testing import FakeEngines
+from swapd.views import State
+
+from .kit import config, hold, running
 
 pytestmark = pytest.mark.anyio
-
-
-@dataclass
-class FakeEngines:
-    """Records starts/stops; each engine becomes ready after ``delay`` or fails when told to."""
-
-    delay: float = 0.01
-    fail: set[str] = field(default_factory=set)
-    starts: list[str] = field(default_factory=list)
-    stops: list[str] = field(default_factory=list)
-    running: set[str] = field(default_factory=set)
-    kill: dict[str, anyio.Event] = field(default_factory=dict)
-
-    def factory(self, model: ModelConfig, sink: LogSink) -> Driver:
-        engines = self
-
-        class _Driver:
-            async def serve(self, *, task_status: TaskStatus[Upstream]) -> None:
-                engines.starts.append(model.id)
-                try:
-                    await anyio.sleep(engines.delay)
-                    if model.id in engines.fail:
-                        raise StartFailed(model.id, f"{model.id} exploded")
-                    engines.running.add(model.id)
-                    died = engines.kill[model.id] = anyio.Event()
-                    task_status.started(Upstream(f"http://{model.id}"))
-                    await died.wait()
-                finally:
-                    if model.id in engines.running:
-                        engines.running.discard(model.id)
-                        engines.stops.append(model.id)
-
-        return _Driver()
-
-
-def config(*ids: str, groups: tuple[GroupConfig, ...] = (), **per_model: object) -> Config:
-    membership = {m: g.name for g in groups for m in g.members}
-    models = {
-        i: ModelConfig(id=i, cmd=("x",), group=membership.get(i, DEFAULT_GROUP), **per_model)  # type: ignore[arg-type]
-        for i in ids
-    }
-    all_groups = {DEFAULT_GROUP: GroupConfig(DEFAULT_GROUP), **{g.name: g for g in groups}}
-    return Config(models=models, groups=all_groups)
-
-
-@asynccontextmanager
-async def running(cfg: Config, engines: FakeEngines) -> AsyncIterator[Scheduler]:
-    sched = Scheduler(cfg, driver_factory=engines.factory)
-    async with anyio.create_task_group() as tg:
-        await tg.start(sched.run)
-        yield sched
-        await sched.shutdown()
-        tg.cancel_scope.cancel()
-
-
-async def hold(
-    sched: Scheduler, model: str, until: anyio.Event, got: Callable[[Upstream], None]
-) -> None:
-    async with sched.lease(model) as upstream:
-        got(upstream)
-        await until.wait()
 
 
 async def test_concurrent_requests_for_one_model_join_one_start() -> None:
@@ -149,7 +86,7 @@ async def test_client_leaving_while_queued_releases_its_place() -> None:
             pass
 
 
-async def test_start_failure_reaches_every_waiter_and_next_request_retries() -> None:
+async def test_failed_start_is_retried_then_reaches_every_waiter_and_next_request_retries() -> None:
     engines = FakeEngines(fail={"a"})
     async with running(config("a"), engines) as sched:
         errors: list[BaseException] = []
@@ -165,11 +102,12 @@ async def test_start_failure_reaches_every_waiter_and_next_request_retries() -> 
             for _ in range(3):
                 tg.start_soon(one)
         assert len(errors) == 3 and "exploded" in str(errors[0])
+        assert engines.starts == ["a"] * START_ATTEMPTS
         assert sched.slots["a"].state is State.FAILED
         engines.fail.clear()
         async with sched.lease("a"):
             assert sched.slots["a"].state is State.READY
-        assert engines.starts == ["a", "a"]
+        assert engines.starts == ["a"] * (START_ATTEMPTS + 1)
 
 
 async def test_engine_that_dies_is_started_again_by_the_next_request() -> None:
@@ -198,16 +136,17 @@ async def test_ttl_counts_from_the_end_of_the_last_request() -> None:
         assert sched.slots["a"].state is State.STOPPED
 
 
-async def test_unload_fails_queued_requests_and_stops_engines() -> None:
-    engines = FakeEngines(delay=0.5)
+async def test_unload_stops_a_starting_engine_and_queued_requests_start_it_again() -> None:
+    engines = FakeEngines(delay=0.3)
     async with running(config("a"), engines) as sched:
         ticket = sched.admit("a")
         await anyio.sleep(0.05)
-        await sched.unload(None)
-        with pytest.raises(ModelUnloaded):
+        assert await sched.unload(None) == ["a"]
+        assert engines.starts == ["a"] and not ticket.done
+        with anyio.fail_after(5):
             await sched.wait(ticket)
+        assert engines.starts == ["a", "a"]
         sched.release(ticket)
-        assert sched.slots["a"].state is State.STOPPED
 
 
 async def test_requests_for_loaded_model_are_batched_before_swapping_away() -> None:

@@ -1,7 +1,8 @@
 """Telemetry wiring: turns scheduler and proxy happenings into events, activity and metrics.
 
-The scheduler calls :meth:`Observer.on_slot` on every state change (it is one of
-``Scheduler.listeners``); the proxy calls :meth:`request_start` / :meth:`request_end` around each
+The scheduler calls :meth:`Observer.on_slot` with a :class:`~swapd.views.SlotView` on every
+state change (it is one of the scheduler's ``listeners``); the proxy calls
+:meth:`request_start` / :meth:`request_end` around each
 proxied request and feeds the request's :class:`~swapd.observe.activity.Meter` as bytes pass.
 Log lines reach the bus only while a subscriber asked for them.
 """
@@ -19,8 +20,7 @@ from swapd.observe.activity import ActivityLog, Meter, Record, parse_usage
 from swapd.observe.events import EventBus
 from swapd.observe.logs import LogRing
 from swapd.observe.metrics import Metrics
-from swapd.scheduler import Scheduler
-from swapd.slot import Slot, State
+from swapd.views import ModelViews, SlotView, State
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress events for one loading model
 
@@ -36,57 +36,56 @@ class Request:
 
 class Observer:
     def __init__(
-        self, scheduler: Scheduler, swapd_log: LogRing, activity: ActivityLog | None = None
+        self, models: ModelViews, swapd_log: LogRing, activity: ActivityLog | None = None
     ) -> None:
-        self.scheduler = scheduler
+        self.models = models
         self.bus = EventBus()
         self.activity = activity or ActivityLog()
-        self.metrics = Metrics(scheduler.snapshot)
+        self.metrics = Metrics(models.snapshot)
         self._ids = itertools.count(1)
         self._watched: dict[str, LogRing] = {}  # model id -> the ring we subscribed to
         self._progress_at: dict[str, float] = {}
-        scheduler.listeners.append(self.on_slot)
-        scheduler.queue_listeners.append(self._queue)
+        models.listeners.append(self.on_slot)
+        models.queue_listeners.append(self._queue)
         swapd_log.subscribe(self._log_pusher("swapd"))
-        for slot in scheduler.slots.values():
-            self._watch(slot)
+        for ring in models.rings():
+            self._watch(ring)
 
     # ── models ──────────────────────────────────────────────────────────────────────────────
 
-    def _watch(self, slot: Slot) -> None:
-        if self._watched.get(slot.id) is not slot.log:  # new, or re-added by a reload
-            self._watched[slot.id] = slot.log
-            slot.log.subscribe(self._log_pusher(slot.id))
+    def _watch(self, ring: LogRing) -> None:
+        if self._watched.get(ring.name) is not ring:  # new, or re-added by a reload
+            self._watched[ring.name] = ring
+            ring.subscribe(self._log_pusher(ring.name))
 
     def _log_pusher(self, source: str) -> Any:
         def push(line: str) -> bool:
             if self.bus.subscribers:
                 self.bus.publish("log", {"source": source, "line": line})
-                slot = self.scheduler.slots.get(source)
-                if slot is not None and slot.state is State.STARTING:
+                if self.models.state(source) is State.STARTING:
                     now = anyio.current_time()
-                    if now - self._progress_at.get(source, 0.0) >= PROGRESS_INTERVAL:
+                    info = self.models.info(source)
+                    if info and now - self._progress_at.get(source, 0.0) >= PROGRESS_INTERVAL:
                         self._progress_at[source] = now
-                        self.bus.publish("model", slot.info(now))
+                        self.bus.publish("model", info)
             return True
 
         return push
 
-    def on_slot(self, slot: Slot) -> None:
-        self._watch(slot)
-        now = anyio.current_time()
-        if slot.state is State.STARTING:
-            self.metrics.swaps.labels(slot.id).inc()
-        elif slot.state is State.READY and slot.started_at is not None and slot.ready_at:
-            self.metrics.swap_duration.labels(slot.id).observe(slot.ready_at - slot.started_at)
-        self.bus.publish("model", slot.info(now))
+    def on_slot(self, view: SlotView) -> None:
+        self._watch(view.log)
+        if view.state is State.STARTING:
+            self.metrics.swaps.labels(view.id).inc()
+        elif view.state is State.READY and view.swap_seconds is not None:
+            self.metrics.swap_duration.labels(view.id).observe(view.swap_seconds)
+        self.bus.publish("model", dict(view.info))
 
     def snapshot(self) -> list[dict[str, Any]]:
-        return self.scheduler.snapshot()
+        return self.models.snapshot()
 
-    def _queue(self, slot: Slot) -> None:
+    def _queue(self, model: str, queued: int) -> None:
         if self.bus.subscribers:
-            self.bus.publish("queue", {"model": slot.id, "queued": slot.reserved - slot.inflight})
+            self.bus.publish("queue", {"model": model, "queued": queued})
 
     # ── requests ────────────────────────────────────────────────────────────────────────────
 

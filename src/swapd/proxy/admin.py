@@ -31,7 +31,7 @@ from swapd.observe.observer import Observer
 from swapd.proxy.asgi import Receive, Scope, Send
 from swapd.proxy.openapi import OPENAPI
 from swapd.scheduler import Scheduler
-from swapd.slot import RUNNING, State
+from swapd.views import RUNNING, State
 
 log = logging.getLogger("swapd.admin")
 
@@ -123,29 +123,27 @@ class Admin:
         name = str(request.path_params["id"])
         config = self.scheduler.config
         model = config.resolve(name)
-        if model is None or model.id not in self.scheduler.slots:
+        if model is None or self.scheduler.state(model.id) is None:
             known = ", ".join(sorted(config.models)) or "(none configured)"
             raise NotFound(f"model {name!r} not found; available models: {known}")
         return model.id
 
     def _info(self, model_id: str) -> dict[str, Any]:
-        return self.scheduler.slots[model_id].info(anyio.current_time())
+        return self.scheduler.info(model_id) or {}
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"models": self.scheduler.snapshot()})
 
     async def start(self, request: Request) -> Response:
         model_id = self._model_id(request)
-        ticket = self.scheduler.start(model_id)
-        if _flag(_query(request.scope), "wait"):
-            await ticket.event.wait()
-            if ticket.error is not None:
-                raise ticket.error
+        lease = self.scheduler.start(model_id)
+        if _flag(_query(request.scope), "wait") and (error := await lease.settled()) is not None:
+            raise error
         return JSONResponse(self._info(model_id))
 
     async def stop(self, request: Request) -> Response:
         model_id = self._model_id(request)
-        if self.scheduler.slots[model_id].state not in RUNNING:
+        if self.scheduler.state(model_id) not in RUNNING:
             return JSONResponse({"stopped": [], "message": f"model {model_id} is not running"})
         return JSONResponse({"stopped": await self.scheduler.unload([model_id])})
 
@@ -163,12 +161,10 @@ class Admin:
 
     async def wake(self, request: Request) -> Response:
         model_id = self._model_id(request)
-        if self.scheduler.slots[model_id].state is not State.SLEEPING:
+        if self.scheduler.state(model_id) is not State.SLEEPING:
             raise Conflict(f"model {model_id} is not sleeping")
-        ticket = self.scheduler.start(model_id)
-        await ticket.event.wait()
-        if ticket.error is not None:
-            raise ticket.error
+        if (error := await self.scheduler.start(model_id).settled()) is not None:
+            raise error
         return JSONResponse(self._info(model_id))
 
     # ── config ──────────────────────────────────────────────────────────────────────────────
@@ -234,12 +230,12 @@ class Admin:
             model = self.scheduler.config.resolve(name)
             ring = self.scheduler.ring(model.id) if model else None
             if ring is None:
-                known = ", ".join(sorted(self.scheduler.slots))
+                known = ", ".join(sorted(r.name for r in self.scheduler.rings()))
                 raise NotFound(f"model {name!r} not found; available models: {known}")
             rings = [("", ring)]
         else:
             rings = [("", self.swapd_log)]
-            rings += [(f"[{s.id}] ", s.log) for s in self.scheduler.slots.values()]
+            rings += [(f"[{r.name}] ", r) for r in self.scheduler.rings()]
         tx, rx = anyio.create_memory_object_stream[str](LOG_STREAM_BUFFER)
         cut = anyio.CancelScope()
         label = name or "all"

@@ -26,6 +26,7 @@ from swapd.errors import (
     SwapdError,
     UpstreamGone,
 )
+from swapd.lease import Lease
 from swapd.observe.logs import LogRing
 from swapd.observe.observer import Observer
 from swapd.proxy import auth, body, loading, routes
@@ -46,8 +47,8 @@ from swapd.proxy.asgi import (
 from swapd.proxy.envelope import error_body, is_anthropic
 from swapd.proxy.forward import UpstreamClient, forward, request_headers, target
 from swapd.scheduler import Scheduler
-from swapd.slot import State, Ticket
 from swapd.upstream import Upstream
+from swapd.views import LOADED, State
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -193,19 +194,18 @@ class Proxy:
         """Lease the model, forward ``path`` (a raw request target) to it, release."""
         if not self.accepting:
             raise ShuttingDown("swapd is shutting down")
-        scheduler = self.scheduler
-        ticket = scheduler.admit(model.id)  # 429 here, before any byte
+        lease = self.scheduler.lease(model.id)  # 404/429/503 here, before any byte
         headers = request_headers(scope, drop_credentials=bool(self.config.api_keys))
         req = self.observer.request_start(model.id, path) if self.observer else None
         status = 499  # client closed the request, unless something below says otherwise
         streamed = False  # a loading stream: its 200 SSE headers are out
         try:
             async with DisconnectGuard(receive):
-                streamed = loading_state and not ticket.done
+                streamed = loading_state and not lease.done
                 if streamed:
-                    upstream = await self._wait_reporting(send, model, ticket)
+                    upstream = await self._wait_reporting(send, lease)
                 else:
-                    upstream = await scheduler.wait(ticket)
+                    upstream = await lease.ready()
                 relay = functools.partial(
                     forward,
                     self.upstreams,
@@ -223,10 +223,7 @@ class Proxy:
                 except UpstreamGone:
                     # Nothing reached the engine: it died just before this request. Once the
                     # scheduler has seen the exit, a new lease starts a fresh engine; once.
-                    await scheduler.engine_gone(model.id, upstream)
-                    scheduler.release(ticket)
-                    ticket = scheduler.admit(model.id)
-                    upstream = await scheduler.wait(ticket)
+                    upstream = await lease.renew(upstream)
                     status = await relay(url=upstream.base_url + path)
         except SwapdError as exc:
             status = exc.http_status
@@ -238,25 +235,24 @@ class Proxy:
             status = exc.status
             raise
         finally:
-            scheduler.release(ticket)
+            lease.release()
             if req is not None and self.observer is not None:
                 self.observer.request_end(req, status)
 
-    async def _wait_reporting(self, send: Reply, model: ModelConfig, ticket: Ticket) -> Upstream:
+    async def _wait_reporting(self, send: Reply, lease: Lease) -> Upstream:
         """Wait for the lease while streaming loading progress (the 200 is sent at once)."""
-        slot = self.scheduler.slots[model.id]
         began = anyio.current_time()
-        await loading.begin(send, model.id)
+        await loading.begin(send, lease.model)
         async with anyio.create_task_group() as progress:
-            progress.start_soon(loading.report, send, slot, ticket, name="loading")
+            progress.start_soon(loading.report, send, lease, name="loading")
             try:
-                upstream = await self.scheduler.wait(ticket)
+                upstream = await lease.ready()
             except SwapdError as exc:
                 progress.cancel_scope.cancel()
-                await loading.send_frame(send, model.id, f"\nfailed: {exc.message}\n")
+                await loading.send_frame(send, lease.model, f"\nfailed: {exc.message}\n")
                 raise
             progress.cancel_scope.cancel()
-        await loading.finish(send, model.id, anyio.current_time() - began)
+        await loading.finish(send, lease.model, anyio.current_time() - began)
         return upstream
 
     # ── /upstream/{model}/{path} ────────────────────────────────────────────────────────────
@@ -320,12 +316,7 @@ class Proxy:
         for model in self.config.models.values():
             if model.unlisted:
                 continue
-            slot = self.scheduler.slots.get(model.id)
-            loaded = slot is not None and slot.state in (
-                State.STARTING,
-                State.READY,
-                State.STOPPING,
-            )
+            loaded = self.scheduler.state(model.id) in LOADED
             data.append(self._record(model, model.id, loaded, "model"))
             if self.config.include_aliases_in_list:
                 data.extend(self._record(model, a, loaded, "alias") for a in model.aliases)
@@ -356,8 +347,8 @@ class Proxy:
 
     async def _logs(self, scope: Scope, receive: Receive, send: Send) -> None:
         lines = self.swapd_log.history()
-        for slot in self.scheduler.slots.values():
-            lines.extend(f"[{slot.id}] {line}" for line in slot.log.history())
+        for ring in self.scheduler.rings():
+            lines.extend(f"[{ring.name}] {line}" for line in ring.history())
         await send_bytes(
             send, 200, ("\n".join(lines) + "\n").encode(), content_type=b"text/plain; charset=utf-8"
         )

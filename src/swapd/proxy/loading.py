@@ -13,8 +13,8 @@ import time
 
 import anyio
 
+from swapd.lease import Lease
 from swapd.proxy.asgi import Send
-from swapd.slot import Slot, Ticket
 
 TICK = 0.75
 SSE_HEADERS = [
@@ -45,21 +45,22 @@ async def begin(send: Send, model: str) -> None:
     await send_frame(send, model, f"swapd: loading model {model}\n")
 
 
-async def report(send: Send, slot: Slot, ticket: Ticket) -> None:
-    """Send progress frames until cancelled (the caller cancels once the ticket resolves)."""
+async def report(send: Send, lease: Lease) -> None:
+    """Send progress frames until cancelled (the caller cancels once the lease resolves)."""
     start = anyio.current_time()
     said = ("", 0)
     while True:
         await anyio.sleep(TICK)
-        progress = slot.progress(anyio.current_time())  # llama-server: its load phase
-        now = (str(progress["phase"]) if progress else str(slot.state), ticket.position)
+        progress = lease.progress()  # llama-server: its load phase
+        position = lease.position
+        now = (str(progress["phase"]) if progress else lease.state(), position)
         if now != said:
-            where = f", queue position #{ticket.position}" if ticket.position else ""
+            where = f", queue position #{position}" if position else ""
             text = f"\n{now[0]}{where} ({anyio.current_time() - start:.1f}s) "
             said = now
         else:
             text = "."
-        await send_frame(send, slot.id, text)
+        await send_frame(send, lease.model, text)
 
 
 async def finish(send: Send, model: str, elapsed: float) -> None:

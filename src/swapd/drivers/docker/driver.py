@@ -165,6 +165,7 @@ class DockerDriver:
                 self.model.id,
                 f"port {self.port} of model {self.model.id} on {host} ({self._where()}) "
                 "is already in use by another program",
+                permanent=True,
             )
 
     def _create(self, docker: Any, node: NodeConfig) -> Any:
@@ -179,6 +180,7 @@ class DockerDriver:
                 self.model.id,
                 f"image {image!r} is not present on node {node.name} ({endpoint_of(node)}); "
                 f"pull or load it there first, e.g. docker -H {endpoint_of(node)} pull {image}",
+                permanent=True,
             ) from None
         kwargs = run_kwargs(
             self.model,

@@ -1,0 +1,153 @@
+"""Property test: random interleavings of everything that can happen to the scheduler.
+
+Admit, release, a client leaving while queued, an engine crash, reload (models and groups come
+and go, commands change), unload, TTL expiry and time passing, over 5 models in 2 groups. After
+every step: counters are never negative, no two members of a swap group are ready at once, and
+no model is stopped while it serves. At the end every ticket has ended exactly once (granted or
+failed), the queue is empty and the counters are back to 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from swapd.config.model import DEFAULT_GROUP, Config, GroupConfig, ModelConfig
+from swapd.errors import SwapdError
+from swapd.scheduler import Scheduler
+from swapd.slot import Ticket
+from swapd.testing import FakeEngines
+from swapd.views import SlotView, State
+
+MODELS = ("m0", "m1", "m2", "m3", "m4")
+GROUPS = {
+    "g1": GroupConfig("g1", swap=True, exclusive=True, members=("m0", "m1", "m2")),
+    "g2": GroupConfig("g2", swap=True, exclusive=False, members=("m3", "m4")),
+}
+
+
+def make_config(present: frozenset[str], variant: dict[str, int], ttl: float) -> Config:
+    groups: dict[str, GroupConfig] = {DEFAULT_GROUP: GroupConfig(DEFAULT_GROUP)}
+    models = {}
+    for g in GROUPS.values():
+        members = tuple(m for m in g.members if m in present)
+        if members:
+            groups[g.name] = dataclasses.replace(g, members=members)
+        for m in members:
+            models[m] = ModelConfig(
+                id=m, cmd=(m, f"v{variant.get(m, 0)}"), group=g.name, ttl=ttl, concurrency_limit=4
+            )
+    return Config(models=models, groups=groups)
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await anyio.lowlevel.checkpoint()
+
+
+def check_invariants(sched: Scheduler, config: Config) -> None:
+    for slot in sched.slots.values():
+        assert slot.inflight >= 0 and slot.reserved >= 0 and slot.inflight <= slot.reserved
+    for group in config.groups.values():
+        if group.swap:
+            ready = [m for m in group.members if m in sched.slots and sched.state(m) is State.READY]
+            assert len(ready) <= 1, f"two models of swap group {group.name} ready: {ready}"
+
+
+async def scenario(data: st.DataObject) -> None:
+    engines = FakeEngines(delay=0.003)
+    variant: dict[str, int] = {}
+    present = frozenset(MODELS)
+    config = make_config(present, variant, ttl=0.0)
+    sched = Scheduler(config, driver_factory=engines.factory, batch_window=0.02)
+    tickets: list[Ticket] = []
+    stopped_while_serving: list[str] = []
+
+    def watch(view: SlotView) -> None:
+        if view.state is State.STOPPING and view.info["inflight"] > 0:
+            stopped_while_serving.append(view.id)
+
+    sched.listeners.append(watch)
+    async with anyio.create_task_group() as tg:
+        await tg.start(sched.run)
+        for _ in range(data.draw(st.integers(5, 40), label="steps")):
+            op = data.draw(
+                st.sampled_from(
+                    ["admit", "admit", "release", "gone", "crash", "reload", "unload", "wait"]
+                ),
+                label="op",
+            )
+            if op == "admit":
+                model = data.draw(st.sampled_from(MODELS), label="model")
+                with contextlib.suppress(SwapdError):  # 429 or 404: nothing was admitted
+                    tickets.append(sched.admit(model))
+            elif op in ("release", "gone") and tickets:
+                live = [t for t in tickets if not t.released]
+                if op == "gone":
+                    live = [t for t in live if not t.done]
+                if live:
+                    ticket = data.draw(st.sampled_from(live), label="ticket")
+                    sched.release(ticket)
+            elif op == "crash":
+                model = data.draw(st.sampled_from(MODELS), label="crash")
+                event: Any = engines.kill.get(model)
+                if event is not None:
+                    event.set()
+            elif op == "reload":
+                present = frozenset(
+                    data.draw(st.sets(st.sampled_from(MODELS), min_size=1), label="present")
+                )
+                for m in data.draw(st.sets(st.sampled_from(MODELS)), label="edit"):
+                    variant[m] = variant.get(m, 0) + 1
+                ttl = data.draw(st.sampled_from([0.0, 0.01]), label="ttl")
+                config = make_config(present, variant, ttl)
+                sched.update(config)
+            elif op == "unload":
+                ids = data.draw(st.sets(st.sampled_from(MODELS)), label="unload")
+                tg.start_soon(sched.unload, ids)
+            else:
+                await anyio.sleep(data.draw(st.sampled_from([0.001, 0.005, 0.02]), label="dt"))
+            await settle()
+            check_invariants(sched, config)
+            assert not stopped_while_serving, stopped_while_serving
+        # Everyone leaves once served (or failed): the queue must drain.
+        with anyio.fail_after(10):
+            while any(not t.released for t in tickets):
+                for t in tickets:
+                    if t.done and not t.released:
+                        sched.release(t)
+                await anyio.sleep(0.002)
+                check_invariants(sched, config)
+        assert not sched._queue
+        for t in tickets:  # granted or failed, never both; or left while queued
+            assert t.released and (t.granted != (t.error is not None) or not t.done), t
+        for slot in sched.slots.values():
+            assert slot.inflight == 0 and slot.reserved == 0, slot.id
+        assert not stopped_while_serving
+        await sched.shutdown()
+        tg.cancel_scope.cancel()
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(600)
+@settings(
+    max_examples=int(os.environ.get("SWAPD_PROPERTY_EXAMPLES", "40")),
+    deadline=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(data=st.data())
+def test_scheduler_invariants_hold_under_random_interleavings(data: st.DataObject) -> None:
+    async def bounded() -> None:
+        with anyio.fail_after(30):
+            await scenario(data)
+
+    anyio.run(bounded)
