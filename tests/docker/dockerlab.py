@@ -94,41 +94,53 @@ def start(name: str) -> Daemon:
         f"--pidfile={root / 'dockerd.pid'}",
         f"--host=unix://{root / 'docker.sock'}",
     ]
-    log = open(root / "dockerd.log", "wb")  # noqa: SIM115 - lives as long as the daemon
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    daemon = Daemon(name, root, proc)
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = daemon.log_tail()
-            # An older dockerd without --ip6tables: retry without it.
-            if "ip6tables" in tail and "--ip6tables=false" in argv:
-                argv.remove("--ip6tables=false")
-                proc = subprocess.Popen(
-                    argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-                daemon.proc = proc
-                continue
-            shutil.rmtree(root, ignore_errors=True)
-            _unavailable(f"dockerd exited with {proc.returncode}:\n{tail}")
-        if daemon.sock.exists():
-            with contextlib.suppress(Exception):
-                c = daemon.client()
-                c.ping()
-                c.close()
+    # dockerd writes to its own copy of the descriptor; ours is closed once it answers or fails
+    with open(root / "dockerd.log", "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        daemon = Daemon(name, root, proc)
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = daemon.log_tail()
+                # An older dockerd without --ip6tables: retry without it.
+                if "ip6tables" in tail and "--ip6tables=false" in argv:
+                    argv.remove("--ip6tables=false")
+                    proc = subprocess.Popen(
+                        argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                    daemon.proc = proc
+                    continue
+                shutil.rmtree(root, ignore_errors=True)
+                _unavailable(f"dockerd exited with {proc.returncode}:\n{tail}")
+            if daemon.sock.exists() and _answers(daemon):
                 return daemon
-        time.sleep(0.2)
+            time.sleep(0.2)
     stop(daemon)
     _unavailable(f"dockerd did not answer within {START_TIMEOUT:g}s:\n{daemon.log_tail()}")
     raise AssertionError("unreachable")
 
 
+def _answers(daemon: Daemon) -> bool:
+    try:
+        c = daemon.client()
+    except Exception:
+        return False
+    try:
+        return bool(c.ping())
+    except Exception:
+        return False
+    finally:
+        c.close()
+
+
 def stop(daemon: Daemon) -> None:
     with contextlib.suppress(Exception):
         c = daemon.client()
-        for container in c.containers.list(all=True):
-            container.remove(force=True)
-        c.close()
+        try:
+            for container in c.containers.list(all=True):
+                container.remove(force=True)
+        finally:
+            c.close()
     if daemon.proc.poll() is None:
         daemon.proc.send_signal(signal.SIGTERM)
         try:

@@ -15,8 +15,10 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_model_info_start_stop_and_errors(start_port: int) -> None:
-    with run_swapd(config(start_port)) as swapd:
-        api = httpx.Client(base_url=swapd.url, timeout=30)
+    with (
+        run_swapd(config(start_port)) as swapd,
+        httpx.Client(base_url=swapd.url, timeout=30) as api,
+    ):
         models = api.get("/api/models").json()["models"]
         assert [m["id"] for m in models] == ["alpha", "beta", "broken"]
         keys = {
@@ -62,8 +64,10 @@ def test_model_info_start_stop_and_errors(start_port: int) -> None:
 def test_config_view_and_reload_errors(start_port: int, tmp_path: Path) -> None:
     path = tmp_path / "swapd.yaml"
     path.write_text(config(start_port, top="apiKeys: [sekret]"))
-    with run_swapd(path) as swapd:
-        api = httpx.Client(base_url=swapd.url, headers={"x-api-key": "sekret"})
+    with (
+        run_swapd(path) as swapd,
+        httpx.Client(base_url=swapd.url, headers={"x-api-key": "sekret"}) as api,
+    ):
         view = api.get("/api/config").json()
         assert view["sources"] == [str(path)]
         assert set(view["config"]["models"]) == {"alpha", "beta", "broken"}

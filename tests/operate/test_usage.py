@@ -57,11 +57,13 @@ def test_bus_drops_a_full_subscriber_only() -> None:
         bus = EventBus(buffer=2)
         slow = bus.subscribe("slow")
         fast = bus.subscribe("fast")
-        for n in range(3):
-            bus.publish("model", {"n": n})
-            fast.receive.receive_nowait()
-        assert slow.dropped and slow.cut.cancel_called and not fast.dropped
-        assert bus.subscribers == 1
+        with slow.receive, fast.receive:  # the reader owns its end, as /api/events does
+            for n in range(3):
+                bus.publish("model", {"n": n})
+                fast.receive.receive_nowait()
+            assert slow.dropped and slow.cut.cancel_called and not fast.dropped
+            assert bus.subscribers == 1
+            bus.unsubscribe(fast)
 
     anyio.run(main)
 
