@@ -12,13 +12,16 @@ from typing import Any, Protocol
 
 import anyio
 
+from swapd.config.model import ModelConfig
 from swapd.drivers.base import Driver, Upstream
 from swapd.errors import StartFailed, SwapdError
 from swapd.slot import Slot
 
 
 class Reports(Protocol):
-    def on_prepared(self, slot: Slot, driver: Driver, error: SwapdError | None) -> None: ...
+    def on_prepared(
+        self, slot: Slot, config: ModelConfig, driver: Driver, error: SwapdError | None
+    ) -> None: ...
 
     def on_ready(self, slot: Slot, generation: int, upstream: Upstream) -> None: ...
 
@@ -44,8 +47,10 @@ def is_permanent(exc: BaseException) -> bool:
     return bool(getattr(exc, "permanent", False))
 
 
-async def preflight(reports: Reports, slot: Slot, driver: Driver) -> None:
-    """Run the driver's optional ``preflight()``: checks that would make the start fail."""
+async def preflight(reports: Reports, slot: Slot, config: ModelConfig, driver: Driver) -> None:
+    """Run the driver's optional ``preflight()``: checks that would make the start fail.
+
+    ``config`` is what the driver was made for: a reload may change the slot's meanwhile."""
     check: Any = getattr(driver, "preflight", None)
     error: SwapdError | None = None
     try:
@@ -54,7 +59,7 @@ async def preflight(reports: Reports, slot: Slot, driver: Driver) -> None:
         error = exc
     except Exception as exc:
         error = StartFailed(slot.id, describe(exc), permanent=True)
-    reports.on_prepared(slot, driver, error)
+    reports.on_prepared(slot, config, driver, error)
 
 
 async def run(

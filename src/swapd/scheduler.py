@@ -240,8 +240,16 @@ class Scheduler:
                 return True
         return False
 
+    def _starting_allowed(self) -> bool:
+        """False once closing, or once the task group is torn down (cancelled from outside):
+        an engine spawned then would be cancelled at once, exit, and be started again."""
+        return not self._closing and not (
+            self._tg is not None and self._tg.cancel_scope.cancel_called
+        )
+
     def _drain(self) -> None:
         now = _now()
+        starting_allowed = self._starting_allowed()
         for ticket in list(self._queue):
             if ticket.done:
                 continue  # failed by an earlier step of this pass
@@ -253,7 +261,7 @@ class Scheduler:
                     self._queue.remove(ticket)
                     self._grant(ticket, slot)
                     self._queue_changed(slot)
-            elif slot.state in (State.STOPPED, State.FAILED, State.SLEEPING) and not self._closing:
+            elif slot.state in (State.STOPPED, State.FAILED, State.SLEEPING) and starting_allowed:
                 self._try_start(slot)
         for position, ticket in enumerate(self._queue, start=1):
             ticket.position = position
@@ -269,7 +277,9 @@ class Scheduler:
                 return
             if callable(getattr(driver, "preflight", None)):
                 slot.preparing = True  # evict nothing before the checks pass
-                self._spawn(engines.preflight, self, slot, driver, name=f"preflight:{slot.id}")
+                self._spawn(
+                    engines.preflight, self, slot, slot.config, driver, name=f"preflight:{slot.id}"
+                )
                 return
             slot.prepared = driver
         evict = [self.slots[name] for name in self._evictions(slot.id)]
@@ -302,9 +312,14 @@ class Scheduler:
 
     # ── engine events (the engine tasks report here) ────────────────────────────────────────
 
-    def on_prepared(self, slot: Slot, driver: Driver, error: SwapdError | None) -> None:
+    def on_prepared(
+        self, slot: Slot, config: ModelConfig, driver: Driver, error: SwapdError | None
+    ) -> None:
         slot.preparing = False
         if self.slots.get(slot.id) is not slot or slot.state in ALIVE:
+            return
+        if config is not slot.config:  # a reload changed it meanwhile: check the new one
+            self._drain()
             return
         if error is not None:
             self._start_failed(slot, error.message, permanent=True)
