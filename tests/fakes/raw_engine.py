@@ -98,7 +98,8 @@ async def main(port: int, drop_reused: bool, log: str | None, start_delay: float
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
-        writer.close()
+        finally:
+            writer.close()
 
     await asyncio.sleep(start_delay)
     server = await asyncio.start_server(handle, "127.0.0.1", port)

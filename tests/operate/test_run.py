@@ -55,6 +55,8 @@ def test_run_serves_until_ctrl_c_and_removes_the_engine(start_port: int, tmp_pat
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+        if proc.stdout is not None:  # communicate() closes it, but not on a failed assertion
+            proc.stdout.close()
 
 
 def test_run_failures(start_port: int, tmp_path: Path) -> None:
