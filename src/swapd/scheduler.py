@@ -29,7 +29,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from swapd import engines, policy, reload
+from swapd import engines, policy, reload, slotinfo
 from swapd.config.model import Config, ModelConfig
 from swapd.drivers import registry
 from swapd.drivers.base import Driver, LogSink, Upstream
@@ -306,7 +306,7 @@ class Scheduler:
         slot.state = state
         slot.changed_at = anyio.current_time()
         if self.listeners:
-            view = slot.view(_now(), swap_seconds=swap_seconds)
+            view = slotinfo.view(slot, _now(), swap_seconds=swap_seconds)
             for listener in self.listeners:
                 listener(view)
 
@@ -583,11 +583,11 @@ class Scheduler:
 
     def snapshot(self) -> list[dict[str, Any]]:
         now = _now()
-        return [self.slots[k].info(now) for k in sorted(self.slots)]
+        return [slotinfo.info(self.slots[k], now) for k in sorted(self.slots)]
 
     def info(self, model_id: str) -> dict[str, Any] | None:
         slot = self.slots.get(model_id)
-        return slot.info(_now()) if slot else None
+        return slotinfo.info(slot, _now()) if slot else None
 
     def state(self, model_id: str) -> State | None:
         slot = self.slots.get(model_id)
@@ -595,7 +595,7 @@ class Scheduler:
 
     def progress(self, model_id: str) -> dict[str, Any] | None:
         slot = self.slots.get(model_id)
-        return slot.progress(anyio.current_time()) if slot else None
+        return slotinfo.progress(slot, anyio.current_time()) if slot else None
 
     def ring(self, model_id: str) -> LogRing | None:
         slot = self.slots.get(model_id)

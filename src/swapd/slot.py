@@ -11,7 +11,6 @@ grants, finishes the requests it serves, then stops; requests still queued start
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ from swapd.config.model import ModelConfig
 from swapd.errors import SwapdError
 from swapd.observe.logs import LogRing
 from swapd.upstream import Upstream
-from swapd.views import SlotView, State
+from swapd.views import State
 
 
 @dataclass(eq=False, slots=True)
@@ -62,60 +61,6 @@ class Slot:
     def retiring(self) -> bool:
         """No new grants: the engine stops once the requests in flight are done."""
         return self.removed or self.unloading or self.next_config is not None
-
-    def view(self, now: float, *, swap_seconds: float | None = None) -> SlotView:
-        return SlotView(self.id, self.state, self.log, self.info(now), swap_seconds)
-
-    def info(self, now: float) -> dict[str, Any]:
-        """A JSON-ready view of the slot for /running and the admin API."""
-        c = self.config
-        ttl_left = None
-        if self.state is State.READY and c.ttl > 0 and self.inflight == 0:
-            ttl_left = max(0.0, round(c.ttl - (now - self.last_use), 1))
-        return {
-            "id": c.id,
-            "model": c.id,
-            "name": c.name,
-            "description": c.description,
-            "state": str(self.state),
-            "aliases": list(c.aliases),
-            "group": c.group,
-            "driver": c.driver,
-            "cmd": " ".join(c.cmd),
-            "proxy": c.proxy,
-            "port": c.port,
-            "pid": self.upstream.pid if self.upstream else None,
-            "ttl": c.ttl,
-            "ttl_left": ttl_left,
-            "inflight": self.inflight,
-            "queued": self.reserved - self.inflight,
-            "uptime": round(now - self.ready_at, 1)
-            if self.ready_at and self.state is State.READY
-            else None,
-            "error": self.error,
-            "node": (self.upstream.node if self.upstream else None) or c.node or "local",
-            "container": self.upstream.container if self.upstream else None,
-            "last_use": round(time.time() - (now - self.last_use), 3) if self.last_use else None,
-            "progress": self.progress(now),
-            "unlisted": c.unlisted,
-        }
-
-    def progress(self, now: float) -> dict[str, Any] | None:
-        """Load/unload progress: phase, seconds in it, and the engine's latest log line.
-
-        A driver that knows its engine's load phases (llama-server's) says so through the
-        optional ``load_progress() -> (phase, detail) | None`` capability.
-        """
-        if self.state not in (State.STARTING, State.STOPPING):
-            return None
-        tail = self.log.tail(1)
-        phase, detail = str(self.state), tail[0] if tail else None
-        reporter = getattr(self.driver, "load_progress", None)
-        if self.state is State.STARTING and callable(reporter):
-            known = reporter()
-            if known is not None:
-                phase, detail = known
-        return {"phase": phase, "elapsed": round(now - self.changed_at, 1), "detail": detail}
 
 
 @dataclass(eq=False, slots=True)

@@ -1,0 +1,71 @@
+"""JSON-ready views of a slot, for /running, the admin API, events and loading progress.
+
+Kept apart from the lifecycle record (``slot.py``): the scheduler mutates slots; this only reads
+them, and is what the scheduler's read-only methods and listeners hand out.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from swapd.slot import Slot
+from swapd.views import SlotView, State
+
+
+def view(slot: Slot, now: float, *, swap_seconds: float | None = None) -> SlotView:
+    """What listeners get on a state change."""
+    return SlotView(slot.id, slot.state, slot.log, info(slot, now), swap_seconds)
+
+
+def info(slot: Slot, now: float) -> dict[str, Any]:
+    """A JSON-ready view of the slot for /running and the admin API."""
+    c = slot.config
+    ttl_left = None
+    if slot.state is State.READY and c.ttl > 0 and slot.inflight == 0:
+        ttl_left = max(0.0, round(c.ttl - (now - slot.last_use), 1))
+    return {
+        "id": c.id,
+        "model": c.id,
+        "name": c.name,
+        "description": c.description,
+        "state": str(slot.state),
+        "aliases": list(c.aliases),
+        "group": c.group,
+        "driver": c.driver,
+        "cmd": " ".join(c.cmd),
+        "proxy": c.proxy,
+        "port": c.port,
+        "pid": slot.upstream.pid if slot.upstream else None,
+        "ttl": c.ttl,
+        "ttl_left": ttl_left,
+        "inflight": slot.inflight,
+        "queued": slot.reserved - slot.inflight,
+        "uptime": round(now - slot.ready_at, 1)
+        if slot.ready_at and slot.state is State.READY
+        else None,
+        "error": slot.error,
+        "node": (slot.upstream.node if slot.upstream else None) or c.node or "local",
+        "container": slot.upstream.container if slot.upstream else None,
+        "last_use": round(time.time() - (now - slot.last_use), 3) if slot.last_use else None,
+        "progress": progress(slot, now),
+        "unlisted": c.unlisted,
+    }
+
+
+def progress(slot: Slot, now: float) -> dict[str, Any] | None:
+    """Load/unload progress: phase, seconds in it, and the engine's latest log line.
+
+    A driver that knows its engine's load phases (llama-server's) says so through the
+    optional ``load_progress() -> (phase, detail) | None`` capability.
+    """
+    if slot.state not in (State.STARTING, State.STOPPING):
+        return None
+    tail = slot.log.tail(1)
+    phase, detail = str(slot.state), tail[0] if tail else None
+    reporter = getattr(slot.driver, "load_progress", None)
+    if slot.state is State.STARTING and callable(reporter):
+        known = reporter()
+        if known is not None:
+            phase, detail = known
+    return {"phase": phase, "elapsed": round(now - slot.changed_at, 1), "detail": detail}
