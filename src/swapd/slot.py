@@ -68,7 +68,7 @@ class Ticket:
     """One admitted request's claim on a model: granted an upstream, or failed with an error."""
 
     model: str
-    slot: Slot  # the slot it was admitted to (a reload may replace the model's slot)
+    slot: Slot = field(repr=False)  # the slot it was admitted to (a reload may replace it)
     seq: int
     created: float
     event: anyio.Event = field(default_factory=anyio.Event)
