@@ -41,3 +41,13 @@ async def hold(
     async with sched.lease(model) as upstream:
         got(upstream)
         await until.wait()
+
+
+async def until(condition: Callable[[], bool], limit: float = 5.0) -> None:
+    """Wait until ``condition()`` holds, re-checked every few ms; fails after ``limit`` s.
+
+    For conditions on the test's own records (what clients saw, what engines did), which no
+    single event announces; never a fixed sleep standing in for "long enough"."""
+    with anyio.fail_after(limit):
+        while not condition():  # noqa: ASYNC110 (any condition, bounded polling)
+            await anyio.sleep(0.005)

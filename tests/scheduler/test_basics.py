@@ -12,7 +12,7 @@ from swapd.scheduler import START_ATTEMPTS
 from swapd.testing import FakeEngines
 from swapd.views import State
 
-from .kit import config, hold, running
+from .kit import config, hold, running, until
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +23,7 @@ async def test_concurrent_requests_for_one_model_join_one_start() -> None:
         seen: list[Upstream] = []
         for _ in range(5):
             tg.start_soon(hold, sched, "a", anyio.Event(), seen.append)
-        await anyio.sleep(0.2)
+        await until(lambda: len(seen) == 5)
         assert engines.starts == ["a"]
         assert len(seen) == 5
         tg.cancel_scope.cancel()
@@ -45,7 +45,7 @@ async def test_scheduler_waits_for_inflight_before_evicting() -> None:
         release_a = anyio.Event()
         got: list[Upstream] = []
         tg.start_soon(hold, sched, "a", release_a, got.append)
-        await anyio.sleep(0.1)
+        await until(lambda: bool(got))
         b_done = anyio.Event()
 
         async def want_b() -> None:
@@ -116,8 +116,7 @@ async def test_engine_that_dies_is_started_again_by_the_next_request() -> None:
         async with sched.lease("a"):
             pass
         engines.kill["a"].set()
-        await anyio.sleep(0.05)
-        assert sched.slots["a"].state is State.STOPPED
+        await until(lambda: sched.slots["a"].state is State.STOPPED)
         assert sched.slots["a"].error == "engine exited unexpectedly"
         async with sched.lease("a"):
             pass
@@ -140,7 +139,7 @@ async def test_unload_stops_a_starting_engine_and_queued_requests_start_it_again
     engines = FakeEngines(delay=0.3)
     async with running(config("a"), engines) as sched:
         ticket = sched.admit("a")
-        await anyio.sleep(0.05)
+        await until(lambda: engines.starts == ["a"])
         assert await sched.unload(None) == ["a"]
         assert engines.starts == ["a"] and not ticket.done
         with anyio.fail_after(5):
@@ -155,7 +154,7 @@ async def test_requests_for_loaded_model_are_batched_before_swapping_away() -> N
         order: list[str] = []
         gate = anyio.Event()
         tg.start_soon(hold, sched, "a", gate, lambda u: order.append("a"))
-        await anyio.sleep(0.05)
+        await until(lambda: order == ["a"])
 
         async def req(model: str) -> None:
             async with sched.lease(model):
@@ -166,7 +165,7 @@ async def test_requests_for_loaded_model_are_batched_before_swapping_away() -> N
             tg.start_soon(req, model)
             await anyio.sleep(0.01)
         gate.set()
-        await anyio.sleep(0.5)
+        await until(lambda: len(order) == 5 and sched.slots["b"].inflight == 0)
         assert order == ["a", "a", "a", "b", "b"]
         assert engines.starts == ["a", "b"]
 
@@ -183,7 +182,6 @@ async def test_reload_keeps_unchanged_models_running_and_restarts_changed_ones()
         new = Config(models=changed, groups=new.groups)
         result = sched.update(new)
         assert result["kept"] == ["a"] and result["restarted"] == ["b"]
-        await anyio.sleep(0.1)
-        assert engines.stops == ["b"]
+        await until(lambda: engines.stops == ["b"])
         async with sched.lease("b"):
             assert sched.slots["b"].config.cmd == ("y",)
