@@ -2,8 +2,9 @@
 
 Each coroutine here does I/O (a driver's pre-flight check, running an engine, putting it to
 sleep, waking it) and reports the outcome back through :class:`Reports`, whose methods are the
-scheduler's synchronous state changes. Nothing here changes a slot's state itself; a report
-carries the slot's generation so that news from an engine that was already replaced is ignored.
+synchronous state changes of ``swapd.lifecycle``. Nothing here changes a slot's state itself; a
+report carries the slot's generation so that news from an engine that was already replaced is
+ignored.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ Every mutation happens in short synchronous sections on the event loop (never ac
 ``await``), so there are no locks and every call either completes or raises having changed
 nothing. Requests are admitted (``admit``, 429 before any byte), queued, and granted by
 ``_drain``, which re-evaluates the queue after every event (engine ready, engine exited, request
-released, config changed). The slow work runs in engine tasks (``swapd.engines``) inside the
-scheduler's task group and reports back through the ``on_*`` methods.
+released, config changed). Its decisions are carried out by ``swapd.lifecycle`` (start, stop,
+sleep, wake, and what the engines report back), whose slow parts run as ``swapd.engines`` tasks
+in the scheduler's task group.
 
 Batching (A B A B → A A B B): while a model is ready, its requests are granted even though a
 request for another model waits to evict it — until that waiting request has been starved for
@@ -38,11 +39,11 @@ from swapd.errors import (
     ModelUnloaded,
     NotFound,
     ShuttingDown,
-    StartFailed,
     SwapdError,
     TooManyRequests,
 )
 from swapd.lease import Lease
+from swapd.lifecycle import Lifecycle
 from swapd.observe.logs import LogRing
 from swapd.slot import Slot, Ticket
 from swapd.views import ALIVE, RUNNING, SlotView, State
@@ -52,8 +53,6 @@ log = logging.getLogger("swapd.scheduler")
 _now = time.monotonic  # the asyncio clock, without anyio's backend lookup on the hot path
 BATCH_WINDOW = 2.0  # seconds a swap may be held back while the loaded model serves its queue
 TTL_TICK = 0.5
-START_ATTEMPTS = 3  # failed starts in a row before the queued requests get the error
-RETRY_DELAY = 0.25  # seconds before the second attempt; doubles after each failure
 
 DriverFactory = Callable[[ModelConfig, LogSink], Driver]
 Listener = Callable[[SlotView], None]
@@ -86,6 +85,7 @@ class Scheduler:
         self._seq = itertools.count()
         self._tg: TaskGroup | None = None
         self._closing = False
+        self.lifecycle = Lifecycle(self)  # the hands: start, stop, sleep, wake; their outcomes
         for model in config.models.values():
             self.slots[model.id] = self._new_slot(model)
 
@@ -114,7 +114,7 @@ class Scheduler:
         self._fail_queued(lambda t: True, ShuttingDown("swapd is shutting down"))
         for slot in self.slots.values():
             if slot.state is State.STARTING:
-                self._stop(slot)
+                self.lifecycle.stop(slot)
 
     async def shutdown(self) -> None:
         """``close``, then stop every engine (requests in flight finish first) and wait."""
@@ -174,7 +174,7 @@ class Scheduler:
             slot.last_use = _now()
         self._queue_changed(slot)
         if slot.retiring and slot.inflight == 0:
-            self._stop(slot)
+            self.lifecycle.stop(slot)
         if ticket.granted or queued:
             self._drain()
 
@@ -273,13 +273,10 @@ class Scheduler:
             try:
                 driver = self._driver_factory(slot.config, slot.log)
             except SwapdError as exc:
-                self._start_failed(slot, exc.message, permanent=True)
+                self.lifecycle.start_failed(slot, exc.message, permanent=True)
                 return
             if callable(getattr(driver, "preflight", None)):
-                slot.preparing = True  # evict nothing before the checks pass
-                self._spawn(
-                    engines.preflight, self, slot, slot.config, driver, name=f"preflight:{slot.id}"
-                )
+                self.lifecycle.prepare(slot, driver)  # evict nothing before the checks pass
                 return
             slot.prepared = driver
         evict = [self.slots[name] for name in self._evictions(slot.id)]
@@ -288,13 +285,13 @@ class Scheduler:
         for e in evict:
             if e.state is State.READY:
                 log.info("evicting %s to start %s", e.id, slot.id)
-                self._evict(e)
+                self.lifecycle.evict(e)
         if any(e.state is State.STOPPING for e in evict):
             return  # start once the evicted engines are gone
         if slot.state is State.SLEEPING:
-            self._wake(slot)
+            self.lifecycle.wake(slot)
         else:
-            self._start(slot)
+            self.lifecycle.start(slot)
 
     def _queue_changed(self, slot: Slot) -> None:
         if self.queue_listeners:
@@ -309,154 +306,6 @@ class Scheduler:
             view = slotinfo.view(slot, _now(), swap_seconds=swap_seconds)
             for listener in self.listeners:
                 listener(view)
-
-    # ── engine events (the engine tasks report here) ────────────────────────────────────────
-
-    def on_prepared(
-        self, slot: Slot, config: ModelConfig, driver: Driver, error: SwapdError | None
-    ) -> None:
-        slot.preparing = False
-        if self.slots.get(slot.id) is not slot or slot.state in ALIVE:
-            return
-        if config is not slot.config:  # a reload changed it meanwhile: check the new one
-            self._drain()
-            return
-        if error is not None:
-            self._start_failed(slot, error.message, permanent=True)
-        else:
-            slot.prepared = driver
-        self._drain()
-
-    def _start_failed(self, slot: Slot, error: str, *, permanent: bool) -> None:
-        """A start failed: retry it for the queued requests, unless it will fail again."""
-        slot.error = error
-        slot.failures += 1
-        log.warning("%s failed to start: %s", slot.id, error.splitlines()[0])
-        self._set_state(slot, State.FAILED)
-        now = _now()
-        if permanent or slot.failures >= START_ATTEMPTS:
-            slot.failures = 0
-            self._fail_queued(lambda t: t.slot is slot, StartFailed(slot.id, error))
-            return
-        too_old = now - slot.config.health_check_timeout
-        self._fail_queued(
-            lambda t: t.slot is slot and t.created < too_old, StartFailed(slot.id, error)
-        )
-        delay = RETRY_DELAY * 2 ** (slot.failures - 1)
-        slot.backing_off = True
-        slot.log.write(f"[swapd] {slot.id} failed to start; retrying in {delay:g}s")
-        self._spawn(self._retry_later, slot, delay, name=f"retry:{slot.id}")
-
-    async def _retry_later(self, slot: Slot, delay: float) -> None:
-        await anyio.sleep(delay)
-        slot.backing_off = False
-        self._drain()
-
-    def on_ready(self, slot: Slot, generation: int, upstream: Upstream) -> None:
-        if generation != slot.generation or slot.state is not State.STARTING:
-            return
-        now = _now()
-        slot.upstream = upstream
-        slot.ready_at = slot.last_use = now
-        slot.failures = 0
-        took = now - (slot.started_at or now)
-        slot.log.write(f"[swapd] {slot.id} ready in {took:.3f}s at {upstream.base_url}")
-        log.info("%s ready in %.3fs", slot.id, took)
-        self._set_state(slot, State.READY, swap_seconds=took)
-        if slot.retiring and slot.inflight == 0:
-            self._stop(slot)
-        self._drain()
-
-    def on_exit(self, slot: Slot, generation: int, error: str | None, permanent: bool) -> None:
-        if generation != slot.generation:
-            return
-        previous = slot.state
-        slot.upstream = slot.scope = slot.ready_at = slot.driver = None
-        slot.going_to_sleep = False
-        if slot.next_config is not None:
-            slot.config, slot.next_config = slot.next_config, None
-        slot.unloading = False
-        if previous is State.STARTING and error is not None:
-            self._start_failed(slot, error, permanent=permanent)
-        else:
-            if previous is State.READY:
-                slot.error = error
-                log.warning("%s: %s", slot.id, error or "engine stopped")
-                slot.log.write(f"[swapd] {slot.id}: {error or 'engine stopped'}")
-            self._set_state(slot, State.STOPPED)
-        if slot.removed and self.slots.get(slot.id) is slot:
-            del self.slots[slot.id]
-            self._fail_queued(
-                lambda t: t.slot is slot,
-                ModelUnloaded(slot.id, f"model {slot.id!r} was removed from the config"),
-            )
-        slot.stopped.set()
-        self._drain()
-
-    def on_slept(self, slot: Slot, generation: int, error: str | None) -> None:
-        if generation != slot.generation or not slot.going_to_sleep:
-            return
-        if error is not None:
-            slot.log.write(f"[swapd] sleep failed ({error}); stopping {slot.id}")
-            self._stop(slot)
-            return
-        slot.going_to_sleep = False
-        slot.log.write(f"[swapd] {slot.id} is sleeping (level {slot.config.sleep_level or 1})")
-        self._set_state(slot, State.SLEEPING)
-        if slot.retiring:
-            self._stop(slot)
-        self._drain()
-
-    def on_woken(self, slot: Slot, generation: int, error: str | None) -> None:
-        if generation != slot.generation or slot.state is not State.STARTING:
-            return
-        if error is not None:
-            slot.log.write(f"[swapd] wake failed ({error}); restarting {slot.id}")
-            log.warning("%s: wake failed, restarting: %s", slot.id, error)
-            self._stop(slot)  # the queued requests start it again once it has stopped
-        elif slot.upstream is not None:
-            self.on_ready(slot, generation, slot.upstream)
-
-    # ── engine commands ─────────────────────────────────────────────────────────────────────
-
-    def _start(self, slot: Slot) -> None:
-        driver, slot.prepared = slot.prepared, None
-        slot.generation += 1
-        slot.error = None
-        slot.stopped = anyio.Event()
-        slot.started_at = _now()
-        slot.scope = anyio.CancelScope()
-        slot.swaps += 1
-        slot.driver = driver
-        self._set_state(slot, State.STARTING)
-        slot.log.write(f"[swapd] starting {slot.id}: {' '.join(slot.config.cmd)}")
-        self._spawn(
-            engines.run, self, slot, slot.generation, driver, slot.scope, name=f"engine:{slot.id}"
-        )
-
-    def _stop(self, slot: Slot) -> None:
-        if slot.state in (State.STARTING, State.READY, State.SLEEPING) or slot.going_to_sleep:
-            slot.going_to_sleep = False
-            if slot.state is not State.STOPPING:
-                self._set_state(slot, State.STOPPING)
-            assert slot.scope is not None
-            slot.scope.cancel()
-
-    def _evict(self, slot: Slot) -> None:
-        """Make room: put a ready model to sleep if it can, else stop it."""
-        if slot.state is State.READY and engines.can_sleep(slot):
-            slot.going_to_sleep = True
-            self._set_state(slot, State.STOPPING)
-            level = slot.config.sleep_level or 1
-            self._spawn(engines.sleep, self, slot, slot.generation, level, name=f"sleep:{slot.id}")
-        else:
-            self._stop(slot)
-
-    def _wake(self, slot: Slot) -> None:
-        slot.started_at = _now()
-        self._set_state(slot, State.STARTING)
-        slot.log.write(f"[swapd] waking {slot.id}")
-        self._spawn(engines.wake, self, slot, slot.generation, name=f"wake:{slot.id}")
 
     async def engine_gone(self, model_id: str, upstream: Upstream, limit: float = 2.0) -> None:
         """Wait (bounded) until the scheduler has seen ``upstream``'s engine exit.
@@ -502,7 +351,7 @@ class Scheduler:
 
         self.listeners.append(watch)
         try:
-            self._evict(slot)
+            self.lifecycle.evict(slot)
             await settled.wait()
         finally:
             self.listeners.remove(watch)
@@ -522,7 +371,7 @@ class Scheduler:
         for slot in stopping:
             slot.unloading = True
             if slot.inflight == 0:
-                self._stop(slot)
+                self.lifecycle.stop(slot)
         for event in events:
             await event.wait()
         return [s.id for s in stopping]
@@ -541,7 +390,7 @@ class Scheduler:
                 ):
                     slot.log.write(f"[swapd] unloading {slot.id}: idle for {ttl:g}s (ttl)")
                     log.info("unloading %s, TTL of %gs reached", slot.id, ttl)
-                    self._evict(slot)
+                    self.lifecycle.evict(slot)
 
     # ── reload ──────────────────────────────────────────────────────────────────────────────
 
@@ -575,7 +424,7 @@ class Scheduler:
                 else:
                     slot.config, slot.next_config = step.config, None
             if slot.retiring and slot.inflight == 0:
-                self._stop(slot)
+                self.lifecycle.stop(slot)
         self._drain()
         return reload.report(steps)
 

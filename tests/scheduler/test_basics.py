@@ -8,7 +8,7 @@ import pytest
 from swapd.config.model import Config, GroupConfig, ModelConfig
 from swapd.drivers.base import Upstream
 from swapd.errors import StartFailed, TooManyRequests
-from swapd.scheduler import START_ATTEMPTS
+from swapd.lifecycle import START_ATTEMPTS
 from swapd.testing import FakeEngines
 from swapd.views import State
 
