@@ -109,8 +109,7 @@ class Lifecycle:
         slot.log.write(f"[swapd] {slot.id} ready in {took:.3f}s at {upstream.base_url}")
         log.info("%s ready in %.3fs", slot.id, took)
         self._owner._set_state(slot, State.READY, swap_seconds=took)
-        if slot.retiring and slot.inflight == 0:
-            self.stop(slot)
+        self.retire_if_idle(slot)
         self._owner._drain()
 
     def on_exit(self, slot: Slot, generation: int, error: str | None, permanent: bool) -> None:
@@ -149,8 +148,7 @@ class Lifecycle:
         slot.going_to_sleep = False
         slot.log.write(f"[swapd] {slot.id} is sleeping (level {slot.config.sleep_level or 1})")
         self._owner._set_state(slot, State.SLEEPING)
-        if slot.retiring:
-            self.stop(slot)
+        self.retire_if_idle(slot)
         self._owner._drain()
 
     def on_woken(self, slot: Slot, generation: int, error: str | None) -> None:
@@ -179,6 +177,11 @@ class Lifecycle:
         self._owner._spawn(
             engines.run, self, slot, slot.generation, driver, slot.scope, name=f"engine:{slot.id}"
         )
+
+    def retire_if_idle(self, slot: Slot) -> None:
+        """A retiring model (reload, unload) stops once its requests in flight are done."""
+        if slot.retiring and slot.inflight == 0:
+            self.stop(slot)
 
     def stop(self, slot: Slot) -> None:
         if slot.state in (State.STARTING, State.READY, State.SLEEPING) or slot.going_to_sleep:

@@ -173,8 +173,7 @@ class Scheduler:
             slot.inflight -= 1
             slot.last_use = _now()
         self._queue_changed(slot)
-        if slot.retiring and slot.inflight == 0:
-            self.lifecycle.stop(slot)
+        self.lifecycle.retire_if_idle(slot)
         if ticket.granted or queued:
             self._drain()
 
@@ -370,8 +369,7 @@ class Scheduler:
         events = [s.stopped for s in stopping]
         for slot in stopping:
             slot.unloading = True
-            if slot.inflight == 0:
-                self.lifecycle.stop(slot)
+            self.lifecycle.retire_if_idle(slot)
         for event in events:
             await event.wait()
         return [s.id for s in stopping]
@@ -423,8 +421,7 @@ class Scheduler:
                     slot.next_config = step.config
                 else:
                     slot.config, slot.next_config = step.config, None
-            if slot.retiring and slot.inflight == 0:
-                self.lifecycle.stop(slot)
+            self.lifecycle.retire_if_idle(slot)
         self._drain()
         return reload.report(steps)
 
