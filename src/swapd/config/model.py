@@ -36,6 +36,26 @@ class Filters:
 
     strip_params: tuple[str, ...] = ()
     set_params: Mapping[str, Any] = field(default_factory=dict)
+    # `setParamsByID`: requested id (after profile/selector rewriting; an alias counts) ->
+    # params set last, for requests naming that id. Each key is also an alias of the model.
+    set_params_by_id: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+Modality = Literal["text", "audio", "image"]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """``capabilities``: what a model takes and gives, listed in ``/v1/models``."""
+
+    inputs: tuple[Modality, ...] = ()  # `in`
+    outputs: tuple[Modality, ...] = ()  # `out`
+    tools: bool = False
+    reranker: bool = False
+    context: int = 0  # tokens; 0 = unknown
+
+    def __bool__(self) -> bool:
+        return bool(self.inputs or self.outputs or self.tools or self.reranker or self.context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +135,9 @@ class ModelConfig:
     gpu_memory: int = 0  # swapd: bytes of GPU memory the model needs (placement)
     sleep_level: int | None = None  # swapd: evict = sleep at this level instead of stop
     timeouts: Timeouts = field(default_factory=Timeouts)  # proxy → engine waits
+    capabilities: Capabilities = field(default_factory=Capabilities)
+    # `compat.ignoreWebsockets`: WebSocket upgrades bypass the scheduler (409 if not ready)
+    ignore_websockets: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", options_for(self.driver, self.options))
@@ -146,6 +169,69 @@ class GroupConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PeerConfig:
+    """``peers.<id>``: a remote OpenAI-compatible server; its models are ``<id>/<model>``."""
+
+    id: str
+    proxy: str  # base URL, e.g. https://openrouter.ai/api
+    api_key: str = ""  # sent as Bearer and x-api-key; "" = no credentials sent at all
+    models: tuple[str, ...] = ()  # model ids at the peer, duplicates dropped
+    filters: Filters = field(default_factory=Filters)
+    timeouts: Timeouts = field(default_factory=lambda: Timeouts(response_header=60.0))
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixSet:
+    """One named set of the matrix: its DSL and the model sets it allows (alternatives)."""
+
+    name: str
+    dsl: str
+    alternatives: tuple[frozenset[str], ...]  # real model ids; each may run together
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixConfig:
+    """``routing.router.settings.matrix`` (or legacy top-level ``matrix``)."""
+
+    # in topological-then-definition order (referenced sets first): ties go to the earlier
+    sets: tuple[MatrixSet, ...] = ()
+    evict_costs: Mapping[str, int] = field(default_factory=dict)  # model id -> cost (default 1)
+    vars: Mapping[str, str] = field(default_factory=dict)  # var -> model id (as written)
+
+    def cost(self, model_id: str) -> int:
+        return self.evict_costs.get(model_id, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    """``profiles.<id>``: model-id rewrites active while the profile is."""
+
+    id: str
+    description: str = ""
+    pins: Mapping[str, str | None] = field(default_factory=dict)  # name -> target; None: 404
+
+
+SelectorStrategy = Literal["pin", "warm", "spillover"]
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorConfig:
+    """``selectors.<id>``: a virtual model id resolved per request to one of ``targets``."""
+
+    id: str
+    strategy: SelectorStrategy
+    targets: tuple[str, ...]  # as written: model, alias or peer model names
+    spillover: int = 1  # `settings.spillover`
+    name: str = ""
+    description: str = ""
+    unlisted: bool = False
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+Router = Literal["group", "matrix"]
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     models: Mapping[str, ModelConfig] = field(default_factory=dict)  # sorted by id
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)  # always has DEFAULT_GROUP
@@ -167,6 +253,17 @@ class Config:
     store_path: str | None = None  # `store.path`: SQLite file for activity records
     log_ring_bytes: int | None = None  # `logs.ringBytes`: per-model log ring size
     nodes: Mapping[str, NodeConfig] = field(default_factory=dict)  # swapd: Docker nodes
+    router: Router = "group"  # `routing.router.use`
+    matrix: MatrixConfig | None = None  # set when router == "matrix"
+    priorities: Mapping[str, int] = field(default_factory=dict)  # fifo priority by model id
+    peers: Mapping[str, PeerConfig] = field(default_factory=dict)
+    profiles: Mapping[str, ProfileConfig] = field(default_factory=dict)
+    selectors: Mapping[str, SelectorConfig] = field(default_factory=dict)
+    # `upstream.ignorePaths`: regexes; /upstream paths matching one never start a model
+    ignore_paths: tuple[str, ...] = (r".*\.(js|json|css|png|gif|jpg|jpeg|ico|txt)$",)
+    capture_bytes: int = 5 * 1024 * 1024  # `captureBuffer` (MB) in bytes; 0 = no captures
+    log_time_format: str = ""  # `logTimeFormat`: a Go layout name; "" = no timestamp
+    log_requests: bool = False  # `logRequests`: one line per proxied request
     sources: tuple[str, ...] = ()  # files the config was read from
     warnings: tuple[ConfigIssue, ...] = ()  # unknown keys etc., with their location
 

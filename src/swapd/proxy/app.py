@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import anyio
 
@@ -46,6 +45,7 @@ from swapd.proxy.asgi import (
 )
 from swapd.proxy.envelope import error_body, is_anthropic
 from swapd.proxy.forward import UpstreamClient, forward, request_headers, target
+from swapd.routing import Routes
 from swapd.scheduler import Scheduler
 from swapd.upstream import Upstream
 from swapd.views import LOADED, State
@@ -261,15 +261,10 @@ class Proxy:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         # Raw segments: `author%2Fmodel` is one segment that names the model `author/model`.
         segments = raw_path.split(b"?", 1)[0][len(b"/upstream/") :].split(b"/")
-        model: ModelConfig | None = None
-        used = 0
-        for i in range(len(segments), 0, -1):  # longest prefix that names a model or alias
-            name = unquote_to_bytes(b"/".join(segments[:i])).decode(errors="replace")
-            if (found := self.config.resolve(name)) is not None:
-                model, used = found, i
-                break
-        if model is None:
+        found = Routes(self.config).resolve_path(segments)
+        if found is None or found[0].model is None:
             raise NotFound(f"no model matches {scope['path']!r}")
+        model, used = found[0].model, found[1]
         if used == len(segments):
             location = b"/upstream/" + b"/".join(segments) + b"/"
             if scope["query_string"]:
