@@ -16,6 +16,7 @@
     │       ├── UpstreamGone        HTTP 502 (connection refused: nothing reached the engine)
     │       └── UpstreamTimeout     HTTP 504 (engine did not connect / answer / send in time)
     ├── DriverNotFound              exit 2 (unknown driver name)
+    ├── SelectorUnavailable         HTTP 503 (a spillover selector has no target left)
     └── ShuttingDown                HTTP 503
 
 Each class states its ``http_status``, ``code`` (machine-readable) and ``exit_code``; the proxy
@@ -140,6 +141,11 @@ class UpstreamTimeout(UpstreamUnavailable):
 class DriverNotFound(SwapdError):
     code = "unknown_driver"
     exit_code = 2
+
+
+class SelectorUnavailable(SwapdError):
+    http_status = 503
+    code = "selector_unavailable"
 
 
 class ShuttingDown(SwapdError):
