@@ -26,6 +26,7 @@ from swapd.drivers import pidfile
 from swapd.drivers import registry as drivers
 from swapd.errors import ConfigError, SwapdError
 from swapd.extensions import standard
+from swapd.lint import exposure, lint
 from swapd.observe.activity import ActivityLog
 from swapd.observe.logs import DEFAULT_RING_BYTES, LogRing
 from swapd.observe.observer import Observer
@@ -129,6 +130,11 @@ class App:
         for issue in config.warnings:
             log.warning("config: %s", issue)
         host, port = parse_listen(self.listen)
+        if (exposed := exposure(host, config)) is not None:  # swapd.lint: also on stderr
+            log.warning("%s", exposed)
+            print(f"swapd: warning: {exposed}", file=sys.stderr, flush=True)
+        for warning in lint(config):
+            log.warning("check: %s", warning)
         # Engines an earlier, killed swapd left go first: they may hold its port or their own.
         for leftover in await anyio.to_thread.run_sync(pidfile.reap_orphans):
             log.warning("stopped engine left behind by an earlier swapd: %s", leftover)
@@ -178,7 +184,8 @@ class App:
                 tg.start_soon(self._signals, name="signals")
                 if self.watch:
                     tg.start_soon(self._watch, name="watch-config")
-                shown = "127.0.0.1" if host in ("", "0.0.0.0") else host
+                shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
+                shown = f"[{shown}]" if ":" in shown and not shown.startswith("[") else shown
                 log.info(
                     "swapd listening on http://%s:%d (%d models)", shown, port, len(config.models)
                 )
@@ -261,6 +268,8 @@ class App:
         self._setup_logging(config)
         for issue in config.warnings:
             log.warning("config: %s", issue)
+        for warning in lint(config):
+            log.warning("check: %s", warning)
         changes = self.scheduler.update(config)
         if self._main is not None and config.preload:  # as at startup; running ones are kept
             self._main.start_soon(self._preload, config.preload, name="preload")

@@ -17,10 +17,16 @@ __all__ = ["main"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="swapd")
+@click.version_option(__version__, "--version", "-version", message="swapd %(version)s")
 def main() -> None:
     """swapd: an OpenAI/Anthropic-compatible proxy that starts and swaps LLM engines on demand."""
 
 
-for _command in (serve, check, run, start, stop, ps, models, logs, recipes):
+@click.command()
+def version() -> None:
+    """Print swapd's version."""
+    click.echo(f"swapd {__version__}")
+
+
+for _command in (serve, check, run, start, stop, ps, models, logs, recipes, version):
     main.add_command(_command)

@@ -1,4 +1,10 @@
-"""Commands that run swapd itself: ``serve``, ``check`` (a config) and ``run`` (one model)."""
+"""Commands that run swapd itself: ``serve``, ``check`` (a config) and ``run`` (one model).
+
+Without ``--config`` (or ``check``'s FILE) and ``--config-dir``, ``serve`` and ``check`` use
+``./config.yaml`` when there is one, as llama-swap users expect, and the embedded demo
+otherwise; the first line of output says which. llama-swap's single-dash spellings
+(``-config``, ``-config-dir``, ``-listen``, ``-watch-config``) are accepted too.
+"""
 
 from __future__ import annotations
 
@@ -8,36 +14,66 @@ from pathlib import Path
 import click
 
 from swapd.cli.exits import fail
+from swapd.cli.listen import DEFAULT as DEFAULT_LISTEN
+from swapd.cli.listen import Listen, ListenType
 from swapd.errors import SwapdError
 
+DEFAULT_CONFIG = Path("config.yaml")
+DEMO_NOTE = "swapd: no config given and no ./config.yaml here: {} the embedded demo"
 
-@click.command()
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="YAML config (llama-swap compatible). Without it, an embedded demo runs.",
-)
-@click.option(
+
+def default_config(config_path: Path | None, config_dir: Path | None) -> Path | None:
+    """``config_path``, or ``./config.yaml`` when neither a file nor a directory was named and
+    it exists (announced on stdout: the first line of output)."""
+    if config_path is not None or config_dir is not None:
+        return config_path
+    if DEFAULT_CONFIG.is_file():
+        click.echo(f"swapd: using ./{DEFAULT_CONFIG}")
+        return DEFAULT_CONFIG
+    return None
+
+
+config_dir_option = click.option(
     "--config-dir",
+    "-config-dir",
     type=click.Path(path_type=Path, file_okay=False),
     help="Directory of *.yaml files merged after --config.",
 )
-@click.option(
-    "--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to listen on."
-)
-@click.option("--watch-config", is_flag=True, help="Reload when the config files change.")
-@click.option(
+models_dir_option = click.option(
     "--models-dir",
     "models_dirs",
     multiple=True,
     type=click.Path(path_type=Path, file_okay=False),
     help="Serve every *.gguf under DIR with llama-server (repeatable; see modelsDir).",
 )
+
+
+@click.command()
+@click.option(
+    "--config",
+    "-config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="YAML config (llama-swap compatible). Default: ./config.yaml if it exists, "
+    "else an embedded demo.",
+)
+@config_dir_option
+@click.option(
+    "--listen",
+    "-listen",
+    type=ListenType(),
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    help="HOST:PORT to listen on; :PORT = every interface, [::]:PORT for IPv6.",
+)
+@click.option(
+    "--watch-config", "-watch-config", is_flag=True, help="Reload when the config files change."
+)
+@models_dir_option
 def serve(
     config_path: Path | None,
     config_dir: Path | None,
-    listen: str,
+    listen: Listen,
     watch_config: bool,
     models_dirs: tuple[Path, ...] = (),
 ) -> None:
@@ -45,15 +81,16 @@ def serve(
     from swapd.app import App
     from swapd.app import serve as run
 
+    config_path = default_config(config_path, config_dir)
+    if config_path is None and config_dir is None and not models_dirs:
+        click.echo(DEMO_NOTE.format("serving") + " (models echo-a, echo-b)")
     app = App(
         config_path=config_path,
         config_dir=config_dir,
-        listen=listen,
+        listen=str(listen),
         watch=watch_config,
         models_dirs=tuple(str(d) for d in models_dirs),
     )
-    if config_path is None and config_dir is None and not models_dirs:
-        click.echo("swapd: no --config given, serving the embedded demo (models echo-a, echo-b)")
     try:
         run(app.run)
     except SwapdError as exc:
@@ -64,7 +101,14 @@ def serve(
 
 @click.command()
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False), required=False)
-@click.option("--config-dir", type=click.Path(path_type=Path, file_okay=False))
+@click.option(
+    "--config",
+    "-config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The config to check (the same as FILE).",
+)
+@config_dir_option
 @click.option(
     "--models-dir",
     "models_dirs",
@@ -72,12 +116,27 @@ def serve(
     type=click.Path(path_type=Path, file_okay=False),
     help="Also discover *.gguf files under DIR (as serve --models-dir).",
 )
-def check(file: Path | None, config_dir: Path | None, models_dirs: tuple[Path, ...] = ()) -> None:
-    """Validate a config and print the resolved models (exit 0 when valid, 2 when not)."""
+def check(
+    file: Path | None,
+    config_path: Path | None,
+    config_dir: Path | None,
+    models_dirs: tuple[Path, ...] = (),
+) -> None:
+    """Validate a config and print the resolved models (exit 0 when valid, 2 when not).
+
+    Warnings (on stderr) name what is wrong but does not stop loading: unknown keys, and
+    mistakes that would fail at runtime (a program not on PATH, a proxy port cmd never uses).
+    """
     from swapd.config import load_config, load_demo
     from swapd.extensions import standard
+    from swapd.lint import lint
 
+    if file is not None and config_path is not None and file != config_path:
+        raise click.UsageError("give the config either as FILE or as --config, not both")
+    file = default_config(file or config_path, config_dir)
     dirs = tuple(str(d) for d in models_dirs)
+    if file is None and config_dir is None and not dirs:
+        click.echo(DEMO_NOTE.format("checking"))
     try:
         config = (
             load_config(file, config_dir, models_dirs=dirs, extensions=standard())
@@ -89,6 +148,8 @@ def check(file: Path | None, config_dir: Path | None, models_dirs: tuple[Path, .
         return
     for issue in config.warnings:
         click.echo(f"warning: {issue}", err=True)
+    for warning in lint(config):
+        click.echo(f"warning: {warning}", err=True)
     for model in config.models.values():
         click.echo(f"{model.id}")
         click.echo(f"  argv:   {list(model.cmd)}")
