@@ -439,6 +439,12 @@ class Scheduler:
         slot = self.slots.get(model_id)
         return slot.state if slot else None
 
+    def upstream(self, model_id: str) -> Upstream | None:
+        """Where a ready model serves now, for connections that bypass leases
+        (``compat.ignoreWebsockets``); None unless it is ready."""
+        slot = self.slots.get(model_id)
+        return slot.upstream if slot is not None and slot.state is State.READY else None
+
     def progress(self, model_id: str) -> dict[str, Any] | None:
         slot = self.slots.get(model_id)
         return slotinfo.progress(slot, anyio.current_time()) if slot else None
