@@ -15,6 +15,10 @@ arrival and the ready model becoming ready. Then new grants are held back, the b
 and the swap happens. A model never loses the swap it just won to requests that queued while it
 was starting.
 
+Priorities (``fifo.priority``): a queued request goes before the first queued request with a
+strictly lower priority; equal priorities keep arrival order. Only the queue order changes: a
+ready model's requests still take the fast path, and the batching window still applies.
+
 Retiring (reload changed or removed a model, an unload): no new grants, the requests in flight
 finish, then the engine stops; requests still queued start it again.
 """
@@ -81,7 +85,8 @@ class Scheduler:
         self.slots: dict[str, Slot] = {}
         self.listeners: list[Listener] = []  # called on every state change of a model
         self.queue_listeners: list[QueueListener] = []  # called when a queue length changes
-        self._queue: list[Ticket] = []
+        self._queue: list[Ticket] = []  # in priority order, then arrival order
+        self._announced: set[str] = set()  # models whose matrix swap was logged, not yet started
         self._seq = itertools.count()
         self._tg: TaskGroup | None = None
         self._closing = False
@@ -141,12 +146,15 @@ class Scheduler:
                 f"(concurrencyLimit {slot.config.concurrency_limit}, queued and in flight)"
             )
         now = _now()
-        ticket = Ticket(model=model_id, slot=slot, seq=next(self._seq), created=now)
+        priority = self.config.priorities.get(model_id, 0)
+        ticket = Ticket(
+            model=model_id, slot=slot, seq=next(self._seq), created=now, priority=priority
+        )
         slot.reserved += 1
         if slot.state is State.READY and not slot.retiring and not self._held_back(ticket, now):
             self._grant(ticket, slot)
         else:
-            self._queue.append(ticket)
+            self._enqueue(ticket)
             self._queue_changed(slot)
             self._drain()
         return ticket
@@ -197,6 +205,15 @@ class Scheduler:
         finally:
             lease.release()
 
+    def _enqueue(self, ticket: Ticket) -> None:
+        """Queue before the first ticket of a strictly lower priority (FIFO among equals)."""
+        queue = self._queue
+        if not queue or queue[-1].priority >= ticket.priority:
+            queue.append(ticket)  # the common case: no priorities configured
+            return
+        at = next(i for i, other in enumerate(queue) if other.priority < ticket.priority)
+        queue.insert(at, ticket)
+
     def _grant(self, ticket: Ticket, slot: Slot) -> None:
         ticket.granted = True
         ticket.upstream = slot.upstream
@@ -220,13 +237,36 @@ class Scheduler:
     def _evictions(self, model_id: str) -> frozenset[str]:
         running = [s.id for s in self.slots.values() if s.state in RUNNING]
         models = {s.id: s.config for s in self.slots.values()}
-        return policy.evictions(model_id, running, models, self.config.groups)
+        return policy.evictions(model_id, running, models, self.config)
+
+    def _announce_swap(self, slot: Slot, *, starting: bool) -> None:
+        """Log the matrix decision once per swap: when its evictions begin, or at the start
+        when there is nothing to evict."""
+        matrix = self.config.matrix
+        if self.config.router != "matrix" or matrix is None:
+            return
+        if slot.id in self._announced:
+            if starting:
+                self._announced.discard(slot.id)  # the next swap logs again
+            return
+        if not starting:
+            self._announced.add(slot.id)
+        running = [s.id for s in self.slots.values() if s.state in RUNNING]
+        choice = policy.matrix_choice(slot.id, running, matrix)
+        log.info(
+            "matrix: model=%s set=%s evict=[%s] cost=%d",
+            slot.id,
+            choice.set_name or "(none: runs alone)",
+            ", ".join(sorted(choice.evict)),
+            choice.cost,
+        )
 
     def _held_back(self, ticket: Ticket, now: float) -> bool:
-        """Whether an older request, starved while this ready model served, needs it gone."""
+        """Whether a request queued ahead of this one (older, or of a higher priority), starved
+        while this ready model served, needs it gone."""
         ready_at = ticket.slot.ready_at or now
         for other in self._queue:
-            if other.seq >= ticket.seq:
+            if other is ticket or other.priority < ticket.priority:
                 break
             if (
                 other.model == ticket.model
@@ -281,12 +321,15 @@ class Scheduler:
         evict = [self.slots[name] for name in self._evictions(slot.id)]
         if any(e.state is State.STARTING or e.inflight > 0 for e in evict):
             return  # never evict a busy model, nor collide with another start
+        if any(e.state is State.READY for e in evict):
+            self._announce_swap(slot, starting=False)
         for e in evict:
             if e.state is State.READY:
                 log.info("evicting %s to start %s", e.id, slot.id)
                 self.lifecycle.evict(e)
         if any(e.state is State.STOPPING for e in evict):
             return  # start once the evicted engines are gone
+        self._announce_swap(slot, starting=True)
         if slot.state is State.SLEEPING:
             self.lifecycle.wake(slot)
         else:

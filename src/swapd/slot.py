@@ -77,6 +77,7 @@ class Ticket:
     granted: bool = False
     released: bool = False
     position: int = 0  # 1-based place in the queue while waiting, 0 otherwise
+    priority: int = 0  # `fifo.priority` of its model at admission; queued ahead of lower ones
 
     @property
     def done(self) -> bool:
