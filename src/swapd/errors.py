@@ -17,7 +17,8 @@
     │       └── UpstreamTimeout     HTTP 504 (engine did not connect / answer / send in time)
     ├── DriverNotFound              exit 2 (unknown driver name)
     ├── SelectorUnavailable         HTTP 503 (a spillover selector has no target left)
-    └── ShuttingDown                HTTP 503
+    ├── ShuttingDown                HTTP 503
+    └── RequestCancelled            HTTP 503 (cancelled through /api/inflight/{id}/cancel)
 
 Each class states its ``http_status``, ``code`` (machine-readable) and ``exit_code``; the proxy
 maps them to JSON envelopes and the CLI to exit codes, nothing else does.
@@ -151,3 +152,10 @@ class SelectorUnavailable(SwapdError):
 class ShuttingDown(SwapdError):
     http_status = 503
     code = "shutting_down"
+
+
+class RequestCancelled(SwapdError):
+    """An operator cancelled the request (``POST /api/inflight/{id}/cancel``)."""
+
+    http_status = 503
+    code = "request_cancelled"
