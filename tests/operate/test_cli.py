@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
-from swapd.testing import free_port, run_swapd
+from swapd import __version__
+from swapd.cli.listen import Listen
+from swapd.cli.listen import parse as parse_listen
+from swapd.testing import echo_cmd, free_port, run_swapd, wait_http
 
 from .helpers import chat, config, swapd_cli
 
@@ -81,3 +91,122 @@ def test_api_key_missing_or_wrong(start_port: int) -> None:
         assert wrong.returncode == 5 and "invalid API key" in wrong.stderr
         ok = swapd_cli("ps", "--json", url=swapd.url, key="sekret")
         assert ok.returncode == 0 and json.loads(ok.stdout) == []
+
+
+# ── defaults a llama-swap user expects: ./config.yaml, Go-style --listen, single-dash flags ──
+
+
+@contextlib.contextmanager
+def serve_in(cwd: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """``swapd serve ARGS`` run from ``cwd`` with stdout and stderr apart; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "swapd", "serve", "--listen", f"127.0.0.1:{port}", *args],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_http(f"{url}/health", 30, proc=proc)
+        except (TimeoutError, RuntimeError) as exc:
+            proc.kill()
+            out, err = proc.communicate()
+            raise RuntimeError(f"swapd did not come up: {exc}\n{out}\n{err}") from exc
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def in_dir(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "swapd", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_serve_without_config_uses_config_yaml_in_the_current_directory(
+    tmp_path: Path, start_port: int
+) -> None:
+    (tmp_path / "config.yaml").write_text(
+        f"startPort: {start_port}\nmodels:\n  from-cwd:\n    cmd: {echo_cmd()}\n"
+    )
+    with serve_in(tmp_path) as (url, proc):
+        ids = [m["id"] for m in httpx.get(f"{url}/v1/models", timeout=10).json()["data"]]
+        assert ids == ["from-cwd"]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    assert out.splitlines()[0] == "swapd: using ./config.yaml"
+
+
+def test_check_without_file_uses_config_yaml_else_says_demo(tmp_path: Path) -> None:
+    demo = in_dir(tmp_path, "check")
+    assert demo.returncode == 0, demo.stderr
+    first = demo.stdout.splitlines()[0]
+    assert "no ./config.yaml here" in first and "embedded demo" in first
+    (tmp_path / "config.yaml").write_text(f"models:\n  here:\n    cmd: {echo_cmd()}\n")
+    found = in_dir(tmp_path, "check")
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines()[0] == "swapd: using ./config.yaml"
+    assert "here" in found.stdout.splitlines() and "echo-a" not in found.stdout
+    other = tmp_path / "other.yaml"
+    other.write_text(f"models:\n  explicit:\n    cmd: {echo_cmd()}\n")
+    for args in (("check", str(other)), ("check", "-config", str(other))):
+        named = in_dir(tmp_path, *args)  # an explicit config wins over ./config.yaml
+        assert named.returncode == 0, named.stderr
+        assert "using ./config.yaml" not in named.stdout
+        assert "explicit" in named.stdout.splitlines() and "here" not in named.stdout.splitlines()
+
+
+def test_check_warns_about_a_program_not_on_path(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("models:\n  m:\n    cmd: no-such-engine-xyz --port ${PORT}\n")
+    out = in_dir(tmp_path, "check", str(cfg))
+    assert out.returncode == 0, out.stderr
+    assert "warning: model m: program 'no-such-engine-xyz' not found on PATH" in out.stderr
+
+
+def test_listen_on_every_interface_reaches_loopback_and_warns_without_api_keys(
+    start_port: int,
+) -> None:
+    port = free_port()
+    with run_swapd(config(start_port), extra_args=["-listen", f":{port}"]) as swapd:
+        assert swapd.url == f"http://127.0.0.1:{port}"  # reached through loopback
+        models = httpx.get(f"{swapd.url}/v1/models", timeout=10).json()["data"]
+        assert {m["id"] for m in models} == {"alpha", "beta", "broken"}
+        swapd.wait_for_log("swapd: warning: listening on 0.0.0.0 without apiKeys")  # stderr
+        logged = httpx.get(f"{swapd.url}/logs", timeout=10).text
+        assert "WARNING listening on 0.0.0.0 without apiKeys" in logged  # swapd's own log
+
+
+def test_listen_addresses_in_go_spelling() -> None:
+    assert parse_listen(":8080") == Listen("0.0.0.0", 8080)
+    assert parse_listen("[::]:8080") == Listen("::", 8080)
+    assert str(parse_listen("[::1]:9")) == "[::1]:9"
+    assert parse_listen("localhost:80") == Listen("localhost", 80)
+    for bad in ("8080", "::1:80", "host:", "host:99999", "[::1:80"):
+        with pytest.raises(ValueError):
+            parse_listen(bad)
+    usage = in_dir(Path.cwd(), "serve", "--listen", "nope")
+    assert usage.returncode == 2 and "HOST:PORT" in usage.stderr
+
+
+def test_version_in_every_spelling() -> None:
+    outputs = {
+        in_dir(Path.cwd(), *args).stdout for args in (["--version"], ["-version"], ["version"])
+    }
+    assert outputs == {f"swapd {__version__}\n"}
