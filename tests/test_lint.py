@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from swapd.config import load_text
-from swapd.config.model import Config
+from swapd.config.model import Config, ModelConfig
 from swapd.extensions import standard
 from swapd.lint import exposure, is_loopback, lint
 from swapd.testing import echo_cmd
@@ -149,6 +149,11 @@ def test_port_allocated_in_cmd_but_a_different_fixed_proxy_port() -> None:
     )
     (warning,) = lint(cfg)
     assert "expects port 8999" in warning and "(its ${PORT} is 7100)" in warning
+
+
+def test_an_allocated_port_is_left_to_the_loader() -> None:
+    model = ModelConfig(id="m", cmd=(sys.executable,), proxy="http://127.0.0.1:5800", port=5800)
+    assert lint(Config(models={"m": model})) == []  # the loader warns about a cmd without it
 
 
 def test_remote_proxies_and_llama_servers_default_port_are_not_checked() -> None:

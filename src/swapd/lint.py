@@ -11,7 +11,8 @@ loading: the machine may change (a program installed later, a ``PATH`` set by a 
 - A fixed local port in ``proxy`` that ``cmd`` never mentions (neither as an argument such as
   ``--port 9503``, ``-p 9503:8080``, ``127.0.0.1:9503`` nor in ``env``): the engine listens on
   another port and every start ends in a health-check timeout. Docker and recipe models are
-  skipped (their options own the ports), and so is llama-server's own default port 8080.
+  skipped (their options own the ports), and so are llama-server's own default port 8080 and
+  an allocated ``${PORT}`` (a cmd without it gets the loader's warning instead).
 
 :func:`exposure` is the warning for a listen address other than loopback with no ``apiKeys``.
 """
@@ -98,6 +99,8 @@ def _port(model: ModelConfig) -> Iterator[str]:
         return
     if port is None or url.hostname is None or not is_loopback(url.hostname):
         return  # no fixed port, or a remote engine that cmd may reach in ways not visible here
+    if port == model.port:
+        return  # the model's ${PORT}: in cmd, or the loader already warned that it is not
     told = any(arg == "--port" or arg.startswith("--port=") for arg in model.cmd)
     if is_llama_server(model.cmd) and port == LLAMA_SERVER_DEFAULT_PORT and not told:
         return  # llama-server listens on 8080 unless told otherwise
