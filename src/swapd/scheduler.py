@@ -252,8 +252,12 @@ class Scheduler:
         if not starting:
             self._announced.add(slot.id)
         running = [s.id for s in self.slots.values() if s.state in RUNNING]
+        if not running:
+            log.info("matrix: model=%s starting (no models running)", slot.id)
+            return
         choice = policy.matrix_choice(slot.id, running, matrix)
-        log.info(
+        log.log(
+            logging.INFO if choice.evict else logging.DEBUG,
             "matrix: model=%s set=%s evict=[%s] cost=%d",
             slot.id,
             choice.set_name or "(none: runs alone)",
