@@ -13,6 +13,9 @@ import anyio
 import httpx
 import openai
 import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 from swapd.testing import EchoProcess, run_echo, wait_http
 
@@ -369,3 +372,59 @@ def test_ignore_sigterm() -> None:
         assert httpx.get(f"{eng.url}/health").status_code == 200
         eng.proc.send_signal(signal.SIGKILL)
         assert eng.proc.wait(5) == -signal.SIGKILL
+
+
+# -- WebSocket ---------------------------------------------------------------------------------
+
+
+def _ws_url(engine: EchoProcess, path: str) -> str:
+    return engine.url.replace("http://", "ws://") + path
+
+
+def _websocket_closes(engine: EchoProcess) -> list[list[object]]:
+    closes: list[list[object]] = httpx.get(f"{engine.url}/_echo/stats").json()["websocket_closes"]
+    return closes
+
+
+def test_websocket_says_what_it_saw_then_echoes_text_and_binary(engine: EchoProcess) -> None:
+    with ws_connect(
+        _ws_url(engine, "/ws?x=1"),
+        subprotocols=[Subprotocol("chat")],
+        additional_headers={"X-T": "v"},
+    ) as ws:
+        hello = json.loads(ws.recv(timeout=5))
+        assert hello["event"] == "connected"
+        assert (hello["path"], hello["query"], hello["subprotocol"]) == ("/ws", "x=1", "chat")
+        assert hello["headers"]["x-t"] == "v"
+        assert ws.subprotocol == "chat"
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "hello"
+        ws.send(b"\x00\xffbin")
+        assert ws.recv(timeout=5) == b"\x00\xffbin"
+
+
+def test_websocket_close_command_closes_with_that_code_and_reason(engine: EchoProcess) -> None:
+    with ws_connect(_ws_url(engine, "/ws")) as ws:
+        ws.recv(timeout=5)
+        ws.send("close 4001 bye now")
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd is not None
+    assert (info.value.rcvd.code, info.value.rcvd.reason) == (4001, "bye now")
+
+
+def test_websocket_records_the_clients_close_code(engine: EchoProcess) -> None:
+    with ws_connect(_ws_url(engine, "/ws")) as ws:
+        ws.recv(timeout=5)
+        ws.close(4321, "done here")
+    deadline = time.monotonic() + 5
+    while [4321, "done here"] not in (closes := _websocket_closes(engine)):
+        assert time.monotonic() < deadline, closes
+        time.sleep(0.02)
+
+
+def test_websocket_refuse_path_answers_403_with_json(engine: EchoProcess) -> None:
+    with pytest.raises(InvalidStatus) as info, ws_connect(_ws_url(engine, "/ws/refuse")):
+        pass
+    assert info.value.response.status_code == 403
+    assert json.loads(info.value.response.body)["error"] == "refused by the echo engine"

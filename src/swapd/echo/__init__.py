@@ -22,6 +22,9 @@ Routes (every response carries ``x-engine-pid`` and ``x-engine-model``):
   ``GET /is_sleeping`` (``{"is_sleeping": bool}``); while asleep, inference routes answer 503.
   ``--fail-wake`` makes ``/wake_up`` answer 500 (to test recovery)
 - anything else: 200 JSON echo of method, path, query, headers and body
+- WebSocket on any path: a hello message (path, query, headers, subprotocol), then every text
+  and binary message echoed; the text ``close <code> [reason]`` closes with that code;
+  ``/ws/refuse`` refuses the upgrade with 403 (see ``swapd.echo.websocket``)
 
 Body fields understood on inference routes: ``stream``, ``stream_options.include_usage``,
 ``chunks`` (number of streamed pieces; the reply is extended by repeating its words when more
@@ -29,9 +32,9 @@ pieces than words are asked for), ``chunk_delay`` (seconds between pieces) and `
 before answering). Token counts are deterministic: prompt tokens = whitespace words of the input,
 completion tokens = pieces of the reply.
 
-Modules: ``base`` (state, helpers), ``openai``, ``anthropic``, ``llamacpp`` (the surfaces), ``app``
-(dispatch and the ASGI app), ``server`` (the process). Only the standard library is imported at
-module level; uvicorn is imported by :func:`main`.
+Modules: ``base`` (state, helpers), ``openai``, ``anthropic``, ``llamacpp``, ``websocket`` (the
+surfaces), ``app`` (dispatch and the ASGI app), ``server`` (the process). Only the standard
+library is imported at module level; uvicorn is imported by :func:`main`.
 """
 
 from swapd.echo.app import EchoApp, app, create_app

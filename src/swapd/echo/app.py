@@ -22,9 +22,10 @@ from swapd.echo.base import (
 )
 from swapd.echo.llamacpp import LlamaCppSurface
 from swapd.echo.openai import OpenAISurface
+from swapd.echo.websocket import WebSocketSurface
 
 
-class EchoApp(OpenAISurface, AnthropicSurface, LlamaCppSurface):
+class EchoApp(OpenAISurface, AnthropicSurface, LlamaCppSurface, WebSocketSurface):
     """The echo engine as a pure ASGI application."""
 
     def _route_table(self) -> dict[str, Route]:
@@ -54,6 +55,8 @@ class EchoApp(OpenAISurface, AnthropicSurface, LlamaCppSurface):
         kind = scope["type"]
         if kind == "http":
             await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
         elif kind == "lifespan":
             while True:
                 message = await receive()
@@ -134,6 +137,8 @@ class EchoApp(OpenAISurface, AnthropicSurface, LlamaCppSurface):
             "requests": self.requests,
             "in_flight": self.in_flight,
             "disconnects": self.disconnects,
+            "websockets_open": self.websockets_open,
+            "websocket_closes": [list(c) for c in self.websocket_closes],
         }
 
     # -- simple routes ----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -96,6 +97,8 @@ class EchoBase:
         self.requests = 0
         self.in_flight = 0
         self.disconnects = 0
+        self.websockets_open = 0
+        self.websocket_closes: deque[tuple[int, str]] = deque(maxlen=32)  # (code, reason)
         self._base_headers: Headers = [
             (b"x-engine-pid", str(self.pid).encode()),
             (b"x-engine-model", model.encode()),
