@@ -52,10 +52,17 @@ def test_routing_groups() -> None:
 
 
 def test_legacy_and_routing_groups_together() -> None:
-    assert errors(MODELS + "groups: {}\nrouting:\n  router:\n    settings: {groups: {}}\n") == [
-        "c.yaml:7:1: config uses both the legacy top-level 'groups' key and the new "
-        "'routing.router' block; use only one"
+    text = MODELS + "groups: {g: {members: [a]}}\nrouting:\n  router:\n    settings: {groups: {}}\n"
+    assert errors(text) == [
+        "c.yaml:7:1: config uses both the legacy top-level 'matrix'/'groups' keys and the new "
+        "'routing.router' block; please migrate the top-level keys into 'routing.router' and "
+        "remove them"
     ]
+
+
+def test_an_empty_legacy_groups_block_is_not_a_conflict() -> None:
+    text = MODELS + "groups: {}\nrouting:\n  router:\n    settings: {groups: {g: {members: [a]}}}\n"
+    assert load(text).groups["g"].members == ("a",)
 
 
 def test_member_errors() -> None:
@@ -63,9 +70,18 @@ def test_member_errors() -> None:
         MODELS + "groups:\n  g1:\n    members: [a, ghost, a, a1]\n  g2:\n    members: [b, a]\n"
         "  (default):\n    members: [c]\n"
     ) == [
-        "c.yaml:9:18: group g1: unknown model 'ghost'",
         "c.yaml:9:25: duplicate model member a found in group: g1",
-        "c.yaml:9:28: group g1: unknown model 'a1' ('a1' is an alias of 'a')",
         "c.yaml:11:18: model member a is used in multiple groups: g1 and g2",
         "c.yaml:12:3: group name '(default)' is reserved",
+    ]
+
+
+def test_unknown_members_are_warnings_and_dropped() -> None:
+    text = MODELS + "groups:\n  g1:\n    members: [a, ghost, a1]\n"
+    cfg = load(text)
+    assert cfg.groups["g1"].members == ("a",)
+    assert [str(w) for w in cfg.warnings] == [
+        "c.yaml:9:18: group g1: unknown model 'ghost' (ignored)",
+        "c.yaml:9:25: group g1: unknown model 'a1' (ignored; 'a1' is an alias of 'a': "
+        "list the model id)",
     ]

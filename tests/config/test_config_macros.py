@@ -165,7 +165,7 @@ def test_port_allocation_sorted_and_only_when_cmd_uses_it() -> None:
     assert cfg.models["fixed"].port is None
 
 
-def test_proxy_port_without_cmd_port() -> None:
+def test_a_written_proxy_with_port_needs_port_in_cmd() -> None:
     assert errors(
         """
         models:
@@ -178,8 +178,33 @@ def test_proxy_port_without_cmd_port() -> None:
     ) == [
         "c.yaml:5:12: model a: proxy uses ${PORT} but cmd does not - ${PORT} is only "
         "available when used in cmd",
-        "c.yaml:6:3: model b: proxy uses ${PORT} but cmd does not - ${PORT} is only "
-        "available when used in cmd (no proxy is set; the default is http://127.0.0.1:${PORT})",
+    ]
+
+
+def test_no_proxy_and_no_port_in_cmd_gets_a_port_and_a_warning() -> None:
+    cfg = load(
+        """
+        models:
+          b:
+            cmd: srv --listen-port=9001
+          c:
+            cmd: srv -m x.gguf
+          d:
+            cmd: srv --port ${PORT}
+        """
+    )
+    assert {m.id: (m.port, m.proxy) for m in cfg.models.values()} == {
+        "b": (5800, "http://127.0.0.1:5800"),
+        "c": (5801, "http://127.0.0.1:5801"),
+        "d": (5802, "http://127.0.0.1:5802"),
+    }
+    assert [str(w) for w in cfg.warnings] == [
+        "c.yaml:3:3: model b: no proxy is set and cmd does not use ${PORT}, so requests go to "
+        "http://127.0.0.1:5800, where the engine will not be found; "
+        "set proxy: http://127.0.0.1:9001 (cmd has --listen-port 9001)",
+        "c.yaml:5:3: model c: no proxy is set and cmd does not use ${PORT}, so requests go to "
+        "http://127.0.0.1:5801, where the engine will not be found; "
+        "use ${PORT} in cmd or set proxy",
     ]
 
 

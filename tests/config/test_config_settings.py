@@ -223,48 +223,42 @@ def test_preload_resolves_aliases_and_drops_unknown_names() -> None:
     ]
 
 
-def test_unsupported_and_unknown_keys_are_warnings() -> None:
+def test_unknown_keys_are_warnings_with_a_suggestion() -> None:
     assert warnings(
         """
-        profiles: {}
-        peers: {}
-        logRequests: true
         colour: blue
+        logLevl: debug
         routing:
-          router:
-            use: matrix
-            settings:
-              matrix: {}
-          scheduler:
-            use: fifo
-            settings: {fifo: {priority: {m: 1}}}
           other: 1
         hooks:
           on_shutdown: []
         models:
           m:
             cmd: srv --port ${PORT}
-            timeouts: {connect: 1}
-            capabilities: {}
+            ttll: 5
             filters:
-              setParamsByID: {}
               dropParams: x
+              setParamByID: {}
+            capabilities: {tool: true}
             gpu: 0
         """
     ) == [
-        "c.yaml:2:1: 'profiles' is not supported by swapd yet (ignored)",
-        "c.yaml:3:1: 'peers' is not supported by swapd yet (ignored)",
-        "c.yaml:4:1: 'logRequests' is not supported by swapd yet (ignored)",
-        "c.yaml:5:1: unknown key 'colour' (ignored)",
-        "c.yaml:8:10: routing.router.use 'matrix' is not supported by swapd yet (using groups)",
-        "c.yaml:10:7: 'matrix' is not supported by swapd yet (ignored)",
-        "c.yaml:13:5: 'settings' is not supported by swapd yet (ignored)",
-        "c.yaml:14:3: unknown key 'other' (ignored)",
-        "c.yaml:16:3: unknown key 'on_shutdown' (ignored)",
-        "c.yaml:21:5: 'capabilities' is not supported by swapd yet (ignored)",
-        "c.yaml:23:7: 'setParamsByID' is not supported by swapd yet (ignored)",
-        "c.yaml:24:7: unknown key 'dropParams' (ignored)",
-        "c.yaml:25:5: unknown key 'gpu' (ignored)",
+        "c.yaml:2:1: unknown key 'colour' (ignored)",
+        "c.yaml:3:1: unknown key 'logLevl' (ignored); did you mean 'logLevel'?",
+        "c.yaml:5:3: unknown key 'other' (ignored)",
+        "c.yaml:7:3: unknown key 'on_shutdown' (ignored)",
+        "c.yaml:11:5: unknown key 'ttll' (ignored); did you mean 'ttl'?",
+        "c.yaml:13:7: unknown key 'dropParams' (ignored); did you mean 'stripParams'?",
+        "c.yaml:14:7: unknown key 'setParamByID' (ignored); did you mean 'setParamsByID'?",
+        "c.yaml:15:20: unknown key 'tool' (ignored); did you mean 'tools'?",
+        "c.yaml:16:5: unknown key 'gpu' (ignored)",
+    ]
+
+
+def test_unknown_keys_in_swapd_blocks_are_errors_with_a_suggestion() -> None:
+    assert errors("store: {pth: /x}\nlogs: {ringbytes: 4096}\n") == [
+        "c.yaml:1:9: store.pth: unknown key; did you mean 'path'?",
+        "c.yaml:2:8: logs.ringbytes: unknown key; did you mean 'ringBytes'?",
     ]
 
 
@@ -321,7 +315,7 @@ def test_every_issue_is_reported_at_once() -> None:
           g: {members: [zz]}
         """
     )
-    assert len(found) == 5, found
+    assert len(found) == 3, found  # b's missing ${PORT} and g's zz are warnings
 
 
 def test_timeouts_default_to_llama_swaps_with_an_idle_read_limit() -> None:

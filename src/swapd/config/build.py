@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -9,26 +10,90 @@ from urllib.parse import urlsplit
 from swapd.config.command import parse_command
 from swapd.config.issues import Issues
 from swapd.config.model import (
-    DEFAULT_GROUP,
+    Capabilities,
+    Config,
     Filters,
-    GroupConfig,
     KvCacheConfig,
     LogToStdout,
+    Modality,
     ModelConfig,
     Timeouts,
 )
 from swapd.config.options import DriverOptions
-from swapd.config.schema import RawGroup, RawModel, RawTop, default, parse_size
+from swapd.config.schema import (
+    RawCapabilities,
+    RawFilters,
+    RawModel,
+    RawTimeouts,
+    RawTop,
+    default,
+    parse_size,
+)
 from swapd.config.tree import MapNode, Path, Pos, locate
 
 LOG_LEVELS = ("debug", "info", "warn", "error")
+MODALITIES: tuple[Modality, ...] = ("text", "audio", "image")
+COMFYUI_MODEL = "comfyui_auto"  # the model llama-swap's /comfyui route serves
+COMFYUI_CONCURRENCY = 50  # its concurrencyLimit is at least this
 LOG_TO_STDOUT: tuple[LogToStdout, ...] = ("proxy", "upstream", "both", "none")
+
+
+def valid_url(text: str) -> bool:
+    """An http(s) URL with a host (and a valid port, if any)."""
+    try:
+        url = urlsplit(text)
+        _ = url.port
+    except ValueError:
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
+
+
+LOG_TIME_FORMATS = (
+    "ansic",
+    "unixdate",
+    "rubydate",
+    "rfc822",
+    "rfc822z",
+    "rfc850",
+    "rfc1123",
+    "rfc1123z",
+    "rfc3339",
+    "rfc3339nano",
+    "kitchen",
+    "stamp",
+    "stampmilli",
+    "stampmicro",
+    "stampnano",
+)
+DEFAULT_IGNORE_PATHS: tuple[str, ...] = Config().ignore_paths
+DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0}
+DURATION_UNITS |= {"m": 60.0, "h": 3600.0}
+
+
+def go_duration(text: str) -> float | None:
+    """Seconds in a Go duration (``1h30m``, ``15s``, ``0``); None if it is not one."""
+    if text == "0":
+        return 0.0
+    pos, total = 0, 0.0
+    while pos < len(text):
+        m = DURATION.match(text, pos)
+        if m is None:
+            return None
+        total += float(m.group(1)) * DURATION_UNITS[m.group(2)]
+        pos = m.end()
+    return total if text else None
 
 
 class Builder:
     def __init__(self, root: MapNode, issues: Issues) -> None:
         self.root = root
         self.issues = issues
+        self.alias_paths: dict[str, tuple[str, Path]] = {}  # alias -> (model id, where)
+        self.params_aliases: dict[str, list[str]] = {}  # model id -> setParamsByID aliases
+
+    def warn(self, path: Path, message: str, *, key: bool = False) -> None:
+        self.issues.warn(self.at(path, key=key), message)
 
     def at(self, path: Path, *, key: bool = False) -> Pos:
         return locate(self.root, path, key=key)
@@ -36,81 +101,16 @@ class Builder:
     def error(self, path: Path, message: str, *, key: bool = False) -> None:
         self.issues.error(self.at(path, key=key), message, path)
 
-    # -- groups -------------------------------------------------------------------------------
-    def groups(
-        self, top: RawTop, model_ids: set[str], aliases: Mapping[str, str]
-    ) -> dict[str, GroupConfig]:
-        raw: dict[str, RawGroup] = {}
-        base: Path = ("groups",)
-        if top.groups is not None:
-            raw = top.groups
-            if top.routing.router is not None:
-                self.error(
-                    ("groups",),
-                    "config uses both the legacy top-level 'groups' key "
-                    "and the new 'routing.router' block; use only one",
-                    key=True,
-                )
-        elif top.routing.router is not None:
-            router = top.routing.router
-            if router.use == "matrix":
-                self.issues.warn(
-                    self.at(("routing", "router", "use")),
-                    "routing.router.use 'matrix' is not supported by swapd yet (using groups)",
-                )
-            elif router.use != "group":
-                self.error(
-                    ("routing", "router", "use"),
-                    f'routing.router.use: unknown router "{router.use}" (valid: group, matrix)',
-                )
-            raw = router.settings.groups or {}
-            base = ("routing", "router", "settings", "groups")
-        if top.routing.scheduler.use != "fifo":
-            self.error(
-                ("routing", "scheduler", "use"),
-                f"routing.scheduler.use: unknown "
-                f'scheduler "{top.routing.scheduler.use}" (valid: fifo)',
-            )
-        owner: dict[str, str] = {}
-        groups: dict[str, GroupConfig] = {}
-        for name, group in raw.items():
-            if name == DEFAULT_GROUP:
-                self.error((*base, name), f"group name '{DEFAULT_GROUP}' is reserved", key=True)
-                continue
-            members: list[str] = []
-            for i, member in enumerate(group.members):
-                path = (*base, name, "members", i)
-                if member not in model_ids:
-                    hint = (
-                        f" ('{member}' is an alias of '{aliases[member]}')"
-                        if member in aliases
-                        else ""
-                    )
-                    self.error(path, f"group {name}: unknown model '{member}'{hint}")
-                elif member in members:
-                    self.error(path, f"duplicate model member {member} found in group: {name}")
-                elif member in owner:
-                    self.error(
-                        path,
-                        f"model member {member} is used in multiple groups: "
-                        f"{owner[member]} and {name}",
-                    )
-                else:
-                    owner[member] = name
-                    members.append(member)
-            groups[name] = GroupConfig(
-                name, group.swap, group.exclusive, group.persistent, tuple(members)
-            )
-        rest = tuple(sorted(model_ids - set(owner)))
-        groups[DEFAULT_GROUP] = GroupConfig(DEFAULT_GROUP, members=rest)
-        return groups
-
     # -- aliases ------------------------------------------------------------------------------
     def aliases(self, models: Mapping[str, RawModel]) -> dict[str, str]:
+        """alias -> model id: the ``aliases`` lists in file order (the second use of an alias
+        is the error), then each ``filters.setParamsByID`` key that is not the model's own id,
+        in model id order (as llama-swap registers them). ``alias_paths`` records where each
+        was written."""
         aliases: dict[str, str] = {}
-        for model_id in models:  # file order: the second use of an alias is the error
+        for model_id in models:
             for i, alias in enumerate(models[model_id].aliases):
-                path = ("models", model_id, "aliases", i)
+                path: Path = ("models", model_id, "aliases", i)
                 if not alias.strip():
                     self.error(path, f"model {model_id}: empty alias")
                 elif alias in models:
@@ -123,6 +123,31 @@ class Builder:
                     )
                 else:
                     aliases[alias] = model_id
+                    self.alias_paths[alias] = (model_id, path)
+        for model_id in sorted(models):
+            for key in models[model_id].filters.set_params_by_id:
+                path = ("models", model_id, "filters", "setParamsByID", key)
+                if key == model_id:
+                    continue
+                if key in models:
+                    self.error(
+                        path,
+                        f"model {model_id} filters.setParamsByID: key '{key}' conflicts with "
+                        "an existing model ID",
+                        key=True,
+                    )
+                elif key in aliases:
+                    if aliases[key] != model_id:
+                        self.error(
+                            path,
+                            f"duplicate alias '{key}' in model {model_id} filters.setParamsByID, "
+                            f"already used by model {aliases[key]}",
+                            key=True,
+                        )
+                else:
+                    aliases[key] = model_id
+                    self.alias_paths[key] = (model_id, path)
+                    self.params_aliases.setdefault(model_id, []).append(key)
         return aliases
 
     # -- one model ----------------------------------------------------------------------------
@@ -156,19 +181,12 @@ class Builder:
             driver = "docker"  # swapd: a recipe runs in a container
         cmd = self.command((*base, "cmd"), raw.cmd, driver == "process")
         cmd_stop = self.command((*base, "cmdStop"), raw.cmd_stop, False)
-        if raw.proxy:
-            try:
-                url = urlsplit(raw.proxy)
-                _ = url.port
-                ok = url.scheme in ("http", "https") and bool(url.hostname)
-            except ValueError:
-                ok = False
-            if not ok:
-                self.error(
-                    (*base, "proxy"),
-                    f"model {model_id}: invalid proxy URL "
-                    f"'{raw.proxy}' (expected http://host:port or https://…)",
-                )
+        if raw.proxy and not valid_url(raw.proxy):
+            self.error(
+                (*base, "proxy"),
+                f"model {model_id}: invalid proxy URL "
+                f"'{raw.proxy}' (expected http://host:port or https://…)",
+            )
         env: dict[str, str] = {}
         for i, entry in enumerate(raw.env):
             name, sep, value = entry.partition("=")
@@ -184,21 +202,26 @@ class Builder:
             self.error((*base, "ttl"), f"model {model_id}: invalid TTL value {raw.ttl:g}")
         if raw.unload_timeout < 0:
             self.error((*base, "unloadTimeout"), f"model {model_id}: unloadTimeout must be >= 0")
-        timeouts = self.timeouts(model_id, raw)
+        timeouts = self.timeouts(base, f"model {model_id}", raw.timeouts)
         check = raw.check_endpoint.strip()
         kv_cache = None  # a llama.cpp extension adds --slot-save-path (swapd.extensions)
         if raw.kv_cache is not None:
             kv_cache = KvCacheConfig(raw.kv_cache.persist, raw.kv_cache.dir)
-        strip = {
-            p.strip()
-            for p in f"{raw.filters.strip_params},{raw.filters.strip_params_legacy}".split(",")
-        }
+        concurrency = (
+            raw.concurrency_limit
+            if raw.concurrency_limit > 0
+            else default(RawModel, "concurrency_limit")
+        )
+        ignore_websockets = raw.compat.ignore_websockets
+        if model_id == COMFYUI_MODEL:  # llama-swap's /comfyui model: its UI keeps sockets open
+            concurrency = max(concurrency, COMFYUI_CONCURRENCY)
+            ignore_websockets = True
         return ModelConfig(
             id=model_id,
             cmd=cmd,
             cmd_stop=cmd_stop,
             proxy=raw.proxy,
-            aliases=tuple(raw.aliases),
+            aliases=(*raw.aliases, *self.params_aliases.get(model_id, ())),
             env=env,
             check_endpoint=None if check == "none" else check,
             ttl=max(ttl, 0.0),
@@ -208,15 +231,8 @@ class Builder:
             use_model_name=raw.use_model_name,
             name=raw.name.strip(),
             description=raw.description.strip(),
-            concurrency_limit=(
-                raw.concurrency_limit
-                if raw.concurrency_limit > 0
-                else default(RawModel, "concurrency_limit")
-            ),
-            filters=Filters(
-                strip_params=tuple(sorted(strip - {"", "model"})),
-                set_params={k: v for k, v in raw.filters.set_params.items() if k != "model"},
-            ),
+            concurrency_limit=concurrency,
+            filters=self.filters(raw.filters),
             metadata=raw.metadata,
             send_loading_state=(
                 top.send_loading_state if raw.send_loading_state is None else raw.send_loading_state
@@ -229,24 +245,66 @@ class Builder:
             # any engine with vLLM's sleep surface; docker models are checked against recipes
             sleep_level=raw.sleep.level if raw.sleep is not None else None,
             timeouts=timeouts,
+            capabilities=self.capabilities(model_id, raw.capabilities),
+            ignore_websockets=ignore_websockets,
         )
 
-    def timeouts(self, model_id: str, raw: RawModel) -> Timeouts:
+    def filters(self, raw: RawFilters) -> Filters:
+        """``model`` can never be stripped or set."""
+        strip = {p.strip() for p in f"{raw.strip_params},{raw.strip_params_legacy}".split(",")}
+        return Filters(
+            strip_params=tuple(sorted(strip - {"", "model"})),
+            set_params={k: v for k, v in raw.set_params.items() if k != "model"},
+            set_params_by_id={
+                name: {k: v for k, v in params.items() if k != "model"}
+                for name, params in raw.set_params_by_id.items()
+            },
+        )
+
+    def capabilities(self, model_id: str, raw: RawCapabilities) -> Capabilities:
+        base = ("models", model_id, "capabilities")
+        modalities: dict[str, tuple[Modality, ...]] = {}
+        for key, given in (("in", raw.inputs), ("out", raw.outputs)):
+            valid: list[Modality] = []
+            for i, name in enumerate(given):
+                for modality in MODALITIES:
+                    if name == modality:
+                        valid.append(modality)
+                        break
+                else:
+                    self.error(
+                        (*base, key, i),
+                        f"model {model_id}: capabilities.{key}: invalid modality "
+                        f'"{name}", must be one of: {", ".join(MODALITIES)}',
+                    )
+            modalities[key] = tuple(valid)
+        if raw.context < 0:
+            self.error((*base, "context"), f"model {model_id}: capabilities.context: must be >= 0")
+        return Capabilities(
+            inputs=modalities["in"],
+            outputs=modalities["out"],
+            tools=raw.tools,
+            reranker=raw.reranker,
+            context=max(raw.context, 0),
+        )
+
+    def timeouts(self, base: Path, label: str, raw: RawTimeouts) -> Timeouts:
+        """``label``: whose timeouts (``model m``, ``peer p``) in messages."""
         values = {
-            "connect": raw.timeouts.connect,
-            "responseHeader": raw.timeouts.response_header,
-            "idleRead": raw.timeouts.idle_read,
+            "connect": raw.connect,
+            "responseHeader": raw.response_header,
+            "idleRead": raw.idle_read,
         }
         for key, value in values.items():
             if value < 0:
                 self.error(
-                    ("models", model_id, "timeouts", key),
-                    f"model {model_id}: timeouts.{key} must be >= 0 (0 = no timeout)",
+                    (*base, "timeouts", key),
+                    f"{label}: timeouts.{key} must be >= 0 (0 = no timeout)",
                 )
         return Timeouts(
-            connect=max(raw.timeouts.connect, 0.0),
-            response_header=max(raw.timeouts.response_header, 0.0),
-            idle_read=max(raw.timeouts.idle_read, 0.0),
+            connect=max(raw.connect, 0.0),
+            response_header=max(raw.response_header, 0.0),
+            idle_read=max(raw.idle_read, 0.0),
         )
 
     # -- top level ----------------------------------------------------------------------------
@@ -289,7 +347,22 @@ class Builder:
                 f"33554432, 32MiB or 10MB, got {top.max_body_size!r}",
             )
             max_body = parse_size(default(RawTop, "max_body_size"))
+        if top.capture_buffer < 0:
+            self.error(("captureBuffer",), "captureBuffer must be >= 0 (MB; 0 = no captures)")
+        time_format = top.log_time_format.strip().lower()
+        if time_format and time_format not in LOG_TIME_FORMATS:
+            self.warn(
+                ("logTimeFormat",),
+                f"unknown logTimeFormat '{top.log_time_format}' "
+                f"(valid: {', '.join(LOG_TIME_FORMATS)}); logging without timestamps",
+            )
+            time_format = ""
+        self.performance(top)
         return {
+            "ignore_paths": self.ignore_paths(top),
+            "capture_bytes": max(top.capture_buffer, 0) * 1024 * 1024,
+            "log_time_format": time_format,
+            "log_requests": top.log_requests,
             "health_check_timeout": top.health_check_timeout,
             "log_level": level,
             "log_to_stdout": to_stdout,
@@ -305,6 +378,35 @@ class Builder:
             "log_ring_bytes": top.logs.ring_bytes if top.logs else None,
         }
 
+    def ignore_paths(self, top: RawTop) -> tuple[str, ...]:
+        """``upstream.ignorePaths``, each compiled once to check it; [] = the default."""
+        paths: list[str] = []
+        for i, pattern in enumerate(top.upstream.ignore_paths):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                self.error(
+                    ("upstream", "ignorePaths", i),
+                    f'upstream.ignorePaths: invalid regular expression "{pattern}": {exc}',
+                )
+            else:
+                paths.append(pattern)
+        return tuple(paths) if top.upstream.ignore_paths else DEFAULT_IGNORE_PATHS
+
+    def performance(self, top: RawTop) -> None:
+        """``performance`` is read for its checks only: swapd's monitor has no settings."""
+        every = top.performance.every.strip()
+        seconds = go_duration(every) if every else 0.0
+        if seconds is None:
+            self.error(
+                ("performance", "every"),
+                f"performance.every: invalid duration '{every}' (e.g. 5s, 1m30s)",
+            )
+        elif 0 < seconds < 5:
+            self.error(
+                ("performance", "every"), f"performance: every must be at least 5s, got {every}"
+            )
+
     def preload(
         self, top: RawTop, model_ids: set[str], aliases: Mapping[str, str]
     ) -> tuple[str, ...]:
@@ -314,9 +416,14 @@ class Builder:
             real = name if name in model_ids else aliases.get(name)
             if real is None:
                 if name:
+                    what = (
+                        f"'{name}' is a selector, not a model"
+                        if name in top.selectors
+                        else f"unknown model '{name}'"
+                    )
                     self.issues.warn(
                         self.at(("hooks", "on_startup", "preload", i)),
-                        f"hooks.on_startup.preload: unknown model '{name}' (ignored)",
+                        f"hooks.on_startup.preload: {what} (ignored)",
                     )
             elif real not in preload:
                 preload.append(real)

@@ -15,10 +15,15 @@ swapd differences from llama-swap, on purpose:
   15 to 15); smaller values are an error.
 - The default ``proxy`` is ``http://127.0.0.1:${PORT}`` (not ``localhost``), so it never
   resolves to IPv6 first.
-- A group member that is not a defined model is a load error (llama-swap fails later, when it
-  builds its router), pointing at the member.
-- Unknown keys and keys swapd does not implement yet are reported as warnings
-  (``Config.warnings``) instead of being ignored silently.
+- A reference to a model that does not exist — a group member, a selector target, a profile
+  pin's target, a ``fifo.priority`` key, a preload entry — is a warning naming it and is
+  dropped (llama-swap fails on most of these), so a stale entry does not stop a config from
+  loading; a selector left with no target at all is an error.
+- A process model with neither ``proxy`` nor ``${PORT}`` in ``cmd`` gets a port and the default
+  proxy, with a warning (see ``swapd.config.macros``).
+- Unknown keys are reported as warnings (``Config.warnings``), with a "did you mean" for a
+  near miss, instead of being ignored silently.
+- Peer proxies must be http(s) URLs with a host (llama-swap accepts any string Go can parse).
 - ``maxBodySize`` (an int in bytes, or a size such as ``32MiB`` or ``10MB``) is a swapd key.
 - ``driver`` picks the engine driver (default ``process``); the mapping under the key named
   like the driver (``driver: inproc`` + ``inproc: {...}``) becomes ``ModelConfig.options``:
@@ -41,10 +46,14 @@ from swapd.config.issues import Issues
 from swapd.config.macros import PreviousPorts, expand
 from swapd.config.merge import merge_all
 from swapd.config.model import DEFAULT_GROUP, Config
+from swapd.config.names import Names
 from swapd.config.options import DriverOptions, validate_options
+from swapd.config.peers import build_peers, check_namespace
+from swapd.config.router import build_priorities, build_routing
 from swapd.config.schema import RawModel, RawTop, driver_name, prune, validate
 from swapd.config.source import Source, parse, read_sources
 from swapd.config.tree import MapNode, Pos, Scalar, SeqNode, to_plain
+from swapd.config.virtual import build_profiles, build_selectors
 
 
 def load_config(
@@ -164,8 +173,15 @@ def load_sources(
     settings = build.top(top)
     model_ids = set(models_node.items)
     aliases = build.aliases(raw_models)
-    groups = build.groups(top, model_ids, aliases)
+    names = Names(model_ids, aliases)
+    peers = build_peers(build, top.peers, names)
+    check_namespace(build, top, names, build.alias_paths)
+    routing = build_routing(build, top, model_ids, aliases)
+    groups = routing.groups
     group_of = {m: g.name for g in groups.values() for m in g.members}
+    selectors = build_selectors(build, top, names, routing)
+    profiles = build_profiles(build, top, names, top.selectors)
+    priorities = build_priorities(build, top, model_ids, aliases)
     models = {
         model_id: build.model(
             model_id,
@@ -189,6 +205,12 @@ def load_sources(
         models=built.models,
         groups=groups,
         aliases=dict(sorted(aliases.items())),
+        router=routing.router,
+        matrix=routing.matrix,
+        priorities=priorities,
+        peers=peers,
+        profiles=profiles,
+        selectors=selectors,
         preload=preload,
         nodes=built.nodes,
         sources=tuple(s.name for s in sources),

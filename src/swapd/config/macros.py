@@ -7,8 +7,13 @@
   forward reference is left over and reported as an unknown macro.
 - A string that is exactly ``${m}`` takes the macro's typed value (int, float, bool).
 - ``cmd``/``cmdStop`` comment lines are dropped first, so macros in them are ignored.
+- ``filters.setParamsByID`` keys are the exception: they take the model's macros, ``${PORT}``
+  included; two keys that expand alike are an error.
 - ``${PORT}`` comes last: a model gets a port only if its expanded ``cmd`` uses ``${PORT}`` (for
-  a driver other than ``process``: its cmd or its driver options block). The port then applies
+  a driver other than ``process``: its cmd or its driver options block), or if it is a process
+  model with neither ``proxy`` nor ``${PORT}``: it gets the default proxy on a port of its own,
+  with a warning that the engine will not be found there (llama-swap's newest rule: only a
+  ``proxy`` written with ``${PORT}`` and a cmd without it is an error). The port then applies
   throughout the model. On a first load, models are visited in sorted id order and each takes
   the next port from ``startPort`` (as llama-swap does). On a reload (swapd), a model that had a
   port keeps it, so adding a model does not renumber (and restart) the others; the new models
@@ -24,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from swapd.config.command import strip_comments
+from swapd.config.command import parse_command, strip_comments
 from swapd.config.issues import Issues
 from swapd.config.schema import RawTop, default, driver_name
 from swapd.config.tree import MapNode, Node, Path, Pos, Scalar, dotted, scalars
@@ -162,6 +167,80 @@ def _text(node: Node | None) -> str:
     return node.value if isinstance(node, Scalar) and isinstance(node.value, str) else ""
 
 
+def _key_text(key: str, macros: Macros) -> str:
+    for name, replacement in reversed(macros):
+        key = key.replace("${" + name + "}", format_value(replacement))
+    return key
+
+
+def expand_keys(model: MapNode, model_id: str, macros: Macros, issues: Issues) -> None:
+    """Expand the keys of ``filters.setParamsByID`` (the only map keys that take macros)."""
+    filters = model.get("filters")
+    by_id = filters.get("setParamsByID") if isinstance(filters, MapNode) else None
+    if not isinstance(filters, MapNode) or not isinstance(by_id, MapNode):
+        return
+    expanded = MapNode(by_id.pos)
+    origin: dict[str, str] = {}
+    for key, node in by_id.items.items():
+        new = _key_text(key, macros)
+        if new in expanded.items:
+            issues.error(
+                by_id.key_pos(key),
+                f"model {model_id} filters.setParamsByID: keys "
+                f'"{origin[new]}" and "{key}" resolve to the same value',
+                ("models", model_id, "filters", "setParamsByID", new),
+            )
+            continue
+        origin[new] = key
+        expanded.put(new, node, by_id.key_pos(key))
+    filters.put("setParamsByID", expanded, filters.key_pos("setParamsByID"))
+
+
+def _check_key_leftovers(model: MapNode, model_id: str, issues: Issues) -> None:
+    filters = model.get("filters")
+    by_id = filters.get("setParamsByID") if isinstance(filters, MapNode) else None
+    if not isinstance(by_id, MapNode):
+        return
+    for key in by_id.items:
+        if (m := REFERENCE.search(key)) is not None:
+            issues.error(
+                by_id.key_pos(key),
+                f"unknown macro '{m.group(0)}' found in model {model_id} filters.setParamsByID key",
+                ("models", model_id, "filters", "setParamsByID", key),
+            )
+
+
+PORT_FLAG = re.compile(r"--?[a-z-]*port(?:=(\d+))?", re.IGNORECASE)
+
+
+def port_in_command(text: str) -> tuple[str, int] | None:
+    """``("--listen-port", 9999)`` for a fixed port flag written in a command line."""
+    try:
+        argv = parse_command(text)
+    except ValueError:
+        return None
+    for i, arg in enumerate(argv):
+        m = PORT_FLAG.fullmatch(arg)
+        if m is None:
+            continue
+        value = m.group(1) or (argv[i + 1] if i + 1 < len(argv) else "")
+        if value.isdigit() and 0 < int(value) < 65536:
+            return arg.split("=")[0], int(value)
+    return None
+
+
+def _implicit_proxy_warning(model_id: str, model: MapNode, port: int) -> str:
+    message = (
+        f"model {model_id}: no proxy is set and cmd does not use ${{PORT}}, so requests go to "
+        f"http://127.0.0.1:{port}, where the engine will not be found"
+    )
+    found = port_in_command(_text(model.get("cmd")))
+    if found is not None:
+        flag, fixed = found
+        return f"{message}; set proxy: http://127.0.0.1:{fixed} (cmd has {flag} {fixed})"
+    return f"{message}; use ${{PORT}} in cmd or set proxy"
+
+
 def _uses_port(model: MapNode, driver: str) -> bool:
     if PORT_TOKEN in _text(model.get("cmd")):
         return True
@@ -206,41 +285,48 @@ def expand(
             else:
                 merged.append((name, value))
         apply(model, merged)
+        expand_keys(model, model_id, merged, issues)
 
     start = root.get("startPort")
     first = start.value if isinstance(start, Scalar) and type(start.value) is int else None
     if first is None:
         first = int(default(RawTop, "start_port"))
-    users = [
-        model_id
-        for model_id, model in sorted(models.items.items())
-        if isinstance(model, MapNode) and _uses_port(model, driver_name(model))
-    ]
+    users: list[str] = []
+    implicit: set[str] = set()  # no proxy written, no ${PORT} in cmd: a port all the same
+    for model_id, model in sorted(models.items.items()):
+        if not isinstance(model, MapNode):
+            continue
+        driver = driver_name(model)
+        if _uses_port(model, driver):
+            users.append(model_id)
+        elif driver == "process" and model.get("proxy") is None and _text(model.get("cmd")):
+            users.append(model_id)
+            implicit.add(model_id)
     ports = allocate_ports(users, first, previous)
     for model_id in sorted(models.items):
         model = models.items[model_id]
         if not isinstance(model, MapNode):
             continue
         driver = driver_name(model)
-        uses = model_id in ports
         proxy = model.get("proxy")
-        if proxy is None and (uses or driver == "process"):
+        if proxy is None and (model_id in ports or driver == "process"):
             at = models.key_pos(model_id)
             model.put("proxy", Scalar(DEFAULT_PROXY, at), at)
         if driver == "process" and model.get("cmd") is None:
             issues.mark_bad(("models", model_id, "proxy"))  # "cmd is required" says it all
-        elif PORT_TOKEN in _text(model.get("proxy")) and not uses:
-            where = proxy.pos if proxy is not None else models.key_pos(model_id)
-            hint = (
-                "" if proxy is not None else f" (no proxy is set; the default is {DEFAULT_PROXY})"
-            )
+        elif model_id in implicit:
+            message = _implicit_proxy_warning(model_id, model, ports[model_id])
+            issues.warn(models.key_pos(model_id), message)
+        elif proxy is not None and PORT_TOKEN in _text(proxy) and model_id not in ports:
             issues.error(
-                where,
+                proxy.pos,
                 f"model {model_id}: proxy uses ${{PORT}} but cmd does not - ${{PORT}} is only "
-                f"available when used in cmd{hint}",
+                "available when used in cmd",
                 ("models", model_id, "proxy"),
             )
-        if uses:
+        if model_id in ports:
             apply(model, [("PORT", ports[model_id])])
+            expand_keys(model, model_id, [("PORT", ports[model_id])], issues)
         check_leftovers(model, ("models", model_id), texts, issues)
+        _check_key_leftovers(model, model_id, issues)
     return ports

@@ -174,4 +174,14 @@ def validate_options(
         issues,
         fallback=_data(driver, {}),
         tagged=True,
+        keys=_keys,
     )
+
+
+def _keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys of a built-in driver's block (``loc`` starts with the union tag)."""
+    classes: dict[str, type[BuiltinOptions]] = {"docker": DockerOptions, "process": ProcessOptions}
+    cls = classes.get(str(loc[0]) if loc else "")
+    if cls is None or len(loc) != 2:
+        return []
+    return [field.alias or name for name, field in cls.model_fields.items() if name != "driver"]

@@ -12,6 +12,7 @@ Defaults live here too; ``swapd.config.model`` takes its defaults from these fie
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 import types
@@ -28,7 +29,7 @@ from pydantic import (
 )
 
 from swapd.config.issues import Issues
-from swapd.config.tree import MapNode, Node, Path, Scalar, locate
+from swapd.config.tree import MapNode, Node, Path, Scalar, SeqNode, locate
 
 UNSUPPORTED = "'{}' is not supported by swapd yet (ignored)"
 UNKNOWN = "unknown key '{}' (ignored)"
@@ -89,14 +90,67 @@ def _prune_block(node: Node | None, cls: type[RawBlock], issues: Issues, keep: s
                     _prune_block(sub, inner, issues)
             continue
         if key not in cls.ACCEPTED:
-            message = UNSUPPORTED if key in cls.IGNORED else UNKNOWN
-            issues.warn(node.key_pos(key), message.format(key))
+            if key in cls.IGNORED:
+                message = UNSUPPORTED.format(key)
+            else:
+                message = UNKNOWN.format(key) + suggest(key, known_keys(cls))
+            issues.warn(node.key_pos(key), message)
         node.pop(key)
+
+
+def known_keys(cls: type[RawBlock]) -> list[str]:
+    """The keys a block may have, as written in YAML."""
+    fields = [field.alias or name for name, field in cls.model_fields.items()]
+    return [*fields, *sorted(cls.HANDLED | cls.ACCEPTED | cls.IGNORED)]
+
+
+def suggest(key: str, known: list[str]) -> str:
+    """``; did you mean 'ttl'?`` for a misspelled key, else ``""``."""
+    lowered = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.75)
+    return f"; did you mean '{lowered[close[0]]}'?" if close else ""
+
+
+def _keys_at(cls: type[RawBlock], loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed where a validation error's ``loc`` points (its last part is the key)."""
+    annotation: Any = cls
+    for part in loc[:-1]:
+        found = _nested(annotation)
+        if found is None:
+            return []
+        each, inner = found
+        if each and isinstance(part, str):
+            annotation = inner  # the id under a mapping of blocks
+            continue
+        fields = {field.alias or name: field for name, field in inner.model_fields.items()}
+        if not isinstance(part, str) or part not in fields:
+            return []
+        annotation = fields[part].annotation
+    found = _nested(annotation)
+    return known_keys(found[1]) if found is not None and not found[0] else []
+
+
+LEGACY_PROFILE = (
+    "profile must be a mapping with description and pins; "
+    "the legacy list syntax is no longer supported"
+)
+
+
+def _drop_legacy_profiles(root: MapNode, issues: Issues) -> None:
+    """llama-swap's removed ``profiles: {name: [model, …]}`` form: a warning, then ignored."""
+    profiles = root.get("profiles")
+    if not isinstance(profiles, MapNode):
+        return
+    for name, profile in list(profiles.items.items()):
+        if isinstance(profile, SeqNode) or (isinstance(profile, Scalar) and profile.value):
+            issues.warn(profiles.key_pos(name), f"profiles.{name}: {LEGACY_PROFILE} (ignored)")
+            profiles.pop(name)
 
 
 def prune(root: MapNode, issues: Issues) -> None:
     """Drop every key swapd does not read (with a warning, unless it is ``ACCEPTED``)."""
     _prune_block(root, RawTop, issues)
+    _drop_legacy_profiles(root, issues)
     models = root.get("models")
     if isinstance(models, MapNode):
         for model in models.items.values():
@@ -158,11 +212,28 @@ class RawBlock(BaseModel):
 
 class RawFilters(RawBlock):
     LENIENT = True
-    IGNORED = frozenset({"setParamsByID"})
 
     strip_params: str = Field("", alias="stripParams")
     strip_params_legacy: str = Field("", alias="strip_params")
     set_params: dict[str, Any] = Field(default_factory=dict, alias="setParams")
+    # requested id -> params; keys are macro-expanded (swapd.config.macros)
+    set_params_by_id: dict[str, dict[str, Any]] = Field(default_factory=dict, alias="setParamsByID")
+
+
+class RawCapabilities(RawBlock):
+    LENIENT = True
+
+    inputs: list[str] = Field(default_factory=list, alias="in")
+    outputs: list[str] = Field(default_factory=list, alias="out")
+    tools: bool = False
+    reranker: bool = False
+    context: Int = 0
+
+
+class RawCompat(RawBlock):
+    LENIENT = True
+
+    ignore_websockets: bool = Field(False, alias="ignoreWebsockets")
 
 
 class RawKvCache(RawBlock):
@@ -195,7 +266,6 @@ class RawResources(RawBlock):
 
 class RawModel(RawBlock):
     LENIENT = True
-    IGNORED = frozenset({"compat", "capabilities"})
     HANDLED = frozenset({"macros"})
 
     cmd: str | None = None
@@ -221,6 +291,10 @@ class RawModel(RawBlock):
     sleep: RawSleep | None = None
     resources: RawResources | None = None
     timeouts: RawTimeouts = Field(default_factory=lambda: RawTimeouts.model_validate({}))
+    capabilities: RawCapabilities = Field(
+        default_factory=lambda: RawCapabilities.model_validate({})
+    )
+    compat: RawCompat = Field(default_factory=lambda: RawCompat.model_validate({}))
 
 
 class RawGpu(RawBlock):
@@ -242,11 +316,21 @@ class RawGroup(RawBlock):
     members: list[str] = Field(default_factory=list)
 
 
+class RawMatrix(RawBlock):
+    """The matrix router's block; its DSL is checked by ``swapd.config.matrix``."""
+
+    LENIENT = True
+
+    vars: dict[str, str] = Field(default_factory=dict)
+    evict_costs: dict[str, Any] = Field(default_factory=dict)
+    sets: dict[str, str] = Field(default_factory=dict)  # in written order
+
+
 class RawRouterSettings(RawBlock):
     LENIENT = True
-    IGNORED = frozenset({"matrix"})
 
     groups: dict[str, RawGroup] | None = None
+    matrix: RawMatrix | None = None
 
 
 class RawRouter(RawBlock):
@@ -256,11 +340,25 @@ class RawRouter(RawBlock):
     settings: RawRouterSettings = Field(default_factory=RawRouterSettings)
 
 
+class RawFifo(RawBlock):
+    LENIENT = True
+
+    priority: dict[str, Int] = Field(default_factory=dict)  # model id or alias -> priority
+
+
+class RawSchedulerSettings(RawBlock):
+    LENIENT = True
+
+    fifo: RawFifo = Field(default_factory=lambda: RawFifo.model_validate({}))
+
+
 class RawScheduler(RawBlock):
     LENIENT = True
-    IGNORED = frozenset({"settings"})
 
     use: str = "fifo"
+    settings: RawSchedulerSettings = Field(
+        default_factory=lambda: RawSchedulerSettings.model_validate({})
+    )
 
 
 class RawRouting(RawBlock):
@@ -282,6 +380,72 @@ class RawHooks(RawBlock):
     on_startup: RawOnStartup = Field(default_factory=RawOnStartup)
 
 
+class RawPeerTimeouts(RawTimeouts):
+    response_header: Number = Field(60.0, alias="responseHeader")  # as llama-swap's peers
+
+
+class RawPeer(RawBlock):
+    LENIENT = True
+
+    proxy: str = ""
+    api_key: str = Field("", alias="apiKey")
+    models: list[str] = Field(default_factory=list)
+    filters: RawFilters = Field(default_factory=lambda: RawFilters.model_validate({}))
+    timeouts: RawPeerTimeouts = Field(default_factory=lambda: RawPeerTimeouts.model_validate({}))
+
+
+class RawProfile(RawBlock):
+    LENIENT = True
+
+    description: str = ""
+    pins: dict[str, str | None] = Field(default_factory=dict)  # None / "": disabled
+
+
+class RawSelectorSettings(RawBlock):
+    LENIENT = True
+
+    spillover: Int = 1
+
+
+class RawSelector(RawBlock):
+    LENIENT = True
+
+    strategy: str = ""
+    targets: list[str] = Field(default_factory=list)
+    settings: RawSelectorSettings = Field(
+        default_factory=lambda: RawSelectorSettings.model_validate({})
+    )
+    name: str = ""
+    description: str = ""
+    unlisted: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RawUpstream(RawBlock):
+    LENIENT = True
+
+    ignore_paths: list[str] = Field(default_factory=list, alias="ignorePaths")  # [] = default
+
+
+class RawUiActivity(RawBlock):
+    LENIENT = True
+
+    session_id: list[str] = Field(default_factory=lambda: ["X-Session-ID", "X-Litellm-Session-Id"])
+
+
+class RawUi(RawBlock):
+    LENIENT = True
+
+    activity: RawUiActivity = Field(default_factory=lambda: RawUiActivity.model_validate({}))
+
+
+class RawPerformance(RawBlock):
+    LENIENT = True
+
+    disabled: bool = False
+    every: str = "5s"  # a Go duration, at least 5s
+
+
 class RawStore(RawBlock):
     path: str | None = None
 
@@ -294,20 +458,6 @@ class RawTop(RawBlock):
     """Top-level keys except ``models`` and ``macros`` (handled on their own)."""
 
     LENIENT = True
-    IGNORED = frozenset(
-        {
-            "profiles",
-            "selectors",
-            "peers",
-            "matrix",
-            "logTimeFormat",
-            "captureBuffer",
-            "ui",
-            "performance",
-            "upstream",
-            "logRequests",
-        }
-    )
     HANDLED = frozenset({"macros", "models"})  # macros.expand; one RawModel each
 
     health_check_timeout: Number = Field(120.0, alias="healthCheckTimeout")
@@ -328,6 +478,16 @@ class RawTop(RawBlock):
     store: RawStore = Field(default_factory=RawStore)
     logs: RawLogs | None = None
     nodes: dict[str, RawNode] | None = None
+    matrix: RawMatrix | None = None  # legacy form of routing.router.settings.matrix
+    peers: dict[str, RawPeer] = Field(default_factory=dict)
+    profiles: dict[str, RawProfile] = Field(default_factory=dict)
+    selectors: dict[str, RawSelector] = Field(default_factory=dict)
+    upstream: RawUpstream = Field(default_factory=lambda: RawUpstream.model_validate({}))
+    capture_buffer: Int = Field(5, alias="captureBuffer")  # MB; 0: no captures
+    log_time_format: str = Field("", alias="logTimeFormat")  # a Go layout name; "": none
+    log_requests: bool = Field(False, alias="logRequests")
+    ui: RawUi = Field(default_factory=lambda: RawUi.model_validate({}))
+    performance: RawPerformance = Field(default_factory=lambda: RawPerformance.model_validate({}))
 
 
 def default(cls: type[BaseModel], name: str) -> Any:
@@ -374,7 +534,15 @@ def _drop(data: Any, loc: tuple[int | str, ...]) -> None:
 def validate(cls: type[M], data: dict[str, Any], root: Node, base: Path, issues: Issues) -> M:
     """``cls`` from ``data``; each wrong value is reported at its YAML position and replaced by
     its default, so the checks after this still see everything else."""
-    return checked(cls.model_validate, data, root, base, issues, fallback={})
+    return checked(
+        cls.model_validate,
+        data,
+        root,
+        base,
+        issues,
+        fallback={},
+        keys=lambda loc: _keys_at(cls, loc) if issubclass(cls, RawBlock) else [],
+    )
 
 
 def checked(
@@ -386,9 +554,11 @@ def checked(
     *,
     fallback: dict[str, Any],
     tagged: bool = False,
+    keys: Callable[[tuple[int | str, ...]], list[str]] | None = None,
 ) -> T:
     """``check(data)`` as ``validate`` does it; ``tagged``: the first part of each error's
-    ``loc`` is a union tag (named like the YAML key under ``base``), not a key of ``data``."""
+    ``loc`` is a union tag (named like the YAML key under ``base``), not a key of ``data``;
+    ``keys(loc)``: the keys allowed where an unknown key was found (for "did you mean")."""
     for _ in range(20):
         try:
             return check(data)
@@ -403,7 +573,9 @@ def checked(
                 scalar = isinstance(got, str | int | float)
                 detail = f", got {got!r}" if scalar and err["type"] in _MESSAGES else ""
                 if err["type"] == "extra_forbidden":
-                    detail = ""
+                    key = loc[-1] if loc else ""
+                    known = keys(loc) if keys is not None else []
+                    detail = suggest(key, known) if isinstance(key, str) else ""
                 pos = locate(root, path, key=err["type"] == "extra_forbidden")
                 issues.error(pos, f"{'.'.join(map(str, path))}: {message}{detail}", path)
                 _drop(data, loc[1:] if tagged else loc)
