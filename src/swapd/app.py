@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 import uvicorn
 from anyio.abc import TaskGroup
+from uvicorn.config import WS_PROTOCOLS
 
 from swapd.config import load_config, load_demo
 from swapd.config.model import Config
@@ -28,11 +29,12 @@ from swapd.errors import ConfigError, SwapdError
 from swapd.extensions import standard
 from swapd.lint import exposure, lint
 from swapd.observe.activity import ActivityLog
-from swapd.observe.logs import DEFAULT_RING_BYTES, LogRing
+from swapd.observe.logs import DEFAULT_RING_BYTES, LineFormatter, LogRing
 from swapd.observe.observer import Observer
 from swapd.proxy.admin import Admin
 from swapd.proxy.app import Proxy
 from swapd.proxy.forward import UpstreamClient
+from swapd.proxy.websocket import MAX_MESSAGE_BYTES
 from swapd.scheduler import Scheduler
 
 log = logging.getLogger("swapd")
@@ -49,11 +51,11 @@ class _Server(uvicorn.Server):
 
 
 class _RingHandler(logging.Handler):
-    def __init__(self, ring: LogRing, echo: bool) -> None:
+    def __init__(self, ring: LogRing, echo: bool, time_format: str = "") -> None:
         super().__init__()
         self.ring = ring
         self.echo = echo
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        self.setFormatter(LineFormatter(time_format))  # logTimeFormat: a Go layout name
 
     def emit(self, record: logging.LogRecord) -> None:
         line = self.format(record)
@@ -120,7 +122,8 @@ class App:
 
     def _setup_logging(self, config: Config) -> None:
         root = logging.getLogger("swapd")
-        root.handlers[:] = [_RingHandler(self.swapd_log, config.log_to_stdout in ("proxy", "both"))]
+        echo = config.log_to_stdout in ("proxy", "both")
+        root.handlers[:] = [_RingHandler(self.swapd_log, echo, config.log_time_format)]
         root.setLevel(config.log_level.upper() if config.log_level != "warn" else "WARNING")
         root.propagate = False
 
@@ -147,7 +150,8 @@ class App:
         store = Path(config.store_path) if config.store_path else None
         activity = ActivityLog(config.metrics_max_in_memory, store)
         upstreams = UpstreamClient()
-        observer = Observer(self.scheduler, self.swapd_log, activity)
+        scheduler = self.scheduler
+        observer = Observer(scheduler, self.swapd_log, activity, config=lambda: scheduler.config)
         admin = Admin(
             self.scheduler,
             observer,
@@ -174,6 +178,11 @@ class App:
                 timeout_graceful_shutdown=GRACEFUL_SECONDS,
                 loop="none",
                 http="httptools" if _has("httptools") else "h11",
+                # Upgrades reach the proxy as `websocket` scopes (swapd.proxy.websocket), with
+                # the websocket.http.response extension for refusals; uvicorn's sans-I/O
+                # websockets protocol (its legacy one uses a deprecated websockets API).
+                ws="websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "auto",
+                ws_max_size=MAX_MESSAGE_BYTES,
             )
         )
         try:
