@@ -29,7 +29,7 @@ from swapd.errors import ConfigError, SwapdError
 from swapd.extensions import standard
 from swapd.lint import exposure, lint
 from swapd.observe.activity import ActivityLog
-from swapd.observe.logs import DEFAULT_RING_BYTES, LogRing
+from swapd.observe.logs import DEFAULT_RING_BYTES, LineFormatter, LogRing
 from swapd.observe.observer import Observer
 from swapd.proxy.admin import Admin
 from swapd.proxy.app import Proxy
@@ -51,11 +51,11 @@ class _Server(uvicorn.Server):
 
 
 class _RingHandler(logging.Handler):
-    def __init__(self, ring: LogRing, echo: bool) -> None:
+    def __init__(self, ring: LogRing, echo: bool, time_format: str = "") -> None:
         super().__init__()
         self.ring = ring
         self.echo = echo
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        self.setFormatter(LineFormatter(time_format))  # logTimeFormat: a Go layout name
 
     def emit(self, record: logging.LogRecord) -> None:
         line = self.format(record)
@@ -122,7 +122,8 @@ class App:
 
     def _setup_logging(self, config: Config) -> None:
         root = logging.getLogger("swapd")
-        root.handlers[:] = [_RingHandler(self.swapd_log, config.log_to_stdout in ("proxy", "both"))]
+        echo = config.log_to_stdout in ("proxy", "both")
+        root.handlers[:] = [_RingHandler(self.swapd_log, echo, config.log_time_format)]
         root.setLevel(config.log_level.upper() if config.log_level != "warn" else "WARNING")
         root.propagate = False
 
@@ -149,7 +150,8 @@ class App:
         store = Path(config.store_path) if config.store_path else None
         activity = ActivityLog(config.metrics_max_in_memory, store)
         upstreams = UpstreamClient()
-        observer = Observer(self.scheduler, self.swapd_log, activity)
+        scheduler = self.scheduler
+        observer = Observer(scheduler, self.swapd_log, activity, config=lambda: scheduler.config)
         admin = Admin(
             self.scheduler,
             observer,

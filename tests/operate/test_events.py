@@ -127,7 +127,9 @@ def test_log_streams_history_first_then_live(start_port: int) -> None:
             assert "INFO evicting alpha to start beta" in lines[0]  # swapd's own log
             assert lines[1].startswith("[beta] [swapd] starting beta")  # beta's engine log
         missing = httpx.get(f"{swapd.url}/logs/stream/nope")
-        assert missing.status_code == 404
+        assert missing.status_code == 400
+        message = missing.json()["error"]["message"]
+        assert message == "invalid logger. Use 'proxy', 'upstream' or a model's ID"
 
 
 def test_queue_event_drops_to_zero_after_a_failed_start(start_port: int) -> None:

@@ -19,6 +19,7 @@ import re
 import sqlite3
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,13 @@ DEFAULT_MAX_RECORDS = 1000
 
 
 class Meter:
-    """Watches one response's bytes as they pass: cheap per chunk, bounded memory."""
+    """Watches one response's bytes as they pass: cheap per chunk, bounded memory.
 
-    __slots__ = ("_tail", "began", "first_byte", "head", "size")
+    :meth:`start` is called once with the engine's status and response headers (before the
+    first chunk); ``on_start`` (if set) is called then, e.g. to announce the request's headers.
+    """
+
+    __slots__ = ("_tail", "began", "first_byte", "head", "headers", "on_start", "size", "status")
 
     def __init__(self, began: float) -> None:
         self.began = began
@@ -39,6 +44,15 @@ class Meter:
         self.head = b""
         self.size = 0
         self._tail = bytearray()
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.on_start: Callable[[], None] | None = None
+
+    def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.headers = headers
+        if self.on_start is not None:
+            self.on_start()
 
     def feed(self, chunk: bytes) -> None:
         if self.first_byte is None:

@@ -7,10 +7,12 @@ the engine whose output is being read.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 DEFAULT_RING_BYTES = 100 * 1024
 
@@ -58,3 +60,110 @@ class LogRing:
     def unsubscribe(self, sub: Subscriber) -> None:
         if sub in self._subscribers:
             self._subscribers.remove(sub)
+
+
+# ── swapd's own line format (``logTimeFormat``) ─────────────────────────────────────────────
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _offset(d: datetime, *, colon: bool, zulu: bool) -> str:
+    """Go's ``-0700`` (or ``Z07:00`` with ``zulu`` and ``colon``)."""
+    delta = d.utcoffset()
+    minutes = int(delta.total_seconds() // 60) if delta is not None else 0
+    if zulu and minutes == 0:
+        return "Z"
+    sign = "-" if minutes < 0 else "+"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"{sign}{hours:02}{':' if colon else ''}{mins:02}"
+
+
+def _zone(d: datetime) -> str:
+    return d.tzname() or _offset(d, colon=False, zulu=False)
+
+
+def _clock(d: datetime) -> str:
+    return f"{d.hour:02}:{d.minute:02}:{d.second:02}"
+
+
+def _stamp(d: datetime) -> str:
+    return f"{_MONTHS[d.month - 1]} {d.day:>2} {_clock(d)}"
+
+
+def _rfc3339(d: datetime, *, fraction: bool) -> str:
+    frac = ""
+    if fraction and d.microsecond:  # Go's .999999999: trailing zeros trimmed
+        frac = "." + f"{d.microsecond:06}".rstrip("0")
+    return f"{d.year:04}-{d.month:02}-{d.day:02}T{_clock(d)}{frac}" + _offset(
+        d, colon=True, zulu=True
+    )
+
+
+def _kitchen(d: datetime) -> str:
+    return f"{(d.hour % 12) or 12}:{d.minute:02}{'PM' if d.hour >= 12 else 'AM'}"
+
+
+# Go's named layouts (time.ANSIC …), written out: English names whatever the locale, and
+# Python's microseconds where Go has nanoseconds (stampnano ends in 000, rfc3339nano has at
+# most six digits).
+TIME_LAYOUTS: dict[str, Callable[[datetime], str]] = {
+    "ansic": lambda d: (
+        f"{_DAYS[d.weekday()]} {_MONTHS[d.month - 1]} {d.day:>2} {_clock(d)} {d.year}"
+    ),
+    "unixdate": lambda d: (
+        f"{_DAYS[d.weekday()]} {_MONTHS[d.month - 1]} {d.day:>2} {_clock(d)} {_zone(d)} {d.year}"
+    ),
+    "rubydate": lambda d: (
+        f"{_DAYS[d.weekday()]} {_MONTHS[d.month - 1]} {d.day:02} "
+        f"{_clock(d)} {_offset(d, colon=False, zulu=False)} {d.year}"
+    ),
+    "rfc822": lambda d: (
+        f"{d.day:02} {_MONTHS[d.month - 1]} {d.year % 100:02} {d.hour:02}:{d.minute:02} {_zone(d)}"
+    ),
+    "rfc822z": lambda d: (
+        f"{d.day:02} {_MONTHS[d.month - 1]} {d.year % 100:02} "
+        f"{d.hour:02}:{d.minute:02} {_offset(d, colon=False, zulu=False)}"
+    ),
+    "rfc850": lambda d: (
+        f"{_WEEKDAYS[d.weekday()]}, {d.day:02}-{_MONTHS[d.month - 1]}-"
+        f"{d.year % 100:02} {_clock(d)} {_zone(d)}"
+    ),
+    "rfc1123": lambda d: (
+        f"{_DAYS[d.weekday()]}, {d.day:02} {_MONTHS[d.month - 1]} {d.year} {_clock(d)} {_zone(d)}"
+    ),
+    "rfc1123z": lambda d: (
+        f"{_DAYS[d.weekday()]}, {d.day:02} {_MONTHS[d.month - 1]} "
+        f"{d.year} {_clock(d)} {_offset(d, colon=False, zulu=False)}"
+    ),
+    "rfc3339": lambda d: _rfc3339(d, fraction=False),
+    "rfc3339nano": lambda d: _rfc3339(d, fraction=True),
+    "kitchen": _kitchen,
+    "stamp": _stamp,
+    "stampmilli": lambda d: f"{_stamp(d)}.{d.microsecond // 1000:03}",
+    "stampmicro": lambda d: f"{_stamp(d)}.{d.microsecond:06}",
+    "stampnano": lambda d: f"{_stamp(d)}.{d.microsecond:06}000",
+}
+
+
+def time_layout(name: str) -> Callable[[datetime], str] | None:
+    """The formatter for a ``logTimeFormat`` value (case and spaces ignored); ``None`` for ""
+    or an unknown name (no timestamp, as in llama-swap)."""
+    return TIME_LAYOUTS.get(name.strip().lower())
+
+
+class LineFormatter(logging.Formatter):
+    """swapd's log line: ``[<time> ]LEVEL message``, the time in a ``logTimeFormat`` layout
+    (local time, as Go prints it)."""
+
+    def __init__(self, time_format: str = "") -> None:
+        super().__init__("%(levelname)s %(message)s")
+        self._layout = time_layout(time_format)
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if self._layout is None:
+            return line
+        stamp = self._layout(datetime.fromtimestamp(record.created).astimezone())
+        return f"{stamp} {line}"

@@ -5,24 +5,81 @@ state change (it is one of the scheduler's ``listeners``); the proxy calls
 :meth:`request_start` / :meth:`request_end` around each
 proxied request and feeds the request's :class:`~swapd.observe.activity.Meter` as bytes pass.
 Log lines reach the bus only while a subscriber asked for them.
+
+Requests between start and end form the in-flight table (``GET /api/inflight``); one can be
+cancelled (:meth:`Observer.cancel`): its task is cancelled and the proxy answers it with
+:class:`~swapd.errors.RequestCancelled`. With ``captureBuffer`` on, a request's meter also tees
+a bounded copy of the exchange (:mod:`swapd.observe.captures`); with it off, the meter is the
+plain one and nothing more happens per chunk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
 
+from swapd.config.model import Config
+from swapd.errors import RequestCancelled
 from swapd.observe.activity import ActivityLog, Meter, Record, parse_usage
+from swapd.observe.captures import Capture, CaptureStore, Tee, header_map, mask_for
 from swapd.observe.events import EventBus
 from swapd.observe.logs import LogRing
 from swapd.observe.metrics import Metrics
 from swapd.views import ModelViews, SlotView, State
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress events for one loading model
+INLINE_CAPTURE = 256 * 1024  # bigger captures are compressed in a worker thread
+
+log = logging.getLogger("swapd.observe")
+request_log = logging.getLogger("swapd.requests")
+
+
+def client_ip(scope: Any) -> str:
+    """The client's address: the first ``X-Forwarded-For`` entry, else ``X-Real-IP``, else the
+    peer (as llama-swap logs it; these headers are client-supplied, so for logs only)."""
+    real = None
+    for key, value in scope["headers"]:
+        if key == b"x-forwarded-for":
+            first = value.split(b",", 1)[0].strip()
+            if first:
+                return str(first.decode("latin-1"))
+        elif key == b"x-real-ip" and real is None:
+            real = str(value.strip().decode("latin-1"))
+    if real:
+        return real
+    client = scope.get("client")
+    return str(client[0]) if client else ""
+
+
+def iso_time(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TeeMeter(Meter):
+    """A meter that also keeps the capture's bounded copy of the response."""
+
+    __slots__ = ("tee",)
+
+    def __init__(self, began: float, tee: Tee) -> None:
+        super().__init__(began)
+        self.tee = tee
+
+    def feed(self, chunk: bytes) -> None:
+        Meter.feed(self, chunk)
+        self.tee.feed(chunk)
+
+    def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.tee.start(headers)
+        Meter.start(self, status, headers)
 
 
 @dataclass(slots=True)
@@ -32,15 +89,56 @@ class Request:
     path: str
     time: float
     meter: Meter
+    method: str = "POST"
+    remote_ip: str = ""
+    headers: Iterable[tuple[bytes, bytes]] = ()
+    task: asyncio.Task[Any] | None = None
+    cancelled: bool = False
+    tee: Tee | None = field(default=None, repr=False)
+
+    def cancellation(self) -> RequestCancelled | None:
+        """After a CancelledError in the request's task: the error to answer with when the
+        cancel came from :meth:`Observer.cancel` (the task's cancel is then taken back), else
+        ``None`` (a real cancellation: let it propagate)."""
+        if not self.cancelled:
+            return None
+        if self.task is not None:
+            self.task.uncancel()
+        return RequestCancelled(f"request {self.id} was cancelled by an operator")
+
+    def view(self) -> dict[str, Any]:
+        """The in-flight entry (headers redacted)."""
+        meter = self.meter
+        return {
+            "id": self.id,
+            "timestamp": iso_time(self.time),
+            "model": self.model,
+            "req_path": self.path,
+            "method": self.method,
+            "remote_ip": self.remote_ip,
+            "req_headers": header_map(self.headers),
+            "status": meter.status,
+            "resp_headers": header_map(meter.headers),
+            "resp_bytes": meter.size,
+            "elapsed_ms": int((time.monotonic() - meter.began) * 1000),
+        }
 
 
 class Observer:
     def __init__(
-        self, models: ModelViews, swapd_log: LogRing, activity: ActivityLog | None = None
+        self,
+        models: ModelViews,
+        swapd_log: LogRing,
+        activity: ActivityLog | None = None,
+        *,
+        config: Callable[[], Config] | None = None,
     ) -> None:
         self.models = models
         self.bus = EventBus()
         self.activity = activity or ActivityLog()
+        self.config = config  # the running config (captureBuffer and logRequests follow reloads)
+        self.captures = CaptureStore(0)
+        self.inflight: dict[str, Request] = {}
         self.metrics = Metrics(models.snapshot)
         self._ids = itertools.count(1)
         self._watched: dict[str, LogRing] = {}  # model id -> the ring we subscribed to
@@ -89,15 +187,67 @@ class Observer:
 
     # ── requests ────────────────────────────────────────────────────────────────────────────
 
-    def request_start(self, model: str, path: str) -> Request:
-        req = Request(f"req-{next(self._ids)}", model, path, time.time(), Meter(time.monotonic()))
+    def _settings(self) -> tuple[int, bool]:
+        """(capture budget, logRequests) from the running config; the store follows a reload
+        that changes the budget, keeping the captures that still fit."""
+        if self.config is None:
+            return 0, False
+        config = self.config()
+        if config.capture_bytes != self.captures.budget:
+            self.captures.resize(config.capture_bytes)
+        return config.capture_bytes, config.log_requests
+
+    def request_start(self, model: str, path: str, scope: Any = None, body: bytes = b"") -> Request:
+        """A proxied request begins: ``path`` is the target sent upstream, ``scope`` the
+        client's ASGI scope and ``body`` the body forwarded (both for captures and the
+        in-flight table)."""
+        rid = f"req-{next(self._ids)}"
+        began = time.monotonic()
+        budget, _ = self._settings()
+        meter: Meter
+        tee = None
+        if budget > 0 and scope is not None:
+            tee = Tee(rid, path, scope["headers"], body, mask_for(path), budget)
+            meter = TeeMeter(began, tee)
+        else:
+            meter = Meter(began)
+        req = Request(rid, model, path, time.time(), meter, tee=tee)
+        if scope is not None:
+            req.method = scope["method"]
+            req.headers = scope["headers"]
+            req.remote_ip = client_ip(scope)
+        try:
+            req.task = asyncio.current_task()
+        except RuntimeError:  # no event loop (a synchronous caller): cannot be cancelled
+            req.task = None
+        self.inflight[rid] = req
         if self.bus.subscribers:
             self.bus.publish(
                 "request", {"phase": "start", "id": req.id, "model": model, "path": path}
             )
+            self.bus.publish("inflight", {"operation": "upsert", "request": req.view()})
+        meter.on_start = lambda: self._headers(req)
         return req
 
+    def _headers(self, req: Request) -> None:
+        if self.bus.subscribers:
+            self.bus.publish("inflight", {"operation": "upsert", "request": req.view()})
+
+    def inflight_views(self) -> list[dict[str, Any]]:
+        return [r.view() for r in self.inflight.values()]
+
+    def cancel(self, request_id: str) -> bool:
+        """Cancel an in-flight request: False when there is none with that id (or it cannot
+        be cancelled). The proxy answers it with RequestCancelled, or cuts a started stream."""
+        req = self.inflight.get(request_id)
+        if req is None or req.task is None or req.task.done():
+            return False
+        req.cancelled = True
+        req.task.cancel()
+        return True
+
     def request_end(self, req: Request, status: int) -> Record:
+        self.inflight.pop(req.id, None)
         meter = req.meter
         duration = time.monotonic() - meter.began
         ttfb = meter.first_byte - meter.began if meter.first_byte is not None else None
@@ -132,8 +282,48 @@ class Observer:
                 "cached": record.cached_tokens,
             },
         )
+        if req.tee is not None:
+            self._capture(req.tee.finish())
+            req.tee = None
+        _, log_requests = self._settings()
+        if log_requests:
+            request_log.info(
+                '%s "%s %s" %s %d %dB %.3fs',
+                req.remote_ip or "-",
+                req.method,
+                req.path,
+                req.model,
+                status,
+                meter.size,
+                duration,
+            )
         if self.bus.subscribers:
-            data = {"phase": "end", **record.as_dict()}
+            data = {"phase": "end", **record.as_dict(), "has_capture": req.id in self.captures}
             del data["time"]
             self.bus.publish("request", data)
+            self.bus.publish("inflight", {"operation": "remove", "id": req.id})
         return record
+
+    # ── captures ────────────────────────────────────────────────────────────────────────────
+
+    def _capture(self, capture: Capture) -> None:
+        """Compress and keep a capture; big ones are compressed off the event loop."""
+        if capture.raw_size <= INLINE_CAPTURE:
+            self.captures.add(capture)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.captures.add(capture)
+            return
+        packed = loop.run_in_executor(None, capture.pack)
+        packed.add_done_callback(lambda f: self._packed(capture.id, f))
+
+    def _packed(self, request_id: str, done: asyncio.Future[bytes] | Future[bytes]) -> None:
+        if done.cancelled():
+            return
+        if (exc := done.exception()) is not None:
+            log.warning("capture %s not kept: %s", request_id, exc)
+            return
+        if not self.captures.put(request_id, done.result()):
+            log.debug("capture %s is bigger than captureBuffer; not kept", request_id)

@@ -1,6 +1,7 @@
 """The admin API: ``/api/*``, ``/metrics``, ``/logs/stream``, ``/openapi.json`` (cold paths).
 
-JSON routes run on Starlette's router; the two kinds of long-lived streams (``/api/events``
+JSON routes run on Starlette's router (models, config, activity, captures, the in-flight table,
+version, hardware); the two kinds of long-lived streams (``/api/events``
 SSE and the ``/logs/stream`` text streams) are raw ASGI so that a client that stops reading can
 be cut off: each stream has a bounded buffer, and when it overflows the client is dropped with a
 log line.
@@ -24,11 +25,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
 
 from swapd.errors import Conflict, MethodNotAllowed, NotFound, RequestError, SwapdError
+from swapd.hardware import Inventory
+from swapd.observe.build import build_info
 from swapd.observe.events import Event
 from swapd.observe.logs import LogRing
 from swapd.observe.metrics import CONTENT_TYPE
 from swapd.observe.observer import Observer
 from swapd.proxy.asgi import Receive, Scope, Send
+from swapd.proxy.envelope import error_body
 from swapd.proxy.openapi import OPENAPI
 from swapd.scheduler import Scheduler
 from swapd.views import RUNNING, State
@@ -37,6 +41,7 @@ log = logging.getLogger("swapd.admin")
 
 HEARTBEAT = 15.0  # seconds between SSE comments / keep-alives on idle streams
 LOG_STREAM_BUFFER = 2048  # lines buffered per /logs/stream client
+INVALID_LOGGER = "invalid logger. Use 'proxy', 'upstream' or a model's ID"
 
 
 def jsonable(value: Any) -> Any:
@@ -81,12 +86,14 @@ class Admin:
         *,
         reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         config_errors: Callable[[], list[str]] = list,
+        hardware: Inventory | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.observer = observer
         self.swapd_log = swapd_log
         self.reload = reload
         self.config_errors = config_errors
+        self.hardware = hardware or Inventory()
         routes = [
             Route("/api/models", self.models, methods=["GET"]),
             Route("/api/models/stop", self.stop_all, methods=["POST"]),
@@ -97,6 +104,11 @@ class Admin:
             Route("/api/config", self.config, methods=["GET"]),
             Route("/api/config/reload", self.do_reload, methods=["POST"]),
             Route("/api/activity", self.activity, methods=["GET"]),
+            Route("/api/captures/{id}", self.capture, methods=["GET"]),
+            Route("/api/inflight", self.inflight, methods=["GET"]),
+            Route("/api/inflight/{id}/cancel", self.cancel, methods=["POST"]),
+            Route("/api/version", self.version, methods=["GET"]),
+            Route("/api/hardware", self.hardware_info, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
         ]
@@ -194,7 +206,41 @@ class Admin:
     async def activity(self, request: Request) -> Response:
         raw = request.query_params.get("limit")
         limit = int(raw) if raw and raw.isdigit() else None
-        return JSONResponse({"activity": self.observer.activity.recent(limit)})
+        records = self.observer.activity.recent(limit)
+        captures = self.observer.captures
+        for record in records:  # from the live cache, as llama-swap does
+            record["has_capture"] = record["id"] in captures
+        return JSONResponse({"activity": records})
+
+    async def capture(self, request: Request) -> Response:
+        """``GET /api/captures/{id}``: ``req-7`` (an activity id) or ``7``."""
+        raw = str(request.path_params["id"])
+        number = raw.removeprefix("req-")
+        if not (number.isascii() and number.isdigit()) or int(number) < 1:
+            raise RequestError("invalid capture ID")
+        capture = self.observer.captures.get(f"req-{int(number)}")
+        if capture is None:
+            raise NotFound("capture not found")
+        return JSONResponse(capture.as_json())
+
+    async def inflight(self, request: Request) -> Response:
+        return JSONResponse({"requests": self.observer.inflight_views()})
+
+    async def cancel(self, request: Request) -> Response:
+        if not self.observer.cancel(str(request.path_params["id"])):
+            raise NotFound("inflight request not found")
+        return JSONResponse({"msg": "ok"})
+
+    async def version(self, request: Request) -> Response:
+        return JSONResponse(build_info())
+
+    async def hardware_info(self, request: Request) -> Response:
+        """``GET /api/hardware[?refresh]``: GPUs, CPU and RAM; 503 when no source answered."""
+        snap = await self.hardware.snapshot(refresh=_flag(_query(request.scope), "refresh"))
+        if not snap.usable:
+            body = error_body(503, "hardware detection unavailable", "hardware_unavailable")
+            return Response(body, 503, media_type="application/json")
+        return JSONResponse(snap.as_dict())
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.observer.metrics.render(), media_type=CONTENT_TYPE)
@@ -210,7 +256,8 @@ class Admin:
         client = scope.get("client")
         name = f"{client[0]}:{client[1]}" if client else "?"
         sub = bus.subscribe(name, logs=_flag(_query(scope), "logs"))
-        first = Event(bus.next_id(), "snapshot", {"models": self.scheduler.snapshot()}).sse()
+        snapshot = {"models": self.scheduler.snapshot(), "inflight": self.observer.inflight_views()}
+        first = Event(bus.next_id(), "snapshot", snapshot).sse()
 
         async def next_chunk() -> bytes:
             return (await sub.receive.receive()).sse()
@@ -223,15 +270,20 @@ class Admin:
             sub.receive.close()
 
     async def log_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /logs/stream[/{model}]``: history (unless ``?no-history``), then live lines."""
+        """``GET /logs/stream[/proxy|/upstream|/{model}]``: history (unless ``?no-history``),
+        then live lines. ``proxy`` is swapd's own log, ``upstream`` every engine's output
+        (each line prefixed ``[model]``), no name both."""
         name = scope["path"][len("/logs/stream") :].strip("/")
         rings: list[tuple[str, LogRing]]
-        if name:
+        if name == "proxy":
+            rings = [("", self.swapd_log)]
+        elif name == "upstream":
+            rings = [(f"[{r.name}] ", r) for r in self.scheduler.rings()]
+        elif name:
             model = self.scheduler.config.resolve(name)
             ring = self.scheduler.ring(model.id) if model else None
             if ring is None:
-                known = ", ".join(sorted(r.name for r in self.scheduler.rings()))
-                raise NotFound(f"model {name!r} not found; available models: {known}")
+                raise RequestError(INVALID_LOGGER)
             rings = [("", ring)]
         else:
             rings = [("", self.swapd_log)]

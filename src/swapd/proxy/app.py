@@ -196,7 +196,9 @@ class Proxy:
             raise ShuttingDown("swapd is shutting down")
         lease = self.scheduler.lease(model.id)  # 404/429/503 here, before any byte
         headers = request_headers(scope, drop_credentials=bool(self.config.api_keys))
-        req = self.observer.request_start(model.id, path) if self.observer else None
+        req = (
+            self.observer.request_start(model.id, path, scope, payload) if self.observer else None
+        )
         status = 499  # client closed the request, unless something below says otherwise
         streamed = False  # a loading stream: its 200 SSE headers are out
         try:
@@ -234,6 +236,11 @@ class Proxy:
         except Aborted as exc:
             status = exc.status
             raise
+        except anyio.get_cancelled_exc_class():
+            if req is None or (cancelled := req.cancellation()) is None:
+                raise
+            status = cancelled.http_status  # POST /api/inflight/{id}/cancel
+            raise cancelled from None
         finally:
             lease.release()
             if req is not None and self.observer is not None:

@@ -62,7 +62,10 @@ _TARGET_UNSAFE = re.compile(rb"[^\x21-\x7e]")
 
 
 class Meter(Protocol):
-    """Sees each body chunk as it passes (swapd.observe.activity.Meter): must be cheap."""
+    """Sees the response start and each body chunk as it passes (swapd.observe.activity.Meter):
+    must be cheap. With captures on it also keeps a bounded copy (swapd.observe.captures)."""
+
+    def start(self, status: int, headers: Headers) -> None: ...
 
     def feed(self, chunk: bytes) -> None: ...
 
@@ -327,11 +330,20 @@ async def forward(
         if timeouts.idle_read:
             watch = IdleWatch(response.content, timeouts.idle_read)
         if sse_started and response.status >= 400:
+            if meter is not None:
+                meter.start(response.status, _response_headers(response))
             frame = await _error_frame(response)
+            if meter is not None:
+                meter.feed(frame)
             await reply.send({"type": "http.response.body", "body": frame, "more_body": True})
         else:
             if not sse_started:
-                await reply.relay_start(response.status, _response_headers(response))
+                relayed = _response_headers(response)
+                if meter is not None:
+                    meter.start(response.status, relayed)
+                await reply.relay_start(response.status, relayed)
+            elif meter is not None:
+                meter.start(response.status, _response_headers(response))
             send = reply.send
             try:
                 async for chunk in response.content.iter_any():

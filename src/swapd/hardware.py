@@ -1,0 +1,394 @@
+"""What hardware swapd sees: GPUs (total and free memory), CPU, system RAM.
+
+An :class:`Inventory` asks several sources and keeps every answer it got; a source that fails
+(tool not installed, driver not loaded, a timeout, output it cannot read) is reported in the
+snapshot's ``sources`` — never fatal. Sources, in order:
+
+- ``nvml``: NVIDIA's management library through the optional ``pynvml`` module
+  (``pip install nvidia-ml-py``);
+- ``nvidia-smi``: ``nvidia-smi --query-gpu=index,name,uuid,memory.total,memory.free
+  --format=csv,noheader,nounits`` (MiB), used for NVIDIA devices when NVML gave none;
+- ``rocm-smi``: ``rocm-smi --showmeminfo vram --showproductname --json`` (bytes);
+- ``meminfo``: ``/proc/meminfo``, capped by the cgroup's memory limit (v2 ``memory.max``, or
+  v1 ``memory.limit_in_bytes``) when swapd runs in a container;
+- ``cpu``: ``/proc/cpuinfo`` and the CPUs this process may run on.
+
+Snapshots are cached for :data:`DEFAULT_MAX_AGE` seconds (free GPU memory changes as engines
+come and go; ``refresh=True`` asks again). The memory-aware scheduler reuses
+:class:`Device` and :meth:`Inventory.snapshot`; ``GET /api/hardware`` answers
+:meth:`Snapshot.as_dict`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+MIB = 1024 * 1024
+KIB = 1024
+PROBE_TIMEOUT = 10.0  # seconds one external tool may take
+DEFAULT_MAX_AGE = 5.0  # seconds a snapshot is reused
+NVIDIA_SMI_QUERY = "index,name,uuid,memory.total,memory.free"
+# A cgroup v1 "no limit" is a huge number (the page-rounded max int64).
+_NO_LIMIT = 1 << 60
+
+
+class ProbeError(Exception):
+    """A source could not answer (the message says why, for ``sources[].error``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """One accelerator. Memory in bytes; ``None`` when the source does not say."""
+
+    index: int
+    vendor: str  # nvidia | amd
+    name: str
+    total_bytes: int | None
+    free_bytes: int | None
+    uuid: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """System RAM as this process may use it (bytes)."""
+
+    total_bytes: int
+    available_bytes: int | None
+    cgroup_limit_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cpu:
+    model: str | None
+    logical_cpus: int | None
+    usable_cpus: int | None  # the CPUs this process may run on (affinity / cpuset)
+    architecture: str
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    name: str
+    ok: bool
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    captured_at: float
+    devices: tuple[Device, ...]
+    memory: Memory | None
+    cpu: Cpu | None
+    sources: tuple[Source, ...]
+
+    @property
+    def usable(self) -> bool:
+        """At least one source answered."""
+        return any(s.ok for s in self.sources)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "captured_at": self.captured_at,
+            "devices": [asdict(d) for d in self.devices],
+            "memory": asdict(self.memory) if self.memory else None,
+            "cpu": asdict(self.cpu) if self.cpu else None,
+            "sources": [asdict(s) for s in self.sources],
+        }
+
+
+# ── parsers (pure: tested with recorded outputs) ────────────────────────────────────────────
+
+
+def _number(text: str) -> float | None:
+    text = text.strip()
+    if not text or text.startswith("[") or text.upper() in ("N/A", "NOT SUPPORTED"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def parse_nvidia_smi(text: str) -> list[Device]:
+    """``nvidia-smi --query-gpu=index,name,uuid,memory.total,memory.free --format=csv,
+    noheader,nounits`` output (memory in MiB; ``[N/A]`` for unknown values)."""
+    devices = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) < 5:
+            raise ProbeError(f"nvidia-smi line {n}: expected 5 fields, got {line!r}")
+        # a name may itself contain commas: index first, uuid and the two numbers last
+        index, name = fields[0], ", ".join(fields[1:-3])
+        uuid, total, free = fields[-3], _number(fields[-2]), _number(fields[-1])
+        if not index.isdigit():
+            raise ProbeError(f"nvidia-smi line {n}: not a device index: {index!r}")
+        devices.append(
+            Device(
+                index=int(index),
+                vendor="nvidia",
+                name=name,
+                total_bytes=int(total * MIB) if total is not None else None,
+                free_bytes=int(free * MIB) if free is not None else None,
+                uuid=uuid if uuid and not uuid.startswith("[") else None,
+                source="nvidia-smi",
+            )
+        )
+    return devices
+
+
+def parse_rocm_smi(text: str) -> list[Device]:
+    """``rocm-smi --showmeminfo vram --showproductname --json`` output: one object per
+    ``cardN`` with ``VRAM Total Memory (B)`` and ``VRAM Total Used Memory (B)`` (strings)."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ProbeError(f"rocm-smi printed no JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ProbeError("rocm-smi JSON is not an object")
+    devices = []
+    for key, card in data.items():
+        if not (key.startswith("card") and key[4:].isdigit() and isinstance(card, dict)):
+            continue  # e.g. "system"
+        total = _number(str(card.get("VRAM Total Memory (B)", "")))
+        used = _number(str(card.get("VRAM Total Used Memory (B)", "")))
+        name = next(
+            (
+                str(card[k])
+                for k in ("Card Series", "Card series", "Card Model", "Card model", "Device Name")
+                if card.get(k)
+            ),
+            f"AMD GPU {key[4:]}",
+        )
+        devices.append(
+            Device(
+                index=int(key[4:]),
+                vendor="amd",
+                name=name,
+                total_bytes=int(total) if total is not None else None,
+                free_bytes=int(total - used) if total is not None and used is not None else None,
+                uuid=str(card["Unique ID"]) if card.get("Unique ID") else None,
+                source="rocm-smi",
+            )
+        )
+    return sorted(devices, key=lambda d: d.index)
+
+
+def parse_meminfo(text: str) -> tuple[int, int | None]:
+    """(MemTotal, MemAvailable) in bytes from ``/proc/meminfo``."""
+    values: dict[str, int] = {}
+    for line in text.splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            scale = KIB if len(parts) > 1 and parts[1].lower() == "kb" else 1
+            values[key.strip()] = int(parts[0]) * scale
+    if "MemTotal" not in values:
+        raise ProbeError("/proc/meminfo has no MemTotal")
+    return values["MemTotal"], values.get("MemAvailable")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def cgroup_memory(root: Path = Path("/sys/fs/cgroup")) -> tuple[int | None, int | None]:
+    """(limit, usage) in bytes of this process's memory cgroup; ``None`` where unlimited or
+    unknown. Looks at the cgroup v2 unified root, then v1's memory controller."""
+    for limit_file, usage_file in (
+        (root / "memory.max", root / "memory.current"),
+        (root / "memory" / "memory.limit_in_bytes", root / "memory" / "memory.usage_in_bytes"),
+    ):
+        raw = _read(limit_file)
+        if raw is None:
+            continue
+        raw = raw.strip()
+        limit = int(raw) if raw.isdigit() and int(raw) < _NO_LIMIT else None
+        used_raw = (_read(usage_file) or "").strip()
+        return limit, int(used_raw) if used_raw.isdigit() else None
+    return None, None
+
+
+# ── sources ─────────────────────────────────────────────────────────────────────────────────
+
+Runner = Callable[[list[str]], str]
+
+
+def run_tool(argv: list[str]) -> str:
+    """Run a tool found on ``PATH``; its stdout, or a ProbeError saying why not."""
+    program = shutil.which(argv[0])
+    if program is None:
+        raise ProbeError(f"{argv[0]} not found on PATH")
+    try:
+        done = subprocess.run(
+            [program, *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ProbeError(f"{argv[0]} did not answer within {PROBE_TIMEOUT:g}s") from exc
+    except OSError as exc:
+        raise ProbeError(f"{argv[0]} could not run: {exc.strerror or exc}") from exc
+    if done.returncode != 0:
+        said = (done.stderr or done.stdout).strip().splitlines()
+        detail = f": {said[-1][:300]}" if said else ""
+        raise ProbeError(f"{argv[0]} exited with status {done.returncode}{detail}")
+    return done.stdout
+
+
+def probe_nvml() -> list[Device]:
+    try:
+        nvml: Any = importlib.import_module("pynvml")
+    except ImportError as exc:
+        raise ProbeError("pynvml is not installed (pip install nvidia-ml-py)") from exc
+    try:
+        nvml.nvmlInit()
+    except Exception as exc:  # NVMLError_LibraryNotFound, _DriverNotLoaded, …
+        raise ProbeError(f"NVML unavailable: {exc}") from exc
+    try:
+        devices = []
+        for i in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            mem = nvml.nvmlDeviceGetMemoryInfo(handle)
+            name = nvml.nvmlDeviceGetName(handle)
+            uuid = nvml.nvmlDeviceGetUUID(handle)
+            devices.append(
+                Device(
+                    index=i,
+                    vendor="nvidia",
+                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    total_bytes=int(mem.total),
+                    free_bytes=int(mem.free),
+                    uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
+                    source="nvml",
+                )
+            )
+        return devices
+    except Exception as exc:
+        raise ProbeError(f"NVML query failed: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+
+
+def probe_nvidia_smi(run: Runner = run_tool) -> list[Device]:
+    out = run(["nvidia-smi", f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"])
+    return parse_nvidia_smi(out)
+
+
+def probe_rocm_smi(run: Runner = run_tool) -> list[Device]:
+    return parse_rocm_smi(run(["rocm-smi", "--showmeminfo", "vram", "--showproductname", "--json"]))
+
+
+def probe_memory(
+    meminfo: Path = Path("/proc/meminfo"), cgroup: Path = Path("/sys/fs/cgroup")
+) -> Memory:
+    text = _read(meminfo)
+    if text is None:
+        raise ProbeError(f"cannot read {meminfo}")
+    total, available = parse_meminfo(text)
+    limit, used = cgroup_memory(cgroup)
+    if limit is not None and limit < total:
+        total = limit
+        room = limit - used if used is not None else limit
+        available = min(available, room) if available is not None else room
+    return Memory(total_bytes=total, available_bytes=available, cgroup_limit_bytes=limit)
+
+
+def probe_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> Cpu:
+    model = None
+    for line in (_read(cpuinfo) or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+            model = value.strip()
+            break
+    usable: int | None
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = os.cpu_count()
+    return Cpu(
+        model=model or platform.processor() or None,
+        logical_cpus=os.cpu_count(),
+        usable_cpus=usable,
+        architecture=platform.machine(),
+    )
+
+
+# ── inventory ───────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass
+class Inventory:
+    """Cached hardware snapshots. ``probes`` may be replaced (tests, declared hardware)."""
+
+    max_age: float = DEFAULT_MAX_AGE
+    run: Runner = run_tool
+    meminfo: Path = Path("/proc/meminfo")
+    cgroup: Path = Path("/sys/fs/cgroup")
+    cpuinfo: Path = Path("/proc/cpuinfo")
+    _cached: Snapshot | None = field(default=None, repr=False)
+    _lock: anyio.Lock = field(default_factory=anyio.Lock, repr=False)
+
+    def detect(self) -> Snapshot:
+        """Ask every source now (blocking: external tools run as subprocesses)."""
+        sources: list[Source] = []
+        devices: list[Device] = []
+
+        def attempt(name: str, probe: Callable[[], Any]) -> Any:
+            try:
+                result = probe()
+            except ProbeError as exc:
+                sources.append(Source(name, False, str(exc)))
+                return None
+            except Exception as exc:  # a source must never take the others down
+                sources.append(Source(name, False, f"{type(exc).__name__}: {exc}"))
+                return None
+            sources.append(Source(name, True))
+            return result
+
+        nvidia = attempt("nvml", probe_nvml) or []
+        from_smi = attempt("nvidia-smi", lambda: probe_nvidia_smi(self.run)) or []
+        devices.extend(nvidia or from_smi)  # NVML first; the tool when NVML is not there
+        devices.extend(attempt("rocm-smi", lambda: probe_rocm_smi(self.run)) or [])
+        memory = attempt("meminfo", lambda: probe_memory(self.meminfo, self.cgroup))
+        cpu = attempt("cpu", lambda: probe_cpu(self.cpuinfo))
+        return Snapshot(time.time(), tuple(devices), memory, cpu, tuple(sources))
+
+    def cached(self) -> Snapshot | None:
+        return self._cached
+
+    async def snapshot(self, *, refresh: bool = False) -> Snapshot:
+        """The cached snapshot while fresh, else a new one (detected in a worker thread; one
+        detection at a time, concurrent callers share it)."""
+        async with self._lock:
+            cached = self._cached
+            if (
+                cached is not None
+                and not refresh
+                and time.time() - cached.captured_at < self.max_age
+            ):
+                return cached
+            snap = await anyio.to_thread.run_sync(self.detect)
+            self._cached = snap
+            return snap
