@@ -184,7 +184,9 @@ def test_listen_on_every_interface_reaches_loopback_and_warns_without_api_keys(
     start_port: int,
 ) -> None:
     port = free_port()
-    with run_swapd(config(start_port), extra_args=["-listen", f":{port}"]) as swapd:
+    with run_swapd(
+        config(start_port), listen_port=port, extra_args=["-listen", f":{port}"]
+    ) as swapd:
         assert swapd.url == f"http://127.0.0.1:{port}"  # reached through loopback
         models = httpx.get(f"{swapd.url}/v1/models", timeout=10).json()["data"]
         assert {m["id"] for m in models} == {"alpha", "beta", "broken"}
