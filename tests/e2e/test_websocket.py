@@ -54,7 +54,8 @@ def ws_url(swapd: SwapdProcess, path: str) -> str:
 
 
 def connect(swapd: SwapdProcess, path: str, **kwargs: Any) -> ClientConnection:
-    return sync_connect(ws_url(swapd, path), open_timeout=30, **kwargs)
+    ws: ClientConnection = sync_connect(ws_url(swapd, path), open_timeout=30, **kwargs)
+    return ws
 
 
 def hello(ws: ClientConnection) -> dict[str, Any]:
