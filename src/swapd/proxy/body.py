@@ -1,9 +1,16 @@
-"""Find the model a request names and rewrite the body for the engine.
+"""Find the model a request names and rewrite the request for the engine or peer.
 
-The model comes from a JSON body, a multipart form field or the query string. Rewrites
-(``useModelName``, ``filters.stripParams``, ``filters.setParams``) apply to JSON bodies;
-``useModelName`` also rewrites the multipart ``model`` field. An unchanged body is forwarded
-as the very bytes the client sent.
+The model comes from a JSON body, a multipart form field or the query string. Two kinds of
+rewrite, in llama-swap's order:
+
+- the ``model`` value: the profile pin's or selector's target, the peer's own model id, or
+  ``useModelName`` (last wins) — in a JSON body, a multipart field, the query or a form body;
+- filters, on JSON bodies only: ``stripParams`` → ``setParams`` → ``setParamsByID[name]``, keys
+  in sorted order, ``model`` never touched, dotted keys addressing nested fields (``a.b``; an
+  escaped ``\\.`` is a literal dot; a number indexes an existing list).
+
+An unchanged request is forwarded as the very bytes the client sent; a changed body gets its
+``Content-Length`` from the forwarder (the client's is never copied).
 
 A multipart body above ``OFF_LOOP_BYTES`` (an audio file, an image) is scanned in a worker
 thread (:func:`extract_async`, :func:`rewrite_async`), so one big upload never stalls the
@@ -15,14 +22,15 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote, unquote_plus
 
 import anyio
 
-from swapd.config.model import ModelConfig
+from swapd.config.model import Filters
 from swapd.errors import RequestError
+from swapd.routing import Route
 
 _BOUNDARY = re.compile(rb'boundary="?([^";]+)"?', re.I)
 _FIELD_NAME = re.compile(rb'name="([^"]*)"', re.I)
@@ -124,54 +132,128 @@ async def extract_async(method: str, query: bytes, content_type: bytes, body: by
     return extract(method, query, content_type, body)
 
 
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """What to change in one request before it goes upstream."""
+
+    model: str | None = None  # the new ``model`` value; None: keep the client's
+    filters: Filters = field(default_factory=Filters)
+    by_id: str = ""  # the ``setParamsByID`` key: the requested name after rewriting
+
+    @classmethod
+    def for_route(cls, route: Route, requested: str | None) -> Rewrite:
+        """The rewrite for ``route``; ``requested`` is the ``model`` the client sent."""
+        if route.model is not None:
+            filters = route.model.filters
+            wanted = route.model.use_model_name or route.name
+        else:
+            assert route.peer is not None
+            filters = route.peer.filters  # peers have no useModelName
+            wanted = route.upstream_model
+        return cls(wanted if wanted != requested else None, filters, route.name)
+
+    def params(self) -> list[tuple[str, Any]]:
+        """``setParams`` then ``setParamsByID[by_id]``, each in sorted key order, no ``model``."""
+        out = sorted(self.filters.set_params.items())
+        out += sorted(self.filters.set_params_by_id.get(self.by_id, {}).items())
+        return [(k, v) for k, v in out if k != "model"]
+
+    def strips(self) -> list[str]:
+        return sorted({p for p in self.filters.strip_params if p and p != "model"})
+
+
 async def rewrite_async(
-    parsed: Parsed, body: bytes, content_type: bytes, model: ModelConfig
-) -> bytes:
+    parsed: Parsed, body: bytes, query: bytes, content_type: bytes, change: Rewrite
+) -> tuple[bytes, bytes]:
     """:func:`rewrite`, in a worker thread for a big multipart body."""
-    if _off_loop(content_type, body) and model.use_model_name:
-        return await anyio.to_thread.run_sync(rewrite, parsed, body, content_type, model)
-    return rewrite(parsed, body, content_type, model)
+    if _off_loop(content_type, body) and change.model is not None:
+        return await anyio.to_thread.run_sync(rewrite, parsed, body, query, content_type, change)
+    return rewrite(parsed, body, query, content_type, change)
+
+
+def _keys(path: str) -> list[str]:
+    """A dotted filter path as keys: ``a.b`` → [a, b]; ``a\\.b`` → [a.b]."""
+    return [k.replace("\\.", ".") for k in re.split(r"(?<!\\)\.", path)]
+
+
+def _index(node: list[Any], key: str) -> int | None:
+    """``key`` as an index of ``node`` when it is one (``-1`` counts from the end)."""
+    if key.lstrip("-").isdigit() and -len(node) <= int(key) < len(node):
+        return int(key)
+    return None
+
+
+def _child(node: Any, key: str) -> Any:
+    if isinstance(node, dict):
+        return node.get(key)
+    if isinstance(node, list) and (i := _index(node, key)) is not None:
+        return node[i]
+    return None
 
 
 def _strip(data: dict[str, Any], path: str) -> None:
-    *parents, leaf = path.split(".")
+    *parents, leaf = _keys(path)
     node: Any = data
     for key in parents:
-        node = node.get(key) if isinstance(node, dict) else None
+        node = _child(node, key)
     if isinstance(node, dict):
         node.pop(leaf, None)
+    elif isinstance(node, list) and (i := _index(node, leaf)) is not None:
+        del node[i]
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
-    *parents, leaf = path.split(".")
-    node = data
+    *parents, leaf = _keys(path)
+    node: Any = data
     for key in parents:
-        child = node.get(key)
-        if not isinstance(child, dict):
+        child = _child(node, key)
+        if not isinstance(child, dict | list):
+            if not isinstance(node, dict):
+                return  # a list index out of range: nothing to set
             child = node[key] = {}
         node = child
-    node[leaf] = value
+    if isinstance(node, dict):
+        node[leaf] = value
+    elif (i := _index(node, leaf)) is not None:
+        node[i] = value
 
 
-def rewrite(parsed: Parsed, body: bytes, content_type: bytes, model: ModelConfig) -> bytes:
-    """The body to send upstream (the original bytes when nothing changes)."""
-    filters = model.filters
+def _with_model(encoded: bytes, model: str) -> bytes:
+    """An urlencoded query or form with its ``model`` value(s) replaced, the rest as sent."""
+    pieces = encoded.split(b"&")
+    value = quote(model, safe="").encode()
+    for i, piece in enumerate(pieces):
+        if unquote_plus(piece.split(b"=", 1)[0].decode("latin-1")) == "model":
+            pieces[i] = b"model=" + value
+    return b"&".join(pieces)
+
+
+def rewrite(
+    parsed: Parsed, body: bytes, query: bytes, content_type: bytes, change: Rewrite
+) -> tuple[bytes, bytes]:
+    """The body and query string to send upstream (the originals when nothing changes)."""
     if parsed.data is not None:
-        if not (model.use_model_name or filters.strip_params or filters.set_params):
-            return body
+        strips, params = change.strips(), change.params()
+        if change.model is None and not strips and not params:
+            return body, query
         data = parsed.data
-        if model.use_model_name:
-            data["model"] = model.use_model_name
-        for path in filters.strip_params:
-            if path != "model":
-                _strip(data, path)
-        for path in sorted(filters.set_params):
-            if path != "model":
-                _set(data, path, filters.set_params[path])
-        return json.dumps(data, ensure_ascii=False).encode()
-    if model.use_model_name and content_type.lower().startswith(b"multipart/form-data"):
+        if change.model is not None:
+            data["model"] = change.model
+        for path in strips:
+            _strip(data, path)
+        for path, value in params:
+            _set(data, path, value)
+        return json.dumps(data, ensure_ascii=False).encode(), query
+    if change.model is None:
+        return body, query
+    if content_type.lower().startswith(b"multipart/form-data"):
         _, parts = _parts(body, content_type)
         for name, start, end in parts:
             if name == b"model":
-                return body[:start] + model.use_model_name.encode() + body[end:]
-    return body
+                return body[:start] + change.model.encode() + body[end:], query
+        return body, query
+    if body and b"model" in body and "model" in parse_qs(body.decode("latin-1")):
+        body = _with_model(body, change.model)
+    if b"model" in query:
+        query = _with_model(query, change.model)
+    return body, query

@@ -1,4 +1,4 @@
-"""Which paths carry a model name, and where in the request it is."""
+"""Which paths carry a model name, where in the request it is, and the path sent upstream."""
 
 from __future__ import annotations
 
@@ -17,11 +17,26 @@ MODEL_POST = frozenset(
         "/v1/messages/count_tokens",
         "/infill",
         "/completion",
+        "/sdapi/v1/txt2img",  # stable-diffusion.cpp / A1111
+        "/sdapi/v1/img2img",
+        "/audioapi/v1/tasks/run",  # audio.cpp's task API; forwarded as /v1/tasks/run
+        # versionless (llama-swap #728): forwarded without the /v, e.g. /chat/completions
+        "/v/chat/completions",
+        "/v/completions",
+        "/v/responses",
+        "/v/embeddings",
+        "/v/rerank",
+        "/v/reranking",
+        "/v/messages",
+        "/v/messages/count_tokens",
     }
 )
-MODEL_PREFIXES = ("/v1/audio/", "/v1/images/")  # any method; model from body, form or query
-MODEL_GET = frozenset({"/v1/audio/voices", "/props"})  # model from ?model=
+# Any method; the model from a JSON body, a multipart form (transcriptions, image edits) or
+# the query (GET /v1/audio/voices). Covers speech, voices, generations and what comes next.
+MODEL_PREFIXES = ("/v1/audio/", "/v1/images/")
+MODEL_GET = frozenset({"/v1/audio/voices", "/props", "/sdapi/v1/loras"})  # from ?model=
 LOADING_STATE_PATH = "/v1/chat/completions"
+_STRIPPED = (("/v/", b"/v"), ("/audioapi/", b"/audioapi"))
 
 
 def is_model_route(method: str, path: str) -> bool | None:
@@ -31,3 +46,11 @@ def is_model_route(method: str, path: str) -> bool | None:
     if path.startswith(MODEL_PREFIXES):
         return True
     return path in MODEL_GET
+
+
+def upstream_path(path: str, raw_path: bytes) -> bytes:
+    """The raw path sent upstream: ``/v/…`` and ``/audioapi/…`` lose their prefix."""
+    for prefix, raw_prefix in _STRIPPED:
+        if path.startswith(prefix) and raw_path.startswith(raw_prefix):
+            return raw_path[len(raw_prefix) :]
+    return raw_path
