@@ -3,14 +3,17 @@
 Admit, release, a client leaving while queued, an engine crash, reload (models and groups come
 and go, commands change), unload, TTL expiry and time passing, over 5 models in 2 groups. After
 every step: counters are never negative, no two members of a swap group are ready at once, and
-no model is stopped while it serves. At the end every ticket has ended exactly once (granted or
-failed), the queue is empty and the counters are back to 0.
+no model is stopped while it serves. The same run under the matrix router (random fifo
+priorities, a fixed matrix): the engines starting or ready always fit one alternative of a set
+(or are a lone model), and the queue stays in priority order. At the end every ticket has ended
+exactly once (granted or failed), the queue is empty and the counters are back to 0.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 from typing import Any
 
@@ -20,7 +23,8 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from swapd.config.model import DEFAULT_GROUP, Config, GroupConfig, ModelConfig
+from swapd.config.matrix import build_matrix
+from swapd.config.model import DEFAULT_GROUP, Config, GroupConfig, MatrixConfig, ModelConfig
 from swapd.errors import SwapdError
 from swapd.scheduler import Scheduler
 from swapd.slot import Ticket
@@ -32,9 +36,37 @@ GROUPS = {
     "g1": GroupConfig("g1", swap=True, exclusive=True, members=("m0", "m1", "m2")),
     "g2": GroupConfig("g2", swap=True, exclusive=False, members=("m3", "m4")),
 }
+MATRIX = build_matrix(
+    {},
+    {"m1": 3, "m4": 2},
+    {"s1": "m0 & m1 & m3", "s2": "(m1 | m2) & m4", "s3": "+s1 | m2 & m3"},
+    frozenset(MODELS),
+    {},
+    lambda path, message: pytest.fail(message),
+    ("matrix",),
+)
 
 
-def make_config(present: frozenset[str], variant: dict[str, int], ttl: float) -> Config:
+def make_config(
+    present: frozenset[str],
+    variant: dict[str, int],
+    ttl: float,
+    matrix: MatrixConfig | None = None,
+    priorities: dict[str, int] | None = None,
+) -> Config:
+    if matrix is not None:  # the matrix stays fixed: a reload only changes the models
+        models = {
+            m: ModelConfig(id=m, cmd=(m, f"v{variant.get(m, 0)}"), ttl=ttl, concurrency_limit=4)
+            for m in sorted(present)
+        }
+        everyone = GroupConfig(DEFAULT_GROUP, members=tuple(models))
+        return Config(
+            models=models,
+            groups={DEFAULT_GROUP: everyone},
+            router="matrix",
+            matrix=matrix,
+            priorities={m: p for m, p in (priorities or {}).items() if m in present},
+        )
     groups: dict[str, GroupConfig] = {DEFAULT_GROUP: GroupConfig(DEFAULT_GROUP)}
     models = {}
     for g in GROUPS.values():
@@ -56,17 +88,30 @@ async def settle() -> None:
 def check_invariants(sched: Scheduler, config: Config) -> None:
     for slot in sched.slots.values():
         assert slot.inflight >= 0 and slot.reserved >= 0 and slot.inflight <= slot.reserved
+    queue = sched._queue
+    assert all(a.priority >= b.priority for a, b in itertools.pairwise(queue))
+    if config.matrix is not None:
+        active = {i for i, s in sched.slots.items() if s.state in (State.STARTING, State.READY)}
+        allowed = (alt for s in config.matrix.sets for alt in s.alternatives)
+        assert len(active) <= 1 or any(active <= alt for alt in allowed), active
+        return
     for group in config.groups.values():
         if group.swap:
             ready = [m for m in group.members if m in sched.slots and sched.state(m) is State.READY]
             assert len(ready) <= 1, f"two models of swap group {group.name} ready: {ready}"
 
 
-async def scenario(data: st.DataObject) -> None:
+async def scenario(data: st.DataObject, router: str) -> None:
     engines = FakeEngines(delay=0.003)
     variant: dict[str, int] = {}
     present = frozenset(MODELS)
-    config = make_config(present, variant, ttl=0.0)
+    matrix = MATRIX if router == "matrix" else None
+    priorities = (
+        data.draw(st.dictionaries(st.sampled_from(MODELS), st.integers(-1, 2)), label="prio")
+        if matrix
+        else None
+    )
+    config = make_config(present, variant, 0.0, matrix, priorities)
     sched = Scheduler(config, driver_factory=engines.factory, batch_window=0.02)
     tickets: list[Ticket] = []
     stopped_while_serving: list[str] = []
@@ -108,7 +153,7 @@ async def scenario(data: st.DataObject) -> None:
                 for m in data.draw(st.sets(st.sampled_from(MODELS)), label="edit"):
                     variant[m] = variant.get(m, 0) + 1
                 ttl = data.draw(st.sampled_from([0.0, 0.01]), label="ttl")
-                config = make_config(present, variant, ttl)
+                config = make_config(present, variant, ttl, matrix, priorities)
                 sched.update(config)
             elif op == "unload":
                 ids = data.draw(st.sets(st.sampled_from(MODELS)), label="unload")
@@ -144,10 +189,13 @@ async def scenario(data: st.DataObject) -> None:
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
+@pytest.mark.parametrize("router", ["group", "matrix"])
 @given(data=st.data())
-def test_scheduler_invariants_hold_under_random_interleavings(data: st.DataObject) -> None:
+def test_scheduler_invariants_hold_under_random_interleavings(
+    router: str, data: st.DataObject
+) -> None:
     async def bounded() -> None:
         with anyio.fail_after(30):
-            await scenario(data)
+            await scenario(data, router)
 
     anyio.run(bounded)
