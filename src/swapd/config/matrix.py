@@ -11,6 +11,16 @@ semantics (a set says what *may* coexist), so an alternative contained in anothe
 the same set can never be the better choice and is dropped. Sets are ordered
 topological-then-definition (a referenced set comes before the sets that reference it); the
 solver (``swapd.policy``) breaks cost ties toward the earlier set.
+
+Differences from llama-swap, on purpose:
+
+- Every mistake is reported in one run (llama-swap stops at the first), each at its key.
+- A var and its model given different ``evict_costs`` is an error; llama-swap keeps whichever
+  its map iteration visits last.
+- A cycle names every set on it (``a -> b -> a``); syntax errors give a 1-based column.
+- An alias used where a model id belongs is still refused, but the message names its model.
+- Sets are expanded when the config loads; a set of more than ``MAX_ALTERNATIVES``
+  combinations is refused (llama-swap solves without expanding and has no limit).
 """
 
 from __future__ import annotations
