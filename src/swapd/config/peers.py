@@ -56,7 +56,8 @@ def build_peers(
             models.append(model_id)
             names.add_peer_model(peer_id, model_id)
         if not raw.models:
-            builder.error(base, f"peer {peer_id}: peer models can not be empty", key=True)
+            where = (*base, "models") if "models" in raw.model_fields_set else base
+            builder.error(where, f"peer {peer_id}: peer models can not be empty", key=True)
         built[peer_id] = PeerConfig(
             id=peer_id,
             proxy=raw.proxy,
