@@ -2,10 +2,11 @@
 
 The pydantic models below are the only list of keys. ``prune`` walks the YAML tree along them
 before validation: in a block llama-swap defines (``LENIENT``), a key the model does not have
-is dropped with a warning: "not supported by swapd yet" for a key llama-swap knows (``IGNORED``),
-"unknown key" otherwise; a few llama-swap keys that have no meaning in swapd are dropped silently
-(``ACCEPTED``). In swapd's own blocks an unknown key is an error. Validation then checks the
-types of what is left; every error keeps its ``loc`` so it can point at the YAML text.
+is dropped with an "unknown key" warning (with "did you mean" for a near miss of a known key);
+a few llama-swap keys that have no meaning in swapd are dropped silently (``ACCEPTED``). Every
+key llama-swap defines is read. In swapd's own blocks an unknown key is an error (with the same
+suggestion). Validation then checks the types of what is left; every error keeps its ``loc`` so
+it can point at the YAML text.
 
 Defaults live here too; ``swapd.config.model`` takes its defaults from these fields.
 """
@@ -31,7 +32,6 @@ from pydantic import (
 from swapd.config.issues import Issues
 from swapd.config.tree import MapNode, Node, Path, Scalar, SeqNode, locate
 
-UNSUPPORTED = "'{}' is not supported by swapd yet (ignored)"
 UNKNOWN = "unknown key '{}' (ignored)"
 SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*\Z", re.IGNORECASE)
 
@@ -90,18 +90,14 @@ def _prune_block(node: Node | None, cls: type[RawBlock], issues: Issues, keep: s
                     _prune_block(sub, inner, issues)
             continue
         if key not in cls.ACCEPTED:
-            if key in cls.IGNORED:
-                message = UNSUPPORTED.format(key)
-            else:
-                message = UNKNOWN.format(key) + suggest(key, known_keys(cls))
-            issues.warn(node.key_pos(key), message)
+            issues.warn(node.key_pos(key), UNKNOWN.format(key) + suggest(key, known_keys(cls)))
         node.pop(key)
 
 
 def known_keys(cls: type[RawBlock]) -> list[str]:
     """The keys a block may have, as written in YAML."""
     fields = [field.alias or name for name, field in cls.model_fields.items()]
-    return [*fields, *sorted(cls.HANDLED | cls.ACCEPTED | cls.IGNORED)]
+    return [*fields, *sorted(cls.HANDLED | cls.ACCEPTED)]
 
 
 def suggest(key: str, known: list[str]) -> str:
@@ -197,7 +193,6 @@ class RawBlock(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
     LENIENT: ClassVar[bool] = False  # a llama-swap block: unknown keys warn instead of failing
-    IGNORED: ClassVar[frozenset[str]] = frozenset()  # llama-swap keys swapd does not implement
     ACCEPTED: ClassVar[frozenset[str]] = frozenset()  # llama-swap keys dropped without a word
     HANDLED: ClassVar[frozenset[str]] = frozenset()  # keys another load stage reads
 
