@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,8 @@ models:
     cmd: {echo_cmd()}
     compat:
       ignoreWebsockets: true
+  slow:
+    cmd: {echo_cmd("--health-delay 2")}
 {extra}"""
 
 
@@ -241,3 +244,29 @@ def test_a_peer_models_websocket_goes_to_the_peer(start_port: int) -> None:
             assert (seen["path"], seen["query"], seen["model"]) == ("/ws", "q=1", "alpha")
             ws.send("via the peer")
             assert ws.recv(timeout=10) == "via the peer"
+
+
+def test_shutdown_closes_open_sockets_with_1012_and_does_not_wait_for_them(
+    start_port: int,
+) -> None:
+    with run_swapd(config(start_port)) as swapd, connect(swapd, "/upstream/alpha/ws") as ws:
+        hello(ws)
+        swapd.proc.send_signal(signal.SIGTERM)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=20)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1012  # service restart
+        assert swapd.proc.wait(20) == 0
+
+
+def test_a_client_leaving_while_its_model_starts_gives_its_lease_back(swapd: SwapdProcess) -> None:
+    with (
+        pytest.raises(TimeoutError),
+        sync_connect(ws_url(swapd, "/upstream/slow/ws"), open_timeout=0.5),
+    ):
+        pass
+    assert states(swapd)["slow"] == "starting"  # the upgrade started it
+    wait_for(lambda: states(swapd).get("slow") != "starting", "the start to end")
+    left = info(swapd, "slow")
+    assert (left["queued"], left["inflight"]) == (0, 0)  # a kept lease would be in flight now
