@@ -167,7 +167,8 @@ def _response_headers(response: aiohttp.ClientResponse) -> Headers:
         elif lower == b"date":
             dated = True
         out.append((lower, value))
-    if sse:
+    if sse:  # set, not added: a peer that is a swapd or llama-swap sends it already
+        out = [h for h in out if h[0] != b"x-accel-buffering"]
         out.append((b"x-accel-buffering", b"no"))
     if not dated:  # as Go's server does for llama-swap: a response always has a date
         out.append((b"date", http_date()))
