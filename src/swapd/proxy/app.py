@@ -8,8 +8,8 @@ client to leave → forward and stream → release in ``finally``.
 from __future__ import annotations
 
 import functools
+import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +18,7 @@ import anyio
 from swapd import web
 from swapd.config.model import Config, ModelConfig
 from swapd.errors import (
+    Conflict,
     MethodNotAllowed,
     NotFound,
     RequestError,
@@ -28,7 +29,7 @@ from swapd.errors import (
 from swapd.lease import Lease
 from swapd.observe.logs import LogRing
 from swapd.observe.observer import Observer
-from swapd.proxy import auth, body, loading, routes
+from swapd.proxy import auth, body, listing, loading, passthrough, routes, websocket
 from swapd.proxy.asgi import (
     Aborted,
     ClientGone,
@@ -38,6 +39,7 @@ from swapd.proxy.asgi import (
     Scope,
     Send,
     drop_abort_tracebacks,
+    header,
     read_body,
     send_bytes,
     send_error,
@@ -45,10 +47,11 @@ from swapd.proxy.asgi import (
 )
 from swapd.proxy.envelope import error_body, is_anthropic
 from swapd.proxy.forward import UpstreamClient, forward, request_headers, target
-from swapd.routing import Routes
+from swapd.proxy.peer import forward_peer, peer_headers, peer_url
+from swapd.routing import ActiveProfile, Route, Routes, Spillover
 from swapd.scheduler import Scheduler
 from swapd.upstream import Upstream
-from swapd.views import LOADED, State
+from swapd.views import State
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -73,6 +76,9 @@ class Proxy:
         self.accepting = True
         self.observer = observer
         self.admin = admin  # swapd.proxy.admin: /api/*, /metrics, /logs/stream, /openapi.json
+        self.profile = ActiveProfile()  # none at start and after every reload
+        self.spillover = Spillover()  # selector reservations, across reloads
+        self._routes: tuple[Config, str | None, Routes] | None = None
         self._admin: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self._health,
             ("GET", "/v1/models"): self._models,
@@ -81,6 +87,8 @@ class Proxy:
             ("GET", "/unload"): self._unload_all_text,
             ("POST", "/api/models/unload"): self._unload_all_json,
             ("GET", "/logs"): self._logs,
+            ("GET", "/api/profiles"): self._profiles,
+            ("PUT", "/api/profiles/active"): self._set_profile,
             ("GET", "/"): self._root,
         }
         # An Aborted response is logged here in one line; uvicorn need not add a traceback.
@@ -90,7 +98,26 @@ class Proxy:
     def config(self) -> Config:
         return self.scheduler.config
 
+    @property
+    def routes(self) -> Routes:
+        """Name resolution for the current config and active profile (rebuilt on a change)."""
+        config = self.config
+        name = self.profile.name(config)
+        cached = self._routes
+        if cached is None or cached[0] is not config or cached[1] != name:
+            routes = Routes(
+                config,
+                profile=self.profile.get(config),
+                state=self.scheduler.state,
+                spillover=self.spillover,
+            )
+            self._routes = cached = (config, name, routes)
+        return cached[2]
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self._websocket(scope, receive, send)
+            return
         if scope["type"] != "http":
             return
         reply = Reply(send)
@@ -122,6 +149,9 @@ class Proxy:
         if web.is_ui_path(path):  # static UI files: public, the UI asks for a key itself
             await web.serve(scope, send)
             return
+        if path == "/upstream" and method == "GET":  # public, as in llama-swap: the models page
+            await send_bytes(send, 302, b"", [(b"location", b"/ui/#/models")])
+            return
         if path != "/health":
             auth.check(scope, self.config.api_keys)
         routed = routes.is_model_route(method, path)
@@ -129,7 +159,7 @@ class Proxy:
             await self._model_request(scope, receive, send)
         elif routed is None:
             raise MethodNotAllowed(f"method {method} is not allowed on {path}")
-        elif path.startswith("/upstream/"):
+        elif passthrough.is_passthrough(path):  # /upstream/{model}/…, /comfyui/…
             await self._upstream(scope, receive, send)
         elif path.startswith("/api/models/unload/") and method == "POST":
             await self._unload_one(scope, receive, send)
@@ -156,29 +186,79 @@ class Proxy:
 
     # ── model requests ──────────────────────────────────────────────────────────────────────
 
-    def _resolve(self, name: str | None) -> ModelConfig:
+    def _resolve(self, name: str | None) -> Route:
         if not name:
             raise RequestError("the request does not name a model (field 'model')")
-        model = self.config.resolve(name)
-        if model is None:
+        route = self.routes.resolve(name)
+        if route is None:
             known = ", ".join(sorted(self.config.models)) or "(none configured)"
             raise NotFound(f"model {name!r} not found; available models: {known}")
-        return model
+        return route
 
     async def _model_request(self, scope: Scope, receive: Receive, send: Reply) -> None:
         raw = await read_body(receive, self.config.max_body_bytes)
         ctype = dict(scope["headers"]).get(b"content-type", b"")
-        parsed = await body.extract_async(scope["method"], scope["query_string"], ctype, raw)
-        model = self._resolve(parsed.model)
-        payload = await body.rewrite_async(parsed, raw, ctype, model)
-        loading_state = (
-            parsed.stream
-            and model.send_loading_state
-            and scope["path"].startswith(routes.LOADING_STATE_PATH)
+        query: bytes = scope["query_string"]
+        parsed = await body.extract_async(scope["method"], query, ctype, raw)
+        route = self._resolve(parsed.model)
+        try:
+            change = body.Rewrite.for_route(route, parsed.model)
+            payload, query = await body.rewrite_async(parsed, raw, query, ctype, change)
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            path = target(
+                {**scope, "query_string": query}, routes.upstream_path(scope["path"], raw_path)
+            )
+            if route.model is None:
+                await self._serve_peer(scope, receive, send, route, path, payload)
+                return
+            loading_state = (
+                parsed.stream
+                and route.model.send_loading_state
+                and scope["path"].startswith(routes.LOADING_STATE_PATH)
+            )
+            await self._serve(
+                scope, receive, send, route.model, path, payload, loading_state=loading_state
+            )
+        finally:
+            self.routes.release(route)
+
+    async def _serve_peer(
+        self, scope: Scope, receive: Receive, send: Reply, route: Route, path: str, payload: bytes
+    ) -> None:
+        """Forward to a peer: no lease, no queue; the local scheduler never hears of it."""
+        if not self.accepting:
+            raise ShuttingDown("swapd is shutting down")
+        assert route.peer is not None
+        req = (
+            self.observer.request_start(route.key, path, scope, payload) if self.observer else None
         )
-        await self._serve(
-            scope, receive, send, model, target(scope), payload, loading_state=loading_state
-        )
+        status = 499
+        try:
+            async with DisconnectGuard(receive):
+                status = await forward_peer(
+                    self.upstreams,
+                    scope,
+                    send,
+                    route.peer,
+                    route.key,
+                    target=path,
+                    body=payload,
+                    meter=req.meter if req else None,
+                )
+        except SwapdError as exc:
+            status = exc.http_status
+            raise
+        except Aborted as exc:
+            status = exc.status
+            raise
+        except anyio.get_cancelled_exc_class():
+            if req is None or (cancelled := req.cancellation()) is None:
+                raise
+            status = cancelled.http_status  # POST /api/inflight/{id}/cancel
+            raise cancelled from None
+        finally:
+            if req is not None and self.observer is not None:
+                self.observer.request_end(req, status)
 
     async def _serve(
         self,
@@ -262,26 +342,110 @@ class Proxy:
         await loading.finish(send, lease.model, anyio.current_time() - began)
         return upstream
 
-    # ── /upstream/{model}/{path} ────────────────────────────────────────────────────────────
+    # ── passthrough: /upstream/{model}/{path}, /comfyui/{path} (HTTP and WebSocket) ─────────────
 
     async def _upstream(self, scope: Scope, receive: Receive, send: Reply) -> None:
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        # Raw segments: `author%2Fmodel` is one segment that names the model `author/model`.
-        segments = raw_path.split(b"?", 1)[0][len(b"/upstream/") :].split(b"/")
-        found = Routes(self.config).resolve_path(segments)
-        if found is None or found[0].model is None:
-            raise NotFound(f"no model matches {scope['path']!r}")
-        model, used = found[0].model, found[1]
-        if used == len(segments):
-            location = b"/upstream/" + b"/".join(segments) + b"/"
-            if scope["query_string"]:
-                location += b"?" + scope["query_string"]
-            status = 301 if scope["method"] in ("GET", "HEAD") else 308
-            await send_bytes(send, status, b"", [(b"location", location)])
+        passage = passthrough.find(self.routes, scope)
+        if isinstance(passage, passthrough.Redirect):
+            status = passage.status(scope["method"])
+            await send_bytes(send, status, b"", [(b"location", passage.location)])
             return
+        passthrough.check_may_start(self.config, passage, self.scheduler.state)
         payload = await read_body(receive, self.config.max_body_bytes)
-        path = target(scope, b"/" + b"/".join(segments[used:]))  # forwarded as the client sent it
-        await self._serve(scope, receive, send, model, path, payload)
+        route = passage.route
+        if route.peer is not None:
+            assert route.peer_model is not None
+            async with DisconnectGuard(receive):
+                await forward_peer(
+                    self.upstreams,
+                    scope,
+                    send,
+                    route.peer,
+                    route.peer_model,
+                    target=passage.target(scope),
+                    body=payload,
+                )
+            return
+        if route.model is None:
+            raise NotFound(f"no model matches {scope['path']!r}")
+        await self._serve(scope, receive, send, route.model, passage.target(scope), payload)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A WebSocket under /upstream/ or /comfyui/, relayed to the engine (or the peer).
+
+        Unless the model has ``compat.ignoreWebsockets``, the connection holds a lease for its
+        whole life: the upgrade starts the model and it is never evicted under an open socket.
+        With the flag it bypasses the scheduler and is refused (409) unless the model is ready.
+        """
+        sock = websocket.Socket(scope, receive, send)
+        try:
+            await sock.connected()
+            auth.check(scope, self.config.api_keys)
+            passage = passthrough.find(self.routes, scope)
+            if isinstance(passage, passthrough.Redirect):
+                location = [(b"location", passage.location)]
+                await sock.respond(passage.status(scope["method"]), location, b"")
+                return
+            passthrough.check_may_start(self.config, passage, self.scheduler.state)
+            await self._ws_relay(sock, passage)
+        except ClientGone:
+            pass
+        except SwapdError as exc:
+            await sock.fail(exc)
+        except Exception:  # the one catch-all, as for HTTP: a bug is a 500 / close 1011
+            log.exception("WebSocket %s: unhandled error", scope["path"])
+            await sock.fail(SwapdError("internal error in swapd; its log has the details"))
+
+    async def _ws_relay(self, sock: websocket.Socket, passage: passthrough.Passage) -> None:
+        scope, route = sock.scope, passage.route
+        target_ = passage.target(scope)
+        if route.peer is not None:
+            peer, name = route.peer, route.peer_model or route.name
+            headers = websocket.upgrade_headers(peer_headers(scope, peer))
+            url = websocket.ws_url(peer_url(peer, target_))
+            conn = await sock.until(
+                lambda: websocket.open_engine(
+                    sock, url, headers, model=name, timeouts=peer.timeouts
+                )
+            )
+            if conn is not None:
+                await websocket.relay(sock, conn, model=name)
+            return
+        model = route.model
+        if model is None:
+            raise NotFound(f"no model matches {scope['path']!r}")
+        drop = bool(self.config.api_keys)
+        headers = websocket.upgrade_headers(request_headers(scope, drop_credentials=drop))
+
+        def opener(upstream: Upstream) -> Callable[[], Awaitable[websocket.Engine | None]]:
+            url = websocket.ws_url(upstream.base_url + target_)
+            return lambda: websocket.open_engine(
+                sock, url, headers, model=model.id, timeouts=model.timeouts
+            )
+
+        if model.ignore_websockets:  # outside the scheduler: no start, no lease, no TTL hold
+            ready = self.scheduler.upstream(model.id)
+            if ready is None:
+                raise Conflict(
+                    f"model {model.id} is not loaded; ignored websocket requests cannot start it"
+                )
+            if (conn := await sock.until(opener(ready))) is not None:
+                await websocket.relay(sock, conn, model=model.id)
+            return
+        if not self.accepting:
+            raise ShuttingDown("swapd is shutting down")
+        lease = self.scheduler.lease(model.id)
+        try:
+            upstream = await sock.until(lease.ready)
+            try:
+                conn = await sock.until(opener(upstream))
+            except UpstreamGone:  # the engine died just before: once more on a fresh one
+                upstream = await sock.until(lambda: lease.renew(upstream))
+                conn = await sock.until(opener(upstream))
+            if conn is not None:
+                await websocket.relay(sock, conn, model=model.id)
+        finally:
+            lease.release()
 
     # ── management ──────────────────────────────────────────────────────────────────────────
 
@@ -291,41 +455,47 @@ class Proxy:
     async def _root(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_bytes(send, 302, b"", [(b"location", b"/ui/")])
 
-    def _record(
-        self, model: ModelConfig, record_id: str, loaded: bool, kind: str
-    ) -> dict[str, Any]:
-        record: dict[str, Any] = {
-            "id": record_id,
-            "object": "model",
-            "created": int(time.time()),
-            "owned_by": "swapd",
-        }
-        if model.name:
-            record["name"] = model.name
-        if model.description:
-            record["description"] = model.description
-        meta: dict[str, Any] = {**model.metadata, "type": kind}
-        if kind == "alias":
-            meta["modelID"] = model.id
-        elif model.aliases:
-            meta["aliases"] = list(model.aliases)
-        record["meta"] = {"swapd": meta, "llamaswap": meta}
-        record["status"] = {"value": "loaded" if loaded else "unloaded"}
-        return record
-
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        data = []
-        for model in self.config.models.values():
-            if model.unlisted:
-                continue
-            loaded = self.scheduler.state(model.id) in LOADED
-            data.append(self._record(model, model.id, loaded, "model"))
-            if self.config.include_aliases_in_list:
-                data.extend(self._record(model, a, loaded, "alias") for a in model.aliases)
-        data.sort(key=lambda r: r["id"])
-        origin = dict(scope["headers"]).get(b"origin")
+        config = self.config
+        data = listing.models_list(
+            config, self.routes, self.scheduler.state, self.profile.get(config)
+        )
+        origin = header(scope, b"origin")
         extra = [(b"access-control-allow-origin", origin)] if origin else None
         await send_json(send, {"object": "list", "data": data}, headers=extra)
+
+    async def _profiles(self, scope: Scope, receive: Receive, send: Send) -> None:
+        config = self.config
+        profiles = [
+            {
+                "id": p.id,
+                "description": p.description,
+                "pins": {name: target or "" for name, target in p.pins.items()},
+            }
+            for p in sorted(config.profiles.values(), key=lambda p: p.id)
+        ]
+        await send_json(send, {"active": self.profile.name(config), "profiles": profiles})
+
+    async def _set_profile(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = await read_body(receive, 64 * 1024)
+        try:
+            request = json.loads(raw)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            raise RequestError("invalid profile request")
+        if "name" not in request:
+            raise RequestError("profile name is required")
+        name = request["name"]
+        if name is not None and not isinstance(name, str):
+            raise RequestError("profile name must be a string or null")
+        config = self.config
+        if self.profile.set(config, name):
+            active = self.profile.name(config)
+            log.info("active profile changed to %s", active or "(none)")
+            if self.observer is not None:
+                self.observer.bus.publish("profile", {"active": active})
+        await send_json(send, {"active": self.profile.name(config)})
 
     async def _running(self, scope: Scope, receive: Receive, send: Send) -> None:
         running = [i for i in self.scheduler.snapshot() if i["state"] != State.STOPPED]
@@ -341,13 +511,19 @@ class Proxy:
 
     async def _unload_one(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = scope["path"][len("/api/models/unload/") :].strip("/")
-        model = self.config.resolve(name)
-        if model is None:
+        route = self.routes.concrete(name)  # concrete names: no profile, no selector
+        if route is None:
             raise NotFound(f"model {name!r} not found")
+        if route.model is None:
+            raise NotFound(f"model {name!r} is a peer's: no local server to unload")
+        model = route.model
         stopped = await self.scheduler.unload([model.id])
         await send_json(send, {"msg": "ok", "stopped": stopped})
 
     async def _logs(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if b"text/html" in (header(scope, b"accept") or b""):  # a browser: the UI's log view
+            await send_bytes(send, 302, b"", [(b"location", b"/ui/")])
+            return
         lines = self.swapd_log.history()
         for ring in self.scheduler.rings():
             lines.extend(f"[{ring.name}] {line}" for line in ring.history())
