@@ -242,7 +242,9 @@ async def relay(sock: Socket, engine: ClientConnection, *, model: str) -> None:
                             return
                         if message["type"] == "websocket.receive":
                             text = message.get("text")
-                            await engine.send(text if text is not None else message["bytes"])
+                            await engine.send(
+                                text if text is not None else message.get("bytes") or b""
+                            )
                 except ConnectionClosed:
                     pass  # the engine closed: downward passes its close on
                 finally:
@@ -265,10 +267,12 @@ async def relay(sock: Socket, engine: ClientConnection, *, model: str) -> None:
             group.start_soon(upward, name=f"{name} up")
             group.start_soon(downward, name=f"{name} down")
     finally:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_SECONDS):
-            code, reason = _to_engine(client_close)
-            await engine.close(code, _short(reason))
-            await sock.close(*_to_client(engine.close_code, engine.close_reason))
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(CLOSE_SECONDS * 2):  # close() bounds itself; belt and braces
+                code, reason = _to_engine(client_close)
+                await engine.close(code, _short(reason))
+            with anyio.move_on_after(CLOSE_SECONDS):
+                await sock.close(*_to_client(engine.close_code, engine.close_reason))
 
 
 def _to_engine(close: tuple[int, str] | None) -> tuple[int, str]:
