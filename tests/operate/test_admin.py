@@ -59,6 +59,16 @@ def test_model_info_start_stop_and_errors(start_port: int) -> None:
 
         spec = api.get("/openapi.json").json()
         assert "/api/models/{id}/start" in spec["paths"]
+        for path in (
+            "/api/captures/{id}",
+            "/api/inflight",
+            "/api/inflight/{id}/cancel",
+            "/api/version",
+            "/api/hardware",
+            "/logs/stream/proxy",
+            "/logs/stream/upstream",
+        ):
+            assert path in spec["paths"], path
 
 
 def test_config_view_and_reload_errors(start_port: int, tmp_path: Path) -> None:

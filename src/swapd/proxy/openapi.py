@@ -34,6 +34,7 @@ _STOPPED = _json(
 )
 _NULLABLE_NUM = {"type": ["number", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
+_HEADERS = {"type": "object", "additionalProperties": {"type": "string"}}
 
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -88,9 +89,66 @@ OPENAPI: dict[str, Any] = {
                 params=[{"name": "limit", "in": "query", "schema": {"type": "integer"}}],
             )
         },
+        "/api/captures/{id}": {
+            "get": _op(
+                "One request's captured request and response (bodies in base64)",
+                _json({"$ref": "#/components/schemas/Capture"}),
+                params=_ID,
+                e400="invalid capture ID",
+                e404="capture not found",
+            )
+        },
+        "/api/inflight": {
+            "get": _op(
+                "Requests being proxied now",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "requests": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Inflight"},
+                            }
+                        },
+                    }
+                ),
+            )
+        },
+        "/api/inflight/{id}/cancel": {
+            "post": _op(
+                "Cancel a request being proxied (its client gets a 503 request_cancelled)",
+                _json({"type": "object", "properties": {"msg": {"const": "ok"}}}),
+                params=_ID,
+                e404="inflight request not found",
+            )
+        },
+        "/api/version": {
+            "get": _op(
+                "swapd's version, and its commit and build date when known",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "version": {"type": "string"},
+                            "commit": {"type": ["string", "null"]},
+                            "build_date": {"type": ["string", "null"]},
+                        },
+                    }
+                ),
+            )
+        },
+        "/api/hardware": {
+            "get": _op(
+                "GPUs, CPU and RAM as swapd sees them, and how each source answered",
+                _json({"$ref": "#/components/schemas/Hardware"}),
+                params=[{"name": "refresh", "in": "query", "schema": {"type": "boolean"}}],
+                e503="hardware detection unavailable (no source answered)",
+            )
+        },
         "/api/events": {
             "get": {
-                "summary": "Server-Sent Events: snapshot, model, request, queue, log (?logs=true)",
+                "summary": "Server-Sent Events: snapshot, model, request, inflight, queue, "
+                "log (?logs=true)",
                 "responses": {"200": {"description": "text/event-stream"}},
             }
         },
@@ -100,11 +158,26 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "text/plain"}},
             }
         },
+        "/logs/stream/proxy": {
+            "get": {
+                "summary": "swapd's own log, history then live",
+                "responses": {"200": {"description": "text/plain"}},
+            }
+        },
+        "/logs/stream/upstream": {
+            "get": {
+                "summary": "Every engine's output, each line prefixed [model], history then live",
+                "responses": {"200": {"description": "text/plain"}},
+            }
+        },
         "/logs/stream/{id}": {
             "get": {
                 "summary": "One model's engine log, history then live",
                 "parameters": _ID,
-                "responses": {"200": {"description": "text/plain"}},
+                "responses": {
+                    "200": {"description": "text/plain"},
+                    "400": _json(_ERROR, "invalid logger (not proxy, upstream or a model)"),
+                },
             }
         },
         "/metrics": {
@@ -177,6 +250,85 @@ OPENAPI: dict[str, Any] = {
                     "completion_tokens": _NULLABLE_INT,
                     "cached_tokens": _NULLABLE_INT,
                     "tokens_per_second": _NULLABLE_NUM,
+                    "has_capture": {"type": "boolean"},
+                },
+            },
+            "Capture": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "req_path": {"type": "string"},
+                    "req_headers": _HEADERS,
+                    "req_body": {"type": "string", "contentEncoding": "base64"},
+                    "resp_headers": _HEADERS,
+                    "resp_body": {"type": "string", "contentEncoding": "base64"},
+                    "req_truncated": {"type": "boolean"},
+                    "resp_truncated": {"type": "boolean"},
+                },
+            },
+            "Inflight": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "timestamp": {"type": "string", "format": "date-time"},
+                    "model": {"type": "string"},
+                    "req_path": {"type": "string"},
+                    "method": {"type": "string"},
+                    "remote_ip": {"type": "string"},
+                    "req_headers": _HEADERS,
+                    "status": _NULLABLE_INT,
+                    "resp_headers": _HEADERS,
+                    "resp_bytes": {"type": "integer"},
+                    "elapsed_ms": {"type": "integer"},
+                },
+            },
+            "Hardware": {
+                "type": "object",
+                "properties": {
+                    "captured_at": {"type": "number"},
+                    "devices": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "index": {"type": "integer"},
+                                "vendor": {"enum": ["nvidia", "amd"]},
+                                "name": {"type": "string"},
+                                "total_bytes": _NULLABLE_INT,
+                                "free_bytes": _NULLABLE_INT,
+                                "uuid": {"type": ["string", "null"]},
+                                "source": {"type": "string"},
+                            },
+                        },
+                    },
+                    "memory": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "total_bytes": {"type": "integer"},
+                            "available_bytes": _NULLABLE_INT,
+                            "cgroup_limit_bytes": _NULLABLE_INT,
+                        },
+                    },
+                    "cpu": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "model": {"type": ["string", "null"]},
+                            "logical_cpus": _NULLABLE_INT,
+                            "usable_cpus": _NULLABLE_INT,
+                            "architecture": {"type": "string"},
+                        },
+                    },
+                    "sources": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string"},
+                                "ok": {"type": "boolean"},
+                                "error": {"type": ["string", "null"]},
+                            },
+                        },
+                    },
                 },
             },
         }
