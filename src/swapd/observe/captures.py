@@ -41,6 +41,7 @@ SENSITIVE = frozenset(
 )
 ZSTD_LEVEL = 3
 _HEAD = struct.Struct("<II")  # header length, request body length
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class Part(enum.IntFlag):
@@ -118,7 +119,7 @@ class Capture:
 
     def pack(self, compressor: zstandard.ZstdCompressor | None = None) -> bytes:
         """The capture compressed: header JSON, then the two bodies, in one zstd frame."""
-        head = json.dumps(
+        head = _JSON.encode(
             {
                 "id": self.id,
                 "req_path": self.req_path,
@@ -126,11 +127,11 @@ class Capture:
                 "resp_headers": self.resp_headers,
                 "req_truncated": self.req_truncated,
                 "resp_truncated": self.resp_truncated,
-            },
-            separators=(",", ":"),
+            }
         ).encode()
-        raw = b"".join((_HEAD.pack(len(head), len(self.req_body)), head, self.req_body))
-        raw += self.resp_body
+        raw = b"".join(
+            (_HEAD.pack(len(head), len(self.req_body)), head, self.req_body, self.resp_body)
+        )
         return (compressor or zstandard.ZstdCompressor(level=ZSTD_LEVEL)).compress(raw)
 
     @classmethod

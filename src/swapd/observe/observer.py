@@ -19,7 +19,7 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -90,11 +90,14 @@ class Request:
     time: float
     meter: Meter
     method: str = "POST"
-    remote_ip: str = ""
-    headers: Iterable[tuple[bytes, bytes]] = ()
+    scope: Any = None  # the client's ASGI scope: headers and address, read only when shown
     task: asyncio.Task[Any] | None = None
     cancelled: bool = False
     tee: Tee | None = field(default=None, repr=False)
+
+    @property
+    def remote_ip(self) -> str:
+        return client_ip(self.scope) if self.scope is not None else ""
 
     def cancellation(self) -> RequestCancelled | None:
         """After a CancelledError in the request's task: the error to answer with when the
@@ -116,7 +119,7 @@ class Request:
             "req_path": self.path,
             "method": self.method,
             "remote_ip": self.remote_ip,
-            "req_headers": header_map(self.headers),
+            "req_headers": header_map(self.scope["headers"] if self.scope else ()),
             "status": meter.status,
             "resp_headers": header_map(meter.headers),
             "resp_bytes": meter.size,
@@ -214,8 +217,7 @@ class Observer:
         req = Request(rid, model, path, time.time(), meter, tee=tee)
         if scope is not None:
             req.method = scope["method"]
-            req.headers = scope["headers"]
-            req.remote_ip = client_ip(scope)
+            req.scope = scope
         try:
             req.task = asyncio.current_task()
         except RuntimeError:  # no event loop (a synchronous caller): cannot be cancelled
