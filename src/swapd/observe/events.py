@@ -24,7 +24,7 @@ DEFAULT_BUFFER = 1024  # events buffered per subscriber before it is dropped
 @dataclass(frozen=True, slots=True)
 class Event:
     id: int
-    type: str  # snapshot | model | request | queue | log
+    type: str  # snapshot | model | request | inflight | queue | profile | log
     data: Any
 
     def sse(self) -> bytes:
