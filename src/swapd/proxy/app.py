@@ -1,8 +1,10 @@
 """The ASGI application: auth, routing, model requests, raw passthrough, management endpoints.
 
 Pure ASGI on the request path (no middleware stack). A model request is: read the body (capped)
-→ find the model → admit (429 before any byte) → wait for the lease while watching for the
-client to leave → forward and stream → release in ``finally``.
+→ resolve the name (active profile, selector, local model, peer: swapd.routing) → rewrite the
+``model`` and apply filters → admit (429 before any byte) → wait for the lease while watching
+for the client to leave → forward and stream → release in ``finally``. A peer's model skips the
+lease: it is forwarded to the peer at once (swapd.proxy.peer).
 """
 
 from __future__ import annotations
