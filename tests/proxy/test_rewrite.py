@@ -47,18 +47,26 @@ def test_filters_apply_in_order_strip_then_set_then_set_by_id() -> None:
 def test_dotted_filter_keys_address_nested_fields() -> None:
     filters = Filters(
         strip_params=("chat_template_kwargs.drop", "messages.0.name"),
-        set_params={"chat_template_kwargs.enable_thinking": False, "a\\.b": 1, "new.deep": 2},
+        set_params={
+            "chat_template_kwargs.enable_thinking": False,
+            "a\\.b": 1,
+            "new.deep": 2,
+            "stop.-1": "END",
+            "messages.0.role": "system",
+        },
     )
     raw = json.dumps(
         {
             "model": "m",
             "chat_template_kwargs": {"drop": 1, "keep": 2},
             "messages": [{"role": "user", "name": "x"}],
+            "stop": ["a"],
         }
     ).encode()
     data = as_json(raw, Rewrite(None, filters, "m"))
     assert data["chat_template_kwargs"] == {"keep": 2, "enable_thinking": False}
-    assert data["messages"] == [{"role": "user"}]
+    assert data["messages"] == [{"role": "system"}]
+    assert data["stop"] == ["a", "END"]
     assert data["a.b"] == 1 and data["new"] == {"deep": 2}
 
 

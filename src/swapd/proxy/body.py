@@ -7,7 +7,7 @@ rewrite, in llama-swap's order:
   ``useModelName`` (last wins) — in a JSON body, a multipart field, the query or a form body;
 - filters, on JSON bodies only: ``stripParams`` → ``setParams`` → ``setParamsByID[name]``, keys
   in sorted order, ``model`` never touched, dotted keys addressing nested fields (``a.b``; an
-  escaped ``\\.`` is a literal dot; a number indexes an existing list).
+  escaped ``\\.`` is a literal dot; a number indexes an existing list, ``-1`` appends to it).
 
 An unchanged request is forwarded as the very bytes the client sent; a changed body gets its
 ``Content-Length`` from the forwarder (the client's is never copied).
@@ -214,6 +214,8 @@ def _set(data: dict[str, Any], path: str, value: Any) -> None:
         node = child
     if isinstance(node, dict):
         node[leaf] = value
+    elif leaf == "-1":  # as sjson: append
+        node.append(value)
     elif (i := _index(node, leaf)) is not None:
         node[i] = value
 
