@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from swapd.testing import run_swapd
+from swapd.testing import echo_cmd, run_swapd
 
 from .helpers import config
 
@@ -143,6 +143,75 @@ def test_inflight_upserts_and_removes_reach_the_event_stream(start_port: int) ->
         while not events.empty():
             seen.append(events.get_nowait())
         ops = [d for k, d in seen if k == "inflight"]
-        assert [d["operation"] for d in ops] == ["upsert", "upsert", "remove"]
+        assert [d["operation"] for d in ops[:2]] == ["upsert", "upsert"]
         assert ops[0]["request"]["status"] is None and ops[1]["request"]["status"] == 200
-        assert ops[2]["id"] == ops[0]["request"]["id"]
+        assert ops[-1] == {"operation": "remove", "id": ops[0]["request"]["id"]}
+
+
+def test_a_growing_stream_gets_throttled_byte_count_upserts(start_port: int) -> None:
+    with run_swapd(config(start_port)) as swapd:
+        assert httpx.post(f"{swapd.url}/api/models/alpha/start?wait=true", timeout=30).is_success
+        events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
+
+        def consume() -> None:
+            with httpx.stream("GET", f"{swapd.url}/api/events", timeout=60) as response:
+                kind = ""
+                for line in response.iter_lines():
+                    if line.startswith("event:"):
+                        kind = line[6:].strip()
+                    elif line.startswith("data:") and kind in ("snapshot", "inflight"):
+                        data = json.loads(line[5:])
+                        events.put((kind, data))
+                        if data.get("operation") == "remove":
+                            return
+
+        reader = threading.Thread(target=consume, daemon=True)
+        reader.start()
+        assert events.get(timeout=10)[0] == "snapshot"  # subscribed
+        chunks = 40
+        body = {
+            "model": "alpha",
+            "messages": [{"role": "user", "content": "count slowly"}],
+            "stream": True,
+            "chunks": chunks,
+            "chunk_delay": 0.05,
+        }
+        with httpx.stream("POST", f"{swapd.url}/v1/chat/completions", json=body, timeout=60) as r:
+            assert sum(1 for line in r.iter_lines() if line.startswith("data:")) > chunks
+        reader.join(20)
+        seen = []
+        while not events.empty():
+            seen.append(events.get_nowait()[1])
+        assert seen[-1]["operation"] == "remove"
+        sizes = [d["request"]["resp_bytes"] for d in seen if d["operation"] == "upsert"]
+        growing = [n for n in sizes if n > 0]
+        assert growing == sorted(growing) and len(set(growing)) == len(growing), sizes
+        # 2 s of streaming: several updates, far fewer than one per chunk (250 ms apart)
+        assert 3 <= len(growing) < chunks // 2, sizes
+
+
+def test_a_request_waiting_for_its_model_to_start_can_be_cancelled(start_port: int) -> None:
+    extra = f"""
+  slowstart:
+    cmd: {echo_cmd("--health-delay 30")}
+"""
+    with run_swapd(config(start_port) + extra) as swapd:
+        body = {"model": "slowstart", "messages": [{"role": "user", "content": "x"}]}
+        thread, out = in_background(
+            lambda: httpx.post(f"{swapd.url}/v1/chat/completions", json=body, timeout=60)
+        )
+        [entry] = wait_for(lambda: inflight(swapd.url))
+        assert entry["model"] == "slowstart" and entry["status"] is None
+        assert httpx.post(f"{swapd.url}/api/inflight/{entry['id']}/cancel").is_success
+        thread.join(30)
+        reply = out.get_nowait()
+        assert isinstance(reply, httpx.Response) and reply.status_code == 503, reply
+        assert reply.json()["error"]["code"] == "request_cancelled"
+
+        def released() -> bool:  # the lease went back: nothing counted against the model
+            models = httpx.get(f"{swapd.url}/api/models").json()["models"]
+            [info] = [m for m in models if m["id"] == "slowstart"]
+            return bool(info["inflight"] == 0 and info["queued"] == 0)
+
+        wait_for(released)
+        assert inflight(swapd.url) == []

@@ -41,6 +41,7 @@ log = logging.getLogger("swapd.admin")
 
 HEARTBEAT = 15.0  # seconds between SSE comments / keep-alives on idle streams
 LOG_STREAM_BUFFER = 2048  # lines buffered per /logs/stream client
+INFLIGHT_INTERVAL = 0.25  # seconds between in-flight byte-count updates on /api/events
 INVALID_LOGGER = "invalid logger. Use 'proxy', 'upstream' or a model's ID"
 
 
@@ -258,9 +259,18 @@ class Admin:
         sub = bus.subscribe(name, logs=_flag(_query(scope), "logs"))
         snapshot = {"models": self.scheduler.snapshot(), "inflight": self.observer.inflight_views()}
         first = Event(bus.next_id(), "snapshot", snapshot).sse()
+        shown: dict[str, int] = {}  # in-flight id -> the response bytes this client last saw
+        tick = anyio.current_time() + INFLIGHT_INTERVAL
 
         async def next_chunk() -> bytes:
-            return (await sub.receive.receive()).sse()
+            nonlocal tick
+            if not self.observer.inflight:
+                shown.clear()
+                return (await sub.receive.receive()).sse()
+            with anyio.move_on_after(max(0.0, tick - anyio.current_time())):
+                return (await sub.receive.receive()).sse()
+            tick = anyio.current_time() + INFLIGHT_INTERVAL
+            return self._growth(shown)
 
         try:
             with sub.cut:
@@ -268,6 +278,21 @@ class Admin:
         finally:
             bus.unsubscribe(sub)
             sub.receive.close()
+
+    def _growth(self, shown: dict[str, int]) -> bytes:
+        """``inflight`` upserts for requests whose response grew since this client last saw
+        them: made per client when its buffer is empty, so the relay never pays for them."""
+        live = self.observer.inflight
+        for gone in [rid for rid in shown if rid not in live]:
+            del shown[gone]
+        frames = []
+        for req in list(live.values()):
+            size = req.meter.size
+            if shown.get(req.id, 0) != size:
+                shown[req.id] = size
+                data = {"operation": "upsert", "request": req.view()}
+                frames.append(Event(self.observer.bus.next_id(), "inflight", data).sse())
+        return b"".join(frames)
 
     async def log_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /logs/stream[/proxy|/upstream|/{model}]``: history (unless ``?no-history``),
