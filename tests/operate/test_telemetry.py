@@ -126,3 +126,6 @@ def test_activity_tokens_for_streaming_and_not(start_port: int, tmp_path: Path) 
     with run_swapd(config(start_port, top=top)) as swapd:
         records = httpx.get(f"{swapd.url}/api/activity").json()["activity"]
         assert len(records) == 3 and records[0]["id"] == "req-6"
+        chat(swapd.url, "alpha")  # ids go on after the stored ones: no second req-1
+        records = httpx.get(f"{swapd.url}/api/activity").json()["activity"]
+        assert [r["id"] for r in records] == ["req-7", "req-6", "req-5"]

@@ -219,6 +219,12 @@ class ActivityLog:
             values = tuple(getattr(record, c) for c in _COLUMNS)
             self._db.execute(f"INSERT INTO activity VALUES ({marks})", values)
 
+    def next_number(self) -> int:
+        """The number for the next request id (``req-N``): after the stored ones, so ids stay
+        unique across restarts when records are persisted."""
+        numbers = [int(n) for r in self.records if (n := r.id.removeprefix("req-")).isdigit()]
+        return max(numbers, default=0) + 1
+
     def recent(self, limit: int | None = None) -> list[dict[str, Any]]:
         items = list(reversed(self.records))
         if limit is not None:

@@ -143,7 +143,7 @@ class Observer:
         self.captures = CaptureStore(0)
         self.inflight: dict[str, Request] = {}
         self.metrics = Metrics(models.snapshot)
-        self._ids = itertools.count(1)
+        self._ids = itertools.count(self.activity.next_number())
         self._watched: dict[str, LogRing] = {}  # model id -> the ring we subscribed to
         self._progress_at: dict[str, float] = {}
         models.listeners.append(self.on_slot)
