@@ -12,15 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from swapd.observe.captures import (
-    REDACTED,
-    Capture,
-    CaptureStore,
-    Part,
-    Tee,
-    header_map,
-    mask_for,
-)
+from swapd.observe.captures import REDACTED, Capture, CaptureStore, Part, Tee, header_map, mask_for
 from swapd.testing import run_swapd
 
 from .helpers import config
@@ -123,6 +115,22 @@ def test_tee_stops_at_half_the_budget_per_body_and_says_so() -> None:
     kept = tee.finish()
     assert kept.req_body == b"r" * 1000 and kept.req_truncated
     assert kept.resp_body == b"s" * 1000 and kept.resp_truncated
+
+
+def test_concurrent_tees_share_one_budget_and_give_it_back() -> None:
+    store = CaptureStore(budget=2000)
+    first = Tee("req-1", "/p", [], b"", Part.ALL, 2000, store.pending)
+    second = Tee("req-2", "/p", [], b"q" * 600, Part.ALL, 2000, store.pending)
+    first.feed(b"a" * 5000)  # takes its half: 1000
+    second.feed(b"b" * 5000)  # 600 held by its request: 400 left in the pool
+    kept = second.finish()
+    assert (len(kept.req_body), len(kept.resp_body)) == (600, 400) and kept.resp_truncated
+    assert len(first.finish().resp_body) == 1000
+    assert store.pending.left == 2000  # all given back
+    store.resize(500)
+    assert store.pending.left == 500
+    third = Tee("req-3", "/p", [], b"r" * 400, Part.ALL, 500, store.pending)
+    assert len(third.req_body) == 250 and third.req_truncated  # half of the new budget
 
 
 # ── through swapd ───────────────────────────────────────────────────────────────────────────

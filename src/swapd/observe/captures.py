@@ -4,10 +4,11 @@ With ``captureBuffer`` above 0, each proxied request gets a :class:`Tee` beside 
 meter. The tee keeps the client's request headers (credentials replaced with ``[REDACTED]``), the
 request body as forwarded, the engine's response headers and the response body as it passes —
 each body bounded: at most half the budget is kept of each, the rest is dropped and the capture
-says ``req_truncated`` / ``resp_truncated``. So a multi-megabyte body never makes swapd hold more
-than the budget for it, and a large body still shows its beginning. A failed request is captured
-as well (an engine's error answer is a response like any other; a request that never reached an
-engine has an empty response part).
+says ``req_truncated`` / ``resp_truncated``; and all captures in the making together hold at most
+the budget (a shared :class:`Pool`). So multi-megabyte bodies never make swapd hold more than
+twice ``captureBuffer`` for captures (the store plus those in flight), and a large body still
+shows its beginning. A failed request is captured as well (an engine's error answer is a
+response like any other; a request that never reached an engine has an empty response part).
 
 When the response ends the capture is packed (a small JSON header plus the raw bodies),
 compressed with zstd and put in a :class:`CaptureStore`: a FIFO cache of compressed bytes whose
@@ -185,12 +186,27 @@ def decode_body(raw: bytes, encoding: str, limit: int) -> tuple[bytes, bool] | N
     return None
 
 
+class Pool:
+    """Bytes that captures in the making may still hold, shared by all in-flight requests."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+
 class Tee:
-    """One request's capture in the making: bounded copies of the bodies as they pass."""
+    """One request's capture in the making: bounded copies of the bodies as they pass.
+
+    Each body keeps at most ``limit`` bytes (half the budget), and all tees together at most
+    their :class:`Pool` (the budget): many concurrent large requests cannot multiply it.
+    """
 
     __slots__ = (
         "_chunks",
+        "_held",
         "_left",
+        "_pool",
         "id",
         "limit",
         "parts",
@@ -210,15 +226,20 @@ class Tee:
         body: bytes,
         parts: Part,
         budget: int,
+        pool: Pool | None = None,
     ) -> None:
         self.id = request_id
         self.req_path = req_path
         self.parts = parts
         self.limit = max(1, budget // 2)  # per body
+        self._pool = pool if pool is not None else Pool(budget)
         self.req_headers = header_map(headers) if parts & Part.REQ_HEADERS else {}
         keep = body if parts & Part.REQ_BODY else b""
-        self.req_truncated = len(keep) > self.limit
-        self.req_body = keep[: self.limit]
+        room = max(0, min(self.limit, self._pool.left))
+        self.req_truncated = len(keep) > room
+        self.req_body = keep[:room]
+        self._held = len(self.req_body)
+        self._pool.left -= self._held
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self._chunks: list[bytes] = []
         self._left = self.limit if parts & Part.RESP_BODY else -1  # -1: not teeing
@@ -239,15 +260,31 @@ class Tee:
                 self.resp_truncated = True
                 self._left = -1
             return
+        pool = self._pool
+        if pool.left < left:
+            left = pool.left
+            if left <= 0:  # the other captures in the making hold the whole budget
+                self.resp_truncated = True
+                self._left = -1
+                return
         if len(chunk) > left:
             chunk = chunk[:left]
             self.resp_truncated = True
+        n = len(chunk)
         self._chunks.append(chunk)
-        self._left = left - len(chunk)
+        self._left -= n
+        self._held += n
+        pool.left -= n
+
+    def release(self) -> None:
+        """Give the held bytes back to the pool (the capture is done or abandoned)."""
+        self._pool.left += self._held
+        self._held = 0
 
     def finish(self) -> Capture:
         body = b"".join(self._chunks)
         self._chunks = []
+        self.release()
         headers = self.resp_headers
         encoding = next((v for k, v in headers if k.lower() == b"content-encoding"), None)
         truncated = self.resp_truncated
@@ -274,6 +311,7 @@ class CaptureStore:
 
     def __init__(self, budget: int) -> None:
         self.budget = max(0, budget)
+        self.pending = Pool(self.budget)  # for the tees of requests in flight
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._size = 0
         self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
@@ -291,6 +329,7 @@ class CaptureStore:
 
     def resize(self, budget: int) -> None:
         """A new budget (a reload changed ``captureBuffer``): keeps what still fits."""
+        self.pending.left += max(0, budget) - self.budget
         self.budget = max(0, budget)
         self._evict(0)
 

@@ -210,7 +210,9 @@ class Observer:
         meter: Meter
         tee = None
         if budget > 0 and scope is not None:
-            tee = Tee(rid, path, scope["headers"], body, mask_for(path), budget)
+            tee = Tee(
+                rid, path, scope["headers"], body, mask_for(path), budget, self.captures.pending
+            )
             meter = TeeMeter(began, tee)
         else:
             meter = Meter(began)
