@@ -278,9 +278,7 @@ class Proxy:
             raise ShuttingDown("swapd is shutting down")
         lease = self.scheduler.lease(model.id)  # 404/429/503 here, before any byte
         headers = request_headers(scope, drop_credentials=bool(self.config.api_keys))
-        req = (
-            self.observer.request_start(model.id, path, scope, payload) if self.observer else None
-        )
+        req = self.observer.request_start(model.id, path, scope, payload) if self.observer else None
         status = 499  # client closed the request, unless something below says otherwise
         streamed = False  # a loading stream: its 200 SSE headers are out
         try:
