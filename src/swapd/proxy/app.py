@@ -9,10 +9,12 @@ lease: it is forwarded to the peer at once (swapd.proxy.peer).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -29,6 +31,7 @@ from swapd.errors import (
     UpstreamGone,
 )
 from swapd.lease import Lease
+from swapd.observe.activity import Meter
 from swapd.observe.logs import LogRing
 from swapd.observe.observer import Observer
 from swapd.proxy import auth, body, listing, loading, passthrough, routes, websocket
@@ -58,6 +61,14 @@ from swapd.views import State
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("swapd.proxy")
+
+
+@dataclass(slots=True)
+class Tracked:
+    """The observer's view of one proxied request while it runs."""
+
+    meter: Meter | None  # counts the response (None without an observer)
+    status: int = 499  # client closed the request, unless something says otherwise
 
 
 class Proxy:
@@ -231,36 +242,44 @@ class Proxy:
         if not self.accepting:
             raise ShuttingDown("swapd is shutting down")
         assert route.peer is not None
-        req = (
-            self.observer.request_start(route.key, path, scope, payload) if self.observer else None
-        )
-        status = 499
+        tracking = self._tracked(route.key, path, scope, payload)
+        async with tracking as tracked, DisconnectGuard(receive):
+            tracked.status = await forward_peer(
+                self.upstreams,
+                scope,
+                send,
+                route.peer,
+                route.key,
+                target=path,
+                body=payload,
+                meter=tracked.meter,
+            )
+
+    @contextlib.asynccontextmanager
+    async def _tracked(
+        self, key: str, path: str, scope: Scope, payload: bytes
+    ) -> AsyncIterator[Tracked]:
+        """One proxied request in the observer: its in-flight entry, capture and activity
+        record, ended with the status it got (499 when the client left first). An operator's
+        cancel (``POST /api/inflight/{id}/cancel``) surfaces as ``RequestCancelled``."""
+        req = self.observer.request_start(key, path, scope, payload) if self.observer else None
+        tracked = Tracked(req.meter if req is not None else None)
         try:
-            async with DisconnectGuard(receive):
-                status = await forward_peer(
-                    self.upstreams,
-                    scope,
-                    send,
-                    route.peer,
-                    route.key,
-                    target=path,
-                    body=payload,
-                    meter=req.meter if req else None,
-                )
+            yield tracked
         except SwapdError as exc:
-            status = exc.http_status
+            tracked.status = exc.http_status
             raise
         except Aborted as exc:
-            status = exc.status
+            tracked.status = exc.status
             raise
         except anyio.get_cancelled_exc_class():
             if req is None or (cancelled := req.cancellation()) is None:
                 raise
-            status = cancelled.http_status  # POST /api/inflight/{id}/cancel
+            tracked.status = cancelled.http_status
             raise cancelled from None
         finally:
             if req is not None and self.observer is not None:
-                self.observer.request_end(req, status)
+                self.observer.request_end(req, tracked.status)
 
     async def _serve(
         self,
@@ -278,53 +297,44 @@ class Proxy:
             raise ShuttingDown("swapd is shutting down")
         lease = self.scheduler.lease(model.id)  # 404/429/503 here, before any byte
         headers = request_headers(scope, drop_credentials=bool(self.config.api_keys))
-        req = self.observer.request_start(model.id, path, scope, payload) if self.observer else None
-        status = 499  # client closed the request, unless something below says otherwise
-        streamed = False  # a loading stream: its 200 SSE headers are out
         try:
-            async with DisconnectGuard(receive):
-                streamed = loading_state and not lease.done
-                if streamed:
-                    upstream = await self._wait_reporting(send, lease)
-                else:
-                    upstream = await lease.ready()
-                relay = functools.partial(
-                    forward,
-                    self.upstreams,
-                    scope,
-                    send,
-                    body=payload,
-                    headers=headers,
-                    model=model.id,
-                    timeouts=model.timeouts,
-                    sse_started=streamed,
-                    meter=req.meter if req else None,
-                )
+            async with self._tracked(model.id, path, scope, payload) as tracked:
+                streamed = False  # a loading stream: its 200 SSE headers are out
                 try:
-                    status = await relay(url=upstream.base_url + path)
-                except UpstreamGone:
-                    # Nothing reached the engine: it died just before this request. Once the
-                    # scheduler has seen the exit, a new lease starts a fresh engine; once.
-                    upstream = await lease.renew(upstream)
-                    status = await relay(url=upstream.base_url + path)
-        except SwapdError as exc:
-            status = exc.http_status
-            if not streamed:
-                raise
-            # The 200 is out: the error ends the SSE stream as an error frame.
-            await loading.send_error(send, body_of(exc, scope))
-        except Aborted as exc:
-            status = exc.status
-            raise
-        except anyio.get_cancelled_exc_class():
-            if req is None or (cancelled := req.cancellation()) is None:
-                raise
-            status = cancelled.http_status  # POST /api/inflight/{id}/cancel
-            raise cancelled from None
+                    async with DisconnectGuard(receive):
+                        streamed = loading_state and not lease.done
+                        if streamed:
+                            upstream = await self._wait_reporting(send, lease)
+                        else:
+                            upstream = await lease.ready()
+                        relay = functools.partial(
+                            forward,
+                            self.upstreams,
+                            scope,
+                            send,
+                            body=payload,
+                            headers=headers,
+                            model=model.id,
+                            timeouts=model.timeouts,
+                            sse_started=streamed,
+                            meter=tracked.meter,
+                        )
+                        try:
+                            tracked.status = await relay(url=upstream.base_url + path)
+                        except UpstreamGone:
+                            # Nothing reached the engine: it died just before this request.
+                            # Once the scheduler has seen the exit, a new lease starts a fresh
+                            # engine; once.
+                            upstream = await lease.renew(upstream)
+                            tracked.status = await relay(url=upstream.base_url + path)
+                except SwapdError as exc:
+                    if not streamed:
+                        raise
+                    # The 200 is out: the error ends the SSE stream as an error frame.
+                    tracked.status = exc.http_status
+                    await loading.send_error(send, body_of(exc, scope))
         finally:
             lease.release()
-            if req is not None and self.observer is not None:
-                self.observer.request_end(req, status)
 
     async def _wait_reporting(self, send: Reply, lease: Lease) -> Upstream:
         """Wait for the lease while streaming loading progress (the 200 is sent at once)."""
