@@ -133,3 +133,11 @@ def test_selectors_are_listed_with_their_strategy_and_status(swapd: SwapdProcess
 def test_a_selector_is_not_a_name_under_upstream(swapd: SwapdProcess) -> None:
     reply = httpx.get(f"{swapd.url}/upstream/pinned/health", timeout=10)
     assert reply.status_code == 404
+
+
+def test_activity_records_the_selector_and_fifo_priority(swapd: SwapdProcess) -> None:
+    chat(swapd, "pinned")
+    records = httpx.get(f"{swapd.url}/api/activity", timeout=10).json()["activity"]
+    latest = records[0]
+    assert latest["model"] == "b"
+    assert latest["metadata"] == {"fifo_priority": 0, "selector": "pinned"}

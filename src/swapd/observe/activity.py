@@ -185,12 +185,31 @@ class Record:
     completion_tokens: int | None
     cached_tokens: int | None
     tokens_per_second: float | None
+    # what routing decided: `selector` (the selector that chose the model), `fifo_priority`
+    metadata: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 _COLUMNS = tuple(Record.__dataclass_fields__)
+_JSON_COLUMNS = frozenset({"metadata"})  # stored as JSON text
+
+
+def _stored(record: Record) -> tuple[Any, ...]:
+    return tuple(
+        json.dumps(v) if c in _JSON_COLUMNS and v is not None else v
+        for c in _COLUMNS
+        for v in (getattr(record, c),)
+    )
+
+
+def _loaded(row: tuple[Any, ...]) -> Record:
+    values = [
+        json.loads(v) if c in _JSON_COLUMNS and isinstance(v, str) else v
+        for c, v in zip(_COLUMNS, row, strict=True)
+    ]
+    return Record(*values)
 
 
 class ActivityLog:
@@ -206,18 +225,22 @@ class ActivityLog:
             self._db.execute("PRAGMA synchronous=NORMAL")  # no fsync per request
             cols = ", ".join(_COLUMNS)
             self._db.execute(f"CREATE TABLE IF NOT EXISTS activity ({cols})")
+            have = {row[1] for row in self._db.execute("PRAGMA table_info(activity)")}
+            for column in _COLUMNS:  # a store written by an older swapd: add the new columns
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE activity ADD COLUMN {column}")
             rows = self._db.execute(
                 f"SELECT {cols} FROM activity ORDER BY rowid DESC LIMIT ?", (max_records,)
             ).fetchall()
             for row in reversed(rows):
-                self.records.append(Record(*row))
+                self.records.append(_loaded(row))
 
     def add(self, record: Record) -> None:
         self.records.append(record)
         if self._db is not None:
             marks = ", ".join("?" for _ in _COLUMNS)
-            values = tuple(getattr(record, c) for c in _COLUMNS)
-            self._db.execute(f"INSERT INTO activity VALUES ({marks})", values)
+            cols = ", ".join(_COLUMNS)
+            self._db.execute(f"INSERT INTO activity ({cols}) VALUES ({marks})", _stored(record))
 
     def next_number(self) -> int:
         """The number for the next request id (``req-N``): after the stored ones, so ids stay

@@ -94,6 +94,7 @@ class Request:
     task: asyncio.Task[Any] | None = None
     cancelled: bool = False
     tee: Tee | None = field(default=None, repr=False)
+    metadata: dict[str, Any] | None = None  # kept with the activity record
 
     @property
     def remote_ip(self) -> str:
@@ -124,6 +125,7 @@ class Request:
             "resp_headers": header_map(meter.headers),
             "resp_bytes": meter.size,
             "elapsed_ms": int((time.monotonic() - meter.began) * 1000),
+            **({"metadata": self.metadata} if self.metadata else {}),
         }
 
 
@@ -200,10 +202,17 @@ class Observer:
             self.captures.resize(config.capture_bytes)
         return config.capture_bytes, config.log_requests
 
-    def request_start(self, model: str, path: str, scope: Any = None, body: bytes = b"") -> Request:
+    def request_start(
+        self,
+        model: str,
+        path: str,
+        scope: Any = None,
+        body: bytes = b"",
+        metadata: dict[str, Any] | None = None,
+    ) -> Request:
         """A proxied request begins: ``path`` is the target sent upstream, ``scope`` the
         client's ASGI scope and ``body`` the body forwarded (both for captures and the
-        in-flight table)."""
+        in-flight table); ``metadata`` (routing decisions) goes into the activity record."""
         rid = f"req-{next(self._ids)}"
         began = time.monotonic()
         budget, _ = self._settings()
@@ -216,7 +225,7 @@ class Observer:
             meter = TeeMeter(began, tee)
         else:
             meter = Meter(began)
-        req = Request(rid, model, path, time.time(), meter, tee=tee)
+        req = Request(rid, model, path, time.time(), meter, tee=tee, metadata=metadata)
         if scope is not None:
             req.method = scope["method"]
             req.scope = scope
@@ -273,6 +282,7 @@ class Observer:
             completion_tokens=usage.completion_tokens if usage else None,
             cached_tokens=usage.cached_tokens if usage else None,
             tokens_per_second=tps,
+            metadata=req.metadata,
         )
         self.activity.add(record)
         self.metrics.request(

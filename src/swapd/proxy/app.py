@@ -230,7 +230,14 @@ class Proxy:
                 and scope["path"].startswith(routes.LOADING_STATE_PATH)
             )
             await self._serve(
-                scope, receive, send, route.model, path, payload, loading_state=loading_state
+                scope,
+                receive,
+                send,
+                route.model,
+                path,
+                payload,
+                loading_state=loading_state,
+                selector=route.selector,
             )
         finally:
             self.routes.release(route)
@@ -242,7 +249,8 @@ class Proxy:
         if not self.accepting:
             raise ShuttingDown("swapd is shutting down")
         assert route.peer is not None
-        tracking = self._tracked(route.key, path, scope, payload)
+        metadata = {"selector": route.selector} if route.selector else None
+        tracking = self._tracked(route.key, path, scope, payload, metadata)
         async with tracking as tracked, DisconnectGuard(receive):
             tracked.status = await forward_peer(
                 self.upstreams,
@@ -257,12 +265,18 @@ class Proxy:
 
     @contextlib.asynccontextmanager
     async def _tracked(
-        self, key: str, path: str, scope: Scope, payload: bytes
+        self,
+        key: str,
+        path: str,
+        scope: Scope,
+        payload: bytes,
+        metadata: dict[str, Any] | None = None,
     ) -> AsyncIterator[Tracked]:
         """One proxied request in the observer: its in-flight entry, capture and activity
         record, ended with the status it got (499 when the client left first). An operator's
         cancel (``POST /api/inflight/{id}/cancel``) surfaces as ``RequestCancelled``."""
-        req = self.observer.request_start(key, path, scope, payload) if self.observer else None
+        observer = self.observer
+        req = observer.request_start(key, path, scope, payload, metadata) if observer else None
         tracked = Tracked(req.meter if req is not None else None)
         try:
             yield tracked
@@ -291,14 +305,19 @@ class Proxy:
         payload: bytes,
         *,
         loading_state: bool = False,
+        selector: str | None = None,
     ) -> None:
-        """Lease the model, forward ``path`` (a raw request target) to it, release."""
+        """Lease the model, forward ``path`` (a raw request target) to it, release;
+        ``selector``: the selector that chose the model (for the activity record)."""
         if not self.accepting:
             raise ShuttingDown("swapd is shutting down")
         lease = self.scheduler.lease(model.id)  # 404/429/503 here, before any byte
         headers = request_headers(scope, drop_credentials=bool(self.config.api_keys))
         try:
-            async with self._tracked(model.id, path, scope, payload) as tracked:
+            metadata: dict[str, Any] = {"fifo_priority": self.config.priorities.get(model.id, 0)}
+            if selector is not None:
+                metadata["selector"] = selector
+            async with self._tracked(model.id, path, scope, payload, metadata) as tracked:
                 streamed = False  # a loading stream: its 200 SSE headers are out
                 try:
                     async with DisconnectGuard(receive):
