@@ -158,6 +158,7 @@ class App:
             self.swapd_log,
             reload=self.reload,
             config_errors=lambda: list(self.config_errors),
+            active_profile=lambda: self.proxy.profile.name(self.scheduler.config),
         )
         self.proxy = Proxy(
             self.scheduler,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -146,3 +147,26 @@ def test_a_reload_resets_the_active_profile(swapd: SwapdProcess) -> None:
         assert time.monotonic() < deadline, swapd.output()
         time.sleep(0.05)
     assert chat(swapd, "chat").status_code == 404
+
+
+def first_event(swapd: SwapdProcess) -> tuple[str, Any]:
+    """The first SSE event of /api/events: its type and data."""
+    with httpx.stream("GET", f"{swapd.url}/api/events", timeout=10) as reply:
+        kind = ""
+        for line in reply.iter_lines():
+            if line.startswith("event:"):
+                kind = line.partition(":")[2].strip()
+            elif line.startswith("data:"):
+                return kind, json.loads(line.partition(":")[2])
+    raise AssertionError("the event stream ended before its first event")
+
+
+def test_the_event_snapshot_names_the_active_profile(swapd: SwapdProcess) -> None:
+    assert activate(swapd, {"name": "coding"}).status_code == 200
+    try:
+        kind, data = first_event(swapd)
+        assert kind == "snapshot"
+        assert data["profile"] == {"active": "coding"}
+    finally:
+        activate(swapd, {"name": None})
+    assert first_event(swapd)[1]["profile"] == {"active": None}

@@ -88,6 +88,7 @@ class Admin:
         reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         config_errors: Callable[[], list[str]] = list,
         hardware: Inventory | None = None,
+        active_profile: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.scheduler = scheduler
         self.observer = observer
@@ -95,6 +96,7 @@ class Admin:
         self.reload = reload
         self.config_errors = config_errors
         self.hardware = hardware or Inventory()
+        self.active_profile = active_profile  # the proxy's active profile, by name
         routes = [
             Route("/api/models", self.models, methods=["GET"]),
             Route("/api/models/stop", self.stop_all, methods=["POST"]),
@@ -257,7 +259,11 @@ class Admin:
         client = scope.get("client")
         name = f"{client[0]}:{client[1]}" if client else "?"
         sub = bus.subscribe(name, logs=_flag(_query(scope), "logs"))
-        snapshot = {"models": self.scheduler.snapshot(), "inflight": self.observer.inflight_views()}
+        snapshot = {
+            "models": self.scheduler.snapshot(),
+            "inflight": self.observer.inflight_views(),
+            "profile": {"active": self.active_profile()},
+        }
         first = Event(bus.next_id(), "snapshot", snapshot).sse()
         shown: dict[str, int] = {}  # in-flight id -> the response bytes this client last saw
         tick = anyio.current_time() + INFLIGHT_INTERVAL
