@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import io
 import json
 import struct
@@ -72,6 +73,13 @@ def mask_for(path: str) -> Part:
     return MASKS.get(path.split("?", 1)[0], Part.ALL)
 
 
+@functools.lru_cache(maxsize=1024)
+def _name(key: bytes) -> tuple[str, bool]:
+    """A header's canonical name and whether it is redacted (header names repeat: cached)."""
+    lower = key.lower()
+    return canonical(lower), lower in SENSITIVE
+
+
 def canonical(name: bytes) -> str:
     """``content-type`` → ``Content-Type`` (the form Go, and so llama-swap's UI, shows)."""
     return "-".join(p[:1].upper() + p[1:] for p in name.decode("latin-1").lower().split("-"))
@@ -81,9 +89,8 @@ def header_map(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """Headers as one string each (repeats joined with ``, ``), credentials redacted."""
     out: dict[str, str] = {}
     for key, value in headers:
-        lower = key.lower()
-        name = canonical(lower)
-        text = REDACTED if lower in SENSITIVE else value.decode("latin-1")
+        name, secret = _name(key)
+        text = REDACTED if secret else value.decode("latin-1")
         if name in out and text != REDACTED:
             out[name] = f"{out[name]}, {text}"
         else:
