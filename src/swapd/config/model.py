@@ -229,6 +229,31 @@ class SelectorConfig:
 
 
 Router = Literal["group", "matrix"]
+KeyScope = Literal["inference", "read", "admin"]
+ALL_SCOPES: frozenset[KeyScope] = frozenset({"inference", "read", "admin"})
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One entry of ``apiKeys``: a plain string is a key with every scope and every model."""
+
+    key: str
+    name: str = ""  # shown in logs and activity instead of the key
+    scopes: frozenset[KeyScope] = ALL_SCOPES
+    models: tuple[str, ...] = ()  # glob patterns of model names it may use; () = all
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """``server:``: limits and trust at swapd's own HTTP edge."""
+
+    max_header_bytes: int = 64 * 1024  # request line + headers; above: 431
+    header_timeout: float = 10.0  # seconds to receive a request's headers
+    keepalive_timeout: float = 5.0  # seconds an idle keep-alive connection stays open
+    max_connections: int = 0  # concurrent connections; 0 = derived from RLIMIT_NOFILE
+    max_json_depth: int = 128  # nesting of a JSON request body; deeper: 400
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted beyond loopback and the listen one
+    trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +289,8 @@ class Config:
     capture_bytes: int = 5 * 1024 * 1024  # `captureBuffer` (MB) in bytes; 0 = no captures
     log_time_format: str = ""  # `logTimeFormat`: a Go layout name; "" = no timestamp
     log_requests: bool = False  # `logRequests`: one line per proxied request
+    keys: tuple[ApiKey, ...] = ()  # `apiKeys` with their scopes (api_keys: the values alone)
+    server: ServerConfig = field(default_factory=ServerConfig)
     sources: tuple[str, ...] = ()  # files the config was read from
     warnings: tuple[ConfigIssue, ...] = ()  # unknown keys etc., with their location
 
