@@ -8,6 +8,9 @@
     │   ├── MethodNotAllowed        HTTP 405 (known route, wrong method)
     │   └── Conflict                HTTP 409 (e.g. sleep for a model that cannot sleep)
     ├── Unauthorized                HTTP 401
+    ├── Forbidden                   HTTP 403
+    │   ├── HostNotAllowed          HTTP 403 (Host header not an allowed name: DNS rebinding)
+    │   └── CrossSiteRefused        HTTP 403 (a browser's cross-site request, without a key)
     ├── TooManyRequests             HTTP 429 + Retry-After
     ├── ModelError                  errors about one model's engine
     │   ├── StartFailed             HTTP 503 (spawn error, premature exit, health timeout)
@@ -93,6 +96,23 @@ class Conflict(RequestError):
 class Unauthorized(SwapdError):
     http_status = 401
     code = "unauthorized"
+
+
+class Forbidden(SwapdError):
+    http_status = 403
+    code = "forbidden"
+
+
+class HostNotAllowed(Forbidden):
+    """The ``Host`` header names none of swapd's allowed hosts (``server.allowedHosts``)."""
+
+    code = "host_not_allowed"
+
+
+class CrossSiteRefused(Forbidden):
+    """A browser marked the request cross-site and it carried no API key."""
+
+    code = "cross_site_refused"
 
 
 class TooManyRequests(SwapdError):
