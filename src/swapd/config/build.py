@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -17,6 +18,7 @@ from swapd.config.model import (
     LogToStdout,
     Modality,
     ModelConfig,
+    ServerConfig,
     Timeouts,
 )
 from swapd.config.options import DriverOptions
@@ -24,6 +26,7 @@ from swapd.config.schema import (
     RawCapabilities,
     RawFilters,
     RawModel,
+    RawServer,
     RawTimeouts,
     RawTop,
     default,
@@ -376,7 +379,51 @@ class Builder:
             "metrics_max_in_memory": top.metrics_max_in_memory,
             "store_path": top.store.path or None,
             "log_ring_bytes": top.logs.ring_bytes if top.logs else None,
+            "server": self.server(top.server),
         }
+
+    def server(self, raw: RawServer) -> ServerConfig:
+        """``server:``: sizes parsed, host names lower-cased, proxies checked as IPs/CIDRs."""
+        header_bytes = parse_size(raw.max_header_bytes)
+        if header_bytes is None or header_bytes < 1024:
+            self.error(
+                ("server", "maxHeaderBytes"),
+                "server.maxHeaderBytes: expected a size of at least 1KiB like 65536 or 64KiB, "
+                f"got {raw.max_header_bytes!r}",
+            )
+            header_bytes = parse_size(default(RawServer, "max_header_bytes"))
+        hosts: list[str] = []
+        for i, host in enumerate(raw.allowed_hosts):
+            name = host.strip().lower().rstrip(".")
+            if not name or any(c.isspace() or c in "/@?#" for c in name):
+                self.error(
+                    ("server", "allowedHosts", i),
+                    f"server.allowedHosts[{i}]: expected a host name such as example.com "
+                    f"or '*', got {host!r}",
+                )
+            else:
+                hosts.append(name)
+        proxies: list[str] = []
+        for i, proxy in enumerate(raw.trusted_proxies):
+            text = proxy.strip()
+            try:
+                network = "*" if text == "*" else str(ipaddress.ip_network(text, strict=False))
+                proxies.append(network)
+            except ValueError:
+                self.error(
+                    ("server", "trustedProxies", i),
+                    f"server.trustedProxies[{i}]: expected an IP address, a CIDR such as "
+                    f"10.0.0.0/8, or '*', got {proxy!r}",
+                )
+        return ServerConfig(
+            max_header_bytes=header_bytes or 64 * 1024,
+            header_timeout=raw.header_timeout,
+            keepalive_timeout=raw.keepalive_timeout,
+            max_connections=raw.max_connections,
+            max_json_depth=raw.max_json_depth,
+            allowed_hosts=tuple(hosts),
+            trusted_proxies=tuple(proxies),
+        )
 
     def ignore_paths(self, top: RawTop) -> tuple[str, ...]:
         """``upstream.ignorePaths``, each compiled once to check it; [] = the default."""

@@ -449,6 +449,18 @@ class RawLogs(RawBlock):
     ring_bytes: Int | None = Field(None, alias="ringBytes", ge=1024)
 
 
+class RawServer(RawBlock):
+    """``server:`` (swapd): limits and trust at swapd's own HTTP edge."""
+
+    max_header_bytes: Any = Field("64KiB", alias="maxHeaderBytes")  # bytes, or a size: 64KiB
+    header_timeout: Number = Field(10.0, alias="headerTimeout", gt=0)  # s to send the headers
+    keepalive_timeout: Number = Field(5.0, alias="keepAliveTimeout", gt=0)  # s idle keep-alive
+    max_connections: Int = Field(0, alias="maxConnections", ge=0)  # 0: from RLIMIT_NOFILE
+    max_json_depth: Int = Field(128, alias="maxJsonDepth", ge=1)  # nesting of a JSON body
+    allowed_hosts: list[str] = Field(default_factory=list, alias="allowedHosts")  # "*": any
+    trusted_proxies: list[str] = Field(default_factory=list, alias="trustedProxies")  # IPs/CIDRs
+
+
 class RawTop(RawBlock):
     """Top-level keys except ``models`` and ``macros`` (handled on their own)."""
 
@@ -483,6 +495,7 @@ class RawTop(RawBlock):
     log_requests: bool = Field(False, alias="logRequests")
     ui: RawUi = Field(default_factory=lambda: RawUi.model_validate({}))
     performance: RawPerformance = Field(default_factory=lambda: RawPerformance.model_validate({}))
+    server: RawServer = Field(default_factory=lambda: RawServer.model_validate({}))
 
 
 def default(cls: type[BaseModel], name: str) -> Any:
