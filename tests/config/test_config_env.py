@@ -58,7 +58,7 @@ def test_quoting_context() -> None:
         """,
         env,
     )
-    assert cfg.api_keys == ('a"b\\c', "it's", "it's")
+    assert cfg.api_keys == ('a"b\\c', "it's")  # the repeated key is dropped with a warning
 
 
 def test_newline_in_value_is_rejected() -> None:

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from swapd.config.command import parse_command
 from swapd.config.issues import Issues
+from swapd.config.keys import build_control_paths, build_keys
 from swapd.config.model import (
     Capabilities,
     Config,
@@ -337,11 +338,6 @@ class Builder:
             self.error(("globalTTL",), "globalTTL must be >= 0")
         if top.unload_timeout < 0:
             self.error(("unloadTimeout",), "unloadTimeout must be >= 0")
-        for i, key in enumerate(top.api_keys):
-            if not key:
-                self.error(("apiKeys", i), "empty api key found in apiKeys")
-            elif any(c.isspace() for c in key):
-                self.error(("apiKeys", i), f"apiKeys[{i}]: api key cannot contain spaces")
         max_body = parse_size(top.max_body_size)
         if max_body is None:
             self.error(
@@ -372,7 +368,8 @@ class Builder:
             "start_port": top.start_port,
             "global_ttl": top.global_ttl,
             "unload_timeout": self.unload_timeout(top),
-            "api_keys": tuple(top.api_keys),
+            **build_keys(self, top),  # keys, api_keys
+            **build_control_paths(self, top),
             "send_loading_state": top.send_loading_state,
             "include_aliases_in_list": top.include_aliases_in_list,
             "max_body_bytes": max_body,

@@ -229,6 +229,18 @@ class SelectorConfig:
 
 
 Router = Literal["group", "matrix"]
+# /upstream/{model}/… paths matched by these need more than the inference scope. Admin: engine
+# control, any method (vLLM sleep mode, profiler, LoRA, cache resets; SGLang weights, memory and
+# cache). Read: engine status for GET/HEAD; any other method on them is control and needs admin
+# (llama.cpp's POST /slots/{id}?action=save|restore|erase, POST /lora-adapters).
+UPSTREAM_ADMIN_PATHS: tuple[str, ...] = (
+    r"^/(sleep|wake_up|collective_rpc|pause|resume|scale_elastic_ep)\b",
+    r"^/(start|stop)_profile\b",
+    r"^/reset_(prefix|mm)_cache\b",
+    r"^/(v1/)?(load|unload)_lora_adapter\b",
+    r"^/(flush_cache|update_weights|release_memory_occupation|resume_memory_occupation)",
+)
+UPSTREAM_READ_PATHS: tuple[str, ...] = (r"^/(slots|is_sleeping|metrics|lora-adapters)\b",)
 KeyScope = Literal["inference", "read", "admin"]
 ALL_SCOPES: frozenset[KeyScope] = frozenset({"inference", "read", "admin"})
 
@@ -286,6 +298,10 @@ class Config:
     selectors: Mapping[str, SelectorConfig] = field(default_factory=dict)
     # `upstream.ignorePaths`: regexes; /upstream paths matching one never start a model
     ignore_paths: tuple[str, ...] = (r".*\.(js|json|css|png|gif|jpg|jpeg|ico|txt)$",)
+    # swapd `upstream.adminPaths` / `readPaths`: regexes over /upstream/{model} paths that need
+    # the admin scope (engine control) or, for GET/HEAD, the read scope (engine status)
+    upstream_admin_paths: tuple[str, ...] = UPSTREAM_ADMIN_PATHS
+    upstream_read_paths: tuple[str, ...] = UPSTREAM_READ_PATHS
     capture_bytes: int = 5 * 1024 * 1024  # `captureBuffer` (MB) in bytes; 0 = no captures
     log_time_format: str = ""  # `logTimeFormat`: a Go layout name; "" = no timestamp
     log_requests: bool = False  # `logRequests`: one line per proxied request

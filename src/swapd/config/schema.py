@@ -420,6 +420,22 @@ class RawUpstream(RawBlock):
     LENIENT = True
 
     ignore_paths: list[str] = Field(default_factory=list, alias="ignorePaths")  # [] = default
+    # swapd: /upstream paths that need the admin (any method) or read (GET/HEAD) scope
+    admin_paths: list[str] | None = Field(None, alias="adminPaths")  # None = the default
+    read_paths: list[str] | None = Field(None, alias="readPaths")
+
+
+def _scope_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class RawApiKey(RawBlock):
+    """An ``apiKeys`` entry written as a mapping (swapd); a plain string is a full-access key."""
+
+    key: str = ""  # required: checked by swapd.config.keys
+    name: str = ""  # "" = key-N
+    scopes: Annotated[list[str], BeforeValidator(_scope_list)] | None = None  # None = inference
+    models: Annotated[list[str], BeforeValidator(_scope_list)] | None = None  # None = all
 
 
 class RawUiActivity(RawBlock):
@@ -476,7 +492,7 @@ class RawTop(RawBlock):
     groups: dict[str, RawGroup] | None = None
     routing: RawRouting = Field(default_factory=RawRouting)
     hooks: RawHooks = Field(default_factory=RawHooks)
-    api_keys: list[str] = Field(default_factory=list, alias="apiKeys")
+    api_keys: list[Any] = Field(default_factory=list, alias="apiKeys")  # str | RawApiKey
     send_loading_state: bool = Field(False, alias="sendLoadingState")
     include_aliases_in_list: bool = Field(False, alias="includeAliasesInList")
     max_body_size: Any = Field("32MiB", alias="maxBodySize")  # bytes, or a size: 32MiB, 10MB
