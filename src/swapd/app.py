@@ -167,6 +167,7 @@ class App:
             reload=self.reload,
             observer=observer,
             admin=admin,
+            listen_host=host,  # the Host names it implies (swapd.proxy.guard)
         )
         server = _Server(
             uvicorn.Config(

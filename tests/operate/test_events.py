@@ -98,7 +98,7 @@ def test_an_sse_client_that_never_reads_is_dropped(start_port: int) -> None:
         try:
             lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             lazy.connect(("127.0.0.1", swapd.port))
-            lazy.sendall(b"GET /api/events?logs=true HTTP/1.1\r\nHost: x\r\n\r\n")
+            lazy.sendall(b"GET /api/events?logs=true HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             httpx.post(f"{swapd.url}/api/models/chatty/start", timeout=30)
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -144,3 +144,16 @@ def substitute(text: str, file: str, env: Mapping[str, str], issues: Issues) -> 
             if name not in reported:
                 issues.error(pos, f"environment variable '{name}' is not set")
     return "\n".join(out), shifts
+
+
+def referenced_values(texts: Iterable[str], env: Mapping[str, str]) -> frozenset[str]:
+    """The values of the set variables that ``texts`` reference with ``${env.NAME}``: secrets
+    that swapd must never show (``Config.secrets``). A reference in a comment counts too:
+    hiding a value too many is harmless."""
+    values: set[str] = set()
+    for text in texts:
+        for m in ENV_REF.finditer(text):
+            value = env.get(m.group(1))
+            if value:
+                values.add(value)
+    return frozenset(values)

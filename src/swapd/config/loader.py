@@ -41,6 +41,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 
 from swapd.config.build import Builder
+from swapd.config.env import referenced_values
 from swapd.config.extension import Built, ConfigExtension, Tree
 from swapd.config.issues import Issues
 from swapd.config.macros import PreviousPorts, expand
@@ -214,6 +215,7 @@ def load_sources(
         preload=preload,
         nodes=built.nodes,
         sources=tuple(s.name for s in sources),
+        secrets=referenced_values((s.text for s in sources), env),
         warnings=issues.sorted_warnings(),
         **settings,
     )

@@ -307,6 +307,9 @@ class Config:
     log_requests: bool = False  # `logRequests`: one line per proxied request
     keys: tuple[ApiKey, ...] = ()  # `apiKeys` with their scopes (api_keys: the values alone)
     server: ServerConfig = field(default_factory=ServerConfig)
+    # values substituted from ${env.NAME}: never shown to clients (swapd.secrets adds the
+    # env: entries and keys)
+    secrets: frozenset[str] = frozenset()
     sources: tuple[str, ...] = ()  # files the config was read from
     warnings: tuple[ConfigIssue, ...] = ()  # unknown keys etc., with their location
 

@@ -36,6 +36,7 @@ from swapd.proxy.envelope import error_body
 from swapd.proxy.openapi import OPENAPI
 from swapd.scheduler import Scheduler
 from swapd.views import RUNNING, State
+from swapd.secrets import masked_config, redactor
 
 log = logging.getLogger("swapd.admin")
 
@@ -147,7 +148,8 @@ class Admin:
         return self.scheduler.info(model_id) or {}
 
     async def models(self, request: Request) -> Response:
-        return JSONResponse({"models": self.scheduler.snapshot()})
+        shown = redactor(self.scheduler.config).value(self.scheduler.snapshot())
+        return JSONResponse({"models": shown})
 
     async def start(self, request: Request) -> Response:
         model_id = self._model_id(request)
@@ -189,7 +191,7 @@ class Admin:
         data = jsonable(config)
         for key in ("sources", "warnings"):
             data.pop(key, None)
-        data["api_keys"] = ["***" for _ in config.api_keys]  # never echo secrets
+        data = masked_config(config, data)  # env values, keys, ${env.X} values (swapd.secrets)
         return JSONResponse(
             {
                 "sources": list(config.sources),
@@ -264,7 +266,11 @@ class Admin:
             "inflight": self.observer.inflight_views(),
             "profile": {"active": self.active_profile()},
         }
-        first = Event(bus.next_id(), "snapshot", snapshot).sse()
+
+        def hide(frame: bytes) -> bytes:  # secrets in model views and log lines; after a
+            return redactor(self.scheduler.config).bytes(frame)  # reload, the new config's
+
+        first = hide(Event(bus.next_id(), "snapshot", snapshot).sse())
         shown: dict[str, int] = {}  # in-flight id -> the response bytes this client last saw
         tick = anyio.current_time() + INFLIGHT_INTERVAL
 

@@ -34,7 +34,7 @@ from swapd.lease import Lease
 from swapd.observe.activity import Meter
 from swapd.observe.logs import LogRing
 from swapd.observe.observer import Observer
-from swapd.proxy import auth, body, listing, loading, passthrough, routes, websocket
+from swapd.proxy import auth, body, guard, listing, loading, passthrough, routes, websocket
 from swapd.proxy.asgi import (
     Aborted,
     ClientGone,
@@ -50,11 +50,12 @@ from swapd.proxy.asgi import (
     send_error,
     send_json,
 )
-from swapd.proxy.envelope import error_body, is_anthropic
+from swapd.proxy.envelope import error_body, is_anthropic, shown
 from swapd.proxy.forward import UpstreamClient, forward, request_headers, target
 from swapd.proxy.peer import forward_peer, peer_headers, peer_url
 from swapd.routing import ActiveProfile, Route, Routes, Spillover
 from swapd.scheduler import Scheduler
+from swapd.secrets import redactor
 from swapd.upstream import Upstream
 from swapd.views import State
 
@@ -81,6 +82,7 @@ class Proxy:
         reload: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         observer: Observer | None = None,
         admin: Handler | None = None,
+        listen_host: str = "127.0.0.1",
     ) -> None:
         self.scheduler = scheduler
         self.upstreams = upstreams
@@ -90,6 +92,7 @@ class Proxy:
         self.observer = observer
         self.admin = admin  # swapd.proxy.admin: /api/*, /metrics, /logs/stream, /openapi.json
         self.profile = ActiveProfile()  # none at start and after every reload
+        self.guard = guard.Guard(listen_host)  # Host allow-list and cross-site refusal
         self.spillover = Spillover()  # selector reservations, across reloads
         self._routes: tuple[Config, str | None, Routes] | None = None
         self._admin: dict[tuple[str, str], Handler] = {
@@ -145,7 +148,7 @@ class Proxy:
             if reply.started:
                 log.warning("%s %s: %s after the response started", *_line(scope), exc)
                 raise Aborted(exc.http_status, str(exc)) from exc
-            await send_error(reply, scope, exc)
+            await send_error(reply, scope, self._shown(exc, scope))
         except Exception as exc:  # the one catch-all: a bug in a route is a JSON 500, not a hang
             log.exception("%s %s: unhandled error", *_line(scope))
             if reply.started:
@@ -156,6 +159,7 @@ class Proxy:
     async def _route(self, scope: Scope, receive: Receive, send: Reply) -> None:
         method: str = scope["method"]
         path: str = scope["path"]
+        self.guard.check(scope, self.config)  # DNS rebinding, cross-site pages (proxy.guard)
         if method == "OPTIONS":
             await self._preflight(scope, send)
             return
@@ -196,6 +200,12 @@ class Proxy:
         ]
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
+
+    def _shown(self, exc: SwapdError, scope: Scope) -> SwapdError:
+        """The error as this client may see it: secrets redacted, engine log lines only for
+        the admin scope (swapd.proxy.envelope.shown)."""
+        detail = engine_detail(scope, self.config)
+        return shown(exc, redactor(self.config).text, detail=detail)
 
     # ── model requests ──────────────────────────────────────────────────────────────────────
 
@@ -351,7 +361,7 @@ class Proxy:
                         raise
                     # The 200 is out: the error ends the SSE stream as an error frame.
                     tracked.status = exc.http_status
-                    await loading.send_error(send, body_of(exc, scope))
+                    await loading.send_error(send, body_of(self._shown(exc, scope), scope))
         finally:
             lease.release()
 
@@ -365,7 +375,8 @@ class Proxy:
                 upstream = await lease.ready()
             except SwapdError as exc:
                 progress.cancel_scope.cancel()
-                await loading.send_frame(send, lease.model, f"\nfailed: {exc.message}\n")
+                reason = shown(exc, redactor(self.config).text, detail=False).message
+                await loading.send_frame(send, lease.model, f"\nfailed: {reason}\n")
                 raise
             progress.cancel_scope.cancel()
         await loading.finish(send, lease.model, anyio.current_time() - began)
@@ -409,6 +420,7 @@ class Proxy:
         sock = websocket.Socket(scope, receive, send)
         try:
             await sock.connected()
+            self.guard.check(scope, self.config)
             auth.check(scope, self.config.api_keys)
             passage = passthrough.find(self.routes, scope)
             if isinstance(passage, passthrough.Redirect):
@@ -420,7 +432,7 @@ class Proxy:
         except ClientGone:
             pass
         except SwapdError as exc:
-            await sock.fail(exc)
+            await sock.fail(self._shown(exc, scope))
         except Exception:  # the one catch-all, as for HTTP: a bug is a 500 / close 1011
             log.exception("WebSocket %s: unhandled error", scope["path"])
             await sock.fail(SwapdError("internal error in swapd; its log has the details"))
@@ -528,7 +540,7 @@ class Proxy:
 
     async def _running(self, scope: Scope, receive: Receive, send: Send) -> None:
         running = [i for i in self.scheduler.snapshot() if i["state"] != State.STOPPED]
-        await send_json(send, {"running": running})
+        await send_json(send, {"running": redactor(self.config).value(running)})
 
     async def _unload_all_text(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.scheduler.unload(None)
@@ -556,9 +568,8 @@ class Proxy:
         lines = self.swapd_log.history()
         for ring in self.scheduler.rings():
             lines.extend(f"[{ring.name}] {line}" for line in ring.history())
-        await send_bytes(
-            send, 200, ("\n".join(lines) + "\n").encode(), content_type=b"text/plain; charset=utf-8"
-        )
+        text = redactor(self.config).text("\n".join(lines) + "\n")  # secrets stay in
+        await send_bytes(send, 200, text.encode(), content_type=b"text/plain; charset=utf-8")
 
 
 ADMIN_PREFIXES = ("/api/", "/logs/stream")
@@ -567,6 +578,11 @@ ADMIN_PATHS = frozenset({"/metrics", "/openapi.json"})
 
 def admin_path(path: str) -> bool:
     return path in ADMIN_PATHS or path.startswith(ADMIN_PREFIXES)
+
+
+def engine_detail(scope: Scope, config: Config) -> bool:
+    """Whether this client may see an engine's log lines in an error (admin scope)."""
+    return not config.keys or all("admin" in key.scopes for key in config.keys)
 
 
 def body_of(exc: SwapdError, scope: Scope) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from swapd.errors import SwapdError, TooManyRequests, Unauthorized
 
@@ -50,3 +51,18 @@ def error_headers(error: SwapdError, body: bytes) -> list[tuple[bytes, bytes]]:
     if isinstance(error, Unauthorized):
         headers.append((b"www-authenticate", b'Basic realm="swapd"'))
     return headers
+
+
+def shown(error: SwapdError, redact: Callable[[str], str], *, detail: bool) -> SwapdError:
+    """``error`` as a client may see it: secrets redacted (``swapd.secrets``) and, without
+    ``detail``, only its first line (an engine's failed start carries its last log lines after
+    it). The original is left alone: other waiters may be shown more of it."""
+    message = error.message if detail else error.message.split("\n", 1)[0]
+    message = redact(message)
+    if message == error.message:
+        return error
+    copy = error.__class__.__new__(error.__class__)
+    copy.__dict__.update(error.__dict__)
+    copy.message = message
+    copy.args = (message,)
+    return copy
