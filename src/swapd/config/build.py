@@ -181,7 +181,9 @@ class Builder:
     ) -> ModelConfig:
         base: Path = ("models", model_id)
         driver = raw.driver.strip() or "process"
-        if raw.recipe is not None and driver == "process":
+        if driver == "process" and (
+            raw.recipe is not None or getattr(options, "driver", None) == "docker"
+        ):  # a recipe whose value was rejected still chose the docker options
             driver = "docker"  # swapd: a recipe runs in a container
         cmd = self.command((*base, "cmd"), raw.cmd, driver == "process")
         cmd_stop = self.command((*base, "cmdStop"), raw.cmd_stop, False)

@@ -57,7 +57,7 @@ def _names_in_data(text: str) -> set[str] | None:
     """Env names referenced by the parsed data (keys or values); None if it does not parse."""
     try:
         data = YAML(typ="rt").load(text)
-    except (YAMLError, ValueError, TypeError):
+    except (YAMLError, ValueError, TypeError, RecursionError):
         return None
     names: set[str] = set()
     if data is None:

@@ -105,10 +105,33 @@ def parse(source: Source, env: Mapping[str, str], issues: Issues) -> MapNode | N
     except (YAMLError, ValueError, TypeError) as exc:
         issues.error(Pos(source.name, 1, 1), f"invalid YAML: {exc}")
         return None
+    except RecursionError:
+        line, col = _deepest(text)
+        issues.error(Pos(source.name, line + 1, colmap(line, col) + 1), "YAML nested too deeply")
+        return None
     if data is None:
         return None
-    root = convert(data, source.name, colmap, text.count("\n") + 1)
+    try:
+        root = convert(data, source.name, colmap, text.count("\n") + 1)
+    except RecursionError:
+        issues.error(Pos(source.name, 1, 1), "YAML nested too deeply")
+        return None
     if not isinstance(root, MapNode):
         issues.error(root.pos, "the top level of a config file must be a mapping (key: value)")
         return None
     return root
+
+
+def _deepest(text: str) -> tuple[int, int]:
+    """Where the flow collections (``[`` ``{``) of ``text`` first nest deepest (0-based)."""
+    depth = best = 0
+    where = (0, 0)
+    for line_no, line in enumerate(text.split("\n")):
+        for col, char in enumerate(line):
+            if char in "[{":
+                depth += 1
+                if depth > best:
+                    best, where = depth, (line_no, col)
+            elif char in "]}":
+                depth = max(0, depth - 1)
+    return where
