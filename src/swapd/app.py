@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import socket
 import sys
@@ -25,6 +26,7 @@ from swapd.config import load_config, load_demo
 from swapd.config.model import Config
 from swapd.drivers import pidfile
 from swapd.drivers import registry as drivers
+from swapd.edge import Edge, raise_fd_limit
 from swapd.errors import ConfigError, SwapdError
 from swapd.extensions import standard
 from swapd.lint import exposure, lint
@@ -141,6 +143,7 @@ class App:
         # Engines an earlier, killed swapd left go first: they may hold its port or their own.
         for leftover in await anyio.to_thread.run_sync(pidfile.reap_orphans):
             log.warning("stopped engine left behind by an earlier swapd: %s", leftover)
+        fds_before, fd_limit = raise_fd_limit()
         sock = bind(host, port)
         self.scheduler = Scheduler(
             config,
@@ -169,17 +172,25 @@ class App:
             admin=admin,
             listen_host=host,  # the Host names it implies (swapd.proxy.guard)
         )
+        edge = Edge(lambda: scheduler.config.server, fd_limit)
+        cap = edge.cap(config.server)
+        log.debug("fd limit %d (was %d); at most %d connections", fd_limit, fds_before, cap)
+        httptools = _has("httptools")
         server = _Server(
             uvicorn.Config(
                 self.proxy,
                 lifespan="off",
                 log_level="warning",
                 access_log=False,
+                proxy_headers=False,  # swapd.edge decides whose X-Forwarded-For to believe
+                # the limits of server: (swapd.edge); h11 itself bounds the header block
+                http=edge.protocol() if httptools else "h11",
+                h11_max_incomplete_event_size=config.server.max_header_bytes,
+                timeout_keep_alive=math.ceil(config.server.keepalive_timeout),
                 server_header=False,  # a relayed response keeps the engine's own server/date;
                 date_header=False,  # the proxy stamps date on swapd's own responses
                 timeout_graceful_shutdown=GRACEFUL_SECONDS,
                 loop="none",
-                http="httptools" if _has("httptools") else "h11",
                 # Upgrades reach the proxy as `websocket` scopes (swapd.proxy.websocket), with
                 # the websocket.http.response extension for refusals; uvicorn's sans-I/O
                 # websockets protocol (its legacy one uses a deprecated websockets API).

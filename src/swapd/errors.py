@@ -3,6 +3,8 @@
     SwapdError                      exit 1, HTTP 500
     ├── ConfigError                 exit 2; carries every ConfigIssue (file:line:col: message)
     ├── RequestError                HTTP 400 (bad JSON, missing model, non-UTF-8 body)
+    │   ├── HeaderTimeout           HTTP 408 (headers not sent within server.headerTimeout)
+    │   ├── HeadersTooLarge         HTTP 431 (header block above server.maxHeaderBytes)
     │   ├── BodyTooLarge            HTTP 413
     │   ├── NotFound                HTTP 404 (unknown model / route)
     │   ├── MethodNotAllowed        HTTP 405 (known route, wrong method)
@@ -22,6 +24,7 @@
     ├── SelectorUnavailable         HTTP 503 (a spillover selector has no target left)
     ├── ShuttingDown                HTTP 503
     └── RequestCancelled            HTTP 503 (cancelled through /api/inflight/{id}/cancel)
+    ├── TooManyConnections          HTTP 503 (server.maxConnections open; swapd.edge)
 
 Each class states its ``http_status``, ``code`` (machine-readable) and ``exit_code``; the proxy
 maps them to JSON envelopes and the CLI to exit codes, nothing else does.
@@ -74,6 +77,16 @@ class RequestError(SwapdError):
 
 
 class BodyTooLarge(RequestError):
+class HeaderTimeout(RequestError):
+    http_status = 408
+    code = "request_timeout"
+
+
+class HeadersTooLarge(RequestError):
+    http_status = 431
+    code = "request_header_too_large"
+
+
     http_status = 413
     code = "request_too_large"
 
@@ -179,3 +192,8 @@ class RequestCancelled(SwapdError):
 
     http_status = 503
     code = "request_cancelled"
+class TooManyConnections(SwapdError):
+    http_status = 503
+    code = "too_many_connections"
+
+

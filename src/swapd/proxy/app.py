@@ -222,8 +222,9 @@ class Proxy:
         raw = await read_body(receive, self.config.max_body_bytes)
         ctype = dict(scope["headers"]).get(b"content-type", b"")
         query: bytes = scope["query_string"]
-        parsed = await body.extract_async(scope["method"], query, ctype, raw)
-        route = self._resolve(parsed.model)
+        depth = self.config.server.max_json_depth
+        parsed = await body.extract_async(scope["method"], query, ctype, raw, max_depth=depth)
+        route = self._resolve(parsed.model, auth.principal(scope))
         try:
             change = body.Rewrite.for_route(route, parsed.model)
             payload, query = await body.rewrite_async(parsed, raw, query, ctype, change)
@@ -521,7 +522,7 @@ class Proxy:
         raw = await read_body(receive, 64 * 1024)
         try:
             request = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: input nested ~1000 deep
             request = None
         if not isinstance(request, dict):
             raise RequestError("invalid profile request")

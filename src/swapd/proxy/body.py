@@ -23,12 +23,13 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote_plus
 
 import anyio
 
-from swapd.config.model import Filters
+from swapd.config.model import Filters, ServerConfig
 from swapd.errors import RequestError
 from swapd.routing import Route
 
@@ -37,6 +38,9 @@ _FIELD_NAME = re.compile(rb'name="([^"]*)"', re.I)
 OFF_LOOP_BYTES = 256 * 1024
 WINDOW = 1 << 20  # bytes searched per step of a multipart scan
 _SMALL_FIELDS = (b"model", b"stream")
+MAX_JSON_DEPTH = ServerConfig().max_json_depth  # the default of server.maxJsonDepth
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_STEP = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # opener +1, closer -1 (signed)
 
 
 @dataclass(slots=True)
@@ -46,9 +50,41 @@ class Parsed:
     data: dict[str, Any] | None = None  # the JSON object, when the body is JSON
 
 
-def _json(body: bytes) -> dict[str, Any]:
+def json_depth(body: bytes) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings do not
+    count), without recursion and in C loops: escaped backslashes and quotes are dropped, so
+    every quote left opens or closes a string and splitting on them alternates outside and
+    inside; of the outside, the brackets become +1/-1 steps and the deepest running sum is
+    the depth. (An unterminated string runs to the end, as the parser would stop there.)"""
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(body.split(b'"')[::2]).translate(None, _NOT_BRACKET)
+    if not brackets:
+        return 0
+    return max(accumulate(memoryview(brackets.translate(_STEP)).cast("b")))
+
+
+def check_depth(body: bytes, limit: int) -> None:
+    """A JSON body nesting deeper than ``limit`` is refused before any parser recurses into
+    it. Cheap for the usual body: fewer brackets in all than the limit means nothing to scan."""
+    if body.count(b"[") + body.count(b"{") > limit and json_depth(body) > limit:
+        raise RequestError(
+            f"request body nests JSON deeper than {limit} levels (server.maxJsonDepth)"
+        )
+
+
+def loads(body: bytes, limit: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` for input from outside: bounded nesting, never a RecursionError."""
+    check_depth(body, limit)
     try:
-        data = json.loads(body)
+        return json.loads(body)
+    except RecursionError as exc:  # a limit above what the interpreter's stack allows
+        raise RequestError("request body nests JSON too deeply") from exc
+
+
+def _json(body: bytes, limit: int) -> dict[str, Any]:
+    try:
+        data = loads(body, limit)
     except UnicodeDecodeError as exc:
         raise RequestError(
             f"request body is not valid UTF-8: {exc.reason} at byte {exc.start}"
@@ -97,12 +133,19 @@ def _parts(body: bytes, content_type: bytes) -> tuple[bytes, list[tuple[bytes, i
     return delimiter, out
 
 
-def extract(method: str, query: bytes, content_type: bytes, body: bytes) -> Parsed:
+def extract(
+    method: str,
+    query: bytes,
+    content_type: bytes,
+    body: bytes,
+    *,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Parsed:
     ctype = content_type.lower()
     if b"application/json" in ctype or (
         body[:1] in (b"{", b"[") and not ctype.startswith(b"multipart/")
     ):
-        data = _json(body)
+        data = _json(body, max_depth)
         model = data.get("model")
         return Parsed(model if isinstance(model, str) else None, bool(data.get("stream")), data)
     if ctype.startswith(b"multipart/form-data"):
@@ -125,11 +168,18 @@ def _off_loop(content_type: bytes, body: bytes) -> bool:
     return len(body) > OFF_LOOP_BYTES and content_type[:10].lower() == b"multipart/"
 
 
-async def extract_async(method: str, query: bytes, content_type: bytes, body: bytes) -> Parsed:
+async def extract_async(
+    method: str,
+    query: bytes,
+    content_type: bytes,
+    body: bytes,
+    *,
+    max_depth: int = MAX_JSON_DEPTH,
+) -> Parsed:
     """:func:`extract`, in a worker thread for a big multipart body."""
     if _off_loop(content_type, body):
         return await anyio.to_thread.run_sync(extract, method, query, content_type, body)
-    return extract(method, query, content_type, body)
+    return extract(method, query, content_type, body, max_depth=max_depth)
 
 
 @dataclass(frozen=True, slots=True)

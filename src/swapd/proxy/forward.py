@@ -292,7 +292,7 @@ async def _error_frame(response: aiohttp.ClientResponse) -> bytes:
         pass  # the engine went away or stalled while answering its error: report what came
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: an answer nested ~1000 deep
         data = None
     if isinstance(data, dict) and "error" in data:
         payload = json.dumps({"error": data["error"]}).encode()

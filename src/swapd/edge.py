@@ -1,0 +1,309 @@
+"""swapd's own HTTP edge: limits on what a client connection may hold, and whom to believe.
+
+uvicorn's httptools protocol, bounded (``server:`` in the config, read again on each new
+connection, so a reload applies to connections opened after it):
+
+- a request's header block (request line + headers) above ``maxHeaderBytes`` → 431 and close;
+  bytes past the limit never reach the parser (httptools itself has no limit);
+- a connection that has not sent a request's complete headers within ``headerTimeout`` is
+  closed (408 if part of a request came, silently if nothing did);
+- an idle keep-alive connection is closed after ``keepAliveTimeout`` (uvicorn's timer);
+- at most ``maxConnections`` open connections (0: derived from the fd limit, see
+  :func:`derived_cap`); one more gets a 503 envelope and is closed, so the fds left stay
+  available for engine pipes, upstream sockets and logs;
+- ``X-Forwarded-For``, ``X-Real-IP`` and ``Forwarded`` are removed from requests whose peer is
+  not in ``trustedProxies``; from a trusted peer, ``X-Forwarded-For`` keeps the hops from the
+  nearest untrusted one on. The forwarder then appends the real peer, so an engine sees the
+  client's address and no address a client made up.
+
+Refusals are written straight to the socket as JSON envelopes; then the connection is closed
+after a short lingering read, so the client reads the answer instead of a reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import resource
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from swapd.config.model import ServerConfig
+from swapd.errors import HeadersTooLarge, HeaderTimeout, SwapdError, TooManyConnections
+from swapd.proxy.envelope import error_body, is_anthropic
+
+log = logging.getLogger("swapd.edge")
+
+FD_RESERVE = 64  # fds never given to client connections: listener, logs, store, engine pipes
+LINGER_SECONDS = 2.0  # after a refusal: read and drop what the client still sends, then close
+LINGER_BYTES = 1 << 20  # ... up to this much
+REFUSE_BACKLOG = 64  # connections being refused at once; past it, closed without an answer
+WARN_EVERY = 10.0  # seconds between two "connection cap reached" warnings
+FORWARDING = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard one; returns (before, now)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError):
+        return soft, soft
+    return soft, target
+
+
+def fd_budget(fd_limit: int) -> int:
+    """fds client connections may use: the limit less a fixed reserve and an eighth of it."""
+    return max(fd_limit - FD_RESERVE - fd_limit // 8, 8)
+
+
+def derived_cap(fd_limit: int) -> int:
+    """The default connection cap: each connection may need an upstream socket too (2 fds),
+    and a quarter as many again may be in the middle of being refused."""
+    return max(fd_budget(fd_limit) * 4 // 9, 4)
+
+
+def connection_cap(configured: int, fd_limit: int) -> int:
+    """``maxConnections`` (0: :func:`derived_cap`), never more than the fd budget."""
+    if configured <= 0:
+        return derived_cap(fd_limit)
+    return min(configured, fd_budget(fd_limit))
+
+
+def refusal(error: SwapdError, path: bytes = b"", *, retry: bool = False) -> bytes:
+    """A complete ``connection: close`` response carrying ``error``'s JSON envelope."""
+    anthropic = is_anthropic(path.decode("latin-1"))
+    body = error_body(error.http_status, error.message, error.code, anthropic=anthropic)
+    head = [
+        STATUS_LINE[error.http_status],
+        b"content-type: application/json\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"connection: close\r\n",
+    ]
+    if retry:
+        head.append(b"retry-after: 1\r\n")
+    return b"".join((*head, b"\r\n", body))
+
+
+class Edge:
+    """The limits in force (``settings``: the running config's ``server:``) and the state the
+    connections share: the fd limit, how many are being refused, when the last warning went."""
+
+    def __init__(self, settings: Callable[[], ServerConfig], fd_limit: int) -> None:
+        self.settings = settings
+        self.fd_limit = fd_limit
+        self.refusing = 0
+        self._warned = 0.0
+        self._for: ServerConfig | None = None  # the settings _cap and _nets were made from
+        self._cap = 0
+        self._nets: tuple[Network, ...] | None = ()  # None: "*", every peer
+
+    def _derive(self, settings: ServerConfig) -> None:
+        if settings is not self._for:
+            self._cap = connection_cap(settings.max_connections, self.fd_limit)
+            proxies = settings.trusted_proxies
+            self._nets = None if "*" in proxies else tuple(map(ipaddress.ip_network, proxies))
+            self._for = settings
+
+    def cap(self, settings: ServerConfig) -> int:
+        self._derive(settings)
+        return self._cap
+
+    def trusts(self, settings: ServerConfig, address: str) -> bool:
+        """Whether ``address`` is one of ``trustedProxies``."""
+        self._derive(settings)
+        nets = self._nets
+        if nets is None:
+            return True
+        if not nets:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(ip in net for net in nets)
+
+    def warn_full(self, open_now: int) -> None:
+        now = time.monotonic()
+        if now - self._warned >= WARN_EVERY:
+            self._warned = now
+            log.warning(
+                "connection cap reached (%d open, server.maxConnections): refusing new "
+                "connections with 503 until some close",
+                open_now,
+            )
+
+    def protocol(self) -> type[asyncio.Protocol]:
+        """The uvicorn ``http`` protocol class bound to this edge."""
+        edge = self
+
+        class Bound(EdgeProtocol):
+            EDGE = edge
+
+        return Bound
+
+
+class EdgeProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the limits of :class:`Edge` (see the module doc)."""
+
+    EDGE: ClassVar[Edge]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = self.EDGE.settings()
+        self.timeout_keep_alive = self.limits.keepalive_timeout  # type: ignore[assignment]
+        self._in_head = True  # reading a request's header block
+        self._head_bytes = 0  # of the current header block
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refused = False  # answered by the edge: only draining until the close
+        self._counted = False  # one of Edge.refusing
+        self._drained = 0
+        self._peer_trusted: bool | None = None
+
+    # -- connection ----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        edge = self.EDGE
+        if len(self.connections) >= edge.cap(self.limits):
+            self.transport = transport
+            edge.warn_full(len(self.connections))
+            if edge.refusing >= REFUSE_BACKLOG:
+                transport.abort()
+                return
+            edge.refusing += 1
+            self._counted = True
+            message = "too many open connections to swapd; retry shortly"
+            self._refuse(refusal(TooManyConnections(message), retry=True))
+            return
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        if self._counted:
+            self._counted = False
+            self.EDGE.refusing -= 1
+        if self._refused and self.flow is None:  # refused before uvicorn saw it
+            self.parser = None
+            return
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            self._drained += len(data)
+            if self._drained > LINGER_BYTES:
+                self.transport.close()
+            return
+        if self._in_head:
+            room = self.limits.max_header_bytes - self._head_bytes
+            if len(data) > room:
+                if room > 0:
+                    self._head_bytes += room
+                    super().data_received(data[:room])
+                if self._in_head:
+                    self._too_large()
+                    return
+                if self.transport.is_closing() or self.transport.get_protocol() is not self:
+                    return
+                data = data[room:]
+            else:
+                self._head_bytes += len(data)
+        super().data_received(data)
+
+    # -- parser callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm_head_timer()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        self._check_forwarding()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head = True  # the next bytes are the next request's header block
+        self._head_bytes = 0
+
+    # -- limits --------------------------------------------------------------------------
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(
+                self.limits.header_timeout, self._head_timed_out
+            )
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _responding(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.transport.is_closing() or not self._in_head:
+            return
+        if self._responding():  # a pipelined request stalls: close after the current answer
+            self.cycle.keep_alive = False
+            return
+        if self._head_bytes == 0:  # connected (or kept alive) and sent nothing: just close
+            self.transport.close()
+            return
+        seconds = f"{self.limits.header_timeout:g}"
+        message = f"request headers not received within {seconds}s (server.headerTimeout)"
+        self._refuse(refusal(HeaderTimeout(message), getattr(self, "url", b"")))
+
+    def _too_large(self) -> None:
+        limit = self.limits.max_header_bytes
+        message = f"request header block is larger than {limit} bytes (server.maxHeaderBytes)"
+        if self._responding():  # an answer is being written: no room for ours
+            self.transport.close()
+            return
+        self._refuse(refusal(HeadersTooLarge(message), getattr(self, "url", b"")))
+
+    def _refuse(self, response: bytes) -> None:
+        """Answer ``response``, stop reading requests, close after a short lingering read."""
+        self._refused = True
+        self._cancel_head_timer()
+        self._unset_keepalive_if_required()
+        transport = self.transport
+        transport.write(response)
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.loop.call_later(LINGER_SECONDS, transport.close)
+
+    # -- forwarding headers --------------------------------------------------------------
+    def _check_forwarding(self) -> None:
+        """Drop forwarding headers an untrusted peer sent; trim a trusted chain (module doc)."""
+        headers = self.headers
+        if not any(name in FORWARDING for name, _ in headers):
+            return
+        if self._peer_trusted is None:
+            peer = self.client[0] if self.client else ""
+            self._peer_trusted = bool(peer) and self.EDGE.trusts(self.limits, peer)
+        if not self._peer_trusted:
+            headers[:] = [(n, v) for n, v in headers if n not in FORWARDING]
+            return
+        for i, (name, value) in enumerate(headers):
+            if name == b"x-forwarded-for":
+                headers[i] = (name, self._trusted_chain(value))
+
+    def _trusted_chain(self, value: bytes) -> bytes:
+        """``X-Forwarded-For`` from the nearest hop that is not a trusted proxy on."""
+        hops = [h.strip() for h in value.split(b",") if h.strip()]
+        start = 0
+        for i in range(len(hops) - 1, -1, -1):
+            if not self.EDGE.trusts(self.limits, hops[i].decode("latin-1")):
+                start = i
+                break
+        return b", ".join(hops[start:])
