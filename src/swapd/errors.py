@@ -23,8 +23,8 @@
     ├── DriverNotFound              exit 2 (unknown driver name)
     ├── SelectorUnavailable         HTTP 503 (a spillover selector has no target left)
     ├── ShuttingDown                HTTP 503
-    └── RequestCancelled            HTTP 503 (cancelled through /api/inflight/{id}/cancel)
     ├── TooManyConnections          HTTP 503 (server.maxConnections open; swapd.edge)
+    └── RequestCancelled            HTTP 503 (cancelled through /api/inflight/{id}/cancel)
 
 Each class states its ``http_status``, ``code`` (machine-readable) and ``exit_code``; the proxy
 maps them to JSON envelopes and the CLI to exit codes, nothing else does.
@@ -76,7 +76,6 @@ class RequestError(SwapdError):
     code = "bad_request"
 
 
-class BodyTooLarge(RequestError):
 class HeaderTimeout(RequestError):
     http_status = 408
     code = "request_timeout"
@@ -87,6 +86,7 @@ class HeadersTooLarge(RequestError):
     code = "request_header_too_large"
 
 
+class BodyTooLarge(RequestError):
     http_status = 413
     code = "request_too_large"
 
@@ -187,13 +187,13 @@ class ShuttingDown(SwapdError):
     code = "shutting_down"
 
 
-class RequestCancelled(SwapdError):
-    """An operator cancelled the request (``POST /api/inflight/{id}/cancel``)."""
-
-    http_status = 503
-    code = "request_cancelled"
 class TooManyConnections(SwapdError):
     http_status = 503
     code = "too_many_connections"
 
 
+class RequestCancelled(SwapdError):
+    """An operator cancelled the request (``POST /api/inflight/{id}/cancel``)."""
+
+    http_status = 503
+    code = "request_cancelled"

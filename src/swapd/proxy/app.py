@@ -224,7 +224,7 @@ class Proxy:
         query: bytes = scope["query_string"]
         depth = self.config.server.max_json_depth
         parsed = await body.extract_async(scope["method"], query, ctype, raw, max_depth=depth)
-        route = self._resolve(parsed.model, auth.principal(scope))
+        route = self._resolve(parsed.model)
         try:
             change = body.Rewrite.for_route(route, parsed.model)
             payload, query = await body.rewrite_async(parsed, raw, query, ctype, change)
