@@ -12,7 +12,8 @@
     ├── Unauthorized                HTTP 401
     ├── Forbidden                   HTTP 403
     │   ├── HostNotAllowed          HTTP 403 (Host header not an allowed name: DNS rebinding)
-    │   └── CrossSiteRefused        HTTP 403 (a browser's cross-site request, without a key)
+    │   ├── CrossSiteRefused        HTTP 403 (a browser's cross-site request, without a key)
+    │   └── ScopeMissing            HTTP 403 (the API key lacks the scope a route needs)
     ├── TooManyRequests             HTTP 429 + Retry-After
     ├── ModelError                  errors about one model's engine
     │   ├── StartFailed             HTTP 503 (spawn error, premature exit, health timeout)
@@ -126,6 +127,12 @@ class CrossSiteRefused(Forbidden):
     """A browser marked the request cross-site and it carried no API key."""
 
     code = "cross_site_refused"
+
+
+class ScopeMissing(Forbidden):
+    """The API key is valid but lacks the scope (inference, read, admin) the route needs."""
+
+    code = "insufficient_scope"
 
 
 class TooManyRequests(SwapdError):

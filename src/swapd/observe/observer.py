@@ -301,8 +301,9 @@ class Observer:
             req.tee = None
         _, log_requests = self._settings()
         if log_requests:
+            key = req.metadata.get("key") if req.metadata else None  # a name, never the key
             request_log.info(
-                '%s "%s %s" %s %d %dB %.3fs',
+                '%s "%s %s" %s %d %dB %.3fs%s',
                 req.remote_ip or "-",
                 req.method,
                 req.path,
@@ -310,6 +311,7 @@ class Observer:
                 status,
                 meter.size,
                 duration,
+                f" key={key}" if key else "",
             )
         if self.bus.subscribers:
             data = {"phase": "end", **record.as_dict(), "has_capture": req.id in self.captures}

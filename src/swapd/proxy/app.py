@@ -100,6 +100,7 @@ class Proxy:
             ("GET", "/v1/models"): self._models,
             ("GET", "/models"): self._models,
             ("GET", "/running"): self._running,
+            ("GET", "/api/auth"): self._whoami,
             ("GET", "/unload"): self._unload_all_text,
             ("POST", "/api/models/unload"): self._unload_all_json,
             ("GET", "/logs"): self._logs,
@@ -169,8 +170,9 @@ class Proxy:
         if path == "/upstream" and method == "GET":  # public, as in llama-swap: the models page
             await send_bytes(send, 302, b"", [(b"location", b"/ui/#/models")])
             return
-        if path != "/health":
-            auth.check(scope, self.config.api_keys)
+        if path != "/health":  # who is asking, and may they (swapd.proxy.auth)
+            who = auth.identify(scope, self.config.keys)
+            who.require(auth.request_scope(method, path), f"{method} {path}")
         routed = routes.is_model_route(method, path)
         if routed:
             await self._model_request(scope, receive, send)
@@ -209,12 +211,18 @@ class Proxy:
 
     # ── model requests ──────────────────────────────────────────────────────────────────────
 
-    def _resolve(self, name: str | None) -> Route:
+    def _resolve(self, name: str | None, who: auth.Principal) -> Route:
+        """The route for ``name``; a model the key may not use is not found, as an unknown
+        one (and the message lists only the models it may use)."""
         if not name:
             raise RequestError("the request does not name a model (field 'model')")
         route = self.routes.resolve(name)
+        if route is not None and not who.may_use(route):
+            self.routes.release(route)
+            route = None
         if route is None:
-            known = ", ".join(sorted(self.config.models)) or "(none configured)"
+            shown = [m for m in sorted(self.config.models) if who.allows(m)]
+            known = ", ".join(shown) or "(none configured)"
             raise NotFound(f"model {name!r} not found; available models: {known}")
         return route
 
@@ -224,7 +232,7 @@ class Proxy:
         query: bytes = scope["query_string"]
         depth = self.config.server.max_json_depth
         parsed = await body.extract_async(scope["method"], query, ctype, raw, max_depth=depth)
-        route = self._resolve(parsed.model)
+        route = self._resolve(parsed.model, auth.principal(scope))
         try:
             change = body.Rewrite.for_route(route, parsed.model)
             payload, query = await body.rewrite_async(parsed, raw, query, ctype, change)
@@ -287,6 +295,8 @@ class Proxy:
         record, ended with the status it got (499 when the client left first). An operator's
         cancel (``POST /api/inflight/{id}/cancel``) surfaces as ``RequestCancelled``."""
         observer = self.observer
+        if name := auth.principal(scope).name:  # the key's name, never its value
+            metadata = {**(metadata or {}), "key": name}
         req = observer.request_start(key, path, scope, payload, metadata) if observer else None
         tracked = Tracked(req.meter if req is not None else None)
         try:
@@ -387,6 +397,7 @@ class Proxy:
 
     async def _upstream(self, scope: Scope, receive: Receive, send: Reply) -> None:
         passage = passthrough.find(self.routes, scope)
+        self._may_pass(scope, passage)
         if isinstance(passage, passthrough.Redirect):
             status = passage.status(scope["method"])
             await send_bytes(send, status, b"", [(b"location", passage.location)])
@@ -422,8 +433,9 @@ class Proxy:
         try:
             await sock.connected()
             self.guard.check(scope, self.config)
-            auth.check(scope, self.config.api_keys)
+            auth.identify(scope, self.config.keys).require("inference", "a WebSocket")
             passage = passthrough.find(self.routes, scope)
+            self._may_pass(scope, passage)
             if isinstance(passage, passthrough.Redirect):
                 location = [(b"location", passage.location)]
                 await sock.respond(passage.status(scope["method"]), location, b"")
@@ -437,6 +449,19 @@ class Proxy:
         except Exception:  # the one catch-all, as for HTTP: a bug is a 500 / close 1011
             log.exception("WebSocket %s: unhandled error", scope["path"])
             await sock.fail(SwapdError("internal error in swapd; its log has the details"))
+
+    def _may_pass(self, scope: Scope, passage: passthrough.Passage | passthrough.Redirect) -> None:
+        """A passthrough to a model the key may not use is not found (as an unknown one); an
+        engine control or status path needs the admin or read scope (upstream.adminPaths)."""
+        who = auth.principal(scope)
+        if passage.route is not None and not who.may_use(passage.route):
+            if isinstance(passage, passthrough.Passage) and passage.comfyui:
+                raise NotFound(f"local model {passthrough.COMFYUI_MODEL} not found")
+            raise NotFound(f"no model matches {scope['path']!r}")
+        if isinstance(passage, passthrough.Passage):
+            method = scope.get("method", "GET")  # a WebSocket's upgrade is a GET
+            needed = auth.upstream_scope(self.config, method, passage.path)
+            who.require(needed, f"{method} {scope['path']}")
 
     async def _ws_relay(self, sock: websocket.Socket, passage: passthrough.Passage) -> None:
         scope, route = sock.scope, passage.route
@@ -499,12 +524,22 @@ class Proxy:
 
     async def _models(self, scope: Scope, receive: Receive, send: Send) -> None:
         config = self.config
+        who = auth.principal(scope)
         data = listing.models_list(
-            config, self.routes, self.scheduler.state, self.profile.get(config)
+            config,
+            self.routes,
+            self.scheduler.state,
+            self.profile.get(config),
+            allowed=who.allows if who.models else None,
         )
         origin = header(scope, b"origin")
         extra = [(b"access-control-allow-origin", origin)] if origin else None
         await send_json(send, {"object": "list", "data": data}, headers=extra)
+
+    async def _whoami(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``GET /api/auth``: the presented key's name, scopes and model globs."""
+        who = auth.principal(scope)
+        await send_json(send, who.as_json(keys_required=bool(self.config.keys)))
 
     async def _profiles(self, scope: Scope, receive: Receive, send: Send) -> None:
         config = self.config
@@ -583,7 +618,7 @@ def admin_path(path: str) -> bool:
 
 def engine_detail(scope: Scope, config: Config) -> bool:
     """Whether this client may see an engine's log lines in an error (admin scope)."""
-    return not config.keys or all("admin" in key.scopes for key in config.keys)
+    return auth.principal(scope).has("admin")
 
 
 def body_of(exc: SwapdError, scope: Scope) -> bytes:

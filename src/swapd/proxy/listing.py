@@ -103,8 +103,15 @@ def models_list(
     routes: Routes,
     state: Callable[[str], State | None],
     profile: ProfileConfig | None,
+    *,
+    allowed: Callable[[str], bool] | None = None,
 ) -> list[dict[str, Any]]:
-    """The ``data`` of ``/v1/models``."""
+    """The ``data`` of ``/v1/models``; ``allowed``: the names an API key limited to some
+    models may use (swapd.proxy.auth), as in a request: a record is listed when its own
+    name or the model it reaches is allowed (a selector: every target's model)."""
+    if allowed is not None:
+        every = models_list(config, routes, state, profile)
+        return [r for r in every if _reachable(r, allowed, routes)]
     created = int(time.time())
     data: list[dict[str, Any]] = []
     taken: set[str] = set(config.models) | set(config.aliases) | set(config.selectors)
@@ -190,3 +197,21 @@ def models_list(
             )
     data.sort(key=lambda r: r["id"])
     return data
+
+
+def _reachable(record: dict[str, Any], allowed: Callable[[str], bool], routes: Routes) -> bool:
+    """Whether a key limited by ``allowed`` may use the listed name (the proxy's rule: the
+    requested name or the model it resolves to; for a selector, every target's)."""
+    name: str = record["id"]
+    if allowed(name):
+        return True
+    tags = record["meta"]["swapd"]
+    kind = tags.get("type")
+    if kind == "selector":
+        targets = [routes.concrete(t) for t in tags.get("targets", ())]
+        return bool(targets) and all(r is not None and allowed(r.key) for r in targets)
+    if kind == "profile":
+        route = routes.concrete(tags.get("target", ""))
+        return route is not None and allowed(route.key)
+    route = routes.concrete(name)  # an alias, a bare peer name
+    return route is not None and allowed(route.key)

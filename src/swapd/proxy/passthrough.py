@@ -33,6 +33,7 @@ class Redirect:
     """The client must come back at ``location`` (a trailing slash added, query kept)."""
 
     location: bytes
+    route: Route | None = None  # the model named, when there is one (its key's access decides)
 
     def status(self, method: str) -> int:
         """301 where a client may change the method (GET/HEAD), else 308."""
@@ -96,7 +97,8 @@ def _upstream(routes: Routes, scope: Scope, raw: bytes) -> Passage | Redirect:
         raise NotFound(f"no model matches {scope['path']!r}")
     route, used = found
     if used == len(segments):  # `/upstream/<model>`: relative URLs need the trailing slash
-        return Redirect(_with_query(UPSTREAM_PREFIX + b"/".join(segments) + b"/", scope))
+        location = _with_query(UPSTREAM_PREFIX + b"/".join(segments) + b"/", scope)
+        return Redirect(location, route)
     return Passage(route, b"/" + b"/".join(segments[used:]))
 
 
