@@ -88,6 +88,11 @@ class Client:
         result: dict[str, Any] = self._json("POST", "/api/models/stop", timeout=None)
         return result
 
+    def whoami(self) -> dict[str, Any]:
+        """The API key in use: its name, scopes and model globs (``GET /api/auth``)."""
+        info: dict[str, Any] = self._json("GET", "/api/auth")
+        return info
+
     def reload(self) -> dict[str, Any]:
         result: dict[str, Any] = self._json("POST", "/api/config/reload")
         return result

@@ -8,6 +8,9 @@ about the rest, and where its name (never its value) shows up.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -196,3 +199,18 @@ def test_without_keys_everyone_is_the_anonymous_full_access_principal(start_port
             "keys_required": False,
         }
         assert call(plain, None, "GET", "/api/config").status_code == 200
+
+
+def swapd_cli(swapd: SwapdProcess, key: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SWAPD_API_KEY": key, "SWAPD_URL": swapd.url}
+    argv = [sys.executable, "-m", "swapd", *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_the_cli_shows_the_key_scope_and_exits_5_without_it(swapd: SwapdProcess) -> None:
+    shown = swapd_cli(swapd, APP, "whoami")
+    assert (shown.returncode, shown.stdout) == (0, "key app: inference; models small-*\n")
+    assert swapd_cli(swapd, OPS, "whoami").stdout == "key ops: inference, read, admin; models *\n"
+    refused = swapd_cli(swapd, DASH, "stop", "--all")
+    assert refused.returncode == 5
+    assert "'admin' scope" in refused.stderr and "key 'dash' has read" in refused.stderr

@@ -1,7 +1,7 @@
 """The ``swapd`` command (click). The only place that maps errors to exit codes (:mod:`.exits`).
 
 Commands by module: :mod:`.server` (serve, check, run), :mod:`.remote` (start, stop, ps, models,
-logs against a running swapd) and :mod:`.recipes` (recipes list | show | render).
+logs, whoami against a running swapd) and :mod:`.recipes` (recipes list | show | render).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import click
 
 from swapd import __version__
 from swapd.cli.recipes import recipes
-from swapd.cli.remote import logs, models, ps, start, stop
+from swapd.cli.remote import logs, models, ps, start, stop, whoami
 from swapd.cli.server import check, run, serve
 
 __all__ = ["main"]
@@ -28,5 +28,5 @@ def version() -> None:
     click.echo(f"swapd {__version__}")
 
 
-for _command in (serve, check, run, start, stop, ps, models, logs, recipes, version):
+for _command in (serve, check, run, start, stop, ps, models, logs, whoami, recipes, version):
     main.add_command(_command)

@@ -1,4 +1,5 @@
-"""Commands against a running swapd (over :mod:`swapd.client`): start, stop, ps, models, logs."""
+"""Commands against a running swapd (over :mod:`swapd.client`): start, stop, ps, models, logs,
+whoami."""
 
 from __future__ import annotations
 
@@ -179,6 +180,25 @@ def models(as_json: bool, url: str) -> None:
             ("NAME", lambda r: r["name"] or "-"),
         ],
     )
+
+
+def describe_key(info: dict[str, Any]) -> str:
+    """``GET /api/auth`` in one line: ``key app: inference; models small-*``."""
+    scopes = ", ".join(info["scopes"]) or "none"
+    models = ", ".join(info["models"])
+    if not info.get("keys_required"):
+        return f"no API keys configured: anyone who reaches swapd has {scopes}"
+    return f"key {info['name']}: {scopes}; models {models}"
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON answer.")
+@url_option
+def whoami(as_json: bool, url: str) -> None:
+    """The API key in use (SWAPD_API_KEY): its name, scopes and the models it may use."""
+    with _client(url) as client:
+        info = client.whoami()
+    click.echo(json.dumps(info, indent=2) if as_json else describe_key(info))
 
 
 @click.command()

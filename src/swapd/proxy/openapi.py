@@ -122,6 +122,26 @@ OPENAPI: dict[str, Any] = {
                 e404="inflight request not found",
             )
         },
+        "/api/auth": {
+            "get": _op(
+                "The presented API key: its name, scopes and model globs (never the key)",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "name": {"type": ["string", "null"]},
+                            "scopes": {
+                                "type": "array",
+                                "items": {"enum": ["inference", "read", "admin"]},
+                            },
+                            "models": {"type": "array", "items": {"type": "string"}},
+                            "keys_required": {"type": "boolean"},
+                        },
+                    }
+                ),
+                e401="missing or invalid API key",
+            )
+        },
         "/api/version": {
             "get": _op(
                 "swapd's version, and its commit and build date when known",
