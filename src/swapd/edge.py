@@ -41,7 +41,7 @@ log = logging.getLogger("swapd.edge")
 FD_RESERVE = 64  # fds never given to client connections: listener, logs, store, engine pipes
 LINGER_SECONDS = 2.0  # after a refusal: read and drop what the client still sends, then close
 LINGER_BYTES = 1 << 20  # ... up to this much
-REFUSE_BACKLOG = 64  # connections being refused at once; past it, closed without an answer
+REFUSE_BACKLOG = 64  # most connections lingering after a 503 at once; past it the oldest closes
 WARN_EVERY = 10.0  # seconds between two "connection cap reached" warnings
 FORWARDING = (b"x-forwarded-for", b"x-real-ip", b"forwarded")
 
@@ -68,7 +68,7 @@ def fd_budget(fd_limit: int) -> int:
 
 def derived_cap(fd_limit: int) -> int:
     """The default connection cap: each connection may need an upstream socket too (2 fds),
-    and a quarter as many again may be in the middle of being refused."""
+    and a quarter as many again may be lingering after a refusal (:func:`refuse_backlog`)."""
     return max(fd_budget(fd_limit) * 4 // 9, 4)
 
 
@@ -77,6 +77,11 @@ def connection_cap(configured: int, fd_limit: int) -> int:
     if configured <= 0:
         return derived_cap(fd_limit)
     return min(configured, fd_budget(fd_limit))
+
+
+def refuse_backlog(cap: int) -> int:
+    """How many connections refused past the cap may linger at once."""
+    return min(max(cap // 4, 4), REFUSE_BACKLOG)
 
 
 def refusal(error: SwapdError, path: bytes = b"", *, retry: bool = False) -> bytes:
@@ -101,7 +106,7 @@ class Edge:
     def __init__(self, settings: Callable[[], ServerConfig], fd_limit: int) -> None:
         self.settings = settings
         self.fd_limit = fd_limit
-        self.refusing = 0
+        self.refusing: dict[asyncio.Transport, None] = {}  # lingering after a 503, oldest first
         self._warned = 0.0
         self._for: ServerConfig | None = None  # the settings _cap and _nets were made from
         self._cap = 0
@@ -165,7 +170,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # of the current header block
         self._head_timer: asyncio.TimerHandle | None = None
         self._refused = False  # answered by the edge: only draining until the close
-        self._counted = False  # one of Edge.refusing
+        self._counted = False  # in Edge.refusing
         self._drained = 0
         self._peer_trusted: bool | None = None
 
@@ -175,10 +180,11 @@ class EdgeProtocol(HttpToolsProtocol):
         if len(self.connections) >= edge.cap(self.limits):
             self.transport = transport
             edge.warn_full(len(self.connections))
-            if edge.refusing >= REFUSE_BACKLOG:
-                transport.abort()
-                return
-            edge.refusing += 1
+            if len(edge.refusing) >= refuse_backlog(edge.cap(self.limits)):
+                oldest = next(iter(edge.refusing))  # it has its answer: close it early
+                del edge.refusing[oldest]
+                oldest.close()
+            edge.refusing[transport] = None
             self._counted = True
             message = "too many open connections to swapd; retry shortly"
             self._refuse(refusal(TooManyConnections(message), retry=True))
@@ -190,7 +196,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         if self._counted:
             self._counted = False
-            self.EDGE.refusing -= 1
+            self.EDGE.refusing.pop(self.transport, None)
         if self._refused and self.flow is None:  # refused before uvicorn saw it
             self.parser = None
             return
