@@ -269,3 +269,21 @@ def test_api_key_prompt(page: Any) -> None:
         page.reload()  # the key is kept in the browser
         page.wait_for_selector("[data-testid=model-echo-a]")
         assert page.locator("[data-testid=key-form]").count() == 0
+
+
+def test_the_key_scope_is_shown_and_a_key_without_read_is_told_why(page: Any) -> None:
+    keys = """apiKeys:
+  - {key: dash-key, name: dash, scopes: [read]}
+  - {key: app-key, name: app, models: ["echo-*"]}"""
+    with run_swapd(_config(keys)) as swapd:
+        page.goto(swapd.url + "/ui/")
+        page.fill("[data-testid=key-input]", "app-key")
+        page.click("[data-testid=key-form] button[type=submit]")
+        error = page.wait_for_selector("[data-testid=scope-error]")
+        assert "'read' scope" in error.inner_text()
+        page.fill("[data-testid=key-input]", "dash-key")
+        page.click("[data-testid=key-form] button[type=submit]")
+        page.wait_for_selector("[data-testid=model-echo-a]")
+        shown = page.wait_for_selector("[data-testid=key-scope]")
+        assert shown.inner_text() == "key dash: read"
+        _shot(page, "key-scope")

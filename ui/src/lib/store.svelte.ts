@@ -1,6 +1,6 @@
 // Live state of the swapd server, fed by /api/events (or by polling an older server).
 
-import { getJSON, onUnauthorized, post, request } from './api';
+import { errorMessage, getJSON, onUnauthorized, post, request } from './api';
 import { readSSE, type SSEFrame } from './sse';
 import type { ActivityRow, ModelInfo, RequestEvent } from './types';
 
@@ -12,6 +12,8 @@ export const live = $state({
   /** true when the server has no /api/events: state comes from polling /v1/models + /running */
   legacy: false,
   needKey: false,
+  /** why the key in use may not watch this swapd (403: it lacks the read scope) */
+  scopeError: '',
   activity: [] as ActivityRow[],
   activityLoaded: false,
   inflight: {} as Record<string, RequestEvent>,
@@ -104,7 +106,8 @@ async function loop(): Promise<void> {
         signal: controller.signal,
         headers: { accept: 'text/event-stream' },
       });
-      if (r.status === 401) {
+      if (r.status === 401 || r.status === 403) {
+        live.scopeError = r.status === 403 ? await errorMessage(r) : '';
         live.conn = 'auth';
         await new Promise<void>((res) => (wake = res));
         continue;
@@ -119,6 +122,7 @@ async function loop(): Promise<void> {
       }
       if (!r.ok || !r.body) throw new Error(`${r.status}`);
       live.legacy = false;
+      live.scopeError = '';
       live.conn = 'open';
       delay = 500;
       if (!live.activityLoaded) void loadActivity();
