@@ -115,18 +115,31 @@ def test_secrets_never_reach_a_client(start_port: int, tmp_path: Path) -> None:
 def test_start_failures_show_engine_lines_only_with_admin_detail(
     start_port: int, tmp_path: Path
 ) -> None:
-    keys = "apiKeys:\n  - {key: inference-key-1, name: app, scopes: [inference]}"
+    keys = (
+        "apiKeys:\n  - {key: inference-key-1, name: app, scopes: [inference]}\n"
+        "  - {key: admin-key-1, name: ops, scopes: [admin, inference]}"
+    )
     env = {"SWAPD_T_SECRET": MACRO_SECRET}
     with (
         run_swapd(config(start_port, tmp_path, keys), env=env) as swapd,
         httpx.Client(base_url=swapd.url, timeout=30) as api,
     ):
-        headers = {"authorization": "Bearer inference-key-1"}
-        failed = api.post("/v1/chat/completions", json=CHAT, headers=headers)
+        app = {"authorization": "Bearer inference-key-1"}
+        failed = api.post("/v1/chat/completions", json=CHAT, headers=app)
         assert failed.status_code == 503
         message = failed.json()["error"]["message"]
         assert "\n" not in message and "token" not in message  # the reason's first line only
         assert_hidden(failed.text, "the 503 body")
+
+        ops = {"authorization": "Bearer admin-key-1"}
+        for _ in range(5):  # the engine's lines reach the reason as soon as its pipe is read
+            failed = api.post("/v1/chat/completions", json=CHAT, headers=ops)
+            assert failed.status_code == 503
+            assert_hidden(failed.text, "the admin's 503 body")
+            if f"token {MASK}" in failed.json()["error"]["message"]:
+                break
+        else:
+            pytest.fail(f"the admin never saw the engine's lines: {failed.text}")
 
 
 # ── the pieces, without a server ─────────────────────────────────────────────────────────────

@@ -206,7 +206,7 @@ class Proxy:
     def _shown(self, exc: SwapdError, scope: Scope) -> SwapdError:
         """The error as this client may see it: secrets redacted, engine log lines only for
         the admin scope (swapd.proxy.envelope.shown)."""
-        detail = engine_detail(scope, self.config)
+        detail = auth.principal(scope).has("admin")  # nobody identified yet: no detail
         return shown(exc, redactor(self.config).text, detail=detail)
 
     # ── model requests ──────────────────────────────────────────────────────────────────────
@@ -614,11 +614,6 @@ ADMIN_PATHS = frozenset({"/metrics", "/openapi.json"})
 
 def admin_path(path: str) -> bool:
     return path in ADMIN_PATHS or path.startswith(ADMIN_PREFIXES)
-
-
-def engine_detail(scope: Scope, config: Config) -> bool:
-    """Whether this client may see an engine's log lines in an error (admin scope)."""
-    return auth.principal(scope).has("admin")
 
 
 def body_of(exc: SwapdError, scope: Scope) -> bytes:
