@@ -9,7 +9,8 @@ from pathlib import Path
 import anyio
 
 from swapd.observe.activity import Meter, parse_usage
-from swapd.observe.events import EventBus
+from swapd.observe.events import Event, EventBus
+from swapd.observe.outbox import CHUNK_OVERHEAD
 
 
 def parse(*chunks: bytes) -> tuple[int | None, int | None, int | None, float | None]:
@@ -54,16 +55,16 @@ def test_big_json_body_keeps_usage_at_its_end() -> None:
 
 def test_bus_drops_a_full_subscriber_only() -> None:
     async def main() -> None:
-        bus = EventBus(buffer=2)
+        frame = len(Event(1, "model", {"n": 0}).sse()) + CHUNK_OVERHEAD
+        bus = EventBus(budget=2 * frame)  # room for two frames
         slow = bus.subscribe("slow")
         fast = bus.subscribe("fast")
-        with slow.receive, fast.receive:  # the reader owns its end, as /api/events does
-            for n in range(3):
-                bus.publish("model", {"n": n})
-                fast.receive.receive_nowait()
-            assert slow.dropped and slow.cut.cancel_called and not fast.dropped
-            assert bus.subscribers == 1
-            bus.unsubscribe(fast)
+        for n in range(3):
+            bus.publish("model", {"n": n})
+            fast.outbox.get_nowait()
+        assert slow.dropped and slow.cut.cancel_called and not fast.dropped
+        assert bus.subscribers == 1 and slow.outbox.size == 0  # what it held is let go
+        bus.unsubscribe(fast)
 
     anyio.run(main)
 

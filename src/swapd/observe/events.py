@@ -1,8 +1,10 @@
 """The events bus behind ``GET /api/events``: typed, numbered events fanned out to subscribers.
 
-Publishing never blocks and never awaits: each subscriber has a bounded buffer, and a subscriber
-whose buffer is full (a client that does not read) is dropped with a log line — the server and
-the other subscribers are unaffected. Event ids increase by one per event, across all types.
+Publishing never blocks and never awaits. An event is encoded once, when some subscriber is
+to get it, and the same frame goes into every subscriber's :class:`~swapd.observe.outbox.Outbox`
+(bounded in bytes). A subscriber whose outbox would overflow (a client that does not read) is
+dropped with a log line and its outbox emptied at once — the server and the other subscribers
+are unaffected. Event ids increase by one per event, across all types.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from swapd.observe.outbox import DEFAULT_BUDGET, Outbox
 
 log = logging.getLogger("swapd.events")
-
-DEFAULT_BUFFER = 1024  # events buffered per subscriber before it is dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,19 +36,18 @@ class Event:
 
 @dataclass(eq=False, slots=True)
 class Subscription:
-    """One reader of the bus; iterate ``receive`` until it ends (closed or dropped)."""
+    """One reader of the bus: take frames from ``outbox`` until it ends (closed or dropped)."""
 
     name: str
     logs: bool
-    send: MemoryObjectSendStream[Event]
-    receive: MemoryObjectReceiveStream[Event]
+    outbox: Outbox
     dropped: bool = False
     cut: anyio.CancelScope = field(default_factory=anyio.CancelScope)  # cancelled on drop
 
 
 @dataclass(slots=True)
 class EventBus:
-    buffer: int = DEFAULT_BUFFER
+    budget: int = DEFAULT_BUDGET  # bytes buffered per subscriber before it is dropped
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _subs: list[Subscription] = field(default_factory=list)
 
@@ -55,15 +55,15 @@ class EventBus:
         return next(self._ids)
 
     def subscribe(self, name: str, *, logs: bool = False) -> Subscription:
-        send, receive = anyio.create_memory_object_stream[Event](self.buffer)
-        sub = Subscription(name, logs, send, receive)
+        sub = Subscription(name, logs, Outbox(self.budget))
         self._subs.append(sub)
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
+        """Forget ``sub`` and let go of what it had queued (idempotent)."""
         if sub in self._subs:
             self._subs.remove(sub)
-        sub.send.close()
+        sub.outbox.close()
 
     @property
     def subscribers(self) -> int:
@@ -71,20 +71,20 @@ class EventBus:
 
     def publish(self, type_: str, data: Any) -> Event:
         event = Event(self.next_id(), type_, data)
+        frame = b""
         for sub in list(self._subs):
-            if type_ == "log" and not sub.logs:
+            # closed: it left, or the drop's own log line (published from inside this loop)
+            # dropped it already
+            if sub.outbox.closed or (type_ == "log" and not sub.logs):
                 continue
-            try:
-                sub.send.send_nowait(event)
-            except anyio.WouldBlock:
+            frame = frame or event.sse()
+            if not sub.outbox.put(frame):
                 sub.dropped = True
                 self.unsubscribe(sub)
                 sub.cut.cancel()
                 log.warning(
-                    "events: dropped client %s: it did not read %d buffered events",
+                    "events: dropped client %s: its unread events passed the %d-byte budget",
                     sub.name,
-                    self.buffer,
+                    self.budget,
                 )
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                self.unsubscribe(sub)
         return event

@@ -1,8 +1,10 @@
 """Bounded log rings: one per model plus one for swapd itself, with live subscribers.
 
-A ring keeps the most recent lines up to a byte budget. Subscribers get new lines through a
-bounded buffer; a subscriber that does not keep up loses lines (counted) rather than slowing
-the engine whose output is being read.
+A ring keeps the most recent lines up to a byte budget. Subscribers get each new line from a
+callback that must not wait: a subscriber that does not keep up loses lines (counted) rather
+than slowing the engine whose output is being read. A raw subscriber gets the line as UTF-8
+bytes with its newline, encoded once per line and shared by all raw subscribers (the log
+streams queue these objects, never a copy per client).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from datetime import datetime
 DEFAULT_RING_BYTES = 100 * 1024
 
 
-@dataclass(slots=True)
+@dataclass(eq=False, slots=True)
 class Subscriber:
-    push: Callable[[str], bool]  # returns False when the line was dropped
+    push: Callable[[str], bool] | None = None  # returns False when the line was dropped
+    push_raw: Callable[[bytes], bool] | None = None  # the same, for ``line + "\n"`` as UTF-8
     dropped: int = 0
 
 
@@ -42,8 +45,15 @@ class LogRing:
         if self.echo:
             sys.stdout.write(f"[{self.name}] {line}\n")
             sys.stdout.flush()
+        raw = b""
         for sub in self._subscribers:
-            if not sub.push(line):
+            if sub.push is not None:
+                kept = sub.push(line)
+            else:
+                assert sub.push_raw is not None
+                raw = raw or (line + "\n").encode(errors="replace")
+                kept = sub.push_raw(raw)
+            if not kept:
                 sub.dropped += 1
 
     def history(self) -> list[str]:
@@ -53,9 +63,19 @@ class LogRing:
         return list(self._lines)[-n:] if n > 0 else []
 
     def subscribe(self, push: Callable[[str], bool]) -> Subscriber:
-        sub = Subscriber(push)
+        sub = Subscriber(push=push)
         self._subscribers.append(sub)
         return sub
+
+    def subscribe_raw(self, push: Callable[[bytes], bool]) -> Subscriber:
+        """Like :meth:`subscribe`, with each line as shared UTF-8 bytes ending in a newline."""
+        sub = Subscriber(push_raw=push)
+        self._subscribers.append(sub)
+        return sub
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscribers)
 
     def unsubscribe(self, sub: Subscriber) -> None:
         if sub in self._subscribers:

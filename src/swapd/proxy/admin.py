@@ -31,17 +31,18 @@ from swapd.observe.events import Event
 from swapd.observe.logs import LogRing
 from swapd.observe.metrics import CONTENT_TYPE
 from swapd.observe.observer import Observer
+from swapd.observe.outbox import DEFAULT_BUDGET, Outbox
 from swapd.proxy.asgi import Receive, Scope, Send
 from swapd.proxy.envelope import error_body
 from swapd.proxy.openapi import OPENAPI
 from swapd.scheduler import Scheduler
-from swapd.views import RUNNING, State
 from swapd.secrets import masked_config, redactor
+from swapd.views import RUNNING, State
 
 log = logging.getLogger("swapd.admin")
 
 HEARTBEAT = 15.0  # seconds between SSE comments / keep-alives on idle streams
-LOG_STREAM_BUFFER = 2048  # lines buffered per /logs/stream client
+LOG_STREAM_BUDGET = DEFAULT_BUDGET  # bytes buffered per /logs/stream client, then dropped
 INFLIGHT_INTERVAL = 0.25  # seconds between in-flight byte-count updates on /api/events
 INVALID_LOGGER = "invalid logger. Use 'proxy', 'upstream' or a model's ID"
 
@@ -77,6 +78,12 @@ def _request_error(exc: HTTPException, scope: Scope) -> SwapdError:
 def _flag(query: dict[str, list[str]], name: str) -> bool:
     values = query.get(name)
     return values is not None and (values[-1] or "true").lower() not in ("0", "false", "no")
+
+
+def client_name(scope: Scope) -> str:
+    """The peer as ``host:port``, for log lines about one connection."""
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"
 
 
 class Admin:
@@ -256,11 +263,12 @@ class Admin:
     # ── streams ─────────────────────────────────────────────────────────────────────────────
 
     async def events(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """``GET /api/events``: a snapshot, then model/request/queue (and log) events."""
+        """``GET /api/events``: a snapshot, then model/request/queue (and log) events.
+
+        Frames wait in the client's outbox (``EventBus.budget`` bytes); past that the bus
+        drops the client and lets go of what it held."""
         bus = self.observer.bus
-        client = scope.get("client")
-        name = f"{client[0]}:{client[1]}" if client else "?"
-        sub = bus.subscribe(name, logs=_flag(_query(scope), "logs"))
+        sub = bus.subscribe(client_name(scope), logs=_flag(_query(scope), "logs"))
         snapshot = {
             "models": self.scheduler.snapshot(),
             "inflight": self.observer.inflight_views(),
@@ -278,18 +286,17 @@ class Admin:
             nonlocal tick
             if not self.observer.inflight:
                 shown.clear()
-                return (await sub.receive.receive()).sse()
+                return hide(await sub.outbox.get())
             with anyio.move_on_after(max(0.0, tick - anyio.current_time())):
-                return (await sub.receive.receive()).sse()
+                return hide(await sub.outbox.get())
             tick = anyio.current_time() + INFLIGHT_INTERVAL
-            return self._growth(shown)
+            return hide(self._growth(shown))
 
         try:
             with sub.cut:
                 await _stream(scope, receive, send, b"text/event-stream", first, next_chunk)
         finally:
             bus.unsubscribe(sub)
-            sub.receive.close()
 
     def _growth(self, shown: dict[str, int]) -> bytes:
         """``inflight`` upserts for requests whose response grew since this client last saw
@@ -325,44 +332,48 @@ class Admin:
         else:
             rings = [("", self.swapd_log)]
             rings += [(f"[{r.name}] ", r) for r in self.scheduler.rings()]
-        tx, rx = anyio.create_memory_object_stream[str](LOG_STREAM_BUFFER)
-        cut = anyio.CancelScope()
-        label = name or "all"
 
-        def pusher(prefix: str) -> Callable[[str], bool]:
-            def push(line: str) -> bool:
-                try:
-                    tx.send_nowait(prefix + line + "\n")
-                except anyio.WouldBlock:
-                    if not cut.cancel_called:
-                        log.warning("logs/stream/%s: dropped a client that did not read", label)
-                        cut.cancel()
-                    return False
-                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                    return False
-                return True
+        def hide(line: str) -> str:  # secrets never leave in a log line
+            return redactor(self.scheduler.config).text(line)
+
+        outbox = Outbox(LOG_STREAM_BUDGET)  # this client's unsent lines, bounded in bytes
+        cut = anyio.CancelScope()
+        label, client = name or "all", client_name(scope)
+
+        def pusher(prefix: bytes) -> Callable[[bytes], bool]:
+            def push(line: bytes) -> bool:  # shared with every other stream of this ring
+                line = redactor(self.scheduler.config).bytes(line)
+                if outbox.put(prefix, line) if prefix else outbox.put(line):
+                    return True
+                if not outbox.closed:
+                    outbox.close()  # let go of everything it held, now
+                    cut.cancel()
+                    log.warning(
+                        "logs/stream/%s: dropped client %s: its unread lines passed the "
+                        "%d-byte budget",
+                        label,
+                        client,
+                        outbox.budget,
+                    )
+                return False
 
             return push
 
         history = b""
         if not _flag(_query(scope), "no-history"):
-            lines = [p + line for p, ring in rings for line in ring.history()]
+            lines = [p + hide(line) for p, ring in rings for line in ring.history()]
             history = ("\n".join(lines) + "\n").encode() if lines else b""
-        subs = [(ring, ring.subscribe(pusher(prefix))) for prefix, ring in rings]
-
-        async def next_chunk() -> bytes:
-            return (await rx.receive()).encode()
+        subs = [(ring, ring.subscribe_raw(pusher(prefix.encode()))) for prefix, ring in rings]
 
         try:
             with cut:
                 await _stream(
-                    scope, receive, send, b"text/plain; charset=utf-8", history, next_chunk
+                    scope, receive, send, b"text/plain; charset=utf-8", history, outbox.get
                 )
         finally:
             for ring, sub in subs:
                 ring.unsubscribe(sub)
-            tx.close()
-            rx.close()
+            outbox.close()
 
 
 async def _stream(
