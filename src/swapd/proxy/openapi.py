@@ -1,4 +1,5 @@
-"""The admin API's OpenAPI document, served at ``/openapi.json`` (prose: ``docs/api.md``)."""
+"""swapd's OpenAPI document (admin, inference and llama-swap routes), served at
+``/openapi.json`` (prose: ``docs/api.md``)."""
 
 from __future__ import annotations
 
@@ -36,9 +37,163 @@ _NULLABLE_NUM = {"type": ["number", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
 _HEADERS = {"type": "object", "additionalProperties": {"type": "string"}}
 
+_TEXT = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
+_MESSAGES = {"type": "array", "items": {"type": "object"}}
+
+
+def _inference(summary: str, required: list[str], **properties: Any) -> dict[str, Any]:
+    """A POST routed by its body's ``model``; the engine's answer comes back untouched."""
+    body = {
+        "type": "object",
+        "required": ["model", *required],
+        "properties": {"model": {"type": "string"}, **properties},
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {
+                "200": {"description": "the engine's answer (JSON, or an SSE stream)"},
+                "400": _json(_ERROR, "invalid body, or no model named"),
+                "404": _json(_ERROR, "unknown model"),
+                "413": _json(_ERROR, "body larger than maxBodySize"),
+                "429": _json(_ERROR, "too many requests queued for the model"),
+                "502": _json(_ERROR, "the engine could not be reached"),
+                "503": _json(_ERROR, "the engine failed to start, or swapd is shutting down"),
+            },
+        }
+    }
+
+
+_UNLOADED = _json(
+    {
+        "type": "object",
+        "properties": {
+            "msg": {"const": "ok"},
+            "stopped": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+)
+# The inference routes and llama-swap's routes (paths outside /api/ included).
+_INFERENCE: dict[str, Any] = {
+    "/health": {"get": {"summary": "Liveness (no key needed)", "responses": {"200": _TEXT}}},
+    "/v1/models": {
+        "get": _op(
+            "The models a client may use (OpenAI's list)",
+            _json(
+                {
+                    "type": "object",
+                    "properties": {
+                        "object": {"const": "list"},
+                        "data": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "id": {"type": "string"},
+                                    "object": {"const": "model"},
+                                    "created": {"type": "integer"},
+                                    "owned_by": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                }
+            ),
+        )
+    },
+    "/running": {
+        "get": _op(
+            "The models not stopped (llama-swap's /running)",
+            _json({"type": "object", "properties": {"running": _MESSAGES}}),
+        )
+    },
+    "/unload": {"get": {"summary": "Stop every model (llama-swap)", "responses": {"200": _TEXT}}},
+    "/api/models/unload": {"post": _op("Stop every model (llama-swap)", _UNLOADED)},
+    "/api/models/unload/{id}": {
+        "post": _op("Stop one model (llama-swap)", _UNLOADED, params=_ID, e404="unknown model")
+    },
+    "/api/profiles": {
+        "get": _op(
+            "The profiles and the active one",
+            _json(
+                {
+                    "type": "object",
+                    "properties": {"active": {"type": ["string", "null"]}, "profiles": _MESSAGES},
+                }
+            ),
+        )
+    },
+    "/api/profiles/active": {
+        "put": {
+            **_op(
+                "Make a profile active (null: none)",
+                _json({"type": "object", "properties": {"active": {"type": ["string", "null"]}}}),
+                e400="invalid request, or unknown profile",
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["name"],
+                            "properties": {"name": {"type": ["string", "null"]}},
+                        }
+                    }
+                },
+            },
+        }
+    },
+    "/v1/chat/completions": _inference(
+        "OpenAI chat completion",
+        ["messages"],
+        messages=_MESSAGES,
+        stream={"type": "boolean"},
+        max_tokens={"type": "integer"},
+    ),
+    "/v1/completions": _inference(
+        "OpenAI text completion", ["prompt"], prompt={"type": "string"}, stream={"type": "boolean"}
+    ),
+    "/v1/embeddings": _inference("OpenAI embeddings", ["input"], input={"type": "string"}),
+    "/v1/responses": _inference(
+        "OpenAI Responses API", ["input"], input={"type": "string"}, stream={"type": "boolean"}
+    ),
+    "/v1/rerank": _inference(
+        "Rerank documents",
+        ["query", "documents"],
+        query={"type": "string"},
+        documents={"type": "array", "items": {"type": "string"}},
+    ),
+    "/v1/messages": _inference(
+        "Anthropic Messages API (errors in Anthropic's shape)",
+        ["messages", "max_tokens"],
+        messages=_MESSAGES,
+        max_tokens={"type": "integer"},
+        stream={"type": "boolean"},
+    ),
+    "/v1/messages/count_tokens": _inference(
+        "Anthropic token count", ["messages"], messages=_MESSAGES
+    ),
+    "/upstream/{id}/{path}": {
+        "get": {
+            "summary": "Straight to one model's engine (started if needed), path and all",
+            "parameters": [
+                *_ID,
+                {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "the engine's answer"},
+                "404": _json(_ERROR, "no such model"),
+                "503": _json(_ERROR, "the engine failed to start"),
+            },
+        }
+    },
+}
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.1.0",
-    "info": {"title": "swapd admin API", "version": "1"},
+    "info": {"title": "swapd API", "version": "1"},
     "paths": {
         "/api/models": {
             "get": _op(
@@ -206,6 +361,7 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": {"description": "text/plain"}},
             }
         },
+        **_INFERENCE,
     },
     "components": {
         "schemas": {
