@@ -9,6 +9,7 @@ measure the server's resident memory before, during and after.
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 import socket
 import sys
@@ -35,6 +36,8 @@ MIB = 1024
 # they left (KiB). Before the byte budget, 10 stuck clients held ~100 MiB, and kept it.
 WHILE_STUCK = 32 * MIB
 AFTER = 12 * MIB
+ADMIN_KEY = "sk-observers-admin-0123456789"
+WATCH_KEY = "sk-observers-watch-0123456789"
 
 ENGINE = """\
 import sys, time
@@ -53,11 +56,12 @@ while True:
 """
 
 
-def chatty_config(tmp_path: Path, rate: float = 0) -> str:
+def chatty_config(tmp_path: Path, rate: float = 0, top: str = "") -> str:
     script = tmp_path / "chatty.py"
     script.write_text(ENGINE.format(size=LINE - 1))
     cmd = shlex.join([sys.executable, str(script), str(rate)])
     return f"""
+{top}
 models:
   chatty:
     cmd: {cmd}
@@ -67,7 +71,9 @@ models:
 
 
 @contextmanager
-def stuck_clients(swapd: SwapdProcess, paths: list[str]) -> Iterator[list[socket.socket]]:
+def stuck_clients(
+    swapd: SwapdProcess, paths: list[str], headers: str = ""
+) -> Iterator[list[socket.socket]]:
     """One connection per path that sends a GET for it, reads one byte (the stream has begun:
     the client is subscribed) and then nothing more."""
     with ExitStack() as stack:
@@ -77,7 +83,7 @@ def stuck_clients(swapd: SwapdProcess, paths: list[str]) -> Iterator[list[socket
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
             sock.settimeout(30)
             sock.connect(("127.0.0.1", swapd.port))
-            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
             socks.append(sock)
         for sock in socks:
             assert sock.recv(1) == b"H"  # HTTP/1.1 200 OK
@@ -86,15 +92,21 @@ def stuck_clients(swapd: SwapdProcess, paths: list[str]) -> Iterator[list[socket
 
 def peers(socks: list[socket.socket]) -> set[str]:
     """How swapd names these connections in its log lines."""
-    return {f"127.0.0.1:{sock.getsockname()[1]}:" for sock in socks}
+    return {f"127.0.0.1:{sock.getsockname()[1]}" for sock in socks}
+
+
+DROP = re.compile(r"dropped client (\S+?):? ")
+
+
+def dropped_peer(line: str) -> str | None:
+    found = DROP.search(line)
+    return found[1] if found else None
 
 
 def dropped(swapd: SwapdProcess, names: set[str]) -> list[str]:
     """The drop lines that name one of ``names`` (see :func:`peers`), each at most once."""
-    found = [
-        line for line in swapd.log if "dropped client" in line and any(n in line for n in names)
-    ]
-    assert len(found) == len({n for n in names for line in found if n in line}), found
+    found = [line for line in swapd.log if dropped_peer(line) in names]
+    assert len(found) == len({dropped_peer(line) for line in found}), found
     return found
 
 
@@ -116,10 +128,14 @@ def settled_rss(pid: int, seconds: float = 2.0) -> int:
     return lowest
 
 
-def warm_up(swapd: SwapdProcess, path: str, size: int = 2 * 1024 * 1024) -> int:
+def warm_up(
+    swapd: SwapdProcess, path: str, size: int = 2 * 1024 * 1024, key: str | None = None
+) -> int:
     """Start the engine, read ``size`` bytes through one normal stream, return the RSS baseline."""
-    httpx.post(f"{swapd.url}/api/models/chatty/start", timeout=30).raise_for_status()
-    with httpx.stream("GET", f"{swapd.url}{path}", timeout=30) as response:
+    auth = {"Authorization": f"Bearer {key}"} if key else {}
+    start = httpx.post(f"{swapd.url}/api/models/chatty/start", headers=auth, timeout=30)
+    start.raise_for_status()
+    with httpx.stream("GET", f"{swapd.url}{path}", headers=auth, timeout=30) as response:
         assert response.status_code == 200
         got = 0
         for chunk in response.iter_bytes():
@@ -267,12 +283,21 @@ def test_stuck_log_stream_clients_are_dropped_and_their_memory_returns(tmp_path:
         assert after - baseline < AFTER, report
 
 
+KEYS = f"""
+apiKeys:
+  - {{key: {ADMIN_KEY}, name: ops, scopes: [admin, read]}}
+  - {{key: {WATCH_KEY}, name: dashboard, scopes: [read]}}
+"""
+
+
 @pytest.mark.timeout(180)
 def test_stuck_event_stream_clients_are_dropped_and_their_memory_returns(tmp_path: Path) -> None:
-    with run_swapd(chatty_config(tmp_path)) as swapd:
-        baseline = warm_up(swapd, "/api/events?logs=true")
+    # Clients with a read-only key: the drop line names the key, never its value.
+    with run_swapd(chatty_config(tmp_path, top=KEYS)) as swapd:
+        baseline = warm_up(swapd, "/api/events?logs=true", key=ADMIN_KEY)
         peak = baseline
-        with stuck_clients(swapd, ["/api/events?logs=true"] * STUCK) as socks:
+        bearer = f"Authorization: Bearer {WATCH_KEY}\r\n"
+        with stuck_clients(swapd, ["/api/events?logs=true"] * STUCK, bearer) as socks:
 
             def all_dropped() -> bool:
                 nonlocal peak
@@ -280,8 +305,11 @@ def test_stuck_event_stream_clients_are_dropped_and_their_memory_returns(tmp_pat
                 return len(dropped(swapd, peers(socks))) == STUCK
 
             wait_for(all_dropped, "every stuck events client to be dropped")
-            assert all("events: dropped client" in line for line in dropped(swapd, peers(socks)))
+            lines = dropped(swapd, peers(socks))
+            assert all("events: dropped client" in line for line in lines), lines
+            assert all("(key dashboard): its unread events" in line for line in lines), lines
         after = settled_rss(swapd.pid)
+        assert not any(WATCH_KEY in line for line in swapd.log)
         report = f"baseline {baseline} KiB, peak {peak}, after {after}"
         assert peak - baseline < WHILE_STUCK, report
         assert after - baseline < AFTER, report

@@ -32,6 +32,7 @@ from swapd.observe.logs import LogRing
 from swapd.observe.metrics import CONTENT_TYPE
 from swapd.observe.observer import Observer
 from swapd.observe.outbox import DEFAULT_BUDGET, Outbox
+from swapd.proxy import auth
 from swapd.proxy.asgi import Receive, Scope, Send
 from swapd.proxy.envelope import error_body
 from swapd.proxy.openapi import OPENAPI
@@ -81,9 +82,12 @@ def _flag(query: dict[str, list[str]], name: str) -> bool:
 
 
 def client_name(scope: Scope) -> str:
-    """The peer as ``host:port``, for log lines about one connection."""
+    """The peer as ``host:port`` and the name of its key if any (never the key), for log
+    lines about one connection."""
     client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "?"
+    peer = f"{client[0]}:{client[1]}" if client else "?"
+    key = auth.principal(scope).name
+    return f"{peer} (key {key})" if key else peer
 
 
 class Admin:
