@@ -169,6 +169,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._in_head = True  # reading a request's header block
         self._head_bytes = 0  # of the current header block
         self._head_timer: asyncio.TimerHandle | None = None
+        self._head_since: float | None = None  # loop time a header block began; None: none
         self._refused = False  # answered by the edge: only draining until the close
         self._counted = False  # in Edge.refusing
         self._drained = 0
@@ -190,7 +191,7 @@ class EdgeProtocol(HttpToolsProtocol):
             self._refuse(refusal(TooManyConnections(message), retry=True))
             return
         super().connection_made(transport)
-        self._arm_head_timer()
+        self._head_began()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -227,11 +228,11 @@ class EdgeProtocol(HttpToolsProtocol):
     # -- parser callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm_head_timer()
+        self._head_began()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._cancel_head_timer()
+        self._head_since = None  # the timer, if armed, finds nothing to time and lapses
         self._check_forwarding()
         super().on_headers_complete()
 
@@ -241,10 +242,13 @@ class EdgeProtocol(HttpToolsProtocol):
         self._head_bytes = 0
 
     # -- limits --------------------------------------------------------------------------
-    def _arm_head_timer(self) -> None:
+    def _head_began(self) -> None:
+        """A header block starts (or may: a new connection) and must be complete in time. One
+        timer per connection, re-armed lazily: no timer call per request on a busy one."""
+        self._head_since = now = self.loop.time()
         if self._head_timer is None:
-            self._head_timer = self.loop.call_later(
-                self.limits.header_timeout, self._head_timed_out
+            self._head_timer = self.loop.call_at(
+                now + self.limits.header_timeout, self._head_timed_out
             )
 
     def _cancel_head_timer(self) -> None:
@@ -257,7 +261,12 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or not self._in_head:
+        since = self._head_since
+        if since is None or self._refused or self.transport.is_closing():
+            return
+        deadline = since + self.limits.header_timeout
+        if self.loop.time() < deadline:  # a later header block: its own full time
+            self._head_timer = self.loop.call_at(deadline, self._head_timed_out)
             return
         if self._responding():  # a pipelined request stalls: close after the current answer
             self.cycle.keep_alive = False
@@ -292,7 +301,10 @@ class EdgeProtocol(HttpToolsProtocol):
     def _check_forwarding(self) -> None:
         """Drop forwarding headers an untrusted peer sent; trim a trusted chain (module doc)."""
         headers = self.headers
-        if not any(name in FORWARDING for name, _ in headers):
+        for name, _ in headers:
+            if name in FORWARDING:
+                break
+        else:
             return
         if self._peer_trusted is None:
             peer = self.client[0] if self.client else ""
