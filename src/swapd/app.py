@@ -26,7 +26,7 @@ from swapd.config import load_config, load_demo
 from swapd.config.model import Config
 from swapd.drivers import pidfile
 from swapd.drivers import registry as drivers
-from swapd.edge import Edge, raise_fd_limit
+from swapd.edge import Edge, ForwardingScreen, fd_budget, raise_fd_limit
 from swapd.errors import ConfigError, SwapdError
 from swapd.extensions import standard
 from swapd.lint import exposure, lint
@@ -175,10 +175,15 @@ class App:
         edge = Edge(lambda: scheduler.config.server, fd_limit)
         cap = edge.cap(config.server)
         log.debug("fd limit %d (was %d); at most %d connections", fd_limit, fds_before, cap)
+        if config.server.max_connections > cap:
+            log.warning(
+                "server.maxConnections %d is more than the fd limit %d allows (%d); using %d",
+                *(config.server.max_connections, fd_limit, fd_budget(fd_limit), cap),
+            )
         httptools = _has("httptools")
         server = _Server(
             uvicorn.Config(
-                self.proxy,
+                self.proxy if httptools else ForwardingScreen(self.proxy, edge),
                 lifespan="off",
                 log_level="warning",
                 access_log=False,

@@ -27,13 +27,14 @@ import ipaddress
 import logging
 import resource
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from swapd.config.model import ServerConfig
 from swapd.errors import HeadersTooLarge, HeaderTimeout, SwapdError, TooManyConnections
+from swapd.proxy.asgi import Receive, Scope, Send
 from swapd.proxy.envelope import error_body, is_anthropic
 
 log = logging.getLogger("swapd.edge")
@@ -137,6 +138,23 @@ class Edge:
             return False
         return any(ip in net for net in nets)
 
+    def screen(self, settings: ServerConfig, headers: list[tuple[bytes, bytes]], peer: str) -> None:
+        """Drop the forwarding headers an untrusted ``peer`` sent; from a trusted one, trim
+        ``X-Forwarded-For`` to the hops from the nearest untrusted one on (module doc)."""
+        if not peer or not self.trusts(settings, peer):
+            headers[:] = [(n, v) for n, v in headers if n not in FORWARDING]
+            return
+        for i, (name, value) in enumerate(headers):
+            if name != b"x-forwarded-for":
+                continue
+            hops = [h.strip() for h in value.split(b",") if h.strip()]
+            start = 0
+            for j in range(len(hops) - 1, -1, -1):
+                if not self.trusts(settings, hops[j].decode("latin-1")):
+                    start = j
+                    break
+            headers[i] = (name, b", ".join(hops[start:]))
+
     def warn_full(self, open_now: int) -> None:
         now = time.monotonic()
         if now - self._warned >= WARN_EVERY:
@@ -173,7 +191,6 @@ class EdgeProtocol(HttpToolsProtocol):
         self._refused = False  # answered by the edge: only draining until the close
         self._counted = False  # in Edge.refusing
         self._drained = 0
-        self._peer_trusted: bool | None = None
 
     # -- connection ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -299,29 +316,29 @@ class EdgeProtocol(HttpToolsProtocol):
 
     # -- forwarding headers --------------------------------------------------------------
     def _check_forwarding(self) -> None:
-        """Drop forwarding headers an untrusted peer sent; trim a trusted chain (module doc)."""
         headers = self.headers
         for name, _ in headers:
             if name in FORWARDING:
-                break
-        else:
-            return
-        if self._peer_trusted is None:
-            peer = self.client[0] if self.client else ""
-            self._peer_trusted = bool(peer) and self.EDGE.trusts(self.limits, peer)
-        if not self._peer_trusted:
-            headers[:] = [(n, v) for n, v in headers if n not in FORWARDING]
-            return
-        for i, (name, value) in enumerate(headers):
-            if name == b"x-forwarded-for":
-                headers[i] = (name, self._trusted_chain(value))
+                self.EDGE.screen(self.limits, headers, self.client[0] if self.client else "")
+                return
 
-    def _trusted_chain(self, value: bytes) -> bytes:
-        """``X-Forwarded-For`` from the nearest hop that is not a trusted proxy on."""
-        hops = [h.strip() for h in value.split(b",") if h.strip()]
-        start = 0
-        for i in range(len(hops) - 1, -1, -1):
-            if not self.EDGE.trusts(self.limits, hops[i].decode("latin-1")):
-                start = i
-                break
-        return b", ".join(hops[start:])
+
+def forwarded(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name in FORWARDING for name, _ in headers)
+
+
+class ForwardingScreen:
+    """:meth:`Edge.screen` as ASGI middleware, for when uvicorn runs h11 (no httptools), so
+    the forwarding headers are screened whichever protocol runs."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], edge: Edge) -> None:
+        self.app = app
+        self.edge = edge
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and forwarded(scope["headers"]):
+            headers = list(scope["headers"])
+            client = scope.get("client")
+            self.edge.screen(self.edge.settings(), headers, client[0] if client else "")
+            scope = {**scope, "headers": headers}
+        await self.app(scope, receive, send)

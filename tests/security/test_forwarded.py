@@ -12,9 +12,12 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from swapd.config.model import ServerConfig
+from swapd.edge import Edge, ForwardingScreen
+from swapd.proxy.asgi import Message, Receive, Scope, Send
 from swapd.testing import echo_cmd, run_swapd
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.anyio]
 
 SPOOF = {"x-forwarded-for": "6.6.6.6, 1.2.3.4", "x-real-ip": "6.6.6.6", "forwarded": "for=6.6.6.6"}
 
@@ -57,3 +60,27 @@ def test_trusting_every_peer_keeps_the_whole_chain(start_port: int) -> None:
         received = seen(api, SPOOF)
         assert received["x-forwarded-for"] == "6.6.6.6, 1.2.3.4, 127.0.0.1"
         assert received["forwarded"] == "for=6.6.6.6"
+
+
+async def test_the_asgi_screen_for_h11_drops_untrusted_forwarding_headers() -> None:
+    seen_scopes: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen_scopes.append(scope)
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        pass
+
+    settings = ServerConfig(trusted_proxies=("10.0.0.0/8",))
+    screen = ForwardingScreen(app, Edge(lambda: settings, 1024))
+    sent = [(k.encode(), v.encode()) for k, v in SPOOF.items()] + [(b"accept", b"*/*")]
+    for peer in ("127.0.0.1", "10.1.2.3"):
+        scope = {"type": "http", "client": (peer, 5000), "headers": list(sent)}
+        await screen(scope, receive, send)
+        assert scope["headers"] == sent  # the client's scope itself is left alone
+    untrusted, trusted = (dict(s["headers"]) for s in seen_scopes)
+    assert untrusted == {b"accept": b"*/*"}
+    assert trusted[b"x-forwarded-for"] == b"1.2.3.4"
