@@ -48,7 +48,9 @@ def inflight(url: str) -> list[dict[str, Any]]:
 
 
 def test_a_slow_request_is_listed_and_cancelled(start_port: int) -> None:
-    with run_swapd(config(start_port, top="apiKeys: [k1]")) as swapd:
+    # X-Forwarded-For is believed from trusted proxies only (server.trustedProxies)
+    top = "apiKeys: [k1]\nserver: {trustedProxies: [127.0.0.1, 10.0.0.0/8]}"
+    with run_swapd(config(start_port, top=top)) as swapd:
         auth = {"Authorization": "Bearer k1"}
         thread, out = in_background(
             lambda: httpx.post(
