@@ -21,6 +21,8 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
+from swapd.config.model import Config
+from swapd.proxy import auth
 from swapd.testing import SwapdProcess, echo_cmd, free_port_range, run_swapd
 
 pytestmark = pytest.mark.timeout(120)
@@ -214,3 +216,65 @@ def test_the_cli_shows_the_key_scope_and_exits_5_without_it(swapd: SwapdProcess)
     refused = swapd_cli(swapd, DASH, "stop", "--all")
     assert refused.returncode == 5
     assert "'admin' scope" in refused.stderr and "key 'dash' has read" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("POST", "/v1/chat/completions", "inference"),
+        ("GET", "/v1/audio/voices", "inference"),
+        ("GET", "/upstream/m/health", "inference"),
+        ("GET", "/comfyui/", "inference"),
+        ("GET", "/v1/models", None),
+        ("GET", "/api/auth", None),
+        ("GET", "/openapi.json", None),
+        ("GET", "/v1/chat/completions", None),  # 405 for any key
+        ("GET", "/running", "read"),
+        ("GET", "/api/models", "read"),
+        ("GET", "/api/activity", "read"),
+        ("GET", "/api/inflight", "read"),
+        ("GET", "/api/events", "read"),
+        ("GET", "/logs", "read"),
+        ("GET", "/logs/stream/upstream", "read"),
+        ("GET", "/metrics", "read"),
+        ("GET", "/api/hardware", "read"),
+        ("GET", "/api/version", "read"),
+        ("GET", "/api/profiles", "read"),
+        ("GET", "/unload", "admin"),
+        ("GET", "/api/config", "admin"),
+        ("GET", "/api/captures/req-1", "admin"),
+        ("POST", "/api/models/unload", "admin"),
+        ("POST", "/api/models/unload/m", "admin"),
+        ("POST", "/api/models/m/start", "admin"),
+        ("POST", "/api/models/m/sleep", "admin"),
+        ("POST", "/api/models/stop", "admin"),
+        ("POST", "/api/config/reload", "admin"),
+        ("PUT", "/api/profiles/active", "admin"),
+        ("POST", "/api/inflight/req-1/cancel", "admin"),
+    ],
+)
+def test_each_route_needs_its_scope(method: str, path: str, scope: str | None) -> None:
+    assert auth.request_scope(method, path) == scope
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("POST", "/sleep", "admin"),
+        ("POST", "/SLEEP", "admin"),
+        ("POST", "//v1/../wake_up", "admin"),
+        ("POST", "/./collective_rpc", "admin"),
+        ("POST", "/v1/load_lora_adapter", "admin"),
+        ("POST", "/slots/0", "admin"),
+        ("GET", "/slots", "read"),
+        ("GET", "/is_sleeping", "read"),
+        ("GET", "/metrics", "read"),
+        ("POST", "/v1/chat/completions", None),
+        ("GET", "/props", None),
+        ("GET", "/sleepy/v1/models", None),
+    ],
+)
+def test_upstream_engine_paths_need_admin_or_read(
+    method: str, path: str, scope: str | None
+) -> None:
+    assert auth.upstream_scope(Config(), method, path) == scope
