@@ -4,9 +4,15 @@ requests to side-effecting routes are refused, on real ``swapd serve`` processes
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -166,6 +172,94 @@ def test_with_keys_a_cross_site_request_needs_the_key_and_works_with_it(start_po
         assert api.get("/api/config", headers={**CROSS_SITE, **key}).status_code == 200
         # the host check does not depend on keys
         assert api.get("/api/config", headers={**key, "host": "evil.example"}).status_code == 403
+
+
+# ── in a real browser ────────────────────────────────────────────────────────────────────────
+
+CHROMIUM = os.environ.get("SWAPD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+ATTACK = """<!doctype html><body><form id=f method=post action="{swapd}/api/models/unload"></form>
+<script>
+  const img = new Promise(done => {{
+    const i = new Image(); i.onload = i.onerror = done; i.src = "{swapd}/unload?img";
+  }});
+  const chat = JSON.stringify({{model: "echo", messages: [{{role: "user", content: "hi"}}]}});
+  Promise.allSettled([
+    img,
+    fetch("{swapd}/unload", {{mode: "no-cors"}}),
+    fetch("{swapd}/api/models/echo/stop", {{method: "POST", mode: "no-cors"}}),
+    fetch("{swapd}/v1/chat/completions", {{method: "POST", mode: "no-cors", body: chat}}),
+  ]).then(() => document.getElementById("f").submit());
+</script></body>"""
+
+
+@contextmanager
+def serve_page(html: str) -> Iterator[str]:
+    """A web server on another site (``localhost`` vs swapd's ``127.0.0.1``) serving ``html``."""
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/html")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def chromium() -> Any:
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"chromium not found at {CHROMIUM}")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("python package playwright is not installed")
+    return sync_playwright
+
+
+def test_a_page_on_another_site_cannot_unload_and_rebinding_gets_403_in_chromium(
+    start_port: int,
+) -> None:
+    sync_playwright = chromium()
+    with swapd_with(start_port) as (swapd, api), sync_playwright() as pw:
+        start_echo(api)
+        rules = "MAP evil.example 127.0.0.1"  # DNS rebinding: the attacker's name, swapd's address
+        args = ["--no-sandbox", "--disable-gpu", f"--host-resolver-rules={rules}"]
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        try:
+            page = browser.new_page()
+            console: list[str] = []  # the page cannot read its no-cors answers; Chromium logs them
+            page.on("console", lambda message: console.append(message.text))
+            with serve_page(ATTACK.format(swapd=swapd.url)) as attacker:
+                page.goto(attacker)  # localhost: loopback, so the browser lets it reach swapd
+            page.wait_for_url(f"{swapd.url}/api/models/unload")  # the form's post landed
+            assert page.evaluate("document.body.innerText").count("cross_site_refused") == 1
+            assert running(api) == ["echo"]  # nothing the page sent unloaded or stopped it
+            refused = [line for line in console if "status of 403" in line]
+            assert len(refused) >= 4, console  # the image, both fetches and the chat reached swapd
+
+            rebound = page.goto(f"http://evil.example:{swapd.port}/unload")
+            assert rebound is not None and rebound.status == 403
+            assert "host_not_allowed" in page.evaluate("document.body.innerText")
+            assert running(api) == ["echo"]
+
+            own = page.goto(f"{swapd.url}/unload")  # the user, typing the URL: allowed
+            assert own is not None and own.status == 200
+            assert running(api) == []
+        finally:
+            browser.close()
 
 
 # ── the rules, without a server ──────────────────────────────────────────────────────────────
