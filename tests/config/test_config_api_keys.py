@@ -107,3 +107,14 @@ def test_upstream_control_paths_default_and_override() -> None:
         'c.yaml:2:16: upstream.adminPaths: invalid regular expression "(": '
         "missing ), unterminated subpattern at position 0"
     ]
+
+
+def test_a_model_pattern_that_matches_nothing_warns() -> None:
+    text = (
+        "apiKeys:\n  - {key: k1, models: ['smal-*', 'small-?', auto]}\n  - {key: k2, models: x*}\n"
+        "selectors:\n  auto: {strategy: pin, targets: [small-a]}\n" + M
+    )
+    assert [str(w) for w in load(text).warnings] == [
+        "c.yaml:2:24: apiKeys[0]: model pattern 'smal-*' matches no model",
+        "c.yaml:3:23: apiKeys[1]: model pattern 'x*' matches no model",
+    ]

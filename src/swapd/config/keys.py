@@ -14,9 +14,12 @@ than the inference scope).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any
 
 from swapd.config.model import ALL_SCOPES, ApiKey, KeyScope
+from swapd.config.names import Names
 from swapd.config.schema import RawApiKey, RawTop, suggest, validate
 from swapd.config.tree import Path
 
@@ -166,3 +169,21 @@ def build_control_paths(builder: Builder, top: RawTop) -> dict[str, Any]:
                 patterns.append(pattern)
         out[field] = tuple(patterns)
     return out
+
+
+def warn_unmatched(builder: Builder, top: RawTop, names: Names, extra: Iterable[str]) -> None:
+    """A key's model glob that matches no name a request could use (model id, alias, peer
+    model, selector or profile pin: ``extra``) is probably a typo: a warning."""
+    known = [*names.model_ids, *names.aliases, *names.peer_models, *names.bare, *extra]
+    for i, entry in enumerate(top.api_keys):
+        globs = entry.get("models") if isinstance(entry, dict) else None
+        where: list[tuple[Path, Any]] = []
+        if isinstance(globs, str):
+            where = [(("apiKeys", i, "models"), globs)]
+        elif isinstance(globs, list):
+            where = [(("apiKeys", i, "models", j), glob) for j, glob in enumerate(globs)]
+        for path, glob in where:
+            if not isinstance(glob, str) or not glob.strip():
+                continue
+            if not any(fnmatchcase(name, glob) for name in known):
+                builder.warn(path, f"apiKeys[{i}]: model pattern {glob!r} matches no model")

@@ -51,6 +51,7 @@ from swapd.config.names import Names
 from swapd.config.options import DriverOptions, validate_options
 from swapd.config.peers import build_peers, check_namespace
 from swapd.config.router import build_priorities, build_routing
+from swapd.config.keys import warn_unmatched
 from swapd.config.schema import RawModel, RawTop, driver_name, prune, validate
 from swapd.config.source import Source, parse, read_sources
 from swapd.config.tree import MapNode, Pos, Scalar, SeqNode, to_plain
@@ -201,6 +202,8 @@ def load_sources(
     for extension in extensions:
         extension.finish(built)  # e.g. docker nodes, recipes
     preload = build.preload(top, model_ids, aliases)
+    pins = [pin for profile in profiles.values() for pin in profile.pins]
+    warn_unmatched(build, top, names, [*selectors, *pins])  # apiKeys model globs
     issues.check()
     return Config(
         models=built.models,
