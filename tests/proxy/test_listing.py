@@ -12,6 +12,7 @@ from swapd.config.model import (
     ProfileConfig,
     SelectorConfig,
 )
+from swapd.proxy.auth import Principal
 from swapd.proxy.listing import capability_fields, models_list
 from swapd.routing import Routes
 from swapd.views import State
@@ -98,3 +99,23 @@ def test_a_bare_peer_name_is_listed_only_under_its_fqn() -> None:
     cfg = Config(peers={"p": PeerConfig("p", "http://p", models=("m",))})
     profile = ProfileConfig("x", pins={"m": "p/m"})
     assert sorted(listed(cfg, {}, profile)) == ["p/m"]  # the pin "m" shadows a peer name
+
+
+def test_a_key_limited_to_some_models_lists_only_what_it_may_use() -> None:
+    cfg = Config(
+        models={
+            "a": ModelConfig(id="a", cmd=("x",), aliases=("al",)),
+            "b": ModelConfig(id="b", cmd=("x",), aliases=("bl",)),
+        },
+        aliases={"al": "a", "bl": "b"},
+        include_aliases_in_list=True,
+        peers={"cloud": PeerConfig("cloud", "http://c", models=("gpt", "o1"))},
+        selectors={
+            "pick": SelectorConfig("pick", "pin", ("b", "a")),
+            "solo": SelectorConfig("solo", "pin", ("bl",)),
+        },
+    )
+    profile = ProfileConfig("p", pins={"chat": "a", "fast": "b"})
+    who = Principal("k", frozenset({"inference"}), ("b", "gpt", "chat"))
+    data = models_list(cfg, Routes(cfg, profile=profile), {}.get, profile, allowed=who.allows)
+    assert [r["id"] for r in data] == ["b", "bl", "chat", "cloud/gpt", "fast", "solo"]

@@ -213,5 +213,9 @@ def _reachable(record: dict[str, Any], allowed: Callable[[str], bool], routes: R
     if kind == "profile":
         route = routes.concrete(tags.get("target", ""))
         return route is not None and allowed(route.key)
+    if kind == "peer":  # also by its bare name, when that name reaches this peer
+        bare = name[len(tags.get("peerID", "")) + 1 :]
+        offer = routes.concrete(bare)
+        return offer is not None and offer.key == name and allowed(bare)
     route = routes.concrete(name)  # an alias, a bare peer name
     return route is not None and allowed(route.key)
