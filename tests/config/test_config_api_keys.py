@@ -118,3 +118,9 @@ def test_a_model_pattern_that_matches_nothing_warns() -> None:
         "c.yaml:2:24: apiKeys[0]: model pattern 'smal-*' matches no model",
         "c.yaml:3:23: apiKeys[1]: model pattern 'x*' matches no model",
     ]
+
+
+def test_a_key_of_the_wrong_type_is_one_error() -> None:
+    assert errors("apiKeys:\n  - {key: [1], name: a}\n" + M) == [
+        "c.yaml:2:11: apiKeys.0.key: expected a string"
+    ]

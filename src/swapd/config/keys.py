@@ -76,9 +76,12 @@ def _entry(
             path, f"apiKeys[{i}]: expected a key or a mapping {{key, name, scopes, models}}"
         )
         return None
-    raw = validate(RawApiKey, entry, builder.root, path, builder.issues)
-    if "key" not in raw.model_fields_set:
+    written = entry.get("key") is not None  # before validate drops a wrongly typed one
+    raw = validate(RawApiKey, dict(entry), builder.root, path, builder.issues)
+    if not written:
         builder.error(path, f"apiKeys[{i}]: key is required")
+        return None
+    if "key" not in raw.model_fields_set:  # not a string: validate reported it
         return None
     if not _value(builder, (*path, "key"), i, raw.key):
         return None
