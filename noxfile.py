@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "security", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
 
+# The fuzzers and the chaos soak (tests/security): their own session, so their minutes show.
+SECURITY = (
+    "tests/security/test_fuzz_api.py",
+    "tests/security/test_fuzz_config.py",
+    "tests/security/test_soak.py",
+)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
-    """pytest, including the soak-marked concurrency tests."""
+    """pytest, including the soak-marked concurrency tests (not the security session's)."""
     session.install("-e", ".[test]")
-    session.run("pytest", *session.posargs)
+    skip = [] if session.posargs else [f"--ignore={path}" for path in SECURITY]
+    session.run("pytest", *skip, *session.posargs)
+
+
+@nox.session
+def security(session: nox.Session) -> None:
+    """schemathesis on the HTTP API, hypothesis on the config loader, a 2-minute chaos soak
+    (``SWAPD_SOAK_SECONDS`` for longer, ``SWAPD_FUZZ_EXAMPLES`` for more examples)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *SECURITY, *session.posargs)
 
 
 @nox.session
