@@ -129,7 +129,8 @@ _INFERENCE: dict[str, Any] = {
             **_op(
                 "Make a profile active (null: none)",
                 _json({"type": "object", "properties": {"active": {"type": ["string", "null"]}}}),
-                e400="invalid request, or unknown profile",
+                e400="invalid request",
+                e404="unknown profile",
             ),
             "requestBody": {
                 "required": True,
@@ -220,10 +221,18 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/models/stop": {"post": _op("Stop every model", _STOPPED)},
         "/api/models/{id}/sleep": {
-            "post": _op("Sleep a model", _json(_MODEL), params=_ID, e409="cannot sleep now")
+            "post": _op(
+                "Sleep a model",
+                _json(_MODEL),
+                params=_ID,
+                e404="unknown model",
+                e409="cannot sleep now",
+            )
         },
         "/api/models/{id}/wake": {
-            "post": _op("Wake a model", _json(_MODEL), params=_ID, e409="not sleeping")
+            "post": _op(
+                "Wake a model", _json(_MODEL), params=_ID, e404="unknown model", e409="not sleeping"
+            )
         },
         "/api/config": {"get": _op("Effective config, sources, last reload errors", _json({}))},
         "/api/config/reload": {"post": _op("Reload the config", _json({}))},
