@@ -56,9 +56,15 @@ class Child:
             return b""
         while True:
             try:
-                return os.read(self._output, READ_SIZE)
+                chunk = os.read(self._output, READ_SIZE)
             except BlockingIOError:
                 await anyio.wait_readable(self._output)
+                continue
+            # An engine that never pauses its output must not starve the event loop: without
+            # this, reading a full pipe never yields (and a log stream's client never gets
+            # the lines it is sent).
+            await anyio.lowlevel.checkpoint()
+            return chunk
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while chunk := await self.read():

@@ -3,23 +3,21 @@
 Publishing never blocks and never awaits. An event is encoded once, when some subscriber is
 to get it, and the same frame goes into every subscriber's :class:`~swapd.observe.outbox.Outbox`
 (bounded in bytes). A subscriber whose outbox would overflow (a client that does not read) is
-dropped with a log line and its outbox emptied at once — the server and the other subscribers
-are unaffected. Event ids increase by one per event, across all types.
+dropped: marked ``dropped``, its outbox emptied at once and its ``cut`` scope cancelled (the
+stream that reads it then ends the connection and logs why) — the server and the other
+subscribers are unaffected. Event ids increase by one per event, across all types.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
 from swapd.observe.outbox import DEFAULT_BUDGET, Outbox
-
-log = logging.getLogger("swapd.events")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +71,7 @@ class EventBus:
         event = Event(self.next_id(), type_, data)
         frame = b""
         for sub in list(self._subs):
-            # closed: it left, or the drop's own log line (published from inside this loop)
-            # dropped it already
+            # closed: it left or was dropped while this loop ran (a publish from inside it)
             if sub.outbox.closed or (type_ == "log" and not sub.logs):
                 continue
             frame = frame or event.sse()
@@ -82,9 +79,4 @@ class EventBus:
                 sub.dropped = True
                 self.unsubscribe(sub)
                 sub.cut.cancel()
-                log.warning(
-                    "events: dropped client %s: its unread events passed the %d-byte budget",
-                    sub.name,
-                    self.budget,
-                )
         return event

@@ -33,7 +33,7 @@ from swapd.observe.metrics import CONTENT_TYPE
 from swapd.observe.observer import Observer
 from swapd.observe.outbox import DEFAULT_BUDGET, Outbox
 from swapd.proxy import auth
-from swapd.proxy.asgi import Receive, Scope, Send
+from swapd.proxy.asgi import Aborted, Receive, Scope, Send
 from swapd.proxy.envelope import error_body
 from swapd.proxy.openapi import OPENAPI
 from swapd.scheduler import Scheduler
@@ -88,6 +88,13 @@ def client_name(scope: Scope) -> str:
     peer = f"{client[0]}:{client[1]}" if client else "?"
     key = auth.principal(scope).name
     return f"{peer} (key {key})" if key else peer
+
+
+def _dropped(client: str, what: str, budget: int) -> Aborted:
+    """What ends a stream whose client was dropped: the proxy logs the reason (naming the
+    client) and the server closes the connection without the final chunk."""
+    reason = f"dropped client {client}: its unread {what} passed the {budget}-byte budget"
+    return Aborted(200, reason)
 
 
 class Admin:
@@ -270,7 +277,8 @@ class Admin:
         """``GET /api/events``: a snapshot, then model/request/queue (and log) events.
 
         Frames wait in the client's outbox (``EventBus.budget`` bytes); past that the bus
-        drops the client and lets go of what it held."""
+        drops the client and lets go of what it held, and the connection is cut with a log
+        line naming the client."""
         bus = self.observer.bus
         sub = bus.subscribe(client_name(scope), logs=_flag(_query(scope), "logs"))
         snapshot = {
@@ -301,6 +309,8 @@ class Admin:
                 await _stream(scope, receive, send, b"text/event-stream", first, next_chunk)
         finally:
             bus.unsubscribe(sub)
+        if sub.dropped:
+            raise _dropped(sub.name, "events", bus.budget)
 
     def _growth(self, shown: dict[str, int]) -> bytes:
         """``inflight`` upserts for requests whose response grew since this client last saw
@@ -340,9 +350,10 @@ class Admin:
         def hide(line: str) -> str:  # secrets never leave in a log line
             return redactor(self.scheduler.config).text(line)
 
-        outbox = Outbox(LOG_STREAM_BUDGET)  # this client's unsent lines, bounded in bytes
-        cut = anyio.CancelScope()
-        label, client = name or "all", client_name(scope)
+        budget = LOG_STREAM_BUDGET
+        outbox = Outbox(budget)  # this client's unsent lines, bounded in bytes
+        cut = anyio.CancelScope()  # cancelled when the client is dropped
+        client = client_name(scope)
 
         def pusher(prefix: bytes) -> Callable[[bytes], bool]:
             def push(line: bytes) -> bool:  # shared with every other stream of this ring
@@ -352,13 +363,6 @@ class Admin:
                 if not outbox.closed:
                     outbox.close()  # let go of everything it held, now
                     cut.cancel()
-                    log.warning(
-                        "logs/stream/%s: dropped client %s: its unread lines passed the "
-                        "%d-byte budget",
-                        label,
-                        client,
-                        outbox.budget,
-                    )
                 return False
 
             return push
@@ -378,6 +382,8 @@ class Admin:
             for ring, sub in subs:
                 ring.unsubscribe(sub)
             outbox.close()
+        if cut.cancel_called:  # dropped (see push)
+            raise _dropped(client, "lines", budget)
 
 
 async def _stream(
