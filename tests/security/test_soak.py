@@ -42,6 +42,8 @@ RSS_GROWTH = 1.10
 pytestmark = [pytest.mark.anyio, pytest.mark.soak, pytest.mark.timeout(SOAK_SECONDS + 240)]
 
 MODELS = ("fast", "stream", "slow", "crashy", "flaky")
+# Dies 1.2 s after each start, often in the middle of a 1 s stream.
+CRASHY = "--exit-after 1.2 --exit-code 9 --chunks 20 --chunk-delay 0.05"
 FLAKY = """\
 import os, random, sys
 if random.random() < 0.4:
@@ -63,11 +65,11 @@ def config(start_port: int, flaky: Path, variant: int = 0) -> str:
         f"  fast:\n    cmd: {echo_cmd('--chunks 4')}\n    ttl: {5 + variant % 3}\n"
         f"  stream:\n    cmd: {echo_cmd(f'--chunks {20 + variant % 4} --chunk-delay 0.02')}\n"
         f"  slow:\n    cmd: {echo_cmd('--start-delay 1 --health-delay 0.5')}\n"
-        f"  crashy:\n    cmd: {echo_cmd('--exit-after 3 --exit-code 9')}\n"
+        f"  crashy:\n    cmd: {echo_cmd(CRASHY)}\n"
         f"  flaky:\n    cmd: {python} {flaky} --port ${{PORT}} --model ${{MODEL_ID}}\n"
         f"{extra}"
         "groups:\n"
-        "  pool:\n    swap: false\n    exclusive: false\n    members: [fast, stream]\n"
+        "  pool:\n    swap: false\n    exclusive: false\n    members: [fast, stream, crashy]\n"
     )
 
 
@@ -263,6 +265,7 @@ async def test_chaos_soak_never_hangs_leaks_or_answers_without_an_envelope(
     log = swapd.output()
     summary = f"outcomes: {dict(sorted(tally.outcomes.items()))}; slowest {tally.slowest:.1f}s"
     summary += f"; RSS {warm} KiB after warm-up, {after} KiB after"
+    print(summary)  # shown with -s, and with the failure report
     assert not tally.problems, "\n".join([summary, *tally.problems])
     assert sum(tally.outcomes.values()) > 50 * SOAK_SECONDS / 120, summary
     assert tally.outcomes["reload"] > 0 and tally.engine_pids, summary
