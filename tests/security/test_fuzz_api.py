@@ -10,9 +10,10 @@ a wrong key. The properties, for every response:
 - the document tells the truth: a 2xx JSON body matches its schema, and a valid request gets
   a status the document lists (401 and 403 aside: any route may answer them when keys are set).
 
-The streams (``/api/events``, ``/logs/stream…``) never end by design; they are left out here
-and covered by tests/security/test_observers.py and the soak. Examples are derandomized, so a
-CI failure reproduces locally; ``SWAPD_FUZZ_EXAMPLES`` sets how many per operation and mode.
+The streams (``/api/events``, ``/logs/stream…``) never end by design: for them only the
+headers are awaited, and a refusal must be an envelope. Examples are derandomized, so a
+CI failure reproduces locally; ``SWAPD_FUZZ_EXAMPLES`` sets how many per operation and mode, and
+``SWAPD_FUZZ_RANDOM=1`` draws new ones.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from schemathesis import GenerationMode
 
 from swapd.testing import SwapdProcess, echo_cmd, run_swapd
 
-pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(240)]
-
 TIMEOUT = 15.0  # seconds; no request may take longer
 EXAMPLES = int(os.environ.get("SWAPD_FUZZ_EXAMPLES", "25"))
 MODELS = ("echo-a", "echo-b", "slow")
@@ -43,6 +42,8 @@ ADMIN_KEY = "fuzz-admin-key-1"
 READ_KEY = "fuzz-read-key-1"
 INFER_KEY = "fuzz-infer-key-1"
 STREAMS = re.compile(r"^/(api/events|logs/stream)")
+
+pytestmark = [pytest.mark.fuzz, pytest.mark.timeout(120 + 10 * EXAMPLES)]
 
 
 def config(start_port: int, keys: bool) -> str:
@@ -157,8 +158,6 @@ def fuzz(swapd: SwapdProcess, clients: list[Client]) -> Findings:
     session.trust_env = False  # never through an http_proxy from the environment
     for result in schema.get_all_operations():
         operation = result.ok()
-        if STREAMS.match(operation.path):
-            continue
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             run_operation(swapd, session, operation, mode, clients, findings)
     session.close()
@@ -176,7 +175,7 @@ def run_operation(
     @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
     @settings(
         max_examples=EXAMPLES,
-        derandomize=True,
+        derandomize=not os.environ.get("SWAPD_FUZZ_RANDOM"),  # set it to explore new examples
         database=None,
         deadline=None,
         phases=[Phase.explicit, Phase.generate],  # no shrinking: problems are collected
@@ -193,6 +192,9 @@ def run_operation(
             if isinstance(case.body, dict) and "model" in case.body:
                 case.body["model"] = model
         client = data.draw(st.sampled_from(clients))
+        if STREAMS.match(operation.path):
+            stream_opens(swapd, session, case, client, findings)
+            return
         try:
             response = case.call(
                 base_url=swapd.url, session=session, headers=client.headers, timeout=TIMEOUT
@@ -216,6 +218,24 @@ def run_operation(
         one()
     except Unsatisfiable:  # nothing to make invalid (no parameters, no body)
         assert mode is GenerationMode.NEGATIVE, operation.label
+
+
+def stream_opens(
+    swapd: SwapdProcess, session: requests.Session, case: Any, client: Client, findings: Findings
+) -> None:
+    """A stream never ends: its headers must come in time, and a refusal must be an envelope."""
+    kwargs = case.as_transport_kwargs(base_url=swapd.url, headers=client.headers)
+    what = f"{case.method} {kwargs['url']} ({client.name})"
+    try:
+        with session.request(**kwargs, stream=True, timeout=TIMEOUT) as response:
+            status = response.status_code
+            findings.statuses[status] = findings.statuses.get(status, 0) + 1
+            if status >= 400 and (problem := envelope_problem(case.path, status, response.content)):
+                findings.add(case.operation.label, f"{problem}: {what} -> {status}")
+            elif status >= 500 or status not in (200, 400, 401, 403, 404):
+                findings.add(case.operation.label, f"unexpected {status}: {what}")
+    except requests.RequestException as exc:
+        findings.add(case.operation.label, f"{exc!r}: {what}")
 
 
 def bearer(key: str) -> dict[str, str]:
