@@ -29,7 +29,9 @@ def tests(session: nox.Session) -> None:
 def security(session: nox.Session) -> None:
     """schemathesis on the HTTP API, hypothesis on the config loader, a 2-minute chaos soak
     (``SWAPD_SOAK_SECONDS`` for longer, ``SWAPD_FUZZ_EXAMPLES`` for more examples)."""
-    session.install("-e", ".[test]")
+    # Only what these tests import (the test extra also builds llama.cpp, installs playwright…).
+    session.install("-e", ".", "pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100")
+    session.install("schemathesis>=4.0")
     session.run("pytest", *SECURITY, *session.posargs)
 
 
