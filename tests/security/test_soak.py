@@ -128,7 +128,7 @@ class Chaos:
             # A stream cut short: an engine that crashed mid-answer (swapd drops the connection,
             # no terminating chunk). Anything else is not expected.
             self.tally.outcomes[f"{label}:cut"] += 1
-            if label not in ("stream", "chat", "anthropic"):
+            if label not in ("stream", "drop", "chat", "anthropic"):
                 self.tally.problem(f"{label}: {method} {path}: {exc!r}")
             return
         except httpx.TransportError as exc:
