@@ -36,7 +36,7 @@ from schemathesis import GenerationMode
 from swapd.testing import SwapdProcess, echo_cmd, run_swapd
 
 TIMEOUT = 15.0  # seconds; no request may take longer
-EXAMPLES = int(os.environ.get("SWAPD_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("SWAPD_FUZZ_EXAMPLES", "40"))
 MODELS = ("echo-a", "echo-b", "slow")
 ADMIN_KEY = "fuzz-admin-key-1"
 READ_KEY = "fuzz-read-key-1"
