@@ -61,7 +61,8 @@ def test_unknown_or_empty_layout_means_no_timestamp() -> None:
 
 
 def test_proxy_and_upstream_streams_and_the_time_format(start_port: int) -> None:
-    top = "logTimeFormat: rfc3339\nlogRequests: true"
+    # The loopback hop is a trusted proxy here, so its X-Real-IP names the client.
+    top = "logTimeFormat: rfc3339\nlogRequests: true\nserver: {trustedProxies: [127.0.0.1]}"
     with run_swapd(config(start_port, top=top)) as swapd:
         reply = chat(swapd.url, "alpha")
         assert reply.status_code == 200
@@ -81,7 +82,7 @@ def test_proxy_and_upstream_streams_and_the_time_format(start_port: int) -> None
         requests = [line for line in own if '"POST /v1/chat/completions"' in line]
         assert len(requests) == 2
         assert re.search(r'127\.0\.0\.1 "POST /v1/chat/completions" alpha 200 \d+B ', requests[0])
-        assert "198.51.100.7" in requests[1]  # the client address from X-Real-IP
+        assert "198.51.100.7" in requests[1]  # the client address from a trusted X-Real-IP
 
         with httpx.stream("GET", f"{swapd.url}/logs/stream/upstream", timeout=10) as response:
             first = next(response.iter_lines())
