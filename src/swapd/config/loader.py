@@ -44,6 +44,7 @@ from swapd.config.build import Builder
 from swapd.config.env import referenced_values
 from swapd.config.extension import Built, ConfigExtension, Tree
 from swapd.config.issues import Issues
+from swapd.config.keys import warn_unmatched
 from swapd.config.macros import PreviousPorts, expand
 from swapd.config.merge import merge_all
 from swapd.config.model import DEFAULT_GROUP, Config
@@ -51,7 +52,6 @@ from swapd.config.names import Names
 from swapd.config.options import DriverOptions, validate_options
 from swapd.config.peers import build_peers, check_namespace
 from swapd.config.router import build_priorities, build_routing
-from swapd.config.keys import warn_unmatched
 from swapd.config.schema import RawModel, RawTop, driver_name, prune, validate
 from swapd.config.source import Source, parse, read_sources
 from swapd.config.tree import MapNode, Pos, Scalar, SeqNode, to_plain
