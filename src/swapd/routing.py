@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import unquote_to_bytes
 
 from swapd.config.model import Config, ModelConfig, PeerConfig, ProfileConfig, SelectorConfig
+from swapd.config.names import Names, fqn
 from swapd.errors import NotFound, SelectorUnavailable
 from swapd.views import State
 
@@ -56,16 +57,12 @@ class Route:
         if self.model is not None:
             return self.model.id
         assert self.peer is not None and self.peer_model is not None
-        return peer_fqn(self.peer.id, self.peer_model)
+        return fqn(self.peer.id, self.peer_model)
 
     @property
     def upstream_model(self) -> str:
         """The ``model`` the upstream is sent: the peer's own id, else the rewritten name."""
         return self.peer_model if self.peer_model is not None else self.name
-
-
-def peer_fqn(peer_id: str, model: str) -> str:
-    return f"{peer_id}/{model}"
 
 
 class Spillover:
@@ -135,29 +132,24 @@ class Routes:
         self.profile = profile
         self._state: StateOf = state or (lambda _model_id: None)
         self.spillover = spillover if spillover is not None else Spillover()
-        self._peers: dict[str, tuple[PeerConfig, str]] = {}  # FQN or unique bare name → peer
-        bare: dict[str, list[tuple[PeerConfig, str]]] = {}
-        for peer_id in sorted(config.peers):
-            peer = config.peers[peer_id]
-            for model in dict.fromkeys(peer.models):
-                self._peers[peer_fqn(peer_id, model)] = (peer, model)
-                bare.setdefault(model, []).append((peer, model))
-        for model, offers in bare.items():
-            if len(offers) == 1 and model not in self._peers:
-                self._peers[model] = offers[0]
+        # the loader's own resolution rules (local first, then `peer/model`, then a bare name
+        # exactly one peer offers), over this config
+        self._names = Names(config.models.keys(), config.aliases)
+        for peer, model in self.peer_models():
+            self._names.add_peer_model(peer.id, model)
 
     # ── names ───────────────────────────────────────────────────────────────────────────────
 
     def concrete(self, name: str) -> Route | None:
         """A model or peer model by id, alias, ``peer/model`` or unique bare peer name; no
         profile, no selector (what management endpoints use)."""
-        model = self.config.resolve(name)
-        if model is not None:
-            return Route(requested=name, name=name, model=model)
-        offer = self._peers.get(name)
-        if offer is not None:
-            return Route(requested=name, name=name, peer=offer[0], peer_model=offer[1])
-        return None
+        found = self._names.resolve(name)
+        if found is None:
+            return None
+        if found.local:
+            return Route(requested=name, name=name, model=self.config.models[found.name])
+        peer_id, model = self._names.peer_models[found.name]
+        return Route(requested=name, name=name, peer=self.config.peers[peer_id], peer_model=model)
 
     def peer_models(self) -> Iterator[tuple[PeerConfig, str]]:
         """Every (peer, model at the peer), peers sorted, duplicates dropped."""

@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from swapd.config.model import Capabilities, Config, ProfileConfig
-from swapd.routing import Routes, peer_fqn
+from swapd.config.names import fqn as peer_fqn
+from swapd.routing import Routes
 from swapd.views import LOADED, State
 
 # user metadata keys dropped when `capabilities` renders them
