@@ -252,10 +252,6 @@ class Tee:
         self._left = self.limit if parts & Part.RESP_BODY else -1  # -1: not teeing
         self.resp_truncated = False
 
-    @property
-    def wants_body(self) -> bool:
-        return bool(self.parts & Part.RESP_BODY)
-
     def start(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
         if self.parts & Part.RESP_HEADERS:
             self.resp_headers = list(headers)

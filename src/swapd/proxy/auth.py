@@ -30,6 +30,7 @@ from fnmatch import fnmatchcase
 from functools import lru_cache
 from typing import Any
 
+from swapd.config.keys import scope_names
 from swapd.config.model import ALL_SCOPES, ApiKey, Config, KeyScope
 from swapd.errors import ScopeMissing, Unauthorized
 from swapd.proxy import passthrough, routes
@@ -37,7 +38,6 @@ from swapd.proxy.asgi import Scope, header
 from swapd.routing import Route
 
 PRINCIPAL = "swapd.principal"  # the ASGI scope key holding the request's Principal
-SCOPE_ORDER: tuple[KeyScope, ...] = ("inference", "read", "admin")
 
 # Routes that need only a valid key (the answer depends on the key, or is public knowledge).
 ANY_KEY = frozenset({"/api/auth", "/openapi.json", "/v1/models", "/models", "/"})
@@ -78,7 +78,7 @@ class Principal:
         return not self.models or self.allows(route.requested, route.key)
 
     def scope_list(self) -> list[str]:
-        return [s for s in SCOPE_ORDER if s in self.scopes]
+        return scope_names(self.scopes)
 
     def as_json(self, *, keys_required: bool) -> dict[str, Any]:
         """``GET /api/auth``: never the key itself."""
