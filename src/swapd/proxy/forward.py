@@ -220,8 +220,8 @@ class IdleWatch:
         self._handle.cancel()
 
 
-def _unreachable(model: str, exc: BaseException) -> UpstreamUnavailable:
-    return UpstreamUnavailable(model, f"engine for model {model!r} is unreachable: {exc}")
+def _unreachable(model: str, exc: BaseException, what: str) -> UpstreamUnavailable:
+    return UpstreamUnavailable(model, f"{what} is unreachable: {exc}")
 
 
 async def _open(
@@ -232,8 +232,10 @@ async def _open(
     headers: dict[str, str],
     model: str,
     timeouts: Timeouts,
+    what: str,
 ) -> aiohttp.ClientResponse:
-    """Send the request and wait for the response headers (the retry rule is the module's)."""
+    """Send the request and wait for the response headers (the retry rule is the module's);
+    ``what`` names the upstream in error messages."""
     session = client.session_for(url)
     timeout = _client_timeout(timeouts)
     first = True
@@ -253,31 +255,29 @@ async def _open(
         except aiohttp.ConnectionTimeoutError as exc:
             raise UpstreamTimeout(
                 model,
-                f"engine for model {model!r} did not accept a connection within "
+                f"{what} did not accept a connection within "
                 f"{timeouts.connect:g}s (timeouts.connect)",
             ) from exc
         except aiohttp.ServerTimeoutError as exc:
             raise UpstreamTimeout(
                 model,
-                f"engine for model {model!r} sent no response headers within "
+                f"{what} sent no response headers within "
                 f"{timeouts.response_header:g}s (timeouts.responseHeader)",
             ) from exc
         except aiohttp.ClientConnectorError as exc:  # (a ClientOSError: before STALE)
             if first:  # refused on the first try: nothing reached any engine
-                raise UpstreamGone(
-                    model, f"engine for model {model!r} is unreachable: {exc}"
-                ) from exc
-            raise _unreachable(model, exc) from exc  # it may have seen the first try
+                raise UpstreamGone(model, f"{what} is unreachable: {exc}") from exc
+            raise _unreachable(model, exc, what) from exc  # it may have seen the first try
         except STALE as exc:
             # A kept-alive connection failed before any response byte: the engine closed it
             # (llama-server does). Resent once, on a new connection, to this same engine only:
             # if the engine died on this request, the new connection is refused → 502 above.
             if session is client.fresh:
-                raise _unreachable(model, exc) from exc
+                raise _unreachable(model, exc, what) from exc
             session = client.fresh
             first = False
         except (aiohttp.ClientError, OSError) as exc:
-            raise _unreachable(model, exc) from exc
+            raise _unreachable(model, exc, what) from exc
 
 
 async def _error_frame(response: aiohttp.ClientResponse) -> bytes:
@@ -315,13 +315,16 @@ async def forward(
     timeouts: Timeouts,
     sse_started: bool = False,
     meter: Meter | None = None,
+    upstream: str = "",
 ) -> int:
     """Proxy one request to ``url`` (base URL + raw target); returns the upstream status.
+    ``upstream`` names it in error messages (default: the engine for ``model``).
 
     With ``sse_started`` (a loading stream already answered 200 as SSE), only the body is
     relayed, and an engine error status becomes an SSE error frame that ends the stream.
     """
-    response = await _open(client, scope["method"], url, body, headers, model, timeouts)
+    what = upstream or f"engine for model {model!r}"  # the upstream, in error messages
+    response = await _open(client, scope["method"], url, body, headers, model, timeouts, what)
     if timeouts.response_header and (conn := response.connection) and conn.protocol:
         conn.protocol.read_timeout = None  # the header deadline is met; the body has its own
         conn.protocol.start_timeout()
@@ -358,12 +361,12 @@ async def forward(
             except _Idle as exc:
                 raise Aborted(
                     504,
-                    f"engine for model {model!r} stalled mid-response: {exc} (timeouts.idleRead)",
+                    f"{what} stalled mid-response: {exc} (timeouts.idleRead)",
                 ) from exc
             except (aiohttp.ClientError, OSError) as exc:
                 raise Aborted(
                     502,
-                    f"engine for model {model!r} stopped mid-response: {exc or type(exc).__name__}",
+                    f"{what} stopped mid-response: {exc or type(exc).__name__}",
                 ) from exc
         await reply.send({"type": "http.response.body", "body": b""})
         done = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 from swapd.config.model import PeerConfig
-from swapd.errors import UpstreamTimeout, UpstreamUnavailable
+from swapd.errors import UpstreamUnavailable
 from swapd.proxy.asgi import Reply, Scope
 from swapd.proxy.forward import Meter, UpstreamClient, forward, request_headers
 
@@ -70,10 +70,8 @@ async def forward_peer(
             model=model,
             timeouts=peer.timeouts,
             meter=meter,
+            upstream=where,
         )
-    except UpstreamTimeout as exc:  # the forwarder's sentence, about the peer
-        message = exc.message.replace(f"engine for model {model!r}", where)
-        raise UpstreamTimeout(model, message) from exc
     except UpstreamUnavailable as exc:
         cause = exc.__cause__
         detail = str(cause) if cause is not None and str(cause) else type(cause).__name__
