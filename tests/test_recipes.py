@@ -101,7 +101,7 @@ models:
     assert argv[argv.index("--port") + 1] == "9000"
     assert argv[-1] == "--enforce-eager"
     assert m.options.env["HF_TOKEN"] == "secret" and "HF_HOME" in m.options.env
-    assert m.sleep_level == 1 and m.gpu_memory == 36 * 1024**3
+    assert m.sleep_level == 1 and m.resources.memory == 36 * 1024**3
     assert m.health_check_timeout == 900
     assert [n.name for n in m.nodes] == ["big"]
 

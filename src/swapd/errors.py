@@ -158,6 +158,13 @@ class StartFailed(ModelError):
         self.permanent = permanent
 
 
+class NoCapacity(ModelError):
+    """The model fits on no device, even with every model that may be evicted gone."""
+
+    http_status = 503
+    code = "insufficient_memory"
+
+
 class ModelUnloaded(ModelError):
     http_status = 503
     code = "model_unloaded"

@@ -16,7 +16,9 @@ from typing import Any
 
 import anyio
 
+from swapd.assignment import Assignment
 from swapd.config.model import ModelConfig
+from swapd.demand import Demand
 from swapd.errors import SwapdError
 from swapd.observe.logs import LogRing
 from swapd.upstream import Upstream
@@ -49,6 +51,13 @@ class Slot:
     backing_off: bool = False  # a failed start waits before the next attempt
     going_to_sleep: bool = False  # STOPPING because of a sleep, not a stop
     changed_at: float = 0.0  # when the state last changed (scheduler clock)
+    # memory-aware placement (swapd.placer): where it runs and what it holds there
+    assignment: Assignment | None = None  # set at start, kept while asleep, cleared at exit
+    demand: Demand | None = None  # the need it was placed with
+    measured: int = 0  # peak bytes per device measured since it became ready
+    reload_seconds: float | None = None  # how long its last start took (eviction cost)
+    oom_retried: bool = False  # an out-of-memory start was retried once already
+    blocked_by: tuple[str, ...] = ()  # busy models a queued start waits for
 
     def __post_init__(self) -> None:
         self.stopped.set()

@@ -19,6 +19,8 @@ from swapd.config.model import (
     LogToStdout,
     Modality,
     ModelConfig,
+    PlacementConfig,
+    Resources,
     ServerConfig,
     Timeouts,
 )
@@ -27,6 +29,8 @@ from swapd.config.schema import (
     RawCapabilities,
     RawFilters,
     RawModel,
+    RawPlacement,
+    RawResources,
     RawServer,
     RawTimeouts,
     RawTop,
@@ -253,6 +257,61 @@ class Builder:
             timeouts=timeouts,
             capabilities=self.capabilities(model_id, raw.capabilities),
             ignore_websockets=ignore_websockets,
+            resources=self.resources(base, model_id, raw.resources),
+            swappable=raw.swappable,
+        )
+
+    def resources(self, base: Path, model_id: str, raw: RawResources | None) -> Resources:
+        """``resources``: sizes parsed (``memory``, or its older name ``gpu_memory``)."""
+        if raw is None:
+            return Resources()
+        key = "memory" if raw.memory is not None else "gpu_memory"
+        given = raw.memory if raw.memory is not None else raw.gpu_memory
+        memory = 0
+        if given is not None:
+            size = parse_size(given)
+            if size is None:
+                self.error(
+                    (*base, "resources", key),
+                    f"model {model_id}: resources.{key}: expected a size like 20GiB, got {given!r}",
+                )
+            memory = size or 0
+        gpus = raw.gpus
+        count: int | None = None
+        devices = tuple(raw.devices or ())
+        if isinstance(gpus, int):
+            count = gpus
+        elif isinstance(gpus, tuple):  # docker-style device ids: indices when numeric
+            count = len(gpus)
+            if not devices and all(g.isdigit() for g in gpus):
+                devices = tuple(int(g) for g in gpus)
+        if count is None and devices:
+            count = len(devices)
+        for i, index in enumerate(devices):
+            if index < 0:
+                self.error(
+                    (*base, "resources", "devices", i),
+                    f"model {model_id}: resources.devices: expected device indices >= 0",
+                )
+        if count is not None and devices and count > len(devices):
+            self.error(
+                (*base, "resources", "gpus"),
+                f"model {model_id}: resources.gpus is {count} but only {len(devices)} "
+                f"devices are allowed ({', '.join(map(str, devices))})",
+            )
+        return Resources(gpus=count, memory=memory, devices=devices, all_gpus=gpus == "all")
+
+    def placement(self, raw: RawPlacement) -> PlacementConfig:
+        headroom = parse_size(raw.headroom)
+        if headroom is None:
+            self.error(
+                ("placement", "headroom"),
+                f"placement.headroom: expected a size like 512MiB, got {raw.headroom!r}",
+            )
+        return PlacementConfig(
+            enabled=None if raw.enabled == "auto" else bool(raw.enabled),
+            headroom=headroom if headroom is not None else PlacementConfig().headroom,
+            refresh=raw.refresh,
         )
 
     def filters(self, raw: RawFilters) -> Filters:
@@ -379,6 +438,7 @@ class Builder:
             "store_path": top.store.path or None,
             "log_ring_bytes": top.logs.ring_bytes if top.logs else None,
             "server": self.server(top.server),
+            "placement": self.placement(top.placement),
         }
 
     def server(self, raw: RawServer) -> ServerConfig:

@@ -20,6 +20,9 @@
   take the lowest free ports from ``startPort``, in sorted id order. A changed ``startPort``
   renumbers everything.
 - ``${PID}`` is kept only in ``cmdStop`` (the driver substitutes it at stop time).
+- ``${GPU}``, ``${GPUS}`` and the other placement macros of :data:`LATE` are kept in a model's
+  settings unless a macro of that name is declared: the driver substitutes them at start time
+  with the devices placement chose (``swapd.assignment``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,10 @@ PID_TOKEN = "${PID}"
 REFERENCE = re.compile(r"\$\{([^}]*)\}")
 MACRO_NAME = re.compile(r"[a-zA-Z0-9_-]+\Z")
 RESERVED = frozenset({"PID", "PORT", "MODEL_ID", "MODEL_PATH"})
+# filled at start time by the driver from the placement (see swapd.assignment)
+LATE = frozenset(
+    {"GPU", "GPUS", "GPU_COUNT", "GPU_MEMORY_BYTES", "GPU_MEMORY_MIB", "GPU_MEMORY_FRACTION"}
+)
 
 Macros = list[tuple[str, Any]]
 
@@ -151,6 +158,8 @@ def check_leftovers(node: Node, path: Path, texts: Mapping[str, list[str]], issu
             if token == PID_TOKEN and sub[-1:] == ("cmdStop",):
                 continue
             name = m.group(1)
+            if name in LATE and sub[:1] == ("models",):
+                continue
             if name.startswith("env."):
                 message = f"environment variable '{name[4:]}' is not set"
             else:

@@ -100,6 +100,29 @@ class NodeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Resources:
+    """``resources``: what a model declares it needs (swapd.demand adds estimates and what
+    was learned; swapd.placement decides where it runs)."""
+
+    gpus: int | None = None  # devices it spans; 0 = a CPU engine (system RAM); None = unsaid
+    memory: int = 0  # bytes in total, split evenly over its devices; 0 = not declared
+    devices: tuple[int, ...] = ()  # device indices it may use; () = any
+    all_gpus: bool = False  # `gpus: all` (docker): every device of the node
+
+    def __bool__(self) -> bool:
+        return self != Resources()
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementConfig:
+    """``placement``: memory-aware placement (see swapd.placement)."""
+
+    enabled: bool | None = None  # None: auto (on when a GPU is seen or any memory declared)
+    headroom: int = 512 * 1024 * 1024  # bytes kept free on every device
+    refresh: float = 10.0  # seconds between inventory refreshes
+
+
+@dataclass(frozen=True, slots=True)
 class ModelConfig:
     id: str
     cmd: tuple[str, ...]  # argv after comment stripping, continuation joining and shell-words
@@ -132,12 +155,13 @@ class ModelConfig:
     recipe: str | None = None  # swapd: the recipe the driver spec was rendered from
     node: str | None = None  # swapd: pinned node
     nodes: tuple[NodeConfig, ...] = ()  # swapd: candidate nodes, in placement order
-    gpu_memory: int = 0  # swapd: bytes of GPU memory the model needs (placement)
     sleep_level: int | None = None  # swapd: evict = sleep at this level instead of stop
     timeouts: Timeouts = field(default_factory=Timeouts)  # proxy → engine waits
     capabilities: Capabilities = field(default_factory=Capabilities)
     # `compat.ignoreWebsockets`: WebSocket upgrades bypass the scheduler (409 if not ready)
     ignore_websockets: bool = False
+    resources: Resources = field(default_factory=Resources)  # swapd: declared need
+    swappable: bool = True  # swapd: false = never evicted to make room for another model
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "options", options_for(self.driver, self.options))
@@ -156,6 +180,8 @@ class ModelConfig:
         if self.nodes or self.sleep_level is not None:  # swapd: docker placement and sleep
             data["nodes"] = [(n.name, n.docker) for n in self.nodes]
             data["sleep_level"] = self.sleep_level
+        if self.resources:  # swapd: where it may run
+            data["resources"] = [self.resources.gpus, self.resources.devices]
         return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -307,6 +333,7 @@ class Config:
     log_requests: bool = False  # `logRequests`: one line per proxied request
     keys: tuple[ApiKey, ...] = ()  # `apiKeys` with their scopes (api_keys: the values alone)
     server: ServerConfig = field(default_factory=ServerConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     # values substituted from ${env.NAME}: never shown to clients (swapd.secrets adds the
     # env: entries and keys)
     secrets: frozenset[str] = frozenset()

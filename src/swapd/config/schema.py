@@ -255,8 +255,10 @@ class RawSleep(RawBlock):
 
 
 class RawResources(RawBlock):
-    gpus: Gpus | None = None
-    gpu_memory: Any = None
+    gpus: Gpus | None = None  # all | a count (0: a CPU engine, system RAM) | device ids
+    memory: Any = None  # swapd: a size, the model's total need (split over its GPUs)
+    gpu_memory: Any = None  # the same, older name
+    devices: list[Int] | None = None  # swapd: device indices the model may use
 
 
 class RawModel(RawBlock):
@@ -285,6 +287,7 @@ class RawModel(RawBlock):
     node: str | None = None
     sleep: RawSleep | None = None
     resources: RawResources | None = None
+    swappable: bool = True  # swapd: false = never evicted to make room
     timeouts: RawTimeouts = Field(default_factory=lambda: RawTimeouts.model_validate({}))
     capabilities: RawCapabilities = Field(
         default_factory=lambda: RawCapabilities.model_validate({})
@@ -477,6 +480,14 @@ class RawServer(RawBlock):
     trusted_proxies: list[str] = Field(default_factory=list, alias="trustedProxies")  # IPs/CIDRs
 
 
+class RawPlacement(RawBlock):
+    """``placement:`` (swapd): memory-aware placement and eviction."""
+
+    enabled: Literal["auto"] | bool = "auto"  # auto: on when GPUs are seen or memory declared
+    headroom: Any = "512MiB"  # kept free on every device
+    refresh: Number = Field(10.0, gt=0)  # seconds between inventory refreshes
+
+
 class RawTop(RawBlock):
     """Top-level keys except ``models`` and ``macros`` (handled on their own)."""
 
@@ -512,6 +523,7 @@ class RawTop(RawBlock):
     ui: RawUi = Field(default_factory=lambda: RawUi.model_validate({}))
     performance: RawPerformance = Field(default_factory=lambda: RawPerformance.model_validate({}))
     server: RawServer = Field(default_factory=lambda: RawServer.model_validate({}))
+    placement: RawPlacement = Field(default_factory=lambda: RawPlacement.model_validate({}))
 
 
 def default(cls: type[BaseModel], name: str) -> Any:

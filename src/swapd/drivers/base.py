@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from anyio.abc import TaskStatus
 
+from swapd.assignment import Assignment
 from swapd.config.model import Config, ModelConfig
 from swapd.upstream import Upstream
 
@@ -80,6 +81,18 @@ class LoadProgress(Protocol):
     """
 
     def load_progress(self) -> tuple[str, str | None] | None: ...
+
+
+class Assignable(Protocol):
+    """Optional capability: run the engine where placement put it.
+
+    ``assign(assignment)`` is called before ``serve`` with the node and devices chosen by
+    ``swapd.placer``: the driver exports ``CUDA_VISIBLE_DEVICES``/``HIP_VISIBLE_DEVICES``,
+    requests exactly those devices (docker) and fills ``${GPU}``-style macros
+    (``swapd.assignment``). A driver without it runs the model wherever it always does.
+    """
+
+    def assign(self, assignment: Assignment) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,7 @@ def container_model(model: Any, raw: Any, nodes: Mapping[str, Any], error: Error
     timeout = model.health_check_timeout
     recipe_name: str | None = None
     sleep_levels: tuple[int, ...] = (1, 2)  # a hand-written spec: the operator knows
-    gpu_memory = None
+    recipe_memory = None
     if raw.recipe is not None:
         ref = _recipe_ref(raw.recipe)
         if isinstance(ref, str):
@@ -73,23 +73,23 @@ def container_model(model: Any, raw: Any, nodes: Mapping[str, Any], error: Error
         check = recipe.health if model.check_endpoint == "/health" else check
         timeout = recipe.readiness_timeout or timeout
         sleep_levels = recipe.sleep_levels
-        gpu_memory = recipe.gpu_memory
+        recipe_memory = recipe.gpu_memory
     if port is not None:
         spec = spec.model_copy(update={"host_port": port})
     check_spec(spec, lambda key, msg: error((*base, "docker", key), f"model {model.id}: {msg}"))
-    if raw.resources is not None and raw.resources.gpu_memory is not None:
-        gpu_memory = raw.resources.gpu_memory
     if raw.resources is not None and raw.resources.gpus is not None:
         spec = spec.model_copy(update={"gpus": raw.resources.gpus})
-    memory = 0
-    if gpu_memory is not None:
-        size = parse_size(gpu_memory)
-        if size is None:
-            error(
-                (*base, "resources", "gpu_memory"),
-                f"model {model.id}: resources.gpu_memory: not a size: {gpu_memory!r}",
-            )
-        memory = size or 0
+    resources = model.resources  # the model's own declaration wins over the recipe's
+    if not resources.memory and recipe_memory is not None:
+        resources = dataclasses.replace(resources, memory=parse_size(recipe_memory) or 0)
+    if resources.gpus is None and spec.gpus is not None:
+        gpus = spec.gpus
+        if gpus == "all":
+            resources = dataclasses.replace(resources, all_gpus=True)
+        elif isinstance(gpus, int):
+            resources = dataclasses.replace(resources, gpus=gpus)
+        else:
+            resources = dataclasses.replace(resources, gpus=len(gpus))
     sleep_level = None
     if raw.sleep is not None:
         sleep_level = raw.sleep.level
@@ -117,7 +117,7 @@ def container_model(model: Any, raw: Any, nodes: Mapping[str, Any], error: Error
         recipe=recipe_name,
         node=raw.node,
         nodes=candidates,
-        gpu_memory=memory,
+        resources=resources,
         sleep_level=sleep_level,
     )
 

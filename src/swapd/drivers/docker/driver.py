@@ -74,7 +74,7 @@ class DockerDriver:
 
     async def serve(self, *, task_status: TaskStatus[Upstream]) -> None:
         node = self.node = await self._place()
-        self.placements.place(self, self.model.id, node.name, self.model.gpu_memory)
+        self.placements.place(self, self.model.id, node.name, self.model.resources.memory)
         ready = False
         try:
             docker = await self._thread(self._connect, node)
@@ -108,7 +108,7 @@ class DockerDriver:
             candidates.sort(key=lambda n: n.name != preferred)
         try:
             node: NodeConfig = await self._thread(
-                self.placements.choose, self.model.id, self.model.gpu_memory, candidates
+                self.placements.choose, self.model.id, self.model.resources.memory, candidates
             )
         except LookupError as exc:
             raise StartFailed(self.model.id, str(exc)) from None
