@@ -8,8 +8,13 @@ command, environment and container spec with :func:`expand`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+MIB = 1024 * 1024
+MAX_FRACTION = 95  # hundredths: an engine never gets more than 0.95 of a device
+_TOKEN = re.compile(r"\$\{([A-Za-z0-9_-]+)\}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,14 +28,37 @@ class Assignment:
     def values(self) -> dict[str, str]:
         """The late macros: GPU (first index), GPUS (comma list), GPU_COUNT,
         GPU_MEMORY_BYTES / GPU_MEMORY_MIB (per device), GPU_MEMORY_FRACTION (per device over
-        the smallest device total, rounded up to 0.01, capped at 0.95)."""
-        raise NotImplementedError
+        the smallest device total, rounded up to 0.01, capped at 0.95).
+
+        A CPU assignment has an empty GPU and GPUS and a count of 0. The memory figures are
+        left out (their ``${…}`` stays as written) when nothing is reserved, the fraction also
+        when a device's total is unknown."""
+        out = {
+            "GPU": str(self.devices[0]) if self.devices else "",
+            "GPUS": ",".join(str(d) for d in self.devices),
+            "GPU_COUNT": str(len(self.devices)),
+        }
+        if self.per_device > 0:
+            out["GPU_MEMORY_BYTES"] = str(self.per_device)
+            out["GPU_MEMORY_MIB"] = str(self.per_device // MIB)
+            totals = self.device_totals
+            if totals and min(totals) > 0:
+                hundredths = -(-self.per_device * 100 // min(totals))  # rounded up
+                out["GPU_MEMORY_FRACTION"] = f"{min(hundredths, MAX_FRACTION) / 100:.2f}"
+        return out
 
     def env(self) -> dict[str, str]:
-        """``CUDA_VISIBLE_DEVICES`` / ``HIP_VISIBLE_DEVICES`` for a GPU assignment, else {}."""
-        raise NotImplementedError
+        """``CUDA_VISIBLE_DEVICES`` / ``HIP_VISIBLE_DEVICES`` for a GPU assignment, else {}.
+
+        A CPU engine (no devices) gets nothing: hiding the GPUs is not swapd's call there."""
+        if not self.devices:
+            return {}
+        name = "HIP_VISIBLE_DEVICES" if self.vendor == "amd" else "CUDA_VISIBLE_DEVICES"
+        return {name: ",".join(str(d) for d in self.devices)}
 
 
 def expand(text: str, values: Mapping[str, str]) -> str:
     """Replace each ``${NAME}`` of ``values`` in ``text``; others are left alone."""
-    raise NotImplementedError
+    if "${" not in text:
+        return text
+    return _TOKEN.sub(lambda m: values.get(m.group(1), m.group(0)), text)

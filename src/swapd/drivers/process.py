@@ -7,6 +7,12 @@ cancellation the group gets ``cmdStop`` or SIGTERM, then SIGKILL after ``unloadT
 child is reaped — unless it outlives SIGKILL by ``KILL_WAIT`` seconds (uninterruptible sleep):
 then that is logged and swapd moves on. The cleanup is shielded from the cancellation that
 triggered it.
+
+Placement (``assign``): the child gets ``CUDA_VISIBLE_DEVICES`` / ``HIP_VISIBLE_DEVICES`` for the
+devices chosen and ``SWAPD_NODE``; ``${GPU}``, ``${GPUS}`` and the other late macros are filled in
+its command, environment and ``cmdStop``. A ``CUDA_VISIBLE_DEVICES`` the model sets itself wins.
+Without an assignment (placement inactive) the macros come from ``resources.devices`` (else
+device 0), and only declared ``resources.devices`` are exported.
 """
 
 from __future__ import annotations
@@ -23,7 +29,8 @@ from urllib.parse import urlsplit
 import anyio
 from anyio.abc import TaskStatus
 
-from swapd.config.model import ModelConfig
+from swapd.assignment import Assignment, expand
+from swapd.config.model import ModelConfig, Resources
 from swapd.drivers import child, pidfile, sleepmode
 from swapd.drivers.base import DriverSpec, EngineHooks, LogSink, Upstream
 from swapd.drivers.child import Child
@@ -60,6 +67,13 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
+def _unplaced(resources: Resources) -> Assignment:
+    """What the macros say when placement is inactive: the declared devices, else device 0."""
+    devices = resources.devices or (0,)
+    count = resources.gpus or len(devices)
+    return Assignment("", devices, per_device=resources.memory // max(count, 1))
+
+
 class ProcessDriver:
     def __init__(self, model: ModelConfig, logs: LogSink, hooks: EngineHooks | None = None) -> None:
         self.model = model
@@ -69,6 +83,11 @@ class ProcessDriver:
         self._recent: deque[str] | None = None
         if is_llama_server(model.cmd):
             self._recent = deque(maxlen=PHASE_LINES)
+        self.assignment: Assignment | None = None
+
+    def assign(self, assignment: Assignment) -> None:
+        """Run the engine where placement put it (see :class:`~swapd.drivers.base.Assignable`)."""
+        self.assignment = assignment
 
     def load_progress(self) -> tuple[str, str | None] | None:
         """(phase, latest engine line) of a llama-server engine — ``spawned`` → ``loading`` →
@@ -86,8 +105,39 @@ class ProcessDriver:
         tail = self.tail.text()
         return StartFailed(self.model.id, f"{message}\n{tail}" if tail else message)
 
+    def _macros(self) -> dict[str, str]:
+        placed = self.assignment or _unplaced(self.model.resources)
+        return placed.values()
+
+    def _argv(self, argv: tuple[str, ...]) -> list[str]:
+        values = self._macros()
+        return [expand(arg, values) for arg in argv]
+
+    def _placed_env(self) -> dict[str, str]:
+        """The device variables and ``SWAPD_NODE`` placement sets (see the module docstring)."""
+        if self.assignment is not None:
+            return {**self.assignment.env(), "SWAPD_NODE": self.assignment.node}
+        if self.model.resources.devices:
+            return _unplaced(self.model.resources).env()
+        return {}
+
     def _env(self) -> Mapping[str, str]:
-        return {**os.environ, **self.model.env}
+        values = self._macros()
+        own = {key: expand(value, values) for key, value in self.model.env.items()}
+        placed = self._placed_env()
+        node = {"SWAPD_NODE": placed.pop("SWAPD_NODE")} if "SWAPD_NODE" in placed else {}
+        return {**os.environ, **placed, **own, **node}
+
+    def _note_overrides(self) -> None:
+        """Log a device variable of the model's ``env`` that overrides the assignment."""
+        values = self._macros()
+        for key, value in self._placed_env().items():
+            own = self.model.env.get(key)
+            if key != "SWAPD_NODE" and own is not None and expand(own, values) != value:
+                self.tail.write(
+                    f"[swapd] {self.model.id}: env {key}={own} set in the config wins over "
+                    f"the assigned {value}"
+                )
 
     async def preflight(self) -> None:
         """Refuse a start that would fail every time (see :class:`~swapd.drivers.base.Preflight`):
@@ -112,8 +162,9 @@ class ProcessDriver:
     async def serve(self, *, task_status: TaskStatus[Upstream]) -> None:
         model = self.model
         await self.preflight()
+        self._note_overrides()
         try:
-            proc = child.spawn(model.cmd, self._env())
+            proc = child.spawn(self._argv(model.cmd), self._env())
         except OSError as exc:
             raise StartFailed(
                 model.id,
@@ -195,7 +246,7 @@ class ProcessDriver:
 
     async def _signal_graceful(self, proc: Child) -> None:
         if self.model.cmd_stop:
-            argv = [a.replace("${PID}", str(proc.pid)) for a in self.model.cmd_stop]
+            argv = [a.replace("${PID}", str(proc.pid)) for a in self._argv(self.model.cmd_stop)]
             try:
                 stopper = child.spawn(argv, self._env(), capture=False)
             except OSError as exc:
