@@ -93,6 +93,12 @@ class Client:
         info: dict[str, Any] = self._json("GET", "/api/auth")
         return info
 
+    def hardware(self, *, refresh: bool = False) -> dict[str, Any]:
+        """``GET /api/hardware``: the probes' snapshot and the placement view."""
+        params = {"refresh": "true"} if refresh else {}
+        info: dict[str, Any] = self._json("GET", "/api/hardware", params=params)
+        return info
+
     def reload(self) -> dict[str, Any]:
         result: dict[str, Any] = self._json("POST", "/api/config/reload")
         return result

@@ -1,7 +1,8 @@
 """The ``swapd`` command (click). The only place that maps errors to exit codes (:mod:`.exits`).
 
 Commands by module: :mod:`.server` (serve, check, run), :mod:`.remote` (start, stop, ps, models,
-logs, whoami against a running swapd) and :mod:`.recipes` (recipes list | show | render).
+logs, whoami against a running swapd), :mod:`.hardware` (the inventory of a running swapd) and
+:mod:`.recipes` (recipes list | show | render).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import click
 
 from swapd import __version__
+from swapd.cli.hardware import hardware
 from swapd.cli.recipes import recipes
 from swapd.cli.remote import logs, models, ps, start, stop, whoami
 from swapd.cli.server import check, run, serve
@@ -30,3 +32,4 @@ def version() -> None:
 
 for _command in (serve, check, run, start, stop, ps, models, logs, whoami, recipes, version):
     main.add_command(_command)
+main.add_command(hardware)

@@ -1,5 +1,6 @@
 """Commands against a running swapd (over :mod:`swapd.client`): start, stop, ps, models, logs,
-whoami."""
+whoami; the helpers here (:func:`connect`, :func:`table`, :func:`gib`) serve
+:mod:`swapd.cli.hardware` too."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ url_option = click.option(
 
 
 @contextlib.contextmanager
-def _client(url: str) -> Iterator[Client]:
+def connect(url: str) -> Iterator[Client]:
     from swapd.client import Client
 
     try:
@@ -50,16 +51,37 @@ def _age(seconds: float | None) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _table(rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[Any], str]]]) -> None:
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[Any], str]]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    out = Table(box=None, pad_edge=False, header_style="bold")
     for title, _ in columns:
-        table.add_column(title)
+        out.add_column(title)
     for row in rows:
-        table.add_row(*(fn(row) for _, fn in columns))
-    Console(soft_wrap=True).print(table)
+        out.add_row(*(fn(row) for _, fn in columns))
+    Console(soft_wrap=True).print(out)
+
+
+def gib(n: float) -> str:
+    """Bytes as GiB with one decimal: ``12.3``."""
+    return f"{n / 2**30:.1f}"
+
+
+def gpus(placement: dict[str, Any] | None) -> str:
+    """Where a model sits: ``a:0,1`` (node and device indexes; ``ram`` for system RAM), or
+    ``-`` when it holds no device."""
+    if not placement or not placement["devices"]:
+        return "-"
+    devices = ",".join("ram" if i < 0 else str(i) for i in placement["devices"])
+    return f"{placement['node']}:{devices}"
+
+
+def memory(placement: dict[str, Any] | None) -> str:
+    """Held / needed bytes: ``12.3/14.0GiB``; ``-`` when nothing is known."""
+    if not placement or not (placement["held_bytes"] or placement["need_bytes"]):
+        return "-"
+    return f"{gib(placement['held_bytes'])}/{gib(placement['need_bytes'])}GiB"
 
 
 @click.command()
@@ -75,7 +97,7 @@ def start(model: str, no_wait: bool, url: str) -> None:
 
     from swapd.client import ApiError, Client
 
-    with _client(url) as client:
+    with connect(url) as client:
         client.model(model)  # unknown model: exit 4 with the known ids
         if no_wait:
             info = client.start(model)
@@ -122,7 +144,7 @@ def stop(models: tuple[str, ...], all_: bool, url: str) -> None:
     """Stop MODEL… (or --all). A model that is not running is not an error."""
     if not models and not all_:
         raise click.UsageError("name a model to stop, or use --all")
-    with _client(url) as client:
+    with connect(url) as client:
         results = [client.stop_all()] if all_ else [client.stop(m) for m in models]
         for result in results:
             for model_id in result["stopped"]:
@@ -136,6 +158,8 @@ def _ps_columns() -> list[tuple[str, Callable[[Any], str]]]:
         ("MODEL", lambda r: r["id"]),
         ("STATE", lambda r: r["state"]),
         ("NODE", lambda r: r["node"]),
+        ("GPU", lambda r: gpus(r.get("placement"))),
+        ("MEM", lambda r: memory(r.get("placement"))),
         ("PID", lambda r: str(r["pid"] or "-")),
         ("PORT", lambda r: str(r["port"] or "-")),
         ("UPTIME", lambda r: _age(r["uptime"])),
@@ -150,14 +174,14 @@ def _ps_columns() -> list[tuple[str, Callable[[Any], str]]]:
 @url_option
 def ps(as_json: bool, url: str) -> None:
     """Running models (anything not stopped)."""
-    with _client(url) as client:
+    with connect(url) as client:
         rows = [m for m in client.models() if m["state"] != "stopped"]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif not rows:
         click.echo("no model is running")
     else:
-        _table(rows, _ps_columns())
+        table(rows, _ps_columns())
 
 
 @click.command()
@@ -165,12 +189,12 @@ def ps(as_json: bool, url: str) -> None:
 @url_option
 def models(as_json: bool, url: str) -> None:
     """Every configured model, with aliases and state."""
-    with _client(url) as client:
+    with connect(url) as client:
         rows = client.models()
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    _table(
+    table(
         rows,
         [
             ("MODEL", lambda r: r["id"]),
@@ -196,7 +220,7 @@ def describe_key(info: dict[str, Any]) -> str:
 @url_option
 def whoami(as_json: bool, url: str) -> None:
     """The API key in use (SWAPD_API_KEY): its name, scopes and the models it may use."""
-    with _client(url) as client:
+    with connect(url) as client:
         info = client.whoami()
     click.echo(json.dumps(info, indent=2) if as_json else describe_key(info))
 
@@ -208,7 +232,7 @@ def whoami(as_json: bool, url: str) -> None:
 @url_option
 def logs(model: str | None, follow: bool, lines: int | None, url: str) -> None:
     """swapd's and the engines' logs, or one MODEL's engine log."""
-    with _client(url) as client:
+    with connect(url) as client:
         if model is not None:
             model = client.model(model)["id"]  # unknown model: exit 4
         history = client.logs(model)

@@ -1,12 +1,16 @@
 """Prometheus metrics (``GET /metrics``), on a registry of swapd's own.
 
 Counters and histograms are updated when a request ends or a model changes state; the gauges
-(state, queue length, in-flight requests) are read from the scheduler at scrape time.
+(state, queue length, in-flight requests, memory) are read from the scheduler at scrape time:
+``swapd_gpu_memory_bytes{node,gpu,kind}`` from the placement view (each GPU's ``total``, ``used``
+by anything, ``reserved`` by swapd's engines; system RAM is not a GPU and is left out) and
+``swapd_model_memory_bytes{model,source}`` from each model's ``placement`` (the bytes swapd plans
+for it, and where that figure came from: learned, declared, estimated, unknown).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -28,6 +32,8 @@ SWAP_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 disable_created_metrics()  # type: ignore[no-untyped-call] # no *_created series: swapd's own registry, one process
 
 Snapshot = Callable[[], Iterable[dict[str, Any]]]
+PlacementView = Callable[[], Mapping[str, Any]]
+GPU_KINDS = ("total", "used", "reserved")
 
 
 class _Gauges(Collector):
@@ -44,15 +50,44 @@ class _Gauges(Collector):
         inflight = GaugeMetricFamily(
             "swapd_inflight_requests", "requests being served by the model", labels=["model"]
         )
+        memory = GaugeMetricFamily(
+            "swapd_model_memory_bytes",
+            "memory swapd plans for the model, by where the figure came from",
+            labels=["model", "source"],
+        )
         for info in self._snapshot():
             model = info["id"]
             for s in State:
                 state.add_metric([model, str(s)], 1.0 if info["state"] == s else 0.0)
             queue.add_metric([model], float(info["queued"]))
             inflight.add_metric([model], float(info["inflight"]))
+            if placement := info.get("placement"):
+                memory.add_metric([model, placement["source"]], float(placement["need_bytes"]))
         yield state
         yield queue
         yield inflight
+        yield memory
+
+
+class _Devices(Collector):
+    """Each GPU's memory from the scheduler's placement view; none until :attr:`view` is set."""
+
+    def __init__(self) -> None:
+        self.view: PlacementView | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        gpu = GaugeMetricFamily(
+            "swapd_gpu_memory_bytes",
+            "GPU memory: total, used (by any process), reserved (held by swapd's engines)",
+            labels=["node", "gpu", "kind"],
+        )
+        for node in self.view()["nodes"] if self.view else ():
+            for device in node["devices"]:
+                if device["kind"] != "gpu":
+                    continue
+                for kind in GPU_KINDS:
+                    gpu.add_metric([node["node"], str(device["index"]), kind], device[kind])
+        yield gpu
 
 
 class Metrics:
@@ -86,6 +121,12 @@ class Metrics:
             registry=r,
         )
         r.register(_Gauges(snapshot))
+        self._devices = _Devices()
+        r.register(self._devices)
+
+    def watch_devices(self, view: PlacementView) -> None:
+        """Read ``swapd_gpu_memory_bytes`` from ``view`` (the scheduler's placement view)."""
+        self._devices.view = view
 
     def request(
         self,

@@ -116,6 +116,7 @@ class Admin:
         self.config_errors = config_errors
         self.hardware = hardware or Inventory()
         self.active_profile = active_profile  # the proxy's active profile, by name
+        observer.metrics.watch_devices(self._placement)
         routes = [
             Route("/api/models", self.models, methods=["GET"]),
             Route("/api/models/stop", self.stop_all, methods=["POST"]),
@@ -257,13 +258,21 @@ class Admin:
     async def version(self, request: Request) -> Response:
         return JSONResponse(build_info())
 
+    def _placement(self) -> dict[str, Any]:
+        view: Callable[[], dict[str, Any]] | None = getattr(
+            self.scheduler, "placement_view", None
+        )  # TEMPORARY until the scheduler's placement_view lands
+        return view() if view is not None else {"active": False, "nodes": []}
+
     async def hardware_info(self, request: Request) -> Response:
-        """``GET /api/hardware[?refresh]``: GPUs, CPU and RAM; 503 when no source answered."""
+        """``GET /api/hardware[?refresh]``: GPUs, CPU and RAM, and ``placement``: every node's
+        devices as the placer sees them (used, reserved by swapd, free, which models); 503
+        when no source answered."""
         snap = await self.hardware.snapshot(refresh=_flag(_query(request.scope), "refresh"))
         if not snap.usable:
             body = error_body(503, "hardware detection unavailable", "hardware_unavailable")
             return Response(body, 503, media_type="application/json")
-        return JSONResponse(snap.as_dict())
+        return JSONResponse({**snap.as_dict(), "placement": self._placement()})
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.observer.metrics.render(), media_type=CONTENT_TYPE)

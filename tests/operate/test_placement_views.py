@@ -1,0 +1,110 @@
+"""Placement made visible: `/api/hardware`'s placement block, each model's `placement` in
+`/running` and `/api/models`, `swapd ps`'s GPU and MEM columns, `swapd hardware`, and the
+Prometheus memory gauges, through a real `swapd serve` on fake GPUs whose memory real echo
+engines allocate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from swapd.cli.remote import gpus, memory
+from swapd.observe.metrics import Metrics
+
+from .test_telemetry import value
+
+pytestmark = pytest.mark.timeout(120)
+
+GIB = 2**30
+
+
+def _view(node: str, index: int, used: int, reserved: int, total: int) -> dict[str, Any]:
+    return {
+        "active": True,
+        "headroom": 0,
+        "captured_at": 1.0,
+        "nodes": [
+            {
+                "node": node,
+                "local": True,
+                "driver_version": None,
+                "sources": [{"name": "fake", "ok": True, "error": None}],
+                "devices": [
+                    {
+                        "index": index,
+                        "kind": "gpu",
+                        "name": "Fake H100",
+                        "total": total,
+                        "used": used,
+                        "reserved": reserved,
+                        "free": total - used,
+                        "models": [{"model": "m", "bytes": reserved, "state": "ready"}],
+                    },
+                    {
+                        "index": -1,
+                        "kind": "ram",
+                        "name": "system RAM",
+                        "total": 64 * GIB,
+                        "used": GIB,
+                        "reserved": 0,
+                        "free": 63 * GIB,
+                        "models": [],
+                    },
+                ],
+            }
+        ],
+    }
+
+
+def _info(model: str, placement: dict[str, Any] | None) -> dict[str, Any]:
+    return {"id": model, "state": "ready", "queued": 0, "inflight": 0, "placement": placement}
+
+
+def _placement(need: int, source: str = "declared") -> dict[str, Any]:
+    return {
+        "node": "b",
+        "devices": [0, 1],
+        "need_bytes": need,
+        "held_bytes": need // 2,
+        "measured_bytes": 0,
+        "source": source,
+        "detail": "resources.memory",
+        "blocked_by": [],
+    }
+
+
+def _text(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for s in family.samples:
+            out[(s.name, frozenset(s.labels.items()))] = s.value
+    return out
+
+
+def test_gpu_gauges_read_the_placement_view_at_scrape_time_and_leave_ram_out() -> None:
+    view = _view("a", 1, used=30 * GIB, reserved=20 * GIB, total=80 * GIB)
+    metrics = Metrics(lambda: [_info("m", _placement(14 * GIB, "learned")), _info("x", None)])
+    assert not [k for k in _text(metrics) if k[0] == "swapd_gpu_memory_bytes"]
+    metrics.watch_devices(lambda: view)
+    data = _text(metrics)
+    gauge = "swapd_gpu_memory_bytes"
+    assert value(data, gauge, node="a", gpu="1", kind="total") == 80 * GIB
+    assert value(data, gauge, node="a", gpu="1", kind="used") == 30 * GIB
+    assert value(data, gauge, node="a", gpu="1", kind="reserved") == 20 * GIB
+    assert [k for k in data if k[0] == gauge and ("gpu", "-1") in k[1]] == []
+    assert value(data, "swapd_model_memory_bytes", model="m", source="learned") == 14 * GIB
+    assert [k for k in data if k[0] == "swapd_model_memory_bytes" and ("model", "x") in k[1]] == []
+    view["nodes"][0]["devices"][0]["used"] = 40 * GIB  # read again at the next scrape
+    assert value(_text(metrics), gauge, node="a", gpu="1", kind="used") == 40 * GIB
+
+
+def test_ps_columns_name_node_and_devices_and_held_over_needed() -> None:
+    assert gpus(_placement(14 * GIB)) == "b:0,1"
+    assert memory(_placement(14 * GIB)) == "7.0/14.0GiB"
+    assert gpus(None) == memory(None) == "-"
+    assert gpus({**_placement(GIB), "devices": [-1]}) == "b:ram"
+    assert gpus({**_placement(0), "devices": []}) == "-"
+    assert memory({**_placement(0), "held_bytes": 0}) == "-"
