@@ -63,7 +63,9 @@ class Containers(ConfigExtension):
         for model_id, model in list(built.models.items()):
             if model.driver == "docker":
                 raw = built.raw_models[model_id]
-                built.models[model_id] = container_model(model, raw, built.nodes, built.error)
+                built.models[model_id] = container_model(
+                    model, raw, built.nodes, built.error, built.warn
+                )
 
 
 def standard() -> tuple[ConfigExtension, ...]:

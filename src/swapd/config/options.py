@@ -81,6 +81,11 @@ class DockerOptions(BuiltinOptions):
     health: str | None = Field(
         None, description="readiness path (default: the model's checkEndpoint)"
     )
+    images: dict[str, str] = Field(
+        default_factory=dict,
+        description="image per CUDA line ({cu129: …, cu130: …}); the node's driver picks one",
+    )
+    gated: bool = Field(False, description="the weights need HF_TOKEN (checked before start)")
 
     def overlay(self, over: DockerOptions) -> DockerOptions:
         """``over``'s given keys laid over these: ``env``/``extra`` merge, ``volumes`` add up."""

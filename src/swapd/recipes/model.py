@@ -2,7 +2,9 @@
 
 Its ``args`` are a list template whose ``{name}`` placeholders are filled from built-ins
 (``model``, ``served_model_name``, ``port``, ``host``, ``model_id``), the recipe's ``defaults`` and
-per-model ``set`` overrides. Schema: ``docs/recipes.md``.
+per-model ``set`` overrides. An ``args`` item that is exactly one placeholder whose value is a
+list (``"{served_model_names}"``) becomes one argument per element; inside a longer item a list
+is joined with commas. Schema: ``docs/recipes.md``.
 """
 
 from __future__ import annotations
@@ -18,14 +20,16 @@ from pydantic import ValidationError
 from swapd.config.options import DockerOptions
 from swapd.config.schema import parse_size
 from swapd.errors import SwapdError
+from swapd.recipes import cuda
+from swapd.recipes.engines import ENGINES as ENGINE_FACTS
 
-ENGINES = ("vllm", "trtllm", "llamacpp", "sglang")
-ENGINE_PORT = {"vllm": 8000, "trtllm": 8000, "llamacpp": 8080, "sglang": 30000}
-BUILTINS = ("model", "served_model_name", "port", "host", "model_id")
+ENGINES = tuple(ENGINE_FACTS)
+ENGINE_PORT = {name: engine.port for name, engine in ENGINE_FACTS.items()}
+BUILTINS = ("model", "served_model_name", "served_model_names", "port", "host", "model_id")
 RECIPE_KEYS = {
     "engine": "vllm | trtllm | llamacpp | sglang",
     "description": "one line shown by `swapd recipes list`",
-    "image": "container image",
+    "image": "container image, or {cu129: image, cu130: image} (the node's driver picks)",
     "model": "Hugging Face model id (the {model} placeholder)",
     "served_model_name": "name the engine serves the model under (default: model)",
     "entrypoint": "argv replacing the image's entrypoint (optional)",
@@ -33,17 +37,18 @@ RECIPE_KEYS = {
     "defaults": "placeholder values",
     "env": "environment of the container",
     "mounts": "bind mounts, 'host:container[:ro]'",
-    "resources": "{gpus: all | N | [ids], gpu_memory: size}",
+    "resources": "{gpus: all | N | [ids] | '{tensor_parallel}', memory: size}",
     "health": "readiness path (default /health)",
     "readiness_timeout": "seconds the engine may take to become healthy",
     "sleep": "{levels: [1, 2]}: the engine supports sleep/wake (vLLM --enable-sleep-mode)",
+    "gated": "true: the weights need a Hugging Face token (HF_TOKEN), checked before start",
     "docker": "other container settings: shm_size, ipc, network_mode, user, extra",
 }
 # The keys of the docker driver's spec (a ``docker:`` block), with what they mean.
 SPEC_KEYS = {
     name: info.description or ""
     for name, info in DockerOptions.model_fields.items()
-    if name != "driver"
+    if name not in ("driver", "images", "gated")
 }
 
 
@@ -57,7 +62,7 @@ class Recipe:
     name: str
     path: Path
     engine: str
-    image: str
+    image: str  # the image of the oldest CUDA line when ``images`` has several
     model: str
     args: tuple[str, ...]
     description: str = ""
@@ -66,11 +71,13 @@ class Recipe:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     mounts: tuple[str, ...] = ()
-    gpus: Any = None
-    gpu_memory: str | None = None
+    images: Mapping[str, str] = field(default_factory=dict)  # CUDA line -> image
+    gpus: Any = None  # all | N | [ids] | a template like "{tensor_parallel}"
+    memory: str | None = None
     health: str = "/health"
     readiness_timeout: float | None = None
     sleep_levels: tuple[int, ...] = ()
+    gated: bool = False
     docker: Mapping[str, Any] = field(default_factory=dict)
 
     def placeholders(self) -> list[str]:
@@ -116,6 +123,52 @@ def fields_of(template: str) -> list[str]:
         raise RecipeError(f"bad template {template!r}: {exc}") from exc
 
 
+def _images(value: Any, problems: list[str]) -> tuple[str, dict[str, str]]:
+    """(default image, CUDA line -> image) from ``image:`` (a string or a mapping)."""
+    if isinstance(value, str) and value.strip():
+        return value.strip(), {}
+    if isinstance(value, dict) and value:
+        images: dict[str, str] = {}
+        for line, image in value.items():
+            problem = cuda.line_problem(str(line))
+            if problem is not None:
+                problems.append(f"image: {problem}")
+            elif not isinstance(image, str) or not image.strip():
+                problems.append(f"image.{line}: expected an image name")
+            else:
+                images[str(line)] = image.strip()
+        if images and len(images) == len(value):
+            return images[cuda.oldest(images)], images
+        return "", {}
+    problems.append("image: required (an image, or {cu129: image, cu130: image})")
+    return "", {}
+
+
+def _gpus(value: Any, problems: list[str]) -> Any:
+    if isinstance(value, bool):
+        problems.append(f"resources.gpus: expected all, a count, ids or a template, got {value}")
+        return None
+    if value is None or value == "all" or (isinstance(value, int) and value > 0):
+        return value
+    if isinstance(value, list) and value:
+        return tuple(str(v) for v in value)
+    if isinstance(value, str) and "{" in value:
+        return value  # a template, filled at render (e.g. "{tensor_parallel}")
+    problems.append(f"resources.gpus: expected all, a count, ids or a template, got {value!r}")
+    return None
+
+
+def docker_problems(docker: Mapping[str, Any], prefix: str = "docker.") -> list[str]:
+    """Settings that do not go together: ``shm_size`` with ``ipc: host`` (the host's /dev/shm
+    is shared, so a size means nothing; Podman refuses the pair)."""
+    if docker.get("ipc") == "host" and docker.get("shm_size"):
+        return [
+            f"{prefix}shm_size: has no effect with ipc: host (the host's /dev/shm is shared) "
+            "and Podman refuses the pair; drop one of them"
+        ]
+    return []
+
+
 def parse(data: Any, name: str, path: Path) -> Recipe:
     """A checked recipe; every problem is reported at once, naming the recipe file."""
     problems: list[str] = []
@@ -127,9 +180,9 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
     engine = str(data.get("engine", ""))
     if engine not in ENGINES:
         problems.append(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
-    for key in ("image", "model"):
-        if not isinstance(data.get(key), str) or not data[key].strip():
-            problems.append(f"{key}: required (a string)")
+    image, images = _images(data.get("image"), problems)
+    if not isinstance(data.get("model"), str) or not data["model"].strip():
+        problems.append("model: required (a string)")
     args = _str_list(data.get("args"), "args", problems)
     entry = data.get("entrypoint")
     entrypoint = None if entry is None else _str_list(entry, "entrypoint", problems)
@@ -141,11 +194,13 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
         if key in BUILTINS and key not in ("host",):
             problems.append(f"defaults: {key!r} is a built-in placeholder and cannot be set here")
     resources = data.get("resources") or {}
-    if not isinstance(resources, dict) or set(resources) - {"gpus", "gpu_memory"}:
-        problems.append("resources: expected {gpus, gpu_memory}")
+    if not isinstance(resources, dict) or set(resources) - {"gpus", "memory", "gpu_memory"}:
+        problems.append("resources: expected {gpus, memory}")
         resources = {}
-    if resources.get("gpu_memory") is not None and parse_size(resources["gpu_memory"]) is None:
-        problems.append(f"resources.gpu_memory: not a size: {resources['gpu_memory']!r}")
+    memory = resources.get("memory", resources.get("gpu_memory"))  # gpu_memory: older name
+    if memory is not None and parse_size(memory) is None:
+        problems.append(f"resources.memory: not a size: {memory!r}")
+    gpus = _gpus(resources.get("gpus"), problems)
     sleep = data.get("sleep")
     levels: tuple[int, ...] = ()
     if sleep is not None:
@@ -164,6 +219,11 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
             problems.append(f"docker: unknown key {key!r}")
             docker.pop(key)
     problems += spec_problems(docker, "docker.")
+    problems += docker_problems(docker)
+    gated = data.get("gated", False)
+    if not isinstance(gated, bool):
+        problems.append("gated: expected true or false")
+        gated = False
     timeout = data.get("readiness_timeout")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)):
         problems.append("readiness_timeout: expected seconds")
@@ -175,7 +235,7 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
         name=name,
         path=path,
         engine=engine,
-        image=str(data.get("image", "")),
+        image=image,
         model=str(data.get("model", "")),
         args=args,
         description=str(data.get("description", "")).strip(),
@@ -184,15 +244,18 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
         defaults=dict(defaults),
         env=_str_map(data.get("env"), "env", problems),
         mounts=_str_list(data.get("mounts"), "mounts", problems),
-        gpus=resources.get("gpus"),
-        gpu_memory=None if resources.get("gpu_memory") is None else str(resources["gpu_memory"]),
+        images=images,
+        gpus=gpus,
+        memory=None if memory is None else str(memory),
         health=health,
         readiness_timeout=float(timeout) if timeout is not None else None,
         sleep_levels=levels,
+        gated=gated,
         docker=dict(docker),
     )
     known = set(recipe.placeholders())
-    for template in (*args, *(entrypoint or ()), *recipe.env.values()):
+    templates = (*args, *(entrypoint or ()), *recipe.env.values())
+    for template in (*templates, *([gpus] if isinstance(gpus, str) else [])):
         try:
             names = fields_of(template)
         except RecipeError as exc:

@@ -1,0 +1,76 @@
+"""What swapd knows about each engine a recipe may name: its port and the model names it answers.
+
+A request reaches the engine with a ``model`` field; vLLM (and SGLang) answer 404 "The model `X`
+does not exist" for a name they do not serve. vLLM's ``--served-model-name`` takes several names
+and llama-server's ``--alias`` a comma-separated list (llama.cpp PR 19926, 2026-02), so their
+recipes serve under the swapd model id too (the ``{served_model_names}`` placeholder). SGLang's
+``--served-model-name`` takes one name and ``trtllm-serve`` serves the model under the name it
+was given; for those (and for any recipe whose engine does not list the swapd id),
+``swapd.recipes.container`` sets the model's ``useModelName`` so the proxy rewrites the
+forwarded ``model`` to a name the engine accepts. :func:`accepted_names` reads those names
+back from a rendered command line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    name: str
+    port: int  # where the engine listens by default
+    several_names: bool  # it can answer to more than one model name
+
+
+ENGINES: dict[str, Engine] = {
+    "vllm": Engine("vllm", 8000, True),
+    "trtllm": Engine("trtllm", 8000, False),
+    "llamacpp": Engine("llamacpp", 8080, True),
+    "sglang": Engine("sglang", 30000, False),
+}
+
+
+def _value(argv: Sequence[str], *flags: str) -> str | None:
+    """The value after the last of ``flags`` (``--flag value`` or ``--flag=value``)."""
+    found = None
+    for i, arg in enumerate(argv):
+        name, eq, inline = arg.partition("=")
+        if name in flags:
+            found = inline if eq else (argv[i + 1] if i + 1 < len(argv) else None)
+    return found
+
+
+def _values(argv: Sequence[str], flag: str) -> list[str]:
+    """The values after ``flag`` up to the next option (vLLM's ``nargs="+"``)."""
+    if flag not in argv:
+        return []
+    start = len(argv) - 1 - list(reversed(argv)).index(flag) + 1
+    out = []
+    for arg in argv[start:]:
+        if arg.startswith("-"):
+            break
+        out.append(arg)
+    return out
+
+
+def _positional(argv: Sequence[str]) -> str | None:
+    return argv[0] if argv and not argv[0].startswith("-") else None
+
+
+def accepted_names(engine: str, argv: Sequence[str]) -> tuple[str, ...]:
+    """The model names the engine answers to when run with ``argv`` (its arguments after the
+    entrypoint), in its own order (the first is the one it reports); () when any name goes."""
+    names: list[str] = []
+    if engine == "vllm":
+        names = _values(argv, "--served-model-name") or [n for n in [_positional(argv)] if n]
+    elif engine == "sglang":
+        name = _value(argv, "--served-model-name") or _value(argv, "--model-path", "--model")
+        names = [name] if name else []
+    elif engine == "llamacpp":
+        alias = _value(argv, "--alias", "-a")
+        names = [n.strip() for n in alias.split(",") if n.strip()] if alias else []
+    elif engine == "trtllm":
+        names = [n for n in [_positional(argv)] if n]
+    return tuple(dict.fromkeys(names))
