@@ -32,6 +32,7 @@ from swapd.drivers.logtail import ERROR_TAIL_LINES, LineReader, LogTail
 from swapd.errors import StartFailed
 from swapd.nodes import LOCAL, endpoint_of, host_of
 from swapd.recipes import container_name
+from swapd.recipes.start import prepare
 
 if TYPE_CHECKING:
     from swapd.drivers.docker.runtime import DockerRuntime
@@ -171,7 +172,7 @@ class DockerDriver:
     def _create(self, docker: Any, node: NodeConfig) -> Any:
         from docker.errors import APIError, ImageNotFound
 
-        spec = self.spec
+        spec = self.spec = prepare(self.model, self.spec, node, self.tail.write)
         image = spec.image
         try:
             docker.images.get(image)
