@@ -5,18 +5,75 @@ most trusted first. ``swapd check`` prints it; the placer reserves it.
 Learned figures are kept per model fingerprint in ``<state dir>/placement/learned.json``, so a
 changed command is measured again. An out-of-memory start raises the learned figure
 (:func:`after_oom`).
+
+The llama-server estimate, per device (all sizes in bytes)::
+
+    weights  = the GGUF's size on disk (every part of a split model) + --mmproj + --model-draft
+    kv       = ctx * Σ_layers n_head_kv * (key_length * bk + value_length * bv)
+               (key/value_length default to embedding_length / head_count; bk, bv the bytes per
+               element of --cache-type-k / -v: f32 4, f16 and bf16 2, q8_0 34/32, q5_1 24/32,
+               q5_0 22/32, q4_1 20/32, q4_0 and iq4_nl 18/32)
+    compute  = 300 MiB + ctx * ubatch * (2 + (0 with flash attention, else 4 * head_count))
+               (the f16 KQ mask, and without flash attention the f32 KQ scores of one layer;
+               ubatch is -ub, default 512)
+    per GPU  = (weights + kv) * share + compute + 500 MiB CUDA context
+
+``ctx`` is ``-c`` (0 or absent: the model's trained ``context_length``, llama-server's default).
+``-np`` does not multiply it: llama-server divides (or, unified, shares) the ``-c`` tokens
+among its slots, so the cache holds ``ctx`` tokens in total. ``-ngl 0`` is a CPU engine: weights
++ kv + compute of system RAM, no GPU. ``-ngl N`` below the layer count puts ``N / n_layer`` of
+weights + kv on the GPU (the rest, in RAM, is not counted); absent, ``auto`` or ``all`` means
+every layer on the GPU. ``--tensor-split`` spreads it over its nonzero entries, each device
+sized for the largest share; without it the model's declared ``resources.gpus`` (else one) share
+evenly. Sliding-window and MoE-on-CPU savings are ignored: the estimate errs high.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from datetime import UTC, datetime
+from itertools import pairwise
+from pathlib import Path, PurePath
+from typing import Any, Literal
 
+from swapd import gguf
 from swapd.config.model import ModelConfig
+from swapd.config.options import DockerOptions
+from swapd.config.schema import parse_size
+from swapd.placement import gib
 
 Source = Literal["learned", "declared", "estimated", "unknown"]
+
+log = logging.getLogger("swapd.demand")
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+CUDA_CONTEXT = 500 * MIB  # per GPU: the CUDA context and cuBLAS workspaces
+COMPUTE_BASE = 300 * MIB  # llama.cpp's compute buffer before the ctx-dependent part
+UBATCH = 512  # llama-server's default -ub
+VLLM_FRACTION = 0.92  # vLLM's current --gpu-memory-utilization default (0.9 before v0.2x)
+SGLANG_FRACTION = 0.9  # SGLang picks --mem-fraction-static itself; about this on big GPUs
+TRTLLM_FRACTION = 0.9  # TRT-LLM's --kv_cache_free_gpu_memory_fraction default
+TORCH_OVERHEAD = GIB  # vLLM with --kv-cache-memory: CUDA context, activations, graphs
+# bytes per 32 elements of each llama.cpp KV cache type
+CACHE_TYPES = {
+    "f32": 128,
+    "f16": 64,
+    "bf16": 64,
+    "q8_0": 34,
+    "q5_1": 24,
+    "q5_0": 22,
+    "q4_1": 20,
+    "q4_0": 18,
+    "iq4_nl": 18,
+}
+ENGINES = ("llamacpp", "vllm", "sglang", "trtllm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +81,8 @@ class Demand:
     """``count`` devices of one node with ``per_device`` bytes each; ``count == 0``: a CPU
     engine needing ``per_device`` bytes of system RAM. ``fraction`` (vLLM-style
     ``--gpu-memory-utilization``) is resolved against the chosen device's total by
-    :meth:`bytes_on`."""
+    :meth:`bytes_on`. With ``all_gpus`` (``gpus: all``), ``per_device`` is the total over every
+    device of the node: the placer divides it by their number."""
 
     count: int
     per_device: int
@@ -35,51 +93,513 @@ class Demand:
 
     def bytes_on(self, device_total: int) -> int:
         """Bytes needed on a device of ``device_total`` bytes."""
-        raise NotImplementedError
+        if self.fraction is not None:
+            return math.ceil(self.fraction * device_total)
+        return self.per_device
 
     def as_dict(self) -> dict[str, object]:
-        raise NotImplementedError
+        return {
+            "count": self.count,
+            "per_device_bytes": self.per_device,
+            "source": self.source,
+            "detail": self.detail,
+            "fraction": self.fraction,
+            "all_gpus": self.all_gpus,
+        }
 
 
 class LearnedStore:
-    """Peak measured bytes per model fingerprint (and kind), persisted as JSON."""
+    """Peak measured bytes per model fingerprint, persisted as JSON:
+    ``{fingerprint: {"count", "per_device", "measured_at", "detail"[, "all_gpus"]}}``.
+
+    A missing or unreadable file starts empty (a corrupt one is logged and replaced at the next
+    write); writes go to a temporary file renamed over the old one, so a crash never leaves half
+    a file. A failed write is logged: the figures stay in memory."""
 
     def __init__(self, path: Path | None) -> None:  # None: in memory only
-        raise NotImplementedError
+        self.path = path
+        self._entries: dict[str, dict[str, Any]] = self._load()
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self.path is None or not self.path.exists():
+            return {}
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            log.warning("learned memory needs: cannot read %s (%s); starting empty", self.path, exc)
+            return {}
+        return {
+            fp: entry
+            for fp, entry in data.items()
+            if isinstance(entry, dict)
+            and isinstance(entry.get("count"), int)
+            and isinstance(entry.get("per_device"), int)
+        }
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self._entries, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("learned memory needs: cannot write %s (%s)", self.path, exc)
+            tmp.unlink(missing_ok=True)
 
     def get(self, fingerprint: str) -> Demand | None:
-        raise NotImplementedError
+        entry = self._entries.get(fingerprint)
+        if entry is None:
+            return None
+        detail = str(entry.get("detail") or f"measured {entry.get('measured_at', '')}".strip())
+        return Demand(
+            entry["count"],
+            entry["per_device"],
+            "learned",
+            detail,
+            all_gpus=bool(entry.get("all_gpus", False)),
+        )
+
+    def _put(
+        self, fingerprint: str, count: int, per_device: int, detail: str, all_gpus: bool
+    ) -> None:
+        entry: dict[str, Any] = {
+            "count": count,
+            "per_device": per_device,
+            "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "detail": detail,
+        }
+        if all_gpus:
+            entry["all_gpus"] = True
+        self._entries[fingerprint] = entry
+        self._save()
 
     def record(self, fingerprint: str, count: int, per_device: int, *, detail: str = "") -> bool:
-        """Remember a measured peak if above the known one; True when it changed."""
-        raise NotImplementedError
+        """Remember a measured peak if above the known one; True when it changed.
+
+        A different device count replaces the old figure (it was measured on another layout)."""
+        old = self._entries.get(fingerprint)
+        if old is not None and old["count"] == count and old["per_device"] >= per_device:
+            return False
+        self._put(fingerprint, count, per_device, detail or "measured peak", False)
+        return True
 
     def after_oom(self, fingerprint: str, current: Demand, device_total: int | None) -> Demand:
-        """An out-of-memory start: the need was too low. Raise it, remember, return it."""
-        raise NotImplementedError
+        """An out-of-memory start: the need was too low. Raise it, remember, return it.
+
+        The new figure is the larger of 1.5 * the current need and the current need + 1 GiB,
+        capped at ``device_total`` when known (and never below what was learned before)."""
+        need = current.bytes_on(device_total) if device_total else current.per_device
+        raised = max(math.ceil(need * 1.5), need + GIB)
+        if device_total:
+            raised = min(raised, device_total)
+        old = self._entries.get(fingerprint)
+        if old is not None and old["count"] == current.count:
+            raised = max(raised, old["per_device"])
+        detail = "raised after an out-of-memory start"
+        self._put(fingerprint, current.count, raised, detail, current.all_gpus)
+        return Demand(current.count, raised, "learned", detail, all_gpus=current.all_gpus)
 
 
 def declared(model: ModelConfig) -> Demand | None:
-    raise NotImplementedError
+    """``resources.memory`` split evenly over ``resources.gpus`` devices (unsaid: one; 0: system
+    RAM; ``all``: every device of the node, divided by the placer); None when no memory is
+    declared."""
+    res = model.resources
+    if res.memory <= 0:
+        return None
+    if res.all_gpus:
+        return Demand(1, res.memory, "declared", f"{size(res.memory)} over all GPUs", all_gpus=True)
+    count = 1 if res.gpus is None else res.gpus
+    if count == 0:
+        return Demand(0, res.memory, "declared", "resources.memory, CPU (gpus: 0)")
+    return Demand(count, -(-res.memory // count), "declared", "resources.memory")
+
+
+# --- reading command lines ------------------------------------------------------------------
+
+
+def _opt(argv: Sequence[str], *names: str) -> str | None:
+    """The value of the last ``--name value`` / ``--name=value`` among ``names``."""
+    found: str | None = None
+    for i, arg in enumerate(argv):
+        if arg in names and i + 1 < len(argv):
+            found = argv[i + 1]
+        else:
+            key, eq, value = arg.partition("=")
+            if eq and key in names:
+                found = value
+    return found
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float | None:
+    try:
+        return float(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _bytes(text: str | None) -> int | None:
+    """vLLM's human-readable sizes: ``5800000000``, ``40G`` (binary), ``40g`` (decimal)."""
+    if text is None:
+        return None
+    if m := re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgGtT])", text.strip()):
+        unit = m.group(2)
+        base = 1024 if unit.isupper() else 1000
+        return int(float(m.group(1)) * base ** ("kmgt".index(unit.lower()) + 1))
+    return parse_size(text.strip())
+
+
+def _argv(model: ModelConfig) -> tuple[list[str], str]:
+    """The engine's argv (a container's entrypoint + command) and its image ("" for a process)."""
+    options = model.options
+    if isinstance(options, DockerOptions):
+        return [*(options.entrypoint or ()), *options.command], options.image
+    return list(model.cmd), ""
+
+
+def _engine(model: ModelConfig, argv: Sequence[str], image: str) -> str | None:
+    """``llamacpp`` / ``vllm`` / ``sglang`` / ``trtllm`` from the recipe, command or image."""
+    if model.recipe is not None:
+        head = PurePath(model.recipe).parts[0] if model.recipe else ""
+        if head in ENGINES:
+            return head
+    names = [PurePath(a).name for a in argv]
+    if names and "llama-server" in names[0]:
+        return "llamacpp"
+    if any(n == "vllm" and nxt == "serve" for n, nxt in pairwise(names)):
+        return "vllm"
+    if "vllm.entrypoints.openai.api_server" in argv:
+        return "vllm"
+    if "sglang.launch_server" in argv or (names and names[0] == "sglang"):
+        return "sglang"
+    if "trtllm-serve" in names:
+        return "trtllm"
+    image = image.lower()
+    for marker, engine in (
+        ("llama.cpp", "llamacpp"),
+        ("vllm", "vllm"),
+        ("sglang", "sglang"),
+        ("tensorrt-llm", "trtllm"),
+        ("tensorrt_llm", "trtllm"),
+    ):
+        if marker in image:
+            return engine
+    return None
+
+
+def _host_path(model: ModelConfig, path: str) -> Path:
+    """A path the engine sees, as swapd sees it (through a container's volumes)."""
+    options = model.options
+    if isinstance(options, DockerOptions):
+        for volume in options.volumes:
+            host, _, rest = volume.partition(":")
+            inside = rest.split(":")[0].rstrip("/")
+            if path == inside or path.startswith(inside + "/"):
+                return Path(os.path.expanduser(host)) / path[len(inside) :].lstrip("/")
+    return Path(path)
+
+
+def size(n: int) -> str:
+    """``n`` bytes for people: ``4.7GiB``, or ``300MiB`` below a GiB."""
+    return gib(n) if n >= GIB else f"{n / MIB:.0f}MiB"
+
+
+def _late(text: str | None) -> bool:
+    return text is not None and "${" in text
+
+
+# --- llama-server -----------------------------------------------------------------------------
+
+
+def _per_layer(value: gguf.Value | None, n_layer: int) -> list[int] | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return [value] * n_layer
+    if isinstance(value, tuple):
+        items = [int(v) for v in value if isinstance(v, int) and not isinstance(v, bool)]
+        return (items + [0] * n_layer)[:n_layer] if items else None
+    return None
+
+
+def kv_bytes(model: gguf.Gguf, ctx: int, cache_k: str = "f16", cache_v: str = "f16") -> int:
+    """Bytes of a llama.cpp KV cache holding ``ctx`` tokens of ``model``."""
+    n_layer = model.arch("block_count")
+    if not isinstance(n_layer, int) or n_layer <= 0:
+        return 0
+    n_head = _per_layer(model.arch("attention.head_count"), n_layer)
+    if n_head is None:
+        return 0  # no attention metadata (a recurrent model): its state is small
+    n_head_kv = _per_layer(model.arch("attention.head_count_kv"), n_layer) or n_head
+    n_embd = model.arch("embedding_length")
+    key_len, value_len = model.arch("attention.key_length"), model.arch("attention.value_length")
+    bk, bv = CACHE_TYPES[cache_k], CACHE_TYPES[cache_v]
+    per_token = 0  # in 1/32 bytes
+    for heads, kv_heads in zip(n_head, n_head_kv, strict=True):
+        head_dim = n_embd // heads if isinstance(n_embd, int) and heads else 0
+        k_dim = key_len if isinstance(key_len, int) else head_dim
+        v_dim = value_len if isinstance(value_len, int) else head_dim
+        per_token += kv_heads * (k_dim * bk + v_dim * bv)
+    return -(-ctx * per_token // 32)
+
+
+def _flash_attention(argv: Sequence[str], env: Mapping[str, str]) -> bool:
+    """``-fa`` (old boolean), ``-fa on|off|auto``; absent: auto, which is on where supported."""
+    value = env.get("LLAMA_ARG_FLASH_ATTN", "auto")
+    for i, arg in enumerate(argv):
+        key, eq, given = arg.partition("=")
+        if key in ("-fa", "--flash-attn"):
+            nxt = given if eq else (argv[i + 1] if i + 1 < len(argv) else "")
+            value = nxt if nxt in ("on", "off", "auto", "true", "false", "1", "0") else "on"
+        elif arg in ("-nofa", "--no-flash-attn"):
+            value = "off"
+    return value not in ("off", "false", "0")
+
+
+def _gpu_layers(text: str | None, n_layer: int) -> int:
+    """Layers on the GPU: ``-ngl`` clamped to ``n_layer``; absent/auto/all/-1: every layer."""
+    n = _int(text)
+    if n is None or n < 0:
+        return n_layer
+    return min(n, n_layer)
+
+
+def _extras(model: ModelConfig, argv: Sequence[str]) -> list[tuple[str, int]]:
+    """(label, bytes) of the files loaded besides the model: ``--mmproj``, ``--model-draft``."""
+    out: list[tuple[str, int]] = []
+    for names, label in ((("-mm", "--mmproj"), "mmproj"), (("-md", "--model-draft"), "draft")):
+        extra = _opt(argv, *names)
+        if extra and not _late(extra):
+            try:
+                out.append((label, _host_path(model, extra).stat().st_size))
+            except OSError:
+                continue
+    return out
+
+
+def _cache_type(argv: Sequence[str], env: Mapping[str, str], short: str, kind: str) -> str:
+    given = _opt(argv, short, f"--cache-type-{kind}") or env.get(f"LLAMA_ARG_CACHE_TYPE_{kind}")
+    given = (given or "f16").lower()
+    return given if given in CACHE_TYPES else "f16"
+
+
+def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | None:
+    env = model.env
+    path = _opt(argv, "-m", "--model") or env.get("LLAMA_ARG_MODEL")
+    if not path or _late(path):
+        return None  # -hf downloads: nothing to read before it runs
+    try:
+        found = gguf.read(_host_path(model, path))
+    except (OSError, ValueError) as exc:
+        log.debug("model %s: cannot read %s: %s", model.id, path, exc)
+        return None
+    n_layer = found.arch("block_count")
+    n_layer = n_layer if isinstance(n_layer, int) and n_layer > 0 else 1
+    extras = _extras(model, argv)
+    weights = found.size + sum(size for _, size in extras)
+    ctx = _int(_opt(argv, "-c", "--ctx-size") or env.get("LLAMA_ARG_CTX_SIZE")) or 0
+    trained = found.arch("context_length")
+    if ctx <= 0:
+        ctx = trained if isinstance(trained, int) and trained > 0 else 4096
+    cache_k, cache_v = _cache_type(argv, env, "-ctk", "k"), _cache_type(argv, env, "-ctv", "v")
+    kv = kv_bytes(found, ctx, cache_k, cache_v)
+    ubatch = _int(_opt(argv, "-ub", "--ubatch-size")) or UBATCH
+    heads = _per_layer(found.arch("attention.head_count"), n_layer) or [0]
+    scores = 0 if _flash_attention(argv, env) else 4 * max(heads)
+    compute = COMPUTE_BASE + ctx * ubatch * (2 + scores)
+
+    cache = cache_k if cache_k == cache_v else f"{cache_k}/{cache_v}"
+    parts = [f"{found.file_type} weights {size(found.size)}".lstrip()]
+    parts += [f"{label} {size(n)}" for label, n in extras]
+    parts += [f"KV {ctx} ctx {cache} {size(kv)}", f"compute {size(compute)}"]
+    notes: list[str] = []
+    ngl = _opt(argv, "-ngl", "--gpu-layers", "--n-gpu-layers") or env.get("LLAMA_ARG_N_GPU_LAYERS")
+    layers = _gpu_layers(ngl, n_layer)
+    if layers == 0:
+        detail = " + ".join(parts) + "; CPU (-ngl 0)"
+        return Demand(0, weights + kv + compute, "estimated", detail)
+    offloaded = -(-(weights + kv) * layers // n_layer)
+    if layers < n_layer:
+        notes.append(f"{layers}/{n_layer} layers on GPU, the rest in RAM (not counted)")
+    split = _opt(argv, "-ts", "--tensor-split") or ""
+    shares = [s for s in (_float(x) for x in re.split(r"[,/]", split)) if s and s > 0]
+    if len(shares) > 1 and _opt(argv, "-sm", "--split-mode") != "none":
+        count = len(shares)
+        part = math.ceil(offloaded * max(shares) / sum(shares))
+        notes.append(f"split {split} over {count} GPUs, sized for the largest share")
+    else:
+        gpus = model.resources.gpus
+        count = gpus if gpus is not None and gpus > 0 else 1
+        part = -(-offloaded // count)
+    parts.append(f"CUDA context {size(CUDA_CONTEXT)}")
+    detail = "; ".join([" + ".join(parts), *notes])
+    return Demand(count, part + compute + CUDA_CONTEXT, "estimated", detail)
+
+
+# --- fraction engines -------------------------------------------------------------------------
+
+
+def _product(argv: Sequence[str], *options: tuple[str, ...]) -> int:
+    count = 1
+    for names in options:
+        n = _int(_opt(argv, *names))
+        count *= n if n is not None and n > 0 else 1
+    return count
+
+
+def _local_weights(argv: Sequence[str], model: ModelConfig) -> int | None:
+    """The safetensors bytes of a vLLM model given as a local folder (positional or --model)."""
+    given = _opt(argv, "--model")
+    if given is None and "serve" in argv:
+        after = argv.index("serve") + 1
+        given = argv[after] if after < len(argv) and not argv[after].startswith("-") else None
+    if given is None:
+        return None
+    folder = _host_path(model, given)
+    try:
+        files = list(folder.glob("*.safetensors")) if folder.is_dir() else []
+        return sum(f.stat().st_size for f in files) or None
+    except OSError:
+        return None
+
+
+def _vllm(model: ModelConfig, argv: Sequence[str]) -> Demand | None:
+    count = _product(argv, ("-tp", "--tensor-parallel-size"), ("-pp", "--pipeline-parallel-size"))
+    kv_text = _opt(argv, "--kv-cache-memory", "--kv-cache-memory-bytes")
+    if kv_text is not None:
+        kv = _bytes(kv_text)
+        if kv is None:
+            return None
+        weights = _local_weights(argv, model)
+        detail = f"vLLM --kv-cache-memory {size(kv)} + {size(TORCH_OVERHEAD)} overhead"
+        per_device = kv + TORCH_OVERHEAD
+        if weights is None:
+            detail += " (weights not counted: not a local folder)"
+        else:
+            per_device += -(-weights // count)
+            detail += f" + weights {size(weights)}" + (f" / {count}" if count > 1 else "")
+        return Demand(count, per_device, "estimated", detail)
+    text = _opt(argv, "--gpu-memory-utilization")
+    fraction = _float(text) if text is not None else VLLM_FRACTION
+    if fraction is None:
+        return None  # e.g. ${GPU_MEMORY_FRACTION}: placement decides it from a declared size
+    flag = "--gpu-memory-utilization" if text is not None else "default --gpu-memory-utilization"
+    return Demand(count, 0, "estimated", f"vLLM {flag} {fraction:g}", fraction=fraction)
+
+
+def _sglang(argv: Sequence[str]) -> Demand | None:
+    count = _product(argv, ("--tp", "--tp-size"), ("--pp", "--pp-size"), ("--dp", "--dp-size"))
+    text = _opt(argv, "--mem-fraction-static")
+    fraction = _float(text) if text is not None else SGLANG_FRACTION
+    if fraction is None:
+        return None
+    flag = "--mem-fraction-static" if text is not None else "automatic --mem-fraction-static, about"
+    return Demand(count, 0, "estimated", f"SGLang {flag} {fraction:g}", fraction=fraction)
+
+
+def _trtllm(argv: Sequence[str]) -> Demand | None:
+    count = _product(argv, ("--tp_size",), ("--pp_size",))
+    text = _opt(argv, "--kv_cache_free_gpu_memory_fraction")
+    fraction = _float(text) if text is not None else TRTLLM_FRACTION
+    if fraction is None:
+        return None
+    detail = (
+        f"TRT-LLM --kv_cache_free_gpu_memory_fraction {fraction:g}: that much of the memory"
+        " left after the weights, counted as that fraction of the device"
+    )
+    return Demand(count, 0, "estimated", detail, fraction=fraction)
 
 
 def estimated(model: ModelConfig) -> Demand | None:
     """From the command line: llama-server (GGUF metadata + flags), vLLM/SGLang/TRT-LLM
     fractions; None when nothing is known."""
-    raise NotImplementedError
+    argv, image = _argv(model)
+    engine = _engine(model, argv, image)
+    if engine == "llamacpp":
+        return _llama(model, argv)
+    if engine == "vllm":
+        return _vllm(model, argv)
+    if engine == "sglang":
+        return _sglang(argv)
+    if engine == "trtllm":
+        return _trtllm(argv)
+    return None
 
 
 def demand_of(model: ModelConfig, learned: LearnedStore | None) -> Demand:
     """Learned, else declared, else estimated, else ``Demand(…, source="unknown")`` (0 bytes,
-    the declared/guessed device count)."""
-    raise NotImplementedError
+    the declared/guessed device count). A learned figure always wins: it was measured."""
+    if learned is not None and (found := learned.get(model.fingerprint())) is not None:
+        return found
+    if (found := declared(model)) is not None:
+        return found
+    if (found := estimated(model)) is not None:
+        return found
+    res = model.resources
+    count = res.gpus if res.gpus is not None else 1
+    return Demand(count, 0, "unknown", "nothing declared or estimated", all_gpus=res.all_gpus)
+
+
+# --- out of memory ----------------------------------------------------------------------------
+
+_OOM = re.compile(
+    "|".join(
+        (
+            r"CUDA out of memory",  # PyTorch
+            r"torch\.(?:cuda\.)?OutOfMemoryError",
+            r"CUDA error: out of memory",
+            r"CUDA_ERROR_OUT_OF_MEMORY",
+            r"cudaErrorMemoryAllocation",
+            r"(?:cuda|hip)Malloc failed: out of memory",  # ggml
+            r"ggml_backend_\w+_buffer_type_alloc_buffer: allocating .* failed",
+            r"failed to allocate \w+ buffers?\b",  # ggml: "… CUDA0 buffer of size …"
+            r"unable to allocate \w+ buffer",  # llama_model_load
+            r"No available memory for the cache blocks",  # vLLM
+            r"Free memory on device .* is less than desired GPU memory utilization",  # vLLM
+            r"HIP out of memory",
+            r"hipMalloc failed",
+            r"hipErrorOutOfMemory",
+            r"RuntimeError: Not enough memory",  # SGLang
+            r"Cannot allocate memory",  # ENOMEM: system RAM
+            r"std::bad_alloc",
+        )
+    )
+)
 
 
 def is_oom(lines: Iterable[str]) -> bool:
     """Whether an engine's last output lines show it ran out of (GPU) memory."""
-    raise NotImplementedError
+    return any(_OOM.search(line) for line in lines)
+
+
+# --- describing -------------------------------------------------------------------------------
+
+
+def _need(d: Demand) -> str:
+    if d.fraction is not None:
+        return f"{d.count} GPU{'s' if d.count != 1 else ''} × {d.fraction:.0%} of its memory"  # noqa: RUF001
+    need = size(d.per_device) if d.per_device else "unknown"
+    if d.all_gpus:
+        return f"all GPUs, {need} in total"
+    if d.count == 0:
+        return f"RAM {need}"
+    return f"{d.count} GPU{'s' if d.count != 1 else ''} × {need}"  # noqa: RUF001
 
 
 def describe(demands: Mapping[str, Demand]) -> list[str]:
     """One line per model for ``swapd check``: need, devices, source and detail."""
-    raise NotImplementedError
+    return [
+        f"{name}: {_need(d)} ({d.source}{': ' + d.detail if d.detail else ''})"
+        for name, d in demands.items()
+    ]

@@ -122,12 +122,15 @@ def check(
     config_dir: Path | None,
     models_dirs: tuple[Path, ...] = (),
 ) -> None:
-    """Validate a config and print the resolved models (exit 0 when valid, 2 when not).
+    """Validate a config and print the resolved models and what memory each needs (learned,
+    declared or estimated: swapd.demand); exit 0 when valid, 2 when not.
 
     Warnings (on stderr) name what is wrong but does not stop loading: unknown keys, and
     mistakes that would fail at runtime (a program not on PATH, a proxy port cmd never uses).
     """
     from swapd.config import load_config, load_demo
+    from swapd.demand import LearnedStore, demand_of, describe
+    from swapd.drivers import pidfile
     from swapd.extensions import standard
     from swapd.lint import lint
 
@@ -160,6 +163,11 @@ def check(
         click.echo(f"  ttl:    {f'{model.ttl:g}s' if model.ttl else 'never'}")
         if model.aliases:
             click.echo(f"  aliases: {', '.join(model.aliases)}")
+    learned = LearnedStore(pidfile.state_dir().parent / "placement" / "learned.json")
+    if config.models:
+        click.echo("needs:")
+    for line in describe({m.id: demand_of(m, learned) for m in config.models.values()}):
+        click.echo(f"  {line}")
     click.echo(f"{len(config.models)} models OK")
 
 
