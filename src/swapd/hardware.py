@@ -7,16 +7,22 @@ snapshot's ``sources`` — never fatal. Sources, in order:
 - ``nvml``: NVIDIA's management library through the optional ``pynvml`` module
   (``pip install nvidia-ml-py``);
 - ``nvidia-smi``: ``nvidia-smi --query-gpu=index,name,uuid,memory.total,memory.free
-  --format=csv,noheader,nounits`` (MiB), used for NVIDIA devices when NVML gave none;
+  --format=csv,noheader,nounits`` (MiB), used for NVIDIA devices when NVML gave none (and
+  ``--query-gpu=driver_version`` for the driver version, which recipes use to pick images);
 - ``rocm-smi``: ``rocm-smi --showmeminfo vram --showproductname --json`` (bytes);
 - ``meminfo``: ``/proc/meminfo``, capped by the cgroup's memory limit (v2 ``memory.max``, or
   v1 ``memory.limit_in_bytes``) when swapd runs in a container;
 - ``cpu``: ``/proc/cpuinfo`` and the CPUs this process may run on.
 
 Snapshots are cached for :data:`DEFAULT_MAX_AGE` seconds (free GPU memory changes as engines
-come and go; ``refresh=True`` asks again). The memory-aware scheduler reuses
-:class:`Device` and :meth:`Inventory.snapshot`; ``GET /api/hardware`` answers
+come and go; ``refresh=True`` asks again). The placement inventory (``swapd.inventory``) reuses
+:class:`Device` and :meth:`Inventory.detect`; ``GET /api/hardware`` answers
 :meth:`Snapshot.as_dict`.
+
+What a set of processes uses, for learning a model's real need: :func:`gpu_processes` (GPU
+memory per process: NVML's ``nvmlDeviceGetComputeRunningProcesses``, else ``nvidia-smi
+--query-compute-apps``), :func:`pid_tree` and :func:`rss_bytes` (resident memory of a process
+and its descendants, from ``/proc``).
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ import importlib
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +48,10 @@ KIB = 1024
 PROBE_TIMEOUT = 10.0  # seconds one external tool may take
 DEFAULT_MAX_AGE = 5.0  # seconds a snapshot is reused
 NVIDIA_SMI_QUERY = "index,name,uuid,memory.total,memory.free"
+COMPUTE_APPS_QUERY = "gpu_uuid,pid,used_memory"
+_VERSION = re.compile(r"\d+(\.\d+)+")
+# NVML_VALUE_NOT_AVAILABLE for an unsigned long long (older bindings pass it through)
+_NVML_NOT_AVAILABLE = (1 << 64) - 1
 # A cgroup v1 "no limit" is a huge number (the page-rounded max int64).
 _NO_LIMIT = 1 << 60
 
@@ -87,12 +98,32 @@ class Source:
 
 
 @dataclass(frozen=True, slots=True)
+class Nvidia:
+    """What an NVIDIA source answered: its devices and the driver version."""
+
+    devices: list[Device]
+    driver_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GpuProcess:
+    """A process holding memory on a GPU (bytes; ``None`` where the driver does not say,
+    e.g. under Windows WDDM)."""
+
+    pid: int
+    index: int | None  # device index; None when its uuid names no known device
+    used_bytes: int | None
+    uuid: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     captured_at: float
     devices: tuple[Device, ...]
     memory: Memory | None
     cpu: Cpu | None
     sources: tuple[Source, ...]
+    driver_version: str | None = None  # NVIDIA driver, e.g. "570.86.15"
 
     @property
     def usable(self) -> bool:
@@ -106,6 +137,7 @@ class Snapshot:
             "memory": asdict(self.memory) if self.memory else None,
             "cpu": asdict(self.cpu) if self.cpu else None,
             "sources": [asdict(s) for s in self.sources],
+            "driver_version": self.driver_version,
         }
 
 
@@ -188,6 +220,38 @@ def parse_rocm_smi(text: str) -> list[Device]:
     return sorted(devices, key=lambda d: d.index)
 
 
+def parse_driver_version(text: str) -> str | None:
+    """The driver version from ``nvidia-smi --query-gpu=driver_version --format=csv,noheader``
+    (one line per GPU, all alike); None when the output is not a version."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if _VERSION.fullmatch(first) else None
+
+
+def parse_compute_apps(text: str, devices: Sequence[Device]) -> list[GpuProcess]:
+    """``nvidia-smi --query-compute-apps=gpu_uuid,pid,used_memory --format=csv,noheader,
+    nounits`` (MiB): one line per process and GPU; the uuid is matched to ``devices``'
+    indexes. No processes: no lines (older tools print "No running processes found")."""
+    by_uuid = {d.uuid: d.index for d in devices if d.uuid}
+    found = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.strip().lower().startswith("no running"):
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 3 or not fields[1].isdigit():
+            raise ProbeError(f"nvidia-smi compute-apps line {n}: unexpected {line!r}")
+        used = _number(fields[2])
+        uuid = fields[0] if not fields[0].startswith("[") else None
+        found.append(
+            GpuProcess(
+                pid=int(fields[1]),
+                index=by_uuid.get(uuid) if uuid else None,
+                used_bytes=int(used * MIB) if used is not None else None,
+                uuid=uuid,
+            )
+        )
+    return found
+
+
 def parse_meminfo(text: str) -> tuple[int, int | None]:
     """(MemTotal, MemAvailable) in bytes from ``/proc/meminfo``."""
     values: dict[str, int] = {}
@@ -256,7 +320,13 @@ def run_tool(argv: list[str]) -> str:
     return done.stdout
 
 
-def probe_nvml() -> list[Device]:
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@contextlib.contextmanager
+def _nvml() -> Iterator[Any]:
+    """The ``pynvml`` module, initialised for the block; ProbeError when it cannot be."""
     try:
         nvml: Any = importlib.import_module("pynvml")
     except ImportError as exc:
@@ -266,6 +336,18 @@ def probe_nvml() -> list[Device]:
     except Exception as exc:  # NVMLError_LibraryNotFound, _DriverNotLoaded, …
         raise ProbeError(f"NVML unavailable: {exc}") from exc
     try:
+        yield nvml
+    except ProbeError:
+        raise
+    except Exception as exc:
+        raise ProbeError(f"NVML query failed: {exc}") from exc
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+
+
+def probe_nvml() -> Nvidia:
+    with _nvml() as nvml:
         devices = []
         for i in range(nvml.nvmlDeviceGetCount()):
             handle = nvml.nvmlDeviceGetHandleByIndex(i)
@@ -276,24 +358,60 @@ def probe_nvml() -> list[Device]:
                 Device(
                     index=i,
                     vendor="nvidia",
-                    name=name.decode() if isinstance(name, bytes) else str(name),
+                    name=_text(name),
                     total_bytes=int(mem.total),
                     free_bytes=int(mem.free),
-                    uuid=uuid.decode() if isinstance(uuid, bytes) else str(uuid),
+                    uuid=_text(uuid),
                     source="nvml",
                 )
             )
-        return devices
-    except Exception as exc:
-        raise ProbeError(f"NVML query failed: {exc}") from exc
-    finally:
-        with contextlib.suppress(Exception):
-            nvml.nvmlShutdown()
+        return Nvidia(devices, _text(nvml.nvmlSystemGetDriverVersion()))
 
 
-def probe_nvidia_smi(run: Runner = run_tool) -> list[Device]:
+def probe_nvidia_smi(run: Runner = run_tool) -> Nvidia:
+    # The driver query first: when the tool is missing or broken, its error is the source's
+    # and the device query is not tried in vain.
+    version = parse_driver_version(
+        run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"])
+    )
     out = run(["nvidia-smi", f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"])
-    return parse_nvidia_smi(out)
+    return Nvidia(parse_nvidia_smi(out), version)
+
+
+def nvml_processes() -> list[GpuProcess]:
+    """Compute processes on every GPU with their memory, through NVML."""
+    with _nvml() as nvml:
+        found = []
+        for i in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+            for proc in nvml.nvmlDeviceGetComputeRunningProcesses(handle):
+                used = getattr(proc, "usedGpuMemory", None)
+                if used == _NVML_NOT_AVAILABLE:
+                    used = None
+                found.append(
+                    GpuProcess(int(proc.pid), i, None if used is None else int(used), uuid)
+                )
+        return found
+
+
+def gpu_processes(devices: Sequence[Device], run: Runner = run_tool) -> list[GpuProcess]:
+    """GPU memory per process: NVML, else ``nvidia-smi`` (``devices`` map its uuids to
+    indexes). ProbeError naming both when neither answers."""
+    try:
+        return nvml_processes()
+    except ProbeError as nvml_error:
+        try:
+            out = run(
+                [
+                    "nvidia-smi",
+                    f"--query-compute-apps={COMPUTE_APPS_QUERY}",
+                    "--format=csv,noheader,nounits",
+                ]
+            )
+        except ProbeError as smi_error:
+            raise ProbeError(f"{nvml_error}; {smi_error}") from smi_error
+        return parse_compute_apps(out, devices)
 
 
 def probe_rocm_smi(run: Runner = run_tool) -> list[Device]:
@@ -313,6 +431,55 @@ def probe_memory(
         room = limit - used if used is not None else limit
         available = min(available, room) if available is not None else room
     return Memory(total_bytes=total, available_bytes=available, cgroup_limit_bytes=limit)
+
+
+def parent_pids(proc: Path = Path("/proc")) -> dict[int, int]:
+    """Every visible process's parent (from ``/proc/<pid>/stat``'s fourth field, read after
+    the command name, which may itself hold spaces and parentheses)."""
+    parents = {}
+    for entry in _pid_dirs(proc):
+        stat = _read(entry / "stat")
+        if stat is None:
+            continue  # gone meanwhile
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            parents[int(entry.name)] = int(fields[1])
+    return parents
+
+
+def _pid_dirs(proc: Path) -> Iterator[Path]:
+    with contextlib.suppress(OSError):
+        for entry in proc.iterdir():
+            if entry.name.isdigit():
+                yield entry
+
+
+def pid_tree(pids: Iterable[int], proc: Path = Path("/proc")) -> set[int]:
+    """``pids`` and all their descendants that are alive."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in parent_pids(proc).items():
+        children.setdefault(parent, []).append(pid)
+    tree: set[int] = set()
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid not in tree:
+            tree.add(pid)
+            todo.extend(children.get(pid, ()))
+    return tree
+
+
+def rss_bytes(pids: Iterable[int], proc: Path = Path("/proc")) -> int:
+    """The summed resident memory (``VmRSS``) of ``pids``; processes gone count 0."""
+    total = 0
+    for pid in pids:
+        for line in (_read(proc / str(pid) / "status") or "").splitlines():
+            if line.startswith("VmRSS:"):
+                parts = line.split()
+                if len(parts) > 1 and parts[1].isdigit():
+                    total += int(parts[1]) * KIB
+                break
+    return total
 
 
 def probe_cpu(cpuinfo: Path = Path("/proc/cpuinfo")) -> Cpu:
@@ -367,13 +534,16 @@ class Inventory:
             sources.append(Source(name, True))
             return result
 
-        nvidia = attempt("nvml", probe_nvml) or []
-        from_smi = attempt("nvidia-smi", lambda: probe_nvidia_smi(self.run)) or []
-        devices.extend(nvidia or from_smi)  # NVML first; the tool when NVML is not there
+        nvml: Nvidia | None = attempt("nvml", probe_nvml)
+        smi: Nvidia | None = attempt("nvidia-smi", lambda: probe_nvidia_smi(self.run))
+        # NVML first; the tool when NVML is not there
+        nvidia = nvml if nvml is not None and nvml.devices else smi
+        devices.extend(nvidia.devices if nvidia is not None else [])
         devices.extend(attempt("rocm-smi", lambda: probe_rocm_smi(self.run)) or [])
         memory = attempt("meminfo", lambda: probe_memory(self.meminfo, self.cgroup))
         cpu = attempt("cpu", lambda: probe_cpu(self.cpuinfo))
-        return Snapshot(time.time(), tuple(devices), memory, cpu, tuple(sources))
+        version = next((n.driver_version for n in (nvml, smi) if n and n.driver_version), None)
+        return Snapshot(time.time(), tuple(devices), memory, cpu, tuple(sources), version)
 
     def cached(self) -> Snapshot | None:
         return self._cached

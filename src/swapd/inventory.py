@@ -1,27 +1,38 @@
 """The placement inventory: every node's devices with their total and used memory, and the
 memory a set of processes uses, refreshed on a schedule and after every start and stop.
 
-Built from ``swapd.hardware``'s probes: the local node asks NVML, ``nvidia-smi``, ``rocm-smi``
-and ``/proc/meminfo``; a Docker node (``nodes:``) is asked through ``nvidia-smi`` over its
-endpoint as before; ``nodes.<n>.gpus`` declares devices a probe cannot see. A source that fails
-is reported in the reading, never fatal.
+Built from ``swapd.hardware``'s probes: this machine (the node named ``local``, or the
+``nodes:`` entry whose endpoint is on this machine) asks NVML, ``nvidia-smi``, ``rocm-smi`` and
+``/proc/meminfo``; every other node of ``nodes:`` is asked through ``nvidia-smi`` over its
+``ssh://`` endpoint as before; ``nodes.<n>.gpus`` declares devices when no probe answers. A
+source that fails is reported in the reading (``Source(ok=False, error=…)``), never fatal.
+Readings are reused for ``placement.refresh`` seconds unless ``refresh=True``.
 
 ``SWAPD_FAKE_GPUS=<spec.json>`` replaces all of it with :class:`swapd.testing.FakeGpus`' fake
 inventory (tests, plugin authors): fake nodes and devices whose used memory is what live fake
-engines (``python -m swapd.echo --allocate SIZE``) hold.
+engines (``python -m swapd.echo --allocate SIZE``) hold; every fake node is local, so e2e tests
+can run several "nodes" of local processes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from swapd.config.model import Config
-from swapd.hardware import Device, Memory, Source
-from swapd.placement import DeviceState
+import anyio
 
-FAKE_ENV = "SWAPD_FAKE_GPUS"
+from swapd import hardware
+from swapd.config.model import Config, GpuConfig, NodeConfig
+from swapd.echo import gpu as fake
+from swapd.hardware import Device, Memory, ProbeError, Runner, Source
+from swapd.nodes import LOCAL, command_prefix, is_local
+from swapd.placement import RAM, DeviceState
+
+FAKE_ENV = fake.ENV  # "SWAPD_FAKE_GPUS"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +52,58 @@ class Reading:
 
     def device_states(self) -> list[DeviceState]:
         """Each GPU and each node's RAM as a placement device; ``external`` here is all the
-        used memory (the placer subtracts what swapd's own engines hold)."""
-        raise NotImplementedError
+        used memory (the placer subtracts what swapd's own engines hold). GPUs of unknown
+        size (unified memory reported as ``[N/A]``) are left out; unknown free memory counts
+        as none used."""
+        states: list[DeviceState] = []
+        seen: set[tuple[str, int]] = set()
+        for node in self.nodes:
+            for device in node.devices:
+                key = (node.node, device.index)
+                if device.total_bytes is None or key in seen:
+                    continue  # unknown size; or a second vendor's device of the same index
+                seen.add(key)
+                used = 0 if device.free_bytes is None else device.total_bytes - device.free_bytes
+                states.append(DeviceState(key, device.total_bytes, max(0, used), device.name))
+            if node.memory is not None:
+                total, available = node.memory.total_bytes, node.memory.available_bytes
+                used = 0 if available is None else total - available
+                states.append(DeviceState((node.node, RAM), total, max(0, used), "RAM"))
+        return states
+
+    def node(self, name: str) -> NodeReading | None:
+        return next((n for n in self.nodes if n.node == name), None)
 
     def as_dict(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """JSON-ready, for ``GET /api/hardware`` and ``swapd hardware``."""
+        return {
+            "captured_at": self.captured_at,
+            "nodes": [
+                {
+                    "node": node.node,
+                    "local": node.local,
+                    "driver_version": node.driver_version,
+                    "sources": [asdict(s) for s in node.sources],
+                    "devices": [_device_dict(d) for d in node.devices],
+                    "memory": asdict(node.memory) if node.memory is not None else None,
+                }
+                for node in self.nodes
+            ],
+        }
+
+
+def _device_dict(device: Device) -> dict[str, Any]:
+    total, free = device.total_bytes, device.free_bytes
+    return {
+        "index": device.index,
+        "name": device.name,
+        "vendor": device.vendor,
+        "uuid": device.uuid,
+        "total_bytes": total,
+        "free_bytes": free,
+        "used_bytes": total - free if total is not None and free is not None else None,
+        "source": device.source,
+    }
 
 
 class Inventory(Protocol):
@@ -57,6 +115,214 @@ class Inventory(Protocol):
         ...
 
 
-def from_config(config: Config) -> Inventory:
+def from_config(config: Config, environ: Mapping[str, str] | None = None) -> Inventory:
     """The inventory for ``config``'s nodes (or the fake one when ``SWAPD_FAKE_GPUS`` is set)."""
-    raise NotImplementedError
+    env = os.environ if environ is None else environ
+    refresh = config.placement.refresh
+    if spec := env.get(FAKE_ENV):
+        return FakeInventory(refresh=refresh, spec_path=Path(spec))
+    return HostInventory.for_nodes(config.nodes.values(), refresh=refresh)
+
+
+# ── caching ─────────────────────────────────────────────────────────────────────────────────
+
+
+@dataclass
+class _Cached:
+    """A reading reused for ``refresh`` seconds; one read at a time, concurrent callers share
+    it. Subclasses say how to read."""
+
+    refresh: float = 10.0
+    _reading: Reading | None = field(default=None, repr=False)
+    _read_at: float = field(default=0.0, repr=False)  # time.monotonic() of _reading
+    _lock: anyio.Lock = field(default_factory=anyio.Lock, repr=False)
+
+    async def read(self, *, refresh: bool = False) -> Reading:
+        async with self._lock:
+            cached = self._reading
+            if (
+                cached is not None
+                and not refresh
+                and time.monotonic() - self._read_at < self.refresh
+            ):
+                return cached
+            reading = await self._read_now()
+            self._reading, self._read_at = reading, time.monotonic()
+            return reading
+
+    async def _read_now(self) -> Reading:
+        raise NotImplementedError
+
+
+# ── this machine and the configured nodes ───────────────────────────────────────────────────
+
+
+@dataclass
+class HostInventory(_Cached):
+    """This machine through :class:`swapd.hardware.Inventory`'s probes (node ``local_name``,
+    ``local=True``) and the other nodes through ``nvidia-smi`` on their machine
+    (``local=False``). ``run`` runs the remote tools (tests pass failing or recorded ones)."""
+
+    local_name: str = LOCAL
+    local_gpus: tuple[GpuConfig, ...] | None = None  # declared for this machine
+    remotes: tuple[NodeConfig, ...] = ()
+    probes: hardware.Inventory = field(default_factory=hardware.Inventory)
+    run: Runner = hardware.run_tool
+    proc: Path = Path("/proc")
+
+    @classmethod
+    def for_nodes(cls, nodes: Iterable[NodeConfig], *, refresh: float = 10.0) -> HostInventory:
+        """This machine is the first node whose endpoint is on it (``local`` when none is);
+        the others are remote."""
+        nodes = list(nodes)
+        here = next((n for n in nodes if is_local(n)), None)
+        return cls(
+            refresh=refresh,
+            local_name=here.name if here is not None else LOCAL,
+            local_gpus=here.gpus if here is not None else None,
+            remotes=tuple(n for n in nodes if n is not here),
+        )
+
+    async def _read_now(self) -> Reading:
+        """Every node at once, each in a worker thread (remote tools may take their full
+        timeout)."""
+        slots: list[NodeReading | None] = [None] * (1 + len(self.remotes))
+
+        async def one(i: int) -> None:
+            if i == 0:
+                slots[0] = await anyio.to_thread.run_sync(self._read_local)
+            else:
+                slots[i] = await anyio.to_thread.run_sync(
+                    read_remote, self.remotes[i - 1], self.run
+                )
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(slots)):
+                tg.start_soon(one, i)
+        return Reading(time.time(), tuple(r for r in slots if r is not None))
+
+    def _read_local(self) -> NodeReading:
+        snap = self.probes.detect()
+        devices, sources = snap.devices, snap.sources
+        if not devices and self.local_gpus is not None:
+            devices = _declared(self.local_gpus)
+            sources = (*sources, Source("declared", True))
+        return NodeReading(
+            self.local_name, devices, snap.memory, sources, True, snap.driver_version
+        )
+
+    async def usage(self, node: str, pids: Sequence[int]) -> dict[int, int]:
+        """This machine only: GPU memory of the pid tree per device (NVML, else
+        ``nvidia-smi``) and its resident RAM."""
+        if node != self.local_name or not pids:
+            return {}
+        reading = (await self.read()).node(self.local_name)
+        nvidia = [d for d in reading.devices if d.vendor == "nvidia"] if reading else []
+        return await anyio.to_thread.run_sync(self._usage, list(pids), nvidia)
+
+    def _usage(self, pids: list[int], nvidia: list[Device]) -> dict[int, int]:
+        tree = hardware.pid_tree(pids, self.proc)
+        used: dict[int, int] = {}
+        if nvidia:
+            try:
+                processes = hardware.gpu_processes(nvidia, self.probes.run)
+            except ProbeError:
+                processes = []
+            for p in processes:
+                if p.pid in tree and p.index is not None and p.used_bytes:
+                    used[p.index] = used.get(p.index, 0) + p.used_bytes
+        if rss := hardware.rss_bytes(tree, self.proc):
+            used[RAM] = rss
+        return used
+
+
+def read_remote(node: NodeConfig, run: Runner = hardware.run_tool) -> NodeReading:
+    """A remote node through ``nvidia-smi`` on its machine (``ssh``), else its declared GPUs.
+    Blocking; never raises."""
+    sources: list[Source] = []
+    devices: tuple[Device, ...] = ()
+    version = None
+    prefix = command_prefix(node)
+    if prefix is not None:
+        try:
+            answer = hardware.probe_nvidia_smi(lambda argv: run([*prefix, *argv]))
+        except ProbeError as exc:
+            sources.append(Source("nvidia-smi", False, str(exc)))
+        except Exception as exc:  # a source must never take the others down
+            sources.append(Source("nvidia-smi", False, f"{type(exc).__name__}: {exc}"))
+        else:
+            sources.append(Source("nvidia-smi", True))
+            devices, version = tuple(answer.devices), answer.driver_version
+    elif node.gpus is None:
+        why = f"no way to run nvidia-smi on {node.docker}: declare nodes.{node.name}.gpus"
+        sources.append(Source("nvidia-smi", False, why))
+    if not devices and node.gpus is not None:
+        devices = _declared(node.gpus)
+        sources.append(Source("declared", True))
+    return NodeReading(node.name, devices, None, tuple(sources), False, version)
+
+
+def _declared(gpus: Iterable[GpuConfig]) -> tuple[Device, ...]:
+    return tuple(
+        Device(g.index, "nvidia", f"GPU {g.index}", g.memory, None, source="declared") for g in gpus
+    )
+
+
+# ── fake GPUs (SWAPD_FAKE_GPUS) ─────────────────────────────────────────────────────────────
+
+
+@dataclass
+class FakeInventory(_Cached):
+    """The nodes of a fake GPU spec (see :mod:`swapd.echo.gpu`), all local: a device's free
+    memory is its total less its ``external`` bytes and what live fake engines hold; a node
+    has RAM only when the spec gives ``ram``. The spec is read again on every refresh."""
+
+    spec_path: Path = Path()
+    proc: Path = Path("/proc")
+
+    async def _read_now(self) -> Reading:
+        return await anyio.to_thread.run_sync(self._read_spec)
+
+    def _read_spec(self) -> Reading:
+        try:
+            spec = fake.Spec.load(self.spec_path)
+        except fake.FakeGpuError as exc:
+            failed = NodeReading(LOCAL, (), None, (Source("fake", False, str(exc)),))
+            return Reading(time.time(), (failed,))
+        live = spec.live()
+        nodes = []
+        for node in spec.nodes.values():
+            devices = tuple(
+                Device(
+                    index=g.index,
+                    vendor="nvidia",
+                    name=g.name,
+                    total_bytes=g.memory,
+                    free_bytes=spec.free(node.name, g.index, live),
+                    uuid=f"GPU-fake-{node.name}-{g.index}",
+                    source="fake",
+                )
+                for g in node.gpus
+            )
+            memory = None
+            if node.ram is not None:
+                memory = Memory(node.ram, spec.free(node.name, RAM, live))
+            nodes.append(NodeReading(node.name, devices, memory, (Source("fake", True),)))
+        return Reading(time.time(), tuple(nodes))
+
+    async def usage(self, node: str, pids: Sequence[int]) -> dict[int, int]:
+        """What the fake engines among ``pids`` and their descendants hold on ``node``."""
+        return await anyio.to_thread.run_sync(self._usage, node, list(pids))
+
+    def _usage(self, node: str, pids: list[int]) -> dict[int, int]:
+        try:
+            spec = fake.Spec.load(self.spec_path)
+        except fake.FakeGpuError:
+            return {}
+        tree = hardware.pid_tree(pids, self.proc)
+        used: dict[int, int] = {}
+        for allocation in spec.live():
+            if allocation.pid in tree and allocation.node == node:
+                for index in allocation.devices:
+                    used[index] = used.get(index, 0) + allocation.bytes_per_device
+        return used

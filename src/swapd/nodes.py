@@ -128,16 +128,22 @@ def parse_nvidia_smi(text: str) -> list[GpuReading]:
     return out
 
 
-def discover_gpus(node: NodeConfig, *, timeout: float = 10.0) -> tuple[GpuConfig, ...] | None:
-    """GPUs of ``node`` through ``nvidia-smi`` (local or ``ssh``); None when unknown. Blocking."""
+def command_prefix(node: NodeConfig) -> list[str] | None:
+    """How to run a command on ``node``'s machine: ``ssh …`` for an ``ssh://`` node, nothing
+    for this machine; None when there is no way (a remote ``tcp://`` Docker endpoint)."""
     parts = urlsplit(endpoint_of(node))
     if parts.scheme == "ssh":
         target = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", target, "nvidia-smi"]
-    elif is_local(node) and shutil.which("nvidia-smi"):
-        argv = ["nvidia-smi"]
-    else:
+        return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", target]
+    return [] if is_local(node) else None
+
+
+def discover_gpus(node: NodeConfig, *, timeout: float = 10.0) -> tuple[GpuConfig, ...] | None:
+    """GPUs of ``node`` through ``nvidia-smi`` (local or ``ssh``); None when unknown. Blocking."""
+    prefix = command_prefix(node)
+    if prefix is None or (not prefix and not shutil.which("nvidia-smi")):
         return None
+    argv = [*prefix, "nvidia-smi"]
     try:
         proc = subprocess.run(
             [*argv, *_QUERY], capture_output=True, text=True, timeout=timeout, check=True

@@ -14,7 +14,8 @@ Run a real ``swapd serve`` against a config and talk to it over HTTP::
 
 Or run the echo engine on its own with :func:`run_echo`. These helpers are synchronous and use
 only the standard library, so they work from sync tests, async tests (through a thread) and
-benchmark scripts alike. :class:`FakeEngines` is an in-memory driver for scheduler tests.
+benchmark scripts alike. :class:`FakeEngines` is an in-memory driver for scheduler tests;
+:class:`FakeGpus` a fake GPU inventory whose memory is held by real fake-engine processes.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "GIB",
     "EchoProcess",
     "FakeEngines",
+    "FakeGpus",
     "SwapdProcess",
     "echo_cmd",
     "free_port",
@@ -429,3 +432,86 @@ class FakeEngines:
                         engines.stops.append(model_id)
 
         return _FakeDriver()
+
+
+# ── fake GPUs whose memory real processes hold ──────────────────────────────────────────────
+
+GIB = 1024**3
+
+
+class FakeGpus:
+    """Fake nodes and GPUs for swapd's inventory (see :mod:`swapd.echo.gpu`).
+
+    ``FakeGpus(tmp_path, nodes={"a": [80 * GIB, 80 * GIB], "b": [24 * GIB]})`` writes the spec
+    (``fake-gpus.json``) and the allocations folder under ``directory``. Run swapd (or an engine)
+    with :meth:`env` and its inventory sees these nodes, every one marked local; an engine started
+    as ``python -m swapd.echo --allocate 10GiB`` with ``SWAPD_NODE`` and ``CUDA_VISIBLE_DEVICES``
+    holds that memory while it lives. ``external`` maps ``(node, index)`` to bytes used by
+    processes swapd does not manage; ``ram`` gives a node system RAM (device index -1).
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        nodes: Mapping[str, Sequence[int]],
+        *,
+        name: str = "Fake H100",
+        external: Mapping[tuple[str, int], int] | None = None,
+        ram: Mapping[str, int] | None = None,
+    ) -> None:
+        from swapd.echo.gpu import FakeDevice, FakeNode, Spec
+
+        directory = Path(directory)
+        self.path = directory / "fake-gpus.json"
+        external = external or {}
+        ram = ram or {}
+        self.spec = Spec(
+            {
+                node: FakeNode(
+                    node,
+                    tuple(
+                        FakeDevice(i, name, memory, external.get((node, i), 0))
+                        for i, memory in enumerate(sizes)
+                    ),
+                    ram.get(node),
+                )
+                for node, sizes in nodes.items()
+            },
+            directory / "fake-gpu-allocations",
+        )
+        self.spec.write(self.path)
+
+    def env(self) -> dict[str, str]:
+        """The environment that makes swapd's inventory and fake engines use these GPUs."""
+        from swapd.echo.gpu import ENV
+
+        return {ENV: str(self.path)}
+
+    def used(self, node: str, index: int) -> int:
+        """Bytes live fake engines hold on ``node``'s device ``index`` (-1: its RAM)."""
+        return self.spec.held(node, index)
+
+    def allocations(self) -> list[dict[str, Any]]:
+        """Live allocations: ``{"pid", "node", "devices", "bytes_per_device"}`` each."""
+        return [
+            {
+                "pid": a.pid,
+                "node": a.node,
+                "devices": list(a.devices),
+                "bytes_per_device": a.bytes_per_device,
+            }
+            for a in self.spec.live()
+        ]
+
+    def set_external(self, node: str, index: int, used: int) -> None:
+        """Simulate another process taking (or freeing) memory on a device."""
+        from dataclasses import replace
+
+        from swapd.echo.gpu import Spec
+
+        spec_node = self.spec.nodes[node]
+        gpus = tuple(replace(g, external=used) if g.index == index else g for g in spec_node.gpus)
+        self.spec = Spec(
+            {**self.spec.nodes, node: replace(spec_node, gpus=gpus)}, self.spec.allocations
+        )
+        self.spec.write(self.path)

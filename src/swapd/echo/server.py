@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import socket
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from swapd.echo.app import EchoApp, create_app
 
 DESCRIPTION = (
     "The echo engine: a fast, fake OpenAI/Anthropic/llama.cpp-compatible inference server."
 )
+_release: Callable[[], None] | None = None  # drops the fake GPU allocation (--allocate)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +33,34 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ignore-sigterm", action="store_true", help="only SIGKILL stops it")
     p.add_argument("--sleep-mode", action="store_true", help="serve vLLM's /sleep /wake_up API")
     p.add_argument("--fail-wake", action="store_true", help="/wake_up answers 500")
+    p.add_argument(
+        "--served-model-name",
+        nargs="+",
+        default=(),
+        metavar="NAME",
+        help="answer only to these model names (404 otherwise, like vLLM)",
+    )
+    p.add_argument(
+        "--allocate",
+        type=_size,
+        default=None,
+        metavar="SIZE",
+        help="take SIZE (e.g. 8GiB, split over the visible devices) of the fake GPUs named by "
+        "SWAPD_FAKE_GPUS before binding; exit 1 with a CUDA-like error when it does not fit",
+    )
+    p.add_argument(
+        "--allocate-delay", type=float, default=0.0, help="seconds of 'loading' before --allocate"
+    )
     return p
+
+
+def _size(text: str) -> int:
+    from swapd.config.schema import parse_size
+
+    value = parse_size(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected a size like 8GiB, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,6 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         timer.start()
     if args.start_delay > 0:
         time.sleep(args.start_delay)
+    if args.allocate is not None:
+        _allocate(args.allocate, args.allocate_delay)
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -75,21 +106,57 @@ def main(argv: list[str] | None = None) -> None:
         sleep_mode=args.sleep_mode,
         fail_wake=args.fail_wake,
     )
-    _serve(echo, sock, f"echo engine {args.model} listening on http://{args.host}:{port}")
+    banner = f"echo engine {args.model} listening on http://{args.host}:{port}"
+    _serve(echo, sock, banner, args.served_model_name)
+
+
+def _allocate(total: int, delay: float) -> None:
+    """Like an engine loading weights: take fake GPU memory (see swapd.echo.gpu), or fail."""
+    import atexit
+
+    from swapd.echo import gpu
+    from swapd.placement import RAM
+
+    if delay > 0:
+        time.sleep(delay)
+    try:
+        spec, allocation = gpu.allocate_from_env(total)
+    except gpu.OutOfMemory as exc:
+        print(exc, file=sys.stderr, flush=True)
+        raise SystemExit(1) from exc
+    except gpu.FakeGpuError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        raise SystemExit(2) from exc
+    global _release
+    _release = functools.partial(gpu.release, spec, allocation.pid)
+    atexit.register(_release)
+    where = ",".join("RAM" if i == RAM else str(i) for i in allocation.devices)
+    print(
+        f"fake GPU: allocated {gpu.size(allocation.bytes_per_device)} on each of "
+        f"{allocation.node}:{where} (pid {allocation.pid})",
+        flush=True,
+    )
+
+
+def _release_allocation() -> None:
+    if _release is not None:
+        _release()
 
 
 def _exit_now(signum: int, frame: object) -> None:
+    _release_allocation()
     sys.stdout.flush()
     os._exit(0)
 
 
 def _hard_exit(code: int) -> None:
+    _release_allocation()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
 
 
-def _serve(echo: EchoApp, sock: socket.socket, banner: str) -> None:
+def _serve(echo: EchoApp, sock: socket.socket, banner: str, names: Sequence[str] = ()) -> None:
     import contextlib
     import importlib.util
 
@@ -97,8 +164,10 @@ def _serve(echo: EchoApp, sock: socket.socket, banner: str) -> None:
 
     has_uvloop = importlib.util.find_spec("uvloop") is not None
     has_httptools = importlib.util.find_spec("httptools") is not None
+    from swapd.echo.names import ServedNames
+
     config = uvicorn.Config(
-        echo,
+        ServedNames(echo, names) if names else echo,
         loop="uvloop" if has_uvloop else "asyncio",
         http="httptools" if has_httptools else "h11",
         lifespan="off",
