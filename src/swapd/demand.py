@@ -394,16 +394,15 @@ def _cache_type(argv: Sequence[str], env: Mapping[str, str], short: str, kind: s
     return given if given in CACHE_TYPES else "f16"
 
 
-def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | None:
+def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | str:
     env = model.env
     path = _opt(argv, "-m", "--model") or env.get("LLAMA_ARG_MODEL")
     if not path or _late(path):
-        return None  # -hf downloads: nothing to read before it runs
+        return "llama-server without a local -m file"  # -hf: nothing to read before it runs
     try:
         found = gguf.read(_host_path(model, path))
     except (OSError, ValueError) as exc:
-        log.debug("model %s: cannot read %s: %s", model.id, path, exc)
-        return None
+        return f"llama-server: cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
     n_layer = found.arch("block_count")
     n_layer = n_layer if isinstance(n_layer, int) and n_layer > 0 else 1
     extras = _extras(model, argv)
@@ -450,7 +449,7 @@ def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | None:
 # --- fraction engines -------------------------------------------------------------------------
 
 
-def _product(argv: Sequence[str], *options: tuple[str, ...]) -> int:
+def _product(argv: Sequence[str], options: Sequence[tuple[str, ...]]) -> int:
     count = 1
     for names in options:
         n = _int(_opt(argv, *names))
@@ -474,67 +473,87 @@ def _local_weights(argv: Sequence[str], model: ModelConfig) -> int | None:
         return None
 
 
-def _vllm(model: ModelConfig, argv: Sequence[str]) -> Demand | None:
-    count = _product(argv, ("-tp", "--tensor-parallel-size"), ("-pp", "--pipeline-parallel-size"))
-    kv_text = _opt(argv, "--kv-cache-memory", "--kv-cache-memory-bytes")
-    if kv_text is not None:
-        kv = _bytes(kv_text)
-        if kv is None:
-            return None
-        weights = _local_weights(argv, model)
-        detail = f"vLLM --kv-cache-memory {size(kv)} + {size(TORCH_OVERHEAD)} overhead"
-        per_device = kv + TORCH_OVERHEAD
-        if weights is None:
-            detail += " (weights not counted: not a local folder)"
-        else:
-            per_device += -(-weights // count)
-            detail += f" + weights {size(weights)}" + (f" / {count}" if count > 1 else "")
-        return Demand(count, per_device, "estimated", detail)
-    text = _opt(argv, "--gpu-memory-utilization")
-    fraction = _float(text) if text is not None else VLLM_FRACTION
-    if fraction is None:
-        return None  # e.g. ${GPU_MEMORY_FRACTION}: placement decides it from a declared size
-    flag = "--gpu-memory-utilization" if text is not None else "default --gpu-memory-utilization"
-    return Demand(count, 0, "estimated", f"vLLM {flag} {fraction:g}", fraction=fraction)
+def _vllm_bytes(model: ModelConfig, argv: Sequence[str], count: int, text: str) -> Demand | str:
+    """vLLM with ``--kv-cache-memory``: that many bytes of KV cache instead of a fraction."""
+    kv = _bytes(text)
+    if kv is None:
+        return f"vLLM --kv-cache-memory {text}: not a size"
+    weights = _local_weights(argv, model)
+    detail = f"vLLM --kv-cache-memory {size(kv)} + {size(TORCH_OVERHEAD)} overhead"
+    per_device = kv + TORCH_OVERHEAD
+    if weights is None:
+        detail += " (weights not counted: not a local folder)"
+    else:
+        per_device += -(-weights // count)
+        detail += f" + weights {size(weights)}" + (f" / {count}" if count > 1 else "")
+    return Demand(count, per_device, "estimated", detail)
 
 
-def _sglang(argv: Sequence[str]) -> Demand | None:
-    count = _product(argv, ("--tp", "--tp-size"), ("--pp", "--pp-size"), ("--dp", "--dp-size"))
-    text = _opt(argv, "--mem-fraction-static")
-    fraction = _float(text) if text is not None else SGLANG_FRACTION
-    if fraction is None:
-        return None
-    flag = "--mem-fraction-static" if text is not None else "automatic --mem-fraction-static, about"
-    return Demand(count, 0, "estimated", f"SGLang {flag} {fraction:g}", fraction=fraction)
+@dataclass(frozen=True, slots=True)
+class _FractionFlag:
+    """How an engine says what fraction of each device it takes."""
+
+    label: str
+    flag: str
+    default: float
+    parallel: tuple[tuple[str, ...], ...]  # the options whose product is the device count
+    note: str = ""
 
 
-def _trtllm(argv: Sequence[str]) -> Demand | None:
-    count = _product(argv, ("--tp_size",), ("--pp_size",))
-    text = _opt(argv, "--kv_cache_free_gpu_memory_fraction")
-    fraction = _float(text) if text is not None else TRTLLM_FRACTION
-    if fraction is None:
-        return None
-    detail = (
-        f"TRT-LLM --kv_cache_free_gpu_memory_fraction {fraction:g}: that much of the memory"
-        " left after the weights, counted as that fraction of the device"
-    )
+_FRACTIONS = {
+    "vllm": _FractionFlag(
+        "vLLM",
+        "--gpu-memory-utilization",
+        VLLM_FRACTION,
+        (("-tp", "--tensor-parallel-size"), ("-pp", "--pipeline-parallel-size")),
+    ),
+    "sglang": _FractionFlag(
+        "SGLang",
+        "--mem-fraction-static",
+        SGLANG_FRACTION,
+        (("--tp", "--tp-size"), ("--pp", "--pp-size"), ("--dp", "--dp-size")),
+    ),
+    "trtllm": _FractionFlag(
+        "TRT-LLM",
+        "--kv_cache_free_gpu_memory_fraction",
+        TRTLLM_FRACTION,
+        (("--tp_size",), ("--pp_size",)),
+        ": that much of the memory left after the weights, counted as that fraction of the device",
+    ),
+}
+
+
+def _fraction(model: ModelConfig, argv: Sequence[str], engine: str) -> Demand | str:
+    spec = _FRACTIONS[engine]
+    count = _product(argv, spec.parallel)
+    if engine == "vllm" and (kv := _opt(argv, "--kv-cache-memory", "--kv-cache-memory-bytes")):
+        return _vllm_bytes(model, argv, count, kv)
+    text = _opt(argv, spec.flag)
+    fraction = _float(text) if text is not None else spec.default
+    if fraction is None or not 0 < fraction <= 1:
+        # e.g. ${GPU_MEMORY_FRACTION}: filled in at start from a declared resources.memory
+        return f"{spec.label} {spec.flag} {text}: not a fraction"
+    flag = spec.flag if text is not None else f"default {spec.flag}"
+    detail = f"{spec.label} {flag} {fraction:g}{spec.note}"
     return Demand(count, 0, "estimated", detail, fraction=fraction)
+
+
+def _estimate(model: ModelConfig) -> Demand | str:
+    """The estimate, or why there is none."""
+    argv, image = _argv(model)
+    engine = _engine(model, argv, image)
+    if engine == "llamacpp":
+        return _llama(model, argv)
+    if engine is not None:
+        return _fraction(model, argv, engine)
+    return "no engine swapd can estimate; declare resources.memory"
 
 
 def estimated(model: ModelConfig) -> Demand | None:
     """From the command line: llama-server (GGUF metadata + flags), vLLM/SGLang/TRT-LLM
     fractions; None when nothing is known."""
-    argv, image = _argv(model)
-    engine = _engine(model, argv, image)
-    if engine == "llamacpp":
-        return _llama(model, argv)
-    if engine == "vllm":
-        return _vllm(model, argv)
-    if engine == "sglang":
-        return _sglang(argv)
-    if engine == "trtllm":
-        return _trtllm(argv)
-    return None
+    found = _estimate(model)
+    return found if isinstance(found, Demand) else None
 
 
 def demand_of(model: ModelConfig, learned: LearnedStore | None) -> Demand:
@@ -544,11 +563,12 @@ def demand_of(model: ModelConfig, learned: LearnedStore | None) -> Demand:
         return found
     if (found := declared(model)) is not None:
         return found
-    if (found := estimated(model)) is not None:
-        return found
+    estimate = _estimate(model)
+    if isinstance(estimate, Demand):
+        return estimate
     res = model.resources
     count = res.gpus if res.gpus is not None else 1
-    return Demand(count, 0, "unknown", "nothing declared or estimated", all_gpus=res.all_gpus)
+    return Demand(count, 0, "unknown", estimate, all_gpus=res.all_gpus)
 
 
 # --- out of memory ----------------------------------------------------------------------------
@@ -587,14 +607,13 @@ def is_oom(lines: Iterable[str]) -> bool:
 
 
 def _need(d: Demand) -> str:
+    devices = f"{d.count} GPU{'s' if d.count != 1 else ''} ×"  # noqa: RUF001
     if d.fraction is not None:
-        return f"{d.count} GPU{'s' if d.count != 1 else ''} × {d.fraction:.0%} of its memory"  # noqa: RUF001
+        return f"{devices} {d.fraction:.0%} of its memory"
     need = size(d.per_device) if d.per_device else "unknown"
     if d.all_gpus:
         return f"all GPUs, {need} in total"
-    if d.count == 0:
-        return f"RAM {need}"
-    return f"{d.count} GPU{'s' if d.count != 1 else ''} × {need}"  # noqa: RUF001
+    return f"RAM {need}" if d.count == 0 else f"{devices} {need}"
 
 
 def describe(demands: Mapping[str, Demand]) -> list[str]:

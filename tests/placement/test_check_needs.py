@@ -85,8 +85,9 @@ def test_check_prints_each_models_need_and_its_source(tmp_path: Path) -> None:
         f"  fast: 2 GPUs {X} 45% of its memory (estimated: vLLM --gpu-memory-utilization 0.45)"
     )
     assert by_model["cpu"].startswith("  cpu: RAM 5.3GiB (estimated: ")
-    assert (
-        by_model["plain"] == f"  plain: 1 GPU {X} unknown (unknown: nothing declared or estimated)"
+    assert by_model["plain"] == (
+        f"  plain: 1 GPU {X} unknown"
+        " (unknown: no engine swapd can estimate; declare resources.memory)"
     )
 
 

@@ -502,9 +502,26 @@ def test_demand_of_prefers_learned_then_declared_then_estimated(q4: Path) -> Non
 
 def test_demand_of_an_unknown_model_keeps_the_declared_count() -> None:
     plain = ModelConfig(id="m", cmd=("my-engine",))
-    assert demand_of(plain, None) == Demand(1, 0, "unknown", "nothing declared or estimated")
+    assert demand_of(plain, None) == Demand(
+        1, 0, "unknown", "no engine swapd can estimate; declare resources.memory"
+    )
     two = ModelConfig(id="m", cmd=("my-engine",), resources=Resources(gpus=2))
     assert demand_of(two, None).count == 2
+
+
+def test_unknown_says_why_there_is_no_estimate(tmp_path: Path) -> None:
+    missing = demand_of(llama(tmp_path / "gone.gguf"), None)
+    assert missing.source == "unknown"
+    assert (
+        missing.detail
+        == f"llama-server: cannot read {tmp_path / 'gone.gguf'}: No such file or directory"
+    )
+    hf = ModelConfig(id="m", cmd=("llama-server", "-hf", "org/m-GGUF:Q4_K_M"))
+    assert demand_of(hf, None).detail == "llama-server without a local -m file"
+    late = ModelConfig(
+        id="m", cmd=("vllm", "serve", "m", "--gpu-memory-utilization", "${GPU_MEMORY_FRACTION}")
+    )
+    assert "not a fraction" in demand_of(late, None).detail
 
 
 def test_describe_says_need_devices_source_and_detail() -> None:
