@@ -5,14 +5,19 @@ engines allocate."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from swapd.cli.remote import gpus, memory
 from swapd.observe.metrics import Metrics
+from swapd.testing import FakeGpus, echo_cmd, run_swapd
 
-from .test_telemetry import value
+from .helpers import chat, swapd_cli
+from .test_telemetry import samples, value
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -108,3 +113,74 @@ def test_ps_columns_name_node_and_devices_and_held_over_needed() -> None:
     assert gpus({**_placement(GIB), "devices": [-1]}) == "b:ram"
     assert gpus({**_placement(0), "devices": []}) == "-"
     assert memory({**_placement(0), "held_bytes": 0}) == "-"
+
+
+def _config(start_port: int) -> str:
+    alloc = echo_cmd("--allocate 10GiB")
+    return f"""
+startPort: {start_port}
+healthCheckTimeout: 20
+models:
+  small:
+    cmd: {alloc}
+    resources: {{memory: 10GiB}}
+  other:
+    cmd: {alloc}
+    resources: {{memory: 10GiB}}
+"""
+
+
+def _fake_gpus(tmp_path: Path) -> FakeGpus:
+    return FakeGpus(tmp_path, nodes={"a": [16 * GIB, 16 * GIB]})
+
+
+def _device(hardware: dict[str, Any], node: str, index: int) -> dict[str, Any]:
+    for n in hardware["placement"]["nodes"]:
+        for d in n["devices"]:
+            if n["node"] == node and d["index"] == index:
+                return dict(d)
+    raise AssertionError(f"no device {node}:{index} in {hardware['placement']}")
+
+
+def test_placement_shows_in_hardware_running_ps_metrics(start_port: int, tmp_path: Path) -> None:
+    fake = _fake_gpus(tmp_path)
+    with run_swapd(_config(start_port), env=fake.env()) as swapd:
+        url = swapd.url
+        assert chat(url, "small").status_code == 200
+
+        hardware = httpx.get(f"{url}/api/hardware", params={"refresh": "1"}).json()
+        assert "devices" in hardware and "sources" in hardware  # the probes' snapshot stays
+        assert hardware["placement"]["active"] is True
+        running = httpx.get(f"{url}/running").json()["running"]
+        (small,) = [m for m in running if m["model"] == "small"]
+        where = small["placement"]
+        assert where["node"] == "a" and len(where["devices"]) == 1
+        assert where["need_bytes"] == 10 * GIB and where["source"] == "declared"
+        device = _device(hardware, "a", where["devices"][0])
+        assert device["kind"] == "gpu" and device["total"] == 16 * GIB
+        assert device["reserved"] >= 10 * GIB
+        assert [m["model"] for m in device["models"]] == ["small"]
+        listed = {m["id"]: m for m in httpx.get(f"{url}/api/models").json()["models"]}
+        assert listed["small"]["placement"]["devices"] == where["devices"]
+
+        gpu = f"a:{where['devices'][0]}"
+        ps = swapd_cli("ps", url=url)
+        assert ps.returncode == 0, ps.stderr
+        header, row = ps.stdout.splitlines()[:2]
+        assert "GPU" in header and "MEM" in header
+        assert gpu in row and "/10.0GiB" in row
+
+        table = swapd_cli("hardware", url=url)
+        assert table.returncode == 0, table.stderr
+        assert "node a" in table.stdout and "Fake H100" in table.stdout
+        assert "small 10.0 (ready)" in table.stdout
+        assert json.loads(swapd_cli("hardware", "--json", url=url).stdout)["placement"]["nodes"]
+
+        data = samples(url)
+        index = str(where["devices"][0])
+        gauge = "swapd_gpu_memory_bytes"
+        assert value(data, gauge, node="a", gpu=index, kind="total") == 16 * GIB
+        assert value(data, gauge, node="a", gpu=index, kind="reserved") >= 10 * GIB
+        assert value(data, gauge, node="a", gpu=index, kind="used") >= 10 * GIB
+        model_gauge = "swapd_model_memory_bytes"
+        assert value(data, model_gauge, model="small", source="declared") == 10 * GIB

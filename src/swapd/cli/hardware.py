@@ -2,8 +2,8 @@
 total, used, reserved by swapd's engines, free, which models sit there; and the sources that
 failed.
 
-The placement view (``placement.nodes``) is printed when swapd has one; without it (an older
-swapd) the probes' snapshot is printed as the local node.
+The placement view (``placement.nodes``) is printed when it has a reading; before its first
+reading (or from an older swapd) the probes' snapshot is printed as the local node.
 """
 
 from __future__ import annotations

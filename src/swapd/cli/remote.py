@@ -27,6 +27,9 @@ url_option = click.option(
 )
 
 
+PIPE_WIDTH = 1000  # columns of a table printed to a pipe or file
+
+
 @contextlib.contextmanager
 def connect(url: str) -> Iterator[Client]:
     from swapd.client import Client
@@ -52,6 +55,7 @@ def _age(seconds: float | None) -> str:
 
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[Any], str]]]) -> None:
+    """Rows as a table; cut to fit a terminal, never when piped (scripts get every cell)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -60,7 +64,7 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, Callable[[Any], s
         out.add_column(title)
     for row in rows:
         out.add_row(*(fn(row) for _, fn in columns))
-    Console(soft_wrap=True).print(out)
+    Console(soft_wrap=True, width=None if sys.stdout.isatty() else PIPE_WIDTH).print(out)
 
 
 def gib(n: float) -> str:
