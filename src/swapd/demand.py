@@ -57,7 +57,7 @@ GIB = 1024 * MIB
 CUDA_CONTEXT = 500 * MIB  # per GPU: the CUDA context and cuBLAS workspaces
 COMPUTE_BASE = 300 * MIB  # llama.cpp's compute buffer before the ctx-dependent part
 UBATCH = 512  # llama-server's default -ub
-VLLM_FRACTION = 0.92  # vLLM's current --gpu-memory-utilization default (0.9 before v0.2x)
+VLLM_FRACTION = 0.92  # vLLM's --gpu-memory-utilization default now (older releases: 0.9)
 SGLANG_FRACTION = 0.9  # SGLang picks --mem-fraction-static itself; about this on big GPUs
 TRTLLM_FRACTION = 0.9  # TRT-LLM's --kv_cache_free_gpu_memory_fraction default
 TORCH_OVERHEAD = GIB  # vLLM with --kv-cache-memory: CUDA context, activations, graphs
@@ -191,10 +191,11 @@ class LearnedStore:
         """An out-of-memory start: the need was too low. Raise it, remember, return it.
 
         The new figure is the larger of 1.5 * the current need and the current need + 1 GiB,
-        capped at ``device_total`` when known (and never below what was learned before)."""
+        capped at ``device_total`` when known (a ``gpus: all`` total is not: it spans the
+        devices), and never below what was learned before."""
         need = current.bytes_on(device_total) if device_total else current.per_device
         raised = max(math.ceil(need * 1.5), need + GIB)
-        if device_total:
+        if device_total and not current.all_gpus:  # `gpus: all` holds a total over devices
             raised = min(raised, device_total)
         old = self._entries.get(fingerprint)
         if old is not None and old["count"] == current.count:
@@ -270,10 +271,8 @@ def _argv(model: ModelConfig) -> tuple[list[str], str]:
 
 def _engine(model: ModelConfig, argv: Sequence[str], image: str) -> str | None:
     """``llamacpp`` / ``vllm`` / ``sglang`` / ``trtllm`` from the recipe, command or image."""
-    if model.recipe is not None:
-        head = PurePath(model.recipe).parts[0] if model.recipe else ""
-        if head in ENGINES:
-            return head
+    if model.recipe and (head := PurePath(model.recipe).parts[0]) in ENGINES:
+        return head  # recipes live in recipes/<engine>/<name>.yaml
     names = [PurePath(a).name for a in argv]
     if names and "llama-server" in names[0]:
         return "llamacpp"

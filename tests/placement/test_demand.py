@@ -445,6 +445,9 @@ def test_after_oom_raises_the_need_and_remembers_it(tmp_path: Path) -> None:
     assert (capped.count, capped.per_device) == (2, 80 * GIB)
     fraction = store.after_oom("d", Demand(1, 0, "estimated", fraction=0.5), 80 * GIB)
     assert fraction.per_device == 60 * GIB and fraction.fraction is None
+    every = store.after_oom("e", Demand(1, 100 * GIB, "declared", all_gpus=True), 80 * GIB)
+    assert (every.per_device, every.all_gpus) == (150 * GIB, True)  # a total: not capped
+    assert LearnedStore(tmp_path / "l.json").get("e") == every
 
 
 # --- out of memory ------------------------------------------------------------------------------
