@@ -11,6 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from swapd.config.model import Resources
 
 MIB = 1024 * 1024
 MAX_FRACTION = 95  # hundredths: an engine never gets more than 0.95 of a device
@@ -55,6 +59,17 @@ class Assignment:
             return {}
         name = "HIP_VISIBLE_DEVICES" if self.vendor == "amd" else "CUDA_VISIBLE_DEVICES"
         return {name: ",".join(str(d) for d in self.devices)}
+
+
+def unplaced(resources: Resources, totals: Mapping[int, int] | None = None) -> Assignment:
+    """What the macros say when placement is inactive: the declared ``resources.devices``
+    (else device 0) with the declared memory split over them; ``totals`` (bytes by device
+    index, where known) give the fraction."""
+    devices = resources.devices or (0,)
+    count = resources.gpus or len(devices)
+    known = totals or {}
+    sizes = tuple(known[d] for d in devices) if all(d in known for d in devices) else ()
+    return Assignment("", devices, device_totals=sizes, per_device=resources.memory // count)
 
 
 def expand(text: str, values: Mapping[str, str]) -> str:

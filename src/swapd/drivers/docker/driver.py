@@ -1,6 +1,7 @@
 """The docker driver's engine: one model's container, from placement to removal.
 
-Lifecycle: place the model on a node (pin, or the first node whose free GPU memory fits) →
+Lifecycle: place the model on a node (the node of its :class:`~swapd.assignment.Assignment` when
+memory-aware placement chose one; else the pin, or the first node whose free GPU memory fits) →
 connect (an unreachable daemon fails this model only, naming the endpoint) → adopt a healthy
 container with the same name and config hash left by an earlier swapd, or remove it and create a
 new one (a missing image names image and node; a taken port is refused) → poll health (a
@@ -9,7 +10,8 @@ the container (``docker stop`` with ``unloadTimeout``) and removes it, shielded.
 docker-py call runs in a worker thread; the container's output streams into the model's log ring.
 
 Sleep/wake (vLLM ``--enable-sleep-mode``): ``sleep(level)`` POSTs ``/sleep?level=N``, ``wake()``
-POSTs ``/wake_up`` and checks ``/is_sleeping``; the scheduler calls them for models with ``sleep:``.
+wakes with the level it slept at (``swapd.drivers.sleepmode``) and checks ``/is_sleeping``; the
+scheduler calls them for models with ``sleep:``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,19 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
+from swapd.assignment import Assignment, unplaced
 from swapd.config.model import ModelConfig, NodeConfig
 from swapd.drivers import sleepmode
 from swapd.drivers.base import LogSink, Upstream
-from swapd.drivers.docker.container import LABEL_HASH, config_hash, host_port, run_kwargs, spec_of
+from swapd.drivers.docker.container import (
+    LABEL_DEVICES,
+    LABEL_HASH,
+    config_hash,
+    devices_label,
+    host_port,
+    run_kwargs,
+    spec_of,
+)
 from swapd.drivers.health import probe, wait_healthy
 from swapd.drivers.logtail import ERROR_TAIL_LINES, LineReader, LogTail
 from swapd.errors import StartFailed
@@ -56,6 +67,13 @@ class DockerDriver:
         self.upstream: Upstream | None = None
         self.exited = anyio.Event()
         self.exit_code: int | None = None
+        self.assignment: Assignment | None = None
+        self.slept_level = 0  # the sleep level of a sleeping engine (it decides how to wake)
+
+    def assign(self, assignment: Assignment) -> None:
+        """Run on the node and devices placement chose (see
+        :class:`~swapd.drivers.base.Assignable`)."""
+        self.assignment = assignment
 
     # ── helpers ─────────────────────────────────────────────────────────────────────────────
 
@@ -105,6 +123,15 @@ class DockerDriver:
         if not candidates:
             candidates = [NodeConfig(LOCAL, "")]
         preferred = self.runtime.adoptable.pop(self.model.id, None)
+        if self.assignment is not None:
+            chosen = self.assignment.node
+            for candidate in candidates:
+                if candidate.name == chosen:
+                    return candidate
+            names = ", ".join(n.name for n in candidates)
+            raise StartFailed(
+                self.model.id, f"placement chose node {chosen!r}, not one of its nodes ({names})"
+            )
         if preferred is not None:
             candidates.sort(key=lambda n: n.name != preferred)
         try:
@@ -133,7 +160,8 @@ class DockerDriver:
         if existing is None:
             return False
         labels = existing.labels or {}
-        same = labels.get(LABEL_HASH) == config_hash(self.model, node)
+        same_devices = labels.get(LABEL_DEVICES, "") == devices_label(self.assignment)
+        same = same_devices and labels.get(LABEL_HASH) == config_hash(self.model, node)
         if same and existing.status == "running":
             url = f"http://{host_of(node)}:{self.port}{self._health_path()}"
             if await probe(url, limit=2.0) == 200:
@@ -190,6 +218,8 @@ class DockerDriver:
             node=node,
             instance=self.runtime.instance,
             port=self.port,
+            assignment=self.assignment,
+            macros=self._macros(node),
         )
         self.tail.write(f"[swapd] creating container {self.name} from {image} on {self._where()}")
         try:
@@ -200,6 +230,14 @@ class DockerDriver:
             raise StartFailed(
                 self.model.id, f"cannot start container {self.name} on {self._where()}: {exc}"
             ) from None
+
+    def _macros(self, node: NodeConfig) -> dict[str, str]:
+        """The late macros: from the assignment, else from ``resources`` and the node's GPUs
+        (blocking: GPU discovery, already cached by placement)."""
+        if self.assignment is not None:
+            return self.assignment.values()
+        totals = {g.index: g.memory for g in self.placements.gpus(node) or ()}
+        return unplaced(self.model.resources, totals).values()
 
     async def _await_ready(self, base: str) -> None:
         model = self.model
@@ -291,13 +329,16 @@ class DockerDriver:
         """Put the engine to sleep (vLLM ``POST /sleep?level=N``); raises on failure."""
         assert self.upstream is not None
         await sleepmode.sleep(self.upstream.base_url, level)
+        self.slept_level = level
         self.placements.set_asleep(self, True)
         self.tail.write(f"[swapd] {self.model.id} is asleep (level {level})")
 
     async def wake(self) -> None:
-        """Wake the engine (``POST /wake_up``, then ``/is_sleeping``); raises on failure."""
+        """Wake the engine as it slept (level 2: weights, reload, KV cache), then check
+        ``/is_sleeping``; raises on failure."""
         assert self.upstream is not None
-        await sleepmode.wake(self.upstream.base_url)
+        await sleepmode.wake(self.upstream.base_url, self.slept_level)
+        self.slept_level = 0
         self.placements.set_asleep(self, False)
         self.tail.write(f"[swapd] {self.model.id} is awake")
 
