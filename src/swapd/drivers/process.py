@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import anyio
 from anyio.abc import TaskStatus
 
-from swapd.assignment import Assignment, expand
-from swapd.config.model import ModelConfig, Resources
+from swapd.assignment import Assignment, expand, unplaced
+from swapd.config.model import ModelConfig
 from swapd.drivers import child, pidfile, sleepmode
 from swapd.drivers.base import DriverSpec, EngineHooks, LogSink, Upstream
 from swapd.drivers.child import Child
@@ -67,13 +67,6 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _unplaced(resources: Resources) -> Assignment:
-    """What the macros say when placement is inactive: the declared devices, else device 0."""
-    devices = resources.devices or (0,)
-    count = resources.gpus or len(devices)
-    return Assignment("", devices, per_device=resources.memory // max(count, 1))
-
-
 class ProcessDriver:
     def __init__(self, model: ModelConfig, logs: LogSink, hooks: EngineHooks | None = None) -> None:
         self.model = model
@@ -84,6 +77,7 @@ class ProcessDriver:
         if is_llama_server(model.cmd):
             self._recent = deque(maxlen=PHASE_LINES)
         self.assignment: Assignment | None = None
+        self.slept_level = 0  # the sleep level of a sleeping engine (it decides how to wake)
 
     def assign(self, assignment: Assignment) -> None:
         """Run the engine where placement put it (see :class:`~swapd.drivers.base.Assignable`)."""
@@ -106,7 +100,7 @@ class ProcessDriver:
         return StartFailed(self.model.id, f"{message}\n{tail}" if tail else message)
 
     def _macros(self) -> dict[str, str]:
-        placed = self.assignment or _unplaced(self.model.resources)
+        placed = self.assignment or unplaced(self.model.resources)
         return placed.values()
 
     def _argv(self, argv: tuple[str, ...]) -> list[str]:
@@ -118,7 +112,7 @@ class ProcessDriver:
         if self.assignment is not None:
             return {**self.assignment.env(), "SWAPD_NODE": self.assignment.node}
         if self.model.resources.devices:
-            return _unplaced(self.model.resources).env()
+            return unplaced(self.model.resources).env()
         return {}
 
     def _env(self) -> Mapping[str, str]:
@@ -270,10 +264,12 @@ class ProcessDriver:
 
     async def sleep(self, level: int) -> None:
         await sleepmode.sleep(self.model.proxy.rstrip("/"), level)
+        self.slept_level = level
         self.tail.write(f"[swapd] {self.model.id} is asleep (level {level})")
 
     async def wake(self) -> None:
-        await sleepmode.wake(self.model.proxy.rstrip("/"))
+        await sleepmode.wake(self.model.proxy.rstrip("/"), self.slept_level)
+        self.slept_level = 0
         self.tail.write(f"[swapd] {self.model.id} is awake")
 
 

@@ -1,4 +1,12 @@
-"""The echo engine's ASGI app: dispatch, health, models, vLLM's sleep API and the plain echo."""
+"""The echo engine's ASGI app: dispatch, health, models, vLLM's sleep API and the plain echo.
+
+The sleep API follows vLLM's memory tags (``weights``, ``kv_cache``): ``/sleep?level=1`` keeps
+the weights in CPU memory, ``level=2`` discards them. ``/wake_up`` re-maps the tags named by
+``?tags=`` (all without). Weights woken after a level-2 sleep hold garbage until
+``POST /collective_rpc {"method": "reload_weights"}``: inference then answers 200 with
+:data:`GARBAGE`, as vLLM serves nonsense after a plain ``/wake_up`` (vllm#29341).
+``/is_sleeping`` is true until every tag is awake.
+"""
 
 from __future__ import annotations
 
@@ -24,9 +32,19 @@ from swapd.echo.llamacpp import LlamaCppSurface
 from swapd.echo.openai import OpenAISurface
 from swapd.echo.websocket import WebSocketSurface
 
+GARBAGE = "<garbage: weights not reloaded>"
+TAGS = ("weights", "kv_cache")
+SLEEP_PATHS = ("/sleep", "/wake_up", "/is_sleeping", "/collective_rpc")
+CONTROL = ("/crash", "/slow")  # test switches, not inference: unaffected by the weights
+
 
 class EchoApp(OpenAISurface, AnthropicSurface, LlamaCppSurface, WebSocketSurface):
     """The echo engine as a pure ASGI application."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.asleep: set[str] = set()  # memory tags released by /sleep and not woken yet
+        self.garbage = False  # weights re-mapped after a level-2 sleep, not reloaded yet
 
     def _route_table(self) -> dict[str, Route]:
         return {
@@ -75,11 +93,15 @@ class EchoApp(OpenAISurface, AnthropicSurface, LlamaCppSurface, WebSocketSurface
             if path == "/health":
                 await self._health(send)
                 return
-            if self.sleep_mode and path in ("/sleep", "/wake_up", "/is_sleeping"):
-                await self._sleep_api(scope, method, path, send)
+            if self.sleep_mode and path in SLEEP_PATHS:
+                await self._sleep_api(scope, receive, method, path, send)
                 return
-            if self.sleeping and path.startswith("/v1/") and method == "POST":
+            if self.asleep and path.startswith("/v1/") and method == "POST":
                 await self._json(send, {"error": "engine is sleeping"}, status=503)
+                return
+            if self.garbage and method == "POST" and path in self._routes and path not in CONTROL:
+                await read_body(receive)
+                await self._garbage(send)
                 return
             if method == "GET":
                 if path in ("/v1/models", "/models"):
@@ -110,25 +132,64 @@ class EchoApp(OpenAISurface, AnthropicSurface, LlamaCppSurface, WebSocketSurface
         finally:
             self.in_flight -= 1
 
-    async def _sleep_api(self, scope: Scope, method: str, path: str, send: Send) -> None:
-        """vLLM's dev-mode sleep endpoints (``--enable-sleep-mode``)."""
+    async def _sleep_api(
+        self, scope: Scope, receive: Receive, method: str, path: str, send: Send
+    ) -> None:
+        """vLLM's dev-mode sleep endpoints (``--enable-sleep-mode``, ``VLLM_SERVER_DEV_MODE``)."""
+        query = parse_qs(scope.get("query_string", b"").decode())
         if path == "/is_sleeping" and method == "GET":
-            await self._json(send, {"is_sleeping": bool(self.sleeping)})
+            await self._json(send, {"is_sleeping": bool(self.asleep)})
         elif path == "/sleep" and method == "POST":
-            query = parse_qs(scope.get("query_string", b"").decode())
             level = int(query.get("level", ["1"])[0])
             self.sleeping = level
+            self.asleep = set(TAGS)
             print(f"echo engine {self.model}: sleeping (level {level})", flush=True)
             await self._json(send, {})
         elif path == "/wake_up" and method == "POST":
             if self.fail_wake:
                 await self._json(send, {"error": "wake_up failed"}, status=500)
                 return
-            self.sleeping = 0
-            print(f"echo engine {self.model}: awake", flush=True)
+            tags = set(query.get("tags", TAGS)) & self.asleep
+            if "weights" in tags and self.sleeping == 2:
+                self.garbage = True  # re-mapped, but the content was discarded
+            self.asleep -= tags
+            if not self.asleep:
+                self.sleeping = 0
+            woke = ",".join(sorted(tags)) or "nothing"
+            print(f"echo engine {self.model}: woke {woke}", flush=True)
             await self._json(send, {})
+        elif path == "/collective_rpc" and method == "POST":
+            await self._collective_rpc(await read_body(receive), send)
         else:
             await self._json(send, {"error": "method not allowed"}, status=405)
+
+    async def _collective_rpc(self, body: bytes, send: Send) -> None:
+        """Only ``reload_weights``, vLLM's answer shape (one result per worker)."""
+        try:
+            method = self._parse(body).get("method")
+        except BadRequest as exc:
+            await self._json(send, {"detail": str(exc)}, status=400)
+            return
+        if method is None:
+            await self._json(send, {"detail": "Missing 'method' in request body"}, status=400)
+        elif method != "reload_weights":
+            await self._json(send, {"error": f"method {method!r} not supported"}, status=500)
+        elif "weights" in self.asleep:
+            await self._json(send, {"error": "weights are not allocated (asleep)"}, status=500)
+        else:
+            self.garbage = False
+            print(f"echo engine {self.model}: weights reloaded", flush=True)
+            await self._json(send, {"results": [None]})
+
+    async def _garbage(self, send: Send) -> None:
+        """What an engine with unloaded weights answers: 200, and nonsense."""
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": GARBAGE},
+            "text": GARBAGE,
+            "finish_reason": "length",
+        }
+        await self._json(send, {"model": self.model, "choices": [choice], "content": GARBAGE})
 
     def _stats(self) -> dict[str, Any]:
         return {
