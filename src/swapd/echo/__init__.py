@@ -18,9 +18,10 @@ Routes (every response carries ``x-engine-pid`` and ``x-engine-model``):
 - ``POST /crash``: the process exits at once with status 3 (only when crashing is allowed)
 - ``POST /slow``: sleeps ``delay`` seconds (body field or query, default 2) then echoes
 - ``GET /_echo/stats``: request counters (requests, in_flight, disconnects)
-- with ``--sleep-mode``, vLLM's sleep API: ``POST /sleep?level=N``, ``POST /wake_up``,
-  ``GET /is_sleeping`` (``{"is_sleeping": bool}``); while asleep, inference routes answer 503.
-  ``--fail-wake`` makes ``/wake_up`` answer 500 (to test recovery)
+- with ``--sleep-mode``, vLLM's sleep API: ``POST /sleep?level=N``, ``POST /wake_up[?tags=…]``,
+  ``POST /collective_rpc`` (``reload_weights``), ``GET /is_sleeping`` (``{"is_sleeping": bool}``);
+  while asleep, inference routes answer 503; after level 2 they answer garbage until the weights
+  are reloaded (see ``swapd.echo.app``). ``--fail-wake`` makes ``/wake_up`` answer 500
 - anything else: 200 JSON echo of method, path, query, headers and body
 - WebSocket on any path: a hello message (path, query, headers, subprotocol), then every text
   and binary message echoed; the text ``close <code> [reason]`` closes with that code;
