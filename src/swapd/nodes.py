@@ -6,9 +6,11 @@ node, ``local``, on the default Docker socket. GPUs that are not declared are di
 ``nvidia-smi --query-gpu=index,memory.total,memory.used --format=csv`` (locally, or over ``ssh``
 for an ``ssh://`` node); a node whose GPUs are unknown accepts any model.
 
-Placement (``Placements``) is deliberately simple: a model pinned with ``node:`` goes there;
-otherwise to the first node whose free GPU memory (total minus the models placed there that are
-not asleep) fits ``resources.gpu_memory``.
+``Placements`` is the docker driver's own, deliberately simple choice when memory-aware
+placement (``swapd.placement``) is inactive: a model pinned with ``node:`` goes there; otherwise
+to the first node whose free GPU memory (total minus the models placed there that are not asleep)
+fits ``resources.memory``. When placement is active the driver is assigned its node and devices
+(``swapd.assignment``) and only records them here.
 """
 
 from __future__ import annotations
