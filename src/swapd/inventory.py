@@ -129,25 +129,26 @@ def from_config(config: Config, environ: Mapping[str, str] | None = None) -> Inv
 
 @dataclass
 class _Cached:
-    """A reading reused for ``refresh`` seconds; one read at a time, concurrent callers share
-    it. Subclasses say how to read."""
+    """A reading reused for ``refresh`` seconds; one read at a time, and a caller that waited
+    for a read begun after it asked takes that one, even with ``refresh=True``. Subclasses say
+    how to read."""
 
     refresh: float = 10.0
     _reading: Reading | None = field(default=None, repr=False)
-    _read_at: float = field(default=0.0, repr=False)  # time.monotonic() of _reading
+    _read_at: float = field(default=float("-inf"), repr=False)  # monotonic start of _reading
     _lock: anyio.Lock = field(default_factory=anyio.Lock, repr=False)
 
     async def read(self, *, refresh: bool = False) -> Reading:
+        asked = time.monotonic()
         async with self._lock:
             cached = self._reading
-            if (
-                cached is not None
-                and not refresh
-                and time.monotonic() - self._read_at < self.refresh
+            if cached is not None and (
+                self._read_at >= asked or (not refresh and asked - self._read_at < self.refresh)
             ):
                 return cached
+            started = time.monotonic()
             reading = await self._read_now()
-            self._reading, self._read_at = reading, time.monotonic()
+            self._reading, self._read_at = reading, started
             return reading
 
     async def _read_now(self) -> Reading:

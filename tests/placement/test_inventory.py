@@ -342,7 +342,7 @@ async def test_readings_are_reused_for_the_refresh_period(tmp_path: Path, no_nvm
 
 
 @pytest.mark.anyio
-async def test_concurrent_readers_share_one_reading(tmp_path: Path, no_nvml: None) -> None:
+async def test_concurrent_readers_share_a_reading(tmp_path: Path, no_nvml: None) -> None:
     calls: list[list[str]] = []
     inv = inventory(tmp_path, recorded("gb10", calls))
     readings: list[Reading] = []
@@ -354,6 +354,16 @@ async def test_concurrent_readers_share_one_reading(tmp_path: Path, no_nvml: Non
         for _ in range(5):
             tg.start_soon(read)
     assert len({id(r) for r in readings}) == 1
+    asked = len(calls)
+
+    async def refresh() -> None:
+        readings.append(await inv.read(refresh=True))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(5):
+            tg.start_soon(refresh)
+    assert len({id(r) for r in readings[5:]}) <= 2  # the first, and one for all who waited
+    assert len(calls) <= 3 * asked
     assert readings[0].nodes[0].driver_version == "580.95.05"
 
 
