@@ -131,6 +131,14 @@ def test_gguf_reader_reads_metadata_and_skips_the_vocabulary(q4: Path) -> None:
     assert "tokenizer.ggml.tokens" not in found.metadata  # 5000 entries: skipped
 
 
+def test_gguf_reader_rereads_a_changed_file(tmp_path: Path) -> None:
+    path = write_gguf(tmp_path / "m.gguf", weights=GIB)
+    assert gguf.read(path).arch("attention.key_length") is None
+    write_gguf(path, weights=2 * GIB, key_length=256)
+    again = gguf.read(path)
+    assert again.arch("attention.key_length") == 256 and again.size == 2 * GIB
+
+
 def test_gguf_file_type_names_match_the_gguf_package() -> None:
     for ftype in gguf_writer.LlamaFileType:
         if ftype.value in gguf.FILE_TYPES:
