@@ -12,13 +12,18 @@ import click
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from swapd.assignment import Assignment, expand
 from swapd.cli.exits import exit_code
+from swapd.config.options import DockerOptions
+from swapd.config.schema import parse_size
 from swapd.errors import SwapdError
 from swapd.recipes import (
     ENGINE_PORT,
+    Recipe,
     RecipeError,
     catalog,
     container_name,
+    cuda,
     docker_run_line,
     load,
     parse_file,
@@ -26,6 +31,7 @@ from swapd.recipes import (
     values,
 )
 from swapd.recipes import render as render_spec
+from swapd.recipes.engines import accepted_names
 
 
 def _fail(exc: SwapdError) -> None:
@@ -101,19 +107,72 @@ def show(name: str) -> None:
         click.echo(f"#   {key} = {vals[key]}")
 
 
+def _fill_late(recipe: Recipe, spec: DockerOptions, gpu_total: str) -> DockerOptions:
+    """``spec`` with the late macros filled as placement would on GPUs of ``gpu_total``."""
+    total = parse_size(gpu_total)
+    if total is None:
+        raise RecipeError(f"--gpu-total expects a size like 80GiB, got {gpu_total!r}")
+    count = spec.gpus if isinstance(spec.gpus, int) else 1
+    memory = parse_size(recipe.memory) or 0
+    assignment = Assignment(
+        "local", tuple(range(count)), "nvidia", (total,) * count, memory // count
+    )
+    macros = assignment.values()
+    return spec.model_copy(
+        update={
+            "command": tuple(expand(a, macros) for a in spec.command),
+            "env": {k: expand(v, macros) for k, v in spec.env.items()},
+        }
+    )
+
+
+def _notes(recipe: Recipe, spec: DockerOptions, driver: str | None, model_id: str) -> list[str]:
+    """Comment lines: the image's CUDA line, the names the engine answers to, late macros."""
+    notes = []
+    if recipe.images:
+        line, _ = cuda.choose(recipe.images, driver)
+        lines = ", ".join(f"{k}: {v}" for k, v in recipe.images.items())
+        notes.append(f"# image: {cuda.why(recipe.images, driver, line)} ({lines})")
+        if driver is None:
+            notes.append("#   --driver 580.65.06 shows the choice on a given NVIDIA driver")
+    names = accepted_names(recipe.engine, spec.command)
+    if names:
+        forwarded = model_id if model_id in names else names[0]
+        notes.append(
+            f"# the engine answers to: {', '.join(names)}; swapd forwards model={forwarded!r}"
+        )
+    if any("${" in a for a in (*spec.command, *spec.env.values())):
+        notes.append(
+            "# ${GPU_MEMORY_FRACTION} and the other ${GPU...} macros are filled when the model "
+            "starts, from the GPU placement chooses (resources.memory per device / the device's "
+            "size); --gpu-total 80GiB shows them"
+        )
+    return notes
+
+
 @recipes.command()
 @click.argument("name")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="placeholder value")
 @click.option("--port", type=int, default=None, help="the engine's port (default: engine's)")
 @click.option("--model-id", default=None, help="swapd model id (names the container)")
+@click.option("--driver", default=None, metavar="VERSION", help="NVIDIA driver (picks the image)")
+@click.option("--gpu-total", default=None, metavar="SIZE", help="GPU size (fills ${GPU_...})")
 @click.option("--json", "as_json", is_flag=True, help="print the spec as JSON")
 def render(
-    name: str, sets: tuple[str, ...], port: int | None, model_id: str | None, as_json: bool
+    name: str,
+    sets: tuple[str, ...],
+    port: int | None,
+    model_id: str | None,
+    driver: str | None,
+    gpu_total: str | None,
+    as_json: bool,
 ) -> None:
-    """The exact container spec, and the equivalent `docker run` line."""
+    """The exact container spec, and the equivalent `docker run` line (local node)."""
     try:
         recipe = load(name)
-        spec = render_spec(recipe, _parse_sets(sets), port=port, model_id=model_id)
+        spec = render_spec(recipe, _parse_sets(sets), port=port, model_id=model_id, driver=driver)
+        if gpu_total is not None:
+            spec = _fill_late(recipe, spec, gpu_total)
     except RecipeError as exc:
         _fail(exc)
         return
@@ -128,5 +187,7 @@ def render(
     yaml.dump({"docker": spec.as_dict()}, out)
     click.echo(f"# recipe {recipe.name}: container spec (a model's `docker:` block)")
     click.echo(out.getvalue().rstrip())
+    for note in _notes(recipe, spec, driver, model_id or recipe.served_model_name or recipe.model):
+        click.echo(note)
     click.echo("\n# equivalent docker run:")
     click.echo(docker_run_line(spec, cname, user))

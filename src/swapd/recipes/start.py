@@ -27,11 +27,12 @@ def _token_file(spec: DockerOptions, env: Mapping[str, str]) -> bool:
     home = env.get("HF_HOME")
     if not home:
         return False
-    for volume in spec.volumes:
-        host, _, rest = volume.partition(":")
-        if rest.split(":")[0].rstrip("/") == home.rstrip("/"):
-            return os.path.isfile(os.path.join(os.path.expanduser(host), "token"))
-    return False
+    sources = [
+        os.path.expanduser(host)
+        for host, _, rest in (v.partition(":") for v in spec.volumes)
+        if rest.split(":")[0].rstrip("/") == home.rstrip("/")
+    ]
+    return any(os.path.isfile(os.path.join(source, "token")) for source in sources)
 
 
 def has_token(spec: DockerOptions, env: Mapping[str, str], *, local: bool = True) -> bool:

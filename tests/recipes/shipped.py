@@ -1,0 +1,19 @@
+"""Helpers for the recipe tests: the shipped recipes and the config swapd builds for one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from swapd.config import load_text
+from swapd.config.model import ModelConfig
+from swapd.extensions import standard
+from swapd.recipes import catalog
+
+SHIPPED = Path(__file__).resolve().parents[2] / "recipes"
+NAMES = sorted(catalog([SHIPPED]))
+
+
+def recipe_model(recipe: str, extra: str = "", model_id: str = "qwen") -> ModelConfig:
+    """The config swapd builds for ``models: {<model_id>: {recipe: <recipe>, ...}}``."""
+    text = f"models:\n  {model_id}:\n    recipe: {recipe}\n{extra}"
+    return load_text(text, extensions=standard()).models[model_id]
