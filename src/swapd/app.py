@@ -24,11 +24,13 @@ from uvicorn.config import WS_PROTOCOLS
 
 from swapd.config import load_config, load_demo
 from swapd.config.model import Config
+from swapd.demand import LearnedStore
 from swapd.drivers import pidfile
 from swapd.drivers import registry as drivers
 from swapd.edge import Edge, ForwardingScreen, fd_budget, raise_fd_limit
 from swapd.errors import ConfigError, SwapdError
 from swapd.extensions import standard
+from swapd.inventory import from_config as inventory_of
 from swapd.lint import exposure, lint
 from swapd.observe.activity import ActivityLog
 from swapd.observe.logs import DEFAULT_RING_BYTES, LineFormatter, LogRing
@@ -149,6 +151,8 @@ class App:
             config,
             echo_logs=config.log_to_stdout in ("upstream", "both"),
             ring_bytes=config.log_ring_bytes or DEFAULT_RING_BYTES,
+            inventory=inventory_of(config),  # memory-aware placement (swapd.placer)
+            learned=LearnedStore(pidfile.state_dir().parent / "placement" / "learned.json"),
         )
         store = Path(config.store_path) if config.store_path else None
         activity = ActivityLog(config.metrics_max_in_memory, store)
@@ -297,6 +301,8 @@ class App:
             log.warning("config: %s", issue)
         for warning in lint(config):
             log.warning("check: %s", warning)
+        if config.nodes != self.scheduler.config.nodes:  # the inventory asks other machines
+            self.scheduler.placer.inventory = inventory_of(config)
         changes = self.scheduler.update(config)
         if self._main is not None and config.preload:  # as at startup; running ones are kept
             self._main.start_soon(self._preload, config.preload, name="preload")

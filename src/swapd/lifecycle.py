@@ -5,6 +5,11 @@ The scheduler (``scheduler.py``) decides *what* happens — which request is gra
 starts, what is evicted; this module carries it out and turns outcomes into state: a start that
 failed (retry or report), an engine that became ready, exited, slept or woke. Everything here is
 synchronous; the slow parts run as tasks from ``engines.py`` in the scheduler's task group.
+
+A placed model (``slot.assignment``, see ``swapd.placer``) keeps its devices while it runs or
+sleeps and frees them when its engine exits. A start that fails with an out-of-memory
+signature raises the model's learned need and is retried once (placement then evicts more or
+picks other devices); a second one is final.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from swapd import engines
 from swapd.config.model import ModelConfig
 from swapd.drivers.base import Driver
 from swapd.errors import ModelUnloaded, StartFailed, SwapdError
+from swapd.placer import Placer
 from swapd.slot import Slot, Ticket
 from swapd.upstream import Upstream
 from swapd.views import ALIVE, State
@@ -35,6 +41,7 @@ class Owner(Protocol):
     """What the lifecycle needs of the scheduler that owns the slots."""
 
     slots: dict[str, Slot]
+    placer: Placer
 
     def _drain(self) -> None: ...
 
@@ -75,6 +82,8 @@ class Lifecycle:
 
     def start_failed(self, slot: Slot, error: str, *, permanent: bool) -> None:
         """A start failed: retry it for the queued requests, unless it will fail again."""
+        if self._owner.placer.is_oom(slot, error):
+            error, permanent = self._owner.placer.out_of_memory(slot, error)
         slot.error = error
         slot.failures += 1
         log.warning("%s failed to start: %s", slot.id, error.splitlines()[0])
@@ -105,7 +114,9 @@ class Lifecycle:
         slot.upstream = upstream
         slot.ready_at = slot.last_use = now
         slot.failures = 0
+        slot.oom_retried = False
         took = now - (slot.started_at or now)
+        slot.reload_seconds = took
         slot.log.write(f"[swapd] {slot.id} ready in {took:.3f}s at {upstream.base_url}")
         log.info("%s ready in %.3fs", slot.id, took)
         self._owner._set_state(slot, State.READY, swap_seconds=took)
@@ -129,6 +140,7 @@ class Lifecycle:
                 log.warning("%s: %s", slot.id, error or "engine stopped")
                 slot.log.write(f"[swapd] {slot.id}: {error or 'engine stopped'}")
             self._owner._set_state(slot, State.STOPPED)
+        slot.assignment = None  # its devices are free again
         if slot.removed and self._owner.slots.get(slot.id) is slot:
             del self._owner.slots[slot.id]
             self._owner._fail_queued(

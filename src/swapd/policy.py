@@ -9,7 +9,10 @@ in group MG,
   * otherwise keep M.
 A member of a non-exclusive group therefore never evicts a running exclusive group (kept quirk).
 Models not listed in any group live in the implicit ``(default)`` group (swap + exclusive), which
-gives one model at a time when no groups are configured. A running model whose group is unknown
+gives one model at a time when no groups are configured. Under memory-aware placement
+(``memory_aware``, see ``swapd.placer``) memory decides for them instead: the implicit group
+neither swaps nor excludes (:func:`without_default_group`), while explicit groups and the matrix
+stay hard constraints. A running model whose group is unknown
 (a model a reload removed, still finishing its requests, whose group went with it) counts as a
 group of its own (not persistent), so an exclusive target still waits for it to go.
 
@@ -24,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from swapd.config.model import Config, GroupConfig, MatrixConfig, ModelConfig
+from swapd.config.model import DEFAULT_GROUP, Config, GroupConfig, MatrixConfig, ModelConfig
 
 # matrix -> target -> (set name, alternative) candidates in order; the sets are fixed per config
 _Candidates = dict[str, tuple[tuple[str, frozenset[str]], ...]]
@@ -37,13 +40,29 @@ def evictions(
     running: Iterable[str],
     models: Mapping[str, ModelConfig],
     config: Config,
+    *,
+    memory_aware: bool = False,
 ) -> frozenset[str]:
-    """The running models to stop (or sleep) so that ``target`` may run."""
+    """The running models to stop (or sleep) so that ``target`` may run.
+
+    ``memory_aware``: placement decides for the models in no explicit group."""
     if config.router == "matrix" and config.matrix is not None:
         if target not in models:
             return frozenset()
         return matrix_choice(target, running, config.matrix).evict
-    return group_evictions(target, running, models, config.groups)
+    groups = without_default_group(config.groups) if memory_aware else config.groups
+    return group_evictions(target, running, models, groups)
+
+
+def without_default_group(groups: Mapping[str, GroupConfig]) -> Mapping[str, GroupConfig]:
+    """``groups`` with the implicit ``(default)`` group relaxed: its members neither evict
+    each other nor, being non-exclusive, anything else (explicit exclusive groups still evict
+    them)."""
+    default = groups.get(DEFAULT_GROUP)
+    if default is None or not (default.swap or default.exclusive):
+        return groups
+    relaxed = GroupConfig(DEFAULT_GROUP, swap=False, exclusive=False, members=default.members)
+    return {**groups, DEFAULT_GROUP: relaxed}
 
 
 def group_evictions(

@@ -21,6 +21,12 @@ ready model's requests still take the fast path, and the batching window still a
 
 Retiring (reload changed or removed a model, an unload): no new grants, the requests in flight
 finish, then the engine stops; requests still queued start it again.
+
+Memory-aware placement (``swapd.placer``, when active): what a start evicts is the group/matrix
+evictions (the implicit ``(default)`` group relaxed: memory decides for ungrouped models) plus
+what placement needs gone for the model to fit; a busy model among them is waited for
+(``slot.blocked_by``), never evicted; a model that fits nowhere fails its queued requests with
+``NoCapacity``. The chosen devices go to the driver (``assign``) before the engine starts.
 """
 
 from __future__ import annotations
@@ -34,21 +40,26 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from swapd import engines, policy, reload, slotinfo
+from swapd import engines, placement, policy, reload, slotinfo
 from swapd.config.model import Config, ModelConfig
+from swapd.demand import LearnedStore
 from swapd.drivers import registry
 from swapd.drivers.base import Driver, LogSink, Upstream
 from swapd.errors import (
     Conflict,
     ModelUnloaded,
+    NoCapacity,
     NotFound,
     ShuttingDown,
     SwapdError,
     TooManyRequests,
 )
+from swapd.inventory import Inventory
 from swapd.lease import Lease
 from swapd.lifecycle import Lifecycle
 from swapd.observe.logs import LogRing
+from swapd.placement import Decision
+from swapd.placer import MEASURE_AFTER, Cost, Placer, held
 from swapd.slot import Slot, Ticket
 from swapd.views import ALIVE, RUNNING, SlotView, State
 
@@ -57,6 +68,8 @@ log = logging.getLogger("swapd.scheduler")
 _now = time.monotonic  # the asyncio clock, without anyio's backend lookup on the hot path
 BATCH_WINDOW = 2.0  # seconds a swap may be held back while the loaded model serves its queue
 TTL_TICK = 0.5
+FIRST_READING_WAIT = 3.0  # seconds run() waits for the first inventory reading
+RELOAD_SECONDS = 5.0  # assumed reload time of a model never started (eviction cost)
 
 DriverFactory = Callable[[ModelConfig, LogSink], Driver]
 Listener = Callable[[SlotView], None]
@@ -76,6 +89,9 @@ class Scheduler:
         ring_bytes: int = 100 * 1024,
         echo_logs: bool = False,
         batch_window: float = BATCH_WINDOW,
+        inventory: Inventory | None = None,
+        learned: LearnedStore | None = None,
+        cost: Cost | None = None,
     ) -> None:
         self.config = config
         self.batch_window = batch_window
@@ -91,6 +107,14 @@ class Scheduler:
         self._tg: TaskGroup | None = None
         self._closing = False
         self.lifecycle = Lifecycle(self)  # the hands: start, stop, sleep, wake; their outcomes
+        self.placer = Placer(
+            self.slots,
+            lambda: self.config,
+            cost or self._eviction_cost,
+            inventory=inventory,
+            learned=learned,
+        )
+        self._kicked: anyio.Event | None = None  # set: refresh the inventory reading now
         for model in config.models.values():
             self.slots[model.id] = self._new_slot(model)
 
@@ -106,6 +130,11 @@ class Scheduler:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
                 tg.start_soon(self._ttl_loop, name="scheduler:ttl")
+                if self.placer.inventory is not None:
+                    first = anyio.Event()
+                    tg.start_soon(self._placement_loop, first, name="scheduler:placement")
+                    with anyio.move_on_after(FIRST_READING_WAIT):
+                        await first.wait()
                 task_status.started()
                 await anyio.sleep_forever()
         finally:
@@ -234,10 +263,35 @@ class Scheduler:
 
     # ── the decision loop ───────────────────────────────────────────────────────────────────
 
-    def _evictions(self, model_id: str) -> frozenset[str]:
+    def _placing(self) -> bool:
+        return self.placer.active(self.config)
+
+    def _evictions(self, slot: Slot) -> frozenset[str]:
+        """What must go before ``slot`` starts: group/matrix evictions, and under placement
+        what it needs gone to fit (see ``_plan``)."""
+        return self._plan(slot)[0]
+
+    def _plan(self, slot: Slot) -> tuple[frozenset[str], Decision | None]:
+        """The evictions for starting ``slot``, and placement's decision (None when placement
+        is inactive, or has no inventory reading yet)."""
         running = [s.id for s in self.slots.values() if s.state in RUNNING]
         models = {s.id: s.config for s in self.slots.values()}
-        return policy.evictions(model_id, running, models, self.config)
+        placing = self._placing()
+        evict = policy.evictions(slot.id, running, models, self.config, memory_aware=placing)
+        if not placing or self.placer.reading is None:
+            return evict, None
+        decision = self.placer.decide(slot, _now())
+        return evict | decision.evict, decision
+
+    def _eviction_cost(self, slot: Slot, now: float) -> float:
+        return placement.eviction_cost(
+            idle_seconds=max(0.0, now - slot.last_use),
+            reload_seconds=slot.reload_seconds
+            if slot.reload_seconds is not None
+            else RELOAD_SECONDS,
+            priority=self.config.priorities.get(slot.id, 0),
+            held_bytes=sum(held(slot).values()),
+        )
 
     def _announce_swap(self, slot: Slot, *, starting: bool) -> None:
         """Log the matrix decision once per swap: when its evictions begin, or at the start
@@ -279,7 +333,7 @@ class Scheduler:
                 continue
             if other.slot.state is State.READY:
                 continue
-            if ticket.model in self._evictions(other.model):
+            if ticket.model in self._evictions(other.slot):
                 return True
         return False
 
@@ -322,8 +376,17 @@ class Scheduler:
                 self.lifecycle.prepare(slot, driver)  # evict nothing before the checks pass
                 return
             slot.prepared = driver
-        evict = [self.slots[name] for name in self._evictions(slot.id)]
-        if any(e.state is State.STARTING or e.inflight > 0 for e in evict):
+        if self._placing() and self.placer.reading is None:
+            return  # placement has no inventory reading yet: the first one drains again
+        names, decision = self._plan(slot)
+        if decision is not None and not decision.placed:
+            self._no_capacity(slot, f"not enough memory for {slot.id}: {decision.reason}")
+            return
+        evict = [self.slots[name] for name in sorted(names)]
+        slot.blocked_by = tuple(e.id for e in evict if e.state is State.STARTING or e.inflight)
+        if slot.blocked_by:
+            if decision is not None:
+                slot.demand = self.placer.demand(slot)  # shown with what it waits for
             return  # never evict a busy model, nor collide with another start
         if any(e.state is State.READY for e in evict):
             self._announce_swap(slot, starting=False)
@@ -331,15 +394,41 @@ class Scheduler:
             if e.state is State.READY:
                 log.info("evicting %s to start %s", e.id, slot.id)
                 self.lifecycle.evict(e)
+            elif e.state is State.SLEEPING:  # asleep, it still holds some memory: stop it
+                log.info("stopping sleeping %s to start %s", e.id, slot.id)
+                self.lifecycle.stop(e)
         if any(e.state is State.STOPPING for e in evict):
             return  # start once the evicted engines are gone
         self._announce_swap(slot, starting=True)
         if slot.state is State.SLEEPING:
             self.lifecycle.wake(slot)
-        else:
-            self.lifecycle.start(slot)
+            return
+        if decision is not None:
+            self._assign(slot, decision)
+        self.lifecycle.start(slot)
+
+    def _assign(self, slot: Slot, decision: Decision) -> None:
+        """Reserve the devices placement chose and tell the driver, before it starts."""
+        need = self.placer.demand(slot)
+        assignment = self.placer.assignment(decision, need)
+        slot.demand, slot.assignment, slot.measured = need, assignment, 0
+        assign = getattr(slot.prepared, "assign", None)
+        if callable(assign):
+            assign(assignment)
+
+    def _no_capacity(self, slot: Slot, reason: str) -> None:
+        """Nothing fits, even with every evictable model gone: the queued requests fail (new
+        ones decide again)."""
+        slot.blocked_by = ()
+        if slot.error != reason:
+            log.warning("%s", reason)
+            slot.log.write(f"[swapd] {reason}")
+        slot.error = reason
+        self._fail_queued(lambda t: t.slot is slot, NoCapacity(slot.id, reason))
 
     def _queue_changed(self, slot: Slot) -> None:
+        if slot.blocked_by and slot.reserved == slot.inflight:
+            slot.blocked_by = ()  # nothing waits for a start any more
         if self.queue_listeners:
             waiting = slot.reserved - slot.inflight
             for listener in self.queue_listeners:
@@ -348,6 +437,8 @@ class Scheduler:
     def _set_state(self, slot: Slot, state: State, swap_seconds: float | None = None) -> None:
         slot.state = state
         slot.changed_at = anyio.current_time()
+        if slot.assignment is not None and state is not State.STOPPING:
+            self._placement_changed(slot, state)
         if self.listeners:
             view = slotinfo.view(slot, _now(), swap_seconds=swap_seconds)
             for listener in self.listeners:
@@ -420,6 +511,42 @@ class Scheduler:
         for event in events:
             await event.wait()
         return [s.id for s in stopping]
+
+    # ── placement ───────────────────────────────────────────────────────────────────────────
+
+    def _placement_changed(self, slot: Slot, state: State) -> None:
+        """A placed model started, became ready, slept or exited: read the inventory again
+        soon; measure a ready engine's use a few times."""
+        if self._kicked is not None:
+            self._kicked.set()
+        if state is State.READY and self._tg is not None:
+            self._spawn(self._measure_ready, slot, slot.generation, name=f"measure:{slot.id}")
+
+    async def _placement_loop(self, first: anyio.Event) -> None:
+        """Refresh the inventory reading every ``placement.refresh`` seconds, or when kicked;
+        measure the ready engines; re-evaluate the queue with the new facts."""
+        while True:
+            self._kicked = anyio.Event()
+            await self.placer.refresh()
+            first.set()
+            self._drain()
+            for slot in [s for s in self.slots.values() if s.state is State.READY]:
+                await self.placer.measure(slot)
+            with anyio.move_on_after(self.config.placement.refresh):
+                await self._kicked.wait()
+
+    async def _measure_ready(self, slot: Slot, generation: int) -> None:
+        waited = 0.0
+        for at in MEASURE_AFTER:
+            await anyio.sleep(at - waited)
+            waited = at
+            if slot.generation != generation or slot.state is not State.READY:
+                return
+            await self.placer.measure(slot)
+
+    def placement_view(self) -> dict[str, Any]:
+        """Devices, their memory and the models on them, for ``/api/hardware``."""
+        return self.placer.view()
 
     async def _ttl_loop(self) -> None:
         while True:

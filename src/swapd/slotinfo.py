@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from swapd.placer import held
 from swapd.slot import Slot
 from swapd.views import SlotView, State
 
@@ -50,6 +51,26 @@ def info(slot: Slot, now: float) -> dict[str, Any]:
         "last_use": round(time.time() - (now - slot.last_use), 3) if slot.last_use else None,
         "progress": progress(slot, now),
         "unlisted": c.unlisted,
+        "placement": placement(slot),
+    }
+
+
+def placement(slot: Slot) -> dict[str, Any] | None:
+    """Where placement put the model and what it holds there (per device), or what its start
+    waits for; None when placement has nothing to say about it."""
+    a, need = slot.assignment, slot.demand
+    if a is None and not slot.blocked_by:
+        return None
+    holds = held(slot)
+    return {
+        "node": a.node if a else None,
+        "devices": list(a.devices) if a else [],
+        "need_bytes": a.per_device if a else (need.per_device if need else 0),
+        "held_bytes": max(holds.values(), default=0),
+        "measured_bytes": slot.measured,
+        "source": need.source if need else None,
+        "detail": need.detail if need else "",
+        "blocked_by": list(slot.blocked_by),
     }
 
 
