@@ -11,9 +11,11 @@ residents (models running, starting or asleep there) hold.
 The decision, in order of preference:
 1. a set of devices where the need fits with no eviction (best fit: least room left);
 2. else the eviction set of lowest total cost among *evictable* residents (swappable, not in a
-   persistent group) that makes it fit, ties to fewer models, then fewer bytes; a busy
-   resident may be in the set (its cost is high): the scheduler then waits for it, never
-   evicting it while it serves;
+   persistent group) that makes it fit, ties to fewer models, then fewer bytes. Evicting a
+   resident frees what it holds on every device. A busy resident may be in the set: the
+   scheduler then waits for it, never evicting it while it serves; a set with fewer busy
+   residents always wins over a cheaper one with more. The search is exact up to
+   :data:`EXACT_LIMIT` candidates per device set, greedy (cheapest per byte, then pruned) above;
 3. else no placement: ``Decision.reason`` says why (too big for any device, or held by
    models that are never evicted).
 """
@@ -88,7 +90,7 @@ def device_name(key: DeviceKey) -> str:
 
 
 LOAD_RATE = 2**30  # bytes/s assumed to reload a model whose reload time was never measured
-RECENT = 60.0  # seconds: the idle time at which recency weighs half of what it does when fresh
+RECENT = 60.0  # seconds idle after which the recency bonus of :func:`eviction_cost` has halved
 
 
 def eviction_cost(
@@ -241,14 +243,20 @@ def _cheapest_eviction(room: _Room, count: int, residents: list[Resident]) -> _P
     """The best eviction plan over every node and every set of ``count`` of its devices that
     could fit once all evictable residents are gone."""
     per_device = room.need.per_device
-    evictable = [r for r in residents if r.evictable]
+    touching: dict[DeviceKey, list[Resident]] = {}
+    for resident in residents:
+        if resident.evictable:
+            for key, n in resident.held.items():
+                if n > 0:
+                    touching.setdefault(key, []).append(resident)
     best: _Plan | None = None
     for node, members in room.by_node.items():
         possible = [d for d in members if room.reach(d) >= per_device]
         for chosen in combinations(possible, count):
             keys = tuple(d.key for d in chosen)
             deficit = tuple(per_device - room.room[k] for k in keys)
-            candidates = _candidates(keys, evictable)
+            near = {id(r): r for k in keys for r in touching.get(k, ())}
+            candidates = _candidates(keys, near.values())
             bound = None if best is None else (best.rank[0], best.rank[1])
             if len(candidates) <= EXACT_LIMIT:
                 picked = _exact(deficit, candidates, bound)
@@ -262,13 +270,9 @@ def _cheapest_eviction(room: _Room, count: int, residents: list[Resident]) -> _P
     return best
 
 
-def _candidates(keys: tuple[DeviceKey, ...], evictable: list[Resident]) -> list[_Candidate]:
-    """The evictable residents holding memory on ``keys``, cheapest first."""
-    found = []
-    for resident in evictable:
-        freed = tuple(resident.held.get(k, 0) for k in keys)
-        if any(n > 0 for n in freed):
-            found.append(_Candidate(resident, freed, max(resident.cost, 0.0)))
+def _candidates(keys: tuple[DeviceKey, ...], near: Iterable[Resident]) -> list[_Candidate]:
+    """The evictable residents holding memory on ``keys`` (``near``), cheapest first."""
+    found = [_Candidate(r, tuple(r.held.get(k, 0) for k in keys), max(r.cost, 0.0)) for r in near]
     found.sort(key=lambda c: (c.busy, c.cost, -sum(c.freed), c.resident.model))
     return found
 
