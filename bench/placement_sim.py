@@ -51,6 +51,7 @@ from swapd.views import ALIVE, RUNNING, SlotView
 
 GIB = 1024**3
 SIZES_GIB = (4, 5, 8, 8, 14, 16, 20, 24, 30, 40, 48, 70)
+SPLIT = {70: 2}  # GPUs a model of that size spans (tensor parallel); others: 1 if it fits
 NODES, GPUS_PER_NODE, GPU_GIB = ("a", "b"), 2, 80
 ZIPF_S = 1.1
 KEEP_ALIVE = 300.0  # Ollama's default keep_alive (seconds)
@@ -67,6 +68,7 @@ class Model:
     name: str
     gib: int
     weight: float  # Zipf popularity
+    gpus: int = 1  # devices it spans, its memory split evenly over them
 
     @property
     def load_seconds(self) -> float:
@@ -86,12 +88,18 @@ class Arrival:
     service: float  # seconds it holds the model once granted
 
 
-def models(seed: int) -> list[Model]:
-    """The twelve models; Zipf weights over ranks shuffled by ``seed``."""
+def models(seed: int, gpu_gib: int = GPU_GIB) -> list[Model]:
+    """The twelve models; Zipf weights over ranks shuffled by ``seed``. A model spans the
+    GPUs ``SPLIT`` gives it, or as many as its size needs on ``gpu_gib`` GPUs if more."""
     ranks = list(range(1, len(SIZES_GIB) + 1))
     random.Random(seed).shuffle(ranks)
     return [
-        Model(f"m{i:02d}-{gib}g", gib, 1.0 / rank**ZIPF_S)
+        Model(
+            f"m{i:02d}-{gib}g",
+            gib,
+            1.0 / rank**ZIPF_S,
+            max(SPLIT.get(gib, 1), math.ceil(gib / gpu_gib)),
+        )
         for i, (gib, rank) in enumerate(zip(SIZES_GIB, ranks, strict=True))
     ]
 
@@ -220,17 +228,20 @@ class Policy:
 
 
 def _config(
-    catalog: Sequence[Model], *, memory: Callable[[Model], int] | None, ttl: float
+    catalog: Sequence[Model], *, need: Callable[[Model], tuple[int, int]] | None, ttl: float
 ) -> Config:
+    """The models as YAML (``need``: GPUs and bytes in all, or no resources), placement on
+    when a need is given, no headroom."""
     lines = ["models:"]
     for m in catalog:
         lines += [f"  {m.name}:", "    cmd: fake", "    concurrencyLimit: 1000000"]
         if ttl:
             lines.append(f"    ttl: {ttl:g}")
-        if memory is not None:
-            lines.append(f"    resources: {{gpus: 1, memory: {memory(m)}}}")
+        if need is not None:
+            gpus, memory = need(m)
+            lines.append(f"    resources: {{gpus: {gpus}, memory: {memory}}}")
     config = load_text("\n".join(lines) + "\n", "placement_sim.yaml")
-    placement = PlacementConfig(enabled=memory is not None, headroom=0)
+    placement = PlacementConfig(enabled=need is not None, headroom=0)
     return dataclasses.replace(config, placement=placement)
 
 
@@ -244,16 +255,24 @@ def keep_alive_left(slot: Slot, now: float) -> float:
     return max(0.0, KEEP_ALIVE - (now - slot.last_use)) + 1e-3 * recency(slot, now)
 
 
-def policies(catalog: Sequence[Model]) -> list[Policy]:
+def memory(m: Model) -> tuple[int, int]:
+    return m.gpus, m.gib * GIB
+
+
+def one_unit(m: Model) -> tuple[int, int]:
+    return 1, UNIT
+
+
+def policies(catalog: Sequence[Model], gpu_gib: int = GPU_GIB) -> list[Policy]:
+    """The four policies in the order of the last line."""
     gpus = {node: GPUS_PER_NODE for node in NODES}
     return [
-        Policy("swapd", _config(catalog, memory=lambda m: m.gib * GIB, ttl=0),
-               FakeInventory(gpus, GPU_GIB * GIB)),
-        Policy("llama-swap", _config(catalog, memory=None, ttl=0)),
-        Policy("llama-router", _config(catalog, memory=lambda m: UNIT, ttl=0),
+        Policy("swapd", _config(catalog, need=memory, ttl=0), FakeInventory(gpus, gpu_gib * GIB)),
+        Policy("llama-swap", _config(catalog, need=None, ttl=0)),
+        Policy("llama-router", _config(catalog, need=one_unit, ttl=0),
                FakeInventory({"router": 1}, MODELS_MAX * UNIT), recency),
-        Policy("ollama", _config(catalog, memory=lambda m: m.gib * GIB, ttl=KEEP_ALIVE),
-               FakeInventory(gpus, GPU_GIB * GIB), keep_alive_left),
+        Policy("ollama", _config(catalog, need=memory, ttl=KEEP_ALIVE),
+               FakeInventory(gpus, gpu_gib * GIB), keep_alive_left),
     ]  # fmt: skip
 
 
@@ -283,7 +302,9 @@ def _scheduler(policy: Policy, engines: FakeEngines) -> Scheduler:
     return sched
 
 
-async def _replay(policy: Policy, catalog: Sequence[Model], arrivals: Sequence[Arrival]) -> Result:
+async def _replay(
+    policy: Policy, catalog: Sequence[Model], arrivals: Sequence[Arrival], total_gib: int
+) -> Result:
     loop = asyncio.get_running_loop()
     _use_clock(loop.time)
     sizes = {m.name: m.gib for m in catalog}
@@ -325,14 +346,18 @@ async def _replay(policy: Policy, catalog: Sequence[Model], arrivals: Sequence[A
         tg.cancel_scope.cancel()
     result.swaps = len(engines.starts)
     result.load_seconds = sum(engines.delays[m] for m in engines.starts)
-    total = GPU_GIB * GPUS_PER_NODE * len(NODES)
-    result.utilisation = area / (total * result.span) if result.span else 0.0
+    result.utilisation = area / (total_gib * result.span) if result.span else 0.0
     return result
 
 
-def replay(policy: Policy, catalog: Sequence[Model], arrivals: Sequence[Arrival]) -> Result:
+def replay(
+    policy: Policy, catalog: Sequence[Model], arrivals: Sequence[Arrival], total_gib: int
+) -> Result:
+    """Run ``arrivals`` through a fresh scheduler under ``policy`` on a virtual clock;
+    ``total_gib`` is the GPU memory the utilisation is a share of."""
+
     async def main() -> Result:
-        return await _replay(policy, catalog, arrivals)
+        return await _replay(policy, catalog, arrivals, total_gib)
 
     return anyio.run(main, backend="asyncio", backend_options={"loop_factory": VirtualLoop})
 
@@ -353,18 +378,27 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fewer requests (400)")
     p.add_argument("--requests", type=int, default=None, help="requests in the trace (2000)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--gpu-gib", type=int, default=GPU_GIB, help="memory per GPU (less: memory pressure)"
+    )
     a = p.parse_args()
     requests = a.requests or (400 if a.quick else 2000)
-    catalog = models(a.seed)
+    catalog = models(a.seed, a.gpu_gib)
     arrivals = trace(catalog, requests, a.seed)
+    total_gib = a.gpu_gib * GPUS_PER_NODE * len(NODES)
     print(
         f"{requests} requests over {arrivals[-1].at:.0f} simulated s (seed {a.seed}), "
-        f"{len(catalog)} models, {len(NODES)} nodes x {GPUS_PER_NODE} GPUs of {GPU_GIB} GiB"
+        f"{len(catalog)} models ({sum(m.gib for m in catalog)} GiB in all) on "
+        f"{len(NODES)} nodes x {GPUS_PER_NODE} GPUs of {a.gpu_gib} GiB ({total_gib} GiB)"
     )
     counts = {m.name: 0 for m in catalog}
     for arrival in arrivals:
         counts[arrival.model] += 1
-    print("requests per model: " + ", ".join(f"{n} {c}" for n, c in counts.items()))
+    print(
+        "requests per model: "
+        + ", ".join(f"{m.name}{'/' + str(m.gpus) if m.gpus > 1 else ''} {counts[m.name]}"
+                    for m in catalog)
+    )  # fmt: skip
     print()
     header = (
         f"{'policy':<13} {'swaps':>6} {'load s':>8} {'p50 wait':>9} {'p99 wait':>9} "
@@ -373,8 +407,8 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     results: dict[str, Result] = {}
-    for policy in policies(catalog):
-        r = results[policy.name] = replay(policy, catalog, arrivals)
+    for policy in policies(catalog, a.gpu_gib):
+        r = results[policy.name] = replay(policy, catalog, arrivals, total_gib)
         print(
             f"{r.policy:<13} {r.swaps:>6} {r.load_seconds:>8.1f} "
             f"{percentile(r.waits, 50):>8.1f}s {percentile(r.waits, 99):>8.1f}s "
