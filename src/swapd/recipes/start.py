@@ -8,6 +8,7 @@ the engine; the image of the CUDA line the node's NVIDIA driver supports is chos
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 
@@ -16,6 +17,8 @@ from swapd.config.options import DockerOptions
 from swapd.errors import StartFailed
 from swapd.nodes import host_of, is_local
 from swapd.recipes import cuda
+
+log = logging.getLogger("swapd.recipes")
 
 NODE_HOST = "${SWAPD_NODE_HOST}"  # {host} of a model that may run on several nodes
 TOKEN_ENV = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
@@ -66,7 +69,9 @@ def prepare(
     if spec.images:
         version = driver(node)
         line, image = cuda.choose(spec.images, version)
-        say(f"[swapd] {cuda.why(spec.images, version, line)}: image {image}")
+        reason = f"{cuda.why(spec.images, version, line)}: image {image}"
+        say(f"[swapd] {reason}")
+        log.info("%s on node %s: %s", model.id, node.name, reason)
         update["image"] = image
     host = "127.0.0.1" if is_local(node) else host_of(node)
     for key in ("command", "entrypoint"):
