@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from swapd.cli import main
 from swapd.config import load_text
 from swapd.config.model import NodeConfig
 from swapd.config.options import DockerOptions
@@ -75,3 +77,10 @@ def test_an_ungated_model_needs_no_token() -> None:
     model, warnings = _load("vllm/qwen3-8b")
     assert not any("gated" in w for w in warnings)
     prepare(model, model.options, LOCAL, lambda s: None, lambda n: None)  # type: ignore[arg-type,attr-defined]
+
+
+def test_render_says_the_model_is_gated() -> None:
+    out = CliRunner().invoke(main, ["recipes", "render", "vllm/llama-3.1-8b-instruct"])
+    assert out.exit_code == 0 and "# gated on Hugging Face" in out.output
+    plain = CliRunner().invoke(main, ["recipes", "render", "vllm/qwen3-8b"])
+    assert "gated" not in plain.output

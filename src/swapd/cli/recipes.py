@@ -141,6 +141,11 @@ def _notes(recipe: Recipe, spec: DockerOptions, driver: str | None, model_id: st
         notes.append(
             f"# the engine answers to: {', '.join(names)}; swapd forwards model={forwarded!r}"
         )
+    if recipe.gated:
+        notes.append(
+            "# gated on Hugging Face: swapd refuses to start it without HF_TOKEN in the "
+            'container (the model entry\'s docker: {env: {HF_TOKEN: "${env.HF_TOKEN}"}})'
+        )
     if any("${" in a for a in (*spec.command, *spec.env.values())):
         notes.append(
             "# ${GPU_MEMORY_FRACTION} and the other ${GPU...} macros are filled when the model "
