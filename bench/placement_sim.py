@@ -1,26 +1,29 @@
 """Placement policies on one trace, replayed through the real scheduler on a virtual clock.
 
-    .venv/bin/python bench/placement_sim.py [--quick] [--requests 2000] [--seed 1]
+    .venv/bin/python bench/placement_sim.py [--quick] [--requests 2000] [--seed 1] [--gpu-gib 80]
 
-Twelve models of mixed sizes (4 to 70 GiB), Zipf popularity (s = 1.1, ranks shuffled by the
-seed so popularity is not tied to size), bursty arrivals (on/off Poisson bursts), 2 nodes x 2
-GPUs of 80 GiB. The same trace runs through ``swapd.scheduler.Scheduler`` with
-``swapd.testing.FakeEngines`` (an engine takes 0.5 s + 0.05 s per GiB to start; a request holds
-its model for an exponential time of mean 2 s scaled by size) under four policies, each a
-scheduler config and knobs:
+Twelve models of mixed sizes (4 to 70 GiB, 287 GiB in all; the 70 GiB one split over two GPUs
+as tensor parallelism would), Zipf popularity (s = 1.1, ranks shuffled by the seed so
+popularity is not tied to size), bursty arrivals (on/off Poisson bursts), 2 nodes x 2 GPUs of
+80 GiB (``--gpu-gib`` less for memory pressure). The same trace runs through
+``swapd.scheduler.Scheduler`` with ``swapd.testing.FakeEngines`` (an engine takes 0.5 s +
+0.05 s per GiB to start; a request holds its model for an exponential time of mean 2 s scaled
+by size) under four policies, each a scheduler config and knobs:
 
 - ``llama-swap``: one group, one model at a time (placement off, the default group);
 - ``llama-router``: LRU by count, ``--models-max 4`` (placement on a fake inventory of one
-  device of 4 units, every model needing 1 unit; eviction cost = recency only);
+  device of 4 units, every model needing 1 unit; eviction cost = recency only). It never looks
+  at memory, so it is optimistic: four models that would not fit one GPU each still "run";
 - ``ollama``: fit by memory on the 2 x 2 GPUs, evict the shortest keep-alive left (5 min
   default, LRU among the expired; reload cost ignored), idle models unloaded after 5 min;
 - ``swapd``: memory-aware placement on the 2 x 2 GPUs with the default eviction cost.
 
 The event loop runs on a virtual clock (time jumps to the next timer whenever nothing is
 ready), so every figure is in simulated seconds and a run takes seconds of real time. Per
-policy: swaps (engine starts), total load time, p50/p99 queue wait (admit → granted), and mean
-GPU-memory utilisation (time-weighted share of the 320 GiB held by running models). The last
-line compares the four across releases. Figures only, never assertions.
+policy: swaps (engine starts), total load time, p50/p99 queue wait (admit → granted), mean
+GPU-memory utilisation (time-weighted share of all GPU memory held by running models), failed
+requests and the span from the first arrival to the last release. The last line compares the
+four across releases. Figures only, never assertions.
 """
 
 from __future__ import annotations
@@ -158,11 +161,15 @@ class VirtualLoop(asyncio.SelectorEventLoop):
         return self._clock.now
 
 
-def _use_clock(now: Callable[[], float]) -> None:
-    """Point swapd's module clocks (``_now = time.monotonic``) at the loop's virtual time."""
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _use_clock() -> None:
+    """Point swapd's module clocks (``_now = time.monotonic``) at the running loop's time."""
     for name, module in list(sys.modules.items()):
-        if name.startswith("swapd.") and getattr(module, "_now", None) is not None:
-            module._now = now  # type: ignore[attr-defined]
+        if name.startswith("swapd.") and getattr(module, "_now", None) is time.monotonic:
+            module._now = loop_time  # type: ignore[attr-defined]
 
 
 # ── the inventories ─────────────────────────────────────────────────────────────────────────
@@ -306,7 +313,7 @@ async def _replay(
     policy: Policy, catalog: Sequence[Model], arrivals: Sequence[Arrival], total_gib: int
 ) -> Result:
     loop = asyncio.get_running_loop()
-    _use_clock(loop.time)
+    _use_clock()
     sizes = {m.name: m.gib for m in catalog}
     engines = FakeEngines(delays={m.name: m.load_seconds for m in catalog})
     sched = _scheduler(policy, engines)
