@@ -91,7 +91,9 @@ def _text(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], floa
 
 def test_gpu_gauges_read_the_placement_view_at_scrape_time_and_leave_ram_out() -> None:
     view = _view("a", 1, used=30 * GIB, reserved=20 * GIB, total=80 * GIB)
-    metrics = Metrics(lambda: [_info("m", _placement(14 * GIB, "learned")), _info("x", None)])
+    waiting = {**_placement(GIB), "node": None, "devices": [], "source": None}  # not placed yet
+    infos = [_info("m", _placement(14 * GIB, "learned")), _info("x", None), _info("w", waiting)]
+    metrics = Metrics(lambda: infos)
     assert not [k for k in _text(metrics) if k[0] == "swapd_gpu_memory_bytes"]
     metrics.watch_devices(lambda: view)
     data = _text(metrics)
@@ -100,8 +102,10 @@ def test_gpu_gauges_read_the_placement_view_at_scrape_time_and_leave_ram_out() -
     assert value(data, gauge, node="a", gpu="1", kind="used") == 30 * GIB
     assert value(data, gauge, node="a", gpu="1", kind="reserved") == 20 * GIB
     assert [k for k in data if k[0] == gauge and ("gpu", "-1") in k[1]] == []
-    assert value(data, "swapd_model_memory_bytes", model="m", source="learned") == 14 * GIB
+    # 14 GiB on each of its two devices
+    assert value(data, "swapd_model_memory_bytes", model="m", source="learned") == 28 * GIB
     assert [k for k in data if k[0] == "swapd_model_memory_bytes" and ("model", "x") in k[1]] == []
+    assert value(data, "swapd_model_memory_bytes", model="w", source="unknown") == GIB
     view["nodes"][0]["devices"][0]["used"] = 40 * GIB  # read again at the next scrape
     assert value(_text(metrics), gauge, node="a", gpu="1", kind="used") == 40 * GIB
 
@@ -110,8 +114,9 @@ def test_ps_columns_name_node_and_devices_and_held_over_needed() -> None:
     assert gpus(_placement(14 * GIB)) == "b:0,1"
     assert memory(_placement(14 * GIB)) == "7.0/14.0GiB"
     assert gpus(None) == memory(None) == "-"
-    assert gpus({**_placement(GIB), "devices": [-1]}) == "b:ram"
-    assert gpus({**_placement(0), "devices": []}) == "-"
+    assert gpus({**_placement(GIB), "devices": []}) == "b:RAM"  # a CPU engine
+    assert gpus({**_placement(GIB), "devices": [-1]}) == "b:RAM"
+    assert gpus({**_placement(GIB), "node": None, "devices": []}) == "-"  # waiting
     assert memory({**_placement(0), "held_bytes": 0}) == "-"
 
 

@@ -21,7 +21,7 @@ def _models(device: dict[str, Any]) -> str:
 
 
 def _device_name(device: dict[str, Any]) -> str:
-    return "ram" if device["kind"] == "ram" else f"gpu {device['index']}"
+    return "RAM" if device["kind"] == "ram" else f"gpu {device['index']}"
 
 
 def _print_node(node: dict[str, Any]) -> None:

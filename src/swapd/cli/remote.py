@@ -73,11 +73,11 @@ def gib(n: float) -> str:
 
 
 def gpus(placement: dict[str, Any] | None) -> str:
-    """Where a model sits: ``a:0,1`` (node and device indexes; ``ram`` for system RAM), or
-    ``-`` when it holds no device."""
-    if not placement or not placement["devices"]:
+    """Where a model sits: ``a:0,1`` (node and device indexes), ``a:RAM`` (a CPU engine in
+    the node's system RAM), or ``-`` when it is not placed."""
+    if not placement or not placement["node"]:
         return "-"
-    devices = ",".join("ram" if i < 0 else str(i) for i in placement["devices"])
+    devices = ",".join("RAM" if i < 0 else str(i) for i in placement["devices"]) or "RAM"
     return f"{placement['node']}:{devices}"
 
 

@@ -5,7 +5,8 @@ Counters and histograms are updated when a request ends or a model changes state
 ``swapd_gpu_memory_bytes{node,gpu,kind}`` from the placement view (each GPU's ``total``, ``used``
 by anything, ``reserved`` by swapd's engines; system RAM is not a GPU and is left out) and
 ``swapd_model_memory_bytes{model,source}`` from each model's ``placement`` (the bytes swapd plans
-for it, and where that figure came from: learned, declared, estimated, unknown).
+for it on all its devices together, and where that figure came from: learned, declared,
+estimated, unknown).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class _Gauges(Collector):
         )
         memory = GaugeMetricFamily(
             "swapd_model_memory_bytes",
-            "memory swapd plans for the model, by where the figure came from",
+            "memory swapd plans for the model (all its devices), by where the figure came from",
             labels=["model", "source"],
         )
         for info in self._snapshot():
@@ -62,7 +63,8 @@ class _Gauges(Collector):
             queue.add_metric([model], float(info["queued"]))
             inflight.add_metric([model], float(info["inflight"]))
             if placement := info.get("placement"):
-                memory.add_metric([model, placement["source"]], float(placement["need_bytes"]))
+                total = placement["need_bytes"] * max(1, len(placement["devices"]))
+                memory.add_metric([model, placement["source"] or "unknown"], float(total))
         yield state
         yield queue
         yield inflight

@@ -116,7 +116,7 @@ class Admin:
         self.config_errors = config_errors
         self.hardware = hardware or Inventory()
         self.active_profile = active_profile  # the proxy's active profile, by name
-        observer.metrics.watch_devices(self._placement)
+        observer.metrics.watch_devices(scheduler.placement_view)
         routes = [
             Route("/api/models", self.models, methods=["GET"]),
             Route("/api/models/stop", self.stop_all, methods=["POST"]),
@@ -258,12 +258,6 @@ class Admin:
     async def version(self, request: Request) -> Response:
         return JSONResponse(build_info())
 
-    def _placement(self) -> dict[str, Any]:
-        view: Callable[[], dict[str, Any]] | None = getattr(
-            self.scheduler, "placement_view", None
-        )  # TEMPORARY until the scheduler's placement_view lands
-        return view() if view is not None else {"active": False, "nodes": []}
-
     async def hardware_info(self, request: Request) -> Response:
         """``GET /api/hardware[?refresh]``: GPUs, CPU and RAM, and ``placement``: every node's
         devices as the placer sees them (used, reserved by swapd, free, which models); 503
@@ -272,7 +266,7 @@ class Admin:
         if not snap.usable:
             body = error_body(503, "hardware detection unavailable", "hardware_unavailable")
             return Response(body, 503, media_type="application/json")
-        return JSONResponse({**snap.as_dict(), "placement": self._placement()})
+        return JSONResponse({**snap.as_dict(), "placement": self.scheduler.placement_view()})
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.observer.metrics.render(), media_type=CONTENT_TYPE)

@@ -419,6 +419,21 @@ OPENAPI: dict[str, Any] = {
                     },
                     "error": {"type": ["string", "null"]},
                     "unlisted": {"type": "boolean"},
+                    "placement": {"$ref": "#/components/schemas/ModelPlacement"},
+                },
+            },
+            "ModelPlacement": {
+                "type": ["object", "null"],
+                "description": "where memory-aware placement put the model (docs/api.md)",
+                "properties": {
+                    "node": {"type": ["string", "null"]},
+                    "devices": {"type": "array", "items": {"type": "integer"}},
+                    "need_bytes": {"type": "integer"},
+                    "held_bytes": {"type": "integer"},
+                    "measured_bytes": {"type": "integer"},
+                    "source": {"enum": ["learned", "declared", "estimated", "unknown", None]},
+                    "detail": {"type": "string"},
+                    "blocked_by": {"type": "array", "items": {"type": "string"}},
                 },
             },
             "Activity": {
@@ -512,6 +527,16 @@ OPENAPI: dict[str, Any] = {
                                 "ok": {"type": "boolean"},
                                 "error": {"type": ["string", "null"]},
                             },
+                        },
+                    },
+                    "placement": {
+                        "type": "object",
+                        "description": "every node's devices as placement sees them",
+                        "properties": {
+                            "active": {"type": "boolean"},
+                            "headroom": {"type": "integer"},
+                            "captured_at": _NULLABLE_NUM,
+                            "nodes": {"type": "array", "items": {"type": "object"}},
                         },
                     },
                 },
