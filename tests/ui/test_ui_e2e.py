@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from swapd import web
-from swapd.testing import echo_cmd, free_port, free_port_range, run_swapd
+from swapd.testing import FakeGpus, echo_cmd, free_port, free_port_range, run_swapd
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "ui"
 CHROMIUM = os.environ.get("SWAPD_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -236,6 +236,34 @@ def test_models_start_playground_activity(page: Any) -> None:
     page.wait_for_selector("[data-testid=server-gone]")
     page.wait_for_selector("[data-testid=conn][data-conn=down]")
     _shot(page, "server-gone")
+
+
+def test_models_page_draws_a_bar_per_fake_gpu_with_the_model_on_it(
+    page: Any, tmp_path: Path
+) -> None:
+    fake = FakeGpus(tmp_path, nodes={"a": [16 * 2**30, 16 * 2**30]})
+    config = f"""
+startPort: {free_port_range(8)}
+models:
+  on-gpu:
+    cmd: {echo_cmd("--allocate 10GiB")}
+    resources: {{memory: 10GiB}}
+"""
+    with run_swapd(config, env=fake.env()) as swapd:
+        page.goto(swapd.url + "/ui/")
+        page.wait_for_selector("[data-testid=conn][data-conn=open]")
+        page.wait_for_selector("[data-testid='gpu-a:1']")  # every GPU, empty ones too
+        page.click("[data-testid=start-on-gpu]")
+        page.wait_for_selector("[data-testid=model-on-gpu] [data-state=ready]")
+        where = page.locator("[data-testid=where-on-gpu]")
+        where.wait_for()
+        gpu = where.inner_text().removeprefix("on ")
+        segment = page.locator(f"[data-testid='gpu-{gpu}'] [data-testid=seg-model]")
+        segment.wait_for()
+        assert segment.get_attribute("data-label") == "on-gpu"
+        assert "on-gpu 10.0 GiB" in segment.inner_text()
+        assert "10.0 GiB (declared)" in page.inner_text("[data-testid=need-on-gpu]")
+        _shot(page, "models-gpu-bars")
 
 
 def test_server_comes_back(page: Any) -> None:

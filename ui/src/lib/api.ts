@@ -1,5 +1,7 @@
 // HTTP access to swapd: the API key (kept in localStorage) goes as a Bearer token.
 
+import type { Hardware } from './types';
+
 export const KEY_STORAGE = 'swapd.apiKey';
 
 export function getKey(): string {
@@ -70,4 +72,9 @@ export async function post(path: string, body?: unknown): Promise<Response> {
   });
   if (!r.ok) throw new HttpError(r.status, await errorMessage(r));
   return r;
+}
+
+/** GET /api/hardware: the probes' snapshot and the placement view. */
+export function getHardware(): Promise<Hardware> {
+  return getJSON<Hardware>('/api/hardware');
 }

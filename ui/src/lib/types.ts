@@ -27,6 +27,8 @@ export interface ModelInfo {
   progress?: Progress | null;
   error?: string | null;
   unlisted?: boolean;
+  /** where the placer put the model and what it needs (null: placement is off) */
+  placement?: ModelPlacement | null;
   /** Date.now() when this info arrived (set by the UI, for ticking uptime / TTL left) */
   _at?: number;
 }
@@ -47,4 +49,62 @@ export interface ActivityRow {
 
 export interface RequestEvent extends Partial<ActivityRow> {
   phase: 'start' | 'end';
+}
+
+/** A model's `placement` (/running, /api/models, events): bytes throughout. */
+export interface ModelPlacement {
+  /** null while a start waits (see blocked_by) */
+  node: string | null;
+  /** device indexes on `node`; -1 is system RAM */
+  devices: number[];
+  /** on each device */
+  need_bytes: number;
+  /** on each device (the most on any one) */
+  held_bytes: number;
+  measured_bytes: number;
+  source: 'learned' | 'declared' | 'estimated' | 'unknown' | null;
+  detail: string;
+  /** busy models a start waits for */
+  blocked_by: string[];
+}
+
+export interface DeviceModel {
+  model: string;
+  bytes: number;
+  state: string;
+}
+
+/** One device of the placement view: a GPU, or a node's system RAM (index -1). */
+export interface PlacementDevice {
+  index: number;
+  kind: 'gpu' | 'ram';
+  name: string;
+  total: number;
+  /** by every process */
+  used: number;
+  /** held by swapd's engines */
+  reserved: number;
+  free: number;
+  models: DeviceModel[];
+}
+
+export interface PlacementNode {
+  node: string;
+  local: boolean;
+  driver_version: string | null;
+  sources: { name: string; ok: boolean; error: string | null }[];
+  devices: PlacementDevice[];
+}
+
+export interface PlacementView {
+  active: boolean;
+  headroom: number;
+  captured_at: number | null;
+  nodes: PlacementNode[];
+}
+
+/** GET /api/hardware (only the parts the UI reads). */
+export interface Hardware {
+  captured_at: number;
+  placement?: PlacementView;
 }
