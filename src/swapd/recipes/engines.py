@@ -1,14 +1,15 @@
 """What swapd knows about each engine a recipe may name: its port and the model names it answers.
 
-A request reaches the engine with a ``model`` field; vLLM (and SGLang) answer 404 "The model `X`
-does not exist" for a name they do not serve. vLLM's ``--served-model-name`` takes several names
-and llama-server's ``--alias`` a comma-separated list (llama.cpp PR 19926, 2026-02), so their
-recipes serve under the swapd model id too (the ``{served_model_names}`` placeholder). SGLang's
+A request reaches the engine with a ``model`` field; vLLM answers 404 "The model `X` does not
+exist" for a name it does not serve (SGLang's Python server accepts any name today, sglang#31404,
+but reads LoRA ``base:adapter`` syntax from it, and PR 31419 would add the 404). vLLM's
+``--served-model-name`` takes several names and llama-server's ``--alias`` a comma-separated list
+(llama.cpp PR 19926, 2026-02), so their recipes serve under the swapd model id too. SGLang's
 ``--served-model-name`` takes one name and ``trtllm-serve`` serves the model under the name it
-was given; for those (and for any recipe whose engine does not list the swapd id),
-``swapd.recipes.container`` sets the model's ``useModelName`` so the proxy rewrites the
-forwarded ``model`` to a name the engine accepts. :func:`accepted_names` reads those names
-back from a rendered command line.
+was given; for every recipe, ``swapd.recipes.container`` sets the model's ``useModelName`` to the
+first name the engine answers to (the swapd id where it can), so the proxy forwards a name the
+engine accepts, for an alias too. :func:`accepted_names` reads those names back from a rendered
+command line.
 """
 
 from __future__ import annotations
