@@ -70,7 +70,7 @@ def list_recipes(as_json: bool) -> None:
                     "name": name,
                     "engine": rec.engine,
                     "model": rec.model,
-                    "image": rec.image,
+                    "image": ", ".join(f"{k}: {v}" for k, v in rec.images.items()) or rec.image,
                     "description": rec.description,
                     "path": str(path),
                 }
@@ -104,7 +104,9 @@ def show(name: str) -> None:
     vals = values(recipe, {}, port=ENGINE_PORT.get(recipe.engine, 8000))
     click.echo("\n# placeholders (override with --set or the model's recipe.set):")
     for key in recipe.placeholders():
-        click.echo(f"#   {key} = {vals[key]}")
+        value = vals[key]
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        click.echo(f"#   {key} = {shown}")
 
 
 def _fill_late(recipe: Recipe, spec: DockerOptions, gpu_total: str) -> DockerOptions:
