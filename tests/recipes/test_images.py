@@ -117,3 +117,10 @@ def test_render_shows_the_choice() -> None:
     old = runner.invoke(main, ["recipes", "render", "sglang/qwen3-8b"])
     assert "lmsysorg/sglang:v0.5.15-cu129 -m sglang.launch_server" in old.output
     assert "NVIDIA driver unknown: the oldest CUDA line cu129" in old.output
+
+
+def test_list_shows_every_line() -> None:
+    out = CliRunner().invoke(main, ["recipes", "list"])
+    assert (
+        "cu129: lmsysorg/sglang:v0.5.15-cu129, cu130: lmsysorg/sglang:v0.5.15-cu130" in out.output
+    )
