@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from swapd import demand as demands
@@ -90,6 +90,16 @@ def recent_output(slot: Slot) -> list[str]:
         if lines[i].startswith(marks):
             return lines[i + 1 :]
     return lines
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """Placement's answer for one start: the decision, the model's need, and the option
+    placed (its ``per_device`` is what the model reserves); ``need`` None when unplaced."""
+
+    decision: Decision
+    demand: Demand
+    need: Need | None = None
 
 
 class Placer:
@@ -194,21 +204,21 @@ class Placer:
             out.append(Resident(slot.id, holds, busy, evictable, cost))
         return out
 
-    def decide(self, slot: Slot, now: float) -> Decision:
+    def decide(self, slot: Slot, now: float) -> Choice:
         """Where ``slot`` goes now and what must go first; ``reason`` when it fits nowhere."""
         need = self.demand(slot)
         devices = self.devices()
         residents = self.residents(slot, now)
         costs = {r.model: r.cost for r in residents}
         headroom = self._config().placement.headroom
-        best: Decision | None = None
+        best: Choice | None = None
         for option in self.needs(slot, need, devices):
             decision = place(option, devices, residents, headroom=headroom)
-            if best is None or _rank(decision, costs) < _rank(best, costs):
-                best = decision
+            if best is None or _rank(decision, costs) < _rank(best.decision, costs):
+                best = Choice(decision, need, option)
         if best is None:
             nodes = ", ".join(self.nodes(slot.config)) or "none"
-            return Decision(reason=f"no device to place it on (nodes: {nodes})")
+            return Choice(Decision(reason=f"no device to place it on (nodes: {nodes})"), need)
         return best
 
     def nodes(self, model: ModelConfig) -> tuple[str, ...]:
@@ -221,8 +231,8 @@ class Placer:
         return tuple(n.node for n in reading.nodes if n.local) if reading else ()
 
     def needs(self, slot: Slot, need: Demand, devices: list[DeviceState]) -> list[Need]:
-        """The needs to try: one, or one per node (``gpus: all``) and per device size (a
-        fraction of the device, vLLM-style)."""
+        """The needs to try: one, or one per node (``gpus: all``), per device size (a fraction
+        of the device, vLLM-style) or per device (an unknown need: see :meth:`whole`)."""
         a = slot.assignment
         if slot.state is State.SLEEPING and a is not None:
             keys = frozenset(devices_of(a)) if a.devices else None
@@ -239,6 +249,9 @@ class Placer:
             if need.all_gpus and count == 0:
                 continue
             allowed = frozenset(d.key for d in gpus) if model.resources.devices else None
+            if count > 0 and need.fraction is None and need.per_device <= 0:
+                out.extend(self.whole(model.id, count, gpus))
+                continue
             if need.fraction is None or count == 0:
                 out.append(Need(model.id, count, per_device(need, count, 0), allowed, names))
                 continue
@@ -247,18 +260,38 @@ class Placer:
                 out.append(Need(model.id, count, per_device(need, count, total), same, names))
         return out
 
-    def assignment(self, decision: Decision, need: Demand) -> Assignment:
+    def whole(self, model_id: str, count: int, gpus: list[DeviceState]) -> list[Need]:
+        """An unknown need on GPUs: devices to itself (all that is free there with no other
+        swapd model), as a one-model-per-GPU swapper would, until it has been measured."""
+        headroom = self._config().placement.headroom
+
+        def room(d: DeviceState) -> int:
+            return max(1, d.total - headroom - d.external)
+
+        if count == 1:
+            return [Need(model_id, 1, room(d), frozenset({d.key}), (d.node,)) for d in gpus]
+        by_node: dict[str, list[DeviceState]] = {}
+        for d in gpus:
+            by_node.setdefault(d.node, []).append(d)
+        return [
+            Need(model_id, count, min(map(room, ds)), frozenset(d.key for d in ds), (node,))
+            for node, ds in by_node.items()
+            if len(ds) >= count
+        ]
+
+    def assignment(self, choice: Choice) -> Assignment:
         """What the driver gets for a placed decision."""
-        node = decision.devices[0][0]
-        gpus = [k for k in decision.devices if k[1] != RAM]
+        assert choice.need is not None
+        devices = choice.decision.devices
+        node = devices[0][0]
+        gpus = [k for k in devices if k[1] != RAM]
         by_key = {d.key: d for d in self.devices()}
-        totals = tuple(by_key[k].total if k in by_key else 0 for k in gpus)
         return Assignment(
             node=node,
             devices=tuple(i for _, i in gpus),
             vendor=self._vendor(node, [i for _, i in gpus]),
-            device_totals=totals,
-            per_device=per_device(need, len(gpus), min(totals, default=0)),
+            device_totals=tuple(by_key[k].total if k in by_key else 0 for k in gpus),
+            per_device=choice.need.per_device,
         )
 
     def _vendor(self, node: str, indices: list[int]) -> str:
@@ -288,6 +321,8 @@ class Placer:
         if peak <= slot.measured:
             return
         slot.measured = peak
+        if slot.demand is not None and slot.demand.source == "unknown":
+            slot.assignment = replace(a, per_device=peak)  # no longer the whole device
         if self.learned is not None:
             fingerprint = slot.config.fingerprint()
             detail = f"peak measured on {where(a)}"
@@ -301,6 +336,8 @@ class Placer:
         a = slot.assignment
         assert a is not None
         current = slot.demand or Demand(len(a.devices), a.per_device, "unknown")
+        if current.source == "unknown":  # it was given what was free: it needs more than that
+            current = replace(current, per_device=a.per_device)
         total = min(a.device_totals) if a.device_totals else None
         raised = current
         if self.learned is not None:

@@ -58,8 +58,7 @@ from swapd.inventory import Inventory
 from swapd.lease import Lease
 from swapd.lifecycle import Lifecycle
 from swapd.observe.logs import LogRing
-from swapd.placement import Decision
-from swapd.placer import MEASURE_AFTER, Cost, Placer, held
+from swapd.placer import MEASURE_AFTER, Choice, Cost, Placer, held
 from swapd.slot import Slot, Ticket
 from swapd.views import ALIVE, RUNNING, SlotView, State
 
@@ -271,8 +270,8 @@ class Scheduler:
         what it needs gone to fit (see ``_plan``)."""
         return self._plan(slot)[0]
 
-    def _plan(self, slot: Slot) -> tuple[frozenset[str], Decision | None]:
-        """The evictions for starting ``slot``, and placement's decision (None when placement
+    def _plan(self, slot: Slot) -> tuple[frozenset[str], Choice | None]:
+        """The evictions for starting ``slot``, and placement's choice (None when placement
         is inactive, or has no inventory reading yet)."""
         running = [s.id for s in self.slots.values() if s.state in RUNNING]
         models = {s.id: s.config for s in self.slots.values()}
@@ -280,8 +279,8 @@ class Scheduler:
         evict = policy.evictions(slot.id, running, models, self.config, memory_aware=placing)
         if not placing or self.placer.reading is None:
             return evict, None
-        decision = self.placer.decide(slot, _now())
-        return evict | decision.evict, decision
+        choice = self.placer.decide(slot, _now())
+        return evict | choice.decision.evict, choice
 
     def _eviction_cost(self, slot: Slot, now: float) -> float:
         return placement.eviction_cost(
@@ -378,15 +377,15 @@ class Scheduler:
             slot.prepared = driver
         if self._placing() and self.placer.reading is None:
             return  # placement has no inventory reading yet: the first one drains again
-        names, decision = self._plan(slot)
-        if decision is not None and not decision.placed:
-            self._no_capacity(slot, f"not enough memory for {slot.id}: {decision.reason}")
+        names, choice = self._plan(slot)
+        if choice is not None and not choice.decision.placed:
+            self._no_capacity(slot, f"not enough memory for {slot.id}: {choice.decision.reason}")
             return
         evict = [self.slots[name] for name in sorted(names)]
         slot.blocked_by = tuple(e.id for e in evict if e.state is State.STARTING or e.inflight)
         if slot.blocked_by:
-            if decision is not None:
-                slot.demand = self.placer.demand(slot)  # shown with what it waits for
+            if choice is not None:
+                slot.demand = choice.demand  # shown with what it waits for
             return  # never evict a busy model, nor collide with another start
         if any(e.state is State.READY for e in evict):
             self._announce_swap(slot, starting=False)
@@ -403,15 +402,14 @@ class Scheduler:
         if slot.state is State.SLEEPING:
             self.lifecycle.wake(slot)
             return
-        if decision is not None:
-            self._assign(slot, decision)
+        if choice is not None:
+            self._assign(slot, choice)
         self.lifecycle.start(slot)
 
-    def _assign(self, slot: Slot, decision: Decision) -> None:
+    def _assign(self, slot: Slot, choice: Choice) -> None:
         """Reserve the devices placement chose and tell the driver, before it starts."""
-        need = self.placer.demand(slot)
-        assignment = self.placer.assignment(decision, need)
-        slot.demand, slot.assignment, slot.measured = need, assignment, 0
+        assignment = self.placer.assignment(choice)
+        slot.demand, slot.assignment, slot.measured = choice.demand, assignment, 0
         assign = getattr(slot.prepared, "assign", None)
         if callable(assign):
             assign(assignment)

@@ -429,3 +429,20 @@ async def test_a_model_wanting_all_gpus_spans_every_gpu_of_a_node_sharing_its_to
         a = sched.slots["all"].assignment
         assert a is not None
         assert (a.node, a.devices, a.per_device) == ("b", (0, 1), 60 * GiB)
+
+
+@pytest.mark.anyio
+async def test_a_model_of_unknown_need_gets_a_gpu_to_itself_until_measured() -> None:
+    inv = StaticInventory({"a": [80 * GiB, 80 * GiB]})
+    cfg = config(model("u1"), model("u2"), model("u3"), enabled=True)
+    engines = FakeEngines()
+    async with running(cfg, engines, inv) as sched:
+        await use(sched, "u1")
+        await use(sched, "u2")
+        assert engines.stops == []  # one per GPU, side by side
+        assert {placed(sched, "u1"), placed(sched, "u2")} == {("a", (0,)), ("a", (1,))}
+        assert sched.slots["u1"].assignment.per_device == 80 * GiB  # type: ignore[union-attr]
+        where = {m: placed(sched, m) for m in ("u1", "u2")}
+        await use(sched, "u3")  # no GPU to itself left: one idle model goes
+        (gone,) = engines.stops
+        assert placed(sched, "u3") == where[gone]

@@ -302,7 +302,7 @@ class Builder:
         return Resources(gpus=count, memory=memory, devices=devices, all_gpus=gpus == "all")
 
     def placement(self, raw: RawPlacement) -> PlacementConfig:
-        headroom = parse_size(raw.headroom)
+        headroom = 0 if raw.headroom in (0, "0") else parse_size(raw.headroom)  # 0: none
         if headroom is None:
             self.error(
                 ("placement", "headroom"),
