@@ -12,7 +12,7 @@ from pathlib import Path
 
 import anyio
 
-from swapd.config import load_config
+from swapd.config import load_config, load_demo
 from swapd.errors import NotFound, SwapdError
 from swapd.extensions import standard
 from swapd.scheduler import Scheduler
@@ -24,7 +24,10 @@ class EngineExited(SwapdError):
 
 
 async def run_model(config_path: Path | None, name: str, config_dir: Path | None = None) -> None:
-    config = load_config(config_path, config_dir, extensions=standard())
+    if config_path is None and config_dir is None:
+        config = load_demo()  # as ``swapd serve`` without a config
+    else:
+        config = load_config(config_path, config_dir, extensions=standard())
     model = config.resolve(name)
     if model is None:
         known = ", ".join(sorted(config.models)) or "(none configured)"

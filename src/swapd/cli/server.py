@@ -1,13 +1,14 @@
 """Commands that run swapd itself: ``serve``, ``check`` (a config) and ``run`` (one model).
 
-Without ``--config`` (or ``check``'s FILE) and ``--config-dir``, ``serve`` and ``check`` use
-``./config.yaml`` when there is one, as llama-swap users expect, and the embedded demo
-otherwise; the first line of output says which. llama-swap's single-dash spellings
+Without ``--config`` (or ``check``'s FILE) and ``--config-dir``, ``serve``, ``check`` and
+``run`` use ``./config.yaml`` when there is one, as llama-swap users expect, and the embedded
+demo otherwise; the first line of output says which. llama-swap's single-dash spellings
 (``-config``, ``-config-dir``, ``-listen``, ``-watch-config``) are accepted too.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -70,17 +71,28 @@ models_dir_option = click.option(
     "--watch-config", "-watch-config", is_flag=True, help="Reload when the config files change."
 )
 @models_dir_option
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Where swapd keeps state between runs: engine pid records, learned memory needs, "
+    "llama-server KV caches. Default: $SWAPD_STATE_DIR, else $XDG_STATE_HOME/swapd "
+    "(~/.local/state/swapd).",
+)
 def serve(
     config_path: Path | None,
     config_dir: Path | None,
     listen: Listen,
     watch_config: bool,
     models_dirs: tuple[Path, ...] = (),
+    state_dir: Path | None = None,
 ) -> None:
     """Run the proxy. SIGHUP reloads the config; SIGINT/SIGTERM stop everything cleanly."""
     from swapd.app import App
     from swapd.app import serve as run
+    from swapd.drivers import pidfile
 
+    if state_dir is not None:  # every reader of the state dir goes through pidfile.state_dir()
+        os.environ[pidfile.ENV] = str(state_dir.resolve())
     config_path = default_config(config_path, config_dir)
     if config_path is None and config_dir is None and not models_dirs:
         click.echo(DEMO_NOTE.format("serving") + " (models echo-a, echo-b)")
@@ -175,16 +187,20 @@ def check(
 @click.argument("model")
 @click.option(
     "--config",
+    "-config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    required=True,
-    help="YAML config that defines MODEL.",
+    help="YAML config that defines MODEL. Default: ./config.yaml if it exists, "
+    "else the embedded demo.",
 )
-def run(model: str, config_path: Path) -> None:
+def run(model: str, config_path: Path | None) -> None:
     """Run one MODEL in the foreground, no server; Ctrl-C stops it and cleans up."""
     from swapd.app import serve as run_loop
     from swapd.runner import run_model
 
+    config_path = default_config(config_path, None)
+    if config_path is None:
+        click.echo(DEMO_NOTE.format("running a model of"))
     try:
         run_loop(lambda: run_model(config_path, model))
     except SwapdError as exc:
