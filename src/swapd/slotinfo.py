@@ -51,6 +51,7 @@ def info(slot: Slot, now: float) -> dict[str, Any]:
         "last_use": round(time.time() - (now - slot.last_use), 3) if slot.last_use else None,
         "progress": progress(slot, now),
         "unlisted": c.unlisted,
+        "sleep_level": c.sleep_level,  # None: no `sleep:`, so the model cannot sleep
         "placement": placement(slot),
     }
 
