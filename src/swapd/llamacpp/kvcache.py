@@ -22,6 +22,7 @@ import aiohttp
 import anyio
 
 from swapd.config.model import ModelConfig
+from swapd.drivers import pidfile
 from swapd.drivers.base import LogSink, Upstream
 
 SAVE_PATH_FLAG = "--slot-save-path"
@@ -61,10 +62,10 @@ def flag_value(argv: Sequence[str], names: Sequence[str]) -> str | None:
 
 
 def default_dir(model_id: str) -> Path:
-    """``$XDG_STATE_HOME/swapd/kvcache/<id>`` (``~/.local/state`` when unset)."""
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    """``kvcache/<id>`` in swapd's state dir (``$SWAPD_STATE_DIR``, ``serve --state-dir``, else
+    ``$XDG_STATE_HOME/swapd``, ``~/.local/state/swapd`` when unset)."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", model_id)
-    return Path(state) / "swapd" / "kvcache" / safe
+    return pidfile.state_dir().parent / "kvcache" / safe
 
 
 def with_save_path(cmd: Sequence[str], directory: Path) -> tuple[str, ...]:
