@@ -32,7 +32,7 @@ from swapd.observe.logs import LogRing
 from swapd.observe.metrics import CONTENT_TYPE
 from swapd.observe.observer import Observer
 from swapd.observe.outbox import DEFAULT_BUDGET, Outbox
-from swapd.proxy import auth
+from swapd.proxy import auth, configsource
 from swapd.proxy.asgi import Aborted, Receive, Scope, Send
 from swapd.proxy.envelope import error_body
 from swapd.proxy.openapi import OPENAPI
@@ -126,6 +126,8 @@ class Admin:
             Route("/api/models/{id:path}/wake", self.wake, methods=["POST"]),
             Route("/api/config", self.config, methods=["GET"]),
             Route("/api/config/reload", self.do_reload, methods=["POST"]),
+            Route("/api/config/source", self.config_source, methods=["GET"]),
+            Route("/api/config/errors", self.config_issues, methods=["GET"]),
             Route("/api/activity", self.activity, methods=["GET"]),
             Route("/api/captures/{id}", self.capture, methods=["GET"]),
             Route("/api/inflight", self.inflight, methods=["GET"]),
@@ -219,6 +221,17 @@ class Admin:
                 "errors": self.config_errors(),
             }
         )
+
+    async def config_source(self, request: Request) -> Response:
+        """The config files as written (secrets masked) and the last rejected reload's errors."""
+        files = await anyio.to_thread.run_sync(configsource.sources, self.scheduler.config)
+        errors = redactor(self.scheduler.config).value(self.config_errors())
+        return JSONResponse({"files": files, "errors": errors})
+
+    async def config_issues(self, request: Request) -> Response:
+        """The last rejected reload's errors (empty once a reload succeeds), redacted as log
+        lines are (they are logged too): read scope, polled by the UI's banner."""
+        return JSONResponse({"errors": redactor(self.scheduler.config).value(self.config_errors())})
 
     async def do_reload(self, request: Request) -> Response:
         if self.reload is None:

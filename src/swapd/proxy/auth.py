@@ -11,11 +11,11 @@ Scopes (``swapd.config.keys``): ``inference`` for model requests (``/v1/*`` by m
 is answered 404 exactly as an unknown one; ``read`` for status (GET routes: ``/running``,
 ``/api/models``, activity, in-flight, events, logs, metrics, hardware, version, profiles);
 ``admin`` for everything that changes something or reveals configuration or payloads (start,
-stop, sleep, wake, unload — llama-swap's ``GET /unload`` too —, reload, ``/api/config``,
-captures, the active profile, cancelling a request). ``/upstream/{model}/…`` paths matching
-``upstream.adminPaths`` need admin as well, and those matching ``upstream.readPaths`` read (for
-GET/HEAD; admin for any other method). ``/v1/models``, ``/api/auth`` and ``/openapi.json``
-need only a valid key.
+stop, sleep, wake, unload — llama-swap's ``GET /unload`` too —, reload, ``/api/config`` and
+``/api/config/source``, captures, the active profile, cancelling a request).
+``/upstream/{model}/…`` paths matching ``upstream.adminPaths`` need admin as well, and those
+matching ``upstream.readPaths`` read (for GET/HEAD; admin for any other method).
+``/v1/models``, ``/api/auth`` and ``/openapi.json`` need only a valid key.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ PRINCIPAL = "swapd.principal"  # the ASGI scope key holding the request's Princi
 # Routes that need only a valid key (the answer depends on the key, or is public knowledge).
 ANY_KEY = frozenset({"/api/auth", "/openapi.json", "/v1/models", "/models", "/"})
 # GET routes that change something or reveal configuration or payloads.
-ADMIN_GET = frozenset({"/unload", "/api/config"})
+ADMIN_GET = frozenset({"/unload", "/api/config", "/api/config/source"})
 ADMIN_GET_PREFIXES = ("/api/captures/",)
 _READ_METHODS = frozenset({"GET", "HEAD"})
 

@@ -236,6 +236,10 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/config": {"get": _op("Effective config, sources, last reload errors", _json({}))},
         "/api/config/reload": {"post": _op("Reload the config", _json({}))},
+        "/api/config/source": {
+            "get": _op("The config files as written, secrets masked (admin)", _json({}))
+        },
+        "/api/config/errors": {"get": _op("The last rejected reload's errors", _json({}))},
         "/api/activity": {
             "get": _op(
                 "Recent requests, newest first",
