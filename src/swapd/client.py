@@ -30,9 +30,26 @@ class ApiError(SwapdError):
         self.status = status
 
 
+def base_url(url: str) -> tuple[str, str | None]:
+    """swapd's address as the client uses it, and a note when it had to be corrected.
+
+    ``127.0.0.1:8080`` gets ``http://``; an OpenAI base URL (``…/v1``, what SDKs are given)
+    loses the ``/v1``: swapd's admin API lives at the root, and keeping it would make every
+    call a "no route" error.
+    """
+    url = url.strip().rstrip("/")
+    if "://" not in url:
+        url = f"http://{url}"
+    if not url.endswith("/v1"):
+        return url, None
+    fixed = url[: -len("/v1")]
+    return fixed, f"{url} is an OpenAI base URL; using swapd's address {fixed}"
+
+
 class Client:
     def __init__(self, url: str | None = None, api_key: str | None = None) -> None:
-        self.url = (url or os.environ.get("SWAPD_URL") or DEFAULT_URL).rstrip("/")
+        given = url or os.environ.get("SWAPD_URL") or DEFAULT_URL
+        self.url, self.note = base_url(given)  # note: a correction worth telling the user
         key = api_key if api_key is not None else os.environ.get("SWAPD_API_KEY")
         headers = {"authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=30.0)

@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -18,25 +19,58 @@ from swapd.errors import SwapdError
 if TYPE_CHECKING:
     from swapd.client import Client
 
-url_option = click.option(
-    "--url",
-    envvar="SWAPD_URL",
-    default="http://127.0.0.1:8080",
-    show_default=True,
-    help="swapd to talk to (env SWAPD_URL); the API key comes from SWAPD_API_KEY.",
-)
+KEY_META = "swapd.api_key"  # where --api-key leaves the key for connect()
+KEY_HINT = "set SWAPD_API_KEY or pass --api-key"
+
+
+def _keep_key(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta[KEY_META] = value
+
+
+def url_option(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--url`` (env SWAPD_URL, passed to the command) and ``--api-key`` (env SWAPD_API_KEY,
+    kept for :func:`connect`)."""
+    command = click.option(
+        "--api-key",
+        envvar="SWAPD_API_KEY",
+        expose_value=False,
+        callback=_keep_key,
+        help="API key for a swapd with apiKeys (env SWAPD_API_KEY).",
+    )(command)
+    return click.option(
+        "--url",
+        envvar="SWAPD_URL",
+        default="http://127.0.0.1:8080",
+        show_default=True,
+        help="swapd to talk to (env SWAPD_URL): http://host:port, or host:port.",
+    )(command)
 
 
 PIPE_WIDTH = 1000  # columns of a table printed to a pipe or file
 
 
+def api_key() -> str | None:
+    """The key given by --api-key or SWAPD_API_KEY for the command running now."""
+    ctx = click.get_current_context(silent=True)  # thread-local: call it on the main thread
+    key = ctx.meta.get(KEY_META) if ctx is not None else None
+    return str(key) if key else None
+
+
 @contextlib.contextmanager
 def connect(url: str) -> Iterator[Client]:
-    from swapd.client import Client
+    """A client for ``url``; its errors end the command with their exit code. A corrected
+    URL is said on stderr; a rejected or missing key names where a key comes from."""
+    from swapd.client import ApiError, Client
 
     try:
-        with Client(url) as client:
+        with Client(url, api_key=api_key()) as client:
+            if client.note:
+                click.echo(f"swapd: {client.note}", err=True)
             yield client
+    except ApiError as exc:
+        if exc.status == 401:
+            exc = ApiError(401, f"{exc.message} ({KEY_HINT})")
+        fail(exc)
     except SwapdError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -108,10 +142,11 @@ def start(model: str, no_wait: bool, url: str) -> None:
             click.echo(f"{info['id']} {info['state']}")
             return
         outcome: dict[str, Any] = {}
+        key = api_key()
 
         def wait() -> None:
             try:
-                with Client(url) as waiter:
+                with Client(url, api_key=key) as waiter:
                     outcome["info"] = waiter.start(model, wait=True)
             except SwapdError as exc:
                 outcome["error"] = exc
@@ -157,6 +192,27 @@ def stop(models: tuple[str, ...], all_: bool, url: str) -> None:
                 click.echo(result["message"])
 
 
+def port(row: dict[str, Any]) -> str:
+    """The engine's port: the allocated ``${PORT}``, else the one its ``proxy`` URL names (a
+    model whose cmd listens on a fixed port)."""
+    if row["port"]:
+        return str(row["port"])
+    try:
+        fixed = urlsplit(row.get("proxy") or "").port
+    except ValueError:
+        fixed = None
+    return str(fixed) if fixed else "-"
+
+
+def failures(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per model that failed: its id and the first line of the reason."""
+    return [
+        f"{r['id']} failed: {((r['error'] or '').strip() or 'no reason given').splitlines()[0]}"
+        for r in rows
+        if r["state"] == "failed"
+    ]
+
+
 def _ps_columns() -> list[tuple[str, Callable[[Any], str]]]:
     return [
         ("MODEL", lambda r: r["id"]),
@@ -165,7 +221,7 @@ def _ps_columns() -> list[tuple[str, Callable[[Any], str]]]:
         ("GPU", lambda r: gpus(r.get("placement"))),
         ("MEM", lambda r: memory(r.get("placement"))),
         ("PID", lambda r: str(r["pid"] or "-")),
-        ("PORT", lambda r: str(r["port"] or "-")),
+        ("PORT", port),
         ("UPTIME", lambda r: _age(r["uptime"])),
         ("INFLIGHT", lambda r: str(r["inflight"])),
         ("QUEUED", lambda r: str(r["queued"])),
@@ -186,6 +242,8 @@ def ps(as_json: bool, url: str) -> None:
         click.echo("no model is running")
     else:
         table(rows, _ps_columns())
+        for line in failures(rows):
+            click.echo(line)
 
 
 @click.command()
