@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from swapd.assignment import Assignment
 from swapd.config.model import (
@@ -22,14 +27,14 @@ from swapd.config.model import (
 )
 from swapd.demand import LearnedStore
 from swapd.drivers.base import Upstream
-from swapd.errors import NoCapacity, StartFailed
+from swapd.errors import NoCapacity, StartFailed, TooManyRequests
 from swapd.hardware import Device, Memory, Source
 from swapd.inventory import NodeReading, Reading
 from swapd.placement import RAM
 from swapd.scheduler import Scheduler
-from swapd.slot import Slot
+from swapd.slot import Slot, Ticket
 from swapd.testing import FakeEngines
-from swapd.views import State
+from swapd.views import SlotView, State
 
 GiB = 1 << 30
 
@@ -446,3 +451,89 @@ async def test_a_model_of_unknown_need_gets_a_gpu_to_itself_until_measured() -> 
         await use(sched, "u3")  # no GPU to itself left: one idle model goes
         (gone,) = engines.stops
         assert placed(sched, "u3") == where[gone]
+
+
+NODES = {"a": [80 * GiB, 80 * GiB], "b": [80 * GiB, 80 * GiB]}
+
+
+async def placement_scenario(data: st.DataObject) -> None:
+    """Random requests, releases and crashes over 6 models of random sizes on 2 nodes x 2
+    GPUs. After every step and on every state change: no device holds more than its total,
+    no model stops while it serves, an unswappable model is never evicted. At the end every
+    request was granted, failed with NoCapacity, or left while queued."""
+    ids = [f"m{i}" for i in range(6)]
+    models = [
+        model(
+            i,
+            data.draw(st.integers(5, 75), label=f"{i} GiB") * GiB,
+            gpus=data.draw(st.sampled_from([1, 1, 2]), label=f"{i} gpus"),
+            swappable=data.draw(st.sampled_from([True, True, True, False]), label=f"{i} swap"),
+        )
+        for i in ids
+    ]
+    cfg = config(*models)
+    unswappable = {m.id for m in models if not m.swappable}
+    engines = FakeEngines(delay=0.003)
+    inv = StaticInventory(NODES)
+    broken: list[str] = []
+
+    def check(view: SlotView | None = None) -> None:
+        for key, n in sched.placer.holding().items():
+            if n > NODES[key[0]][key[1]]:
+                broken.append(f"{key} holds {n / GiB:.1f} GiB")
+        if view is not None and view.state is State.STOPPING:
+            if view.info["inflight"] > 0:
+                broken.append(f"{view.id} stopped while serving")
+            if view.id in unswappable and not sched._closing:
+                broken.append(f"{view.id} (swappable: false) was evicted")
+
+    tickets: list[Ticket] = []
+    async with running(cfg, engines, inv) as sched:
+        sched.listeners.append(check)
+        for _ in range(data.draw(st.integers(5, 40), label="steps")):
+            op = data.draw(st.sampled_from(["admit", "admit", "release", "crash", "wait"]))
+            if op == "admit":
+                with contextlib.suppress(TooManyRequests):  # 429: nothing was admitted
+                    tickets.append(sched.admit(data.draw(st.sampled_from(ids), label="model")))
+            elif op == "release":
+                live = [t for t in tickets if not t.released]
+                pick = data.draw(st.integers(0, 63), label="ticket")
+                if live:
+                    sched.release(live[pick % len(live)])
+            elif op == "crash":
+                event: Any = engines.kill.get(data.draw(st.sampled_from(ids), label="crash"))
+                if event is not None:
+                    event.set()
+            else:
+                await anyio.sleep(data.draw(st.sampled_from([0.001, 0.005, 0.02]), label="dt"))
+            for _ in range(3):
+                await anyio.lowlevel.checkpoint()
+            check()
+            assert not broken, broken
+        with anyio.fail_after(10):
+            while any(not t.released for t in tickets):
+                for t in tickets:
+                    if t.done and not t.released:
+                        sched.release(t)
+                await anyio.sleep(0.002)
+        assert not broken, broken
+        for t in tickets:  # granted, no room for it, or its client left while it queued
+            assert t.granted or isinstance(t.error, NoCapacity) or not t.done, (t.model, t.error)
+        sched.listeners.remove(check)
+
+
+@pytest.mark.timeout(300)
+@settings(
+    max_examples=int(os.environ.get("SWAPD_PROPERTY_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_placement_never_overcommits_a_device_nor_evicts_a_busy_or_unswappable_model(
+    data: st.DataObject,
+) -> None:
+    async def bounded() -> None:
+        with anyio.fail_after(30):
+            await placement_scenario(data)
+
+    anyio.run(bounded)
