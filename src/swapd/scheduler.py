@@ -551,7 +551,7 @@ class Scheduler:
             await anyio.sleep(TTL_TICK)
             now = _now()
             for slot in list(self.slots.values()):
-                ttl = slot.config.ttl
+                ttl = slot.ttl
                 if (
                     slot.state is State.READY
                     and ttl > 0
@@ -561,6 +561,13 @@ class Scheduler:
                     slot.log.write(f"[swapd] unloading {slot.id}: idle for {ttl:g}s (ttl)")
                     log.info("unloading %s, TTL of %gs reached", slot.id, ttl)
                     self.lifecycle.evict(slot)
+
+    def keep_alive(self, model_id: str, seconds: float | None) -> None:
+        """Set ``model_id``'s idle TTL for its running load (0: never unload; None: the
+        config's again), as Ollama's ``keep_alive`` does; its next start forgets it."""
+        slot = self.slots.get(model_id)
+        if slot is not None:
+            slot.keep_alive = None if seconds is None else (slot.generation, seconds)
 
     # ── reload ──────────────────────────────────────────────────────────────────────────────
 

@@ -22,7 +22,7 @@ from swapd.demand import Demand
 from swapd.errors import SwapdError
 from swapd.observe.logs import LogRing
 from swapd.upstream import Upstream
-from swapd.views import State
+from swapd.views import ALIVE, State
 
 
 @dataclass(eq=False, slots=True)
@@ -58,6 +58,8 @@ class Slot:
     reload_seconds: float | None = None  # how long its last start took (eviction cost)
     oom_retried: bool = False  # an out-of-memory start was retried once already
     blocked_by: tuple[str, ...] = ()  # busy models a queued start waits for
+    # Ollama's keep_alive: (generation, idle seconds; 0 = never) for that load only
+    keep_alive: tuple[int, float] | None = None
 
     def __post_init__(self) -> None:
         self.stopped.set()
@@ -65,6 +67,15 @@ class Slot:
     @property
     def id(self) -> str:
         return self.config.id
+
+    @property
+    def ttl(self) -> float:
+        """Idle seconds before unload (0 = never): a keep_alive set for the running load,
+        else the config's. A new start (a new generation) forgets the keep_alive."""
+        held = self.keep_alive
+        if held is not None and held[0] == self.generation and self.state in ALIVE:
+            return held[1]
+        return self.config.ttl
 
     @property
     def retiring(self) -> bool:

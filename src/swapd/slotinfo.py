@@ -22,9 +22,9 @@ def view(slot: Slot, now: float, *, swap_seconds: float | None = None) -> SlotVi
 def info(slot: Slot, now: float) -> dict[str, Any]:
     """A JSON-ready view of the slot for /running and the admin API."""
     c = slot.config
-    ttl_left = None
-    if slot.state is State.READY and c.ttl > 0 and slot.inflight == 0:
-        ttl_left = max(0.0, round(c.ttl - (now - slot.last_use), 1))
+    ttl, ttl_left = slot.ttl, None
+    if slot.state is State.READY and ttl > 0 and slot.inflight == 0:
+        ttl_left = max(0.0, round(ttl - (now - slot.last_use), 1))
     return {
         "id": c.id,
         "model": c.id,
@@ -38,7 +38,7 @@ def info(slot: Slot, now: float) -> dict[str, Any]:
         "proxy": c.proxy,
         "port": c.port,
         "pid": slot.upstream.pid if slot.upstream else None,
-        "ttl": c.ttl,
+        "ttl": ttl,
         "ttl_left": ttl_left,
         "inflight": slot.inflight,
         "queued": slot.reserved - slot.inflight,
