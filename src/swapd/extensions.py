@@ -16,6 +16,7 @@ from swapd.llamacpp.discovery import inject
 from swapd.llamacpp.kvcache import default_dir, with_save_path
 from swapd.nodes import build_nodes
 from swapd.recipes import container_model, reserve_ports
+from swapd.recipes.process import Rendered, process_model, process_recipes
 
 __all__ = ["Containers", "GgufDiscovery", "KvCacheFlag", "Nodes", "standard"]
 
@@ -54,14 +55,22 @@ class Nodes(ConfigExtension):
 
 
 class Containers(ConfigExtension):
-    """``driver: docker`` and ``recipe:``: a container spec per model, placed on the nodes."""
+    """``driver: docker`` and ``recipe:``: a container spec per model, placed on the nodes; a
+    ``runtime: process`` recipe becomes a process model's cmd instead (swapd.recipes.process)."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, Rendered] = {}  # model id -> its process recipe, rendered
 
     def prepare(self, tree: Tree) -> None:
+        self.processes = process_recipes(tree.models, tree.issues)
         reserve_ports(tree.models)  # every docker model gets a ${PORT}
 
     def finish(self, built: Built) -> None:
         for model_id, model in list(built.models.items()):
-            if model.driver == "docker":
+            if model_id in self.processes:
+                rendered = self.processes[model_id]
+                built.models[model_id] = process_model(model, rendered, built.error)
+            elif model.driver == "docker":
                 raw = built.raw_models[model_id]
                 built.models[model_id] = container_model(
                     model, raw, built.nodes, built.error, built.warn

@@ -7,10 +7,12 @@ from pathlib import Path
 from swapd.config import load_text
 from swapd.config.model import ModelConfig
 from swapd.extensions import standard
-from swapd.recipes import catalog
+from swapd.recipes import catalog, load
 
 SHIPPED = Path(__file__).resolve().parents[2] / "recipes"
-NAMES = sorted(catalog([SHIPPED]))
+EVERY = sorted(catalog([SHIPPED]))
+NAMES = [n for n in EVERY if load(n, [SHIPPED]).runtime == "container"]  # the docker recipes
+PROCESS = [n for n in EVERY if n not in NAMES]  # runtime: process (swapd.recipes.process)
 
 
 def recipe_model(recipe: str, extra: str = "", model_id: str = "qwen") -> ModelConfig:

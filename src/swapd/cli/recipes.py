@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -32,6 +33,7 @@ from swapd.recipes import (
 )
 from swapd.recipes import render as render_spec
 from swapd.recipes.engines import accepted_names
+from swapd.recipes.process import render_process
 
 
 def _fail(exc: SwapdError) -> None:
@@ -70,7 +72,9 @@ def list_recipes(as_json: bool) -> None:
                     "name": name,
                     "engine": rec.engine,
                     "model": rec.model,
-                    "image": ", ".join(f"{k}: {v}" for k, v in rec.images.items()) or rec.image,
+                    "image": ", ".join(f"{k}: {v}" for k, v in rec.images.items())
+                    or rec.image
+                    or "no image: runs as a process",
                     "description": rec.description,
                     "path": str(path),
                 }
@@ -107,19 +111,40 @@ def show(name: str) -> None:
         value = vals[key]
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value
         click.echo(f"#   {key} = {shown}")
+    click.echo("\n# in a config:")
+    click.echo(usage(recipe))
 
 
-def _fill_late(recipe: Recipe, spec: DockerOptions, gpu_total: str) -> DockerOptions:
-    """``spec`` with the late macros filled as placement would on GPUs of ``gpu_total``."""
+def usage(recipe: Recipe) -> str:
+    """The config that uses ``recipe``, as YAML: the model named after what the engine serves,
+    and the same with one placeholder set, commented."""
+    model_id = recipe.served_model_name or recipe.name.rsplit("/", 1)[-1]
+    lines = ["models:", f"  {model_id}:", f"    recipe: {recipe.name}"]
+    if recipe.defaults:
+        key, default = next(iter(recipe.defaults.items()))
+        value = json.dumps(default) if isinstance(default, str) else default  # YAML-safe
+        lines.append(
+            f"    # recipe: {{name: {recipe.name}, set: {{{key}: {value}}}, args: [--extra]}}"
+        )
+    return "\n".join(lines)
+
+
+def _late_macros(recipe: Recipe, gpus: Any, gpu_total: str) -> dict[str, str]:
+    """The late macros as placement would fill them on GPUs of ``gpu_total``."""
     total = parse_size(gpu_total)
     if total is None:
         raise RecipeError(f"--gpu-total expects a size like 80GiB, got {gpu_total!r}")
-    count = spec.gpus if isinstance(spec.gpus, int) else 1
+    count = gpus if isinstance(gpus, int) else 1
     memory = parse_size(recipe.memory) or 0
     assignment = Assignment(
         "local", tuple(range(count)), "nvidia", (total,) * count, memory // count
     )
-    macros = assignment.values()
+    return assignment.values()
+
+
+def _fill_late(recipe: Recipe, spec: DockerOptions, gpu_total: str) -> DockerOptions:
+    """``spec`` with the late macros filled as placement would on GPUs of ``gpu_total``."""
+    macros = _late_macros(recipe, spec.gpus, gpu_total)
     return spec.model_copy(
         update={
             "command": tuple(expand(a, macros) for a in spec.command),
@@ -174,9 +199,13 @@ def render(
     gpu_total: str | None,
     as_json: bool,
 ) -> None:
-    """The exact container spec, and the equivalent `docker run` line (local node)."""
+    """The exact container spec, and the equivalent `docker run` line (local node); for a
+    runtime: process recipe, the model's cmd and env."""
     try:
         recipe = load(name)
+        if recipe.runtime == "process":
+            _render_process(recipe, _parse_sets(sets), port, model_id, gpu_total, as_json)
+            return
         spec = render_spec(recipe, _parse_sets(sets), port=port, model_id=model_id, driver=driver)
         if gpu_total is not None:
             spec = _fill_late(recipe, spec, gpu_total)
@@ -198,3 +227,40 @@ def render(
         click.echo(note)
     click.echo("\n# equivalent docker run:")
     click.echo(docker_run_line(spec, cname, user))
+
+
+def _render_process(
+    recipe: Recipe,
+    sets: dict[str, Any],
+    port: int | None,
+    model_id: str | None,
+    gpu_total: str | None,
+    as_json: bool,
+) -> None:
+    """``swapd recipes render`` of a ``runtime: process`` recipe: what the process driver runs."""
+    model_id = model_id or recipe.served_model_name or recipe.name.rsplit("/", 1)[-1]
+    port = port if port is not None else ENGINE_PORT.get(recipe.engine, 8000)
+    rendered = render_process(recipe, sets, model_id=model_id, port=port)
+    argv = list(rendered.argv)
+    if gpu_total is not None:
+        macros = _late_macros(recipe, rendered.gpus, gpu_total)
+        argv = [expand(a, macros) for a in argv]
+    env = dict(e.split("=", 1) for e in rendered.env)
+    if as_json:
+        click.echo(json.dumps({"cmd": argv, "env": env}, indent=2))
+        return
+    click.echo(f"# recipe {recipe.name}: runs as a process (driver: process), no container")
+    click.echo(f"cmd: {json.dumps(shlex.join(argv))}")
+    if env:
+        click.echo(f"env: {json.dumps([f'{k}={v}' for k, v in env.items()])}")
+    names = accepted_names(recipe.engine, rendered.args)
+    if names:
+        forwarded = model_id if model_id in names else names[0]
+        click.echo(
+            f"# the engine answers to: {', '.join(names)}; swapd forwards model={forwarded!r}"
+        )
+    if any("${" in a for a in argv):
+        click.echo(
+            "# ${GPU_MEMORY_FRACTION} and the other ${GPU...} macros are filled when the model "
+            "starts, from the GPU placement chooses; --gpu-total 80GiB shows them"
+        )

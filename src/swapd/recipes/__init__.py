@@ -1,10 +1,11 @@
-"""Recipes: YAML presets (engine + image + model + argument template + resources) → container spec.
+"""Recipes: YAML presets (engine + image + model + argument template + resources) → a container
+spec, or with ``runtime: process`` (no image) a process model's ``cmd``.
 
 Modules: ``model`` (keys, :class:`Recipe`, parsing and checks), ``lookup`` (where recipes are
 found, the catalog, loading by name), ``spec`` (a recipe rendered to the ``docker`` driver's spec,
-and the equivalent ``docker run`` line) and ``container`` (finishing ``driver: docker`` models at
-config load). The ``swapd recipes`` command lives in :mod:`swapd.cli.recipes`. Schema:
-``docs/recipes.md``.
+and the equivalent ``docker run`` line), ``container`` (finishing ``driver: docker`` models at
+config load) and ``process`` (``runtime: process`` recipes as process models). The ``swapd
+recipes`` command lives in :mod:`swapd.cli.recipes`. Schema: ``docs/recipes.md``.
 """
 
 from swapd.recipes.container import ErrorAt, check_spec, container_model, reserve_ports

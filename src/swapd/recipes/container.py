@@ -26,6 +26,7 @@ from swapd.recipes import cuda
 from swapd.recipes.engines import accepted_names
 from swapd.recipes.lookup import load
 from swapd.recipes.model import RecipeError, docker_problems
+from swapd.recipes.process import recipe_ref
 from swapd.recipes.spec import LOCAL_HOST, render
 from swapd.recipes.start import NODE_HOST, has_token
 
@@ -41,21 +42,6 @@ def bind_host(candidates: tuple[NodeConfig, ...], network_mode: str) -> str:
     if len(hosts) <= 1:
         return hosts.pop() if hosts else LOCAL_HOST
     return NODE_HOST
-
-
-def _recipe_ref(raw: Any) -> tuple[str, dict[str, Any], list[str]] | str:
-    """(name, set, args) from ``recipe: NAME`` or ``recipe: {name, set, args}``; else a problem."""
-    if isinstance(raw, str):
-        return raw.strip(), {}, []
-    if isinstance(raw, dict):
-        unknown = set(raw) - {"name", "set", "args"}
-        if unknown:
-            return f"unknown key(s) {', '.join(sorted(unknown))} (valid: name, set, args)"
-        name, sets, args = raw.get("name"), raw.get("set") or {}, raw.get("args") or []
-        if not isinstance(name, str) or not isinstance(sets, dict) or not isinstance(args, list):
-            return "expected {name: NAME, set: {placeholder: value}, args: [extra args]}"
-        return name.strip(), dict(sets), [str(a) for a in args]
-    return "expected a recipe name or {name, set, args}"
 
 
 def check_spec(spec: DockerOptions, error: Callable[[str, str], None]) -> None:
@@ -104,13 +90,18 @@ def container_model(
     use_model_name = model.use_model_name
     candidates = _candidates(model, raw, nodes, error)
     if raw.recipe is not None:
-        ref = _recipe_ref(raw.recipe)
+        ref = recipe_ref(raw.recipe)
         if isinstance(ref, str):
             error((*base, "recipe"), f"model {model.id}: recipe: {ref}")
             return model
         recipe_name, sets, args = ref
         try:
             recipe = load(recipe_name)
+            if recipe.runtime == "process":
+                raise RecipeError(
+                    f"recipe {recipe_name} has runtime: process (no image): give it without "
+                    "driver: docker, by its plain name (not through a macro)"
+                )
             network = str(recipe.docker.get("network_mode", "host"))
             if "network_mode" in spec.model_fields_set:
                 network = spec.network_mode

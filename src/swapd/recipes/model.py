@@ -26,16 +26,20 @@ from swapd.recipes.engines import ENGINES as ENGINE_FACTS
 ENGINES = tuple(ENGINE_FACTS)
 ENGINE_PORT = {name: engine.port for name, engine in ENGINE_FACTS.items()}
 BUILTINS = ("model", "served_model_name", "served_model_names", "port", "host", "model_id")
+RUNTIMES = ("container", "process")
 RECIPE_KEYS = {
     "engine": "vllm | trtllm | llamacpp | sglang",
+    "runtime": "container (default: image, run by the docker driver) | process (the "
+    "entrypoint and args become the model's cmd, run by the process driver)",
     "description": "one line shown by `swapd recipes list`",
     "image": "container image, or {cu129: image, cu130: image} (the node's driver picks)",
     "model": "Hugging Face model id (the {model} placeholder)",
     "served_model_name": "name the engine serves the model under (default: model)",
-    "entrypoint": "argv replacing the image's entrypoint (optional)",
+    "entrypoint": "argv replacing the image's entrypoint (optional); the program with "
+    "runtime: process",
     "args": "argument list template with {placeholders}",
     "defaults": "placeholder values",
-    "env": "environment of the container",
+    "env": "environment of the container (of the process with runtime: process)",
     "mounts": "bind mounts, 'host:container[:ro]'",
     "resources": "{gpus: all | N | [ids] | '{tensor_parallel}', memory: size}",
     "health": "readiness path (default /health)",
@@ -62,9 +66,10 @@ class Recipe:
     name: str
     path: Path
     engine: str
-    image: str  # the image of the oldest CUDA line when ``images`` has several
+    image: str  # the image of the oldest CUDA line when ``images`` has several; "" for a process
     model: str
     args: tuple[str, ...]
+    runtime: str = "container"  # or "process": no image, run by the process driver
     description: str = ""
     served_model_name: str = ""
     entrypoint: tuple[str, ...] | None = None
@@ -169,6 +174,19 @@ def docker_problems(docker: Mapping[str, Any], prefix: str = "docker.") -> list[
     return []
 
 
+def process_problems(data: Mapping[str, Any]) -> list[str]:
+    """What a ``runtime: process`` recipe may not have (container settings) or must have (the
+    program to run)."""
+    problems = [
+        f"{key}: a runtime: process recipe runs no container; drop {key}"
+        for key in ("image", "mounts", "docker")
+        if data.get(key) is not None
+    ]
+    if not data.get("entrypoint"):
+        problems.append("entrypoint: required with runtime: process (the program: [vllm, serve])")
+    return problems
+
+
 def parse(data: Any, name: str, path: Path) -> Recipe:
     """A checked recipe; every problem is reported at once, naming the recipe file."""
     problems: list[str] = []
@@ -180,7 +198,15 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
     engine = str(data.get("engine", ""))
     if engine not in ENGINES:
         problems.append(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
-    image, images = _images(data.get("image"), problems)
+    runtime = str(data.get("runtime", "container"))
+    if runtime not in RUNTIMES:
+        problems.append(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    images: dict[str, str] = {}
+    if runtime == "process":
+        image = ""
+        problems += process_problems(data)
+    else:
+        image, images = _images(data.get("image"), problems)
     if not isinstance(data.get("model"), str) or not data["model"].strip():
         problems.append("model: required (a string)")
     args = _str_list(data.get("args"), "args", problems)
@@ -238,6 +264,7 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
         image=image,
         model=str(data.get("model", "")),
         args=args,
+        runtime=runtime,
         description=str(data.get("description", "")).strip(),
         served_model_name=str(data.get("served_model_name", "") or ""),
         entrypoint=entrypoint,

@@ -24,11 +24,12 @@ def values(
     recipe: Recipe,
     overrides: Mapping[str, Any],
     *,
-    port: int,
+    port: int | str,
     model_id: str | None = None,
     host: str = LOCAL_HOST,
 ) -> dict[str, Any]:
-    """Placeholder values: built-ins, then defaults, then ``overrides`` (checked)."""
+    """Placeholder values: built-ins, then defaults, then ``overrides`` (checked); ``port`` is
+    a number, or ``${PORT}`` for a process recipe (allocated when the config loads)."""
     known = recipe.placeholders()
     for key in overrides:
         if key not in known:
@@ -62,11 +63,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _fill(template: str, vals: Mapping[str, Any]) -> str:
+def fill(template: str, vals: Mapping[str, Any]) -> str:
     return template.format_map({k: _text(v) for k, v in vals.items()})
 
 
-def _fill_args(templates: Sequence[str], vals: Mapping[str, Any]) -> list[str]:
+def fill_args(templates: Sequence[str], vals: Mapping[str, Any]) -> list[str]:
     """Each template filled; one that is exactly a list-valued placeholder gives its items."""
     out: list[str] = []
     for template in templates:
@@ -75,16 +76,16 @@ def _fill_args(templates: Sequence[str], vals: Mapping[str, Any]) -> list[str]:
         if template == f"{{{names[0] if names else ''}}}" and isinstance(value, list | tuple):
             out += [str(v) for v in value]
         else:
-            out.append(_fill(template, vals))
+            out.append(fill(template, vals))
     return out
 
 
-def _gpus(recipe: Recipe, vals: Mapping[str, Any]) -> Any:
+def gpus_of(recipe: Recipe, vals: Mapping[str, Any]) -> Any:
     """The recipe's ``resources.gpus`` with a template (``"{tensor_parallel}"``) filled."""
     gpus = recipe.gpus
     if not isinstance(gpus, str) or gpus == "all":
         return gpus
-    filled = _fill(gpus, vals).strip()
+    filled = fill(gpus, vals).strip()
     if not filled.isdigit() or int(filled) < 1:
         raise RecipeError(
             f"recipe {recipe.name}: resources.gpus {gpus!r} gives {filled!r}, not a count"
@@ -111,19 +112,19 @@ def render(
         _, image = cuda.choose(recipe.images, driver)
     spec: dict[str, Any] = {
         "image": image,
-        "command": _fill_args(recipe.args, vals) + list(extra_args),
+        "command": fill_args(recipe.args, vals) + list(extra_args),
     }
     if recipe.images:
         spec["images"] = dict(recipe.images)
     if recipe.entrypoint is not None:
-        spec["entrypoint"] = _fill_args(recipe.entrypoint, vals)
+        spec["entrypoint"] = fill_args(recipe.entrypoint, vals)
     spec["host_port"] = port
     if recipe.env:
-        spec["env"] = {k: _fill(v, vals) for k, v in recipe.env.items()}
+        spec["env"] = {k: fill(v, vals) for k, v in recipe.env.items()}
     if recipe.mounts:
         spec["volumes"] = list(recipe.mounts)
     if recipe.gpus is not None:
-        spec["gpus"] = _gpus(recipe, vals)
+        spec["gpus"] = gpus_of(recipe, vals)
     spec["network_mode"] = "host"
     spec.update(recipe.docker)
     spec["health"] = recipe.health
