@@ -19,6 +19,7 @@ from swapd.config.model import (
     LogToStdout,
     Modality,
     ModelConfig,
+    OllamaConfig,
     PlacementConfig,
     Resources,
     ServerConfig,
@@ -29,6 +30,7 @@ from swapd.config.schema import (
     RawCapabilities,
     RawFilters,
     RawModel,
+    RawOllama,
     RawPlacement,
     RawResources,
     RawServer,
@@ -439,7 +441,19 @@ class Builder:
             "log_ring_bytes": top.logs.ring_bytes if top.logs else None,
             "server": self.server(top.server),
             "placement": self.placement(top.placement),
+            "ollama": self.ollama(top.ollama),
         }
+
+    def ollama(self, raw: RawOllama) -> OllamaConfig:
+        """``ollama:``: the version must look like ``0.12.0`` (clients compare it)."""
+        version = raw.version.strip()
+        if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+            self.error(
+                ("ollama", "version"),
+                f"ollama.version: expected a version like 0.12.0, got {raw.version!r}",
+            )
+            version = OllamaConfig().version
+        return OllamaConfig(enabled=raw.enabled, version=version)
 
     def server(self, raw: RawServer) -> ServerConfig:
         """``server:``: sizes parsed, host names lower-cased, proxies checked as IPs/CIDRs."""

@@ -18,6 +18,7 @@ from swapd.config.schema import (
     RawGroup,
     RawKvCache,
     RawModel,
+    RawOllama,
     RawTimeouts,
     RawTop,
     default,
@@ -120,6 +121,14 @@ class PlacementConfig:
     enabled: bool | None = None  # None: auto (on when a GPU is seen or any memory declared)
     headroom: int = 512 * 1024 * 1024  # bytes kept free on every device
     refresh: float = 10.0  # seconds between inventory refreshes
+
+
+@dataclass(frozen=True, slots=True)
+class OllamaConfig:
+    """``ollama``: the opt-in Ollama-compatible API (swapd.proxy.ollama)."""
+
+    enabled: bool = default(RawOllama, "enabled")
+    version: str = default(RawOllama, "version")  # what GET /api/version reports
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +343,7 @@ class Config:
     keys: tuple[ApiKey, ...] = ()  # `apiKeys` with their scopes (api_keys: the values alone)
     server: ServerConfig = field(default_factory=ServerConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
+    ollama: OllamaConfig = field(default_factory=OllamaConfig)
     # values substituted from ${env.NAME}: never shown to clients (swapd.secrets adds the
     # env: entries and keys)
     secrets: frozenset[str] = frozenset()

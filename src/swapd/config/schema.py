@@ -488,6 +488,13 @@ class RawPlacement(RawBlock):
     refresh: Number = Field(10.0, gt=0)  # seconds between inventory refreshes
 
 
+class RawOllama(RawBlock):
+    """``ollama:`` (swapd): the opt-in Ollama-compatible API (swapd.proxy.ollama)."""
+
+    enabled: bool = False
+    version: str = "0.12.0"  # what GET /api/version reports; Copilot wants >= 0.6.4
+
+
 class RawTop(RawBlock):
     """Top-level keys except ``models`` and ``macros`` (handled on their own)."""
 
@@ -524,6 +531,7 @@ class RawTop(RawBlock):
     performance: RawPerformance = Field(default_factory=lambda: RawPerformance.model_validate({}))
     server: RawServer = Field(default_factory=lambda: RawServer.model_validate({}))
     placement: RawPlacement = Field(default_factory=lambda: RawPlacement.model_validate({}))
+    ollama: RawOllama = Field(default_factory=lambda: RawOllama.model_validate({}))
 
 
 def default(cls: type[BaseModel], name: str) -> Any:
