@@ -393,6 +393,25 @@ def _cache_type(argv: Sequence[str], env: Mapping[str, str], short: str, kind: s
     return given if given in CACHE_TYPES else "f16"
 
 
+def engine_argv(model: ModelConfig) -> list[str]:
+    """The engine's argv: the command, or a container's entrypoint + command."""
+    return _argv(model)[0]
+
+
+def gguf_file(model: ModelConfig) -> Path | None:
+    """The local GGUF file the engine loads (``-m``/``--model``, ``LLAMA_ARG_MODEL``, or
+    ``vllm serve FILE``), as swapd sees it (through a container's volumes); None without
+    one. Read it with :func:`swapd.gguf.read`."""
+    argv, _ = _argv(model)
+    given = [_opt(argv, "-m", "--model"), model.env.get("LLAMA_ARG_MODEL")]
+    if "serve" in argv and (at := argv.index("serve") + 1) < len(argv):
+        given.append(argv[at])
+    for path in given:
+        if path and not _late(path) and path.lower().endswith(".gguf"):
+            return _host_path(model, path)
+    return None
+
+
 def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | str:
     env = model.env
     path = _opt(argv, "-m", "--model") or env.get("LLAMA_ARG_MODEL")

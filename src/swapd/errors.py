@@ -102,6 +102,13 @@ class MethodNotAllowed(RequestError):
     code = "method_not_allowed"
 
 
+class NotSupported(RequestError):
+    """A route swapd knows and will not serve (the Ollama API's model-file operations)."""
+
+    http_status = 501
+    code = "not_implemented"
+
+
 class Conflict(RequestError):
     http_status = 409
     code = "conflict"

@@ -34,7 +34,17 @@ from swapd.lease import Lease
 from swapd.observe.activity import Meter
 from swapd.observe.logs import LogRing
 from swapd.observe.observer import Observer
-from swapd.proxy import auth, body, guard, listing, loading, passthrough, routes, websocket
+from swapd.proxy import (
+    auth,
+    body,
+    guard,
+    listing,
+    loading,
+    ollama,
+    passthrough,
+    routes,
+    websocket,
+)
 from swapd.proxy.asgi import (
     Aborted,
     ClientGone,
@@ -94,6 +104,7 @@ class Proxy:
         self.profile = ActiveProfile()  # none at start and after every reload
         self.guard = guard.Guard(listen_host)  # Host allow-list and cross-site refusal
         self.spillover = Spillover()  # selector reservations, across reloads
+        self.ollama = ollama.Ollama(self)  # the opt-in Ollama API (config `ollama.enabled`)
         self._routes: tuple[Config, str | None, Routes] | None = None
         self._admin: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self._health,
@@ -163,6 +174,9 @@ class Proxy:
         self.guard.check(scope, self.config)  # DNS rebinding, cross-site pages (proxy.guard)
         if method == "OPTIONS":
             await self._preflight(scope, send)
+            return
+        if self.config.ollama.enabled and ollama.serves(method, path, scope):
+            await self.ollama(scope, receive, send)  # its own auth and error envelope
             return
         if web.is_ui_path(path):  # static UI files: public, the UI asks for a key itself
             await web.serve(scope, send)

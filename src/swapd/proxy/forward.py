@@ -280,6 +280,21 @@ async def _open(
             raise _unreachable(model, exc, what) from exc
 
 
+async def open_response(
+    client: UpstreamClient,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    model: str,
+    timeouts: Timeouts,
+    what: str,
+) -> aiohttp.ClientResponse:
+    """POST ``body`` and return the response once its headers are in, with this module's
+    retry rule and timeouts, for a caller that reads the body itself (and must close it):
+    swapd.proxy.ollama, which translates the answer instead of relaying it."""
+    return await _open(client, "POST", url, body, headers, model, timeouts, what)
+
+
 async def _error_frame(response: aiohttp.ClientResponse) -> bytes:
     """An engine's error answer as one SSE ``data: {"error": …}`` frame."""
     raw = b""
