@@ -537,3 +537,42 @@ def test_placement_never_overcommits_a_device_nor_evicts_a_busy_or_unswappable_m
             await placement_scenario(data)
 
     anyio.run(bounded)
+
+
+@pytest.mark.anyio
+async def test_a_sleeping_model_holds_a_tenth_and_is_stopped_when_that_is_in_the_way() -> None:
+    inv = StaticInventory({"a": [80 * GiB]})
+    cfg = config(
+        model("sleepy", 60 * GiB, sleep_level=1),
+        model("other", 60 * GiB),
+        model("third", 20 * GiB),
+    )
+    engines = FakeEngines()
+    slept: list[str] = []
+
+    def factory(cfg: Any, sink: Any) -> Any:
+        if cfg.id != "sleepy":
+            return engines.factory(cfg, sink)
+
+        class Sleepy:
+            async def serve(self, *, task_status: Any) -> None:
+                task_status.started(Upstream("http://sleepy"))
+                await anyio.sleep_forever()
+
+            async def sleep(self, level: int) -> None:
+                slept.append("sleep")
+
+            async def wake(self) -> None:
+                slept.append("wake")
+
+        return Sleepy()
+
+    cost = by_name({"sleepy": 0.5, "other": 5.0})
+    async with running(cfg, engines, inv, factory=factory, cost=cost) as sched:
+        await use(sched, "sleepy")
+        await use(sched, "other")  # 60 + 60 > 80: sleepy goes to sleep, keeping 6 GiB
+        assert slept == ["sleep"] and sched.state("sleepy") is State.SLEEPING
+        assert sched.placer.holding() == {("a", 0): 66 * GiB}
+        await use(sched, "third")  # 6 + 60 + 20 > 80: stopping the sleeper is enough
+        assert sched.state("sleepy") is State.STOPPED
+        assert engines.running == {"other", "third"}
