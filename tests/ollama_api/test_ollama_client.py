@@ -298,6 +298,17 @@ def test_keep_alive_duration_sets_the_ttl_of_this_load(
     assert running(swapd.url)["gamma"]["ttl"] == 0
 
 
+def test_a_short_keep_alive_unloads_the_idle_model_when_it_runs_out(
+    client: ollama.Client, swapd: SwapdProcess
+) -> None:
+    client.chat(model="gamma", messages=[{"role": "user", "content": "x"}], keep_alive="1s")
+    assert running(swapd.url)["gamma"]["ttl"] == 1
+    deadline = time.monotonic() + 10
+    while "gamma" in running(swapd.url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "gamma" not in running(swapd.url)  # the config's ttl is 0: only keep_alive did it
+
+
 # ── what swapd does not do ──────────────────────────────────────────────────────────────────
 
 
