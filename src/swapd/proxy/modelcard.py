@@ -25,11 +25,22 @@ _POOLING_RUNNERS = (("--task", "embed"), ("--runner", "pooling"), ("--task", "em
 STARTED = datetime.now(UTC)  # modified_at for a model without a file
 
 
+def empty_details() -> dict[str, Any]:
+    return {
+        "parent_model": "",
+        "format": "",
+        "family": "",
+        "families": None,
+        "parameter_size": "",
+        "quantization_level": "",
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Card:
-    """One model as Ollama describes it."""
+    """One model as Ollama describes it (``Card()``: a model swapd knows nothing about)."""
 
-    details: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=empty_details)
     model_info: dict[str, Any] = field(default_factory=dict)
     capabilities: tuple[str, ...] = ("completion",)
     size: int = 0  # bytes of the weights file(s); 0 when unknown
@@ -45,17 +56,6 @@ def digest(name: str) -> str:
 def rfc3339(when: datetime) -> str:
     """``2026-12-01T20:50:45.123456Z``: what Go's time parser and pydantic both read."""
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def empty_details() -> dict[str, Any]:
-    return {
-        "parent_model": "",
-        "format": "",
-        "family": "",
-        "families": None,
-        "parameter_size": "",
-        "quantization_level": "",
-    }
 
 
 def _pairs(argv: list[str]) -> set[tuple[str, str]]:

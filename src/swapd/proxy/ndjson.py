@@ -18,14 +18,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from swapd.proxy.modelcard import rfc3339
 from swapd.proxy.ollamabody import Kind
 
 NS = 1_000_000_000
 _REASONS = {"tool_calls": "stop", "function_call": "stop", "content_filter": "stop"}
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
 def line(obj: dict[str, Any]) -> bytes:
@@ -66,7 +63,7 @@ class Translation:
     def _line(
         self, text: str = "", thinking: str = "", calls: list[Any] | None = None
     ) -> dict[str, Any]:
-        out: dict[str, Any] = {"model": self.model, "created_at": now_rfc3339()}
+        out: dict[str, Any] = {"model": self.model, "created_at": rfc3339(datetime.now(UTC))}
         if self.kind == "chat":
             message: dict[str, Any] = {"role": "assistant", "content": text}
             if thinking:

@@ -35,6 +35,7 @@ from swapd.errors import (
     MethodNotAllowed,
     NotFound,
     NotSupported,
+    RequestError,
     ShuttingDown,
     SwapdError,
     UpstreamGone,
@@ -43,6 +44,8 @@ from swapd.lease import Lease
 from swapd.observe.build import build_info
 from swapd.proxy import auth, body, listing, modelcard, ndjson, ollamabody
 from swapd.proxy.asgi import (
+    Aborted,
+    ClientGone,
     DisconnectGuard,
     Receive,
     Reply,
@@ -67,6 +70,7 @@ RUNNING_TEXT = b"Ollama is running"
 NDJSON = b"application/x-ndjson"
 JSON = b"application/json; charset=utf-8"
 ERROR_LIMIT = 64 * 1024  # bytes of an engine's error answer read for its message
+UNLOAD_WAIT = 5.0  # seconds keep_alive 0 holds the last line for the engine to stop
 FAR_FUTURE = timedelta(days=365 * 100)  # expires_at of a model without a TTL
 _TRANSLATE: dict[str, Callable[[dict[str, Any]], ollamabody.Call]] = {
     "/api/chat": ollamabody.chat,
@@ -132,6 +136,8 @@ class Ollama:
             who = auth.identify(scope, self.proxy.config.keys)
             who.require(needed_scope(path), f"{method} {path}")
             await self._route(method, path, scope, receive, send)
+        except (ClientGone, Aborted):
+            raise  # the proxy's to handle: nothing more to send
         except SwapdError as exc:
             if send.started:
                 raise
@@ -184,9 +190,9 @@ class Ollama:
             else:
                 await self._infer(scope, receive, send, _TRANSLATE[path](request))
 
-    async def _json(self, send: Reply, data: Any, status: int = 200) -> None:
+    async def _json(self, send: Reply, data: Any) -> None:
         payload = json.dumps(data, ensure_ascii=False).encode()
-        await send_bytes(send, status, payload, content_type=JSON)
+        await send_bytes(send, 200, payload, content_type=JSON)
 
     async def _request(self, scope: Scope, receive: Receive) -> dict[str, Any]:
         config = self.proxy.config
@@ -236,9 +242,7 @@ class Ollama:
         cards = await self._cards([m for m in targets.values() if m is not None])
         out = []
         for name, model in targets.items():
-            card = (
-                cards[model.id] if model is not None else modelcard.Card(modelcard.empty_details())
-            )
+            card = cards[model.id] if model is not None else modelcard.Card()
             size = card.size
             if not size and model is not None:
                 size = _placed_bytes(proxy.scheduler.info(model.id))[0]
@@ -266,10 +270,11 @@ class Ollama:
         now = datetime.now(UTC)
         out = []
         for info in running:
-            card = cards.get(info["id"]) or modelcard.Card(modelcard.empty_details())
+            card = cards.get(info["id"]) or modelcard.Card()
             size, vram = _placed_bytes(info)
-            left = info["ttl_left"] if info["ttl_left"] is not None else info["ttl"]
-            expires = now + (timedelta(seconds=left) if left else FAR_FUTURE)
+            ttl = info["ttl"]  # 0: never unloaded for idleness
+            left = info["ttl_left"] if info["ttl_left"] is not None else ttl  # busy: all of it
+            expires = now + (timedelta(seconds=left) if ttl > 0 else FAR_FUTURE)
             entry = {
                 "name": info["id"],
                 "model": info["id"],
@@ -287,12 +292,12 @@ class Ollama:
     async def _show(self, scope: Scope, request: dict[str, Any]) -> dict[str, Any]:
         name = request.get("model") or request.get("name")
         if not isinstance(name, str) or not name:
-            raise NotFound("model is required")
+            raise RequestError("model is required")
         route = self._resolve(name, auth.principal(scope))
         self.proxy.routes.release(route)
         model = route.model
         card = (await self._cards([model]))[model.id] if model is not None else None
-        card = card or modelcard.Card(modelcard.empty_details())
+        card = card or modelcard.Card()
         return {
             "modelfile": "",
             "parameters": "",
@@ -377,7 +382,8 @@ class Ollama:
         scheduler = proxy.scheduler
         unload = call.keep_alive == ollamabody.UNLOAD
         if call.load_only and unload:  # Ollama's way to unload a model: no start first
-            await scheduler.unload([model.id])
+            with anyio.move_on_after(UNLOAD_WAIT):
+                await scheduler.unload([model.id])
             await self._json(send, translation.loaded("unload"))
             return
         lease = scheduler.lease(model.id)  # 404/429/503 here, before any byte
@@ -385,10 +391,12 @@ class Ollama:
         headers = self._headers(scope, request_headers(scope, drop_credentials=drop))
 
         async def finish() -> None:
-            """Before the last line: with keep_alive 0 the model goes now."""
+            """Before the last line: with keep_alive 0 the model goes now (the answer waits
+            for the engine to stop, up to UNLOAD_WAIT: other requests may still hold it)."""
             if unload:
                 lease.release()
-                await scheduler.unload([model.id])
+                with anyio.move_on_after(UNLOAD_WAIT):
+                    await scheduler.unload([model.id])  # marks it at once, then waits
 
         try:
             metadata: dict[str, Any] = {"fifo_priority": proxy.config.priorities.get(model.id, 0)}
