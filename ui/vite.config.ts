@@ -1,8 +1,9 @@
-import { defineConfig } from 'vite';
+import { defineConfig } from 'vitest/config';
 import { svelte } from '@sveltejs/vite-plugin-svelte';
 
 // The build lands inside the Python package; swapd serves it at /ui/.
-export default defineConfig({
+// Vitest runs in mode 'test': components resolve to Svelte's browser build there.
+export default defineConfig(({ mode }) => ({
   base: '/ui/',
   plugins: [svelte()],
   build: {
@@ -12,6 +13,6 @@ export default defineConfig({
     chunkSizeWarningLimit: 200,
   },
   server: { proxy: { '^/(api|v1|logs|running|upstream|health)': 'http://127.0.0.1:8080' } },
-  resolve: process.env.VITEST ? { conditions: ['browser'] } : undefined,
+  resolve: mode === 'test' ? { conditions: ['browser'] } : undefined,
   test: { environment: 'jsdom', include: ['tests/**/*.test.ts'] },
-});
+}));

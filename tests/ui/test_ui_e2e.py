@@ -146,6 +146,7 @@ def test_models_start_playground_activity(page: Any) -> None:
         # start → badge turns ready (live, from /api/events)
         page.click("[data-testid=start-echo-a]")
         page.wait_for_selector("[data-testid=model-echo-a] [data-state=ready]")
+        assert page.locator("[data-testid=sleep-echo-a]").count() == 0  # no sleep: configured
 
         # a failed start shows its error
         page.click("[data-testid=start-broken]")
@@ -169,9 +170,11 @@ def test_models_start_playground_activity(page: Any) -> None:
             ".some(e => e.textContent.includes('hello from chromium'))"
         )
         assert "echo-a" in reply.inner_text()
-        # echo-a had been swapped out for broken: the load progress came as reasoning_content
-        progress = page.locator("[data-testid=pg-assistant] .reasoning").last
-        assert progress.count() and (progress.text_content() or "").strip()
+        # echo-a had been swapped out for broken: the load progress came as reasoning_content,
+        # shown in its own box (not as the model's reasoning)
+        progress = page.locator("[data-testid=pg-assistant] [data-testid=pg-loading]").last
+        assert progress.count() and "loading model echo-a" in (progress.text_content() or "")
+        assert page.locator("[data-testid=pg-assistant] [data-testid=pg-reasoning]").count() == 0
         assert "loading" not in reply.inner_text().lower()
         _shot(page, "playground")
 
@@ -204,8 +207,11 @@ def test_models_start_playground_activity(page: Any) -> None:
         page.wait_for_selector("[data-testid=log-view] .line")
         _shot(page, "logs-echo-a")
 
-        # config
+        # config: the YAML as written, the effective config on its tab
         _goto(page, "config")
+        page.wait_for_selector("[data-testid=config-source]")
+        assert "echo-a:" in page.inner_text("[data-testid=config-source]")
+        page.click("[data-testid=tab-json]")
         page.wait_for_selector("[data-testid=config-json]")
         assert "echo-a" in page.inner_text("[data-testid=config-json]")
         _shot(page, "config")
@@ -216,8 +222,16 @@ def test_models_start_playground_activity(page: Any) -> None:
         errors.wait_for()
         assert "swapd.yaml:" in errors.inner_text()
         page.wait_for_selector("[data-testid=config-message]:has-text('rejected')")
+        page.click("[data-testid=tab-yaml]")
+        inline = page.locator("[data-testid=config-error-inline]")
+        inline.first.wait_for()
+        assert "expected ',' or ']'" in inline.first.inner_text()
+        page.wait_for_selector("[data-testid=reload-rejected]")  # the banner, on every page
         _shot(page, "config-rejected")
         swapd.config_path.write_text(good)
+        page.click("text=Reload from disk")
+        page.wait_for_selector("[data-testid=config-message]:has-text('Reloaded')")
+        page.wait_for_selector("[data-testid=reload-rejected]", state="detached")
 
         # dark theme, kept across reloads
         page.click("[data-testid=theme]")

@@ -3,7 +3,7 @@ import { ansiSegments, stripAnsi } from '../src/lib/ansi';
 import { LineRing } from '../src/lib/ring';
 import { parseChunk } from '../src/lib/chat';
 import { filterModels } from '../src/lib/models';
-import { duration } from '../src/lib/format';
+import { duration, ttlText } from '../src/lib/format';
 import type { ModelInfo } from '../src/lib/types';
 
 describe('ansi', () => {
@@ -43,10 +43,16 @@ describe('LineRing', () => {
 });
 
 describe('chat chunks', () => {
-  it('reads content and loading progress', () => {
+  it('reads content and reasoning', () => {
     expect(parseChunk('{"choices":[{"delta":{"content":"hi"}}]}')).toEqual({ content: 'hi', reasoning: undefined });
-    expect(parseChunk('{"choices":[{"delta":{"reasoning_content":"loading 40%"}}]}')?.reasoning).toBe('loading 40%');
+    expect(parseChunk('{"choices":[{"delta":{"reasoning_content":"step 1"}}]}')?.reasoning).toBe('step 1');
     expect(parseChunk(' [DONE]')).toBeNull();
+  });
+  it("keeps swapd's loading progress apart from the model's reasoning", () => {
+    const loading = '{"id":"swapd-loading","choices":[{"delta":{"reasoning_content":"swapd: loading model m\\n"}}]}';
+    expect(parseChunk(loading)).toEqual({ loading: 'swapd: loading model m\n' });
+    const thought = '{"id":"chatcmpl-1","choices":[{"delta":{"reasoning_content":"Let me think"}}]}';
+    expect(parseChunk(thought)).toEqual({ content: undefined, reasoning: 'Let me think' });
   });
   it('raises an in-stream error', () => {
     expect(() => parseChunk('{"error":{"message":"model failed"}}')).toThrow('model failed');
@@ -71,5 +77,9 @@ it('formats durations', () => {
   expect(duration(0.25)).toBe('250 ms');
   expect(duration(3.21)).toBe('3.2 s');
   expect(duration(125)).toBe('2m 5s');
+  expect(duration(120)).toBe('2m');
+  expect(duration(3600)).toBe('1h');
+  expect(ttlText(120, 112)).toBe('ttl 2m · 1m 52s left');
+  expect(ttlText(300, null)).toBe('ttl 5m');
   expect(duration(null)).toBe('—');
 });

@@ -1,4 +1,5 @@
-// OpenAI streaming chat: parse `data:` frames into content and reasoning (load progress) deltas.
+// OpenAI streaming chat: parse `data:` frames into content, the model's reasoning, and swapd's
+// own load progress (`sendLoadingState`: reasoning_content frames whose chunk id is `swapd-loading`).
 import { request, errorMessage, HttpError } from './api';
 import { readSSE } from './sse';
 
@@ -9,8 +10,13 @@ export interface ChatMessage {
 
 export interface Delta {
   content?: string;
+  /** the model's own reasoning (reasoning_content / reasoning) */
   reasoning?: string;
+  /** swapd's progress while it loads the model */
+  loading?: string;
 }
+
+export const LOADING_ID = 'swapd-loading';
 
 export function parseChunk(data: string): Delta | null {
   if (data.trim() === '[DONE]') return null;
@@ -18,6 +24,7 @@ export function parseChunk(data: string): Delta | null {
     const body = JSON.parse(data);
     if (body.error) throw new Error(body.error.message ?? JSON.stringify(body.error));
     const d = body.choices?.[0]?.delta ?? body.choices?.[0]?.message ?? {};
+    if (body.id === LOADING_ID) return { loading: typeof d.reasoning_content === 'string' ? d.reasoning_content : '' };
     return {
       content: typeof d.content === 'string' ? d.content : undefined,
       reasoning:

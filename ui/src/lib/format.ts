@@ -3,9 +3,16 @@ export function duration(seconds: number | null | undefined): string {
   if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 1 : 0)} s`;
   const m = Math.floor(seconds / 60);
-  if (m < 60) return `${m}m ${Math.floor(seconds % 60)}s`;
+  const parts = (big: number, bigUnit: string, small: number, smallUnit: string) =>
+    small ? `${big}${bigUnit} ${small}${smallUnit}` : `${big}${bigUnit}`;
+  if (m < 60) return parts(m, 'm', Math.floor(seconds % 60), 's');
   const h = Math.floor(m / 60);
-  return h < 48 ? `${h}h ${m % 60}m` : `${Math.floor(h / 24)}d ${h % 24}h`;
+  return h < 48 ? parts(h, 'h', m % 60, 'm') : parts(Math.floor(h / 24), 'd', h % 24, 'h');
+}
+
+/** A model's idle TTL and, while it counts down, what is left: `ttl 2m · 1m 52s left`. */
+export function ttlText(ttl: number, left: number | null): string {
+  return left == null ? `ttl ${duration(ttl)}` : `ttl ${duration(ttl)} · ${duration(left)} left`;
 }
 
 export function num(n: number | null | undefined, digits = 0): string {

@@ -18,7 +18,20 @@ export const live = $state({
   activityLoaded: false,
   inflight: {} as Record<string, RequestEvent>,
   lastError: '',
+  /** the last rejected config reload's errors (`file:line:col: message`); empty after a good one */
+  configErrors: [] as string[],
 });
+
+/** Read the last rejected reload's errors (GET /api/config/errors): an older swapd, or a key
+ * that may not read it, leaves them as they were. */
+export async function loadConfigErrors(): Promise<void> {
+  try {
+    const body = await getJSON<{ errors: string[] }>('/api/config/errors');
+    if (body.errors.join('\n') !== live.configErrors.join('\n')) live.configErrors = body.errors;
+  } catch {
+    /* not available */
+  }
+}
 
 export const ACTIVITY_CAP = 1000;
 

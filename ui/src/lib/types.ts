@@ -27,6 +27,8 @@ export interface ModelInfo {
   progress?: Progress | null;
   error?: string | null;
   unlisted?: boolean;
+  /** the sleep level from the model's `sleep:` config; null/absent: it cannot sleep */
+  sleep_level?: number | null;
   /** where the placer put the model and what it needs (null: placement is off) */
   placement?: ModelPlacement | null;
   /** Date.now() when this info arrived (set by the UI, for ticking uptime / TTL left) */
