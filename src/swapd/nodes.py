@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from swapd.config.model import GpuConfig, NodeConfig
 from swapd.config.schema import parse_size
+from swapd.placement import gib
 
 log = logging.getLogger("swapd.nodes")
 
@@ -206,9 +207,9 @@ class Placements:
             free = self.free(node)
             if free is None or memory <= free:
                 return node
-            reasons.append(f"{node.name}: {_gib(free)} free")
+            reasons.append(f"{node.name}: {gib(free)} free")
         raise LookupError(
-            f"no node has {_gib(memory)} of free GPU memory for {model} ({'; '.join(reasons)})"
+            f"no node has {gib(memory)} of free GPU memory for {model} ({'; '.join(reasons)})"
         )
 
     def place(self, owner: object, model: str, node: str, memory: int) -> None:
@@ -228,7 +229,3 @@ class Placements:
     def snapshot(self) -> list[Placement]:
         with self._lock:
             return [Placement(p.model, p.node, p.memory, p.asleep) for p in self._by_owner.values()]
-
-
-def _gib(n: int) -> str:
-    return f"{n / (1024 * MIB):.1f}GiB"

@@ -75,13 +75,6 @@ def where(assignment: Assignment) -> str:
     return f"{assignment.node}:{','.join(map(str, assignment.devices)) or 'RAM'}"
 
 
-def size(n: int) -> str:
-    """Bytes as a short human figure (GiB, or MiB below one GiB)."""
-    if n >= 1 << 30:
-        return f"{n / (1 << 30):.1f} GiB"
-    return f"{n / (1 << 20):.0f} MiB"
-
-
 def recent_output(slot: Slot) -> list[str]:
     """The engine's output since its latest start (older attempts' lines excluded)."""
     lines = slot.log.tail(OOM_LINES)
@@ -327,7 +320,12 @@ class Placer:
             fingerprint = slot.config.fingerprint()
             detail = f"peak measured on {where(a)}"
             if self.learned.record(fingerprint, len(a.devices), peak, detail=detail):
-                log.info("%s: learned a need of %s per device on %s", slot.id, size(peak), where(a))
+                log.info(
+                    "%s: learned a need of %s per device on %s",
+                    slot.id,
+                    demands.size(peak),
+                    where(a),
+                )
 
     def out_of_memory(self, slot: Slot, error: str) -> tuple[str, bool]:
         """A start of a placed model failed with an out-of-memory signature: raise its learned
@@ -346,14 +344,14 @@ class Placer:
             slot.oom_retried = True
             line = (
                 f"[swapd] {slot.id} ran out of memory on {where(a)}; needs more than "
-                f"{size(a.per_device)}; evicting more and retrying once"
+                f"{demands.size(a.per_device)}; evicting more and retrying once"
             )
             slot.log.write(line)
             log.warning("%s", line.removeprefix("[swapd] "))
             return error, False
         message = (
             f"{slot.id} ran out of GPU memory twice on {where(a)}; its learned need is now "
-            f"{size(raised.per_device)}; set resources.memory or free memory"
+            f"{demands.size(raised.per_device)}; set resources.memory or free memory"
         )
         slot.log.write(f"[swapd] {message}")
         slot.oom_retried = False  # a later request tries again, with the raised need
