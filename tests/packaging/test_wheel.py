@@ -81,7 +81,8 @@ def venv(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with the wheel installed (dependencies from the index or pip's cache)."""
     home = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(home)], check=True)
-    install = [str(home / "bin" / "python"), "-m", "pip", "install", "-q", str(built.wheel)]
+    python = str(home / "bin" / "python")
+    install = [python, "-m", "pip", "install", "-q", "--no-compile", str(built.wheel)]
     done = subprocess.run(install, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     return home
