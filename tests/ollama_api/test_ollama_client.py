@@ -38,6 +38,8 @@ models:
 {weights}    capabilities: {{in: [text, image], out: [text], tools: true, context: 2048}}
   gamma:
     cmd: {echo_cmd()}
+  delta:
+    cmd: {echo_cmd("--served-model-name other-name")}
 """
 
 
@@ -105,7 +107,7 @@ def test_list_names_every_model_in_ollamas_shape(
     client: ollama.Client, gguf_file: Path, swapd: SwapdProcess
 ) -> None:
     models = {m.model: m for m in client.list().models}
-    assert set(models) == {"alpha", "beta", "gamma"}
+    assert set(models) == {"alpha", "beta", "gamma", "delta"}
     beta = models["beta"]
     assert beta.size == gguf_file.stat().st_size
     assert beta.details is not None and beta.details.family == "llama"
@@ -307,6 +309,19 @@ def test_a_short_keep_alive_unloads_the_idle_model_when_it_runs_out(
     while "gamma" in running(swapd.url) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "gamma" not in running(swapd.url)  # the config's ttl is 0: only keep_alive did it
+
+
+def test_an_engine_error_keeps_its_status_and_message_as_a_string(client: ollama.Client) -> None:
+    messages = [{"role": "user", "content": "x"}]
+    calls = [
+        lambda: client.chat(model="delta", messages=messages, stream=False),
+        lambda: list(client.chat(model="delta", messages=messages, stream=True)),
+    ]
+    for call in calls:
+        with pytest.raises(ollama.ResponseError) as err:
+            call()
+        assert err.value.status_code == 404  # vLLM's answer to a name it does not serve
+        assert isinstance(err.value.error, str) and "does not exist" in err.value.error
 
 
 # ── what swapd does not do ──────────────────────────────────────────────────────────────────

@@ -39,6 +39,7 @@ from swapd.errors import (
     ShuttingDown,
     SwapdError,
     UpstreamGone,
+    UpstreamUnavailable,
 )
 from swapd.lease import Lease
 from swapd.observe.build import build_info
@@ -481,7 +482,13 @@ class Ollama:
             raw = await _read_all(response, timeouts)
             if meter is not None:
                 meter.feed(raw)
-            data = json.loads(raw)
+            try:
+                data = json.loads(raw.decode("utf-8", errors="replace"))
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                text = raw[:200].decode("utf-8", errors="replace")
+                raise UpstreamUnavailable(call.model, f"engine answered {text!r}, not JSON")
             if call.kind in ("embed", "embeddings"):
                 out = translation.embedded(data)
             else:
@@ -522,6 +529,9 @@ class Ollama:
                 out = b"".join(self._frame(translation, raw) for raw in lines)
                 if out:
                     await send({"type": "http.response.body", "body": out, "more_body": True})
+            tail = self._frame(translation, pending)  # a last line without its newline
+            if tail:
+                await send({"type": "http.response.body", "body": tail, "more_body": True})
             await finish()
             last = ndjson.line(translation.final())
         except _EngineError as exc:
@@ -547,7 +557,7 @@ class Ollama:
         if data == b"[DONE]":
             return b""
         try:
-            event = json.loads(data)
+            event = json.loads(data.decode("utf-8", errors="replace"))
         except ValueError:
             return b""
         if not isinstance(event, dict):

@@ -1,0 +1,61 @@
+"""An engine that fails mid-stream: the NDJSON stream ends with an ``{"error": …}`` line, which
+the ``ollama`` client raises, and activity records the failure."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import httpx
+import ollama
+import pytest
+
+from swapd.testing import run_swapd
+
+pytestmark = pytest.mark.timeout(60)
+
+RAW_ENGINE = Path(__file__).resolve().parents[1] / "fakes" / "raw_engine.py"
+
+
+def config(start_port: int) -> str:
+    cmd = f"{shlex.quote(sys.executable)} {RAW_ENGINE} ${{PORT}}"
+    return f"""
+startPort: {start_port}
+healthCheckTimeout: 20
+ollama: {{enabled: true}}
+models:
+  raw:
+    cmd: {cmd}
+    timeouts: {{idleRead: 1}}
+"""
+
+
+def statuses(url: str) -> list[int]:
+    records = httpx.get(f"{url}/api/activity", timeout=10).json()["activity"]
+    return [r["status"] for r in records[::-1]]
+
+
+@pytest.mark.parametrize(
+    ("act", "said", "status"),
+    [
+        ("act:stall", "timeouts.idleRead", 504),
+        ("act:cut", "engine stopped mid-response", 502),
+    ],
+)
+def test_a_failure_mid_stream_is_an_error_line_the_client_raises(
+    start_port: int, act: str, said: str, status: int
+) -> None:
+    with (
+        run_swapd(config(start_port)) as swapd,
+        ollama.Client(host=swapd.url, timeout=30) as client,
+    ):
+        seen: list[str] = []
+        with pytest.raises(ollama.ResponseError) as err:
+            for part in client.chat(
+                model="raw", messages=[{"role": "user", "content": act}], stream=True
+            ):
+                seen.append(part.message.content or "")
+        assert seen == ["half"]  # what came before the failure was delivered
+        assert said in err.value.error
+        assert statuses(swapd.url) == [status]
