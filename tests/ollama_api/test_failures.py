@@ -59,3 +59,14 @@ def test_a_failure_mid_stream_is_an_error_line_the_client_raises(
         assert seen == ["half"]  # what came before the failure was delivered
         assert said in err.value.error
         assert statuses(swapd.url) == [status]
+
+
+def test_an_engine_stalling_a_whole_answer_is_a_504_with_a_string_error(start_port: int) -> None:
+    with (
+        run_swapd(config(start_port)) as swapd,
+        ollama.Client(host=swapd.url, timeout=30) as client,
+    ):
+        with pytest.raises(ollama.ResponseError) as err:
+            client.chat(model="raw", messages=[{"role": "user", "content": "act:stall"}])
+        assert err.value.status_code == 504 and "timeouts.idleRead" in err.value.error
+        assert statuses(swapd.url) == [504]

@@ -39,6 +39,7 @@ from swapd.errors import (
     ShuttingDown,
     SwapdError,
     UpstreamGone,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from swapd.lease import Lease
@@ -432,28 +433,17 @@ class Ollama:
     ) -> aiohttp.ClientResponse:
         """The engine's response; once more on a fresh engine when nothing reached this one
         (it died just before the request: swapd.errors.UpstreamGone)."""
-        client, what = self.proxy.upstreams, f"engine for model {model.id!r}"
+        what = f"engine for model {model.id!r}"
+
+        def send(to: Upstream) -> Awaitable[aiohttp.ClientResponse]:
+            url = to.base_url + call.path
+            client = self.proxy.upstreams
+            return open_response(client, url, payload, headers, model.id, model.timeouts, what)
+
         try:
-            return await open_response(
-                client,
-                upstream.base_url + call.path,
-                payload,
-                headers,
-                model.id,
-                model.timeouts,
-                what,
-            )
+            return await send(upstream)
         except UpstreamGone:
-            upstream = await lease.renew(upstream)
-            return await open_response(
-                client,
-                upstream.base_url + call.path,
-                payload,
-                headers,
-                model.id,
-                model.timeouts,
-                what,
-            )
+            return await send(await lease.renew(upstream))
 
     async def _answer(
         self,
@@ -479,7 +469,7 @@ class Ollama:
             sse = response.headers.get("content-type", "").startswith("text/event-stream")
             if call.stream and sse:
                 return await self._stream(send, response, translation, meter, timeouts, finish)
-            raw = await _read_all(response, timeouts)
+            raw = await _read_all(response, timeouts, call.model)
             if meter is not None:
                 meter.feed(raw)
             try:
@@ -575,9 +565,18 @@ async def _nothing() -> None:
     return None
 
 
-async def _read_all(response: aiohttp.ClientResponse, timeouts: Timeouts) -> bytes:
-    with anyio.fail_after(timeouts.idle_read or None):
-        return await response.read()
+async def _read_all(response: aiohttp.ClientResponse, timeouts: Timeouts, model: str) -> bytes:
+    """A whole (not streamed) answer; 504 when the engine sends nothing for
+    ``timeouts.idleRead``, 502 when it stops midway."""
+    try:
+        with anyio.fail_after(timeouts.idle_read or None):
+            return await response.read()
+    except TimeoutError as exc:
+        raise UpstreamTimeout(
+            model, f"engine sent no body for {timeouts.idle_read:g}s (timeouts.idleRead)"
+        ) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnavailable(model, f"engine stopped mid-response: {exc}") from exc
 
 
 def _placed_bytes(info: dict[str, Any] | None) -> tuple[int, int]:
