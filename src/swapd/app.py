@@ -33,7 +33,7 @@ from swapd.extensions import standard
 from swapd.inventory import from_config as inventory_of
 from swapd.lint import exposure, lint
 from swapd.observe.activity import ActivityLog
-from swapd.observe.logs import DEFAULT_RING_BYTES, LineFormatter, LogRing
+from swapd.observe.logs import DEFAULT_RING_BYTES, LineFormatter, LogRing, stamped
 from swapd.observe.observer import Observer
 from swapd.proxy.admin import Admin
 from swapd.proxy.app import Proxy
@@ -55,17 +55,17 @@ class _Server(uvicorn.Server):
 
 
 class _RingHandler(logging.Handler):
-    def __init__(self, ring: LogRing, echo: bool, time_format: str = "") -> None:
+    def __init__(self, ring: LogRing, echo: bool) -> None:
         super().__init__()
         self.ring = ring
         self.echo = echo
-        self.setFormatter(LineFormatter(time_format))  # logTimeFormat: a Go layout name
+        self.setFormatter(LineFormatter())  # the ring keeps the time (logTimeFormat)
 
     def emit(self, record: logging.LogRecord) -> None:
         line = self.format(record)
-        self.ring.write(line)
+        self.ring.write(line, at=record.created)
         if self.echo:
-            print(line, file=sys.stdout, flush=True)
+            print(stamped(line, record.created, LogRing.time_format), file=sys.stdout, flush=True)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -127,7 +127,8 @@ class App:
     def _setup_logging(self, config: Config) -> None:
         root = logging.getLogger("swapd")
         echo = config.log_to_stdout in ("proxy", "both")
-        root.handlers[:] = [_RingHandler(self.swapd_log, echo, config.log_time_format)]
+        LogRing.time_format = config.log_time_format  # every ring's text views (observe.logs)
+        root.handlers[:] = [_RingHandler(self.swapd_log, echo)]
         root.setLevel(config.log_level.upper() if config.log_level != "warn" else "WARNING")
         root.propagate = False
 

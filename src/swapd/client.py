@@ -122,6 +122,19 @@ class Client:
 
     # ── logs and events ─────────────────────────────────────────────────────────────────────
 
+    def log_entries(
+        self, model_id: str | None = None, *, lines: int | None = None
+    ) -> list[dict[str, Any]]:
+        """``GET /api/logs``: ``{time, source, text}`` of swapd's and every engine's lines (or
+        one model's), oldest first; the last ``lines`` only when given."""
+        params: dict[str, str | int] = {}
+        if model_id is not None:
+            params["model"] = model_id
+        if lines is not None:
+            params["lines"] = max(lines, 0)
+        entries: list[dict[str, Any]] = self._json("GET", "/api/logs", params=params)["lines"]
+        return entries
+
     def logs(self, model_id: str | None = None) -> list[str]:
         """Recent log lines (``/logs``): all sources, or one model's engine without prefix."""
         lines = self._request("GET", "/logs").text.splitlines()

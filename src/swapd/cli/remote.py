@@ -287,21 +287,41 @@ def whoami(as_json: bool, url: str) -> None:
     click.echo(json.dumps(info, indent=2) if as_json else describe_key(info))
 
 
+def clock(at: float) -> str:
+    """Unix seconds as local ``HH:MM:SS.mmm``."""
+    from datetime import datetime
+
+    moment = datetime.fromtimestamp(at)
+    return f"{moment:%H:%M:%S}.{moment.microsecond // 1000:03}"
+
+
 @click.command()
 @click.argument("model", required=False)
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "lines", type=int, default=None, help="Only the last N lines of history.")
 @url_option
 def logs(model: str | None, follow: bool, lines: int | None, url: str) -> None:
-    """swapd's and the engines' logs, or one MODEL's engine log."""
+    """swapd's and the engines' logs in time order, each line with its time and source; or
+    one MODEL's engine log."""
+    import time
+
     with connect(url) as client:
         if model is not None:
             model = client.model(model)["id"]  # unknown model: exit 4
-        history = client.logs(model)
-        if lines is not None:
-            history = history[-lines:] if lines > 0 else []
-        for line in history:
-            click.echo(line)
+        entries = client.log_entries(model, lines=lines)
+        width = max((len(e["source"]) for e in entries), default=5) if model is None else 0
+
+        def say(at: float, source: str, text: str) -> None:
+            tag = f" {source:<{width}}" if model is None else ""
+            click.echo(f"{clock(at)}{tag}  {text}")
+
+        for entry in entries:
+            say(entry["time"], entry["source"], entry["text"])
         if follow:
+            known = {m["id"] for m in client.models()}
             for line in client.stream_logs(model, history=False):
-                click.echo(line)
+                source, text = ("swapd", line) if model is None else (model, line)
+                name, bracket, rest = line.partition("] ")
+                if model is None and bracket and name[1:] in known and line.startswith("["):
+                    source, text = name[1:], rest
+                say(time.time(), source, text)

@@ -1,22 +1,40 @@
 """Bounded log rings: one per model plus one for swapd itself, with live subscribers.
 
-A ring keeps the most recent lines up to a byte budget. Subscribers get each new line from a
-callback that must not wait: a subscriber that does not keep up loses lines (counted) rather
-than slowing the engine whose output is being read. A raw subscriber gets the line as UTF-8
-bytes with its newline, encoded once per line and shared by all raw subscribers (the log
-streams queue these objects, never a copy per client).
+A ring keeps the most recent lines up to a byte budget, each with the time it was written
+(:class:`Entry`): the text is kept as the engine (or swapd's formatter) wrote it, and the time
+is shown two ways. Text views (``/logs``, ``/logs/stream``, stdout) put it in front of the line
+in the ``logTimeFormat`` layout, as llama-swap does for its own lines, and only when one is
+set (:attr:`LogRing.time_format`, one setting for every ring, applied with the logging config);
+JSON views (``/api/logs``, which ``swapd logs`` reads to interleave sources) carry it as a
+field, always. :func:`merged` puts several rings' entries in time order.
+
+Subscribers get each new line (as the text views show it) from a callback that must not wait:
+a subscriber that does not keep up loses lines (counted) rather than slowing the engine whose
+output is being read. A raw subscriber gets the line as UTF-8 bytes with its newline, encoded
+once per line and shared by all raw subscribers (the log streams queue these objects, never a
+copy per client).
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import sys
+import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar, NamedTuple
 
 DEFAULT_RING_BYTES = 100 * 1024
+
+
+class Entry(NamedTuple):
+    """One line of a ring: when it was written (Unix seconds) and its text, unchanged."""
+
+    at: float
+    text: str
 
 
 @dataclass(eq=False, slots=True)
@@ -30,37 +48,50 @@ class Subscriber:
 class LogRing:
     """Recent lines of one source (a model's engine, or swapd)."""
 
+    # ``logTimeFormat`` (a Go layout name, "" = none) for the text views of every ring: one
+    # process-wide setting, like the logging config it is applied with (swapd.app).
+    time_format: ClassVar[str] = ""
+
     name: str
     capacity: int = DEFAULT_RING_BYTES
     echo: bool = False  # also write lines to swapd's stdout, prefixed with the name
-    _lines: deque[str] = field(default_factory=deque)
+    _lines: deque[Entry] = field(default_factory=deque)
     _size: int = 0
     _subscribers: list[Subscriber] = field(default_factory=list)
 
-    def write(self, line: str) -> None:
-        self._lines.append(line)
+    def write(self, line: str, at: float | None = None) -> None:
+        """Keep ``line`` (written at ``at``, default now) and pass it on."""
+        entry = Entry(time.time() if at is None else at, line)
+        self._lines.append(entry)
         self._size += len(line) + 1
         while self._size > self.capacity and len(self._lines) > 1:
-            self._size -= len(self._lines.popleft()) + 1
+            self._size -= len(self._lines.popleft().text) + 1
+        text = line_of(entry)
         if self.echo:
-            sys.stdout.write(f"[{self.name}] {line}\n")
+            sys.stdout.write(f"[{self.name}] {text}\n")
             sys.stdout.flush()
         raw = b""
         for sub in self._subscribers:
             if sub.push is not None:
-                kept = sub.push(line)
+                kept = sub.push(text)
             else:
                 assert sub.push_raw is not None
-                raw = raw or (line + "\n").encode(errors="replace")
+                raw = raw or (text + "\n").encode(errors="replace")
                 kept = sub.push_raw(raw)
             if not kept:
                 sub.dropped += 1
 
     def history(self) -> list[str]:
+        """Every line kept, as the text views show it."""
+        return [line_of(e) for e in self._lines]
+
+    def entries(self) -> list[Entry]:
         return list(self._lines)
 
     def tail(self, n: int) -> list[str]:
-        return list(self._lines)[-n:] if n > 0 else []
+        """The texts of the last ``n`` lines, without a timestamp (what swapd reads back: a
+        failed start's reason, an out-of-memory line, loading progress)."""
+        return [e.text for e in list(self._lines)[-n:]] if n > 0 else []
 
     def subscribe(self, push: Callable[[str], bool]) -> Subscriber:
         sub = Subscriber(push=push)
@@ -173,17 +204,35 @@ def time_layout(name: str) -> Callable[[datetime], str] | None:
     return TIME_LAYOUTS.get(name.strip().lower())
 
 
+def stamped(text: str, at: float, time_format: str) -> str:
+    """``text`` after the time ``at`` in the ``time_format`` layout (local time, as Go prints
+    it); ``text`` alone when there is no layout."""
+    layout = time_layout(time_format)
+    if layout is None:
+        return text
+    return f"{layout(datetime.fromtimestamp(at).astimezone())} {text}"
+
+
+def line_of(entry: Entry) -> str:
+    """An entry as the text views show it (see :attr:`LogRing.time_format`)."""
+    return stamped(entry.text, entry.at, LogRing.time_format)
+
+
+def merged(sources: Iterable[tuple[str, LogRing]]) -> list[tuple[str, Entry]]:
+    """Every entry of the rings, tagged with its source, oldest first; lines written at the
+    same time keep their ring's order."""
+    tagged = ([(name, e) for e in ring.entries()] for name, ring in sources)
+    return list(heapq.merge(*tagged, key=lambda item: item[1].at))
+
+
 class LineFormatter(logging.Formatter):
     """swapd's log line: ``[<time> ]LEVEL message``, the time in a ``logTimeFormat`` layout
-    (local time, as Go prints it)."""
+    (local time, as Go prints it). swapd's own ring is written without the time (the ring
+    keeps it, see :attr:`LogRing.time_format`)."""
 
     def __init__(self, time_format: str = "") -> None:
         super().__init__("%(levelname)s %(message)s")
-        self._layout = time_layout(time_format)
+        self._time_format = time_format
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        if self._layout is None:
-            return line
-        stamp = self._layout(datetime.fromtimestamp(record.created).astimezone())
-        return f"{stamp} {line}"
+        return stamped(super().format(record), record.created, self._time_format)

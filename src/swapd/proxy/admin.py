@@ -28,7 +28,7 @@ from swapd.errors import Conflict, MethodNotAllowed, NotFound, RequestError, Swa
 from swapd.hardware import Inventory
 from swapd.observe.build import build_info
 from swapd.observe.events import Event
-from swapd.observe.logs import LogRing
+from swapd.observe.logs import LogRing, line_of, merged
 from swapd.observe.metrics import CONTENT_TYPE
 from swapd.observe.observer import Observer
 from swapd.observe.outbox import DEFAULT_BUDGET, Outbox
@@ -124,6 +124,7 @@ class Admin:
             Route("/api/models/{id:path}/stop", self.stop, methods=["POST"]),
             Route("/api/models/{id:path}/sleep", self.sleep, methods=["POST"]),
             Route("/api/models/{id:path}/wake", self.wake, methods=["POST"]),
+            Route("/api/logs", self.logs, methods=["GET"]),
             Route("/api/config", self.config, methods=["GET"]),
             Route("/api/config/reload", self.do_reload, methods=["POST"]),
             Route("/api/config/source", self.config_source, methods=["GET"]),
@@ -179,13 +180,25 @@ class Admin:
             raise error
         return JSONResponse(self._info(model_id))
 
+    def _stopping(self, request: Request, model_ids: list[str]) -> None:
+        """A stop request is logged as a TTL unload is: in the model's log and swapd's."""
+        who = auth.principal(request.scope).name or "admin"
+        for model_id in model_ids:
+            if (ring := self.scheduler.ring(model_id)) is not None:
+                ring.write(f"[swapd] unloading {model_id}: stopped by {who} (stop request)")
+            log.info("unloading %s: stopped by %s (stop request)", model_id, who)
+
     async def stop(self, request: Request) -> Response:
         model_id = self._model_id(request)
         if self.scheduler.state(model_id) not in RUNNING:
             return JSONResponse({"stopped": [], "message": f"model {model_id} is not running"})
+        self._stopping(request, [model_id])
         return JSONResponse({"stopped": await self.scheduler.unload([model_id])})
 
     async def stop_all(self, request: Request) -> Response:
+        self._stopping(
+            request, [m for m in self.scheduler.slots if self.scheduler.state(m) in RUNNING]
+        )
         stopped = await self.scheduler.unload(None)
         body: dict[str, Any] = {"stopped": stopped}
         if not stopped:
@@ -204,6 +217,30 @@ class Admin:
         if (error := await self.scheduler.start(model_id).settled()) is not None:
             raise error
         return JSONResponse(self._info(model_id))
+
+    # ── logs ────────────────────────────────────────────────────────────────────────────────
+
+    async def logs(self, request: Request) -> Response:
+        """``GET /api/logs[?model=ID][&lines=N]``: the lines kept of swapd's log and every
+        engine's (or one model's engine), oldest first, each with its source and the time it
+        was written; the last ``N`` only with ``lines``."""
+        name, count = request.query_params.get("model"), request.query_params.get("lines")
+        if count is not None and not (count.isascii() and count.isdigit()):
+            raise RequestError(f"lines must be a whole number, got {count!r}")
+        sources = [("swapd", self.swapd_log), *((r.name, r) for r in self.scheduler.rings())]
+        if name is not None:
+            model = self.scheduler.config.resolve(name)
+            ring = self.scheduler.ring(model.id) if model else None
+            if ring is None:
+                known = ", ".join(sorted(self.scheduler.config.models)) or "(none configured)"
+                raise NotFound(f"model {name!r} not found; available models: {known}")
+            sources = [(ring.name, ring)]
+        picked = merged(sources)
+        if count is not None:
+            picked = picked[-int(count) :] if int(count) > 0 else []
+        hide = redactor(self.scheduler.config).text  # secrets never leave in a log line
+        lines = [{"time": e.at, "source": s, "text": hide(e.text)} for s, e in picked]
+        return JSONResponse({"lines": lines})
 
     # ── config ──────────────────────────────────────────────────────────────────────────────
 
@@ -385,7 +422,7 @@ class Admin:
 
         history = b""
         if not _flag(_query(scope), "no-history"):
-            lines = [p + hide(line) for p, ring in rings for line in ring.history()]
+            lines = [p + hide(line_of(entry)) for p, entry in merged(rings)]  # in time order
             history = ("\n".join(lines) + "\n").encode() if lines else b""
         subs = [(ring, ring.subscribe_raw(pusher(prefix.encode()))) for prefix, ring in rings]
 

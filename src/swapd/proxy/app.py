@@ -32,7 +32,7 @@ from swapd.errors import (
 )
 from swapd.lease import Lease
 from swapd.observe.activity import Meter
-from swapd.observe.logs import LogRing
+from swapd.observe.logs import LogRing, line_of, merged
 from swapd.observe.observer import Observer
 from swapd.proxy import (
     auth,
@@ -615,9 +615,8 @@ class Proxy:
         if b"text/html" in (header(scope, b"accept") or b""):  # a browser: the UI's log view
             await send_bytes(send, 302, b"", [(b"location", b"/ui/")])
             return
-        lines = self.swapd_log.history()
-        for ring in self.scheduler.rings():
-            lines.extend(f"[{ring.name}] {line}" for line in ring.history())
+        rings = [("", self.swapd_log), *((f"[{r.name}] ", r) for r in self.scheduler.rings())]
+        lines = [prefix + line_of(entry) for prefix, entry in merged(rings)]  # in time order
         text = redactor(self.config).text("\n".join(lines) + "\n")  # secrets stay in
         await send_bytes(send, 200, text.encode(), content_type=b"text/plain; charset=utf-8")
 

@@ -333,6 +333,36 @@ OPENAPI: dict[str, Any] = {
                 e503="hardware detection unavailable (no source answered)",
             )
         },
+        "/api/logs": {
+            "get": _op(
+                "Recent lines of swapd's log and every engine's (or one model's), oldest "
+                "first, each with its source and time (Unix seconds); text as written",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "lines": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "properties": {
+                                        "time": {"type": "number"},
+                                        "source": {"type": "string"},
+                                        "text": {"type": "string"},
+                                    },
+                                },
+                            }
+                        },
+                    }
+                ),
+                params=[
+                    {"name": "model", "in": "query", "schema": {"type": "string"}},
+                    {"name": "lines", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                ],
+                e400="lines is not a whole number",
+                e404="model not found",
+            )
+        },
         "/api/events": {
             "get": {
                 "summary": "Server-Sent Events: snapshot, model, request, inflight, queue, "
