@@ -31,10 +31,10 @@ RUN pip wheel --no-cache-dir --no-deps --wheel-dir wheels .
 
 # --- the runtime ---------------------------------------------------------------------------
 FROM python:3.12-slim-bookworm
-ARG UID=10001
-ARG GID=10001
-RUN groupadd --gid "$GID" swapd \
-    && useradd --uid "$UID" --gid swapd --create-home --shell /usr/sbin/nologin swapd \
+ARG SWAPD_UID=10001
+ARG SWAPD_GID=10001
+RUN groupadd --gid "$SWAPD_GID" swapd \
+    && useradd --uid "$SWAPD_UID" --gid swapd --create-home --shell /usr/sbin/nologin swapd \
     && install -d -o swapd -g swapd /home/swapd/.local /home/swapd/.local/state
 COPY --from=wheel /src/wheels/ /tmp/wheels/
 RUN pip install --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels
