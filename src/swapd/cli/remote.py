@@ -309,7 +309,8 @@ def logs(model: str | None, follow: bool, lines: int | None, url: str) -> None:
         if model is not None:
             model = client.model(model)["id"]  # unknown model: exit 4
         entries = client.log_entries(model, lines=lines)
-        width = max((len(e["source"]) for e in entries), default=5) if model is None else 0
+        known = {m["id"] for m in client.models()}
+        width = max(map(len, ["swapd", *known])) if model is None else 0
 
         def say(at: float, source: str, text: str) -> None:
             tag = f" {source:<{width}}" if model is None else ""
@@ -318,7 +319,6 @@ def logs(model: str | None, follow: bool, lines: int | None, url: str) -> None:
         for entry in entries:
             say(entry["time"], entry["source"], entry["text"])
         if follow:
-            known = {m["id"] for m in client.models()}
             for line in client.stream_logs(model, history=False):
                 source, text = ("swapd", line) if model is None else (model, line)
                 name, bracket, rest = line.partition("] ")
