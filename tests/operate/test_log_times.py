@@ -4,7 +4,10 @@ time; a stop request is logged as a TTL unload is."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 
 import httpx
@@ -115,3 +118,30 @@ def test_a_stop_request_is_logged_like_a_ttl_unload(start_port: int) -> None:
         assert {"source": "swapd", "text": f"INFO {said}"} in [
             {"source": e["source"], "text": e["text"]} for e in own
         ]
+
+
+def test_followed_lines_are_tagged_with_their_source(start_port: int) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SWAPD_")}
+    with run_swapd(config(start_port)) as swapd:
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "swapd", "logs", "-f", "-n", "0", "--url", swapd.url],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(2)  # the stream is open
+            assert swapd_cli("start", "alpha", url=swapd.url).returncode == 0
+            seen: list[str] = []
+            assert follow.stdout is not None
+            for row in follow.stdout:
+                seen.append(row.rstrip("\n"))
+                if "INFO alpha ready in" in row:
+                    break
+        finally:
+            follow.terminate()
+            follow.wait(timeout=10)
+            if follow.stdout is not None:
+                follow.stdout.close()
+    assert re.fullmatch(CLOCK + r" alpha   \[swapd\] starting alpha: .*", seen[0]), seen
+    assert re.fullmatch(CLOCK + r" swapd   INFO alpha ready in .*", seen[-1]), seen
