@@ -11,8 +11,8 @@ loading: the machine may change (a program installed later, a ``PATH`` set by a 
 - A fixed local port in ``proxy`` that ``cmd`` never mentions (neither as an argument such as
   ``--port 9503``, ``-p 9503:8080``, ``127.0.0.1:9503`` nor in ``env``): the engine listens on
   another port and every start ends in a health-check timeout. Docker and recipe models are
-  skipped (their options own the ports), and so are llama-server's own default port 8080 and
-  an allocated ``${PORT}`` (a cmd without it gets the loader's warning instead).
+  skipped (their options or templates own the ports), and so are llama-server's own default
+  port 8080 and an allocated ``${PORT}`` (a cmd without it gets the loader's warning instead).
 
 :func:`exposure` is the warning for a listen address other than loopback with no ``apiKeys``.
 """
@@ -40,10 +40,11 @@ def lint(config: Config, environ: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if environ is None else environ
     warnings: list[str] = []
     for model in config.models.values():
-        if model.driver != "process" or model.recipe or not model.cmd:
+        if model.driver != "process" or not model.cmd:
             continue
-        warnings.extend(_program(model, env))
-        warnings.extend(_port(model))
+        warnings.extend(_program(model, env))  # a process recipe's program too (vllm, python3)
+        if not model.recipe:  # a recipe's cmd listens where swapd says
+            warnings.extend(_port(model))
     return warnings
 
 

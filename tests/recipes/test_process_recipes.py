@@ -22,6 +22,7 @@ from swapd.cli import main
 from swapd.config import load_text
 from swapd.errors import ConfigError
 from swapd.extensions import standard
+from swapd.lint import lint
 from swapd.recipes import RECIPES_ENV, RecipeError, load, parse
 from swapd.testing import FakeGpus, run_swapd
 
@@ -175,3 +176,13 @@ def test_a_process_recipe_serves_through_swapd_on_the_gpu_placement_gave_it(
         environ = Path(f"/proc/{info['pid']}/environ").read_bytes().split(b"\0")
         assert b"ECHO_RECIPE=org/echo-7b" in environ
         assert b"CUDA_VISIBLE_DEVICES=1" in environ
+
+
+def test_check_warns_when_a_process_recipes_program_is_not_installed(tmp_path: Path) -> None:
+    config = load_text("models:\n  q:\n    recipe: vllm/qwen3-8b-pip\n", extensions=standard())
+    (warning,) = lint(config, {"PATH": str(tmp_path)})
+    assert warning.startswith("model q: program 'vllm' not found on PATH")
+    program = tmp_path / "vllm"
+    program.write_text("#!/bin/sh\n")
+    program.chmod(0o755)
+    assert lint(config, {"PATH": str(tmp_path)}) == []
