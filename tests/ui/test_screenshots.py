@@ -40,6 +40,15 @@ CHROMIUM = os.environ.get("SWAPD_CHROMIUM") or shutil.which("chromium") or "/usr
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 GIB = 2**30
 SIZES = {"1400": {"width": 1400, "height": 900}, "390": {"width": 390, "height": 844}}
+WIDE = {"width": 1920, "height": 1080}
+ROUTES = [  # every page, and what shows once it has loaded
+    ("#/models", "[data-testid=gpu-bars]"),
+    ("#/models/big-gpu", "[data-testid=model-requests]"),
+    ("#/playground", "[data-testid=pg-input]"),
+    ("#/activity", "[data-testid=spark-now]"),
+    ("#/logs", "[data-testid=log-view] .line"),
+    ("#/config", "[data-testid=config-source]"),
+]
 THEMES = ("light", "dark")
 MARKDOWN = (
     "Show me **Markdown**: a list\n\n- one\n- two with `code`\n\n"
@@ -120,7 +129,7 @@ def browser() -> Iterator[Any]:
 @contextlib.contextmanager
 def _page(browser: Any, size: str, theme: str) -> Iterator[Any]:
     """A page in a fresh context of that width and colour scheme; no uncaught errors in it."""
-    context = browser.new_context(viewport=SIZES[size], color_scheme=theme)
+    context = browser.new_context(viewport=SIZES.get(size, WIDE), color_scheme=theme)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -207,6 +216,14 @@ def test_every_page_in_both_themes_at_desktop_and_phone_width(browser: Any, tmp_
                 page.goto(swapd.url + "/ui/")
                 assert page.evaluate("document.documentElement.dataset.theme") == theme
                 _pages(page, f"{theme}-{size}")
+
+        # a wide screen (the sparklines once overflowed at 1920 px too): no screenshots
+        with _page(browser, "1920", "light") as page:
+            page.goto(swapd.url + "/ui/")
+            page.wait_for_selector("[data-testid=conn][data-conn=open]")
+            for route, ready in ROUTES:
+                _visit(page, route, ready)
+                _no_sideways_scroll(page, f"{route} at 1920 px")
 
         # a rejected reload: the errors at their lines, and the banner on every page
         good = swapd.config_path.read_text()
