@@ -46,7 +46,10 @@ def info(slot: Slot, now: float) -> dict[str, Any]:
         if slot.ready_at and slot.state is State.READY
         else None,
         "error": slot.error,
-        "node": (slot.upstream.node if slot.upstream else None) or c.node or "local",
+        "node": (slot.assignment.node if slot.assignment else None)
+        or (slot.upstream.node if slot.upstream else None)
+        or c.node
+        or "local",
         "container": slot.upstream.container if slot.upstream else None,
         "last_use": round(time.time() - (now - slot.last_use), 3) if slot.last_use else None,
         "progress": progress(slot, now),

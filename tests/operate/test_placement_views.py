@@ -160,6 +160,7 @@ def test_placement_shows_in_hardware_running_ps_metrics(start_port: int, tmp_pat
         (small,) = [m for m in running if m["model"] == "small"]
         where = small["placement"]
         assert where["node"] == "a" and len(where["devices"]) == 1
+        assert small["node"] == "a"  # the model's node is where placement put it
         assert where["need_bytes"] == 10 * GIB and where["source"] == "declared"
         device = _device(hardware, "a", where["devices"][0])
         assert device["kind"] == "gpu" and device["total"] == 16 * GIB
