@@ -1,5 +1,5 @@
 """The Dockerfile, checked without Docker: base images cannot be pulled here, so its build stages'
-commands run on this machine (tests/packaging/dockerfile.py): the node stage's ``npm ci`` and
+commands run on this machine (tests/install/dockerfile.py): the node stage's ``npm ci`` and
 ``npm run build`` in a copy of ui/ from the build context (.dockerignore applied), the Python
 stage's ``pip wheel`` on the context's sources plus the node stage's output. The wheel must carry
 that UI. The runtime stage is checked by reading it (non-root user, port, health check), and its
