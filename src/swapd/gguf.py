@@ -1,6 +1,6 @@
 """Reading a GGUF file's metadata: the key/value header, without loading any tensor.
 
-Enough for memory estimates (``swapd.demand``): the architecture, layer and head counts, the
+Enough for memory estimates (``swapd.footprint``): the architecture, layer and head counts, the
 trained context and the file type. Long arrays (the tokenizer's vocabulary) are skipped, not
 kept; short numeric arrays (per-layer head counts of some architectures) are kept as tuples.
 A split model (``…-00001-of-00003.gguf``) has its metadata in the first part; :func:`read`

@@ -26,8 +26,9 @@ from typing import Any
 from swapd import demand as demands
 from swapd.assignment import Assignment
 from swapd.config.model import Config, ModelConfig
-from swapd.demand import Demand, LearnedStore
+from swapd.demand import LearnedStore
 from swapd.inventory import Inventory, Reading
+from swapd.need import Demand, size
 from swapd.placement import RAM, Decision, DeviceKey, DeviceState, Need, Resident, place
 from swapd.slot import Slot
 from swapd.views import State
@@ -323,7 +324,7 @@ class Placer:
                 log.info(
                     "%s: learned a need of %s per device on %s",
                     slot.id,
-                    demands.size(peak),
+                    size(peak),
                     where(a),
                 )
 
@@ -344,14 +345,14 @@ class Placer:
             slot.oom_retried = True
             line = (
                 f"[swapd] {slot.id} ran out of memory on {where(a)}; needs more than "
-                f"{demands.size(a.per_device)}; evicting more and retrying once"
+                f"{size(a.per_device)}; evicting more and retrying once"
             )
             slot.log.write(line)
             log.warning("%s", line.removeprefix("[swapd] "))
             return error, False
         message = (
             f"{slot.id} ran out of GPU memory twice on {where(a)}; its learned need is now "
-            f"{demands.size(raised.per_device)}; set resources.memory or free memory"
+            f"{size(raised.per_device)}; set resources.memory or free memory"
         )
         slot.log.write(f"[swapd] {message}")
         slot.oom_retried = False  # a later request tries again, with the raised need

@@ -18,8 +18,8 @@ import anyio
 
 from swapd.assignment import Assignment
 from swapd.config.model import ModelConfig
-from swapd.demand import Demand
 from swapd.errors import SwapdError
+from swapd.need import Demand
 from swapd.observe.logs import LogRing
 from swapd.upstream import Upstream
 from swapd.views import ALIVE, State

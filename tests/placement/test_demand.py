@@ -1,5 +1,6 @@
-"""What a model needs (swapd.demand): declared splits, the llama-server GGUF estimate, engine
-fractions, the learned store, out-of-memory signatures and the precedence between them."""
+"""What a model needs (swapd.demand, swapd.footprint): declared splits, the llama-server GGUF
+estimate, engine fractions, the learned store, out-of-memory signatures and the precedence
+between them."""
 
 from __future__ import annotations
 
@@ -17,19 +18,9 @@ import pytest
 from swapd import gguf
 from swapd.config.model import ModelConfig, Resources
 from swapd.config.options import DockerOptions
-from swapd.demand import (
-    COMPUTE_BASE,
-    CUDA_CONTEXT,
-    GIB,
-    MIB,
-    Demand,
-    LearnedStore,
-    declared,
-    demand_of,
-    describe,
-    estimated,
-    is_oom,
-)
+from swapd.demand import LearnedStore, declared, demand_of, describe, is_oom
+from swapd.footprint import COMPUTE_BASE, CUDA_CONTEXT, estimated
+from swapd.need import GIB, MIB, Demand
 from swapd.testing import write_tiny_gguf
 
 # a Llama-3-8B-shaped file: 32 layers, 32 heads, 8 KV heads of 128 dims, Q4_K_M

@@ -1,7 +1,7 @@
 """What the Ollama API says about a model: details, model_info and capabilities.
 
 Read from the model's local GGUF file when its command names one (``-m``; found by
-:func:`swapd.demand.gguf_file`, read by :func:`swapd.gguf.read`) and from its
+:func:`swapd.footprint.gguf_file`, read by :func:`swapd.gguf.read`) and from its
 ``capabilities:`` config; a model with neither (a vLLM folder, a peer's model) gets empty
 details and ``completion`` alone. Reading a file is blocking (a big vocabulary takes a tenth of
 a second to skip the first time): callers run :func:`cards` in a worker thread.
@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
-from swapd import demand, gguf
+from swapd import footprint, gguf
 from swapd.config.model import ModelConfig
 
 # metadata keys Ollama leaves out of model_info (the template is served apart, as "")
@@ -70,14 +70,14 @@ def _pairs(argv: list[str]) -> set[tuple[str, str]]:
 
 def card(model: ModelConfig) -> Card:
     """The model's card (reads its GGUF file if it has one; blocking)."""
-    file = demand.gguf_file(model)
+    file = footprint.gguf_file(model)
     found: gguf.Gguf | None = None
     if file is not None:
         try:
             found = gguf.read(file)
         except (OSError, ValueError):
             found = None
-    argv = demand.engine_argv(model)
+    argv = footprint.engine_argv(model)
     caps = model.capabilities
     details = empty_details()
     info: dict[str, Any] = {}
