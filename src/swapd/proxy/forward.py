@@ -224,7 +224,7 @@ def _unreachable(model: str, exc: BaseException, what: str) -> UpstreamUnavailab
     return UpstreamUnavailable(model, f"{what} is unreachable: {exc}")
 
 
-async def _open(
+async def open_response(
     client: UpstreamClient,
     method: str,
     url: str,
@@ -234,8 +234,9 @@ async def _open(
     timeouts: Timeouts,
     what: str,
 ) -> aiohttp.ClientResponse:
-    """Send the request and wait for the response headers (the retry rule is the module's);
-    ``what`` names the upstream in error messages."""
+    """Send the request and return the response once its headers are in, with this module's
+    retry rule and timeouts; ``what`` names the upstream in error messages. The caller reads
+    the body and closes it: :func:`forward` relays it, swapd.proxy.ollama translates it."""
     session = client.session_for(url)
     timeout = _client_timeout(timeouts)
     first = True
@@ -278,21 +279,6 @@ async def _open(
             first = False
         except (aiohttp.ClientError, OSError) as exc:
             raise _unreachable(model, exc, what) from exc
-
-
-async def open_response(
-    client: UpstreamClient,
-    url: str,
-    body: bytes,
-    headers: dict[str, str],
-    model: str,
-    timeouts: Timeouts,
-    what: str,
-) -> aiohttp.ClientResponse:
-    """POST ``body`` and return the response once its headers are in, with this module's
-    retry rule and timeouts, for a caller that reads the body itself (and must close it):
-    swapd.proxy.ollama, which translates the answer instead of relaying it."""
-    return await _open(client, "POST", url, body, headers, model, timeouts, what)
 
 
 async def _error_frame(response: aiohttp.ClientResponse) -> bytes:
@@ -339,7 +325,9 @@ async def forward(
     relayed, and an engine error status becomes an SSE error frame that ends the stream.
     """
     what = upstream or f"engine for model {model!r}"  # the upstream, in error messages
-    response = await _open(client, scope["method"], url, body, headers, model, timeouts, what)
+    response = await open_response(
+        client, scope["method"], url, body, headers, model, timeouts, what
+    )
     if timeouts.response_header and (conn := response.connection) and conn.protocol:
         conn.protocol.read_timeout = None  # the header deadline is met; the body has its own
         conn.protocol.start_timeout()

@@ -364,7 +364,7 @@ class Ollama:
         tracking = self.proxy._tracked(route.key, call.path, scope, payload)
         async with tracking as tracked, DisconnectGuard(receive):
             response = await open_response(
-                self.proxy.upstreams, url, payload, headers, route.key, peer.timeouts, what
+                self.proxy.upstreams, "POST", url, payload, headers, route.key, peer.timeouts, what
             )
             tracked.status = await self._answer(
                 send, response, call, translation, tracked.meter, peer.timeouts, _nothing
@@ -438,7 +438,9 @@ class Ollama:
         def send(to: Upstream) -> Awaitable[aiohttp.ClientResponse]:
             url = to.base_url + call.path
             client = self.proxy.upstreams
-            return open_response(client, url, payload, headers, model.id, model.timeouts, what)
+            return open_response(
+                client, "POST", url, payload, headers, model.id, model.timeouts, what
+            )
 
         try:
             return await send(upstream)
