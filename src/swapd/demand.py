@@ -148,9 +148,12 @@ def demand_of(model: ModelConfig, learned: LearnedStore | None) -> Demand:
     found_or_why = estimate(model)
     if isinstance(found_or_why, Demand):
         return found_or_why
+    # unknown and undeclared: every GPU of a node to itself, as the engine would see them
+    # without placement (and as a one-model-at-a-time swapper runs it)
     res = model.resources
-    count = res.gpus if res.gpus is not None else 1
-    return Demand(count, 0, "unknown", found_or_why, all_gpus=res.all_gpus)
+    count = res.gpus if res.gpus is not None else len(res.devices) or 1
+    spread = res.all_gpus or (res.gpus is None and not res.devices)
+    return Demand(count, 0, "unknown", found_or_why, all_gpus=spread)
 
 
 # --- out of memory ----------------------------------------------------------------------------
@@ -194,7 +197,7 @@ def _need(d: Demand) -> str:
         return f"{devices} {d.fraction:.0%} of its memory"
     need = size(d.per_device) if d.per_device else "unknown"
     if d.all_gpus:
-        return f"all GPUs, {need} in total"
+        return f"all GPUs of a node, {need} in total" if d.per_device else "all GPUs of a node"
     return f"RAM {need}" if d.count == 0 else f"{devices} {need}"
 
 

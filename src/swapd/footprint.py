@@ -288,13 +288,24 @@ def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | str:
         notes.append(f"{layers}/{n_layer} layers on GPU, the rest in RAM (not counted)")
     split = _opt(argv, "-ts", "--tensor-split") or ""
     shares = [s for s in (_float(x) for x in re.split(r"[,/]", split)) if s and s > 0]
-    if len(shares) > 1 and _opt(argv, "-sm", "--split-mode") != "none":
+    single = _opt(argv, "-sm", "--split-mode") == "none"  # one GPU (-mg)
+    if len(shares) > 1 and not single:
         count = len(shares)
         part = math.ceil(offloaded * max(shares) / sum(shares))
         notes.append(f"split {split} over {count} GPUs, sized for the largest share")
+    elif model.resources.gpus is None and not model.resources.devices and not single:
+        # llama-server spreads the layers over every GPU it sees: so does its need (the
+        # placer divides this total over the node's GPUs)
+        parts.append(f"CUDA context {size(CUDA_CONTEXT)}")
+        notes.append(
+            "spread over every GPU of the node, as llama-server does; set "
+            "resources.gpus to use fewer"
+        )
+        detail = "; ".join([" + ".join(parts), *notes])
+        return Demand(1, offloaded + compute + CUDA_CONTEXT, "estimated", detail, all_gpus=True)
     else:
-        gpus = model.resources.gpus
-        count = gpus if gpus is not None and gpus > 0 else 1
+        gpus = model.resources.gpus or len(model.resources.devices) or 1
+        count = 1 if single else gpus
         part = -(-offloaded // count)
     parts.append(f"CUDA context {size(CUDA_CONTEXT)}")
     detail = "; ".join([" + ".join(parts), *notes])

@@ -76,8 +76,8 @@ def test_check_prints_each_models_need_and_its_source(tmp_path: Path) -> None:
     assert len(lines) == 5
     by_model = {line.split(":")[0].strip(): line for line in lines}
     # 4 GiB weights + 1 GiB KV (8192 ctx x 32 layers x 8 heads x 256 x 2 B) + compute + CUDA
-    assert by_model["qwen"].startswith(
-        f"  qwen: 1 GPU {X} 5.8GiB (estimated: Q4_K_M weights 4.0GiB"
+    assert by_model["qwen"].startswith(  # llama-server spreads over every GPU it sees
+        "  qwen: all GPUs of a node, 5.8GiB in total (estimated: Q4_K_M weights 4.0GiB"
     )
     assert "KV 8192 ctx f16 1.0GiB" in by_model["qwen"]
     assert by_model["big"] == f"  big: 2 GPUs {X} 20.0GiB (declared: resources.memory)"
@@ -85,8 +85,8 @@ def test_check_prints_each_models_need_and_its_source(tmp_path: Path) -> None:
         f"  fast: 2 GPUs {X} 45% of its memory (estimated: vLLM --gpu-memory-utilization 0.45)"
     )
     assert by_model["cpu"].startswith("  cpu: RAM 5.3GiB (estimated: ")
-    assert by_model["plain"] == (
-        f"  plain: 1 GPU {X} unknown"
+    assert by_model["plain"] == (  # unknown and undeclared: a node's GPUs to itself
+        "  plain: all GPUs of a node"
         " (unknown: no engine swapd can estimate; declare resources.memory)"
     )
 

@@ -166,11 +166,12 @@ def test_gguf_reader_refuses_what_is_not_gguf(tmp_path: Path) -> None:
 def test_llama_server_estimate_is_weights_kv_compute_and_cuda_context(q4: Path) -> None:
     found = need(llama(q4, "-c", "8192"))
     assert kv(8192) == GIB  # 8192 x 32 x 8 x 256 x 2 bytes
-    assert found == Demand(
+    assert found == Demand(  # llama-server spreads over every GPU it sees: so does its need
         1,
         WEIGHTS + GIB + compute(8192) + CUDA_CONTEXT,
         "estimated",
         found.detail,
+        all_gpus=True,
     )
     assert found.detail.startswith("Q4_K_M weights 4.0GiB + KV 8192 ctx f16 1.0GiB + compute")
 
@@ -502,13 +503,15 @@ def test_demand_of_prefers_learned_then_declared_then_estimated(q4: Path) -> Non
     assert (learned.source, learned.per_device) == ("learned", 3 * GIB)  # lower, still wins
 
 
-def test_demand_of_an_unknown_model_keeps_the_declared_count() -> None:
+def test_demand_of_an_unknown_model_keeps_the_declared_count_else_takes_a_node() -> None:
     plain = ModelConfig(id="m", cmd=("my-engine",))
-    assert demand_of(plain, None) == Demand(
-        1, 0, "unknown", "no engine swapd can estimate; declare resources.memory"
+    assert demand_of(plain, None) == Demand(  # undeclared: every GPU of a node to itself
+        1, 0, "unknown", "no engine swapd can estimate; declare resources.memory", all_gpus=True
     )
     two = ModelConfig(id="m", cmd=("my-engine",), resources=Resources(gpus=2))
-    assert demand_of(two, None).count == 2
+    assert demand_of(two, None).count == 2 and not demand_of(two, None).all_gpus
+    pinned = ModelConfig(id="m", cmd=("my-engine",), resources=Resources(devices=(1,)))
+    assert demand_of(pinned, None).count == 1 and not demand_of(pinned, None).all_gpus
 
 
 def test_unknown_says_why_there_is_no_estimate(tmp_path: Path) -> None:
@@ -542,6 +545,6 @@ def test_describe_says_need_devices_source_and_detail() -> None:
         f"big: 2 GPUs {X} 40.0GiB (declared: resources.memory)",
         "cpu: RAM 300MiB (learned)",
         f"vllm: 2 GPUs {X} 45% of its memory (estimated: vLLM)",
-        "wide: all GPUs, 80.0GiB in total (declared)",
+        "wide: all GPUs of a node, 80.0GiB in total (declared)",
         f"what: 1 GPU {X} unknown (unknown)",
     ]
