@@ -262,13 +262,16 @@ class Admin:
     async def config_source(self, request: Request) -> Response:
         """The config files as written (secrets masked) and the last rejected reload's errors."""
         files = await anyio.to_thread.run_sync(configsource.sources, self.scheduler.config)
-        errors = redactor(self.scheduler.config).value(self.config_errors())
-        return JSONResponse({"files": files, "errors": errors})
+        return JSONResponse({"files": files, "errors": self._reload_errors()})
 
     async def config_issues(self, request: Request) -> Response:
         """The last rejected reload's errors (empty once a reload succeeds), redacted as log
         lines are (they are logged too): read scope, polled by the UI's banner."""
-        return JSONResponse({"errors": redactor(self.scheduler.config).value(self.config_errors())})
+        return JSONResponse({"errors": self._reload_errors()})
+
+    def _reload_errors(self) -> Any:
+        """The last rejected reload's errors, secrets redacted as in log lines."""
+        return redactor(self.scheduler.config).value(self.config_errors())
 
     async def do_reload(self, request: Request) -> Response:
         if self.reload is None:

@@ -19,10 +19,10 @@ import shutil
 import subprocess
 import threading
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 from swapd.config.model import NodeConfig
-from swapd.nodes import endpoint_of, is_local
+from swapd.hardware import parse_driver_version
+from swapd.nodes import command_prefix, endpoint_of
 
 log = logging.getLogger("swapd.recipes")
 
@@ -90,21 +90,13 @@ def driver_version(node: NodeConfig, *, timeout: float = 10.0) -> str | None:
     with _lock:
         if key in _versions:
             return _versions[key]
-    query = ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
-    parts = urlsplit(endpoint_of(node))
-    if parts.scheme == "ssh":
-        target = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", target, *query]
-    elif is_local(node) and shutil.which("nvidia-smi"):
-        argv = query
-    else:
-        argv = []
+    prefix = command_prefix(node)  # ssh for an ssh:// node, nothing here, None: no way
     version = None
-    if argv:
+    if prefix is not None and (prefix or shutil.which("nvidia-smi")):
+        argv = [*prefix, "nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=True)
-            first = next((s.strip() for s in out.stdout.splitlines() if s.strip()), "")
-            version = first if _VERSION.fullmatch(first) else None
+            version = parse_driver_version(out.stdout)
         except (OSError, subprocess.SubprocessError) as exc:
             log.warning("node %s: cannot read the NVIDIA driver version: %s", node.name, exc)
     with _lock:
