@@ -35,6 +35,7 @@ from itertools import pairwise
 from pathlib import Path, PurePath
 
 from swapd import gguf
+from swapd.config.command import flag_value
 from swapd.config.model import ModelConfig
 from swapd.config.options import DockerOptions
 from swapd.config.schema import parse_size
@@ -63,19 +64,6 @@ ENGINES = ("llamacpp", "vllm", "sglang", "trtllm")
 
 
 # --- reading command lines ------------------------------------------------------------------
-
-
-def _opt(argv: Sequence[str], *names: str) -> str | None:
-    """The value of the last ``--name value`` / ``--name=value`` among ``names``."""
-    found: str | None = None
-    for i, arg in enumerate(argv):
-        if arg in names and i + 1 < len(argv):
-            found = argv[i + 1]
-        else:
-            key, eq, value = arg.partition("=")
-            if eq and key in names:
-                found = value
-    return found
 
 
 def _int(text: str | None) -> int | None:
@@ -215,7 +203,7 @@ def _extras(model: ModelConfig, argv: Sequence[str]) -> list[tuple[str, int]]:
     """(label, bytes) of the files loaded besides the model: ``--mmproj``, ``--model-draft``."""
     out: list[tuple[str, int]] = []
     for names, label in ((("-mm", "--mmproj"), "mmproj"), (("-md", "--model-draft"), "draft")):
-        extra = _opt(argv, *names)
+        extra = flag_value(argv, *names)
         if extra and not _late(extra):
             try:
                 out.append((label, _host_path(model, extra).stat().st_size))
@@ -225,7 +213,9 @@ def _extras(model: ModelConfig, argv: Sequence[str]) -> list[tuple[str, int]]:
 
 
 def _cache_type(argv: Sequence[str], env: Mapping[str, str], short: str, kind: str) -> str:
-    given = _opt(argv, short, f"--cache-type-{kind}") or env.get(f"LLAMA_ARG_CACHE_TYPE_{kind}")
+    given = flag_value(argv, short, f"--cache-type-{kind}") or env.get(
+        f"LLAMA_ARG_CACHE_TYPE_{kind}"
+    )
     given = (given or "f16").lower()
     return given if given in CACHE_TYPES else "f16"
 
@@ -240,7 +230,7 @@ def gguf_file(model: ModelConfig) -> Path | None:
     ``vllm serve FILE``), as swapd sees it (through a container's volumes); None without
     one. Read it with :func:`swapd.gguf.read`."""
     argv, _ = _argv(model)
-    given = [_opt(argv, "-m", "--model"), model.env.get("LLAMA_ARG_MODEL")]
+    given = [flag_value(argv, "-m", "--model"), model.env.get("LLAMA_ARG_MODEL")]
     if "serve" in argv and (at := argv.index("serve") + 1) < len(argv):
         given.append(argv[at])
     for path in given:
@@ -251,7 +241,7 @@ def gguf_file(model: ModelConfig) -> Path | None:
 
 def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | str:
     env = model.env
-    path = _opt(argv, "-m", "--model") or env.get("LLAMA_ARG_MODEL")
+    path = flag_value(argv, "-m", "--model") or env.get("LLAMA_ARG_MODEL")
     if not path or _late(path):
         return "llama-server without a local -m file"  # -hf: nothing to read before it runs
     try:
@@ -262,13 +252,13 @@ def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | str:
     n_layer = n_layer if isinstance(n_layer, int) and n_layer > 0 else 1
     extras = _extras(model, argv)
     weights = found.size + sum(size for _, size in extras)
-    ctx = _int(_opt(argv, "-c", "--ctx-size") or env.get("LLAMA_ARG_CTX_SIZE")) or 0
+    ctx = _int(flag_value(argv, "-c", "--ctx-size") or env.get("LLAMA_ARG_CTX_SIZE")) or 0
     trained = found.arch("context_length")
     if ctx <= 0:
         ctx = trained if isinstance(trained, int) and trained > 0 else 4096
     cache_k, cache_v = _cache_type(argv, env, "-ctk", "k"), _cache_type(argv, env, "-ctv", "v")
     kv = kv_bytes(found, ctx, cache_k, cache_v)
-    ubatch = _int(_opt(argv, "-ub", "--ubatch-size")) or UBATCH
+    ubatch = _int(flag_value(argv, "-ub", "--ubatch-size")) or UBATCH
     heads = _per_layer(found.arch("attention.head_count"), n_layer) or [0]
     scores = 0 if _flash_attention(argv, env) else 4 * max(heads)
     compute = COMPUTE_BASE + ctx * ubatch * (2 + scores)
@@ -278,7 +268,9 @@ def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | str:
     parts += [f"{label} {size(n)}" for label, n in extras]
     parts += [f"KV {ctx} ctx {cache} {size(kv)}", f"compute {size(compute)}"]
     notes: list[str] = []
-    ngl = _opt(argv, "-ngl", "--gpu-layers", "--n-gpu-layers") or env.get("LLAMA_ARG_N_GPU_LAYERS")
+    ngl = flag_value(argv, "-ngl", "--gpu-layers", "--n-gpu-layers") or env.get(
+        "LLAMA_ARG_N_GPU_LAYERS"
+    )
     layers = _gpu_layers(ngl, n_layer)
     if layers == 0:
         detail = " + ".join(parts) + "; CPU (-ngl 0)"
@@ -286,9 +278,9 @@ def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | str:
     offloaded = -(-(weights + kv) * layers // n_layer)
     if layers < n_layer:
         notes.append(f"{layers}/{n_layer} layers on GPU, the rest in RAM (not counted)")
-    split = _opt(argv, "-ts", "--tensor-split") or ""
+    split = flag_value(argv, "-ts", "--tensor-split") or ""
     shares = [s for s in (_float(x) for x in re.split(r"[,/]", split)) if s and s > 0]
-    single = _opt(argv, "-sm", "--split-mode") == "none"  # one GPU (-mg)
+    single = flag_value(argv, "-sm", "--split-mode") == "none"  # one GPU (-mg)
     if len(shares) > 1 and not single:
         count = len(shares)
         part = math.ceil(offloaded * max(shares) / sum(shares))
@@ -318,14 +310,14 @@ def _llama(model: ModelConfig, argv: Sequence[str]) -> Demand | str:
 def _product(argv: Sequence[str], options: Sequence[tuple[str, ...]]) -> int:
     count = 1
     for names in options:
-        n = _int(_opt(argv, *names))
+        n = _int(flag_value(argv, *names))
         count *= n if n is not None and n > 0 else 1
     return count
 
 
 def _local_weights(argv: Sequence[str], model: ModelConfig) -> int | None:
     """The safetensors bytes of a vLLM model given as a local folder (positional or --model)."""
-    given = _opt(argv, "--model")
+    given = flag_value(argv, "--model")
     if given is None and "serve" in argv:
         after = argv.index("serve") + 1
         given = argv[after] if after < len(argv) and not argv[after].startswith("-") else None
@@ -392,9 +384,11 @@ _FRACTIONS = {
 def _fraction(model: ModelConfig, argv: Sequence[str], engine: str) -> Demand | str:
     spec = _FRACTIONS[engine]
     count = _product(argv, spec.parallel)
-    if engine == "vllm" and (kv := _opt(argv, "--kv-cache-memory", "--kv-cache-memory-bytes")):
+    if engine == "vllm" and (
+        kv := flag_value(argv, "--kv-cache-memory", "--kv-cache-memory-bytes")
+    ):
         return _vllm_bytes(model, argv, count, kv)
-    text = _opt(argv, spec.flag)
+    text = flag_value(argv, spec.flag)
     fraction = _float(text) if text is not None else spec.default
     if fraction is None or not 0 < fraction <= 1:
         # e.g. ${GPU_MEMORY_FRACTION}: filled in at start from a declared resources.memory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 
 
 def strip_comments(text: str) -> str:
@@ -19,3 +20,17 @@ def parse_command(text: str) -> tuple[str, ...]:
     lines = strip_comments(text).split("\n")
     joined = [line.rstrip()[:-1] + " " if line.rstrip().endswith("\\") else line for line in lines]
     return tuple(shlex.split("\n".join(joined), posix=True))
+
+
+def flag_value(argv: Sequence[str], *names: str) -> str | None:
+    """The value of the last ``--flag VALUE`` or ``--flag=VALUE`` among ``names`` in a
+    command line (an engine's flags, read by swapd to know what the engine will do)."""
+    value: str | None = None
+    for i, arg in enumerate(argv):
+        name, eq, inline = arg.partition("=")
+        if name in names:
+            if eq:
+                value = inline
+            elif i + 1 < len(argv):
+                value = argv[i + 1]
+    return value

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from swapd.config.command import flag_value
 from swapd.config.model import ModelConfig
 from swapd.drivers.base import LogSink, Upstream
 from swapd.errors import StartFailed
-from swapd.llamacpp.kvcache import MODEL_FLAGS, KvCacheHooks, flag_value, hooks_for
+from swapd.llamacpp.kvcache import MODEL_FLAGS, KvCacheHooks, hooks_for
 
 GGUF_MAGIC = b"GGUF"
 
 
 def check_model_file(model: ModelConfig) -> None:
     """Raise ``StartFailed`` naming the file when ``-m`` is missing, unreadable or not GGUF."""
-    value = flag_value(model.cmd, MODEL_FLAGS)
+    value = flag_value(model.cmd, *MODEL_FLAGS)
     if value is None:
         return  # -hf / --model-url downloads: llama-server reports its own errors
     path = Path(value).expanduser()

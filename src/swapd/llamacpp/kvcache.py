@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import anyio
 
+from swapd.config.command import flag_value
 from swapd.config.model import ModelConfig
 from swapd.drivers import pidfile
 from swapd.drivers.base import LogSink, Upstream
@@ -48,19 +49,6 @@ RESTORE_TIMEOUT = 30.0
 PREFIX = "[swapd] kv cache:"
 
 
-def flag_value(argv: Sequence[str], names: Sequence[str]) -> str | None:
-    """The value of the last ``--flag VALUE`` or ``--flag=VALUE`` among ``names``."""
-    value: str | None = None
-    for i, arg in enumerate(argv):
-        name, eq, inline = arg.partition("=")
-        if name in names:
-            if eq:
-                value = inline
-            elif i + 1 < len(argv):
-                value = argv[i + 1]
-    return value
-
-
 def default_dir(model_id: str) -> Path:
     """``kvcache/<id>`` in swapd's state dir (``$SWAPD_STATE_DIR``, ``serve --state-dir``, else
     ``$XDG_STATE_HOME/swapd``, ``~/.local/state/swapd`` when unset)."""
@@ -70,7 +58,7 @@ def default_dir(model_id: str) -> Path:
 
 def with_save_path(cmd: Sequence[str], directory: Path) -> tuple[str, ...]:
     """``cmd`` plus ``--slot-save-path directory`` unless the user set one."""
-    if flag_value(cmd, (SAVE_PATH_FLAG,)) is not None:
+    if flag_value(cmd, SAVE_PATH_FLAG) is not None:
         return tuple(cmd)
     return (*cmd, SAVE_PATH_FLAG, str(directory))
 
@@ -78,7 +66,7 @@ def with_save_path(cmd: Sequence[str], directory: Path) -> tuple[str, ...]:
 def cache_key(model_id: str, cmd: Sequence[str]) -> str:
     """Identity of a cache: model id, GGUF path/size/mtime, layout flags."""
     ident: dict[str, Any] = {"id": model_id}
-    gguf = flag_value(cmd, MODEL_FLAGS)
+    gguf = flag_value(cmd, *MODEL_FLAGS)
     if gguf is not None:
         ident["gguf"] = os.path.abspath(gguf)
         try:
@@ -183,7 +171,7 @@ def kv_cache_dir(model: ModelConfig) -> Path | None:
     """Where this model's cache lives, if it persists one."""
     if model.kv_cache is None or not model.kv_cache.persist:
         return None
-    given = flag_value(model.cmd, (SAVE_PATH_FLAG,))
+    given = flag_value(model.cmd, SAVE_PATH_FLAG)
     return Path(given) if given else Path(model.kv_cache.dir or default_dir(model.id))
 
 

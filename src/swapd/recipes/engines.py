@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from swapd.config.command import flag_value
+
 
 @dataclass(frozen=True, slots=True)
 class Engine:
@@ -31,16 +33,6 @@ ENGINES: dict[str, Engine] = {
     "llamacpp": Engine("llamacpp", 8080, True),
     "sglang": Engine("sglang", 30000, False),
 }
-
-
-def _value(argv: Sequence[str], *flags: str) -> str | None:
-    """The value after the last of ``flags`` (``--flag value`` or ``--flag=value``)."""
-    found = None
-    for i, arg in enumerate(argv):
-        name, eq, inline = arg.partition("=")
-        if name in flags:
-            found = inline if eq else (argv[i + 1] if i + 1 < len(argv) else None)
-    return found
 
 
 def _values(argv: Sequence[str], flag: str) -> list[str]:
@@ -67,10 +59,12 @@ def accepted_names(engine: str, argv: Sequence[str]) -> tuple[str, ...]:
     if engine == "vllm":
         names = _values(argv, "--served-model-name") or [n for n in [_positional(argv)] if n]
     elif engine == "sglang":
-        name = _value(argv, "--served-model-name") or _value(argv, "--model-path", "--model")
+        name = flag_value(argv, "--served-model-name") or flag_value(
+            argv, "--model-path", "--model"
+        )
         names = [name] if name else []
     elif engine == "llamacpp":
-        alias = _value(argv, "--alias", "-a")
+        alias = flag_value(argv, "--alias", "-a")
         names = [n.strip() for n in alias.split(",") if n.strip()] if alias else []
     elif engine == "trtllm":
         names = [n for n in [_positional(argv)] if n]
