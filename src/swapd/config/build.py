@@ -13,6 +13,7 @@ from swapd.config.issues import Issues
 from swapd.config.keys import build_control_paths, build_keys
 from swapd.config.model import (
     Capabilities,
+    ClusterConfig,
     Config,
     Filters,
     KvCacheConfig,
@@ -21,6 +22,7 @@ from swapd.config.model import (
     ModelConfig,
     OllamaConfig,
     PlacementConfig,
+    RayClusterConfig,
     Resources,
     ServerConfig,
     Timeouts,
@@ -28,6 +30,7 @@ from swapd.config.model import (
 from swapd.config.options import DriverOptions
 from swapd.config.schema import (
     RawCapabilities,
+    RawCluster,
     RawFilters,
     RawModel,
     RawOllama,
@@ -46,6 +49,9 @@ MODALITIES: tuple[Modality, ...] = ("text", "audio", "image")
 COMFYUI_MODEL = "comfyui_auto"  # the model llama-swap's /comfyui route serves
 COMFYUI_CONCURRENCY = 50  # its concurrencyLimit is at least this
 LOG_TO_STDOUT: tuple[LogToStdout, ...] = ("proxy", "upstream", "both", "none")
+# drivers whose ``cmd`` is the engine's command line (required)
+CMD_DRIVERS = ("process", "ray")
+RAY_ADDRESS = re.compile(r"auto|ray://[^\s:/]+(:\d{1,5})?|[^\s:/]+:\d{1,5}")
 
 
 def valid_url(text: str) -> bool:
@@ -191,7 +197,13 @@ class Builder:
             raw.recipe is not None or getattr(options, "driver", None) == "docker"
         ):  # a recipe whose value was rejected still chose the docker options
             driver = "docker"  # swapd: a recipe runs in a container
-        cmd = self.command((*base, "cmd"), raw.cmd, driver == "process")
+        cmd = self.command((*base, "cmd"), raw.cmd, driver in CMD_DRIVERS)
+        if driver == "ray" and raw.proxy:
+            self.error(
+                (*base, "proxy"),
+                f"model {model_id}: a ray model is reached where its actor runs "
+                "(node_ip:${PORT}); drop proxy",
+            )
         cmd_stop = self.command((*base, "cmdStop"), raw.cmd_stop, False)
         if raw.proxy and not valid_url(raw.proxy):
             self.error(
@@ -442,7 +454,26 @@ class Builder:
             "server": self.server(top.server),
             "placement": self.placement(top.placement),
             "ollama": self.ollama(top.ollama),
+            "cluster": self.cluster(top.cluster),
         }
+
+    def cluster(self, raw: RawCluster | None) -> ClusterConfig:
+        """``cluster.ray``: the address must be auto, ray://host:port or host:port."""
+        if raw is None or raw.ray is None:
+            return ClusterConfig()
+        address = raw.ray.address.strip()
+        if not RAY_ADDRESS.fullmatch(address):
+            self.error(
+                ("cluster", "ray", "address"),
+                "cluster.ray.address: expected auto, ray://host:10001 or host:6379, "
+                f"got {raw.ray.address!r}",
+            )
+            address = RayClusterConfig().address
+        namespace = raw.ray.namespace.strip()
+        if not namespace:
+            self.error(("cluster", "ray", "namespace"), "cluster.ray.namespace: must not be empty")
+            namespace = RayClusterConfig().namespace
+        return ClusterConfig(ray=RayClusterConfig(address=address, namespace=namespace))
 
     def ollama(self, raw: RawOllama) -> OllamaConfig:
         """``ollama:``: the version must look like ``0.12.0`` (clients compare it)."""

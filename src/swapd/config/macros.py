@@ -19,6 +19,9 @@
   port keeps it, so adding a model does not renumber (and restart) the others; the new models
   take the lowest free ports from ``startPort``, in sorted id order. A changed ``startPort``
   renumbers everything.
+- A ``driver: ray`` model gets no port here: its ``${PORT}`` (and ``${NODE_IP}``) are kept and
+  the model's actor fills them with a free port and the address of the node it runs on
+  (``swapd.drivers.ray``); it has no ``proxy``.
 - ``${PID}`` is kept only in ``cmdStop`` (the driver substitutes it at stop time).
 - ``${GPU}``, ``${GPUS}`` and the other placement macros of :data:`LATE` are kept in a model's
   settings unless a macro of that name is declared: the driver substitutes them at start time
@@ -47,6 +50,9 @@ RESERVED = frozenset({"PID", "PORT", "MODEL_ID", "MODEL_PATH"})
 LATE = frozenset(
     {"GPU", "GPUS", "GPU_COUNT", "GPU_MEMORY_BYTES", "GPU_MEMORY_MIB", "GPU_MEMORY_FRACTION"}
 )
+
+# a ray model's actor fills these on its node (swapd.drivers.ray)
+RAY_LATE = frozenset({"PORT", "NODE_IP"})
 
 Macros = list[tuple[str, Any]]
 
@@ -148,8 +154,14 @@ def _pinpoint(scalar: Scalar, token: str, texts: Mapping[str, list[str]]) -> Pos
     return None
 
 
-def check_leftovers(node: Node, path: Path, texts: Mapping[str, list[str]], issues: Issues) -> None:
-    """Report every ``${…}`` that no macro replaced."""
+def check_leftovers(
+    node: Node,
+    path: Path,
+    texts: Mapping[str, list[str]],
+    issues: Issues,
+    late: frozenset[str] = LATE,
+) -> None:
+    """Report every ``${…}`` that no macro replaced (except ``late`` ones in a model)."""
     for sub, scalar in scalars(node, path):
         if not isinstance(scalar.value, str):
             continue
@@ -158,7 +170,7 @@ def check_leftovers(node: Node, path: Path, texts: Mapping[str, list[str]], issu
             if token == PID_TOKEN and sub[-1:] == ("cmdStop",):
                 continue
             name = m.group(1)
-            if name in LATE and sub[:1] == ("models",):
+            if name in late and sub[:1] == ("models",):
                 continue
             if name.startswith("env."):
                 message = f"environment variable '{name[4:]}' is not set"
@@ -306,6 +318,8 @@ def expand(
         if not isinstance(model, MapNode):
             continue
         driver = driver_name(model)
+        if driver == "ray":
+            continue  # the actor picks its port on its node
         if _uses_port(model, driver):
             users.append(model_id)
         elif driver == "process" and model.get("proxy") is None and _text(model.get("cmd")):
@@ -336,6 +350,7 @@ def expand(
         if model_id in ports:
             apply(model, [("PORT", ports[model_id])])
             expand_keys(model, model_id, [("PORT", ports[model_id])], issues)
-        check_leftovers(model, ("models", model_id), texts, issues)
+        late = LATE | RAY_LATE if driver == "ray" else LATE
+        check_leftovers(model, ("models", model_id), texts, issues, late)
         _check_key_leftovers(model, model_id, issues)
     return ports

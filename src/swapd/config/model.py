@@ -19,6 +19,7 @@ from swapd.config.schema import (
     RawKvCache,
     RawModel,
     RawOllama,
+    RawRayCluster,
     RawTimeouts,
     RawTop,
     default,
@@ -129,6 +130,21 @@ class OllamaConfig:
 
     enabled: bool = default(RawOllama, "enabled")
     version: str = default(RawOllama, "version")  # what GET /api/version reports
+
+
+@dataclass(frozen=True, slots=True)
+class RayClusterConfig:
+    """``cluster.ray``: the Ray cluster ``driver: ray`` models run on (swapd.raycluster)."""
+
+    address: str = default(RawRayCluster, "address")  # auto | ray://host:10001 | host:6379
+    namespace: str = default(RawRayCluster, "namespace")
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """``cluster``: cluster engines whose nodes run models (only Ray so far)."""
+
+    ray: RayClusterConfig | None = None  # None: no ``cluster.ray`` block
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +360,7 @@ class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     ollama: OllamaConfig = field(default_factory=OllamaConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)  # swapd: `cluster`
     # values substituted from ${env.NAME}: never shown to clients (swapd.secrets adds the
     # env: entries and keys)
     secrets: frozenset[str] = frozenset()

@@ -1,10 +1,11 @@
 """Driver options: the block named like a model's driver (``driver: docker`` + ``docker: {...}``).
 
 ``DriverOptions`` is a pydantic union discriminated on ``driver``. The built-in drivers' blocks
-are checked models: ``DockerOptions`` (the container spec; a recipe renders one too) and
-``ProcessOptions`` (the process driver reads none: its ``cmd`` says it all). Any other driver, a
-third-party plugin found through the ``swapd.drivers`` entry points, gets its block as written,
-untyped, in ``PluginOptions`` (a read-only mapping): the plugin checks what it reads.
+are checked models: ``DockerOptions`` (the container spec; a recipe renders one too),
+``ProcessOptions`` (the process driver reads none: its ``cmd`` says it all) and ``RayOptions``
+(the Ray resources, node and runtime environment of the actor that runs the ``cmd``). Any other
+driver, a third-party plugin found through the ``swapd.drivers`` entry points, gets its block as
+written, untyped, in ``PluginOptions`` (a read-only mapping): the plugin checks what it reads.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Discriminator, Field, Tag, TypeAdapter
 
 from swapd.config.issues import Issues
-from swapd.config.schema import Argv, Gpus, Int, RawBlock, checked
+from swapd.config.schema import Argv, Gpus, Int, Number, RawBlock, checked
 from swapd.config.tree import Node, Path, locate
 
-BUILTIN_DRIVERS = ("docker", "process")
+BUILTIN_DRIVERS = ("docker", "process", "ray")
 
 
 def _volumes(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -100,6 +101,37 @@ class DockerOptions(BuiltinOptions):
         return self.model_copy(update=update)
 
 
+def _resources(value: dict[str, float]) -> dict[str, float]:
+    for name, amount in value.items():
+        if not name.strip():
+            raise ValueError("expected resource names, got an empty one")
+        if amount < 0:
+            raise ValueError(f"resource {name}: expected an amount >= 0, got {amount:g}")
+    return value
+
+
+RayResources = Annotated[dict[str, Number], AfterValidator(_resources)]
+
+
+class RayOptions(BuiltinOptions):
+    """``ray:``: the Ray actor a ``driver: ray`` model's ``cmd`` runs in (``swapd.drivers.ray``).
+
+    ``resources`` are Ray resources the actor holds while the engine runs (``GPU``, ``CPU``,
+    custom ones such as ``node:big`` or ``a100``); ``node`` pins it to a node, by Ray node id or
+    by a node label value (``swapd.raycluster``); ``runtime_env`` is Ray's runtime environment
+    for the actor (``env_vars``, ``pip``, ``working_dir``…), passed through as written.
+    """
+
+    driver: Literal["ray"] = "ray"
+    resources: RayResources = Field(
+        default_factory=dict, description="Ray resources held by the engine's actor, e.g. {GPU: 1}"
+    )
+    node: str | None = Field(None, description="the Ray node id or node label value to run on")
+    runtime_env: dict[str, Any] = Field(
+        default_factory=dict, description="Ray runtime_env of the actor (env_vars, pip, …)"
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class PluginOptions(Mapping[str, Any]):
     """A third-party driver's block, as written: a read-only mapping (``options.get("app")``)."""
@@ -133,6 +165,7 @@ def _tag(value: Any) -> str:
 DriverOptions = Annotated[
     Annotated[DockerOptions, Tag("docker")]
     | Annotated[ProcessOptions, Tag("process")]
+    | Annotated[RayOptions, Tag("ray")]
     | Annotated[PluginOptions, Tag("plugin")],
     Discriminator(_tag),
 ]
@@ -148,7 +181,7 @@ def _data(driver: str, block: Mapping[str, Any]) -> dict[str, Any]:
 def options_for(driver: str, given: DriverOptions | Mapping[str, Any]) -> DriverOptions:
     """``given`` as the options of a ``driver`` model: kept if they are that driver's, else
     validated from the mapping (a plugin's, or a plain dict a program passes)."""
-    if isinstance(given, DockerOptions | ProcessOptions | PluginOptions) and (
+    if isinstance(given, DockerOptions | ProcessOptions | RayOptions | PluginOptions) and (
         given.driver == driver
     ):
         return given
@@ -185,7 +218,11 @@ def validate_options(
 
 def _keys(loc: tuple[int | str, ...]) -> list[str]:
     """The keys of a built-in driver's block (``loc`` starts with the union tag)."""
-    classes: dict[str, type[BuiltinOptions]] = {"docker": DockerOptions, "process": ProcessOptions}
+    classes: dict[str, type[BuiltinOptions]] = {
+        "docker": DockerOptions,
+        "process": ProcessOptions,
+        "ray": RayOptions,
+    }
     cls = classes.get(str(loc[0]) if loc else "")
     if cls is None or len(loc) != 2:
         return []

@@ -495,6 +495,19 @@ class RawOllama(RawBlock):
     version: str = "0.12.0"  # what GET /api/version reports; Copilot wants >= 0.6.4
 
 
+class RawRayCluster(RawBlock):
+    """``cluster.ray`` (swapd): the Ray cluster ``driver: ray`` models run on."""
+
+    address: str = "auto"  # auto | ray://host:10001 | host:6379
+    namespace: str = "swapd"
+
+
+class RawCluster(RawBlock):
+    """``cluster:`` (swapd): a cluster engine that runs models on its nodes."""
+
+    ray: RawRayCluster | None = None
+
+
 class RawTop(RawBlock):
     """Top-level keys except ``models`` and ``macros`` (handled on their own)."""
 
@@ -532,6 +545,7 @@ class RawTop(RawBlock):
     server: RawServer = Field(default_factory=lambda: RawServer.model_validate({}))
     placement: RawPlacement = Field(default_factory=lambda: RawPlacement.model_validate({}))
     ollama: RawOllama = Field(default_factory=lambda: RawOllama.model_validate({}))
+    cluster: RawCluster | None = None
 
 
 def default(cls: type[BaseModel], name: str) -> Any:

@@ -10,7 +10,10 @@ own ``env`` entries (which win), its ``health``, ``readiness_timeout``, ``resour
 
 :func:`process_recipes` rewrites such models in the positioned tree before macros expand
 (``driver: process``, ``cmd``, ``env``; the ``recipe`` key is taken out so the config does not
-choose the docker driver); :func:`process_model` finishes the built model.
+choose the docker driver); :func:`process_model` finishes the built model. A model that says
+``driver: ray`` keeps it: the same command then runs in a Ray actor on a cluster node
+(``swapd.drivers.ray``), with ``{host}`` as ``${NODE_IP}``, the address of that node, which the
+actor fills with ``${PORT}``.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from swapd.recipes.model import Recipe, RecipeError
 from swapd.recipes.spec import LOCAL_HOST, fill, fill_args, gpus_of, values
 
 PORT_MACRO = "${PORT}"
+NODE_IP_MACRO = "${NODE_IP}"  # a ray model's node address, filled by its actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +70,10 @@ def render_process(
     model_id: str,
     extra_args: list[str] | tuple[str, ...] = (),
     port: int | str = PORT_MACRO,
+    host: str = LOCAL_HOST,
 ) -> Rendered:
     """``recipe`` (``runtime: process``) filled for the model ``model_id``."""
-    vals = values(recipe, overrides or {}, port=port, model_id=model_id, host=LOCAL_HOST)
+    vals = values(recipe, overrides or {}, port=port, model_id=model_id, host=host)
     args = (*fill_args(recipe.args, vals), *extra_args)
     entry = fill_args(recipe.entrypoint or (), vals)
     env = tuple(f"{k}={fill(v, vals)}" for k, v in recipe.env.items())
@@ -86,7 +91,8 @@ def process_recipes(models: MapNode, issues: Issues) -> dict[str, Rendered]:
             continue
         ref = recipe_ref(to_plain(ref_node))
         driver = node.get("driver")
-        if isinstance(ref, str) or (isinstance(driver, Scalar) and driver.value != "process"):
+        runs = driver.value if isinstance(driver, Scalar) else "process"
+        if isinstance(ref, str) or runs not in ("process", "ray"):
             continue  # container_model reports a bad reference or a process recipe in docker
         name, sets, extra = ref
         try:
@@ -105,13 +111,14 @@ def process_recipes(models: MapNode, issues: Issues) -> dict[str, Rendered]:
                     (*path, key),
                 )
         try:
-            rendered = render_process(recipe, sets, model_id=model_id, extra_args=extra)
+            host = NODE_IP_MACRO if runs == "ray" else LOCAL_HOST
+            rendered = render_process(recipe, sets, model_id=model_id, extra_args=extra, host=host)
         except RecipeError as exc:
             issues.error(ref_node.pos, f"model {model_id}: {exc.message}", (*path, "recipe"))
             continue
         at = ref_node.pos
         node.pop("recipe")
-        node.put("driver", Scalar("process", at), node.key_pos("driver"))
+        node.put("driver", Scalar(runs, at), node.key_pos("driver"))
         node.put("cmd", Scalar(shlex.join(rendered.argv), at))
         own = node.get("env")
         mine: list[Node] = [Scalar(e, at) for e in rendered.env]
