@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
@@ -120,6 +120,91 @@ class Client:
         result: dict[str, Any] = self._json("POST", "/api/config/reload")
         return result
 
+    def config_sources(self) -> list[str]:
+        """The config files the server reads (``GET /api/config``)."""
+        sources: list[str] = self._json("GET", "/api/config")["sources"]
+        return sources
+
+    def add_recipe_model(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/recipes/models``: the server writes the entry into its config file."""
+        result: dict[str, Any] = self._json("POST", "/api/recipes/models", json=body)
+        return result
+
+    def remove_recipe_model(self, model_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._json("DELETE", f"/api/recipes/models/{model_id}")
+        return result
+
+    # ── fleet: nodes and images ─────────────────────────────────────────────────────────────
+
+    def nodes(self, *, refresh: bool = False) -> list[dict[str, Any]]:
+        """``GET /api/nodes``: each node's Docker daemon, GPUs, disk and models."""
+        params = {"refresh": "true"} if refresh else {}
+        found: list[dict[str, Any]] = self._json("GET", "/api/nodes", params=params)["nodes"]
+        return found
+
+    def images(self, node: str | None = None) -> list[dict[str, Any]]:
+        """``GET /api/images``: images per node with needed / in-use / stale marks."""
+        params = {"node": node} if node else {}
+        found: list[dict[str, Any]] = self._json("GET", "/api/images", params=params)["nodes"]
+        return found
+
+    def pull_images(self, node: str | None = None, images: Sequence[str] = ()) -> Iterator[Any]:
+        """``POST /api/images/pull``: its NDJSON lines (progress, per-image results, summary)
+        as they come."""
+        body = {"node": node, "images": list(images)}
+        try:
+            with self._http.stream("POST", "/api/images/pull", json=body, timeout=None) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    _raise_for(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"cannot reach swapd at {self.url}: {_reason(exc)}") from exc
+
+    def prune_images(
+        self, node: str | None = None, *, dry_run: bool = False, scope: str = "engine"
+    ) -> list[dict[str, Any]]:
+        """``POST /api/images/prune``: per node the plan, and what was removed or failed."""
+        body = {"node": node, "dry_run": dry_run, "scope": scope}
+        found: list[dict[str, Any]] = self._json(
+            "POST", "/api/images/prune", json=body, timeout=None
+        )["nodes"]
+        return found
+
+    # ── fleet: model files ──────────────────────────────────────────────────────────────────
+
+    def files(self) -> dict[str, Any]:
+        """``GET /api/files``: model files per node, and the downloads."""
+        found: dict[str, Any] = self._json("GET", "/api/files", timeout=None)
+        return found
+
+    def files_pull(self, repo: str, file: str | None, revision: str) -> dict[str, Any]:
+        """``POST /api/files/pull``: start a download on the server; the job."""
+        body = {"repo": repo, "file": file, "revision": revision}
+        job: dict[str, Any] = self._json("POST", "/api/files/pull", json=body)
+        return job
+
+    def files_job(self, job_id: str, *, cancel: bool = False) -> dict[str, Any]:
+        """A download job (``GET /api/files/pulls/{id}``), or cancel it (``…/cancel``)."""
+        path = f"/api/files/pulls/{job_id}"
+        job: dict[str, Any] = (
+            self._json("POST", f"{path}/cancel") if cancel else self._json("GET", path)
+        )
+        return job
+
+    def files_remove(self, target: str, *, force: bool = False) -> dict[str, Any]:
+        body = {"target": target, "force": force}
+        result: dict[str, Any] = self._json("POST", "/api/files/remove", json=body, timeout=None)
+        return result
+
+    def files_model(self, target: str, model_id: str | None = None) -> dict[str, Any]:
+        """``POST /api/files/model``: the model entry made from a file or cached repository."""
+        body = {"target": target, "id": model_id}
+        made: dict[str, Any] = self._json("POST", "/api/files/model", json=body)
+        return made
+
     # ── logs and events ─────────────────────────────────────────────────────────────────────
 
     def log_entries(
@@ -172,6 +257,29 @@ class Client:
                         yield kind, json.loads(line[5:])
         except httpx.TransportError as exc:
             raise Unreachable(f"cannot reach swapd at {self.url}: {_reason(exc)}") from exc
+
+    # ── benchmarks ──────────────────────────────────────────────────────────────────────────
+
+    def bench_start(self, model_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``POST /api/models/{id}/bench``: start a server-side run; the job."""
+        job: dict[str, Any] = self._json("POST", f"/api/models/{model_id}/bench", json=params)
+        return job
+
+    def bench_job(self, job_id: str) -> dict[str, Any]:
+        job: dict[str, Any] = self._json("GET", f"/api/bench/{job_id}")
+        return job
+
+    def bench_cancel(self, job_id: str) -> dict[str, Any]:
+        """``DELETE /api/bench/{job}``: answers once the run and its requests stopped."""
+        job: dict[str, Any] = self._json("DELETE", f"/api/bench/{job_id}")
+        return job
+
+    def bench_results(self, model_id: str) -> list[dict[str, Any]]:
+        """The model's stored results, newest first."""
+        results: list[dict[str, Any]] = self._json("GET", f"/api/models/{model_id}/bench")[
+            "results"
+        ]
+        return results
 
 
 def _reason(exc: httpx.TransportError) -> str:

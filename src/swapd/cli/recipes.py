@@ -1,4 +1,6 @@
-"""``swapd recipes list | show | render``: the engine presets (see :mod:`swapd.recipes`)."""
+"""``swapd recipes list | show | render | add | remove``: the engine presets (see
+:mod:`swapd.recipes`), and model entries made from them written into a config file (see
+:mod:`swapd.fleet.recipes`)."""
 
 from __future__ import annotations
 
@@ -7,17 +9,21 @@ import json
 import os
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from swapd.assignment import Assignment, expand
-from swapd.cli.exits import exit_code
+from swapd.cli.exits import exit_code, fail
+from swapd.cli.remote import connect, url_option
+from swapd.cli.server import DEFAULT_CONFIG
 from swapd.config.options import DockerOptions
 from swapd.config.schema import parse_size
 from swapd.errors import SwapdError
+from swapd.fleet import recipes as fleet
+from swapd.fleet.recipes import parse_sets
 from swapd.recipes import (
     ENGINE_PORT,
     Recipe,
@@ -39,19 +45,6 @@ from swapd.recipes.process import render_process
 def _fail(exc: SwapdError) -> None:
     click.echo(f"error: {exc.message}", err=True)
     sys.exit(exit_code(exc))
-
-
-def _parse_sets(sets: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in sets:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise RecipeError(f"--set expects key=value, got {item!r}")
-        try:
-            out[key.strip()] = YAML(typ="safe").load(raw) if raw else ""
-        except YAMLError:
-            out[key.strip()] = raw
-    return out
 
 
 @click.group(name="recipes")
@@ -204,9 +197,9 @@ def render(
     try:
         recipe = load(name)
         if recipe.runtime == "process":
-            _render_process(recipe, _parse_sets(sets), port, model_id, gpu_total, as_json)
+            _render_process(recipe, parse_sets(sets), port, model_id, gpu_total, as_json)
             return
-        spec = render_spec(recipe, _parse_sets(sets), port=port, model_id=model_id, driver=driver)
+        spec = render_spec(recipe, parse_sets(sets), port=port, model_id=model_id, driver=driver)
         if gpu_total is not None:
             spec = _fill_late(recipe, spec, gpu_total)
     except RecipeError as exc:
@@ -264,3 +257,125 @@ def _render_process(
             "# ${GPU_MEMORY_FRACTION} and the other ${GPU...} macros are filled when the model "
             "starts, from the GPU placement chooses; --gpu-total 80GiB shows them"
         )
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="The config file to edit. Default: ./config.yaml if it exists, else the running "
+    "swapd's own file (through its admin API).",
+)
+no_reload_option = click.option(
+    "--no-reload", is_flag=True, help="Only write the file; do not ask swapd to reload it."
+)
+
+
+def _local(config_path: Path | None) -> Path | None:
+    """The file to edit here, or None: ask the swapd at --url to edit its own."""
+    if config_path is not None:
+        return config_path
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
+
+
+def _said(change: dict[str, Any]) -> None:
+    verb = {"added": "added", "replaced": "replaced", "removed": "removed"}[change["action"]]
+    where = "to" if verb == "added" else "in" if verb == "replaced" else "from"
+    click.echo(f"{verb} model {change['id']} {where} {change['file']} (backup {change['backup']})")
+
+
+def _reloaded(result: dict[str, Any], url: str) -> None:
+    if not result.get("ok"):
+        for error in result.get("errors", []):
+            click.echo(error, err=True)
+        click.echo(f"swapd: the swapd at {url} rejected the reload (it keeps its config)", err=True)
+        sys.exit(2)
+    changes = ", ".join(f"{k} {', '.join(v)}" for k, v in result.get("changes", {}).items() if v)
+    click.echo(f"swapd at {url} reloaded: {changes or 'no changes'} (other models keep running)")
+
+
+def _reload(path: Path, url: str) -> None:
+    """Ask the swapd at ``url`` to reload, if it reads ``path``; nobody there is no error."""
+    from swapd.client import Unreachable
+
+    with connect(url) as client:
+        try:
+            sources = [Path(s).resolve() for s in client.config_sources()]
+        except Unreachable:
+            click.echo(f"no swapd answers at {client.url}: the change applies when swapd starts")
+            return
+        if path.resolve() not in sources:
+            shown = ", ".join(map(str, sources)) or "no file"
+            click.echo(f"the swapd at {client.url} reads {shown}, not {path}: not reloaded")
+            return
+        _reloaded(client.reload(), client.url)
+
+
+def _edited(change: fleet.Change, no_reload: bool, url: str) -> None:
+    _said(change.as_dict())
+    if not no_reload:
+        _reload(Path(change.file), url)
+
+
+def _remote(change: dict[str, Any], url: str) -> None:
+    _said(change)
+    _reloaded(change["reload"], url)
+
+
+@recipes.command()
+@click.argument("recipe")
+@click.option("--as", "model_id", required=True, metavar="ID", help="the new model's id")
+@click.option("--node", default=None, help="pin the model to this node (nodes:)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="placeholder value")
+@click.option("--replace", is_flag=True, help="replace the entry ID if it exists")
+@config_option
+@no_reload_option
+@url_option
+def add(
+    recipe: str,
+    model_id: str,
+    node: str | None,
+    sets: tuple[str, ...],
+    replace: bool,
+    config_path: Path | None,
+    no_reload: bool,
+    url: str,
+) -> None:
+    """Write a model made from RECIPE into the config file, then have swapd apply it.
+
+    The file keeps its comments and layout; the result is checked with swapd's loader first
+    (nothing is written when it would not load) and the old text is kept in FILE.bak. With
+    --replace, an entry made from a recipe keeps its other settings."""
+    path = _local(config_path)
+    try:
+        values = parse_sets(sets)
+        if path is None:
+            body = {"recipe": recipe, "id": model_id, "node": node, "set": values}
+            with connect(url) as client:
+                _remote(client.add_recipe_model({**body, "replace": replace}), url)
+            return
+        change = fleet.add_model(path, model_id, recipe, node=node, sets=values, replace=replace)
+    except SwapdError as exc:
+        fail(exc)
+        return
+    _edited(change, no_reload, url)
+
+
+@recipes.command()
+@click.argument("model_id", metavar="ID")
+@config_option
+@no_reload_option
+@url_option
+def remove(model_id: str, config_path: Path | None, no_reload: bool, url: str) -> None:
+    """Remove the model ID from the config file's models:, then have swapd apply it."""
+    path = _local(config_path)
+    try:
+        if path is None:
+            with connect(url) as client:
+                _remote(client.remove_recipe_model(model_id), url)
+            return
+        change = fleet.remove_model(path, model_id)
+    except SwapdError as exc:
+        fail(exc)
+        return
+    _edited(change, no_reload, url)

@@ -32,7 +32,7 @@ from swapd.observe.logs import LogRing, line_of, merged
 from swapd.observe.metrics import CONTENT_TYPE
 from swapd.observe.observer import Observer
 from swapd.observe.outbox import DEFAULT_BUDGET, Outbox
-from swapd.proxy import auth, configsource
+from swapd.proxy import auth, configsource, fleet
 from swapd.proxy.asgi import Aborted, Receive, Scope, Send
 from swapd.proxy.envelope import error_body
 from swapd.proxy.openapi import OPENAPI
@@ -137,6 +137,7 @@ class Admin:
             Route("/api/hardware", self.hardware_info, methods=["GET"]),
             Route("/metrics", self.metrics, methods=["GET"]),
             Route("/openapi.json", self.openapi, methods=["GET"]),
+            *fleet.routes(self),
         ]
         self.app = Router(routes=routes)
 

@@ -1,0 +1,185 @@
+"""A config file edited in place: ruamel round-trip (comments, key order, quotes and indentation
+kept), every comment around a model entry kept when one is added or removed, and an atomic write
+(temp file + rename in the same folder) that leaves the previous text in ``<file>.bak``.
+
+Round-trip ruamel hangs the comment lines that follow a mapping item on that item's last value,
+so the comments *above* the next entry (or below the ``models:`` block) belong to the entry
+before them. :func:`add_entry` and :func:`remove_entry` move those lines to the entry that now
+comes before them; lines indented deeper than the entry's key stay with their entry.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Hashable
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.tokens import CommentToken
+from ruamel.yaml.util import load_yaml_guess_indent
+
+from swapd.errors import RequestError
+
+Tail = tuple[CommentedBase, Hashable, int]  # the holder of a trailing comment: container, key, slot
+
+
+class ConfigFile:
+    """One YAML config file, loaded for round-trip editing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise RequestError(f"cannot read {path}: {reason}") from None
+        _, indent, offset = load_yaml_guess_indent(self.text) if self.text.strip() else (0, 2, 0)
+        self.yaml = YAML(typ="rt")
+        self.yaml.preserve_quotes = True
+        self.yaml.width = 4096  # never re-wrap a long line
+        self.yaml.indent(mapping=indent or 2, sequence=indent or 2, offset=offset or 0)
+        try:
+            root = self.yaml.load(self.text)
+        except YAMLError as exc:
+            raise RequestError(f"{path}: not valid YAML, fix it first: {exc}") from None
+        if root is None:
+            root = CommentedMap()
+        if not isinstance(root, CommentedMap):
+            raise RequestError(f"{path}: the top level is not a mapping (key: value)")
+        self.root = root
+
+    def models(self, create: bool = False) -> CommentedMap | None:
+        """The top-level ``models:`` mapping (made when ``create`` and missing or empty)."""
+        models = self.root.get("models")
+        if isinstance(models, CommentedMap):
+            return models
+        if models is not None:
+            raise RequestError(f"{self.path}: models: is not a mapping of model id to settings")
+        if create:
+            self.root["models"] = CommentedMap()
+            return self.root["models"]  # type: ignore[no-any-return]
+        return None
+
+    def dump(self) -> str:
+        out = io.StringIO()
+        self.yaml.dump(self.root, out)
+        return out.getvalue()
+
+    def write(self, text: str) -> Path:
+        """Replace the file by ``text`` atomically; the old text goes to ``<file>.bak``."""
+        target = self.path.resolve()  # a symlinked config stays a symlink
+        backup = target.with_name(target.name + ".bak")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            shutil.copymode(target, tmp)
+            shutil.copy2(target, backup)
+            os.replace(tmp, target)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise RequestError(f"cannot write {target}: {exc.strerror or exc}") from exc
+        return backup
+
+
+def add_entry(models: CommentedMap, model_id: str, entry: CommentedMap) -> None:
+    """``entry`` as the last model, after the comments that end the entry before it."""
+    moved = _take_following(models, list(models)[-1]) if len(models) else ""
+    models[model_id] = entry
+    if moved:
+        _append(_tail(models, model_id), moved)
+
+
+def replace_entry(models: CommentedMap, model_id: str, entry: CommentedMap) -> None:
+    """``entry`` in place of ``model_id``'s, where it was, the comments after it kept."""
+    moved = _take_following(models, model_id)
+    models[model_id] = entry
+    if moved:
+        _append(_tail(models, model_id), moved)
+
+
+def remove_entry(models: CommentedMap, model_id: str) -> None:
+    """``model_id`` gone with the comments inside it; those after it stay where they were."""
+    keys = list(models)
+    moved = _take_following(models, model_id)
+    index = keys.index(model_id)
+    del models[model_id]
+    if not moved:
+        return
+    if index > 0:
+        _append(_tail(models, keys[index - 1]), moved)
+    elif len(models):  # the first entry: the lines go above the new first key
+        column = models.lc.key(keys[0])[1]
+        lines = [line.strip().removeprefix("#").removeprefix(" ") for line in moved.split("\n")]
+        before = "\n".join(line for line in lines if line)
+        models.yaml_set_comment_before_after_key(keys[1], before=before, indent=column)
+    # an emptied models: keeps no trailing comment (ruamel would print it as `models: {}`)
+
+
+def _tail(container: CommentedBase, key: Hashable) -> Tail:
+    """Where the comment after the item ``key`` of ``container`` lives: the deepest last item
+    of a block collection, or the item itself (a scalar or a flow collection)."""
+    while True:
+        value = container[key]  # type: ignore[index]
+        if isinstance(value, CommentedMap | CommentedSeq) and len(value) and not _flow(value):
+            container = value
+            key = list(value)[-1] if isinstance(value, CommentedMap) else len(value) - 1
+            continue
+        return container, key, 2 if isinstance(container, CommentedMap) else 0
+
+
+def _flow(value: CommentedMap | CommentedSeq) -> bool:
+    return bool(value.fa.flow_style())
+
+
+def _take_following(models: CommentedMap, model_id: str) -> str:
+    """Cut, from the comment after ``model_id``'s entry, the lines that are not inside it (as
+    deep as its key or less) and return them, each line ending in a newline."""
+    holder, key, slot = _tail(models, model_id)
+    items: dict[Any, list[Any]] = holder.ca.items
+    token = items.get(key, [None] * 4)[slot]
+    if token is None or "\n" not in token.value:
+        return ""
+    head, _, rest = token.value.partition("\n")
+    column = models.lc.key(model_id)[1] if model_id in (models.lc.data or {}) else 0
+    lines = rest.split("\n")
+    cut = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if line.strip() and len(line) - len(line.lstrip()) <= column
+        ),
+        len(lines),
+    )
+    inside, following = lines[:cut], lines[cut:]
+    if not "".join(following).strip():
+        return ""
+    kept = head + "\n" + "\n".join(inside)
+    if not kept.strip():
+        items[key][slot] = None
+    else:
+        token.value = kept if kept.endswith("\n") else kept + "\n"
+    return "\n".join(following)
+
+
+def _append(tail: Tail, lines: str) -> None:
+    """Add comment ``lines`` after the item at ``tail``."""
+    holder, key, slot = tail
+    items: dict[Any, list[Any]] = holder.ca.items
+    entry = items.setdefault(key, [None] * 4)
+    token = entry[slot]
+    if token is None:
+        entry[slot] = CommentToken("\n" + lines, CommentMark(0))
+    else:
+        token = copy.copy(token)
+        token.value = token.value.rstrip("\n") + "\n" + lines
+        entry[slot] = token
