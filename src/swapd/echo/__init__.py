@@ -29,9 +29,10 @@ Routes (every response carries ``x-engine-pid`` and ``x-engine-model``):
 
 Body fields understood on inference routes: ``stream``, ``stream_options.include_usage``,
 ``chunks`` (number of streamed pieces; the reply is extended by repeating its words when more
-pieces than words are asked for), ``chunk_delay`` (seconds between pieces) and ``delay`` (seconds
-before answering). Token counts are deterministic: prompt tokens = whitespace words of the input,
-completion tokens = pieces of the reply.
+pieces than words are asked for; ``max_tokens`` with ``ignore_eos`` asks for that many, as real
+engines then generate exactly ``max_tokens``), ``chunk_delay`` (seconds between pieces) and
+``delay`` (seconds before answering). Token counts are deterministic: prompt tokens =
+whitespace words of the input, completion tokens = pieces of the reply.
 
 Modules: ``base`` (state, helpers), ``openai``, ``anthropic``, ``llamacpp``, ``websocket`` (the
 surfaces), ``app`` (dispatch and the ASGI app), ``server`` (the process). Only the standard

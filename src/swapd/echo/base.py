@@ -169,7 +169,8 @@ class EchoBase:
         """The reply split into streamed pieces: one per word, or exactly ``chunks`` pieces."""
         words = reply.split(" ")
         pieces = [words[0], *(" " + w for w in words[1:])]
-        wanted = req.get("chunks", self.chunks)
+        budget = req.get("max_tokens") if req.get("ignore_eos") else None  # as engines do
+        wanted = req.get("chunks", budget or self.chunks)
         if not isinstance(wanted, int) or wanted <= 0 or wanted == len(pieces):
             return pieces
         if wanted < len(pieces):  # merge the tail so the text stays the same
@@ -190,6 +191,7 @@ class EchoBase:
             "prompt_ms": round(prompt_n * 0.1, 3),
             "predicted_ms": round(predicted_ms, 3),
             "predicted_per_second": round(predicted_n / (predicted_ms / 1000.0), 3),
+            "prompt_per_second": 10000.0 if prompt_n else 0.0,  # prompt_ms: 0.1 ms a token
         }
 
     @staticmethod

@@ -5,8 +5,8 @@ of the body); :func:`parse_usage` runs once the response has ended. It understan
 ``usage`` (``prompt_tokens``/``completion_tokens``/``prompt_tokens_details.cached_tokens``),
 Anthropic ``usage`` (``input_tokens``/``output_tokens``/``cache_read_input_tokens``, split over
 ``message_start`` and ``message_delta`` when streaming), llama.cpp ``timings``
-(``prompt_n``/``predicted_n``/``cache_n``/``predicted_per_second``) and vLLM's
-``num_cached_tokens``, in plain JSON bodies and in SSE streams.
+(``prompt_n``/``predicted_n``/``cache_n``/``predicted_per_second``/``prompt_per_second``) and
+vLLM's ``num_cached_tokens``, in plain JSON bodies and in SSE streams.
 
 Records are kept in a bounded deque (``metricsMaxInMemory``) and optionally appended to SQLite
 (``store.path``).
@@ -75,6 +75,7 @@ class Usage:
     completion_tokens: int | None = None
     cached_tokens: int | None = None
     tokens_per_second: float | None = None
+    prompt_per_second: float | None = None  # llama.cpp's timings only
 
 
 def _int(value: Any) -> int | None:
@@ -110,9 +111,13 @@ def _apply(obj: Any, out: Usage) -> None:
             out.completion_tokens = v
         if out.cached_tokens is None and (v := _int(timings.get("cache_n"))) is not None:
             out.cached_tokens = v
-        tps = timings.get("predicted_per_second")
-        if isinstance(tps, int | float) and not isinstance(tps, bool):
-            out.tokens_per_second = round(float(tps), 2)
+        for key, attr in (
+            ("predicted_per_second", "tokens_per_second"),
+            ("prompt_per_second", "prompt_per_second"),
+        ):
+            rate = timings.get(key)
+            if isinstance(rate, int | float) and not isinstance(rate, bool):
+                setattr(out, attr, round(float(rate), 2))
 
 
 _CARRIES_USAGE = re.compile(r'"(?:usage|timings)"\s*:\s*\{|"num_cached_tokens"\s*:\s*\d')
