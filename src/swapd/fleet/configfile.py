@@ -23,7 +23,6 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.tokens import CommentToken
-from ruamel.yaml.util import load_yaml_guess_indent
 
 from swapd.errors import RequestError
 
@@ -40,11 +39,11 @@ class ConfigFile:
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or exc
             raise RequestError(f"cannot read {path}: {reason}") from None
-        _, indent, offset = load_yaml_guess_indent(self.text) if self.text.strip() else (0, 2, 0)
+        mapping, sequence, offset = _indents(self.text)
         self.yaml = YAML(typ="rt")
         self.yaml.preserve_quotes = True
         self.yaml.width = 4096  # never re-wrap a long line
-        self.yaml.indent(mapping=indent or 2, sequence=indent or 2, offset=offset or 0)
+        self.yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
         try:
             root = self.yaml.load(self.text)
         except YAMLError as exc:
@@ -89,6 +88,29 @@ class ConfigFile:
             Path(tmp).unlink(missing_ok=True)
             raise RequestError(f"cannot write {target}: {exc.strerror or exc}") from exc
         return backup
+
+
+def _indents(text: str) -> tuple[int, int, int]:
+    """The file's block indentation as ruamel's ``indent()`` takes it: a nested mapping's
+    step, a block sequence's (dash offset + 2) and its dash offset; from the first of each."""
+    mapping = sequence = offset = None
+    opener: int | None = None  # the indent of a ``key:`` line that opens a block
+    for line in text.split("\n"):
+        body = line.strip()
+        if not body or body.startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        if opener is not None and indent >= opener:
+            if body.startswith("- ") and sequence is None:
+                offset = indent - opener
+                sequence = offset + 2
+            elif not body.startswith("-") and mapping is None and indent > opener:
+                mapping = indent - opener
+        opener = indent if body.endswith(":") and not body.startswith("-") else None
+        if mapping is not None and sequence is not None:
+            break
+    mapping = mapping or 2
+    return mapping, sequence or mapping, offset or 0
 
 
 def add_entry(models: CommentedMap, model_id: str, entry: CommentedMap) -> None:
