@@ -74,6 +74,12 @@ export async function post(path: string, body?: unknown): Promise<Response> {
   return r;
 }
 
+export async function del(path: string): Promise<Response> {
+  const r = await request(path, { method: 'DELETE' });
+  if (!r.ok) throw new HttpError(r.status, await errorMessage(r));
+  return r;
+}
+
 /** GET /api/hardware: the probes' snapshot and the placement view. */
 export function getHardware(): Promise<Hardware> {
   return getJSON<Hardware>('/api/hardware');
