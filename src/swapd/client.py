@@ -199,10 +199,13 @@ class Client:
         result: dict[str, Any] = self._json("POST", "/api/files/remove", json=body, timeout=None)
         return result
 
-    def files_model(self, target: str, model_id: str | None = None) -> dict[str, Any]:
-        """``POST /api/files/model``: the model entry made from a file or cached repository."""
-        body = {"target": target, "id": model_id}
-        made: dict[str, Any] = self._json("POST", "/api/files/model", json=body)
+    def files_model(
+        self, target: str, model_id: str | None = None, *, write: bool = False
+    ) -> dict[str, Any]:
+        """``POST /api/files/model``: the model entry made from a file or cached repository;
+        with ``write`` also added to the server's config file and applied."""
+        body = {"target": target, "id": model_id, "write": write}
+        made: dict[str, Any] = self._json("POST", "/api/files/model", json=body, timeout=None)
         return made
 
     # ── logs and events ─────────────────────────────────────────────────────────────────────

@@ -1,14 +1,127 @@
-"""Admin API routes for fleet files (swapd.fleet)."""
+"""Admin API routes for model files (:mod:`swapd.fleet.files`): the listing (read scope),
+downloads as jobs, removal and model entries (admin scope). Contract: ``docs/api.md``.
+
+The listing, removal and entries touch the disk, so they run on a worker thread; a download
+runs on its own thread (see :mod:`swapd.fleet.files.pulls`) and is followed by polling
+``GET /api/files/pulls/{id}``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from starlette.routing import BaseRoute
+import anyio
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from swapd.errors import Conflict, RequestError
+from swapd.fleet.files.entry import ModelEntry, model_entry, restore, write
+from swapd.fleet.files.listing import listing, local_entries, remove
+from swapd.fleet.files.pulls import Pulls
+from swapd.fleet.recipes import main_file
 
 if TYPE_CHECKING:
     from swapd.proxy.admin import Admin
 
 
+async def _fields(request: Request, *names: str) -> dict[str, Any]:
+    """The JSON object body, with ``names`` required as non-empty strings."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise RequestError("the body must be a JSON object")
+    for name in names:
+        if not isinstance(body.get(name), str) or not body[name].strip():
+            raise RequestError(f"{name!r} is required (a string)")
+    return body
+
+
+class _Files:
+    def __init__(self, admin: Admin) -> None:
+        self.admin = admin
+        self.pulls = Pulls()
+        self.lock = anyio.Lock()  # one edit of the config file at a time
+
+    async def listing(self, request: Request) -> Response:
+        data = await anyio.to_thread.run_sync(listing, self.admin.scheduler.config)
+        return JSONResponse({**data, "pulls": [p.view() for p in self.pulls.all()]})
+
+    async def pull(self, request: Request) -> Response:
+        body = await _fields(request, "repo")
+        target = body["repo"] + (f":{body['file']}" if body.get("file") else "")
+        pull = self.pulls.start(target, str(body.get("revision") or "main"))
+        return JSONResponse(pull.view(), status_code=202)
+
+    async def pull_list(self, request: Request) -> Response:
+        return JSONResponse({"pulls": [p.view() for p in self.pulls.all()]})
+
+    async def pull_info(self, request: Request) -> Response:
+        return JSONResponse(self.pulls.get(str(request.path_params["id"])).view())
+
+    async def pull_cancel(self, request: Request) -> Response:
+        return JSONResponse(self.pulls.cancel(str(request.path_params["id"])).view())
+
+    async def remove(self, request: Request) -> Response:
+        body = await _fields(request, "target")
+        config = self.admin.scheduler.config
+
+        def work() -> dict[str, Any]:
+            entries = local_entries(config)
+            return remove(body["target"], entries, force=bool(body.get("force")))
+
+        if any(p.state == "running" and p.repo == body["target"] for p in self.pulls.all()):
+            raise Conflict(f"{body['target']} is being downloaded; cancel that first")
+        return JSONResponse(await anyio.to_thread.run_sync(work))
+
+    async def model(self, request: Request) -> Response:
+        body = await _fields(request, "target")
+        config = self.admin.scheduler.config
+        given = body.get("id") or None
+        if given is not None and not isinstance(given, str):
+            raise RequestError("'id' must be a string")
+
+        def make() -> ModelEntry:
+            made = model_entry(body["target"], local_entries(config), given)
+            if made.id in config.models:
+                raise Conflict(f"model {made.id!r} is configured already; give another id")
+            return made
+
+        made = await anyio.to_thread.run_sync(make)
+        view = made.view()
+        if body.get("write"):
+            view["written"] = await self._written(made)
+        return JSONResponse(view)
+
+    async def _written(self, made: ModelEntry) -> dict[str, Any]:
+        """``made`` written into the config file, then the reload that applies it; a
+        rejected reload puts the file back as it was."""
+        path, _ = main_file(self.admin.scheduler.config)
+        result: dict[str, Any] = {"ok": False, "errors": ["reload is not available"]}
+        async with self.lock:
+            backup = await anyio.to_thread.run_sync(write, made, path)
+            if self.admin.reload is not None:
+                result = await self.admin.reload()
+            if not result.get("ok"):
+                await anyio.to_thread.run_sync(restore, path, backup)
+        return {
+            "file": str(path),
+            "backup": str(backup),
+            "restored": not result.get("ok"),
+            "reload": result,
+        }
+
+
 def routes(admin: Admin) -> list[BaseRoute]:
-    return []
+    files = _Files(admin)
+    return [
+        Route("/api/files", files.listing, methods=["GET"]),
+        Route("/api/files/pull", files.pull, methods=["POST"]),
+        Route("/api/files/pulls", files.pull_list, methods=["GET"]),
+        Route("/api/files/pulls/{id}", files.pull_info, methods=["GET"]),
+        Route("/api/files/pulls/{id}/cancel", files.pull_cancel, methods=["POST"]),
+        Route("/api/files/remove", files.remove, methods=["POST"]),
+        Route("/api/files/model", files.model, methods=["POST"]),
+    ]
