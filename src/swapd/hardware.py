@@ -19,6 +19,9 @@ come and go; ``refresh=True`` asks again). The placement inventory (``swapd.inve
 :class:`Device` and :meth:`Inventory.detect`; ``GET /api/hardware`` answers
 :meth:`Snapshot.as_dict`.
 
+How busy and hot each GPU is (``swapd nodes``): :func:`probe_activity` (NVML's utilisation
+rates and temperature, else ``nvidia-smi --query-gpu=index,utilization.gpu,temperature.gpu``).
+
 What a set of processes uses, for learning a model's real need: :func:`gpu_processes` (GPU
 memory per process: NVML's ``nvmlDeviceGetComputeRunningProcesses``, else ``nvidia-smi
 --query-compute-apps``), :func:`pid_tree` and :func:`rss_bytes` (resident memory of a process
@@ -49,6 +52,7 @@ PROBE_TIMEOUT = 10.0  # seconds one external tool may take
 DEFAULT_MAX_AGE = 5.0  # seconds a snapshot is reused
 NVIDIA_SMI_QUERY = "index,name,uuid,memory.total,memory.free"
 COMPUTE_APPS_QUERY = "gpu_uuid,pid,used_memory"
+ACTIVITY_QUERY = "index,utilization.gpu,temperature.gpu"
 _VERSION = re.compile(r"\d+(\.\d+)+")
 # NVML_VALUE_NOT_AVAILABLE for an unsigned long long (older bindings pass it through)
 _NVML_NOT_AVAILABLE = (1 << 64) - 1
@@ -103,6 +107,15 @@ class Nvidia:
 
     devices: list[Device]
     driver_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """How busy (percent of time a kernel ran) and how hot (degrees C) one GPU is; None where
+    the source does not say. Asked on demand (``swapd nodes``), not by the inventory."""
+
+    utilization_percent: float | None
+    temperature_c: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -376,6 +389,45 @@ def probe_nvidia_smi(run: Runner = run_tool) -> Nvidia:
     )
     out = run(["nvidia-smi", f"--query-gpu={NVIDIA_SMI_QUERY}", "--format=csv,noheader,nounits"])
     return Nvidia(parse_nvidia_smi(out), version)
+
+
+def parse_activity(text: str) -> dict[int, Activity]:
+    """``nvidia-smi --query-gpu=index,utilization.gpu,temperature.gpu --format=csv,noheader,
+    nounits`` output (percent, degrees C; ``[N/A]`` for unknown values), by device index."""
+    found = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 3 or not fields[0].isdigit():
+            raise ProbeError(f"nvidia-smi activity line {n}: unexpected {line!r}")
+        found[int(fields[0])] = Activity(_number(fields[1]), _number(fields[2]))
+    return found
+
+
+def nvml_activity() -> dict[int, Activity]:
+    """Utilisation and temperature of every GPU through NVML (None where it says nothing)."""
+    with _nvml() as nvml:
+        found = {}
+        for i in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(i)
+            util = temp = None
+            with contextlib.suppress(Exception):  # NVMLError_NotSupported on some devices
+                util = float(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            with contextlib.suppress(Exception):
+                temp = float(nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU))
+            found[i] = Activity(util, temp)
+        return found
+
+
+def probe_activity(run: Runner = run_tool, *, nvml: bool = True) -> dict[int, Activity]:
+    """How busy and hot each NVIDIA GPU is: NVML (when ``nvml``: this machine only), else
+    ``nvidia-smi`` through ``run``. ProbeError naming the last source that failed."""
+    if nvml:
+        with contextlib.suppress(ProbeError):
+            return nvml_activity()
+    argv = ["nvidia-smi", f"--query-gpu={ACTIVITY_QUERY}", "--format=csv,noheader,nounits"]
+    return parse_activity(run(argv))
 
 
 def nvml_processes() -> list[GpuProcess]:

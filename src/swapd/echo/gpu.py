@@ -9,6 +9,8 @@ The spec is JSON::
      "allocations": "<dir>"}
 
 ``external`` (optional, bytes) simulates memory held by processes swapd does not manage;
+``utilization`` (percent) and ``temperature`` (degrees C), both optional, are what ``swapd nodes``
+shows for the device;
 ``ram`` (optional, bytes) gives a node system RAM for CPU engines (device index
 :data:`swapd.placement.RAM`). A relative ``allocations`` folder is relative to the spec file.
 
@@ -56,6 +58,8 @@ class FakeDevice:
     name: str
     memory: int  # bytes
     external: int = 0  # bytes held by processes swapd does not manage
+    utilization: float | None = None  # percent, for swapd nodes
+    temperature: float | None = None  # degrees C, for swapd nodes
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,8 @@ class Spec:
                     name=str(gpu.get("name", "Fake GPU")),
                     memory=int(gpu["memory"]),
                     external=int(gpu.get("external", 0)),
+                    utilization=_optional(gpu.get("utilization")),
+                    temperature=_optional(gpu.get("temperature")),
                 )
                 for i, gpu in enumerate(node.get("gpus", ()))
             )
@@ -128,6 +134,8 @@ class Spec:
                             "name": g.name,
                             "memory": g.memory,
                             "external": g.external,
+                            **({"utilization": g.utilization} if g.utilization is not None else {}),
+                            **({"temperature": g.temperature} if g.temperature is not None else {}),
                         }
                         for g in node.gpus
                     ],
@@ -292,3 +300,7 @@ def _write_atomic(path: Path, data: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def _optional(value: Any) -> float | None:
+    return None if value is None else float(value)

@@ -9,6 +9,17 @@ from swapd.config.model import NodeConfig
 from swapd.nodes import endpoint_of
 
 
+def connect(node: NodeConfig, timeout: float) -> Any:
+    """A new docker-py client for ``node``'s endpoint (``ssh://`` through the ssh command).
+    Blocking: it asks the daemon's API version first (``docker.errors.DockerException`` when
+    the daemon does not answer within ``timeout`` seconds). Close it when done."""
+    import docker
+
+    endpoint = endpoint_of(node)
+    ssh = endpoint.startswith("ssh://")
+    return docker.DockerClient(base_url=endpoint, timeout=int(timeout), use_ssh_client=ssh)
+
+
 class Clients:
     """The docker-py clients of one docker driver (one per endpoint; thread-safe)."""
 
@@ -19,18 +30,12 @@ class Clients:
 
     def get(self, node: NodeConfig) -> Any:
         """A docker-py client for ``node`` (cached per endpoint). Blocking: call it off the loop."""
-        import docker
-
         endpoint = endpoint_of(node)
         with self._lock:
             existing = self._clients.get(endpoint)
             if existing is not None:
                 return existing
-        timeout = int(self.timeout)
-        if endpoint.startswith("ssh://"):
-            made = docker.DockerClient(base_url=endpoint, timeout=timeout, use_ssh_client=True)
-        else:
-            made = docker.DockerClient(base_url=endpoint, timeout=timeout)
+        made = connect(node, self.timeout)
         with self._lock:
             return self._clients.setdefault(endpoint, made)
 
