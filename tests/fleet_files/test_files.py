@@ -196,3 +196,23 @@ def test_rm_refuses_a_file_a_model_uses_unless_forced(swapd: SwapdProcess, home:
     assert forced.exit_code == 0 and "(used by tiny, tiny-q8)" in forced.output
     assert _entry(swapd, "org/tiny-GGUF") is None
     assert not (home / "hf" / "hub" / "models--org--tiny-GGUF").exists()
+
+
+def test_a_model_uses_a_repository_by_its_exact_id_or_a_path_inside_its_folder() -> None:
+    from swapd.config import load_text
+    from swapd.extensions import standard
+    from swapd.fleet.files.listing import Entry, with_models
+
+    config = load_text(
+        "models:\n"
+        "  exact:\n    cmd: vllm serve org/tiny --port ${PORT}\n"
+        "  longer:\n    cmd: vllm serve org/tiny-2 --port ${PORT}\n"
+        "  quant:\n    cmd: llama-server -hf org/tiny:Q4_K_M --port ${PORT}\n"
+        "  path:\n    cmd: llama-server -m /hub/models--org--tiny/snapshots/a/t.gguf"
+        " --port ${PORT}\n"
+        "  other-path:\n    cmd: llama-server -m /hub/models--org--tiny-2/snapshots/a/t.gguf"
+        " --port ${PORT}\n",
+        extensions=standard(),
+    )
+    repo = Entry("hf", "org/tiny", "/hub/models--org--tiny", 1, None, "gguf")
+    assert with_models([repo], config.models)[0].models == ["exact", "path", "quant"]

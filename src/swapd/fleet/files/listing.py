@@ -137,7 +137,7 @@ def gguf_files(config: Config, cache: Path) -> list[Entry]:
 def _uses(entry: Entry, text: str) -> bool:
     if entry.kind == "gguf":
         return entry.path in text or str(Path(entry.path).resolve()) in text
-    if entry.path in text:  # a file inside the repository's cache folder
+    if entry.path + "/" in text:  # a file inside the repository's cache folder
         return True
     return re.search(rf"(?<![\w.\-/]){re.escape(entry.name)}(?![\w.\-])", text) is not None
 
