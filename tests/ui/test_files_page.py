@@ -15,33 +15,13 @@ import pytest
 from fleet_files.hub import Hub, serve_hub
 from swapd.testing import run_swapd, write_tiny_gguf
 
-from .test_screenshots import _REASON, CHROMIUM, FLAGS, OUT, SIZES
+from .test_screenshots import _REASON, SIZES, _shoot, browser
 
 if _REASON:
     pytestmark = pytest.mark.skip(reason=_REASON)
+__all__ = ["browser"]  # the screenshots' Chromium fixture, shared
 
 TOKEN = "hf_page_token"
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
-def _shoot(page: Any, name: str) -> None:
-    widths = page.evaluate(
-        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
-    )
-    assert widths[0] <= widths[1], f"{name}: the page is {widths[0]} px wide in {widths[1]} px"
-    OUT.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(OUT / f"{name}.png"), full_page=True)
 
 
 def _rows(page: Any) -> list[str]:
