@@ -112,3 +112,6 @@ def test_the_recipe_page_data_has_the_catalog_and_the_docker_run_line() -> None:
         assert " serve Qwen/Qwen3-8B " in process["command"]
         unknown = httpx.get(f"{swapd.url}/api/recipes/vllm/nope", headers=viewer)
         assert unknown.status_code == 400 and "unknown recipe" in unknown.text
+        spec = httpx.get(f"{swapd.url}/openapi.json", headers=viewer).json()
+        assert {"/api/recipes", "/api/recipes/{name}", "/api/recipes/models"} <= set(spec["paths"])
+        assert "delete" in spec["paths"]["/api/recipes/models/{id}"]

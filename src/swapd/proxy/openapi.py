@@ -36,6 +36,25 @@ _STOPPED = _json(
 _NULLABLE_NUM = {"type": ["number", "null"]}
 _NULLABLE_INT = {"type": ["integer", "null"]}
 _HEADERS = {"type": "object", "additionalProperties": {"type": "string"}}
+_JOB = [{"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}]
+_BENCH = {  # a benchmark job (swapd.proxy.fleet.bench)
+    "type": "object",
+    "required": ["id", "model", "state", "params", "phase", "levels"],
+    "properties": {
+        "id": {"type": "string"},
+        "model": {"type": "string"},
+        "time": {"type": "number"},
+        "ended": _NULLABLE_NUM,
+        "state": {"enum": ["running", "done", "failed", "cancelled"]},
+        "error": {"type": ["string", "null"]},
+        "params": {"type": "object"},
+        "phase": {"enum": ["loading", "measuring", "done"]},
+        "level": _NULLABLE_INT,
+        "done": {"type": "integer"},
+        "load_seconds": _NULLABLE_NUM,
+        "levels": {"type": "array", "items": {"type": "object"}},
+    },
+}
 
 _TEXT = {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}
 _MESSAGES = {"type": "array", "items": {"type": "object"}}
@@ -240,6 +259,39 @@ OPENAPI: dict[str, Any] = {
             "get": _op("The config files as written, secrets masked (admin)", _json({}))
         },
         "/api/config/errors": {"get": _op("The last rejected reload's errors", _json({}))},
+        "/api/recipes": {
+            "get": _op(
+                "The recipe catalog and the main config's models made from recipes", _json({})
+            )
+        },
+        "/api/recipes/{name}": {
+            "get": _op(
+                "One recipe: its file, placeholders and rendered docker run line",
+                _json({}),
+                params=[
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    {"name": "set", "in": "query", "schema": {"type": "string"}},
+                    {"name": "id", "in": "query", "schema": {"type": "string"}},
+                ],
+                e400="unknown recipe or bad set",
+            )
+        },
+        "/api/recipes/models": {
+            "post": _op(
+                "Write a model made from a recipe into the config file, then reload (admin)",
+                _json({}),
+                e400="the edited config would not load (file:line:col issues)",
+                e409="the id exists, or lives in another file, or no config file",
+            )
+        },
+        "/api/recipes/models/{id}": {
+            "delete": _op(
+                "Remove a model from the config file, then reload (admin)",
+                _json({}),
+                params=_ID,
+                e404="no such model in the main config file",
+            )
+        },
         "/api/activity": {
             "get": _op(
                 "Recent requests, newest first",
@@ -288,6 +340,77 @@ OPENAPI: dict[str, Any] = {
                 _json({"type": "object", "properties": {"msg": {"const": "ok"}}}),
                 params=_ID,
                 e404="inflight request not found",
+            )
+        },
+        "/api/models/{id}/bench": {
+            "post": {
+                "summary": "Start a benchmark of a model: a job (docs/bench.md)",
+                "parameters": _ID,
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "concurrency": {
+                                        "type": "array",
+                                        "items": {"type": "integer", "minimum": 1, "maximum": 256},
+                                        "minItems": 1,
+                                        "maxItems": 16,
+                                    },
+                                    "prompt_tokens": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": 131072,
+                                    },
+                                    "gen_tokens": {
+                                        "type": "integer",
+                                        "minimum": 1,
+                                        "maximum": 32768,
+                                    },
+                                },
+                                "additionalProperties": False,
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "202": _json(_BENCH, "Started"),
+                    "400": _json(_ERROR, "a bad parameter, or concurrency above concurrencyLimit"),
+                    "404": _json(_ERROR, "unknown model"),
+                    "409": _json(_ERROR, "the model is being benchmarked already"),
+                },
+            },
+            "get": _op(
+                "A model's stored benchmark results, newest first, and its running job",
+                _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "results": {"type": "array", "items": _BENCH},
+                            "running": {"oneOf": [_BENCH, {"type": "null"}]},
+                        },
+                    }
+                ),
+                params=_ID,
+                e404="unknown model",
+            ),
+        },
+        "/api/bench/{job}": {
+            "get": _op("A benchmark job", _json(_BENCH), params=_JOB, e404="no such job"),
+            "delete": _op(
+                "Cancel a benchmark job and its requests",
+                _json(_BENCH),
+                params=_JOB,
+                e404="no such job",
+            ),
+        },
+        "/api/bench/{job}/cancel": {
+            "post": _op(
+                "Cancel a benchmark job and its requests",
+                _json(_BENCH),
+                params=_JOB,
+                e404="no such job",
             )
         },
         "/api/auth": {
