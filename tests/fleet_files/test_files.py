@@ -110,7 +110,7 @@ def test_list_shows_sizes_and_the_models_that_use_each_file(
     assert used is not None and used["models"] == ["local"] and used["size"] == len(tiny)
     assert spare is not None and spare["models"] == [] and spare["size"] == 1000
 
-    table = cli(swapd, "list").output
+    table = cli(swapd).output
     row = next(line for line in table.splitlines() if line.startswith("org/tiny-GGUF"))
     assert "hf/gguf" in row and "0.5MiB" in row and " tiny " in f"{row} "
     assert "org/big-model" in table and "hf/safetensors" in table
@@ -178,6 +178,11 @@ def test_add_model_makes_entries_that_swapd_check_accepts(
     assert "  # models on this machine\n  tiny:\n" in text and "\n  tiny-q8:\n    cmd: " in text
     models = httpx.get(f"{swapd.url}/api/models").json()["models"]
     assert "tiny-q8" in [m["id"] for m in models]  # reloaded
+
+
+def test_options_of_the_listing_are_refused_before_a_command(swapd: SwapdProcess) -> None:
+    result = CliRunner().invoke(main, ["files", "--url", swapd.url, "rm", "org/tiny-GGUF"])
+    assert result.exit_code == 2 and "put --url after the command" in result.output
 
 
 def test_rm_refuses_a_file_a_model_uses_unless_forced(swapd: SwapdProcess, home: Path) -> None:

@@ -41,20 +41,21 @@ def _contents(row: dict[str, Any]) -> str:
 
 
 @click.group(invoke_without_command=True)
-@click.pass_context
-def files(ctx: click.Context) -> None:
-    """List, download and remove model files; make a model entry from one.
-
-    Without a command: the list (``swapd files list``)."""
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(list_files)
-
-
-@files.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON answer.")
 @url_option
-def list_files(as_json: bool, url: str) -> None:
-    """Model files per node: size, last use, and the models that use each."""
+@click.pass_context
+def files(ctx: click.Context, as_json: bool, url: str) -> None:
+    """Model files per node (size, last use, the models that use each); with a command,
+    download, remove, or make a model entry from one."""
+    from click.core import ParameterSource
+
+    if ctx.invoked_subcommand is not None:
+        flags = {"--url": "url", "--json": "as_json"}
+        source = ctx.get_parameter_source
+        given = [f for f, name in flags.items() if source(name) is ParameterSource.COMMANDLINE]
+        if given:
+            raise click.UsageError(f"put {' '.join(given)} after the command")
+        return
     import json
 
     with connect(url) as client:
