@@ -19,6 +19,7 @@ import pytest
 from swapd.errors import RequestError
 from swapd.fleet.benchmark import Level, Params, Reply, Sample, measure, prompt_text
 from swapd.observe.activity import Meter
+from swapd.proxy import auth
 from swapd.testing import echo_cmd, run_swapd
 
 pytestmark = pytest.mark.timeout(120)
@@ -198,7 +199,8 @@ def test_a_model_that_fails_to_start_is_a_clear_error(start_port: int, tmp_path:
 
 def test_params_are_checked_and_default_per_key() -> None:
     assert Params.parse({"concurrency": 4}) == Params((4,), 512, 128)
-    for bad in ({"concurrency": [0]}, {"gen_tokens": "8"}, {"prompt": 1}, [], {"concurrency": []}):
+    too_many = {"concurrency": [1] * 17}
+    for bad in ({"concurrency": [0]}, {"gen_tokens": "8"}, {"prompt": 1}, [], too_many):
         with pytest.raises(RequestError):
             Params.parse(bad)
 
@@ -231,3 +233,19 @@ def test_a_level_averages_request_rates_and_totals_tokens_over_its_wall_time() -
     assert (level.requests, level.failed, level.error) == (3, 1, "engine answered 500")
     assert (level.pp_tps, level.tg_tps, level.total_tps) == (400.0, 15.0, 10.0)
     assert (level.ttft_ms, level.ttft_max_ms, level.timing) == (400.0, 600.0, "engine")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "scope"),
+    [
+        ("POST", "/api/models/m/bench", "admin"),
+        ("GET", "/api/models/m/bench", "read"),
+        ("GET", "/api/bench/bench-1-1", "read"),
+        ("DELETE", "/api/bench/bench-1-1", "admin"),
+        ("POST", "/api/bench/bench-1-1/cancel", "admin"),
+    ],
+)
+def test_starting_and_cancelling_need_admin_and_reading_needs_read(
+    method: str, path: str, scope: str
+) -> None:
+    assert auth.request_scope(method, path) == scope

@@ -38,6 +38,7 @@ from swapd.upstream import Upstream
 from swapd.views import State
 
 MAX_CONCURRENCY = 256
+MAX_LEVELS = 16
 MAX_PROMPT_TOKENS = 131072
 MAX_GEN_TOKENS = 32768
 CHAT_PATH = "/v1/chat/completions"
@@ -83,8 +84,10 @@ class Params:
         levels = data.get("concurrency", list(default.concurrency))
         if isinstance(levels, int):
             levels = [levels]
-        if not isinstance(levels, list) or not levels:
-            raise RequestError("concurrency must be a list of whole numbers, e.g. [1, 4, 16]")
+        if not isinstance(levels, list) or not 1 <= len(levels) <= MAX_LEVELS:
+            raise RequestError(
+                f"concurrency must be a list of 1 to {MAX_LEVELS} whole numbers, e.g. [1, 4, 16]"
+            )
         return cls(
             tuple(_count("concurrency", c, MAX_CONCURRENCY) for c in levels),
             _count(
