@@ -221,3 +221,33 @@ def test_a_model_uses_a_repository_by_its_exact_id_or_a_path_inside_its_folder()
     )
     repo = Entry("hf", "org/tiny", "/hub/models--org--tiny", 1, None, "gguf")
     assert with_models([repo], config.models)[0].models == ["exact", "path", "quant"]
+
+
+def test_the_meter_counts_a_xet_download_once_and_stops_it_when_cancelled() -> None:
+    """Xet-stored files (the real Hub's) report through huggingface_hub's Xet reporter, which
+    needs a CAS server to run for real: its bars are fed the reports hf_xet sends."""
+    from types import SimpleNamespace
+
+    from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
+
+    from swapd.fleet.files.pulls import Pull, PullCancelled, meter
+
+    pull = Pull("pull-x", "org/x", None, "main", total=300)
+    cls = meter(pull, 100)  # one file of 100 bytes fetched before
+    with XetDownloadProgressReporter(
+        reconstruction_desc="x", total=200, log_level=0, tqdm_class=cls
+    ) as progress:
+        for written, received in ((50, 80), (120, 200)):
+            report = SimpleNamespace(
+                total_bytes_completed=written,
+                total_transfer_bytes_completed=received,
+                total_bytes_completion_rate=1.0,
+                total_transfer_bytes_completion_rate=1.0,
+                total_bytes=200,
+            )
+            progress.update_progress(report)
+        assert pull.done == 100 + 120  # written bytes, not network bytes too
+        pull.cancel.set()
+        report.total_bytes_completed = 150
+        with pytest.raises(PullCancelled):
+            progress.update_progress(report)

@@ -84,16 +84,33 @@ class Pull:
 
 def meter(pull: Pull, base: int) -> type:
     """A progress-bar class for ``huggingface_hub`` that counts into ``pull`` (from ``base``
-    bytes, the files already fetched) and stops the transfer once the pull is cancelled."""
+    bytes, the files already fetched) and stops the transfer once the pull is cancelled.
+
+    Bytes written count (``update``); a Xet download's network bytes (``update_transfer``,
+    which also makes its reporter use this one bar for both) do not, nor do rate texts."""
 
     class Meter:
+        total: int | None = None
+
         def __init__(self, *args: Any, initial: int = 0, **kwargs: Any) -> None:
+            self.total = kwargs.get("total")
             pull.done = base + initial
 
         def update(self, n: float | None = 1) -> None:
             if pull.cancel.is_set():
                 raise PullCancelled
             pull.done += int(n or 0)
+
+        def update_transfer(self, n: float | None = 1) -> None:
+            pass
+
+        def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        set_transfer_postfix_str = set_postfix_str
+
+        def refresh(self) -> None:
+            pass
 
         def close(self) -> None:
             pass
