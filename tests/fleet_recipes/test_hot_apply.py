@@ -87,6 +87,14 @@ def test_recipes_add_hot_applies_and_the_running_model_keeps_its_engine() -> Non
         gone = httpx.delete(f"{url}/api/recipes/models/qwen", headers=auth)
         assert gone.status_code == 200 and gone.json()["reload"]["ok"] is True
         assert _ids(url) == ["echo", "small"]
+        with CliRunner().isolated_filesystem():  # no ./config.yaml: the server edits its own
+            cli = CliRunner().invoke(
+                main, ["recipes", "remove", "small", "--url", url, "--api-key", ADMIN]
+            )
+        assert cli.exit_code == 0, cli.output
+        assert f"removed model small from {config}" in cli.output
+        assert f"swapd at {url} reloaded: removed small" in cli.output
+        assert _ids(url) == ["echo"]
         missing = httpx.delete(f"{url}/api/recipes/models/echo-nope", headers=auth)
         assert missing.status_code == 404
         assert _echo_pid(url) == pid
@@ -115,3 +123,24 @@ def test_the_recipe_page_data_has_the_catalog_and_the_docker_run_line() -> None:
         spec = httpx.get(f"{swapd.url}/openapi.json", headers=viewer).json()
         assert {"/api/recipes", "/api/recipes/{name}", "/api/recipes/models"} <= set(spec["paths"])
         assert "delete" in spec["paths"]["/api/recipes/models/{id}"]
+
+
+def test_with_a_config_dir_changes_go_to_the_main_file_and_say_so(tmp_path: Path) -> None:
+    more = tmp_path / "conf.d"
+    more.mkdir()
+    (more / "extra.yaml").write_text(f"models:\n  side:\n    cmd: {echo_cmd()}\n")
+    text = CONFIG.format(port=free_port_range(6), admin=ADMIN, reader=READER, cmd=echo_cmd())
+    with run_swapd(text, extra_args=["--config-dir", str(more)]) as swapd:
+        auth = {"authorization": f"Bearer {ADMIN}"}
+        listing = httpx.get(f"{swapd.url}/api/recipes", headers=auth).json()
+        assert listing["file"] == str(swapd.config_path)
+        assert "the main config file; also read:" in listing["note"]
+        body = {"recipe": "vllm/qwen3-8b", "id": "side"}
+        clash = httpx.post(f"{swapd.url}/api/recipes/models", json=body, headers=auth)
+        assert clash.status_code == 409 and "extra.yaml" in clash.json()["error"]["message"]
+        added = httpx.post(
+            f"{swapd.url}/api/recipes/models", json={**body, "id": "qwen"}, headers=auth
+        ).json()
+        assert added["file"] == str(swapd.config_path) and "extra.yaml" in added["note"]
+        assert _ids(swapd.url) == ["echo", "qwen", "side"]
+        assert "qwen" not in (more / "extra.yaml").read_text()

@@ -6,7 +6,6 @@ Screenshots (light 1400 px, dark 390 px) go where test_screenshots puts them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -14,7 +13,9 @@ import pytest
 
 from swapd.testing import echo_cmd, free_port_range, run_swapd
 
-from .test_screenshots import _REASON, CHROMIUM, FLAGS, OUT, SIZES
+from .test_screenshots import _REASON, SIZES, _shoot, browser
+
+__all__ = ["browser"]  # the screenshots' Chromium fixture, shared
 
 if _REASON:
     pytestmark = pytest.mark.skip(reason=_REASON)
@@ -28,32 +29,11 @@ models:
 """
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 def _page(browser: Any, size: str, theme: str) -> Any:
     context = browser.new_context(viewport=SIZES[size], color_scheme=theme)
     page = context.new_page()
     page.set_default_timeout(20_000)
     return page
-
-
-def _shoot(page: Any, name: str) -> None:
-    widths = page.evaluate(
-        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
-    )
-    assert widths[0] <= widths[1], f"{name}: the page is {widths[0]} px wide in {widths[1]} px"
-    OUT.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(OUT / f"{name}.png"))  # the viewport, as test_screenshots
 
 
 def _entry_rows(page: Any) -> list[str]:

@@ -319,6 +319,8 @@ def _edited(change: fleet.Change, no_reload: bool, url: str) -> None:
 
 def _remote(change: dict[str, Any], url: str) -> None:
     _said(change)
+    if change.get("note"):
+        click.echo(change["note"])
     _reloaded(change["reload"], url)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -76,6 +77,10 @@ def _sets(value: Any) -> dict[str, Any]:
     raise RequestError("'set' must be an object or a list of key=value texts")
 
 
+def _note(path: Path, others: tuple[str, ...]) -> str:
+    return f"changes go to {path}, the main config file; also read: {', '.join(others)}"
+
+
 class _Recipes:
     def __init__(self, admin: Admin) -> None:
         self.admin = admin
@@ -92,7 +97,7 @@ class _Recipes:
                 return {**body, "note": exc.message}
             body.update(file=str(path), entries=fleet.entries(path))
             if others:
-                body["note"] = f"changes go to {path}; also read: {', '.join(others)}"
+                body["note"] = _note(path, others)
             return body
 
         body = await anyio.to_thread.run_sync(read)
@@ -127,14 +132,15 @@ class _Recipes:
                 others=others,
             )
 
-        return await self._applied(write)
+        return await self._applied(write, _note(path, others) if others else None)
 
     async def remove(self, request: Request) -> Response:
         model_id = str(request.path_params["id"])
         path, others = fleet.main_file(self.admin.scheduler.config)
-        return await self._applied(lambda: fleet.remove_model(path, model_id, others=others))
+        note = _note(path, others) if others else None
+        return await self._applied(lambda: fleet.remove_model(path, model_id, others=others), note)
 
-    async def _applied(self, write: Callable[[], fleet.Change]) -> Response:
+    async def _applied(self, write: Callable[[], fleet.Change], note: str | None) -> Response:
         """The edit, then the reload that applies it (other models keep running)."""
         async with self.lock:
             with _as_request_errors():
@@ -142,4 +148,7 @@ class _Recipes:
             result: dict[str, Any] = {"ok": False, "errors": ["reload is not available"]}
             if self.admin.reload is not None:
                 result = await self.admin.reload()
-        return JSONResponse({**change.as_dict(), "reload": result})
+        body = {**change.as_dict(), "reload": result}
+        if note:
+            body["note"] = note
+        return JSONResponse(body)
