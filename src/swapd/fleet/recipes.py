@@ -45,13 +45,12 @@ from swapd.recipes.process import render_process
 
 
 class InvalidEdit(RequestError):
-    """The edited config would not load: nothing was written (``issues`` say why)."""
+    """The edited config would not load: nothing was written (the message lists the issues)."""
 
     code = "invalid_config"
     exit_code = 2
 
     def __init__(self, path: Path, error: ConfigError) -> None:
-        self.issues = error.issues
         lines = "\n".join(str(issue) for issue in error.issues)
         super().__init__(f"{path} left unchanged: the edited config would not load:\n{lines}")
 
