@@ -49,9 +49,10 @@ class Registry:
         return f"127.0.0.1:{self.port}"
 
     def add(self, repo: str, tag: str, payload: bytes) -> str:
-        """Serve ``repo:tag``, an image with one file ``/payload`` (its bytes make it unique);
-        the full reference to pull."""
-        tar = layer_tar("payload", payload)
+        """Serve ``repo:tag``, an image with one file ``/payload`` (its bytes and this
+        registry's address make it unique: a daemon never has its layer already); the full
+        reference to pull."""
+        tar = layer_tar("payload", payload + f" from {self.host}".encode())
         layer = gzip.compress(tar, mtime=0)
         config = json.dumps(
             {

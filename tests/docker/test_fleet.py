@@ -70,7 +70,18 @@ def registry() -> Iterator[Registry]:
         yield reg
 
 
-def images_config(reg: Registry, a: Daemon, b: Daemon, start_port: int) -> str:
+DOCKER_ECHO = f"""  echo:
+    driver: docker
+    node: a
+    docker: {echo_block("echo")}
+"""
+
+
+def images_config(
+    reg: Registry, a: Daemon, b: Daemon, start_port: int, echo: str = DOCKER_ECHO
+) -> str:
+    """Models ``new`` (an image no node has yet), ``lines`` (an image per CUDA line, on a)
+    and ``echo`` on nodes a, b and a dead one."""
     llm = f"{reg.host}/engine/llm"
     lines = json.dumps(
         {
@@ -94,11 +105,7 @@ models:
     driver: docker
     node: a
     docker: {lines}
-  echo:
-    driver: docker
-    node: a
-    docker: {echo_block("echo")}
-"""
+{echo}"""
 
 
 def by_tag(listing: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -233,7 +240,7 @@ models:
     assert (gpu_a["utilization_percent"], gpu_a["temperature_c"]) == (37.0, 51.0)
     assert found["b"]["gpus"][0]["utilization_percent"] is None
     dead = found["dead"]["docker"]
-    assert dead["reachable"] is False and "No such file or directory" in dead["error"]
+    assert dead == {"reachable": False, "error": "cannot connect: no Docker socket there"}
     version = found["a"]["docker"]["version"]
     assert f"docker: {version} (API" in out and "docker: UNREACHABLE (" in out
     assert "disk: docker root" in out and "GiB free of" in out

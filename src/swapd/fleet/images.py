@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from swapd.config.model import Config, ModelConfig, NodeConfig
 from swapd.config.options import DockerOptions
-from swapd.drivers.docker.clients import connect
+from swapd.drivers.docker.clients import connect, failures, why
 from swapd.recipes import cuda
 from swapd.recipes.lookup import catalog, load, search_path
 from swapd.recipes.model import RecipeError
@@ -269,26 +269,13 @@ def daemon(node: NodeConfig, timeout: float = TIMEOUT) -> Iterator[Any]:
         client.close()
 
 
-def _errors() -> tuple[type[BaseException], ...]:
-    from docker.errors import DockerException
-    from requests.exceptions import RequestException
-
-    return (DockerException, RequestException, OSError)
-
-
-def reason(exc: BaseException) -> str:
-    explanation = getattr(exc, "explanation", None)
-    text = " ".join(str(explanation or exc).split()) or type(exc).__name__
-    return text[:300]
-
-
 def list_node(config: Config, node: NodeConfig, engine_repos: set[str]) -> Listing:
     """One node's listing; an unreachable daemon gives ``reachable: false``. Blocking."""
     try:
         with daemon(node) as client:
             held = holdings(client)
-    except _errors() as exc:
-        return Listing(node.name, reachable=False, error=reason(exc))
+    except failures() as exc:
+        return Listing(node.name, reachable=False, error=why(exc))
     return listing(node.name, held, needed(config, node), named(config), engine_repos)
 
 
@@ -305,8 +292,8 @@ def prune_node(
             if not dry_run:
                 for image in plan:
                     _remove(client, image, result)
-    except _errors() as exc:
-        result.update(reachable=False, error=reason(exc))
+    except failures() as exc:
+        result.update(reachable=False, error=why(exc))
         return result
     result.update(reachable=True, error=None)
     result["freed_bytes"] = sum(
@@ -328,7 +315,7 @@ def _remove(client: Any, image: Image, result: dict[str, Any]) -> None:
         for ref in image.tags or (image.id,):
             client.api.remove_image(ref, force=False, noprune=False)
     except APIError as exc:
-        result["failed"].append({"id": image.id, "tags": list(image.tags), "error": reason(exc)})
+        result["failed"].append({"id": image.id, "tags": list(image.tags), "error": why(exc)})
         return
     log.info("pruned image %s (%s)", ", ".join(image.tags) or image.id, image.id)
     result["removed"].append(image.id)
@@ -351,9 +338,9 @@ def pull_node(node: NodeConfig, refs: Sequence[str]) -> Generator[dict[str, Any]
     image. Blocking generator."""
     try:
         client = connect(node, PULL_TIMEOUT)
-    except _errors() as exc:
+    except failures() as exc:
         for ref in refs:
-            yield {"node": node.name, "image": ref, "done": False, "error": reason(exc)}
+            yield {"node": node.name, "image": ref, "done": False, "error": why(exc)}
         return
     try:
         for ref in refs:
@@ -371,8 +358,8 @@ def _pull(client: Any, node: str, ref: str) -> Iterator[dict[str, Any]]:
                 error = str(line.get("error"))
                 break
             yield {"node": node, "image": ref, **_progress(line)}
-    except _errors() as exc:
-        error = reason(exc)
+    except failures() as exc:
+        error = why(exc)
     if error is None:
         log.info("pulled image %s on node %s", ref, node)
     yield {"node": node, "image": ref, "done": error is None, "error": error}
@@ -396,6 +383,6 @@ def to_pull(config: Config, node: NodeConfig, asked: Iterable[str] = ()) -> list
         return wanted
     need = needed(config, node)
     present: set[str] = set()
-    with contextlib.suppress(*_errors()), daemon(node) as client:
+    with contextlib.suppress(*failures()), daemon(node) as client:
         present = set().union(*(i.refs() for i in holdings(client).images))
     return [ref for ref in sorted(need) if ref not in present]

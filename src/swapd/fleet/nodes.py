@@ -31,7 +31,7 @@ import anyio
 
 from swapd import hardware
 from swapd.config.model import Config, NodeConfig
-from swapd.drivers.docker.clients import connect
+from swapd.drivers.docker.clients import connect, failures, why
 from swapd.echo import gpu as fake
 from swapd.hardware import Activity, ProbeError, Runner
 from swapd.inventory import FakeInventory, Inventory, NodeReading
@@ -46,18 +46,15 @@ _ALIVE = {str(s) for s in ALIVE}
 def docker_facts(node: NodeConfig, timeout: float = PING_TIMEOUT) -> dict[str, Any]:
     """The daemon of ``node``: reachable or why not, version, root dir, counts. Blocking;
     never raises."""
-    from docker.errors import DockerException
-    from requests.exceptions import RequestException
-
     try:
         client = connect(node, timeout)
-    except (DockerException, RequestException, OSError) as exc:
-        return {"reachable": False, "error": _reason(exc)}
+    except failures() as exc:
+        return {"reachable": False, "error": why(exc)}
     try:
         client.ping()
         version, info = client.version(), client.info()
-    except (DockerException, RequestException, OSError) as exc:
-        return {"reachable": False, "error": _reason(exc)}
+    except failures() as exc:
+        return {"reachable": False, "error": why(exc)}
     finally:
         client.close()
     return {
@@ -70,11 +67,6 @@ def docker_facts(node: NodeConfig, timeout: float = PING_TIMEOUT) -> dict[str, A
         "images": info.get("Images"),
         "containers_running": info.get("ContainersRunning"),
     }
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
 
 
 def hf_cache(environ: Mapping[str, str] | None = None) -> Path:

@@ -20,6 +20,28 @@ def connect(node: NodeConfig, timeout: float) -> Any:
     return docker.DockerClient(base_url=endpoint, timeout=int(timeout), use_ssh_client=ssh)
 
 
+def failures() -> tuple[type[BaseException], ...]:
+    """What a call to a daemon raises when it fails: docker-py's, requests' and socket errors."""
+    from docker.errors import DockerException
+    from requests.exceptions import RequestException
+
+    return (DockerException, RequestException, OSError)
+
+
+def why(exc: BaseException) -> str:
+    """One short line saying why a daemon call failed (no socket, refused, the API's words)."""
+    text = " ".join(str(getattr(exc, "explanation", None) or exc).split()) or type(exc).__name__
+    text = text.removeprefix("Error while fetching server API version: ")
+    for cause, said in (
+        ("No such file or directory", "no Docker socket there"),
+        ("Connection refused", "connection refused"),
+        ("timed out", "no answer in time"),
+    ):
+        if cause in text and "Connection" in text:
+            return f"cannot connect: {said}"
+    return text[:300]
+
+
 class Clients:
     """The docker-py clients of one docker driver (one per endpoint; thread-safe)."""
 
