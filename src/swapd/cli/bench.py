@@ -128,7 +128,11 @@ def bench(
         if history:
             for result in client.bench_results(model):
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(result["time"]))
-                click.echo(f"{when}  {result['id']}  {result['params']}")
+                params = result["params"]
+                click.echo(
+                    f"{when}  {result['id']}: prompt {params['prompt_tokens']} tokens, "
+                    f"generate {params['gen_tokens']}"
+                )
                 _print(result)
             return
         params = {
