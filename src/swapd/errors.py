@@ -22,6 +22,7 @@
     │       ├── UpstreamGone        HTTP 502 (connection refused: nothing reached the engine)
     │       └── UpstreamTimeout     HTTP 504 (engine did not connect / answer / send in time)
     ├── DriverNotFound              exit 2 (unknown driver name)
+    ├── ClusterUnavailable          HTTP 503 (the Ray cluster cannot be reached; swapd.raycluster)
     ├── SelectorUnavailable         HTTP 503 (a spillover selector has no target left)
     ├── ShuttingDown                HTTP 503
     ├── TooManyConnections          HTTP 503 (server.maxConnections open; swapd.edge)
@@ -196,6 +197,13 @@ class UpstreamTimeout(UpstreamUnavailable):
 class DriverNotFound(SwapdError):
     code = "unknown_driver"
     exit_code = 2
+
+
+class ClusterUnavailable(SwapdError):
+    """The cluster engine (Ray) is unreachable: its models cannot start; the others serve."""
+
+    http_status = 503
+    code = "cluster_unavailable"
 
 
 class SelectorUnavailable(SwapdError):

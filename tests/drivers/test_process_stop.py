@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from swapd.config.model import ModelConfig
-from swapd.drivers import child, process
+from swapd.drivers import child
 from swapd.drivers.process import ProcessDriver
 from swapd.testing import pids_alive
 
@@ -51,8 +51,8 @@ async def test_an_engine_that_outlives_sigkill_is_logged_and_given_up_on(
         else:
             os.killpg(pid, sig)
 
-    monkeypatch.setattr(process, "_kill_group", kill_group)
-    monkeypatch.setattr(process, "KILL_WAIT", 0.2)
+    monkeypatch.setattr(child, "kill_group", kill_group)
+    monkeypatch.setattr(child, "KILL_WAIT", 0.2)
     model = ModelConfig(
         id="stuck",
         cmd=(sys.executable, "-c", IGNORES_SIGTERM),

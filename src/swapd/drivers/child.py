@@ -6,18 +6,35 @@ not close-on-exec — swapd's listening socket among them, once — so an engine
 killed swapd keeps its port. ``subprocess.Popen`` with ``close_fds`` closes everything above 2
 in the child before ``exec``. The merged output is read from a non-blocking pipe and the exit
 is awaited on a pidfd (Linux ≥ 5.3), or in a worker thread where there is none.
+
+:func:`stop` is how every driver that runs a child ends it (the process driver here, the Ray
+driver's actor on its node): ``cmdStop`` or SIGTERM to the group, ``unloadTimeout`` to exit,
+SIGKILL to the group, reap. ``spawn(..., die_with_parent=True)`` also ties the child to the
+process that spawned it (``PR_SET_PDEATHSIG``): a Ray actor killed by Ray takes its engine along.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
-from collections.abc import AsyncIterator, Mapping, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 import anyio
 
 READ_SIZE = 65536
+KILL_WAIT = 5.0  # seconds a SIGKILLed engine gets to exit before swapd stops waiting for it
+# Run by the child before it becomes the engine: SIGKILL when its parent dies (exec keeps that),
+# or exit at once if the parent is already gone. A program, not a preexec_fn: those are unsafe
+# in a threaded parent (a Ray worker is one).
+_DIE_WITH_PARENT = (
+    "import ctypes, os, sys\n"
+    "ctypes.CDLL(None).prctl(1, 9)\n"  # PR_SET_PDEATHSIG, SIGKILL
+    "os.getppid() == int(sys.argv[1]) or os._exit(1)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
 _stragglers: set[subprocess.Popen[bytes]] = set()  # given up on (see Child.abandon)
 
@@ -94,10 +111,19 @@ def reap_stragglers() -> int:
     return len(_stragglers)
 
 
-def spawn(argv: Sequence[str], env: Mapping[str, str], *, capture: bool = True) -> Child:
+def spawn(
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    capture: bool = True,
+    die_with_parent: bool = False,
+) -> Child:
     """Start ``argv`` in a new session with stdin from /dev/null and, with ``capture``, stdout
-    and stderr into one pipe (else to /dev/null). Raises ``OSError`` if it cannot be started."""
+    and stderr into one pipe (else to /dev/null). ``die_with_parent``: the child is SIGKILLed
+    when this process dies. Raises ``OSError`` if it cannot be started."""
     reap_stragglers()
+    if die_with_parent:
+        argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
     read_end: int | None = None
     write_end: int | None = None
     if capture:
@@ -121,3 +147,74 @@ def spawn(argv: Sequence[str], env: Mapping[str, str], *, capture: bool = True) 
         if write_end is not None:
             os.close(write_end)
     return Child(popen, read_end)
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Signal the process group led by ``pid``; one that is already gone is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def stop(
+    proc: Child,
+    *,
+    grace: float,
+    log: Callable[[str], None],
+    label: str,
+    stop_argv: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> bool:
+    """Graceful stop of the whole process group, then SIGKILL; reaps the child.
+
+    The graceful step is ``stop_argv`` (``cmdStop``, run with ``env``, itself bounded by
+    ``grace``) or SIGTERM to the group; the child then gets ``grace`` seconds to exit. A process
+    in uninterruptible sleep (a hung driver, a dead NFS mount) ignores even SIGKILL: after
+    ``KILL_WAIT`` seconds that is logged (``label`` names it) and the stop gives up on it, so an
+    unload or a shutdown never hangs. Returns whether the process is gone.
+    """
+    if proc.returncode is None:
+        await _graceful(proc, grace, log, stop_argv, env)
+        with anyio.move_on_after(grace):
+            await proc.wait()
+    kill_group(proc.pid, signal.SIGKILL)  # grandchildren too, even if the leader is gone
+    if proc.returncode is None:
+        with anyio.move_on_after(KILL_WAIT):
+            await proc.wait()
+    if proc.returncode is None:
+        log(
+            f"[swapd] {label} (pid {proc.pid}) did not exit after SIGKILL "
+            f"({KILL_WAIT:g}s); giving up"
+        )
+        proc.abandon()
+        return False
+    proc.close()
+    return True
+
+
+async def _graceful(
+    proc: Child,
+    grace: float,
+    log: Callable[[str], None],
+    stop_argv: Sequence[str],
+    env: Mapping[str, str] | None,
+) -> None:
+    if stop_argv:
+        argv = [a.replace("${PID}", str(proc.pid)) for a in stop_argv]
+        try:
+            stopper = spawn(argv, env if env is not None else os.environ, capture=False)
+        except OSError as exc:
+            log(f"[swapd] cmdStop failed ({exc}); sending SIGTERM")
+        else:
+            # A hung cmdStop must not block the stop: bounded by the same grace period.
+            with anyio.move_on_after(grace):
+                await stopper.wait()
+            if stopper.returncode is None:
+                kill_group(stopper.pid, signal.SIGKILL)
+                with anyio.move_on_after(KILL_WAIT):
+                    await stopper.wait()
+            if stopper.returncode is None:
+                stopper.abandon()
+            else:
+                stopper.close()
+            return
+    kill_group(proc.pid, signal.SIGTERM)

@@ -17,10 +17,8 @@ device 0), and only declared ``resources.devices`` are exported.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import socket
 from collections import deque
 from collections.abc import Mapping
@@ -39,14 +37,6 @@ from swapd.drivers.logtail import LineReader, LogTail
 from swapd.errors import StartFailed
 from swapd.llamacpp import is_llama_server
 from swapd.llamacpp.progress import PHASE_LINES, load_phase
-
-KILL_WAIT = 5.0  # seconds a SIGKILLed engine gets to exit before swapd stops waiting for it
-
-
-def _kill_group(pid: int, sig: int) -> None:
-    """Signal the process group led by ``pid``; one that is already gone is fine."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
 
 
 def _not_runnable(model_id: str, program: str) -> str:
@@ -214,51 +204,16 @@ class ProcessDriver:
             self._write(line)
 
     async def _stop(self, proc: Child) -> bool:
-        """Graceful stop of the whole process group, then SIGKILL; reaps the child.
-
-        A process in uninterruptible sleep (a hung driver, a dead NFS mount) ignores even
-        SIGKILL: after ``KILL_WAIT`` seconds swapd logs that and gives up on it, so an unload or
-        a shutdown never hangs. Returns whether the process is gone.
-        """
-        if proc.returncode is None:
-            await self._signal_graceful(proc)
-            with anyio.move_on_after(self.model.unload_timeout):
-                await proc.wait()
-        _kill_group(proc.pid, signal.SIGKILL)  # grandchildren too, even if the leader is gone
-        if proc.returncode is None:
-            with anyio.move_on_after(KILL_WAIT):
-                await proc.wait()
-        if proc.returncode is None:
-            self.tail.write(
-                f"[swapd] {self.model.id} (pid {proc.pid}) did not exit after SIGKILL "
-                f"({KILL_WAIT:g}s); giving up"
-            )
-            proc.abandon()
-            return False
-        proc.close()
-        return True
-
-    async def _signal_graceful(self, proc: Child) -> None:
-        if self.model.cmd_stop:
-            argv = [a.replace("${PID}", str(proc.pid)) for a in self._argv(self.model.cmd_stop)]
-            try:
-                stopper = child.spawn(argv, self._env(), capture=False)
-            except OSError as exc:
-                self.tail.write(f"[swapd] cmdStop failed ({exc}); sending SIGTERM")
-            else:
-                # A hung cmdStop must not block the stop: bounded by the same grace period.
-                with anyio.move_on_after(self.model.unload_timeout):
-                    await stopper.wait()
-                if stopper.returncode is None:
-                    _kill_group(stopper.pid, signal.SIGKILL)
-                    with anyio.move_on_after(KILL_WAIT):
-                        await stopper.wait()
-                if stopper.returncode is None:
-                    stopper.abandon()
-                else:
-                    stopper.close()
-                return
-        _kill_group(proc.pid, signal.SIGTERM)
+        """The group's graceful stop, SIGKILL and reaping (:func:`swapd.drivers.child.stop`)."""
+        model = self.model
+        return await child.stop(
+            proc,
+            grace=model.unload_timeout,
+            log=self.tail.write,
+            label=model.id,
+            stop_argv=self._argv(model.cmd_stop) if model.cmd_stop else (),
+            env=self._env() if model.cmd_stop else None,
+        )
 
     # ── sleep / wake: for engines with vLLM's sleep mode (``sleep: {level: N}``) ──────────────
 

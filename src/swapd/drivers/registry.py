@@ -12,7 +12,11 @@ from swapd.errors import DriverNotFound
 
 GROUP = "swapd.drivers"
 # Fast path that works even when swapd itself is not installed as a distribution.
-BUILTIN = {"process": "swapd.drivers.process:SPEC", "docker": "swapd.drivers.docker:SPEC"}
+BUILTIN = {
+    "process": "swapd.drivers.process:SPEC",
+    "docker": "swapd.drivers.docker:SPEC",
+    "ray": "swapd.drivers.ray:SPEC",  # needs the ray extra (imported when a model starts)
+}
 
 
 def _import(ref: str) -> object:

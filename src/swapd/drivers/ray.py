@@ -1,0 +1,285 @@
+"""The ``ray`` driver: the model's ``cmd`` run by a Ray actor on a node of a Ray cluster.
+
+Ray places and supervises; swapd decides. A start waits for the cluster connection
+(``swapd.raycluster``; an unreachable cluster fails the start with its reason), resolves the node
+(the :class:`~swapd.assignment.Assignment` placement chose, else ``ray.node``, else Ray's
+choice), and creates an :class:`~swapd.drivers.rayengine.EngineActor` holding the model's
+``ray.resources`` (``num_cpus`` 0 unless asked), pinned with a hard
+``NodeAffinitySchedulingStrategy`` when a node was named. An actor Ray cannot place within
+``PLACE_TIMEOUT`` seconds (resources taken, node gone) fails the start at once with
+``NoCapacity`` "no capacity on node …": the scheduler evicts by its own rules and retries.
+
+The actor spawns the engine (its own process group, ``${PORT}`` free on that node,
+``CUDA_VISIBLE_DEVICES``) and answers ``node_ip:port``; swapd health-checks and proxies there
+directly — Ray is never on the data path. Output lines come over one long-poll call at a time
+into the model's log ring. A stop (cancellation) asks the actor for the process driver's stop
+(``swapd.drivers.child.stop``) and then kills the actor. When the actor dies (its node left the
+cluster), the engine is reported gone with the node's name: requests in flight on it fail with a
+502, the model is marked stopped, and the next request starts it where there is room.
+
+Actors are not detached: swapd's Ray job owns them, so if swapd exits or dies, Ray kills them,
+and each takes its engine along (``die_with_parent``); a restarted swapd finds nothing left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from swapd import raycluster
+from swapd.assignment import Assignment, expand, unplaced
+from swapd.config.model import Config, ModelConfig
+from swapd.config.options import RayOptions
+from swapd.drivers.base import DriverSpec, LogSink, Upstream
+from swapd.drivers.child import KILL_WAIT
+from swapd.drivers.health import wait_healthy
+from swapd.drivers.logtail import LogTail
+from swapd.drivers.rayengine import EngineActor
+from swapd.errors import ClusterUnavailable, NoCapacity, StartFailed, UpstreamUnavailable
+from swapd.raycluster import RayNode
+
+PLACE_TIMEOUT = 10.0  # seconds for Ray to place and start the actor (no runtime_env to build)
+OUTPUT_WAIT = 10.0  # seconds one output long-poll waits for a line before asking again
+
+
+async def _get(ref: Any) -> Any:
+    """The value of a Ray object ref, awaited without holding a thread."""
+    return await asyncio.wrap_future(ref.future())
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of what Ray says about a dead or unplaceable actor."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+@functools.cache
+def _actor_class() -> Any:
+    import ray
+
+    return ray.remote(EngineActor)
+
+
+class RayDriver:
+    def __init__(self, model: ModelConfig, logs: LogSink) -> None:
+        self.model = model
+        options = model.options
+        self.options = options if isinstance(options, RayOptions) else RayOptions.model_validate({})
+        self.tail = LogTail(logs)
+        self.assignment: Assignment | None = None
+        self.actor: Any = None
+        self.where = "the Ray cluster"  # the node, in messages
+        self.ended = anyio.Event()
+        self.exit_code: int | None = None
+        self.lost: str | None = None  # why the actor died, if it did
+
+    def assign(self, assignment: Assignment) -> None:
+        """Run on the node and devices placement chose (see
+        :class:`~swapd.drivers.base.Assignable`)."""
+        self.assignment = assignment
+
+    async def preflight(self) -> None:
+        if not self.model.cmd:
+            message = f"model {self.model.id}: empty command"
+            raise StartFailed(self.model.id, message, permanent=True)
+
+    # ── what the actor is given ─────────────────────────────────────────────────────────────
+
+    def _values(self) -> dict[str, str]:
+        return (self.assignment or unplaced(self.model.resources)).values()
+
+    def _argv(self, argv: tuple[str, ...]) -> list[str]:
+        values = self._values()
+        return [expand(arg, values) for arg in argv]
+
+    def _env(self, node: str) -> dict[str, str]:
+        values = self._values()
+        env = {key: expand(value, values) for key, value in self.model.env.items()}
+        return {**env, "SWAPD_NODE": node}
+
+    def _devices(self) -> list[int] | None:
+        """The devices to expose: placement's, else the declared ones, else None (Ray's)."""
+        if self.assignment is not None and self.assignment.devices:
+            return list(self.assignment.devices)
+        return list(self.model.resources.devices) or None
+
+    def _target(self) -> str | None:
+        if self.assignment is not None and self.assignment.node:
+            return self.assignment.node
+        return self.options.node
+
+    # ── serve ───────────────────────────────────────────────────────────────────────────────
+
+    async def serve(self, *, task_status: TaskStatus[Upstream]) -> None:
+        model = self.model
+        await self.preflight()
+        try:
+            await raycluster.connected()
+        except ClusterUnavailable as exc:
+            raise StartFailed(model.id, f"model {model.id}: {exc}", permanent=True) from exc
+        target = self._target()
+        node: RayNode | None = None
+        if target:
+            node = await anyio.to_thread.run_sync(raycluster.find, target)
+            self.where = raycluster.describe(node, target)
+            if node is None:
+                raise NoCapacity(
+                    model.id, f"no capacity on {self.where}: no alive Ray node has that name"
+                )
+        try:
+            self.actor = await anyio.to_thread.run_sync(self._create, node)
+            info = await self._start(target)
+            name = target or str(info["node_id"])
+            self.where = f"node {name} ({info['ip']})" if name != info["ip"] else f"node {name}"
+            base = f"http://{info['ip']}:{info['port']}"
+            self.tail.write(f"[swapd] {model.id} runs on {self.where}, pid {info['pid']}, {base}")
+            upstream = Upstream(base_url=base, pid=int(info["pid"]), node=name)
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._follow, name=f"ray-logs:{model.id}")
+                await self._await_ready(base)
+                task_status.started(upstream)
+                await self.ended.wait()
+                tg.cancel_scope.cancel()
+            if self.lost is not None:
+                raise UpstreamUnavailable(
+                    model.id, f"engine for model {model.id!r} on {self.where} is gone: {self.lost}"
+                )
+            code = self.exit_code
+            self.tail.sink.write(f"[swapd] engine exited with code {code} on {self.where}")
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop()
+
+    def _create(self, node: RayNode | None) -> Any:
+        """The engine's actor (blocking: Ray exports the class on first use)."""
+        options: dict[str, Any] = {
+            **raycluster.resources_of(self.options.resources),
+            "max_restarts": 0,
+            "max_task_retries": 0,
+        }
+        if node is not None:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            strategy = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
+            options["scheduling_strategy"] = strategy
+        if self.options.runtime_env:
+            options["runtime_env"] = dict(self.options.runtime_env)
+        return _actor_class().options(**options).remote(self.model.id)
+
+    async def _start(self, target: str | None) -> Mapping[str, Any]:
+        """Start the engine in the actor; a placement that does not happen in time (or that
+        Ray refuses) is ``NoCapacity``."""
+        from ray.exceptions import RayActorError
+
+        model = self.model
+        env = self._env(target or "")
+        ref = self.actor.start.remote(self._argv(model.cmd), env, self._devices())
+        limit = model.health_check_timeout if self.options.runtime_env else PLACE_TIMEOUT
+        needs = ", ".join(f"{k}={v:g}" for k, v in self.options.resources.items()) or "nothing"
+        try:
+            with anyio.fail_after(limit):
+                info: Mapping[str, Any] = await _get(ref)
+        except TimeoutError:
+            raise NoCapacity(
+                model.id,
+                f"no capacity on {self.where}: Ray did not place the engine's actor within "
+                f"{limit:g}s (it needs {needs})",
+            ) from None
+        except RayActorError as exc:
+            raise NoCapacity(model.id, f"no capacity on {self.where}: {_reason(exc)}") from exc
+        if "error" in info:
+            raise StartFailed(model.id, f"model {model.id}: {info['error']}", permanent=True)
+        return info
+
+    async def _follow(self) -> None:
+        """Copy the engine's output into the log ring until it exits or its actor dies."""
+        from ray.exceptions import RayActorError
+
+        written = 0
+        while True:
+            try:
+                written, lines, code = await _get(self.actor.output.remote(written, OUTPUT_WAIT))
+            except RayActorError as exc:
+                self.lost = _reason(exc)
+                self.tail.write(f"[swapd] {self.model.id} on {self.where} is gone: {self.lost}")
+                self.ended.set()
+                return
+            for line in lines:
+                self.tail.write(line)
+            if code is not None:
+                self.exit_code = code
+                self.ended.set()
+                return
+
+    async def _await_ready(self, base: str) -> None:
+        model = self.model
+
+        async def exited() -> None:
+            await anyio.sleep(0.05)  # the last lines
+            why = self.lost or f"exited prematurely with code {self.exit_code}"
+            raise self._fail(f"engine for model {model.id} on {self.where} {why}")
+
+        if model.check_endpoint is None:
+            return
+        url = base + model.check_endpoint
+        deadline = anyio.current_time() + model.health_check_timeout
+        if not await wait_healthy(url, deadline=deadline, exited=self.ended.is_set, on_exit=exited):
+            raise self._fail(
+                f"health check of {url} timed out after {model.health_check_timeout:g}s"
+            )
+
+    def _fail(self, message: str) -> StartFailed:
+        tail = self.tail.text()
+        return StartFailed(self.model.id, f"{message}\n{tail}" if tail else message)
+
+    async def _stop(self) -> None:
+        """The process driver's stop, run by the actor; then the actor goes (shielded)."""
+        actor = self.actor
+        if actor is None:
+            return
+        from ray.exceptions import RayError
+
+        model = self.model
+        if self.lost is None and self.exit_code is None:
+            stop_argv = self._argv(model.cmd_stop)
+            with anyio.move_on_after(model.unload_timeout + KILL_WAIT + PLACE_TIMEOUT):
+                # gone, or never placed: killing it below is all there is to do
+                with contextlib.suppress(RayError):
+                    await _get(actor.stop.remote(model.unload_timeout, stop_argv))
+        import ray
+
+        await anyio.to_thread.run_sync(functools.partial(ray.kill, actor, no_restart=True))
+        self.actor = None
+
+
+def create(model: ModelConfig, logs: LogSink) -> RayDriver:
+    return RayDriver(model, logs)
+
+
+async def reconcile(config: Config) -> list[str]:
+    """At startup: begin connecting to the cluster when the config has ``cluster.ray`` or a ray
+    model (in the background: the server serves the other models meanwhile). Nothing to
+    adopt: Ray ended the actors of an earlier swapd with its job."""
+    if config.cluster.ray is not None or any(m.driver == "ray" for m in config.models.values()):
+        raycluster.start(config.cluster.ray)
+    return []
+
+
+async def cleanup(config: Config) -> None:
+    """After every engine stopped: leave the cluster."""
+    await anyio.to_thread.run_sync(raycluster.disconnect)
+
+
+SPEC = DriverSpec(
+    name="ray",
+    factory=create,
+    description="the model's cmd run by a Ray actor on a node of a Ray cluster (swapd[ray])",
+    reconcile=reconcile,
+    cleanup=cleanup,
+)
