@@ -24,6 +24,12 @@ def _op(summary: str, ok: dict[str, Any], *, params: list[Any] | None = None, **
     return op
 
 
+def _accepted(op: Any) -> Any:
+    """``op`` answering 202 (a job started) instead of 200."""
+    op["responses"]["202"] = op["responses"].pop("200")
+    return op
+
+
 _STOPPED = _json(
     {
         "type": "object",
@@ -290,6 +296,44 @@ OPENAPI: dict[str, Any] = {
                 _json({}),
                 params=_ID,
                 e404="no such model in the main config file",
+            )
+        },
+        # model files (swapd.proxy.fleet.files, docs/files.md); the POST bodies are not
+        # described, so a fuzzer never starts a download or names a file to delete
+        "/api/files": {"get": _op("Model files per node and the downloads", _json({}))},
+        "/api/files/pull": {
+            "post": _accepted(
+                _op(
+                    "Download a Hugging Face repository or files of it: a job (admin)",
+                    _json({}),
+                    e400="the body lacks repo, or it is not org/name",
+                    e409="four downloads are running",
+                )
+            )
+        },
+        "/api/files/pulls": {"get": _op("Downloads: running and recent", _json({}))},
+        "/api/files/pulls/{id}": {
+            "get": _op("One download", _json({}), params=_ID, e404="no such download")
+        },
+        "/api/files/pulls/{id}/cancel": {
+            "post": _op("Cancel a download (admin)", _json({}), params=_ID, e404="no such download")
+        },
+        "/api/files/remove": {
+            "post": _op(
+                "Delete a listed cached repository or GGUF file (admin)",
+                _json({}),
+                e400="the body lacks target",
+                e404="not a listed model file",
+                e409="configured models use it (without force), or it is being downloaded",
+            )
+        },
+        "/api/files/model": {
+            "post": _op(
+                "A model entry made from a file or cached repository; with write, added (admin)",
+                _json({}),
+                e400="the body lacks target, or nothing to serve",
+                e404="no such path or cached repository",
+                e409="the id is configured already",
             )
         },
         "/api/activity": {
