@@ -31,7 +31,7 @@ def _disk(disk: dict[str, Any]) -> str:
         return f"{disk['what']} {disk['path']}: unknown ({disk['error']})"
     return (
         f"{disk['what']} {disk['path']}: {gib(disk['free_bytes'])} GiB free "
-        f"of {gib(disk['total_bytes'])}"
+        f"of {gib(disk['total_bytes'])} GiB"
     )
 
 
