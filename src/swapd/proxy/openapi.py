@@ -336,6 +336,33 @@ OPENAPI: dict[str, Any] = {
                 e409="the id is configured already",
             )
         },
+        # nodes and images (swapd.proxy.fleet.nodes/images, docs/fleet.md); prune without a
+        # body is a dry run, so a fuzzer never removes an image
+        "/api/nodes": {"get": _op("Every node: Docker daemon, GPUs, disk, models", _json({}))},
+        "/api/images": {
+            "get": _op(
+                "Images per node: needed, kept, in use, stale; the needed ones missing",
+                _json({}),
+                params=[{"name": "node", "in": "query", "schema": {"type": "string"}}],
+                e404="no such node",
+            )
+        },
+        "/api/images/pull": {
+            "post": _op(
+                "Pull images (the needed ones missing by default): NDJSON progress (admin)",
+                {"description": "NDJSON lines", "content": {"application/x-ndjson": {}}},
+                e400="images is not a list of references",
+                e404="no such node",
+            )
+        },
+        "/api/images/prune": {
+            "post": _op(
+                "Remove stale images, or with dry_run (the default) only plan it (admin)",
+                _json({}),
+                e400="unknown scope",
+                e404="no such node",
+            )
+        },
         "/api/activity": {
             "get": _op(
                 "Recent requests, newest first",

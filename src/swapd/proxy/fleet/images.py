@@ -5,8 +5,8 @@
 - ``POST /api/images/pull`` ``{node?, images?}``: pulls (the needed images a node lacks when
   ``images`` is not given), answering with NDJSON: Docker's progress lines as they come, one
   ``{"done"}`` line per image, then ``{"summary": {"pulled", "failed"}}`` (admin scope);
-- ``POST /api/images/prune`` ``{node?, dry_run?, scope?}``: removes stale images, or with
-  ``dry_run`` only returns the plan (admin scope).
+- ``POST /api/images/prune`` ``{node?, dry_run?, scope?}``: returns the plan of stale images
+  and, only with ``"dry_run": false``, removes them (admin scope).
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def routes(admin: Admin) -> list[BaseRoute]:
         scope = data.get("scope", "engine")
         if scope not in images.SCOPES:
             raise RequestError(f"scope must be one of {', '.join(images.SCOPES)}, got {scope!r}")
-        dry_run = bool(data.get("dry_run", False))
+        dry_run = data.get("dry_run", True) is not False  # only an explicit false removes
         repos = await anyio.to_thread.run_sync(images.engine_repositories, config)
         found = await each(
             picked,
