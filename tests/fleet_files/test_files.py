@@ -4,6 +4,9 @@ that use each file, cancel, add-model (checked by ``swapd check``) and rm."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -113,7 +116,6 @@ def test_list_shows_sizes_and_the_models_that_use_each_file(
     table = cli(swapd).output
     row = next(line for line in table.splitlines() if line.startswith("org/tiny-GGUF"))
     assert "hf/gguf" in row and "0.5MiB" in row and " tiny " in f"{row} "
-    assert "org/big-model" in table and "hf/safetensors" in table
 
 
 def test_a_download_is_cancelled_and_a_missing_file_or_token_fails(
@@ -141,10 +143,24 @@ def test_a_download_is_cancelled_and_a_missing_file_or_token_fails(
         assert gated.exit_code == 1 and "GatedRepoError" in gated.output
 
 
+def test_ctrl_c_cancels_the_download_on_the_server(swapd: SwapdProcess) -> None:
+    argv = [sys.executable, "-m", "swapd", "files", "pull", "org/slow", "--url", swapd.url]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("org/slow: ") and first.rstrip().endswith("%)"), first
+    proc.send_signal(signal.SIGINT)
+    rest = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 130 and "org/slow: download cancelled" in rest
+    pulls = httpx.get(f"{swapd.url}/api/files/pulls").json()["pulls"]
+    assert pulls[-1]["repo"] == "org/slow" and pulls[-1]["state"] == "cancelled"
+
+
 def test_add_model_makes_entries_that_swapd_check_accepts(
     swapd: SwapdProcess, home: Path, tmp_path: Path
 ) -> None:
-    assert cli(swapd, "pull", "org/tiny-GGUF").exit_code == 0
+    for repo in ("org/tiny-GGUF", "org/big-model"):  # cached already when the tests run in order
+        assert cli(swapd, "pull", repo).exit_code == 0
     gguf = cli(swapd, "add-model", "org/tiny-GGUF", "--as", "tiny-q8")
     assert gguf.exit_code == 0, gguf.output
     assert gguf.output.startswith("tiny-q8:\n  cmd: llama-server -m ")
@@ -186,19 +202,21 @@ def test_options_of_the_listing_are_refused_before_a_command(swapd: SwapdProcess
 
 
 def test_rm_refuses_a_file_a_model_uses_unless_forced(swapd: SwapdProcess, home: Path) -> None:
+    assert cli(swapd, "pull", "org/tiny-GGUF").exit_code == 0  # cached already in order
     refused = cli(swapd, "rm", "org/tiny-GGUF")
-    assert refused.exit_code == 1 and "used by tiny, tiny-q8" in refused.output
+    assert refused.exit_code == 1 and "used by tiny" in refused.output
     assert _entry(swapd, "org/tiny-GGUF") is not None
 
     outside = cli(swapd, "rm", "/etc/hostname")
     assert outside.exit_code == 4 and "not a listed model file" in outside.output
     assert Path("/etc/hostname").exists()
 
-    spare = home / "ggufs" / "spare.gguf"
-    assert cli(swapd, "rm", str(spare)).exit_code == 0 and not spare.exists()
+    old = home / "ggufs" / "old.gguf"
+    old.write_bytes(b"GGUF")
+    assert cli(swapd, "rm", str(old)).exit_code == 0 and not old.exists()
 
     forced = cli(swapd, "rm", "org/tiny-GGUF", "--force")
-    assert forced.exit_code == 0 and "(used by tiny, tiny-q8)" in forced.output
+    assert forced.exit_code == 0 and "(used by tiny" in forced.output
     assert _entry(swapd, "org/tiny-GGUF") is None
     assert not (home / "hf" / "hub" / "models--org--tiny-GGUF").exists()
 
