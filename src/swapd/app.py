@@ -237,6 +237,7 @@ class App:
         finally:
             with anyio.CancelScope(shield=True):
                 await upstreams.close()
+                self.proxy.links.close()
             sock.close()
             activity.close()
 

@@ -18,6 +18,11 @@ connection, so a reload applies to connections opened after it):
 
 Refusals are written straight to the socket as JSON envelopes; then the connection is closed
 after a short lingering read, so the client reads the answer instead of a reset.
+
+Each request's scope carries ``extensions["swapd.client"]`` (swapd.proxy.relay.Client): the
+connection's transport and uvicorn's request cycle, for the relay that writes a model's response
+itself. The protocol forwards the transport's ``pause_writing``/``resume_writing`` to that relay
+(``sink``) and tells it, and the request's DisconnectGuard (``guard``), when the client leaves.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from swapd.config.model import ServerConfig
 from swapd.errors import HeadersTooLarge, HeaderTimeout, SwapdError, TooManyConnections
 from swapd.proxy.asgi import Receive, Scope, Send
 from swapd.proxy.envelope import error_body, is_anthropic
+from swapd.proxy.relay import Client, Lost, Sink
 
 log = logging.getLogger("swapd.edge")
 
@@ -191,6 +197,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._refused = False  # answered by the edge: only draining until the close
         self._counted = False  # in Edge.refusing
         self._drained = 0
+        self.sink: Sink | None = None  # the relay writing the current response, if one is
+        self.guard: Lost | None = None  # the current request's DisconnectGuard, if one is
 
     # -- connection ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -212,6 +220,10 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self.sink is not None:
+            self.sink.client_lost()
+        if self.guard is not None:
+            self.guard.client_lost()
         if self._counted:
             self._counted = False
             self.EDGE.refusing.pop(self.transport, None)
@@ -252,6 +264,20 @@ class EdgeProtocol(HttpToolsProtocol):
         self._head_since = None  # the timer, if armed, finds nothing to time and lapses
         self._check_forwarding()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:
+            extensions: Any = {"swapd.client": Client(self, cycle)}
+            self.scope["extensions"] = extensions
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.sink is not None:
+            self.sink.pause()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.sink is not None:
+            self.sink.resume()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

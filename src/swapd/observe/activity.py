@@ -120,28 +120,41 @@ def _apply(obj: Any, out: Usage) -> None:
                 setattr(out, attr, round(float(rate), 2))
 
 
-_CARRIES_USAGE = re.compile(r'"(?:usage|timings)"\s*:\s*\{|"num_cached_tokens"\s*:\s*\d')
+_CARRIES_USAGE = re.compile(rb'"(?:usage|timings)"\s*:\s*\{|"num_cached_tokens"\s*:\s*\d')
+
+
+def _line_around(window: bytes, start: int, end: int) -> tuple[int, int]:
+    """The bounds of the line holding ``window[start:end]`` (ended by CR, LF or the edge)."""
+    begin = max(window.rfind(b"\n", 0, start), window.rfind(b"\r", 0, start)) + 1
+    ends = [i for i in (window.find(b"\n", end), window.find(b"\r", end)) if i >= 0]
+    return begin, min(ends) if ends else len(window)
 
 
 def _objects(window: bytes) -> list[Any]:
-    """JSON objects in a body window: the whole body, or the ``data:`` lines of an SSE stream."""
-    text = window.decode("utf-8", errors="replace")
-    stripped = text.strip()
-    if stripped.startswith("{"):
+    """JSON objects in a body window: the whole body, or the ``data:`` lines of an SSE stream.
+
+    Only the lines that carry numbers are looked at (found by one regex search over the bytes:
+    a 200-frame stream has one or two), so the cost does not grow with the frames."""
+    stripped = window.strip()
+    if stripped.startswith(b"{"):
         try:
             return [json.loads(stripped)]
         except ValueError:
             pass
     out = []
-    for line in text.splitlines():
-        if line.startswith("data:"):
+    after = 0  # the end of the last line decoded
+    for found in _CARRIES_USAGE.finditer(window):
+        if found.start() < after:
+            continue
+        begin, after = _line_around(window, found.start(), found.end())
+        line = window[begin:after]
+        if line.startswith(b"data:"):
             data = line[5:].strip()
-            # Only frames that carry numbers are decoded: a 200-chunk stream has one or two.
-            if data.startswith("{") and _CARRIES_USAGE.search(data):
+            if data.startswith(b"{"):
                 try:
                     out.append(json.loads(data))
-                except ValueError:
-                    continue  # cut by the window edge
+                except ValueError:  # cut by the window edge, or not UTF-8
+                    continue
     return out
 
 

@@ -10,7 +10,6 @@ lease: it is forwarded to the peer at once (swapd.proxy.peer).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -42,6 +41,7 @@ from swapd.proxy import (
     loading,
     ollama,
     passthrough,
+    relay,
     routes,
     websocket,
 )
@@ -96,6 +96,7 @@ class Proxy:
     ) -> None:
         self.scheduler = scheduler
         self.upstreams = upstreams
+        self.links = relay.Pool()  # kept-alive engine connections of the relay (proxy.relay)
         self.swapd_log = swapd_log
         self.reload = reload
         self.accepting = True
@@ -241,19 +242,20 @@ class Proxy:
         return route
 
     async def _model_request(self, scope: Scope, receive: Receive, send: Reply) -> None:
-        raw = await read_body(receive, self.config.max_body_bytes)
-        ctype = dict(scope["headers"]).get(b"content-type", b"")
+        config = self.config
+        raw = await read_body(receive, config.max_body_bytes)
+        ctype = header(scope, b"content-type") or b""
         query: bytes = scope["query_string"]
-        depth = self.config.server.max_json_depth
-        parsed = await body.extract_async(scope["method"], query, ctype, raw, max_depth=depth)
+        depth = config.server.max_json_depth
+        method = scope["method"]
+        parsed = await body.extract_async(method, query, ctype, raw, max_depth=depth, scanning=True)
         route = self._resolve(parsed.model, auth.principal(scope))
         try:
             change = body.Rewrite.for_route(route, parsed.model)
             payload, query = await body.rewrite_async(parsed, raw, query, ctype, change)
             raw_path = scope.get("raw_path") or scope["path"].encode()
-            path = target(
-                {**scope, "query_string": query}, routes.upstream_path(scope["path"], raw_path)
-            )
+            upstream_path = routes.upstream_path(scope["path"], raw_path)
+            path = target(scope, upstream_path, query)
             if route.model is None:
                 await self._serve_peer(scope, receive, send, route, path, payload)
                 return
@@ -347,7 +349,7 @@ class Proxy:
         if not self.accepting:
             raise ShuttingDown("swapd is shutting down")
         lease = self.scheduler.lease(model.id)  # 404/429/503 here, before any byte
-        headers = request_headers(scope, drop_credentials=bool(self.config.api_keys))
+        client = relay.client_of(scope)
         try:
             metadata: dict[str, Any] = {"fifo_priority": self.config.priorities.get(model.id, 0)}
             if selector is not None:
@@ -355,32 +357,21 @@ class Proxy:
             async with self._tracked(model.id, path, scope, payload, metadata) as tracked:
                 streamed = False  # a loading stream: its 200 SSE headers are out
                 try:
-                    async with DisconnectGuard(receive):
+                    async with DisconnectGuard(receive, client):
                         streamed = loading_state and not lease.done
                         if streamed:
                             upstream = await self._wait_reporting(send, lease)
                         else:
                             upstream = await lease.ready()
-                        relay = functools.partial(
-                            forward,
-                            self.upstreams,
-                            scope,
-                            send,
-                            body=payload,
-                            headers=headers,
-                            model=model.id,
-                            timeouts=model.timeouts,
-                            sse_started=streamed,
-                            meter=tracked.meter,
-                        )
+                        send_to = self._sender(scope, client, send, model, path, payload)
                         try:
-                            tracked.status = await relay(url=upstream.base_url + path)
+                            tracked.status = await send_to(upstream, streamed, tracked.meter)
                         except UpstreamGone:
                             # Nothing reached the engine: it died just before this request.
                             # Once the scheduler has seen the exit, a new lease starts a fresh
                             # engine; once.
                             upstream = await lease.renew(upstream)
-                            tracked.status = await relay(url=upstream.base_url + path)
+                            tracked.status = await send_to(upstream, streamed, tracked.meter)
                 except SwapdError as exc:
                     if not streamed:
                         raise
@@ -389,6 +380,59 @@ class Proxy:
                     await loading.send_error(send, body_of(self._shown(exc, scope), scope))
         finally:
             lease.release()
+
+    def _sender(
+        self,
+        scope: Scope,
+        client: relay.Client | None,
+        send: Reply,
+        model: ModelConfig,
+        path: str,
+        payload: bytes,
+    ) -> Callable[[Upstream, bool, Meter | None], Awaitable[int]]:
+        """How to send the request to an engine and relay its answer: swapd.proxy.relay
+        where the edge offers the client's connection, aiohttp (swapd.proxy.forward) else."""
+        drop = bool(self.config.api_keys)
+        heads: dict[str, bytes] = {}  # per upstream host: the request head, built once
+
+        async def relayed(upstream: Upstream, streamed: bool, meter: Meter | None) -> int:
+            origin = relay.origin_of(upstream.base_url)
+            if client is None or origin is None:
+                return await forwarded(upstream, streamed, meter)
+            host = upstream.base_url[7:]
+            if (head := heads.get(host)) is None:
+                head = heads[host] = relay.request_head(
+                    scope, scope["method"], path, host.encode(), len(payload), drop_credentials=drop
+                )
+            return await relay.relay(
+                self.links,
+                client,
+                send,
+                scope,
+                origin=origin,
+                head=head,
+                body=payload,
+                model=model.id,
+                timeouts=model.timeouts,
+                sse_started=streamed,
+                meter=meter,
+            )
+
+        async def forwarded(upstream: Upstream, streamed: bool, meter: Meter | None) -> int:
+            return await forward(
+                self.upstreams,
+                scope,
+                send,
+                url=upstream.base_url + path,
+                body=payload,
+                headers=request_headers(scope, drop_credentials=drop),
+                model=model.id,
+                timeouts=model.timeouts,
+                sse_started=streamed,
+                meter=meter,
+            )
+
+        return relayed
 
     async def _wait_reporting(self, send: Reply, lease: Lease) -> Upstream:
         """Wait for the lease while streaming loading progress (the 200 is sent at once)."""

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from email.utils import formatdate
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from swapd.errors import BodyTooLarge, SwapdError
 from swapd.proxy.envelope import error_body, error_headers, is_anthropic
@@ -141,29 +141,54 @@ class ClientGone(Exception):
     """The client disconnected; nothing more to send."""
 
 
+class Watched(Protocol):
+    """A client connection that reports its own loss (swapd.proxy.relay.Client)."""
+
+    @property
+    def disconnected(self) -> bool: ...
+
+    def watch(self, guard: DisconnectGuard) -> None: ...
+
+    def unwatch(self, guard: DisconnectGuard) -> None: ...
+
+
 class DisconnectGuard:
     """Cancel the request's task when its client disconnects; the block then raises ClientGone.
 
-    It watches ``receive()`` in a helper task for the duration of the block, so a client that
-    leaves while its request waits for a model, for the engine's first byte or mid-stream stops
-    the work (and closes the upstream connection). This is a plain asyncio task scoped to the
-    block, not an anyio task group: on the request path an anyio task group plus cancel scope
-    per request cost about a quarter of swapd's CPU under load (py-spy, bench/proxy_overhead.py).
+    A client that leaves while its request waits for a model, for the engine's first byte or
+    mid-stream stops the work (and closes the upstream connection). With swapd's edge the
+    connection says so itself (``client``: :meth:`client_lost` is called from its
+    ``connection_lost``): no task per request. Otherwise a helper task watches ``receive()``
+    for the duration of the block: a plain asyncio task, not an anyio task group (an anyio task
+    group plus cancel scope per request cost about a quarter of swapd's CPU under load).
     """
 
-    __slots__ = ("_closed", "_gone", "_receive", "_task", "_watcher")
+    __slots__ = ("_client", "_closed", "_gone", "_receive", "_task", "_watcher")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, client: Watched | None = None) -> None:
         self._receive = receive
+        self._client = client
         self._gone = False
         self._closed = False
+        self._watcher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> DisconnectGuard:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
-        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        client = self._client
+        if client is None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch())
+        elif client.disconnected:
+            self.client_lost()
+        else:
+            client.watch(self)
         return self
+
+    def client_lost(self) -> None:
+        if not self._closed and not self._gone:
+            self._gone = True
+            self._task.cancel()
 
     async def _watch(self) -> None:
         while True:
@@ -181,7 +206,10 @@ class DisconnectGuard:
         tb: TracebackType | None,
     ) -> None:
         self._closed = True
-        self._watcher.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._client is not None:
+            self._client.unwatch(self)
         if self._gone and exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
             self._task.uncancel()
             raise ClientGone from None

@@ -115,18 +115,20 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def target(scope: Scope, raw_path: bytes | None = None) -> str:
-    """The request target to forward: the client's raw path (never decoded) and query."""
+def target(scope: Scope, raw_path: bytes | None = None, query: bytes | None = None) -> str:
+    """The request target to forward: the client's raw path (never decoded) and query
+    (``query``: the rewritten one instead of the client's)."""
     raw = raw_path if raw_path is not None else scope.get("raw_path") or scope["path"].encode()
     raw = raw.split(b"?", 1)[0]
-    if scope["query_string"]:
-        raw += b"?" + scope["query_string"]
+    query = scope["query_string"] if query is None else query
+    if query:
+        raw += b"?" + query
     if _TARGET_UNSAFE.search(raw):
         return quote_from_bytes(raw, safe=_TARGET_SAFE)
     return raw.decode("ascii")
 
 
-def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
+def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """Header names listed in ``Connection:`` (hop-by-hop for this message, RFC 9110 7.6.1)."""
     named: set[bytes] = set()
     for key, value in headers:
@@ -137,7 +139,7 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[byte
 
 def request_headers(scope: Scope, *, drop_credentials: bool) -> dict[str, str]:
     headers: list[tuple[bytes, bytes]] = scope["headers"]
-    named = _connection_tokens(headers)
+    named = connection_tokens(headers)
     out: dict[str, str] = {}
     for key, value in headers:
         if key in HOP_BY_HOP or key in named or (drop_credentials and key in CREDENTIALS):
@@ -154,7 +156,7 @@ def request_headers(scope: Scope, *, drop_credentials: bool) -> dict[str, str]:
 
 def _response_headers(response: aiohttp.ClientResponse) -> Headers:
     raw = response.raw_headers
-    named = _connection_tokens(raw) if "Connection" in response.headers else frozenset()
+    named = connection_tokens(raw) if "Connection" in response.headers else frozenset()
     out: Headers = []
     sse = False
     dated = False
@@ -291,6 +293,11 @@ async def _error_frame(response: aiohttp.ClientResponse) -> bytes:
                 break
     except (aiohttp.ClientError, OSError, _Idle):
         pass  # the engine went away or stalled while answering its error: report what came
+    return error_frame(response.status, raw)
+
+
+def error_frame(status: int, raw: bytes) -> bytes:
+    """An engine's error answer ``raw`` (status ``status``) as one SSE error frame."""
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: an answer nested ~1000 deep
@@ -299,8 +306,8 @@ async def _error_frame(response: aiohttp.ClientResponse) -> bytes:
         payload = json.dumps({"error": data["error"]}).encode()
     else:
         text = raw[:2000].decode("utf-8", errors="replace").strip()
-        message = f"engine answered {response.status}" + (f": {text}" if text else "")
-        payload = error_body(response.status, message, "upstream_error")
+        message = f"engine answered {status}" + (f": {text}" if text else "")
+        payload = error_body(status, message, "upstream_error")
     return b"data: " + payload + b"\n\n"
 
 

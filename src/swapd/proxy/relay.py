@@ -1,0 +1,604 @@
+"""The data plane for model requests: an engine's response relayed at the protocol level.
+
+:func:`forward` in swapd.proxy.forward passes every chunk through aiohttp's stream reader, a
+coroutine step and an ASGI ``http.response.body`` message through uvicorn: about 27 µs of CPU
+per SSE frame on a paced load (bench/proxy_overhead.py; docs/architecture.md has the figures).
+Here the upstream connection is an :class:`asyncio.Protocol` with an ``httptools`` response
+parser, and its ``data_received`` writes each packet straight to the client's transport:
+
+- an upstream body that is already chunked goes to an HTTP/1.1 client as it came, one
+  ``transport.write`` per packet (the terminating chunk included); the packet that held the
+  header block is reframed, once;
+- a ``content-length`` body passes as is; a body delimited by the connection's close gets
+  chunked framing for an HTTP/1.1 client, and an HTTP/1.0 client reads it to the close;
+- the client head and the first body bytes leave in one write (a small answer: one read
+  upstream, one write to the client);
+- flow control both ways: the client's transport paused (its buffer full) pauses reading the
+  engine's socket (swapd.edge forwards ``pause_writing``/``resume_writing``); an engine that
+  sends nothing for ``timeouts.idleRead`` while the client keeps up ends the response (504);
+- the request leaves as one write: a pre-built header block (no header dict) and the body.
+
+The ASGI boundary stays for routing, auth and the lease: swapd.edge puts a :class:`Client` in
+the scope (``extensions["swapd.client"]``); :func:`relay` writes the response to its transport
+and then completes uvicorn's request cycle (:meth:`Client.complete`), so keep-alive, pipelined
+requests and the idle timer go on as for any response. Without the extension (h11) or for a
+non-``http`` upstream, swapd.proxy.forward's aiohttp path serves the request; so do peers,
+passthrough and the Ollama API (fewer, bigger requests; their own error handling).
+
+Connections to engines are kept alive in a small pool per origin (:class:`Pool`), with the
+retry rule of swapd.proxy.forward: a reused connection that fails before any response byte is
+retried once on a new one to the same engine, and that origin gets a new connection per request
+from then on; a first connection that is refused raises :class:`UpstreamGone`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from typing import Any, Protocol
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
+from swapd.config.model import Timeouts
+from swapd.errors import UpstreamGone, UpstreamTimeout, UpstreamUnavailable
+from swapd.proxy.asgi import Aborted, Headers, Reply, Scope, http_date
+from swapd.proxy.forward import (
+    CREDENTIALS,
+    ERROR_BODY_LIMIT,
+    HOP_BY_HOP,
+    SSE,
+    Meter,
+    connection_tokens,
+    error_frame,
+)
+
+IDLE_KEEP = 4.0  # seconds an idle engine connection is kept (below llama-server's 5 s close)
+NO_BODY = frozenset({204, 304})
+FRAMED = 1  # the client gets chunked framing built here
+RAW = 2  # the client gets the upstream's bytes as they came (its chunked framing, or a length)
+PLAIN = 3  # the client gets the body without framing (HTTP/1.0 or content-length)
+COLLECT = 4  # an engine error after a loading stream's 200: collected into one SSE frame
+_SKIP_RESPONSE = HOP_BY_HOP - {b"content-length"}
+
+
+class Lost(Protocol):
+    """Told when the client's connection is lost (a DisconnectGuard)."""
+
+    def client_lost(self) -> None: ...
+
+
+class Sink(Lost, Protocol):
+    """A relay writing the response: also told when the client's transport pauses writing."""
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+
+class Client:
+    """The client side of one request, put in the scope by swapd.edge: its transport and
+    uvicorn's request cycle, so a relay can write the response itself and then complete it."""
+
+    __slots__ = ("cycle", "edge", "transport")
+
+    def __init__(self, edge: Any, cycle: Any) -> None:
+        self.edge = edge  # the swapd.edge.EdgeProtocol: flow control and loss callbacks
+        self.cycle = cycle
+        self.transport: asyncio.Transport = edge.transport
+
+    @property
+    def disconnected(self) -> bool:
+        return bool(self.cycle.disconnected)
+
+    @property
+    def keep_alive(self) -> bool:
+        return bool(self.cycle.keep_alive)
+
+    def watch(self, guard: Lost) -> None:
+        self.edge.guard = guard
+
+    def unwatch(self, guard: Lost) -> None:
+        if self.edge.guard is guard:
+            self.edge.guard = None
+
+    def start(self) -> None:
+        """The response head is being written by the relay: uvicorn must not write one."""
+        cycle = self.cycle
+        cycle.response_started = True
+        cycle.waiting_for_100_continue = False
+
+    def complete(self) -> None:
+        """The whole response is written: uvicorn's cycle ends as after its own last send."""
+        cycle = self.cycle
+        cycle.response_complete = True
+        cycle.message_event.set()
+        if not cycle.keep_alive:
+            self.transport.close()
+        cycle.on_response()
+
+
+def client_of(scope: Scope) -> Client | None:
+    extensions = scope.get("extensions")
+    return extensions.get("swapd.client") if extensions else None
+
+
+class Link(asyncio.Protocol):
+    """One connection to an engine, and the response it is receiving (one at a time)."""
+
+    def __init__(self, pool: Pool, origin: tuple[str, int]) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.ex: Exchange | None = None
+        self.idle_since = 0.0
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a TCP transport (uvloop's)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.pool.forget(self)
+        if self.ex is not None:
+            self.ex.upstream_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        ex = self.ex
+        if ex is None:  # an idle connection must not speak: it is not reusable
+            self.close()
+            return
+        ex.data(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: connection_lost says what it meant
+
+    # httptools callbacks, forwarded to the exchange
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.ex is not None
+        self.ex.raw_headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        assert self.ex is not None
+        self.ex.head(self.parser.get_status_code())
+
+    def on_body(self, body: bytes) -> None:
+        assert self.ex is not None
+        self.ex.body(body)
+
+    def on_message_complete(self) -> None:
+        assert self.ex is not None
+        self.ex.ended = True
+        self.ex.reusable = self.parser.should_keep_alive()  # (reset once feed_data returns)
+
+    def close(self) -> None:
+        self.lost = True
+        self.pool.forget(self)
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Pool:
+    """Kept-alive engine connections per origin (``IDLE_KEEP`` seconds at most), and the
+    origins that drop kept-alive connections (a new connection per request for those)."""
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple[str, int], list[Link]] = {}
+        self.no_keepalive: set[tuple[str, int]] = set()
+
+    def take(self, origin: tuple[str, int]) -> Link | None:
+        links = self.idle.get(origin)
+        if not links:
+            return None
+        limit = time.monotonic() - IDLE_KEEP
+        while links:
+            link = links.pop()
+            if not link.lost and link.idle_since > limit:
+                return link
+            link.close()
+        return None
+
+    def give(self, link: Link) -> None:
+        if link.origin in self.no_keepalive or link.lost:
+            link.close()
+            return
+        link.ex = None
+        link.idle_since = time.monotonic()
+        self.idle.setdefault(link.origin, []).append(link)
+
+    def forget(self, link: Link) -> None:
+        links = self.idle.get(link.origin)
+        if links and link in links:
+            links.remove(link)
+
+    async def connect(self, origin: tuple[str, int], seconds: float) -> Link:
+        """A new connection to ``origin``, within ``seconds`` (0: no limit)."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(seconds or None):
+            _, link = await loop.create_connection(lambda: Link(self, origin), origin[0], origin[1])
+        return link
+
+    def close(self) -> None:
+        for links in self.idle.values():
+            for link in links:
+                if link.transport is not None:
+                    link.transport.close()
+        self.idle.clear()
+
+
+def origin_of(base_url: str) -> tuple[str, int] | None:
+    """(host, port) of an ``http://`` base URL; None for anything this relay does not speak."""
+    if not base_url.startswith("http://"):
+        return None
+    netloc = base_url[7:].split("/", 1)[0]
+    if "@" in netloc:
+        return None
+    host, sep, port = netloc.rpartition(":")
+    if not sep or not port.isdigit() or "]" in port:
+        return None
+    return host.strip("[]"), int(port)
+
+
+def request_head(
+    scope: Scope, method: str, target: str, host: bytes, length: int, *, drop_credentials: bool
+) -> bytes:
+    """The request line and header block to send upstream, as one bytes object: the client's
+    headers less the hop-by-hop ones (and those its ``Connection`` names), the credentials when
+    swapd checks keys, ``X-Forwarded-For`` with the client's address appended."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    named = connection_tokens(headers) if any(k == b"connection" for k, _ in headers) else ()
+    out = [b"%s %s HTTP/1.1\r\nhost: %s\r\n" % (method.encode(), target.encode(), host)]
+    forwarded_for: list[bytes] = []
+    for key, value in headers:
+        if key in HOP_BY_HOP or key in named or (drop_credentials and key in CREDENTIALS):
+            continue
+        if key == b"x-forwarded-for":
+            forwarded_for.append(value)
+            continue
+        out.append(b"%s: %s\r\n" % (key, value))
+    client = scope.get("client")
+    if client:
+        forwarded_for.append(client[0].encode())
+    if forwarded_for:
+        out.append(b"x-forwarded-for: %s\r\n" % b", ".join(forwarded_for))
+    if length or method not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+        out.append(b"content-length: %d\r\n" % length)
+    out.append(b"\r\n")
+    return b"".join(out)
+
+
+def response_headers(raw: Headers) -> tuple[Headers, bool, bool]:
+    """The engine's headers for the client (lower-case names, hop-by-hop ones dropped,
+    ``x-accel-buffering: no`` on SSE, a ``date`` when it sent none), and whether it said
+    ``content-length`` and ``transfer-encoding: chunked``."""
+    named = connection_tokens(raw) if any(k == b"connection" for k, _ in raw) else ()
+    out: Headers = []
+    sse = dated = length = chunked = False
+    for key, value in raw:
+        if key == b"content-length":
+            length = True
+        elif key == b"transfer-encoding":
+            chunked = value.lower().endswith(b"chunked")
+            continue
+        elif key in _SKIP_RESPONSE or key in named:
+            continue
+        elif key == b"content-type":
+            sse = value.startswith(SSE)
+        elif key == b"date":
+            dated = True
+        out.append((key, value))
+    if sse:  # set, not added: a peer that is a swapd or llama-swap sends it already
+        out = [h for h in out if h[0] != b"x-accel-buffering"]
+        out.append((b"x-accel-buffering", b"no"))
+    if not dated:  # as Go's server does for llama-swap: a response always has a date
+        out.append((b"date", http_date()))
+    return out, length, chunked
+
+
+class Exchange:
+    """One request on a :class:`Link`: the response head, then the body to the client."""
+
+    def __init__(
+        self,
+        link: Link,
+        client: Client,
+        reply: Reply,
+        *,
+        head_only: bool,
+        sse_started: bool,
+        meter: Meter | None,
+        idle_read: float,
+    ) -> None:
+        self.link = link
+        self.client = client
+        self.reply = reply
+        self.out = client.transport
+        self.head_only = head_only
+        self.sse_started = sse_started
+        self.meter = meter
+        self.raw_headers: Headers = []
+        self.status = 0
+        self.mode = 0  # FRAMED, RAW, PLAIN or COLLECT once the head is in
+        self.raw = False  # from the packet after the head's on: packets pass as they are
+        self.ended = False  # the upstream message is complete
+        self.reusable = False  # ... and the engine keeps the connection open after it
+        self.pending: list[bytes] = []  # what one packet makes for the client: one write
+        self.collected = b""
+        self.got_byte = False
+        self.last_read = 0.0
+        self.paused = False
+        self.idle_read = idle_read
+        self.timer: asyncio.TimerHandle | None = None  # the header deadline, then idle reads
+        self.stalled = False  # the timer ended it
+        self.loop = asyncio.get_running_loop()
+        self.done: asyncio.Future[int] = self.loop.create_future()  # the status, or why not
+        link.ex = self
+
+    # -- upstream events ----------------------------------------------------------------
+    def data(self, data: bytes) -> None:
+        self.got_byte = True
+        self.last_read = time.monotonic()
+        if self.raw:
+            try:
+                self.link.parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                self.fail(exc)
+                return
+            self.out.write(data)
+            if self.ended:
+                self.finish()
+            return
+        try:
+            self.link.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.fail(exc)
+            return
+        if self.pending:
+            self.out.write(b"".join(self.pending))
+            self.pending.clear()
+        if self.ended:
+            self.finish()
+        elif self.mode == RAW:
+            self.raw = True
+        elif self.head_only and self.status:
+            self.finish()  # a HEAD answer: no body follows whatever its length says
+
+    def head(self, status: int) -> None:
+        self.status = status
+        headers, length, chunked = response_headers(self.raw_headers)
+        meter = self.meter
+        if meter is not None:
+            meter.start(status, headers)
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.idle_read:
+            self.timer = self.loop.call_later(self.idle_read, self._idle)
+        if self.sse_started:
+            self.mode = COLLECT if status >= 400 else FRAMED
+            return
+        client = self.client
+        http10 = client.cycle.scope.get("http_version") == "1.0"
+        no_body = self.head_only or status in NO_BODY
+        if no_body or length:
+            self.mode = PLAIN
+        elif chunked and not http10:
+            self.mode = RAW
+        elif http10:
+            self.mode = PLAIN  # read to the close
+            client.cycle.keep_alive = False
+        else:
+            self.mode = FRAMED
+        head = [STATUS_LINE[status]]
+        for name, value in headers:
+            head.append(b"%s: %s\r\n" % (name, value))
+        if self.mode in (FRAMED, RAW):
+            head.append(b"transfer-encoding: chunked\r\n")
+        if not client.keep_alive:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        client.start()
+        self.reply.started = True
+        self.pending.append(b"".join(head))
+
+    def body(self, chunk: bytes) -> None:
+        if self.meter is not None:
+            self.meter.feed(chunk)
+        if self.raw:
+            return
+        mode = self.mode
+        if mode == PLAIN:
+            if not self.head_only:
+                self.pending.append(chunk)
+        elif mode == COLLECT:
+            if len(self.collected) < ERROR_BODY_LIMIT:
+                self.collected += chunk
+        else:  # FRAMED, and RAW's first packet
+            self.pending.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+
+    def finish(self) -> None:
+        """The engine's message is complete: end the client's response, free the link."""
+        link = self.link
+        mode = self.mode
+        if mode == COLLECT:
+            frame = error_frame(self.status, self.collected)
+            if self.meter is not None:
+                self.meter.feed(frame)
+            self.out.write(b"%x\r\n%s\r\n" % (len(frame), frame))
+        elif (mode == FRAMED and not self.sse_started) or (mode == RAW and not self.raw):
+            self.out.write(b"0\r\n\r\n")  # (RAW: the whole body came with the head)
+        link.ex = None
+        if self.reusable and not self.head_only:
+            link.pool.give(link)
+        else:
+            link.close()
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.sse_started:
+            self.client.complete()
+        if not self.done.done():
+            self.done.set_result(self.status)
+
+    def upstream_lost(self, exc: Exception | None) -> None:
+        if self.ended:
+            return
+        if self.status and self.mode == PLAIN and not self.head_only:
+            known = any(k == b"content-length" for k, _ in self.raw_headers)
+            if not known:  # a body read to the close: the close is its end
+                self.ended = True
+                self.finish()
+                return
+        reason = exc or "connection closed"
+        self.fail(ConnectionResetError(f"{reason}") if exc is None else exc)
+
+    def fail(self, exc: BaseException) -> None:
+        self.link.ex = None
+        self.link.close()
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+    # -- timers: one per exchange at a time ------------------------------------------------
+    def deadline(self, seconds: float) -> None:
+        """The response head must come within ``seconds`` of the request's write."""
+        self.timer = self.loop.call_later(seconds, self._late)
+
+    def _late(self) -> None:
+        self.stalled = True
+        self.fail(TimeoutError("no response head"))
+
+    def _idle(self) -> None:
+        """The idle-read watchdog, re-armed from the last read: a paused client (the engine's
+        socket is not read meanwhile) is not an idle engine."""
+        due = self.last_read + self.idle_read - time.monotonic()
+        if self.paused or due > 0:
+            self.timer = self.loop.call_later(due if due > 0 else self.idle_read, self._idle)
+            return
+        self.stalled = True
+        self.fail(TimeoutError(f"no body byte for {self.idle_read:g}s"))
+
+    # -- client flow control (called by swapd.edge) ----------------------------------------
+    def pause(self) -> None:
+        self.paused = True
+        if self.link.transport is not None:
+            self.link.transport.pause_reading()
+
+    def resume(self) -> None:
+        self.paused = False
+        self.last_read = time.monotonic()
+        if self.link.transport is not None:
+            self.link.transport.resume_reading()
+
+    def client_lost(self) -> None:
+        """The client went away: the engine's connection closes at once, so it stops
+        generating (the request's task is cancelled by its DisconnectGuard)."""
+        self.link.ex = None
+        self.link.close()
+
+
+async def _open(
+    pool: Pool,
+    origin: tuple[str, int],
+    timeouts: Timeouts,
+    model: str,
+    what: str,
+    *,
+    first: bool,
+) -> Link:
+    try:
+        return await pool.connect(origin, timeouts.connect)
+    except TimeoutError as exc:
+        raise UpstreamTimeout(
+            model,
+            f"{what} did not accept a connection within {timeouts.connect:g}s (timeouts.connect)",
+        ) from exc
+    except OSError as exc:
+        if first:  # refused on the first try: nothing reached any engine
+            raise UpstreamGone(model, f"{what} is unreachable: {exc}") from exc
+        raise UpstreamUnavailable(model, f"{what} is unreachable: {exc}") from exc
+
+
+async def relay(
+    pool: Pool,
+    client: Client,
+    reply: Reply,
+    scope: Scope,
+    *,
+    origin: tuple[str, int],
+    head: bytes,
+    body: bytes,
+    model: str,
+    timeouts: Timeouts,
+    sse_started: bool = False,
+    meter: Meter | None = None,
+    what: str = "",
+) -> int:
+    """Send ``head`` + ``body`` (see :func:`request_head`) to ``origin`` and write the answer
+    to ``client``; returns the upstream status. Errors as swapd.proxy.forward.forward."""
+    what = what or f"engine for model {model!r}"
+    request = head + body if body else head
+    head_only = scope["method"] == "HEAD"
+    link = pool.take(origin) if origin not in pool.no_keepalive else None
+    reused = link is not None
+    if link is None:
+        link = await _open(pool, origin, timeouts, model, what, first=True)
+    while True:
+        ex = Exchange(
+            link,
+            client,
+            reply,
+            head_only=head_only,
+            sse_started=sse_started,
+            meter=meter,
+            idle_read=timeouts.idle_read,
+        )
+        edge = client.edge
+        edge.sink = ex
+        try:
+            assert link.transport is not None
+            link.transport.write(request)
+            if timeouts.response_header:
+                ex.deadline(timeouts.response_header)
+            try:
+                status = await ex.done
+            except (OSError, httptools.HttpParserError) as exc:
+                if ex.status:  # the response started: the client's connection is dropped
+                    if ex.stalled:
+                        raise Aborted(
+                            504, f"{what} stalled mid-response: {exc} (timeouts.idleRead)"
+                        ) from exc
+                    reason = exc or type(exc).__name__
+                    raise Aborted(502, f"{what} stopped mid-response: {reason}") from exc
+                if ex.stalled:
+                    raise UpstreamTimeout(
+                        model,
+                        f"{what} sent no response headers within "
+                        f"{timeouts.response_header:g}s (timeouts.responseHeader)",
+                    ) from exc
+                if reused and not ex.got_byte:
+                    # A kept-alive connection failed before any response byte: the engine
+                    # closed it (llama-server does). Resent once, on a new connection, to
+                    # this same engine only.
+                    link = await _open(pool, origin, timeouts, model, what, first=False)
+                    pool.no_keepalive.add(origin)
+                    reused = False
+                    continue
+                raise UpstreamUnavailable(model, f"{what} is unreachable: {exc}") from exc
+            if sse_started:  # the loading stream's response is uvicorn's: it ends it
+                await reply.send({"type": "http.response.body", "body": b""})
+            return status
+        finally:
+            if edge.sink is ex:
+                edge.sink = None
+            if not ex.done.done():  # cancelled (the client left): stop the engine
+                ex.fail(ConnectionAbortedError("the client left"))
+            if not ex.done.cancelled():  # an outcome nobody awaited is not an error
+                ex.done.exception()
