@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections import deque
+from collections.abc import AsyncIterator, Callable
 
 from swapd.drivers.base import LogSink
 
@@ -81,6 +82,16 @@ class LineReader:
         self._parts = []
         self._size = 0
         self._truncated = False
+
+
+async def pump(chunks: AsyncIterator[bytes], write: Callable[[str], None]) -> None:
+    """Hand an engine's output to ``write`` line by line (a :class:`LineReader`), to its end."""
+    reader = LineReader()
+    async for chunk in chunks:
+        for line in reader.feed(chunk):
+            write(line)
+    for line in reader.close():
+        write(line)
 
 
 class LogTail:

@@ -33,7 +33,7 @@ from swapd.drivers import child, pidfile, sleepmode
 from swapd.drivers.base import DriverSpec, EngineHooks, LogSink, Upstream
 from swapd.drivers.child import Child
 from swapd.drivers.health import wait_healthy
-from swapd.drivers.logtail import LineReader, LogTail
+from swapd.drivers.logtail import LogTail, pump
 from swapd.errors import StartFailed
 from swapd.llamacpp import is_llama_server
 from swapd.llamacpp.progress import PHASE_LINES, load_phase
@@ -196,12 +196,7 @@ class ProcessDriver:
             )
 
     async def _pump(self, proc: Child) -> None:
-        reader = LineReader()
-        async for chunk in proc.chunks():
-            for line in reader.feed(chunk):
-                self._write(line)
-        for line in reader.close():
-            self._write(line)
+        await pump(proc.chunks(), self._write)
 
     async def _stop(self, proc: Child) -> bool:
         """The group's graceful stop, SIGKILL and reaping (:func:`swapd.drivers.child.stop`)."""

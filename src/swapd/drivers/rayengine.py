@@ -27,7 +27,7 @@ from typing import Any
 from swapd.assignment import expand
 from swapd.drivers import child
 from swapd.drivers.child import Child
-from swapd.drivers.logtail import LineReader
+from swapd.drivers.logtail import pump
 
 KEEP_LINES = 2000  # output lines the actor holds for the driver to fetch
 
@@ -98,12 +98,7 @@ class EngineActor:
         return {**where, "pid": proc.pid}
 
     async def _pump(self, proc: Child) -> None:
-        reader = LineReader()
-        async for chunk in proc.chunks():
-            for line in reader.feed(chunk):
-                self._write(line)
-        for line in reader.close():
-            self._write(line)
+        await pump(proc.chunks(), self._write)
         self.exit_code = await proc.wait()
         self.changed.set()
 
