@@ -118,6 +118,30 @@ def test_a_model_pinned_to_a_node_that_is_not_there_fails_fast_naming_it(
         assert time.monotonic() - began < 30
 
 
+def test_a_model_whose_resources_are_taken_fails_fast_with_no_capacity(
+    lab: Lab, tmp_path: Path
+) -> None:
+    both = "ray: {resources: {w2: 1}}"  # w2 has one
+    models = (
+        f"  holder:\n    driver: ray\n    cmd: {ENGINE}\n    {both}\n"
+        f"  waiter:\n    driver: ray\n    cmd: {ENGINE}\n    {both}\n"
+    )
+    groups = "".join(  # side by side: neither evicts the other
+        f"  {m}: {{swap: false, exclusive: false, members: [{m}]}}\n" for m in ("holder", "waiter")
+    )
+    config = f"healthCheckTimeout: 5\ngroups:\n{groups}" + _config(lab.address, models)
+    with run_swapd(config, env=_env(tmp_path)) as swapd:
+        holder = _served(swapd.url, "holder")
+        began = time.monotonic()
+        reply = _chat(swapd.url, "waiter", timeout=60)
+        took = time.monotonic() - began
+        assert reply.status_code == 503, reply.text
+        message = reply.json()["error"]["message"]
+        assert "no capacity on the Ray cluster" in message and "w2=1" in message
+        assert took < 30, f"no capacity took {took:.1f}s"
+        assert _served(swapd.url, "holder") == holder  # untouched
+
+
 def test_a_node_leaving_mid_stream_ends_it_with_a_502_and_the_model_restarts_elsewhere(
     lab: Lab, tmp_path: Path
 ) -> None:

@@ -74,6 +74,7 @@ class RayDriver:
         self.tail = LogTail(logs)
         self.assignment: Assignment | None = None
         self.actor: Any = None
+        self.spawned = False  # the actor started the engine (else there is nothing to stop)
         self.where = "the Ray cluster"  # the node, in messages
         self.ended = anyio.Event()
         self.exit_code: int | None = None
@@ -135,6 +136,7 @@ class RayDriver:
         try:
             self.actor = await anyio.to_thread.run_sync(self._create, node)
             info = await self._start(target)
+            self.spawned = True
             name = target or str(info["node_id"])
             self.where = f"node {name} ({info['ip']})" if name != info["ip"] else f"node {name}"
             base = f"http://{info['ip']}:{info['port']}"
@@ -246,7 +248,7 @@ class RayDriver:
         from ray.exceptions import RayError
 
         model = self.model
-        if self.lost is None and self.exit_code is None:
+        if self.spawned and self.lost is None and self.exit_code is None:
             stop_argv = self._argv(model.cmd_stop)
             with anyio.move_on_after(model.unload_timeout + KILL_WAIT + PLACE_TIMEOUT):
                 # gone, or never placed: killing it below is all there is to do
