@@ -166,7 +166,8 @@ def test_a_node_leaving_mid_stream_ends_it_with_a_502_and_the_model_restarts_els
         gone = swapd.wait_for_log("is gone", timeout=60)
         assert "gamma on node" in gone
         assert pids_alive([pid]) == []  # the engine died with its actor
-        swapd.wait_for_log("stopped mid-response", timeout=10)  # the 502 swapd records
+        aborted = swapd.wait_for_log("stopped mid-response", timeout=10)  # the 502 recorded
+        assert "engine for model 'gamma' on node " in aborted
         lab.add("spare2", spot=1)  # the next request starts gamma where there is room
         again = _served(swapd.url, "gamma")
         assert _node_of(lab, again) == "spare2"

@@ -416,6 +416,7 @@ class Proxy:
                 timeouts=model.timeouts,
                 sse_started=streamed,
                 meter=meter,
+                what=engine_name(model.id, upstream),
             )
 
         async def forwarded(upstream: Upstream, streamed: bool, meter: Meter | None) -> int:
@@ -430,6 +431,7 @@ class Proxy:
                 timeouts=model.timeouts,
                 sse_started=streamed,
                 meter=meter,
+                upstream=engine_name(model.id, upstream),
             )
 
         return relayed
@@ -667,6 +669,12 @@ class Proxy:
 
 ADMIN_PREFIXES = ("/api/", "/logs/stream")
 ADMIN_PATHS = frozenset({"/metrics", "/openapi.json"})
+
+
+def engine_name(model: str, upstream: Upstream) -> str:
+    """The engine in error messages; with its node when it runs on one (a 502 names it)."""
+    where = f" on node {upstream.node}" if upstream.node else ""
+    return f"engine for model {model!r}{where}"
 
 
 def admin_path(path: str) -> bool:
