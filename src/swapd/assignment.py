@@ -28,6 +28,7 @@ class Assignment:
     vendor: str = "nvidia"  # nvidia | amd | "" (unknown)
     device_totals: tuple[int, ...] = ()  # bytes per device, in the order of ``devices``
     per_device: int = 0  # bytes reserved on each device
+    label: str = ""  # the node's readable name where ``node`` is an id (a Ray node)
 
     def values(self) -> dict[str, str]:
         """The late macros: GPU (first index), GPUS (comma list), GPU_COUNT,

@@ -12,6 +12,11 @@ Readings are reused for ``placement.refresh`` seconds unless ``refresh=True``.
 inventory (tests, plugin authors): fake nodes and devices whose used memory is what live fake
 engines (``python -m swapd.echo --allocate SIZE``) hold; every fake node is local, so e2e tests
 can run several "nodes" of local processes.
+
+When a model runs on Ray (``driver: ray``), the Ray cluster's nodes join the reading
+(:class:`Joined` with ``swapd.rayinventory``): ``cluster="ray"``, named by Ray node id, with a
+readable ``label`` and the node's Ray ``resources``; their devices come from the same probes,
+run on each node by a probe actor.
 """
 
 from __future__ import annotations
@@ -43,6 +48,10 @@ class NodeReading:
     sources: tuple[Source, ...]
     local: bool = True  # process-driver engines may run here
     driver_version: str | None = None  # e.g. NVIDIA driver "570.86.15" (recipes pick images)
+    cluster: str = ""  # "ray": a node of the Ray cluster (driver: ray models run there)
+    label: str = ""  # a readable name where ``node`` is an id (a Ray node: its ip or label)
+    aliases: tuple[str, ...] = ()  # other names meaning it (a Ray node: ip, label values)
+    resources: Mapping[str, float] = field(default_factory=dict)  # Ray resources (totals)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,7 @@ class Reading:
                     "node": node.node,
                     "local": node.local,
                     "driver_version": node.driver_version,
+                    **cluster_dict(node),
                     "sources": [asdict(s) for s in node.sources],
                     "devices": [_device_dict(d) for d in node.devices],
                     "memory": asdict(node.memory) if node.memory is not None else None,
@@ -90,6 +100,13 @@ class Reading:
                 for node in self.nodes
             ],
         }
+
+
+def cluster_dict(node: NodeReading) -> dict[str, Any]:
+    """A cluster node's ``cluster``, ``label`` and ``resources`` (nothing for other nodes)."""
+    if not node.cluster:
+        return {}
+    return {"cluster": node.cluster, "label": node.label, "resources": dict(node.resources)}
 
 
 def _device_dict(device: Device) -> dict[str, Any]:
@@ -116,12 +133,49 @@ class Inventory(Protocol):
 
 
 def from_config(config: Config, environ: Mapping[str, str] | None = None) -> Inventory:
-    """The inventory for ``config``'s nodes (or the fake one when ``SWAPD_FAKE_GPUS`` is set)."""
+    """The inventory for ``config``'s nodes (or the fake one when ``SWAPD_FAKE_GPUS`` is set),
+    joined with the Ray cluster's nodes (``swapd.rayinventory``) when a model runs on Ray."""
     env = os.environ if environ is None else environ
     refresh = config.placement.refresh
+    base: Inventory
     if spec := env.get(FAKE_ENV):
-        return FakeInventory(refresh=refresh, spec_path=Path(spec))
-    return HostInventory.for_nodes(config.nodes.values(), refresh=refresh)
+        base = FakeInventory(refresh=refresh, spec_path=Path(spec))
+    else:
+        base = HostInventory.for_nodes(config.nodes.values(), refresh=refresh)
+    if not any(m.driver == "ray" for m in config.models.values()):
+        return base
+    from swapd.rayinventory import RayInventory  # it builds on this module
+
+    return Joined((base, RayInventory(refresh=refresh)))
+
+
+@dataclass
+class Joined:
+    """Several inventories read at once as one: their nodes side by side (names must not
+    clash: a Ray node is named by its id). ``usage`` asks the one whose reading has the node."""
+
+    parts: tuple[Inventory, ...]
+    _owner: dict[str, Inventory] = field(default_factory=dict, repr=False)
+
+    async def read(self, *, refresh: bool = False) -> Reading:
+        readings: list[Reading | None] = [None] * len(self.parts)
+
+        async def one(i: int) -> None:
+            readings[i] = await self.parts[i].read(refresh=refresh)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(self.parts)):
+                tg.start_soon(one, i)
+        done = [r for r in readings if r is not None]
+        self._owner = {
+            n.node: part for part, r in zip(self.parts, done, strict=True) for n in r.nodes
+        }
+        captured = min((r.captured_at for r in done), default=time.time())
+        return Reading(captured, tuple(n for r in done for n in r.nodes))
+
+    async def usage(self, node: str, pids: Sequence[int]) -> dict[int, int]:
+        part = self._owner.get(node)
+        return {} if part is None else await part.usage(node, pids)
 
 
 # ── caching ─────────────────────────────────────────────────────────────────────────────────
@@ -191,7 +245,7 @@ class HostInventory(_Cached):
 
         async def one(i: int) -> None:
             if i == 0:
-                slots[0] = await anyio.to_thread.run_sync(self._read_local)
+                slots[0] = await anyio.to_thread.run_sync(self.read_local)
             else:
                 slots[i] = await anyio.to_thread.run_sync(
                     read_remote, self.remotes[i - 1], self.run
@@ -202,7 +256,8 @@ class HostInventory(_Cached):
                 tg.start_soon(one, i)
         return Reading(time.time(), tuple(r for r in slots if r is not None))
 
-    def _read_local(self) -> NodeReading:
+    def read_local(self) -> NodeReading:
+        """This machine now (blocking)."""
         snap = self.probes.detect()
         devices, sources = snap.devices, snap.sources
         if not devices and self.local_gpus is not None:
@@ -219,9 +274,11 @@ class HostInventory(_Cached):
             return {}
         reading = (await self.read()).node(self.local_name)
         nvidia = [d for d in reading.devices if d.vendor == "nvidia"] if reading else []
-        return await anyio.to_thread.run_sync(self._usage, list(pids), nvidia)
+        return await anyio.to_thread.run_sync(self.usage_now, list(pids), nvidia)
 
-    def _usage(self, pids: list[int], nvidia: list[Device]) -> dict[int, int]:
+    def usage_now(self, pids: list[int], nvidia: list[Device]) -> dict[int, int]:
+        """What :meth:`usage` answers, blocking; ``nvidia`` are this machine's NVIDIA devices
+        (their uuids name the devices of ``nvidia-smi``'s process list)."""
         tree = hardware.pid_tree(pids, self.proc)
         used: dict[int, int] = {}
         if nvidia:
@@ -282,9 +339,10 @@ class FakeInventory(_Cached):
     proc: Path = Path("/proc")
 
     async def _read_now(self) -> Reading:
-        return await anyio.to_thread.run_sync(self._read_spec)
+        return await anyio.to_thread.run_sync(self.read_spec)
 
-    def _read_spec(self) -> Reading:
+    def read_spec(self) -> Reading:
+        """Every node of the spec now (blocking)."""
         try:
             spec = fake.Spec.load(self.spec_path)
         except fake.FakeGpuError as exc:
@@ -313,9 +371,10 @@ class FakeInventory(_Cached):
 
     async def usage(self, node: str, pids: Sequence[int]) -> dict[int, int]:
         """What the fake engines among ``pids`` and their descendants hold on ``node``."""
-        return await anyio.to_thread.run_sync(self._usage, node, list(pids))
+        return await anyio.to_thread.run_sync(self.usage_now, node, list(pids))
 
-    def _usage(self, node: str, pids: list[int]) -> dict[int, int]:
+    def usage_now(self, node: str, pids: list[int]) -> dict[int, int]:
+        """What :meth:`usage` answers, blocking."""
         try:
             spec = fake.Spec.load(self.spec_path)
         except fake.FakeGpuError:

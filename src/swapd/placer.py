@@ -24,10 +24,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from swapd import demand as demands
+from swapd import rayinventory
 from swapd.assignment import Assignment
 from swapd.config.model import Config, ModelConfig
 from swapd.demand import LearnedStore
-from swapd.inventory import Inventory, Reading
+from swapd.inventory import Inventory, Reading, cluster_dict
 from swapd.need import Demand, size
 from swapd.placement import RAM, Decision, DeviceKey, DeviceState, Need, Resident, place
 from swapd.slot import Slot
@@ -175,7 +176,9 @@ class Placer:
         if slot.state is State.SLEEPING and slot.demand is not None:
             return slot.demand  # it wakes where it sleeps, with the need it was placed with
         try:
-            return demands.demand_of(slot.config, self.learned)
+            return rayinventory.gpu_demand(
+                slot.config, demands.demand_of(slot.config, self.learned)
+            )
         except Exception as exc:  # a bad estimate must not stop the scheduler
             log.warning("%s: cannot work out its memory need: %s", slot.id, exc)
             count = slot.config.resources.gpus or 0
@@ -216,12 +219,15 @@ class Placer:
         return best
 
     def nodes(self, model: ModelConfig) -> tuple[str, ...]:
-        """Where a model may run: its pinned node, its Docker nodes, else the local nodes."""
+        """Where a model may run: a Ray model on the Ray nodes its options allow; else its
+        pinned node, its Docker nodes, else the local nodes."""
+        reading = self.reading
+        if rayinventory.is_ray(model):
+            return rayinventory.eligible(model, reading.nodes) if reading else ()
         if model.node:
             return (model.node,)
         if model.nodes:
             return tuple(n.name for n in model.nodes)
-        reading = self.reading
         return tuple(n.node for n in reading.nodes if n.local) if reading else ()
 
     def needs(self, slot: Slot, need: Demand, devices: list[DeviceState]) -> list[Need]:
@@ -286,6 +292,7 @@ class Placer:
             vendor=self._vendor(node, [i for _, i in gpus]),
             device_totals=tuple(by_key[k].total if k in by_key else 0 for k in gpus),
             per_device=choice.need.per_device,
+            label=found.label if self.reading and (found := self.reading.node(node)) else "",
         )
 
     def _vendor(self, node: str, indices: list[int]) -> str:
@@ -389,6 +396,7 @@ class Placer:
                     "node": node.node,
                     "local": node.local,
                     "driver_version": node.driver_version,
+                    **cluster_dict(node),
                     "sources": [
                         {"name": s.name, "ok": s.ok, "error": s.error} for s in node.sources
                     ],

@@ -56,6 +56,7 @@ def info(slot: Slot, now: float) -> dict[str, Any]:
         "unlisted": c.unlisted,
         "sleep_level": c.sleep_level,  # None: no `sleep:`, so the model cannot sleep
         "placement": placement(slot),
+        **label(slot),
     }
 
 
@@ -75,7 +76,14 @@ def placement(slot: Slot) -> dict[str, Any] | None:
         "source": need.source if need else None,
         "detail": need.detail if need else "",
         "blocked_by": list(slot.blocked_by),
+        **label(slot),
     }
+
+
+def label(slot: Slot) -> dict[str, str]:
+    """``node_label``: the readable name of a node that goes by an id (a Ray node), if any."""
+    a = slot.assignment
+    return {"node_label": a.label} if a is not None and a.label else {}
 
 
 def progress(slot: Slot, now: float) -> dict[str, Any] | None:

@@ -53,6 +53,15 @@ describe('segments', () => {
     const rows = deviceRows([node('a', [gpu(0), ram]), node('b', [{ ...ram, models: [{ model: 'cpu', bytes: GIB, state: 'ready' }] }])]);
     expect(rows.map((r) => r.key)).toEqual(['a:0', 'b:RAM']);
   });
+  it('shows a Ray node by its label, keyed by its id', () => {
+    const id = 'f'.repeat(56);
+    const rows = deviceRows([{ ...node(id, [gpu(0)]), local: false, cluster: 'ray', label: 'big-box' }]);
+    expect(rows.map((r) => [r.key, r.name])).toEqual([[`${id}:0`, 'big-box:0']]);
+    const p = { node: id, node_label: 'big-box', devices: [1], need_bytes: 1, held_bytes: 1, measured_bytes: 0, source: 'declared' as const, detail: '', blocked_by: [] };
+    expect(where(p)).toBe('big-box:1');
+    const { getByTestId } = render(GpuBars, { nodes: [{ ...node(id, [gpu(0)]), label: 'big-box' }] });
+    expect(getByTestId(`gpu-${id}:0`).textContent).toContain('big-box:0');
+  });
 });
 
 describe('GpuBars', () => {

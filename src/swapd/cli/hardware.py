@@ -26,8 +26,10 @@ def _device_name(device: dict[str, Any]) -> str:
 
 def _print_node(node: dict[str, Any]) -> None:
     where = "local" if node["local"] else "remote"
+    if node.get("cluster"):  # a Ray node: its label, and the id placement names it by
+        where = f"{node['cluster']} node {node['node']}"
     driver = f", driver {node['driver_version']}" if node.get("driver_version") else ""
-    click.echo(f"node {node['node']} ({where}{driver})")
+    click.echo(f"node {node.get('label') or node['node']} ({where}{driver})")
     table(
         node["devices"],
         [

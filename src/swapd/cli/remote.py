@@ -108,11 +108,11 @@ def gib(n: float) -> str:
 
 def gpus(placement: dict[str, Any] | None) -> str:
     """Where a model sits: ``a:0,1`` (node and device indexes), ``a:RAM`` (a CPU engine in
-    the node's system RAM), or ``-`` when it is not placed."""
+    the node's system RAM), or ``-`` when it is not placed. A Ray node goes by its label."""
     if not placement or not placement["node"]:
         return "-"
     devices = ",".join("RAM" if i < 0 else str(i) for i in placement["devices"]) or "RAM"
-    return f"{placement['node']}:{devices}"
+    return f"{placement.get('node_label') or placement['node']}:{devices}"
 
 
 def memory(placement: dict[str, Any] | None) -> str:
@@ -217,7 +217,7 @@ def _ps_columns() -> list[tuple[str, Callable[[Any], str]]]:
     return [
         ("MODEL", lambda r: r["id"]),
         ("STATE", lambda r: r["state"]),
-        ("NODE", lambda r: r["node"]),
+        ("NODE", lambda r: r.get("node_label") or r["node"]),
         ("GPU", lambda r: gpus(r.get("placement"))),
         ("MEM", lambda r: memory(r.get("placement"))),
         ("PID", lambda r: str(r["pid"] or "-")),

@@ -16,6 +16,8 @@ export interface Segment {
 export interface DeviceRow {
   /** `a:0`, or `a:RAM` for a node's system RAM */
   key: string;
+  /** the key as shown: a Ray node's label in place of its id */
+  name: string;
   device: PlacementDevice;
 }
 
@@ -29,10 +31,12 @@ export function deviceKey(node: string, index: number): string {
   return `${node}:${index < 0 ? 'RAM' : index}`;
 }
 
-/** Where a model sits: `a:0,1`, `a:RAM` for a CPU engine, null while it is not placed. */
+/** Where a model sits: `a:0,1`, `a:RAM` for a CPU engine, null while it is not placed; a Ray
+ * node by its label. */
 export function where(p: ModelPlacement | null | undefined): string | null {
   if (!p || !p.node) return null;
-  return `${p.node}:${p.devices.map((i) => (i < 0 ? 'RAM' : String(i))).join(',') || 'RAM'}`;
+  const node = p.node_label || p.node;
+  return `${node}:${p.devices.map((i) => (i < 0 ? 'RAM' : String(i))).join(',') || 'RAM'}`;
 }
 
 /** The devices worth a bar: every GPU, and a node's RAM when a model sits in it. */
@@ -40,7 +44,11 @@ export function deviceRows(nodes: PlacementNode[]): DeviceRow[] {
   return nodes.flatMap((n) =>
     n.devices
       .filter((d) => d.kind === 'gpu' || d.models.length > 0)
-      .map((d) => ({ key: deviceKey(n.node, d.index), device: d })),
+      .map((d) => ({
+        key: deviceKey(n.node, d.index),
+        name: deviceKey(n.label || n.node, d.index),
+        device: d,
+      })),
   );
 }
 

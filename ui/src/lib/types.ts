@@ -15,6 +15,8 @@ export interface ModelInfo {
   driver?: string | null;
   state: ModelState;
   node?: string | null;
+  /** a readable name where `node` is an id (a Ray node: its `ray.node` label or ip) */
+  node_label?: string | null;
   pid?: number | null;
   container?: string | null;
   port?: number | null;
@@ -57,6 +59,8 @@ export interface RequestEvent extends Partial<ActivityRow> {
 export interface ModelPlacement {
   /** null while a start waits (see blocked_by) */
   node: string | null;
+  /** how `node` is shown: a Ray node's label, else `node` itself */
+  node_label?: string | null;
   /** device indexes on `node`; -1 is system RAM */
   devices: number[];
   /** on each device */
@@ -93,6 +97,10 @@ export interface PlacementDevice {
 export interface PlacementNode {
   node: string;
   local: boolean;
+  /** "ray" for a node of the Ray cluster (`node` is then its id) */
+  cluster?: string | null;
+  /** a readable name where `node` is an id */
+  label?: string | null;
   driver_version: string | null;
   sources: { name: string; ok: boolean; error: string | null }[];
   devices: PlacementDevice[];
