@@ -1,12 +1,14 @@
 """The Ray cluster that ``driver: ray`` models run on: one connection per swapd process.
 
 ``start(settings)`` begins connecting in a background thread (``ray.init`` blocks, and against
-an address where nothing answers Ray retries for minutes): the server starts and serves every
-other model meanwhile. The address is probed first (a TCP connect, ``PROBE_TIMEOUT``), so an
-unreachable cluster is reported in seconds; ``await connected()`` returns once connected or
-raises :class:`~swapd.errors.ClusterUnavailable` saying why, and a Ray model's start fails with
-that message. swapd's Ray job owns every actor it creates (non-detached): when swapd exits or
-dies, Ray kills them, and their engines with them (``swapd.drivers.rayengine``).
+an address where nothing answers Ray retries for minutes; called from the main thread it would
+also take over SIGTERM): the server starts and serves every other model meanwhile. The address
+is probed first (a TCP connect, ``PROBE_TIMEOUT``), so an unreachable cluster is reported in
+seconds; ``await connected()`` returns once connected or raises
+:class:`~swapd.errors.ClusterUnavailable` saying why, and a Ray model's start fails with that
+message. swapd's Ray job owns every actor it creates (non-detached): when swapd exits or dies,
+Ray kills them, and their engines with them (``swapd.drivers.rayengine``). The connection is
+made once, at startup: a changed ``cluster.ray`` takes a restart.
 
 ``nodes()`` lists the cluster's nodes (id, address, resources total and available, labels) for
 the inventory; ``find(name)`` resolves a node named in the config or by placement: a Ray node
@@ -131,6 +133,9 @@ def connect(settings: RayClusterConfig) -> str:
     if address != "auto":
         probe(address)
     options: dict[str, Any] = {} if address.startswith("ray://") else {"include_dashboard": False}
+    # From the main thread ray.init would replace swapd's SIGTERM handler by sys.exit; from
+    # this one it only says so.
+    logging.getLogger("ray._private.worker").addFilter(_no_sigterm_notice)
     try:
         with _on_loopback(address):
             ray.init(
@@ -145,6 +150,10 @@ def connect(settings: RayClusterConfig) -> str:
         raise ClusterUnavailable(f"cannot connect to the Ray cluster at {address}: {exc}") from exc
     log.info("connected to the Ray cluster at %s (namespace %s)", address, settings.namespace)
     return address
+
+
+def _no_sigterm_notice(record: logging.LogRecord) -> bool:
+    return "SIGTERM handler is not set" not in record.getMessage()
 
 
 def _host(address: str) -> str:
