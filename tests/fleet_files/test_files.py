@@ -196,6 +196,22 @@ def test_add_model_makes_entries_that_swapd_check_accepts(
     assert "tiny-q8" in [m["id"] for m in models]  # reloaded
 
 
+def test_an_entry_that_would_not_load_is_refused_and_the_config_is_untouched(
+    swapd: SwapdProcess, home: Path, tiny: bytes
+) -> None:
+    odd = home / "ggufs" / "${NOPE}"  # a folder whose name reads as an unknown macro
+    odd.mkdir(exist_ok=True)
+    (odd / "odd.gguf").write_bytes(tiny)
+    before = swapd.config_path.read_text()
+    refused = cli(swapd, "add-model", str(odd / "odd.gguf"), "--write")
+    assert refused.exit_code == 1, refused.output
+    assert "left unchanged: the edited config would not load" in refused.output
+    assert "unknown macro '${NOPE}'" in refused.output
+    assert swapd.config_path.read_text() == before
+    models = httpx.get(f"{swapd.url}/api/models").json()["models"]
+    assert "odd" not in [m["id"] for m in models]
+
+
 def test_options_of_the_listing_are_refused_before_a_command(swapd: SwapdProcess) -> None:
     result = CliRunner().invoke(main, ["files", "--url", swapd.url, "rm", "org/tiny-GGUF"])
     assert result.exit_code == 2 and "put --url after the command" in result.output

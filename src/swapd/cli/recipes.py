@@ -23,6 +23,7 @@ from swapd.config.options import DockerOptions
 from swapd.config.schema import parse_size
 from swapd.errors import SwapdError
 from swapd.fleet import recipes as fleet
+from swapd.fleet.configfile import Change, restore
 from swapd.fleet.recipes import parse_sets
 from swapd.recipes import (
     ENGINE_PORT,
@@ -284,20 +285,27 @@ def _said(change: dict[str, Any]) -> None:
     click.echo(f"{verb} model {change['id']} {where} {change['file']} (backup {change['backup']})")
 
 
-def _reloaded(result: dict[str, Any], url: str) -> None:
+def _reloaded(change: dict[str, Any], result: dict[str, Any], url: str) -> None:
+    """Report the reload that applied ``change``; a rejected one has put the file back."""
     if not result.get("ok"):
         for error in result.get("errors", []):
             click.echo(error, err=True)
-        click.echo(f"swapd: the swapd at {url} rejected the reload (it keeps its config)", err=True)
+        click.echo(
+            f"swapd: the swapd at {url} rejected the reload (it keeps its config); "
+            f"{change['file']} is as it was",
+            err=True,
+        )
         sys.exit(2)
     changes = ", ".join(f"{k} {', '.join(v)}" for k, v in result.get("changes", {}).items() if v)
     click.echo(f"swapd at {url} reloaded: {changes or 'no changes'} (other models keep running)")
 
 
-def _reload(path: Path, url: str) -> None:
-    """Ask the swapd at ``url`` to reload, if it reads ``path``; nobody there is no error."""
+def _reload(change: Change, url: str) -> None:
+    """Ask the swapd at ``url`` to reload, if it reads the edited file (a rejected reload
+    puts the file back); nobody there is no error."""
     from swapd.client import Unreachable
 
+    path = Path(change.file)
     with connect(url) as client:
         try:
             sources = [Path(s).resolve() for s in client.config_sources()]
@@ -308,20 +316,23 @@ def _reload(path: Path, url: str) -> None:
             shown = ", ".join(map(str, sources)) or "no file"
             click.echo(f"the swapd at {client.url} reads {shown}, not {path}: not reloaded")
             return
-        _reloaded(client.reload(), client.url)
+        result = client.reload()
+        if not result.get("ok"):
+            restore(path, Path(change.backup))
+        _reloaded(change.as_dict(), result, client.url)
 
 
-def _edited(change: fleet.Change, no_reload: bool, url: str) -> None:
+def _edited(change: Change, no_reload: bool, url: str) -> None:
     _said(change.as_dict())
     if not no_reload:
-        _reload(Path(change.file), url)
+        _reload(change, url)
 
 
 def _remote(change: dict[str, Any], url: str) -> None:
     _said(change)
     if change.get("note"):
         click.echo(change["note"])
-    _reloaded(change["reload"], url)
+    _reloaded(change, change["reload"], url)
 
 
 @recipes.command()

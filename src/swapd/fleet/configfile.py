@@ -1,6 +1,11 @@
 """A config file edited in place: ruamel round-trip (comments, key order, quotes and indentation
-kept), every comment around a model entry kept when one is added or removed, and an atomic write
-(temp file + rename in the same folder) that leaves the previous text in ``<file>.bak``.
+kept), every comment around a model entry kept when one is added or removed, and
+:meth:`ConfigFile.save`, the one way every config edit (``swapd recipes add | remove``,
+``swapd files add-model --write``, their admin API routes) is written: the edited text is loaded
+by swapd's own loader (with the config's other files) first, and only a text that loads is
+written, atomically (temp file + rename in the same folder), the previous text left in
+``<file>.bak`` for :func:`restore`. The server serializes its edits and the reload that applies
+each (:mod:`swapd.proxy.fleet.edits`).
 
 Round-trip ruamel hangs the comment lines that follow a mapping item on that item's last value,
 so the comments *above* the next entry (or below the ``models:`` block) belong to the entry
@@ -15,7 +20,8 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +30,23 @@ from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq
 from ruamel.yaml.error import CommentMark, YAMLError
 from ruamel.yaml.tokens import CommentToken
 
-from swapd.errors import RequestError
+from swapd.config.loader import load_sources
+from swapd.config.source import Source
+from swapd.errors import ConfigError, RequestError
+from swapd.extensions import standard
 
 Tail = tuple[CommentedBase, Hashable, int]  # the holder of a trailing comment: container, key, slot
+
+
+class InvalidEdit(RequestError):
+    """The edited config would not load: nothing was written (the message lists the issues)."""
+
+    code = "invalid_config"
+    exit_code = 2
+
+    def __init__(self, path: Path, error: ConfigError) -> None:
+        lines = "\n".join(str(issue) for issue in error.issues)
+        super().__init__(f"{path} left unchanged: the edited config would not load:\n{lines}")
 
 
 class ConfigFile:
@@ -71,7 +91,14 @@ class ConfigFile:
         self.yaml.dump(self.root, out)
         return out.getvalue()
 
-    def write(self, text: str) -> Path:
+    def save(self, others: Sequence[str] = ()) -> Path:
+        """Write the edited file if swapd would load it (with the config's ``others``), else
+        raise :class:`InvalidEdit` and leave it as it was; returns the backup's path."""
+        text = self.dump()
+        check(self.path, text, others)
+        return self._write(text)
+
+    def _write(self, text: str) -> Path:
         """Replace the file by ``text`` atomically; the old text goes to ``<file>.bak``."""
         target = self.path.resolve()  # a symlinked config stays a symlink
         backup = target.with_name(target.name + ".bak")
@@ -88,6 +115,45 @@ class ConfigFile:
             Path(tmp).unlink(missing_ok=True)
             raise RequestError(f"cannot write {target}: {exc.strerror or exc}") from exc
         return backup
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What an edit did: for the CLI's message and the API's answer."""
+
+    action: str  # added | replaced | removed
+    model_id: str
+    file: str
+    backup: str
+    entry: dict[str, Any] = field(default_factory=dict)  # as written (empty when removed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "id": self.model_id,
+            "file": self.file,
+            "backup": self.backup,
+            "entry": self.entry,
+        }
+
+
+def check(path: Path, text: str, others: Sequence[str] = ()) -> None:
+    """Load ``text`` as ``path`` (with the config's ``others``) as swapd would."""
+    sources = [Source(str(path), text)]
+    for other in others:
+        try:
+            sources.append(Source(other, Path(other).read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError):
+            continue  # an unreadable other file: the server reports it on reload
+    try:
+        load_sources(sources, env=os.environ, extensions=standard())
+    except ConfigError as exc:
+        raise InvalidEdit(path, exc) from None
+
+
+def restore(path: Path, backup: Path) -> None:
+    """Put back the text from before :meth:`ConfigFile.save` (a reload rejected the new one)."""
+    backup.replace(path.resolve())
 
 
 def _indents(text: str) -> tuple[int, int, int]:

@@ -5,8 +5,9 @@ go through :func:`add_model` / :func:`remove_model`.
 
 An entry is ``recipe: NAME`` or, with placeholder values, ``recipe: {name: NAME, set: {…}}``,
 plus ``node: N``. The edited text is loaded by swapd's own loader (with the config's other
-files) before anything is written: a result that would not load is refused with its
-``file:line:col: message`` issues and the file is left as it was.
+files) before anything is written (:meth:`swapd.fleet.configfile.ConfigFile.save`): a result
+that would not load is refused with its ``file:line:col: message`` issues and the file is left
+as it was.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,9 @@ from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
 
 from swapd.config.demo import DEMO_NAME
-from swapd.config.loader import load_sources
 from swapd.config.model import Config
-from swapd.config.source import Source
-from swapd.errors import ConfigError, Conflict, NotFound, RequestError
-from swapd.extensions import standard
-from swapd.fleet.configfile import ConfigFile, add_entry, remove_entry, replace_entry
+from swapd.errors import Conflict, NotFound, RequestError
+from swapd.fleet.configfile import Change, ConfigFile, add_entry, remove_entry, replace_entry
 from swapd.recipes import (
     ENGINE_PORT,
     Recipe,
@@ -42,37 +39,6 @@ from swapd.recipes import (
     values,
 )
 from swapd.recipes.process import render_process
-
-
-class InvalidEdit(RequestError):
-    """The edited config would not load: nothing was written (the message lists the issues)."""
-
-    code = "invalid_config"
-    exit_code = 2
-
-    def __init__(self, path: Path, error: ConfigError) -> None:
-        lines = "\n".join(str(issue) for issue in error.issues)
-        super().__init__(f"{path} left unchanged: the edited config would not load:\n{lines}")
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What an edit did: for the CLI's message and the API's answer."""
-
-    action: str  # added | replaced | removed
-    model_id: str
-    file: str
-    backup: str
-    entry: dict[str, Any] = field(default_factory=dict)  # as written (empty when removed)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "action": self.action,
-            "id": self.model_id,
-            "file": self.file,
-            "backup": self.backup,
-            "entry": self.entry,
-        }
 
 
 def parse_sets(sets: Sequence[str]) -> dict[str, Any]:
@@ -135,20 +101,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _check(path: Path, text: str, others: Sequence[str]) -> None:
-    """Load ``text`` as ``path`` (with the config's ``others``) as swapd would."""
-    sources = [Source(str(path), text)]
-    for other in others:
-        try:
-            sources.append(Source(other, Path(other).read_text(encoding="utf-8")))
-        except (OSError, UnicodeDecodeError):
-            continue  # an unreadable other file: the server reports it on reload
-    try:
-        load_sources(sources, env=os.environ, extensions=standard())
-    except ConfigError as exc:
-        raise InvalidEdit(path, exc) from None
-
-
 def _owner(model_id: str, others: Sequence[str]) -> str | None:
     """The other config file that defines ``model_id`` at its top level, if any."""
     for other in others:
@@ -193,9 +145,7 @@ def add_model(
         entry = CommentedMap()
         _fill(entry, recipe, node, sets or {})
         (replace_entry if model_id in models else add_entry)(models, model_id, entry)
-    text = file.dump()
-    _check(path, text, others)
-    backup = file.write(text)
+    backup = file.save(others)
     action = "replaced" if old is not None else "added"
     return Change(action, model_id, str(path), str(backup), _plain(entry))
 
@@ -209,9 +159,7 @@ def remove_model(path: Path, model_id: str, *, others: Sequence[str] = ()) -> Ch
         where = f"it is defined in {owner}: edit that file" if owner else _listing(models)
         raise NotFound(f"no model {model_id!r} in the models: of {path}; {where}")
     remove_entry(models, model_id)
-    text = file.dump()
-    _check(path, text, others)
-    return Change("removed", model_id, str(path), str(file.write(text)))
+    return Change("removed", model_id, str(path), str(file.save(others)))
 
 
 def _listing(models: CommentedMap | None) -> str:

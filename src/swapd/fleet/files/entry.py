@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 
 from swapd.errors import Conflict, NotFound, RequestError
+from swapd.fleet.configfile import Change, ConfigFile, add_entry
 from swapd.fleet.files.listing import GGUF, SAFETENSORS, Entry, hub_cache
 from swapd.llamacpp.discovery import DEFAULT_CMD, base_id, command
 
@@ -135,28 +138,19 @@ def model_entry(target: str, entries: list[Entry], model_id: str | None = None) 
 
 def _block(value: Any) -> Any:
     """Plain mappings as ruamel's, so the written entry is in block style like the file."""
-    from ruamel.yaml.comments import CommentedMap
-
     if isinstance(value, dict):
         return CommentedMap((k, _block(v)) for k, v in value.items())
     return value
 
 
-def write(made: ModelEntry, path: Path) -> Path:
+def write(made: ModelEntry, path: Path, others: Sequence[str] = ()) -> Change:
     """Add ``made`` as the last entry of the ``models:`` of the config file ``path`` (comments
-    and layout kept, :mod:`swapd.fleet.configfile`); the old text is left in the backup
-    returned, which :func:`restore` puts back."""
-    from swapd.fleet.configfile import ConfigFile, add_entry
-
+    and layout kept; checked by swapd's loader with the config's ``others`` before anything is
+    written, :meth:`~swapd.fleet.configfile.ConfigFile.save`)."""
     file = ConfigFile(path)
     models = file.models(create=True)
     assert models is not None
     if made.id in models:
         raise Conflict(f"model {made.id!r} is in {path} already; give another id")
     add_entry(models, made.id, _block(made.entry))
-    return file.write(file.dump())
-
-
-def restore(path: Path, backup: Path) -> None:
-    """Put the text from before :func:`write` back (a reload rejected the new one)."""
-    backup.replace(path.resolve())
+    return Change("added", made.id, str(path), str(file.save(others)), made.entry)

@@ -16,10 +16,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from swapd.errors import Conflict, RequestError
-from swapd.fleet.files.entry import ModelEntry, model_entry, restore, write
+from swapd.fleet.files.entry import ModelEntry, model_entry, write
 from swapd.fleet.files.listing import listing, local_entries, remove
 from swapd.fleet.files.pulls import Pulls
 from swapd.fleet.recipes import main_file
+from swapd.proxy.fleet.edits import Edits
 
 if TYPE_CHECKING:
     from swapd.proxy.admin import Admin
@@ -40,10 +41,10 @@ async def _fields(request: Request, *names: str) -> dict[str, Any]:
 
 
 class _Files:
-    def __init__(self, admin: Admin) -> None:
+    def __init__(self, admin: Admin, edits: Edits) -> None:
         self.admin = admin
+        self.edits = edits
         self.pulls = Pulls()
-        self.lock = anyio.Lock()  # one edit of the config file at a time
 
     async def listing(self, request: Request) -> Response:
         data = await anyio.to_thread.run_sync(listing, self.admin.scheduler.config)
@@ -96,26 +97,20 @@ class _Files:
         return JSONResponse(view)
 
     async def _written(self, made: ModelEntry) -> dict[str, Any]:
-        """``made`` written into the config file, then the reload that applies it; a
-        rejected reload puts the file back as it was."""
-        path, _ = main_file(self.admin.scheduler.config)
-        result: dict[str, Any] = {"ok": False, "errors": ["reload is not available"]}
-        async with self.lock:
-            backup = await anyio.to_thread.run_sync(write, made, path)
-            if self.admin.reload is not None:
-                result = await self.admin.reload()
-            if not result.get("ok"):
-                await anyio.to_thread.run_sync(restore, path, backup)
+        """``made`` written into the config file (checked first), then the reload that
+        applies it; a rejected reload puts the file back as it was."""
+        path, others = main_file(self.admin.scheduler.config)
+        change, applied = await self.edits.apply(lambda: write(made, path, others))
         return {
-            "file": str(path),
-            "backup": str(backup),
-            "restored": not result.get("ok"),
-            "reload": result,
+            "file": change.file,
+            "backup": change.backup,
+            "restored": applied.restored,
+            "reload": applied.reload,
         }
 
 
-def routes(admin: Admin) -> list[BaseRoute]:
-    files = _Files(admin)
+def routes(admin: Admin, edits: Edits) -> list[BaseRoute]:
+    files = _Files(admin, edits)
     return [
         Route("/api/files", files.listing, methods=["GET"]),
         Route("/api/files/pull", files.pull, methods=["POST"]),

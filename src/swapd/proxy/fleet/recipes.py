@@ -4,7 +4,9 @@
 ``GET /api/recipes/{name}`` (one recipe: file, placeholders, rendered command; ``?set=k=v``
 repeatable, ``?id=``), ``POST /api/recipes/models`` (add or, with ``replace``, edit an entry)
 and ``DELETE /api/recipes/models/{id}``: both edit the server's main config file and then
-reload it (running models keep running). Changes need the admin scope (swapd.proxy.auth).
+reload it (running models keep running; a rejected reload puts the file back), through the
+server's one :class:`~swapd.proxy.fleet.edits.Edits`. Changes need the admin scope
+(swapd.proxy.auth).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from starlette.routing import BaseRoute, Route
 
 from swapd.errors import RequestError
 from swapd.fleet import recipes as fleet
+from swapd.fleet.configfile import Change
+from swapd.proxy.fleet.edits import Edits
 from swapd.recipes import RecipeError
 from swapd.secrets import redactor
 
@@ -28,8 +32,8 @@ if TYPE_CHECKING:
     from swapd.proxy.admin import Admin
 
 
-def routes(admin: Admin) -> list[BaseRoute]:
-    api = _Recipes(admin)
+def routes(admin: Admin, edits: Edits) -> list[BaseRoute]:
+    api = _Recipes(admin, edits)
     return [
         Route("/api/recipes", api.catalog, methods=["GET"]),
         Route("/api/recipes/models", api.add, methods=["POST"]),
@@ -82,9 +86,9 @@ def _note(path: Path, others: tuple[str, ...]) -> str:
 
 
 class _Recipes:
-    def __init__(self, admin: Admin) -> None:
+    def __init__(self, admin: Admin, edits: Edits) -> None:
         self.admin = admin
-        self.lock = anyio.Lock()  # one edit of the file at a time
+        self.edits = edits
 
     async def catalog(self, request: Request) -> Response:
         config = self.admin.scheduler.config
@@ -121,7 +125,7 @@ class _Recipes:
             sets = _sets(body.get("set"))
         path, others = fleet.main_file(self.admin.scheduler.config)
 
-        def write() -> fleet.Change:
+        def write() -> Change:
             return fleet.add_model(
                 path,
                 model_id,
@@ -140,15 +144,11 @@ class _Recipes:
         note = _note(path, others) if others else None
         return await self._applied(lambda: fleet.remove_model(path, model_id, others=others), note)
 
-    async def _applied(self, write: Callable[[], fleet.Change], note: str | None) -> Response:
+    async def _applied(self, write: Callable[[], Change], note: str | None) -> Response:
         """The edit, then the reload that applies it (other models keep running)."""
-        async with self.lock:
-            with _as_request_errors():
-                change = await anyio.to_thread.run_sync(write)
-            result: dict[str, Any] = {"ok": False, "errors": ["reload is not available"]}
-            if self.admin.reload is not None:
-                result = await self.admin.reload()
-        body = {**change.as_dict(), "reload": result}
+        with _as_request_errors():
+            change, applied = await self.edits.apply(write)
+        body = {**change.as_dict(), "reload": applied.reload, "restored": applied.restored}
         if note:
             body["note"] = note
         return JSONResponse(body)
