@@ -84,6 +84,8 @@ class Lifecycle:
         """A start failed: retry it for the queued requests, unless it will fail again."""
         if self._owner.placer.is_oom(slot, error):
             error, permanent = self._owner.placer.out_of_memory(slot, error)
+        elif self._owner.placer.is_crowded(slot, error):
+            error, permanent = self._owner.placer.no_capacity(slot, error)
         slot.error = error
         slot.failures += 1
         log.warning("%s failed to start: %s", slot.id, error.splitlines()[0])
@@ -115,6 +117,7 @@ class Lifecycle:
         slot.ready_at = slot.last_use = now
         slot.failures = 0
         slot.oom_retried = False
+        slot.crowded = None
         took = now - (slot.started_at or now)
         slot.reload_seconds = took
         slot.log.write(f"[swapd] {slot.id} ready in {took:.3f}s at {upstream.base_url}")

@@ -239,7 +239,10 @@ class Placer:
             return [Need(slot.id, len(a.devices), a.per_device, keys, (a.node,))]
         model = slot.config
         nodes = self.nodes(model)
-        per_node = [(n,) for n in nodes] if need.all_gpus else [nodes]
+        crowded = slot.crowded if slot.crowded in nodes else None
+        if crowded is not None:  # the retry: elsewhere as usual, or the whole of that node
+            nodes = tuple(n for n in nodes if n != crowded)
+        per_node = [(n,) for n in nodes] if need.all_gpus or not nodes else [nodes]
         out = []
         for names in per_node:
             gpus = [d for d in devices if d.node in names and d.index != RAM]
@@ -258,6 +261,9 @@ class Placer:
             for total in sorted({d.total for d in gpus}):
                 same = frozenset(d.key for d in gpus if d.total == total)
                 out.append(Need(model.id, count, per_device(need, count, total), same, names))
+        if crowded is not None:
+            gpus = [d for d in devices if d.node == crowded and d.index != RAM]
+            out.extend(self.whole(model.id, need.count or len(gpus), gpus))
         return out
 
     def whole(self, model_id: str, count: int, gpus: list[DeviceState]) -> list[Need]:
@@ -364,6 +370,30 @@ class Placer:
         slot.log.write(f"[swapd] {message}")
         slot.oom_retried = False  # a later request tries again, with the raised need
         return message, True
+
+    def no_capacity(self, slot: Slot, error: str) -> tuple[str, bool]:
+        """Ray could not place a Ray model's actor on the node placement chose (its resources
+        taken, the node gone): retry once, elsewhere or on the whole of that node (evicting
+        the idle models there by the usual rules); a second refusal is final. Returns the
+        error to report and whether it is permanent."""
+        a = slot.assignment
+        assert a is not None
+        if slot.crowded is None:
+            slot.crowded = a.node
+            line = (
+                f"[swapd] {slot.id}: no capacity on Ray node {a.label or a.node}; "
+                "evicting there or trying another node, once"
+            )
+            slot.log.write(line)
+            log.warning("%s", line.removeprefix("[swapd] "))
+            return error, False
+        slot.crowded = None
+        return error, True
+
+    def is_crowded(self, slot: Slot, error: str) -> bool:
+        """A placed Ray model's start that Ray refused (``no capacity on …``)."""
+        placed = slot.assignment is not None and rayinventory.is_ray(slot.config)
+        return placed and "no capacity on" in error
 
     def is_oom(self, slot: Slot, error: str) -> bool:
         return slot.assignment is not None and demands.is_oom([*recent_output(slot), error])

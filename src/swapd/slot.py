@@ -57,6 +57,7 @@ class Slot:
     measured: int = 0  # peak bytes per device measured since it became ready
     reload_seconds: float | None = None  # how long its last start took (eviction cost)
     oom_retried: bool = False  # an out-of-memory start was retried once already
+    crowded: str | None = None  # a Ray node that had no capacity: the one retry needs all of it
     blocked_by: tuple[str, ...] = ()  # busy models a queued start waits for
     # Ollama's keep_alive: (generation, idle seconds; 0 = never) for that load only
     keep_alive: tuple[int, float] | None = None
