@@ -11,8 +11,11 @@ from swapd.recipes import catalog, load
 
 SHIPPED = Path(__file__).resolve().parents[2] / "recipes"
 EVERY = sorted(catalog([SHIPPED]))
-NAMES = [n for n in EVERY if load(n, [SHIPPED]).runtime == "container"]  # the docker recipes
-PROCESS = [n for n in EVERY if n not in NAMES]  # runtime: process (swapd.recipes.process)
+TEMPLATES = [n for n in EVERY if not load(n, [SHIPPED]).model]  # each entry sets the model
+NAMES = [  # the docker recipes of one model
+    n for n in EVERY if load(n, [SHIPPED]).runtime == "container" and n not in TEMPLATES
+]
+PROCESS = [n for n in EVERY if n not in NAMES and n not in TEMPLATES]  # runtime: process
 
 
 def recipe_model(recipe: str, extra: str = "", model_id: str = "qwen") -> ModelConfig:

@@ -65,7 +65,7 @@ def list_recipes(as_json: bool) -> None:
                 {
                     "name": name,
                     "engine": rec.engine,
-                    "model": rec.model,
+                    "model": rec.model or "(set by the model entry)",
                     "image": ", ".join(f"{k}: {v}" for k, v in rec.images.items())
                     or rec.image
                     or "no image: runs as a process",
@@ -104,6 +104,8 @@ def show(name: str) -> None:
     for key in recipe.placeholders():
         value = vals[key]
         shown = ", ".join(map(str, value)) if isinstance(value, list) else value
+        if key == "model" and not value:
+            shown = "(required: the model entry sets it)"
         click.echo(f"#   {key} = {shown}")
     click.echo("\n# in a config:")
     click.echo(usage(recipe))
@@ -113,6 +115,9 @@ def usage(recipe: Recipe) -> str:
     """The config that uses ``recipe``, as YAML: the model named after what the engine serves,
     and the same with one placeholder set, commented."""
     model_id = recipe.served_model_name or recipe.name.rsplit("/", 1)[-1]
+    if not recipe.model:  # the entry names the model
+        ref = f"{{name: {recipe.name}, set: {{model: ORG/REPO}}}}"
+        return "\n".join(["models:", f"  {model_id}:", f"    recipe: {ref}"])
     lines = ["models:", f"  {model_id}:", f"    recipe: {recipe.name}"]
     if recipe.defaults:
         key, default = next(iter(recipe.defaults.items()))

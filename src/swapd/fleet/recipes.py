@@ -230,6 +230,8 @@ def detail(name: str, sets: Mapping[str, Any], model_id: str | None = None) -> d
 
 
 def _command(recipe: Recipe, sets: Mapping[str, Any], model_id: str) -> str:
+    if not recipe.model and not sets.get("model"):
+        sets = {**sets, "model": "{model}"}  # shown as the placeholder the entry must set
     if recipe.runtime == "process":
         rendered = render_process(recipe, dict(sets), model_id=model_id)
         return shlex.join([*(f"{e}" for e in rendered.env), *rendered.argv])

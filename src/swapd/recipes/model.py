@@ -33,7 +33,8 @@ RECIPE_KEYS = {
     "entrypoint and args become the model's cmd, run by the process driver)",
     "description": "one line shown by `swapd recipes list`",
     "image": "container image, or {cu129: image, cu130: image} (the node's driver picks)",
-    "model": "Hugging Face model id (the {model} placeholder)",
+    "model": "Hugging Face model id (the {model} placeholder); left out, each model entry "
+    "must set it (set: {model: ORG/REPO})",
     "served_model_name": "name the engine serves the model under (default: model)",
     "entrypoint": "argv replacing the image's entrypoint (optional); the program with "
     "runtime: process",
@@ -67,7 +68,7 @@ class Recipe:
     path: Path
     engine: str
     image: str  # the image of the oldest CUDA line when ``images`` has several; "" for a process
-    model: str
+    model: str  # "" when the recipe leaves it to the model entry (``set: {model: …}``)
     args: tuple[str, ...]
     runtime: str = "container"  # or "process": no image, run by the process driver
     description: str = ""
@@ -207,8 +208,8 @@ def parse(data: Any, name: str, path: Path) -> Recipe:
         problems += process_problems(data)
     else:
         image, images = _images(data.get("image"), problems)
-    if not isinstance(data.get("model"), str) or not data["model"].strip():
-        problems.append("model: required (a string)")
+    if "model" in data and (not isinstance(data["model"], str) or not data["model"].strip()):
+        problems.append("model: a Hugging Face model id, or left out: each model entry sets it")
     args = _str_list(data.get("args"), "args", problems)
     entry = data.get("entrypoint")
     entrypoint = None if entry is None else _str_list(entry, "entrypoint", problems)

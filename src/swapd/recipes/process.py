@@ -31,7 +31,7 @@ from swapd.config.tree import MapNode, Node, Path, Scalar, SeqNode, to_plain
 from swapd.recipes.engines import accepted_names
 from swapd.recipes.lookup import load
 from swapd.recipes.model import Recipe, RecipeError
-from swapd.recipes.spec import LOCAL_HOST, fill, fill_args, gpus_of, values
+from swapd.recipes.spec import LOCAL_HOST, fill, fill_args, gpus_of, values, with_model
 
 PORT_MACRO = "${PORT}"
 NODE_IP_MACRO = "${NODE_IP}"  # a ray model's node address, filled by its actor
@@ -73,7 +73,9 @@ def render_process(
     host: str = LOCAL_HOST,
 ) -> Rendered:
     """``recipe`` (``runtime: process``) filled for the model ``model_id``."""
-    vals = values(recipe, overrides or {}, port=port, model_id=model_id, host=host)
+    vals = with_model(
+        recipe, values(recipe, overrides or {}, port=port, model_id=model_id, host=host)
+    )
     args = (*fill_args(recipe.args, vals), *extra_args)
     entry = fill_args(recipe.entrypoint or (), vals)
     env = tuple(f"{k}={fill(v, vals)}" for k, v in recipe.env.items())

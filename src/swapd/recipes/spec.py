@@ -55,6 +55,16 @@ def values(
     return vals
 
 
+def with_model(recipe: Recipe, vals: dict[str, Any]) -> dict[str, Any]:
+    """``vals`` for a run: a recipe without a ``model`` needs the model entry's."""
+    if not str(vals["model"]).strip():
+        raise RecipeError(
+            f"recipe {recipe.name} has no model: set it in the model entry, "
+            f"recipe: {{name: {recipe.name}, set: {{model: ORG/REPO}}}}"
+        )
+    return vals
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -106,7 +116,9 @@ def render(
     """The docker driver spec for ``recipe``: image (the CUDA line ``driver`` supports, the
     oldest when None), command, env, volumes, gpus, …; ``host`` is what ``{host}`` binds."""
     port = port if port is not None else ENGINE_PORT.get(recipe.engine, 8000)
-    vals = values(recipe, dict(overrides or {}), port=port, model_id=model_id, host=host)
+    vals = with_model(
+        recipe, values(recipe, dict(overrides or {}), port=port, model_id=model_id, host=host)
+    )
     image = recipe.image
     if recipe.images:
         _, image = cuda.choose(recipe.images, driver)

@@ -4,7 +4,8 @@
   ``cmd: llama-server -m PATH --port ${PORT}``, the command ``modelsDir`` discovery writes
   (:mod:`swapd.llamacpp.discovery`), with the id discovery would give it;
 - a folder or repository of ``*.safetensors`` becomes a vLLM recipe model: the shipped recipe
-  made for that repository when there is one, else :data:`BASE_RECIPE` with ``set: {model}``
+  made for that repository when there is one, else :data:`BASE_RECIPE` (any model, no
+  model-specific arguments) with ``set: {model}``
   (a repository id: the recipe mounts the Hugging Face cache; a plain folder is mounted into
   the container read-only at the same path).
 """
@@ -26,7 +27,7 @@ from swapd.fleet.configfile import Change, ConfigFile, add_entry
 from swapd.fleet.files.listing import GGUF, SAFETENSORS, Entry, hub_cache
 from swapd.llamacpp.discovery import DEFAULT_CMD, base_id, command
 
-BASE_RECIPE = "vllm/qwen3-8b"  # the vLLM recipe a repository without its own recipe starts from
+BASE_RECIPE = "vllm/generic"  # the vLLM recipe a repository without its own recipe starts from
 _SNAPSHOT = re.compile(r"/models--(?P<repo>[^/]+)/snapshots/[^/]+")
 
 
@@ -102,18 +103,12 @@ def _vllm_entry(folder: Path, model_id: str | None) -> ModelEntry:
             recipe = parse_file(file, name)
             if recipe.model == repo and recipe.runtime == "container":
                 return ModelEntry(mid, {"recipe": name}, str(folder))
-    served = mid
-    entry: dict[str, Any] = {
-        "recipe": {
-            "name": BASE_RECIPE,
-            "set": {"model": repo or str(folder), "served_model_name": served},
-        }
-    }
+    entry: dict[str, Any] = {"recipe": {"name": BASE_RECIPE, "set": {"model": repo or str(folder)}}}
     if repo is None:
         entry["docker"] = {"volumes": [f"{folder}:{folder}:ro"]}
     note = (
-        f"made from {BASE_RECIPE}: check its model-specific arguments (reasoning and tool-call "
-        "parsers) and resources.memory for this model"
+        f"made from {BASE_RECIPE}: add the model's own arguments (recipe.args: reasoning and "
+        "tool-call parsers, --max-model-len) and resources.memory so placement reserves it"
     )
     return ModelEntry(mid, entry, str(folder), [note])
 
