@@ -34,6 +34,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,21 @@ def wait_http(
             raise TimeoutError(f"{url} not answering {status} after {timeout:g}s (last: {last})")
         time.sleep(interval)
         interval = min(interval * 1.5, 0.1)
+
+
+@contextlib.contextmanager
+def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """A threaded HTTP server on a free loopback port (yielded) until the block exits: the
+    stand-ins of the tests (a Docker registry, the Hugging Face Hub)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def echo_cmd(extra: str = "") -> str:

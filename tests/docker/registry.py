@@ -13,10 +13,11 @@ import io
 import json
 import platform
 import tarfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from swapd.testing import serve_http
 
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG = "application/vnd.docker.container.image.v1+json"
@@ -119,12 +120,6 @@ def _handler(registry: Registry) -> type[BaseHTTPRequestHandler]:
 @contextlib.contextmanager
 def serving() -> Iterator[Registry]:
     registry = Registry()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(registry))
-    registry.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serve_http(_handler(registry)) as port:
+        registry.port = port
         yield registry
-    finally:
-        server.shutdown()
-        server.server_close()

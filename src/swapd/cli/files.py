@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from swapd.cli.exits import fail
+from swapd.cli.listing import per_node, size
 from swapd.cli.remote import connect, table, url_option
 from swapd.errors import RequestError, SwapdError
 
@@ -21,11 +22,6 @@ if TYPE_CHECKING:
     from swapd.client import Client
 
 POLL = 0.25  # seconds between looks at a download's progress
-
-
-def _size(n: int) -> str:
-    """``1.4GiB``, ``23.5MiB``: GiB from one GiB up, MiB (one decimal) below."""
-    return f"{n / 2**30:.1f}GiB" if n >= 2**30 else f"{n / 2**20:.1f}MiB"
 
 
 def _when(at: float | None) -> str:
@@ -56,32 +52,30 @@ def files(ctx: click.Context, as_json: bool, url: str) -> None:
         if given:
             raise click.UsageError(f"put {' '.join(given)} after the command")
         return
-    import json
-
     with connect(url) as client:
         data = client.files()
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
+    per_node(data, data["nodes"], as_json, _print)
+
+
+def _print(node: dict[str, Any]) -> None:
+    if not node["reachable"]:
+        click.echo(f"node {node['node']} ({node['host']}): {node['reason']}")
         return
-    for node in data["nodes"]:
-        if not node["reachable"]:
-            click.echo(f"node {node['node']} ({node['host']}): {node['reason']}")
-            continue
-        click.echo(f"node {node['node']} ({node['host']}), Hugging Face cache {node['cache']}")
-        if not node["files"]:
-            click.echo("  no model files")
-            continue
-        table(
-            node["files"],
-            [
-                ("NAME", lambda r: r["name"]),
-                ("KIND", lambda r: f"{r['kind']}/{r['format']}"),
-                ("SIZE", lambda r: _size(r["size"])),
-                ("LAST USED", lambda r: _when(r["last_used"])),
-                ("MODELS", lambda r: ", ".join(r["models"]) or "-"),
-                ("FILES", _contents),
-            ],
-        )
+    click.echo(f"node {node['node']} ({node['host']}), Hugging Face cache {node['cache']}")
+    if not node["files"]:
+        click.echo("  no model files")
+        return
+    table(
+        node["files"],
+        [
+            ("NAME", lambda r: r["name"]),
+            ("KIND", lambda r: f"{r['kind']}/{r['format']}"),
+            ("SIZE", lambda r: size(r["size"])),
+            ("LAST USED", lambda r: _when(r["last_used"])),
+            ("MODELS", lambda r: ", ".join(r["models"]) or "-"),
+            ("FILES", _contents),
+        ],
+    )
 
 
 def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
@@ -103,7 +97,7 @@ def _follow(client: Client, job: dict[str, Any]) -> dict[str, Any]:
                 bar.update(task, total=total or None, completed=done)
                 if not tty and total and done * 10 // total > tenth:
                     tenth = done * 10 // total
-                    click.echo(f"{job['repo']}: {_size(done)} of {_size(total)} ({tenth * 10}%)")
+                    click.echo(f"{job['repo']}: {size(done)} of {size(total)} ({tenth * 10}%)")
     except KeyboardInterrupt:
         job = client.files_job(job["id"], cancel=True)
         while job["state"] == "running":
@@ -133,7 +127,7 @@ def pull(target: str, revision: str, url: str) -> None:
         sys.exit(130)
     if job["state"] == "failed":
         fail(SwapdError(f"{repo}: {job['error']}"))
-    click.echo(f"{repo}: {len(job['files'])} file(s), {_size(job['total'])} in {job['path']}")
+    click.echo(f"{repo}: {len(job['files'])} file(s), {size(job['total'])} in {job['path']}")
 
 
 @files.command("rm")
@@ -145,7 +139,7 @@ def rm(target: str, force: bool, url: str) -> None:
     with connect(url) as client:
         result = client.files_remove(target, force=force)
     users = f" (used by {', '.join(result['models'])})" if result["models"] else ""
-    click.echo(f"removed {result['removed']}: {_size(result['freed'])} freed{users}")
+    click.echo(f"removed {result['removed']}: {size(result['freed'])} freed{users}")
 
 
 @files.command("add-model")

@@ -4,25 +4,15 @@ defined there and in docs/fleet.md)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
+from swapd.cli.listing import per_node, size
 from swapd.cli.remote import connect, table, url_option
 
 node_option = click.option("--node", help="Only this node (default: every node).")
-
-
-def size(n: int) -> str:
-    """Bytes in the largest unit that keeps the number >= 1: ``512B``, ``3.2MiB``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f}{unit}" if unit == "B" else f"{value:.1f}{unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _name(image: dict[str, Any]) -> str:
@@ -58,28 +48,26 @@ def images(ctx: click.Context, node: str | None, as_json: bool, url: str) -> Non
         return
     with connect(url) as client:
         found = client.images(node)
-    if as_json:
-        click.echo(json.dumps(found, indent=2))
+    per_node(found, found, as_json, _print)
+
+
+def _print(listing: dict[str, Any]) -> None:
+    click.echo(f"node {listing['node']}")
+    if not listing["reachable"]:
+        click.echo(f"  UNREACHABLE: {listing['error']}")
         return
-    for i, listing in enumerate(found):
-        if i:
-            click.echo()
-        click.echo(f"node {listing['node']}")
-        if not listing["reachable"]:
-            click.echo(f"  UNREACHABLE: {listing['error']}")
-            continue
-        table(
-            listing["images"],
-            [
-                ("IMAGE", _name),
-                ("ID", lambda i: i["id"].removeprefix("sha256:")[:12]),
-                ("SIZE", lambda i: size(i["size_bytes"])),
-                ("MARKS", marks),
-            ],
-        )
-        for missing in listing["missing"]:
-            models = ", ".join(missing["needed_by"])
-            click.echo(f"  missing: {missing['image']} (needed by {models}; swapd images pull)")
+    table(
+        listing["images"],
+        [
+            ("IMAGE", _name),
+            ("ID", lambda i: i["id"].removeprefix("sha256:")[:12]),
+            ("SIZE", lambda i: size(i["size_bytes"])),
+            ("MARKS", marks),
+        ],
+    )
+    for missing in listing["missing"]:
+        models = ", ".join(missing["needed_by"])
+        click.echo(f"  missing: {missing['image']} (needed by {models}; swapd images pull)")
 
 
 def _progress(line: dict[str, Any]) -> str:

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
+from swapd.cli.listing import per_node
 from swapd.cli.remote import connect, gib, table, url_option
 
 
@@ -74,10 +74,4 @@ def nodes(as_json: bool, refresh: bool, url: str) -> None:
     """Show every node: reachability, GPUs, disk free, Docker version, models running."""
     with connect(url) as client:
         found = client.nodes(refresh=refresh)
-    if as_json:
-        click.echo(json.dumps(found, indent=2))
-        return
-    for i, node in enumerate(found):
-        if i:
-            click.echo()
-        _print(node)
+    per_node(found, found, as_json, _print)

@@ -16,7 +16,7 @@ import click
 from ruamel.yaml import YAML
 
 from swapd.assignment import Assignment, expand
-from swapd.cli.exits import exit_code, fail
+from swapd.cli.exits import fail
 from swapd.cli.remote import connect, url_option
 from swapd.cli.server import DEFAULT_CONFIG
 from swapd.config.options import DockerOptions
@@ -41,11 +41,6 @@ from swapd.recipes import (
 from swapd.recipes import render as render_spec
 from swapd.recipes.engines import accepted_names
 from swapd.recipes.process import render_process
-
-
-def _fail(exc: SwapdError) -> None:
-    click.echo(f"error: {exc.message}", err=True)
-    sys.exit(exit_code(exc))
 
 
 @click.group(name="recipes")
@@ -95,7 +90,7 @@ def show(name: str) -> None:
     try:
         recipe = load(name)
     except RecipeError as exc:
-        _fail(exc)
+        fail(exc)
         return
     click.echo(f"# {recipe.path}")
     click.echo(recipe.path.read_text().rstrip())
@@ -209,7 +204,7 @@ def render(
         if gpu_total is not None:
             spec = _fill_late(recipe, spec, gpu_total)
     except RecipeError as exc:
-        _fail(exc)
+        fail(exc)
         return
     cname = container_name(model_id or recipe.name.replace("/", "-"), spec.host_port)
     user = f"{os.getuid()}:{os.getgid()}"

@@ -37,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 from swapd.errors import Conflict, NotFound, RequestError
 from swapd.fleet.benchmark import BenchFailed, Benchmark, Params
 from swapd.fleet.benchstore import BenchStore, default_file
+from swapd.proxy.fleet.bodies import json_object
 
 if TYPE_CHECKING:
     from swapd.proxy.admin import Admin
@@ -109,12 +110,7 @@ class Jobs:
 
     async def start(self, request: Request) -> Response:
         model_id = self.admin._model_id(request)
-        raw = await request.body()
-        try:
-            data = await request.json() if raw.strip() else {}
-        except ValueError as exc:
-            raise RequestError(f"invalid JSON body: {exc}") from None
-        params = Params.parse(data)
+        params = Params.parse(await json_object(request))
         limit = self.admin.scheduler.config.models[model_id].concurrency_limit
         if max(params.concurrency) > limit:
             raise RequestError(

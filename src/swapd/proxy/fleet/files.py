@@ -20,24 +20,11 @@ from swapd.fleet.files.entry import ModelEntry, model_entry, write
 from swapd.fleet.files.listing import listing, local_entries, remove
 from swapd.fleet.files.pulls import Pulls
 from swapd.fleet.recipes import main_file
+from swapd.proxy.fleet.bodies import json_object
 from swapd.proxy.fleet.edits import Edits
 
 if TYPE_CHECKING:
     from swapd.proxy.admin import Admin
-
-
-async def _fields(request: Request, *names: str) -> dict[str, Any]:
-    """The JSON object body, with ``names`` required as non-empty strings."""
-    try:
-        body = await request.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict):
-        raise RequestError("the body must be a JSON object")
-    for name in names:
-        if not isinstance(body.get(name), str) or not body[name].strip():
-            raise RequestError(f"{name!r} is required (a string)")
-    return body
 
 
 class _Files:
@@ -51,7 +38,7 @@ class _Files:
         return JSONResponse({**data, "pulls": [p.view() for p in self.pulls.all()]})
 
     async def pull(self, request: Request) -> Response:
-        body = await _fields(request, "repo")
+        body = await json_object(request, "repo")
         target = body["repo"] + (f":{body['file']}" if body.get("file") else "")
         pull = self.pulls.start(target, str(body.get("revision") or "main"))
         return JSONResponse(pull.view(), status_code=202)
@@ -66,7 +53,7 @@ class _Files:
         return JSONResponse(self.pulls.cancel(str(request.path_params["id"])).view())
 
     async def remove(self, request: Request) -> Response:
-        body = await _fields(request, "target")
+        body = await json_object(request, "target")
         config = self.admin.scheduler.config
 
         def work() -> dict[str, Any]:
@@ -78,7 +65,7 @@ class _Files:
         return JSONResponse(await anyio.to_thread.run_sync(work))
 
     async def model(self, request: Request) -> Response:
-        body = await _fields(request, "target")
+        body = await json_object(request, "target")
         config = self.admin.scheduler.config
         given = body.get("id") or None
         if given is not None and not isinstance(given, str):

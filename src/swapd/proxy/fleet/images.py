@@ -23,12 +23,12 @@ from starlette.routing import BaseRoute, Route
 from swapd.config.model import Config, NodeConfig
 from swapd.errors import NotFound, RequestError
 from swapd.fleet import images
+from swapd.proxy.fleet.bodies import json_object
 
 if TYPE_CHECKING:
     from swapd.proxy.admin import Admin
 
 T = TypeVar("T")
-MAX_BODY = 64 * 1024
 
 
 def chosen(config: Config, name: str | None) -> list[NodeConfig]:
@@ -38,21 +38,6 @@ def chosen(config: Config, name: str | None) -> list[NodeConfig]:
     if name not in config.nodes:
         raise NotFound(f"node {name!r} not found; nodes: {', '.join(config.nodes)}")
     return [config.nodes[name]]
-
-
-async def body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise RequestError(f"request body over {MAX_BODY} bytes")
-    if not raw.strip():
-        return {}
-    try:
-        data = json.loads(raw)
-    except ValueError as exc:
-        raise RequestError(f"invalid JSON body: {exc}") from exc
-    if not isinstance(data, dict):
-        raise RequestError("the body must be a JSON object")
-    return data
 
 
 async def each(nodes: list[NodeConfig], work: Callable[[NodeConfig], T]) -> list[T]:
@@ -77,7 +62,7 @@ def routes(admin: Admin) -> list[BaseRoute]:
         return JSONResponse({"nodes": found})
 
     async def prune(request: Request) -> Response:
-        data = await body(request)
+        data = await json_object(request)
         config = admin.scheduler.config
         picked = chosen(config, data.get("node"))
         scope = data.get("scope", "engine")
@@ -92,7 +77,7 @@ def routes(admin: Admin) -> list[BaseRoute]:
         return JSONResponse({"nodes": found})
 
     async def pull(request: Request) -> Response:
-        data = await body(request)
+        data = await json_object(request)
         config = admin.scheduler.config
         picked = chosen(config, data.get("node"))
         asked = data.get("images") or []

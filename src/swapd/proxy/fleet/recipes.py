@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route
 from swapd.errors import RequestError
 from swapd.fleet import recipes as fleet
 from swapd.fleet.configfile import Change
+from swapd.proxy.fleet.bodies import json_object
 from swapd.proxy.fleet.edits import Edits
 from swapd.recipes import RecipeError
 from swapd.secrets import redactor
@@ -49,16 +50,6 @@ def _as_request_errors() -> Iterator[None]:
         yield
     except RecipeError as exc:
         raise RequestError(exc.message) from None
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise RequestError("the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise RequestError("the body must be a JSON object")
-    return body
 
 
 def _text(body: dict[str, Any], key: str) -> str | None:
@@ -116,7 +107,7 @@ class _Recipes:
         return JSONResponse(body)
 
     async def add(self, request: Request) -> Response:
-        body = await _json_object(request)
+        body = await json_object(request)
         recipe, model_id = _text(body, "recipe"), _text(body, "id")
         if recipe is None or model_id is None:
             raise RequestError("'recipe' and 'id' are required")
