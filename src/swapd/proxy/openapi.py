@@ -331,7 +331,7 @@ OPENAPI: dict[str, Any] = {
             "post": _op(
                 "A model entry made from a file or cached repository; with write, added (admin)",
                 _json({}),
-                e400="the body lacks target, or nothing to serve",
+                e400="no target, nothing to serve, or (write) the config would not load",
                 e404="no such path or cached repository",
                 e409="the id is configured already",
             )
