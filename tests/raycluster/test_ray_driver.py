@@ -79,7 +79,9 @@ def _environ(pid: int) -> dict[str, str]:
 def test_a_ray_model_starts_in_an_actor_serves_directly_and_stops(lab: Lab, tmp_path: Path) -> None:
     models = f"  alpha:\n    driver: ray\n    cmd: {ENGINE}\n    ray: {{resources: {{GPU: 1}}}}\n"
     with run_swapd(_config(lab.address, models), env=_env(tmp_path)) as swapd:
+        began = time.monotonic()
         pid = _served(swapd.url, "alpha")
+        print(f"first request, Ray model cold: {time.monotonic() - began:.2f}s")
         assert _node_of(lab, pid) in ("w1", "w2")  # the nodes with GPUs
         assert _environ(pid)["CUDA_VISIBLE_DEVICES"] in ("0", "1")  # the GPU Ray gave it
         line = swapd.wait_for_log("alpha runs on node")
@@ -139,6 +141,7 @@ def test_a_model_whose_resources_are_taken_fails_fast_with_no_capacity(
         message = reply.json()["error"]["message"]
         assert "no capacity on the Ray cluster" in message and "w2=1" in message
         assert took < 30, f"no capacity took {took:.1f}s"
+        print(f"no capacity after {took:.1f}s: {message}")
         assert _served(swapd.url, "holder") == holder  # untouched
 
 
@@ -164,10 +167,12 @@ def test_a_node_leaving_mid_stream_ends_it_with_a_502_and_the_model_restarts_els
             for _ in chunks:  # truncated, never a clean end
                 pass
         gone = swapd.wait_for_log("is gone", timeout=60)
-        assert "gamma on node" in gone
-        assert pids_alive([pid]) == []  # the engine died with its actor
+        print(gone)
+        assert "gamma on node" in gone and "its node has died" in gone
+        _until(lambda: not pids_alive([pid]), 30, "the engine outlived its actor")
         aborted = swapd.wait_for_log("stopped mid-response", timeout=10)  # the 502 recorded
         assert "engine for model 'gamma' on node " in aborted
+        print(aborted)
         lab.add("spare2", spot=1)  # the next request starts gamma where there is room
         again = _served(swapd.url, "gamma")
         assert _node_of(lab, again) == "spare2"

@@ -54,9 +54,12 @@ async def _get(ref: Any) -> Any:
 
 
 def _reason(exc: BaseException) -> str:
-    """The first line of what Ray says about a dead or unplaceable actor."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    """What Ray says about a dead or unplaceable actor, in one line: the cause it gives (e.g.
+    "The actor is dead because its node has died…") over its generic first line."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    # Ray's detail lines (class_name, actor_id, pid…) are indented
+    causes = [line for line in lines if not line[0].isspace() and "unexpectedly" not in line]
+    return (causes or lines or [type(exc).__name__])[0].strip()
 
 
 @functools.cache
