@@ -5,28 +5,24 @@ node, evicting its idle models by the usual rules; a second refusal fails the re
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 import pytest
 
 from swapd.assignment import Assignment
-from swapd.config.model import (
-    DEFAULT_GROUP,
-    Config,
-    GroupConfig,
-    ModelConfig,
-    PlacementConfig,
-    Resources,
-)
+from swapd.config.model import ModelConfig, Resources
 from swapd.config.options import RayOptions
 from swapd.drivers.base import Upstream
 from swapd.errors import NoCapacity, StartFailed
 from swapd.hardware import Device, Source
 from swapd.inventory import NodeReading, Reading
 from swapd.scheduler import Scheduler
+from swapd.testing import FakeEngines
+
+from .test_scheduler_placement import config, running, use
 
 GiB = 1 << 30
 
@@ -96,28 +92,11 @@ def ray_model(id: str) -> ModelConfig:
     )
 
 
-@asynccontextmanager
-async def running(nodes: Sequence[str], engines: Engines) -> AsyncIterator[Scheduler]:
-    models = {m: ray_model(m) for m in ("resident", "new")}
-    config = Config(
-        models=models,
-        groups={DEFAULT_GROUP: GroupConfig(DEFAULT_GROUP, members=tuple(models))},
-        placement=PlacementConfig(headroom=0),
-    )
-    sched = Scheduler(
-        config, driver_factory=engines.factory, batch_window=0.0, inventory=RayNodes(nodes)
-    )
-    async with anyio.create_task_group() as tg:
-        await tg.start(sched.run)
-        yield sched
-        await sched.shutdown()
-        tg.cancel_scope.cancel()
-
-
-async def use(sched: Scheduler, model_id: str) -> None:
-    with anyio.fail_after(10):
-        async with sched.lease(model_id):
-            pass
+def cluster(nodes: Sequence[str], engines: Engines) -> AbstractAsyncContextManager[Scheduler]:
+    """A scheduler over Ray nodes ``nodes`` with two Ray models, resident and new."""
+    cfg = config(ray_model("resident"), ray_model("new"))
+    inventory: Any = RayNodes(nodes)
+    return running(cfg, FakeEngines(), inventory, factory=engines.factory)
 
 
 def node_of(sched: Scheduler, model_id: str) -> str | None:
@@ -128,7 +107,7 @@ def node_of(sched: Scheduler, model_id: str) -> str | None:
 @pytest.mark.anyio
 async def test_a_refused_start_goes_to_another_node_with_room_evicting_nothing() -> None:
     engines = Engines()
-    async with running(["n1", "n2"], engines) as sched:
+    async with cluster(["n1", "n2"], engines) as sched:
         await use(sched, "resident")
         first = node_of(sched, "resident")
         await use(sched, "new")  # best fit picks the resident's node; Ray says its GPU is taken
@@ -140,7 +119,7 @@ async def test_a_refused_start_goes_to_another_node_with_room_evicting_nothing()
 @pytest.mark.anyio
 async def test_a_refused_start_on_the_only_node_evicts_its_idle_models_and_retries_once() -> None:
     engines = Engines()
-    async with running(["n1"], engines) as sched:
+    async with cluster(["n1"], engines) as sched:
         await use(sched, "resident")
         await use(sched, "new")
         assert engines.attempts == [("resident", "n1"), ("new", "n1"), ("new", "n1")]
@@ -150,7 +129,7 @@ async def test_a_refused_start_on_the_only_node_evicts_its_idle_models_and_retri
 @pytest.mark.anyio
 async def test_a_second_refusal_fails_the_queued_requests_with_rays_reason() -> None:
     engines = Engines(refusing={"n1"})
-    async with running(["n1"], engines) as sched:
+    async with cluster(["n1"], engines) as sched:
         with pytest.raises(StartFailed, match="no capacity on node n1"):
             await use(sched, "new")
         assert engines.attempts == [("new", "n1"), ("new", "n1")]
