@@ -6,8 +6,10 @@ import codecs
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
 
-from swapd.drivers.base import LogSink
+if TYPE_CHECKING:  # the Ray actor imports this module: it need not load the config models
+    from swapd.drivers.base import LogSink
 
 ERROR_TAIL_LINES = 20
 MAX_LINE = 64 * 1024  # bytes of one line kept; the rest of it is dropped
