@@ -84,8 +84,7 @@ groups:
     exclusive: true
     members: [a, b]
 """
-# Ray on loopback: nodes on 127.0.0.1, and ray.init keeping a 127.0.0.1 address as it is
-LOOPBACK = {"RAY_NODE_IP_ADDRESS": "127.0.0.1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOOPBACK = {"RAY_NODE_IP_ADDRESS": "127.0.0.1"}  # Ray on loopback: every node on 127.0.0.1
 
 
 def start_to_healthy(cmd: str | None = None, env: dict[str, str] | None = None) -> float:
@@ -166,10 +165,12 @@ def actor_starts(address: str, n: int) -> list[float]:
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from swapd import raycluster
+    from swapd.config.model import RayClusterConfig
     from swapd.drivers.rayengine import EngineActor
 
     api: Any = ray  # not typed
-    api.init(address=address, namespace="swapd-bench-actors", log_to_driver=False)
+    raycluster.connect(RayClusterConfig(address, "swapd-bench-actors"))  # as swapd connects
     try:
         worker = next(n["NodeID"] for n in api.nodes() if n["Labels"].get("ray.node"))
         actor_class = api.remote(EngineActor)
@@ -189,7 +190,7 @@ def actor_starts(address: str, n: int) -> list[float]:
 @contextlib.contextmanager
 def ray_cluster() -> Iterator[str]:
     """A head and one worker node (labelled ``bench-worker``) on loopback; its address."""
-    os.environ.update(LOOPBACK)  # before ray is imported: it reads them then
+    os.environ.update(LOOPBACK)  # for the nodes and the swapd started below
     from ray.cluster_utils import Cluster
 
     common: dict[str, Any] = {"node_ip_address": "127.0.0.1", "num_cpus": 1}

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from swapd import raycluster
-from swapd.config.model import ModelConfig, Resources
+from swapd.config.model import ModelConfig, RayClusterConfig, Resources
 from swapd.config.options import RayOptions
 from swapd.inventory import Reading
 from swapd.observe.logs import LogRing
@@ -31,9 +31,8 @@ from swapd.testing import FakeGpus, echo_cmd, run_swapd
 
 ray = pytest.importorskip("ray") if not os.environ.get("SWAPD_REQUIRE_RAY") else __import__("ray")
 
-
 GiB = 1 << 30
-LOOPBACK = {"RAY_NODE_IP_ADDRESS": "127.0.0.1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOOPBACK = {"RAY_NODE_IP_ADDRESS": "127.0.0.1"}  # every node, and swapd, stay on loopback
 
 
 @dataclass
@@ -46,13 +45,11 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    from ray._private import ray_constants
     from ray.cluster_utils import Cluster as RayCluster
 
     patch = pytest.MonkeyPatch()
     for key, value in LOOPBACK.items():
         patch.setenv(key, value)
-    patch.setattr(ray_constants, "ENABLE_RAY_CLUSTER", False)  # read when ray was imported
     ids = {name: secrets.token_hex(28) for name in ("head", "small", "big")}
 
     def node_env(name: str, gpus: list[int], external: int = 0) -> dict[str, str]:
@@ -79,7 +76,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             labels={"ray.node": "big-box"},
             env_vars=node_env("big", [80 * GiB, 80 * GiB]),
         )
-        ray.init(address=rc.address, namespace="swapd-test-placement")
+        raycluster.connect(RayClusterConfig(rc.address, "swapd-test-placement"))
         yield Cluster(rc.address, ids["head"], ids["small"], ids["big"])
     finally:
         ray.shutdown()
