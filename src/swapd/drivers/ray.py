@@ -203,14 +203,15 @@ class RayDriver:
         return info
 
     async def _follow(self) -> None:
-        """Copy the engine's output into the log ring until it exits or its actor dies."""
-        from ray.exceptions import RayActorError
+        """Copy the engine's output into the log ring until it exits or its actor dies (or
+        Ray cannot reach it any more: the engine is then as good as gone)."""
+        from ray.exceptions import RayError
 
         written = 0
         while True:
             try:
                 written, lines, code = await _get(self.actor.output.remote(written, OUTPUT_WAIT))
-            except RayActorError as exc:
+            except RayError as exc:
                 self.lost = _reason(exc)
                 self.tail.write(f"[swapd] {self.model.id} on {self.where} is gone: {self.lost}")
                 self.ended.set()
