@@ -31,6 +31,7 @@ from swapd.edge import Edge, ForwardingScreen, fd_budget, raise_fd_limit
 from swapd.errors import ConfigError, SwapdError
 from swapd.extensions import standard
 from swapd.inventory import from_config as inventory_of
+from swapd.inventory import reads as inventory_reads
 from swapd.lint import exposure, lint
 from swapd.observe.activity import ActivityLog
 from swapd.observe.logs import DEFAULT_RING_BYTES, LineFormatter, LogRing, stamped
@@ -303,8 +304,8 @@ class App:
             log.warning("config: %s", issue)
         for warning in lint(config):
             log.warning("check: %s", warning)
-        if config.nodes != self.scheduler.config.nodes:  # the inventory asks other machines
-            self.scheduler.placer.inventory = inventory_of(config)
+        if inventory_reads(config) != inventory_reads(self.scheduler.config):
+            self.scheduler.placer.inventory = inventory_of(config)  # other machines, or Ray's
         changes = self.scheduler.update(config)
         if self._main is not None and config.preload:  # as at startup; running ones are kept
             self._main.start_soon(self._preload, config.preload, name="preload")

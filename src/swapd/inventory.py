@@ -142,11 +142,17 @@ def from_config(config: Config, environ: Mapping[str, str] | None = None) -> Inv
         base = FakeInventory(refresh=refresh, spec_path=Path(spec))
     else:
         base = HostInventory.for_nodes(config.nodes.values(), refresh=refresh)
-    if not any(m.driver == "ray" for m in config.models.values()):
+    if not reads(config)[1]:
         return base
     from swapd.rayinventory import RayInventory  # it builds on this module
 
     return Joined((base, RayInventory(refresh=refresh)))
+
+
+def reads(config: Config) -> tuple[Mapping[str, NodeConfig], bool]:
+    """What the inventory of ``config`` asks: its nodes, and whether the Ray cluster's (a
+    reload that changes this needs a new inventory)."""
+    return config.nodes, any(m.driver == "ray" for m in config.models.values())
 
 
 @dataclass

@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from swapd import hardware
-from swapd.config.model import Config, GpuConfig, NodeConfig, PlacementConfig
+from swapd.config.model import Config, GpuConfig, ModelConfig, NodeConfig, PlacementConfig
 from swapd.hardware import (
     MIB,
     Device,
@@ -36,7 +36,7 @@ from swapd.hardware import (
     probe_nvml,
     rss_bytes,
 )
-from swapd.inventory import HostInventory, NodeReading, Reading, from_config
+from swapd.inventory import HostInventory, Joined, NodeReading, Reading, from_config, reads
 from swapd.placement import RAM
 
 DATA = Path(__file__).parents[1] / "data" / "gpus"
@@ -410,6 +410,17 @@ def test_from_config_picks_the_fake_inventory_only_with_the_env(tmp_path: Path) 
     )
     fake = from_config(config, {"SWAPD_FAKE_GPUS": str(tmp_path / "spec.json")})
     assert type(fake).__name__ == "FakeInventory"
+
+
+def test_a_ray_model_joins_the_ray_clusters_nodes_to_the_inventory(tmp_path: Path) -> None:
+    ray = ModelConfig(id="r", cmd=("engine",), driver="ray")
+    plain = Config(models={"p": ModelConfig(id="p", cmd=("engine",))})
+    both = Config(models={**plain.models, "r": ray})
+    assert not isinstance(from_config(plain, {}), Joined)
+    joined = from_config(both, {"SWAPD_FAKE_GPUS": str(tmp_path / "spec.json")})
+    assert isinstance(joined, Joined)
+    assert [type(p).__name__ for p in joined.parts] == ["FakeInventory", "RayInventory"]
+    assert reads(plain) != reads(both)  # a reload adding the first Ray model rebuilds it
 
 
 def test_as_dict_is_json_ready_with_used_bytes() -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
@@ -41,6 +42,7 @@ class Cluster:
     head: str
     small: str  # one 24 GiB GPU, 20 GiB of it used by others
     big: str  # two 80 GiB GPUs, custom resource "a100"
+    env: dict[str, dict[str, str]]  # node id -> its environment (its fake GPU spec)
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for key, value in LOOPBACK.items():
         patch.setenv(key, value)
     ids = {name: secrets.token_hex(28) for name in ("head", "small", "big")}
+    envs: dict[str, dict[str, str]] = {}
 
     def node_env(name: str, gpus: list[int], external: int = 0) -> dict[str, str]:
         node = ids[name]
@@ -60,7 +63,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             external={(node, 0): external},
             ram={node: 8 * GiB},
         )
-        return {**fakes.env(), "RAY_OVERRIDE_NODE_ID_FOR_TESTING": node}
+        envs[node] = {**fakes.env(), "RAY_OVERRIDE_NODE_ID_FOR_TESTING": node}
+        return envs[node]
 
     common: dict[str, Any] = {"node_ip_address": "127.0.0.1", "num_cpus": 1}
     rc = RayCluster(
@@ -77,7 +81,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             env_vars=node_env("big", [80 * GiB, 80 * GiB]),
         )
         raycluster.connect(RayClusterConfig(rc.address, "swapd-test-placement"))
-        yield Cluster(rc.address, ids["head"], ids["small"], ids["big"])
+        yield Cluster(rc.address, ids["head"], ids["small"], ids["big"], envs)
     finally:
         ray.shutdown()
         rc.shutdown()
@@ -107,6 +111,25 @@ def test_inventory_lists_every_ray_node_with_the_gpus_its_probe_saw(
     assert big.label == "big-box" and big.resources["a100"] == 2
     assert small.label == "127.0.0.1" and small.resources["GPU"] == 1
     assert all(s.ok for n in nodes.values() for s in n.sources)
+
+
+def test_usage_measures_an_engine_on_its_node_through_the_probe(cluster: Cluster) -> None:
+    """What placement learns a Ray model's need from: its pid tree's use on its node."""
+    env = {**os.environ, **cluster.env[cluster.big], "SWAPD_NODE": cluster.big}
+    env["CUDA_VISIBLE_DEVICES"] = "1"
+    argv = [sys.executable, "-m", "swapd.echo", "--port", "0", "--allocate", "5GiB"]
+    inventory = RayInventory(nodes=raycluster.nodes)
+    with subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True) as engine:
+        try:
+            assert engine.stdout is not None and engine.stdout.readline()  # it holds 5 GiB
+            big = inventory.read_now().node(cluster.big)
+            assert big is not None
+            assert [d.free_bytes for d in big.devices] == [80 * GiB, 75 * GiB]
+            assert anyio.run(inventory.usage, cluster.big, [engine.pid]) == {1: 5 * GiB}
+            assert anyio.run(inventory.usage, cluster.small, [engine.pid]) == {}
+        finally:
+            engine.terminate()
+            inventory.close()
 
 
 def ray_model(id: str, memory: int, **options: Any) -> ModelConfig:
