@@ -36,7 +36,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,19 +98,25 @@ def start_to_healthy(cmd: str | None = None, env: dict[str, str] | None = None) 
     start = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
-        while True:
-            try:
-                with OPENER.open(url, timeout=1) as resp:
-                    if resp.status == 200:
-                        return time.perf_counter() - start
-            except (OSError, urllib.error.HTTPError):
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(f"echo engine exited with {proc.returncode}")
-            time.sleep(0.005)
+        until_healthy(url, lambda: proc.poll() is None)
+        return time.perf_counter() - start
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def until_healthy(url: str, alive: Callable[[], bool]) -> None:
+    """Poll ``url`` every 5 ms until it answers 200; RuntimeError once ``alive()`` is false."""
+    while True:
+        try:
+            with OPENER.open(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except (OSError, urllib.error.HTTPError):
+            pass
+        if not alive():
+            raise RuntimeError(f"the engine behind {url} exited")
+        time.sleep(0.005)
 
 
 def chat(base: str, model: str, check: bool = True) -> float:
@@ -159,9 +165,10 @@ def through_swapd(config: str, env: dict[str, str] | None, swaps: int, check: bo
         return Run(first, warm, timed, idle_rss, rss_kib(swapd.pid))
 
 
-def actor_starts(address: str, n: int) -> list[float]:
-    """Seconds from asking Ray for an actor pinned to the worker node to its first answer
-    (what every Ray engine start pays before the engine itself starts), ``n`` times."""
+def actor_figures(address: str, n: int) -> tuple[list[float], list[float]]:
+    """What a Ray engine start costs on the worker node, ``n`` times each: a new actor, from
+    asking Ray to its first answer (every start pays this now); and the echo engine started by
+    an actor that already runs, to healthy (what a start would cost were actors reused)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -173,16 +180,27 @@ def actor_starts(address: str, n: int) -> list[float]:
     raycluster.connect(RayClusterConfig(address, "swapd-bench-actors"))  # as swapd connects
     try:
         worker = next(n["NodeID"] for n in api.nodes() if n["Labels"].get("ray.node"))
-        actor_class = api.remote(EngineActor)
         strategy = NodeAffinitySchedulingStrategy(worker, soft=False)
-        took = []
+        actor_class = api.remote(EngineActor).options(num_cpus=0, scheduling_strategy=strategy)
+        new = []
         for _ in range(n):
             began = time.perf_counter()
-            actor = actor_class.options(num_cpus=0, scheduling_strategy=strategy).remote("x")
+            actor = actor_class.remote("x")
             api.get(actor.__ray_ready__.remote())
-            took.append(time.perf_counter() - began)
+            new.append(time.perf_counter() - began)
             api.kill(actor, no_restart=True)
-        return took
+        actor = actor_class.remote("reuse")
+        api.get(actor.__ray_ready__.remote())
+        argv = [sys.executable, "-m", "swapd.echo", "--port", "${PORT}", "--host", "${NODE_IP}"]
+        reused = []
+        for _ in range(n):
+            began = time.perf_counter()
+            info = api.get(actor.start.remote(argv, {}, None))
+            until_healthy(f"http://{info['ip']}:{info['port']}/health", lambda: True)
+            reused.append(time.perf_counter() - began)
+            api.get(actor.stop.remote(5.0, []))
+        api.kill(actor, no_restart=True)
+        return new, reused
     finally:
         api.shutdown()
 
@@ -235,6 +253,7 @@ def main() -> None:
         run = through_swapd(config, env, args.swaps, check)
         ray_run: Run | None = None
         actors: list[float] = []
+        reused: list[float] = []
         if args.driver == "ray":
             if args.engine != "echo":
                 p.error("--driver ray runs the echo engine")
@@ -242,7 +261,7 @@ def main() -> None:
                 ray_cmd = echo_cmd("--host ${NODE_IP}")
                 ray_config = RAY_CONFIG.format(address=address, cmd=ray_cmd)
                 ray_run = through_swapd(ray_config, dict(os.environ), args.swaps, check)
-                actors = actor_starts(address, args.starts)
+                actors, reused = actor_figures(address, args.starts)
 
     p50 = statistics.median(run.swaps)
     print(f"engine={args.engine} driver={args.driver}")
@@ -271,6 +290,8 @@ def main() -> None:
                 ("Ray placement extra cost over the process driver, p50", ray_p50 - p50),
                 ("Ray swap over the engine's start-to-healthy, p50", ray_p50 - healthy),
                 (f"a new actor on the worker, ask to ready ({len(actors)}), p50", median(actors)),
+                ("the engine started by a running actor, to healthy, p50", median(reused)),
+                ("  over start-to-healthy (were actors reused), p50", median(reused) - healthy),
             ]
         )
         verdict = "within" if ray_p50 - healthy <= 0.1 else "over"
