@@ -10,7 +10,8 @@ random-weight GGUF models (different sizes and seeds) written to a temp dir.
 worker node, every node on 127.0.0.1) and runs step 2 twice in the same run: with the process
 driver, then with ``driver: ray`` (the same engine, run by a Ray actor pinned to the worker
 node). It prints what Ray adds to a swap: over the process driver's swap and over the engine's
-own start-to-healthy (target: at most 100 ms).
+own start-to-healthy (target: at most 100 ms); and, to say where that goes, a new actor's
+ask-to-ready time and the engine's start-to-healthy through an actor that already runs.
 
 1. Engine alone: spawn the echo engine directly and poll ``GET /health`` every 5 ms until 200;
    repeated ``--starts`` times (each engine is stopped before the next).
