@@ -83,7 +83,9 @@ def test_a_ray_model_starts_in_an_actor_serves_directly_and_stops(lab: Lab, tmp_
         pid = _served(swapd.url, "alpha")
         print(f"first request, Ray model cold: {time.monotonic() - began:.2f}s")
         assert _node_of(lab, pid) in ("w1", "w2")  # the nodes with GPUs
-        assert _environ(pid)["CUDA_VISIBLE_DEVICES"] in ("0", "1")  # the GPU Ray gave it
+        env = _environ(pid)
+        assert env["CUDA_VISIBLE_DEVICES"] in ("0", "1")  # the GPU Ray gave it
+        assert env["SWAPD_NODE"] == lab.node_id(_node_of(lab, pid))  # unpinned: Ray's node id
         line = swapd.wait_for_log("alpha runs on node")
         assert f"pid {pid}, http://{LOOPBACK}:" in line  # swapd proxies to node_ip:port
         assert httpx.post(f"{swapd.url}/api/models/unload", timeout=60).status_code == 200

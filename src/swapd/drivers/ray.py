@@ -141,7 +141,8 @@ class RayDriver:
             info = await self._start(target)
             self.spawned = True
             name = target or str(info["node_id"])
-            self.where = f"node {name} ({info['ip']})" if name != info["ip"] else f"node {name}"
+            ran = RayNode(str(info["node_id"]), str(info["ip"]), alive=True)
+            self.where = raycluster.describe(ran, name)
             base = f"http://{info['ip']}:{info['port']}"
             self.tail.write(f"[swapd] {model.id} runs on {self.where}, pid {info['pid']}, {base}")
             upstream = Upstream(base_url=base, pid=int(info["pid"]), node=name)

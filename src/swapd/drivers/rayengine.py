@@ -79,6 +79,7 @@ class EngineActor:
         values = {"PORT": str(port), "NODE_IP": ip}
         command = [expand(arg, values) for arg in argv]
         full = {**os.environ, **{key: expand(value, values) for key, value in env.items()}}
+        full["SWAPD_NODE"] = full.get("SWAPD_NODE") or node_id  # the placed name, else Ray's id
         if devices is not None:
             full["CUDA_VISIBLE_DEVICES"] = ",".join(str(d) for d in devices)
         elif "CUDA_VISIBLE_DEVICES" not in env and (gpus := gpu_ids()):
