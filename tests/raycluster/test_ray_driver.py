@@ -87,9 +87,24 @@ def test_a_ray_model_starts_in_an_actor_serves_directly_and_stops(lab: Lab, tmp_
         assert env["CUDA_VISIBLE_DEVICES"] in ("0", "1")  # the GPU Ray gave it
         assert env["SWAPD_NODE"] == lab.node_id(_node_of(lab, pid))  # unpinned: Ray's node id
         line = swapd.wait_for_log("alpha runs on node")
-        assert f"pid {pid}, http://{LOOPBACK}:" in line  # swapd proxies to node_ip:port
+        port = line.rsplit(":", 1)[1]
+        assert f"pid {pid}, http://{LOOPBACK}:{port}" in line  # proxied to node_ip:port
+        swapd.wait_for_log(f"echo engine alpha listening on http://{LOOPBACK}:{port}")  # output
         assert httpx.post(f"{swapd.url}/api/models/unload", timeout=60).status_code == 200
         _until(lambda: not pids_alive([pid]), 30, "the engine did not exit")
+
+
+def test_an_engine_that_ignores_sigterm_is_killed_after_unload_timeout_by_its_actor(
+    lab: Lab, tmp_path: Path
+) -> None:
+    engine = echo_cmd("--host ${NODE_IP} --ignore-sigterm")
+    models = f"  stubborn:\n    driver: ray\n    cmd: {engine}\n    unloadTimeout: 1\n"
+    with run_swapd(_config(lab.address, models), env=_env(tmp_path)) as swapd:
+        pid = _served(swapd.url, "stubborn")
+        began = time.monotonic()
+        assert httpx.post(f"{swapd.url}/api/models/unload", timeout=60).status_code == 200
+        _until(lambda: not pids_alive([pid]), 30, "the engine outlived SIGKILL")
+        assert time.monotonic() - began >= 1.0  # SIGTERM ignored: killed after unloadTimeout
 
 
 def test_pinned_models_on_different_nodes_swap_and_run_where_pinned(
