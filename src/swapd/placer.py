@@ -136,6 +136,11 @@ class Placer:
         reading = self.reading
         return reading is not None and any(n.devices for n in reading.nodes)
 
+    def labels(self) -> dict[str, str]:
+        """The readable names of the nodes that go by an id (Ray nodes), from the reading."""
+        reading = self.reading
+        return {n.node: n.label for n in reading.nodes if n.label} if reading else {}
+
     def holding(self) -> dict[DeviceKey, int]:
         """What swapd's models hold now, per device."""
         out: dict[DeviceKey, int] = {}

@@ -438,7 +438,8 @@ class Scheduler:
         if slot.assignment is not None and state is not State.STOPPING:
             self._placement_changed(slot, state)
         if self.listeners:
-            view = slotinfo.view(slot, _now(), swap_seconds=swap_seconds)
+            labels = self.placer.labels()
+            view = slotinfo.view(slot, _now(), swap_seconds=swap_seconds, labels=labels)
             for listener in self.listeners:
                 listener(view)
 
@@ -607,12 +608,12 @@ class Scheduler:
     # ── views ───────────────────────────────────────────────────────────────────────────────
 
     def snapshot(self) -> list[dict[str, Any]]:
-        now = _now()
-        return [slotinfo.info(self.slots[k], now) for k in sorted(self.slots)]
+        now, labels = _now(), self.placer.labels()
+        return [slotinfo.info(self.slots[k], now, labels) for k in sorted(self.slots)]
 
     def info(self, model_id: str) -> dict[str, Any] | None:
         slot = self.slots.get(model_id)
-        return slotinfo.info(slot, _now()) if slot else None
+        return slotinfo.info(slot, _now(), self.placer.labels()) if slot else None
 
     def state(self, model_id: str) -> State | None:
         slot = self.slots.get(model_id)

@@ -7,6 +7,7 @@ them, and is what the scheduler's read-only methods and listeners hand out.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from swapd.placer import held
@@ -14,13 +15,20 @@ from swapd.slot import Slot
 from swapd.views import SlotView, State
 
 
-def view(slot: Slot, now: float, *, swap_seconds: float | None = None) -> SlotView:
+def view(
+    slot: Slot,
+    now: float,
+    *,
+    swap_seconds: float | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> SlotView:
     """What listeners get on a state change."""
-    return SlotView(slot.id, slot.state, slot.log, info(slot, now), swap_seconds)
+    return SlotView(slot.id, slot.state, slot.log, info(slot, now, labels), swap_seconds)
 
 
-def info(slot: Slot, now: float) -> dict[str, Any]:
-    """A JSON-ready view of the slot for /running and the admin API."""
+def info(slot: Slot, now: float, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """A JSON-ready view of the slot for /running and the admin API; ``labels`` are the
+    readable names of nodes that go by an id (Ray nodes: ``Placer.labels``)."""
     c = slot.config
     ttl, ttl_left = slot.ttl, None
     if slot.state is State.READY and ttl > 0 and slot.inflight == 0:
@@ -46,18 +54,25 @@ def info(slot: Slot, now: float) -> dict[str, Any]:
         if slot.ready_at and slot.state is State.READY
         else None,
         "error": slot.error,
-        "node": (slot.assignment.node if slot.assignment else None)
-        or (slot.upstream.node if slot.upstream else None)
-        or c.node
-        or "local",
+        "node": node(slot),
         "container": slot.upstream.container if slot.upstream else None,
         "last_use": round(time.time() - (now - slot.last_use), 3) if slot.last_use else None,
         "progress": progress(slot, now),
         "unlisted": c.unlisted,
         "sleep_level": c.sleep_level,  # None: no `sleep:`, so the model cannot sleep
         "placement": placement(slot),
-        **label(slot),
+        **label(slot, labels),
     }
+
+
+def node(slot: Slot) -> str:
+    """Where the model runs: placement's node, else its engine's, else the configured one."""
+    return (
+        (slot.assignment.node if slot.assignment else None)
+        or (slot.upstream.node if slot.upstream else None)
+        or slot.config.node
+        or "local"
+    )
 
 
 def placement(slot: Slot) -> dict[str, Any] | None:
@@ -80,10 +95,12 @@ def placement(slot: Slot) -> dict[str, Any] | None:
     }
 
 
-def label(slot: Slot) -> dict[str, str]:
-    """``node_label``: the readable name of a node that goes by an id (a Ray node), if any."""
+def label(slot: Slot, labels: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``node_label``: the readable name of a node that goes by an id (a Ray node), if any:
+    placement's, else the latest reading's (an engine Ray placed with placement off)."""
     a = slot.assignment
-    return {"node_label": a.label} if a is not None and a.label else {}
+    name = a.label if a is not None and a.label else (labels or {}).get(node(slot), "")
+    return {"node_label": name} if name else {}
 
 
 def progress(slot: Slot, now: float) -> dict[str, Any] | None:
