@@ -146,7 +146,7 @@ def from_config(config: Config, environ: Mapping[str, str] | None = None) -> Inv
         return base
     from swapd.rayinventory import RayInventory  # it builds on this module
 
-    return Joined((base, RayInventory(refresh=refresh)))
+    return Joined((base, RayInventory(refresh=refresh, settings=config.cluster.ray)))
 
 
 def reads(config: Config) -> tuple[Mapping[str, NodeConfig], bool]:

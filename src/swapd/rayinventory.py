@@ -38,7 +38,7 @@ from swapd.inventory import FakeInventory, HostInventory, NodeReading, Reading, 
 from swapd.raycluster import RayNode
 
 if TYPE_CHECKING:
-    from swapd.config.model import ModelConfig
+    from swapd.config.model import ModelConfig, RayClusterConfig
     from swapd.need import Demand
 
 CLUSTER = "ray"  # NodeReading.cluster of a Ray node
@@ -142,11 +142,13 @@ class RayInventory(_Cached):
     """The Ray cluster's alive nodes, each read by its probe actor, once swapd is connected
     (``swapd.raycluster``; a reading waits up to :data:`CONNECT_WAIT` for that)."""
 
+    settings: RayClusterConfig | None = None  # cluster.ray: where to connect, if first
     nodes: Callable[[], Sequence[RayNode]] = raycluster.nodes
     timeout: float = PROBE_TIMEOUT
     _probes: dict[str, Any] = field(default_factory=dict, repr=False)  # node id → actor
 
     async def _read_now(self) -> Reading:
+        raycluster.start(self.settings)  # the driver may not have begun connecting yet
         try:
             with anyio.fail_after(CONNECT_WAIT):
                 await raycluster.connected()

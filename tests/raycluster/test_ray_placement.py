@@ -200,6 +200,7 @@ def test_swapd_places_ray_models_by_memory_and_shows_their_nodes(
         f"models:\n{models}"
     )
     env = {**os.environ, **LOOPBACK, "SWAPD_STATE_DIR": str(tmp_path)}
+    env["RAY_ADDRESS"] = "127.0.0.1:1"  # what `auto` would take: only cluster.ray is used
     with run_swapd(config, env=env) as swapd:
         for model in ("one", "two"):
             body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
