@@ -3,11 +3,14 @@
 Ray places and supervises; swapd decides. A start waits for the cluster connection
 (``swapd.raycluster``; an unreachable cluster fails the start with its reason), resolves the node
 (the :class:`~swapd.assignment.Assignment` placement chose, else ``ray.node``, else Ray's
-choice), and creates an :class:`~swapd.drivers.rayengine.EngineActor` holding the model's
-``ray.resources`` (``num_cpus`` 0 unless asked), pinned with a hard
-``NodeAffinitySchedulingStrategy`` when a node was named. An actor Ray cannot place within
+choice), and reserves the model's ``ray.resources`` there with a one-bundle placement group
+(pinned by the node's ``ray.io/node-id`` label). A reservation Ray cannot make within
 ``PLACE_TIMEOUT`` seconds (resources taken, node gone) fails the start at once with
 ``NoCapacity`` "no capacity on node …": the scheduler evicts by its own rules and retries.
+The engine then runs in the node's warm :class:`~swapd.drivers.rayengine.EngineActor`
+(``swapd.drivers.raylaunch``: no worker process to wait for), or, when the actor needs a
+``runtime_env`` or the GPU ids must come from Ray (GPUs asked, no devices assigned), in a new
+actor inside the reservation.
 
 The actor spawns the engine (its own process group, ``${PORT}`` free on that node,
 ``CUDA_VISIBLE_DEVICES``) and answers ``node_ip:port``; swapd health-checks and proxies there
@@ -36,11 +39,11 @@ from swapd import raycluster
 from swapd.assignment import Assignment, expand, unplaced
 from swapd.config.model import Config, ModelConfig
 from swapd.config.options import RayOptions
+from swapd.drivers import raylaunch
 from swapd.drivers.base import DriverSpec, LogSink, Upstream
 from swapd.drivers.child import KILL_WAIT
 from swapd.drivers.health import wait_healthy
 from swapd.drivers.logtail import LogTail
-from swapd.drivers.rayengine import EngineActor
 from swapd.errors import ClusterUnavailable, NoCapacity, StartFailed, UpstreamUnavailable
 from swapd.raycluster import RayNode
 
@@ -62,11 +65,24 @@ def _reason(exc: BaseException) -> str:
     return (causes or lines or [type(exc).__name__])[0].strip()
 
 
-@functools.cache
-def _actor_class() -> Any:
-    import ray
+def _group(bundle: dict[str, float], node: RayNode | None) -> Any:
+    """A placement group of one bundle, on ``node`` if given (by its node-id label)."""
+    from ray.util.placement_group import placement_group
 
-    return ray.remote(EngineActor)
+    selector = [{"ray.io/node-id": node.node_id}] if node is not None else None
+    return placement_group([bundle], strategy="STRICT_PACK", bundle_label_selector=selector)
+
+
+def _group_node(group: Any) -> str:
+    from ray.util.placement_group import placement_group_table
+
+    return str(placement_group_table(group)["bundles_to_node_id"][0])
+
+
+def _remove(group: Any) -> None:
+    from ray.util.placement_group import remove_placement_group
+
+    remove_placement_group(group)
 
 
 class RayDriver:
@@ -77,6 +93,7 @@ class RayDriver:
         self.tail = LogTail(logs)
         self.assignment: Assignment | None = None
         self.actor: Any = None
+        self.group: Any = None  # the placement group holding the engine's resources
         self.spawned = False  # the actor started the engine (else there is nothing to stop)
         self.where = "the Ray cluster"  # the node, in messages
         self.ended = anyio.Event()
@@ -137,7 +154,11 @@ class RayDriver:
                     model.id, f"no capacity on {self.where}: no alive Ray node has that name"
                 )
         try:
-            self.actor = await anyio.to_thread.run_sync(self._create, node)
+            self.group = await self._reserve(node)
+            node_id = node.node_id if node is not None else None
+            if node_id is None and self.group is not None:
+                node_id = await anyio.to_thread.run_sync(_group_node, self.group)
+            self.actor = await anyio.to_thread.run_sync(self._actor, node_id)
             info = await self._start(target)
             self.spawned = True
             name = target or str(info["node_id"])
@@ -162,21 +183,55 @@ class RayDriver:
             with anyio.CancelScope(shield=True):
                 await self._stop()
 
-    def _create(self, node: RayNode | None) -> Any:
-        """The engine's actor (blocking: Ray exports the class on first use)."""
-        options: dict[str, Any] = {
-            **raycluster.resources_of(self.options.resources),
-            "max_restarts": 0,
-            "max_task_retries": 0,
-        }
-        if node is not None:
+    def _bundle(self) -> dict[str, float]:
+        return {k: v for k, v in self.options.resources.items() if v > 0}
+
+    async def _reserve(self, node: RayNode | None) -> Any:
+        """A placement group holding the model's ``ray.resources`` (on ``node``, if named),
+        ready; None when it asks for none. Not ready within ``PLACE_TIMEOUT`` (resources
+        taken, node gone): ``NoCapacity``."""
+        bundle = self._bundle()
+        if not bundle:
+            return None
+        group = await anyio.to_thread.run_sync(_group, bundle, node)
+        needs = ", ".join(f"{k}={v:g}" for k, v in bundle.items())
+        try:
+            with anyio.fail_after(PLACE_TIMEOUT):
+                await _get(group.ready())
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_remove, group)
+            if isinstance(exc, TimeoutError):
+                raise NoCapacity(
+                    self.model.id,
+                    f"no capacity on {self.where}: Ray could not reserve {needs} within "
+                    f"{PLACE_TIMEOUT:g}s",
+                ) from None
+            raise
+        return group
+
+    def _actor(self, node_id: str | None) -> Any:
+        """The engine's actor (blocking). On a known node, with no runtime_env to build and
+        no GPU ids to learn from Ray, the node's warm actor (``swapd.drivers.raylaunch``);
+        else a new one in the placement group (which makes Ray give it the GPU ids), or
+        pinned, or where Ray likes."""
+        gpu_ids_from_ray = "GPU" in self._bundle() and self._devices() is None
+        if node_id is not None and not self.options.runtime_env and not gpu_ids_from_ray:
+            return raylaunch.take(node_id)
+        options: dict[str, Any] = {"num_cpus": 0}
+        if self.group is not None:
+            from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+            options = raycluster.resources_of(self._bundle())
+            options["scheduling_strategy"] = PlacementGroupSchedulingStrategy(self.group, 0)
+        elif node_id is not None:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-            strategy = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
+            strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
             options["scheduling_strategy"] = strategy
         if self.options.runtime_env:
             options["runtime_env"] = dict(self.options.runtime_env)
-        return _actor_class().options(**options).remote(self.model.id)
+        return raylaunch.new(options, self.model.id)
 
     async def _start(self, target: str | None) -> Mapping[str, Any]:
         """Start the engine in the actor; a placement that does not happen in time (or that
@@ -185,17 +240,16 @@ class RayDriver:
 
         model = self.model
         env = self._env(target or "")
-        ref = self.actor.start.remote(self._argv(model.cmd), env, self._devices())
+        ref = self.actor.start.remote(self._argv(model.cmd), env, self._devices(), model.id)
         limit = model.health_check_timeout if self.options.runtime_env else PLACE_TIMEOUT
-        needs = ", ".join(f"{k}={v:g}" for k, v in self.options.resources.items()) or "nothing"
         try:
             with anyio.fail_after(limit):
                 info: Mapping[str, Any] = await _get(ref)
         except TimeoutError:
             raise NoCapacity(
                 model.id,
-                f"no capacity on {self.where}: Ray did not place the engine's actor within "
-                f"{limit:g}s (it needs {needs})",
+                f"no capacity on {self.where}: Ray did not start the engine's actor within "
+                f"{limit:g}s",
             ) from None
         except RayActorError as exc:
             raise NoCapacity(model.id, f"no capacity on {self.where}: {_reason(exc)}") from exc
@@ -246,23 +300,24 @@ class RayDriver:
         return StartFailed(self.model.id, f"{message}\n{tail}" if tail else message)
 
     async def _stop(self) -> None:
-        """The process driver's stop, run by the actor; then the actor goes (shielded)."""
-        actor = self.actor
-        if actor is None:
-            return
+        """The process driver's stop, run by the actor; then the actor and the engine's
+        reservation go (shielded)."""
+        import ray
         from ray.exceptions import RayError
 
-        model = self.model
-        if self.spawned and self.lost is None and self.exit_code is None:
-            stop_argv = self._argv(model.cmd_stop)
-            with anyio.move_on_after(model.unload_timeout + KILL_WAIT + PLACE_TIMEOUT):
-                # gone, or never placed: killing it below is all there is to do
-                with contextlib.suppress(RayError):
-                    await _get(actor.stop.remote(model.unload_timeout, stop_argv))
-        import ray
-
-        await anyio.to_thread.run_sync(functools.partial(ray.kill, actor, no_restart=True))
-        self.actor = None
+        model, actor = self.model, self.actor
+        if actor is not None:
+            if self.spawned and self.lost is None and self.exit_code is None:
+                stop_argv = self._argv(model.cmd_stop)
+                with anyio.move_on_after(model.unload_timeout + KILL_WAIT + PLACE_TIMEOUT):
+                    # gone, or never placed: killing it below is all there is to do
+                    with contextlib.suppress(RayError):
+                        await _get(actor.stop.remote(model.unload_timeout, stop_argv))
+            await anyio.to_thread.run_sync(functools.partial(ray.kill, actor, no_restart=True))
+            self.actor = None
+        if self.group is not None:
+            await anyio.to_thread.run_sync(_remove, self.group)
+            self.group = None
 
 
 def create(model: ModelConfig, logs: LogSink) -> RayDriver:
@@ -280,6 +335,7 @@ async def reconcile(config: Config) -> list[str]:
 
 async def cleanup(config: Config) -> None:
     """After every engine stopped: leave the cluster."""
+    raylaunch.forget()
     await anyio.to_thread.run_sync(raycluster.disconnect)
 
 

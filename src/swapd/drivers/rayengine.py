@@ -66,11 +66,18 @@ class EngineActor:
         self.changed.set()
 
     async def start(
-        self, argv: Sequence[str], env: dict[str, str], devices: Sequence[int] | None
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        devices: Sequence[int] | None,
+        model_id: str = "",
     ) -> dict[str, Any]:
         """Spawn the engine; where it listens (``ip``, ``port``) and its ``pid`` and node, or
-        ``{"error": message}`` when its program cannot run here."""
+        ``{"error": message}`` when its program cannot run here. ``model_id``: the model it
+        serves (a warm actor, ``swapd.drivers.raylaunch``, learns it here)."""
         import ray
+
+        self.model_id = model_id or self.model_id
 
         util: Any = ray.util  # not typed
         ip = str(util.get_node_ip_address())
