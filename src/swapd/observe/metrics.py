@@ -123,6 +123,7 @@ class Metrics:
             registry=r,
         )
         r.register(_Gauges(snapshot))
+        self._children: dict[tuple[Any, ...], Any] = {}  # (metric, labels) → its child
         self._devices = _Devices()
         r.register(self._devices)
 
@@ -138,13 +139,22 @@ class Metrics:
         ttfb: float | None,
         tokens: dict[str, int | None],
     ) -> None:
-        self.requests.labels(model, str(status)).inc()
-        self.duration.labels(model).observe(duration)
+        self._child(self.requests, model, str(status)).inc()
+        self._child(self.duration, model).observe(duration)
         if ttfb is not None:
-            self.ttfb.labels(model).observe(ttfb)
+            self._child(self.ttfb, model).observe(ttfb)
         for kind, n in tokens.items():
             if n:
-                self.tokens.labels(model, kind).inc(n)
+                self._child(self.tokens, model, kind).inc(n)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, kept: prometheus_client validates and locks on each
+        call, a few µs per proxied request (no series is ever removed)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

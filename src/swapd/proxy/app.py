@@ -247,8 +247,7 @@ class Proxy:
         ctype = header(scope, b"content-type") or b""
         query: bytes = scope["query_string"]
         depth = config.server.max_json_depth
-        method = scope["method"]
-        parsed = await body.extract_async(method, query, ctype, raw, max_depth=depth, scanning=True)
+        parsed = await body.extract_async(scope["method"], query, ctype, raw, max_depth=depth)
         route = self._resolve(parsed.model, auth.principal(scope))
         try:
             change = body.Rewrite.for_route(route, parsed.model)

@@ -12,12 +12,6 @@ rewrite, in llama-swap's order:
 An unchanged request is forwarded as the very bytes the client sent; a changed body gets its
 ``Content-Length`` from the forwarder (the client's is never copied).
 
-A model request's JSON body is not parsed when a bounded scan can be sure of ``model`` and
-``stream`` (:func:`scan`: each key once, at the top level, with a plain string or literal
-value) and no rewrite needs the object; such a body is still refused when it nests deeper
-than ``server.maxJsonDepth``, but other invalid JSON found that way is the engine's to refuse.
-Anything the scan cannot be sure of is parsed as before.
-
 A multipart body above ``OFF_LOOP_BYTES`` (an audio file, an image) is scanned in a worker
 thread (:func:`extract_async`, :func:`rewrite_async`), so one big upload never stalls the
 other requests on the event loop; the scan searches in ``WINDOW`` steps, so the thread gives
@@ -54,46 +48,6 @@ class Parsed:
     model: str | None
     stream: bool = False
     data: dict[str, Any] | None = None  # the JSON object, when the body is JSON
-    scanned: int = 0  # a JSON body :func:`scan` read (no data): the depth limit to parse it with
-
-
-_MODEL_KEY = re.compile(rb'"model"\s*:\s*"([^"\\]*)"')
-_STREAM_KEY = re.compile(rb'"stream"\s*:\s*(true|false|null)\b')
-
-
-def _top_level(body: bytes, at: int) -> bool:
-    """Whether offset ``at`` of a JSON text is inside the outermost object only (as
-    :func:`json_depth`: brackets inside strings do not count)."""
-    prefix = body[:at]
-    if b"\\" in prefix:
-        prefix = prefix.replace(b"\\\\", b"").replace(b'\\"', b"")
-    brackets = b"".join(prefix.split(b'"')[::2])
-    opened = brackets.count(b"{") + brackets.count(b"[")
-    return opened - brackets.count(b"}") - brackets.count(b"]") == 1
-
-
-def scan(body: bytes) -> tuple[str, bool] | None:
-    """``model`` and ``stream`` of a JSON object without parsing it, or None when a scan
-    cannot be sure: each key at most once in the whole text (a raw ``"model"`` can only be a
-    key: a quote inside a string is escaped), at the top level, ``model`` a string without
-    escapes and ``stream`` a literal."""
-    if body.count(b'"model"') != 1 or not body.lstrip().startswith(b"{"):
-        return None
-    found = _MODEL_KEY.search(body)
-    if found is None or not _top_level(body, found.start()):
-        return None
-    try:
-        model = found.group(1).decode()
-    except UnicodeDecodeError:
-        return None
-    stream = False
-    count = body.count(b'"stream"')
-    if count:
-        flag = _STREAM_KEY.search(body)
-        if count != 1 or flag is None or not _top_level(body, flag.start()):
-            return None
-        stream = flag.group(1) == b"true"
-    return model, stream
 
 
 def json_depth(body: bytes) -> int:
@@ -186,17 +140,11 @@ def extract(
     body: bytes,
     *,
     max_depth: int = MAX_JSON_DEPTH,
-    scanning: bool = False,
 ) -> Parsed:
-    """The model a request names; ``scanning``: a JSON body may be read by :func:`scan`, not
-    parsed (the result then has no ``data``: :func:`rewrite` parses it if it must)."""
     ctype = content_type.lower()
     if b"application/json" in ctype or (
         body[:1] in (b"{", b"[") and not ctype.startswith(b"multipart/")
     ):
-        if scanning and (found := scan(body)) is not None:
-            check_depth(body, max_depth)  # refused as when parsed (server.maxJsonDepth)
-            return Parsed(found[0], found[1], scanned=max_depth)
         data = _json(body, max_depth)
         model = data.get("model")
         return Parsed(model if isinstance(model, str) else None, bool(data.get("stream")), data)
@@ -227,12 +175,11 @@ async def extract_async(
     body: bytes,
     *,
     max_depth: int = MAX_JSON_DEPTH,
-    scanning: bool = False,
 ) -> Parsed:
     """:func:`extract`, in a worker thread for a big multipart body."""
     if _off_loop(content_type, body):
         return await anyio.to_thread.run_sync(extract, method, query, content_type, body)
-    return extract(method, query, content_type, body, max_depth=max_depth, scanning=scanning)
+    return extract(method, query, content_type, body, max_depth=max_depth)
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,11 +284,11 @@ def rewrite(
     parsed: Parsed, body: bytes, query: bytes, content_type: bytes, change: Rewrite
 ) -> tuple[bytes, bytes]:
     """The body and query string to send upstream (the originals when nothing changes)."""
-    if parsed.data is not None or parsed.scanned:
+    if parsed.data is not None:
         strips, params = change.strips(), change.params()
         if change.model is None and not strips and not params:
             return body, query
-        data = parsed.data if parsed.data is not None else _json(body, parsed.scanned)
+        data = parsed.data
         if change.model is not None:
             data["model"] = change.model
         for path in strips:

@@ -52,6 +52,7 @@ HOP_BY_HOP = frozenset(
         b"expect",  # the body is read in full before forwarding: no 100-continue upstream
     }
 )
+_SKIP_RESPONSE = HOP_BY_HOP - {b"content-length"}
 STALE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 CREDENTIALS = frozenset({b"authorization", b"x-api-key"})
 SSE = b"text/event-stream"
@@ -155,26 +156,35 @@ def request_headers(scope: Scope, *, drop_credentials: bool) -> dict[str, str]:
 
 
 def _response_headers(response: aiohttp.ClientResponse) -> Headers:
-    raw = response.raw_headers
-    named = connection_tokens(raw) if "Connection" in response.headers else frozenset()
+    return response_headers([(key.lower(), value) for key, value in response.raw_headers])[0]
+
+
+def response_headers(raw: Headers) -> tuple[Headers, bool, bool]:
+    """The engine's headers for the client (lower-case names, hop-by-hop ones dropped,
+    ``x-accel-buffering: no`` on SSE, a ``date`` when it sent none), and whether it said
+    ``content-length`` and ``transfer-encoding: chunked``."""
+    named = connection_tokens(raw) if any(k == b"connection" for k, _ in raw) else ()
     out: Headers = []
-    sse = False
-    dated = False
+    sse = dated = length = chunked = False
     for key, value in raw:
-        lower = key.lower()
-        if (lower in HOP_BY_HOP and lower != b"content-length") or lower in named:
+        if key == b"content-length":
+            length = True
+        elif key == b"transfer-encoding":
+            chunked = value.lower().endswith(b"chunked")
             continue
-        if lower == b"content-type" and value.startswith(SSE):
-            sse = True
-        elif lower == b"date":
+        elif key in _SKIP_RESPONSE or key in named:
+            continue
+        elif key == b"content-type":
+            sse = value.startswith(SSE)
+        elif key == b"date":
             dated = True
-        out.append((lower, value))
+        out.append((key, value))
     if sse:  # set, not added: a peer that is a swapd or llama-swap sends it already
         out = [h for h in out if h[0] != b"x-accel-buffering"]
         out.append((b"x-accel-buffering", b"no"))
     if not dated:  # as Go's server does for llama-swap: a response always has a date
         out.append((b"date", http_date()))
-    return out
+    return out, length, chunked
 
 
 @lru_cache(maxsize=64)

@@ -34,6 +34,7 @@ same-origin policy already keeps a foreign page from reading their answers.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ def split_host(value: str) -> tuple[str, str]:
     return name.rstrip("."), port
 
 
+@functools.lru_cache(maxsize=256)  # a client sends the same Host on every request
 def is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)

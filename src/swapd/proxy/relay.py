@@ -44,15 +44,15 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
 from swapd.config.model import Timeouts
 from swapd.errors import UpstreamGone, UpstreamTimeout, UpstreamUnavailable
-from swapd.proxy.asgi import Aborted, Headers, Reply, Scope, http_date
+from swapd.proxy.asgi import Aborted, Headers, Reply, Scope
 from swapd.proxy.forward import (
     CREDENTIALS,
     ERROR_BODY_LIMIT,
     HOP_BY_HOP,
-    SSE,
     Meter,
     connection_tokens,
     error_frame,
+    response_headers,
 )
 
 IDLE_KEEP = 4.0  # seconds an idle engine connection is kept (below llama-server's 5 s close)
@@ -61,7 +61,6 @@ FRAMED = 1  # the client gets chunked framing built here
 RAW = 2  # the client gets the upstream's bytes as they came (its chunked framing, or a length)
 PLAIN = 3  # the client gets the body without framing (HTTP/1.0 or content-length)
 COLLECT = 4  # an engine error after a loading stream's 200: collected into one SSE frame
-_SKIP_RESPONSE = HOP_BY_HOP - {b"content-length"}
 
 
 class Lost(Protocol):
@@ -126,14 +125,13 @@ def client_of(scope: Scope) -> Client | None:
 
 
 class Link(asyncio.Protocol):
-    """One connection to an engine, and the response it is receiving (one at a time)."""
+    """One connection to an engine. While a request is on it, its transport's protocol is
+    that request's :class:`Exchange` (no hop per packet); idle, it is this."""
 
     def __init__(self, pool: Pool, origin: tuple[str, int]) -> None:
         self.pool = pool
         self.origin = origin
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.ex: Exchange | None = None
         self.idle_since = 0.0
         self.lost = False
 
@@ -147,36 +145,9 @@ class Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.pool.forget(self)
-        if self.ex is not None:
-            self.ex.upstream_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        ex = self.ex
-        if ex is None:  # an idle connection must not speak: it is not reusable
-            self.close()
-            return
-        ex.data(data)
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport: connection_lost says what it meant
-
-    # httptools callbacks, forwarded to the exchange
-    def on_header(self, name: bytes, value: bytes) -> None:
-        assert self.ex is not None
-        self.ex.raw_headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        assert self.ex is not None
-        self.ex.head(self.parser.get_status_code())
-
-    def on_body(self, body: bytes) -> None:
-        assert self.ex is not None
-        self.ex.body(body)
-
-    def on_message_complete(self) -> None:
-        assert self.ex is not None
-        self.ex.ended = True
-        self.ex.reusable = self.parser.should_keep_alive()  # (reset once feed_data returns)
+        self.close()  # an idle connection must not speak: it is not reusable
 
     def close(self) -> None:
         self.lost = True
@@ -209,7 +180,6 @@ class Pool:
         if link.origin in self.no_keepalive or link.lost:
             link.close()
             return
-        link.ex = None
         link.idle_since = time.monotonic()
         self.idle.setdefault(link.origin, []).append(link)
 
@@ -274,36 +244,9 @@ def request_head(
     return b"".join(out)
 
 
-def response_headers(raw: Headers) -> tuple[Headers, bool, bool]:
-    """The engine's headers for the client (lower-case names, hop-by-hop ones dropped,
-    ``x-accel-buffering: no`` on SSE, a ``date`` when it sent none), and whether it said
-    ``content-length`` and ``transfer-encoding: chunked``."""
-    named = connection_tokens(raw) if any(k == b"connection" for k, _ in raw) else ()
-    out: Headers = []
-    sse = dated = length = chunked = False
-    for key, value in raw:
-        if key == b"content-length":
-            length = True
-        elif key == b"transfer-encoding":
-            chunked = value.lower().endswith(b"chunked")
-            continue
-        elif key in _SKIP_RESPONSE or key in named:
-            continue
-        elif key == b"content-type":
-            sse = value.startswith(SSE)
-        elif key == b"date":
-            dated = True
-        out.append((key, value))
-    if sse:  # set, not added: a peer that is a swapd or llama-swap sends it already
-        out = [h for h in out if h[0] != b"x-accel-buffering"]
-        out.append((b"x-accel-buffering", b"no"))
-    if not dated:  # as Go's server does for llama-swap: a response always has a date
-        out.append((b"date", http_date()))
-    return out, length, chunked
-
-
-class Exchange:
-    """One request on a :class:`Link`: the response head, then the body to the client."""
+class Exchange(asyncio.Protocol):
+    """One request on a :class:`Link`: the protocol of its transport and the parser's
+    callbacks while the response comes, written to the client as it does."""
 
     def __init__(
         self,
@@ -339,15 +282,20 @@ class Exchange:
         self.stalled = False  # the timer ended it
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[int] = self.loop.create_future()  # the status, or why not
-        link.ex = self
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False  # detached from the link (finished, failed or abandoned)
+        assert link.transport is not None
+        link.transport.set_protocol(self)
 
-    # -- upstream events ----------------------------------------------------------------
-    def data(self, data: bytes) -> None:
+    # -- the upstream transport's protocol -----------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         self.got_byte = True
         self.last_read = time.monotonic()
-        if self.raw:
+        if self.raw:  # the hot path: one parse (for the meter and the end), one write
             try:
-                self.link.parser.feed_data(data)
+                self.parser.feed_data(data)
             except httptools.HttpParserError as exc:
                 self.fail(exc)
                 return
@@ -356,7 +304,7 @@ class Exchange:
                 self.finish()
             return
         try:
-            self.link.parser.feed_data(data)
+            self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.fail(exc)
             return
@@ -369,6 +317,25 @@ class Exchange:
             self.raw = True
         elif self.head_only and self.status:
             self.finish()  # a HEAD answer: no body follows whatever its length says
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.link.connection_lost(exc)
+        if not self.closed:
+            self.upstream_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: connection_lost says what it meant
+
+    # -- httptools callbacks -------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.raw_headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.head(self.parser.get_status_code())
+
+    def on_message_complete(self) -> None:
+        self.ended = True
+        self.reusable = self.parser.should_keep_alive()  # (reset once feed_data returns)
 
     def head(self, status: int) -> None:
         self.status = status
@@ -408,7 +375,7 @@ class Exchange:
         self.reply.started = True
         self.pending.append(b"".join(head))
 
-    def body(self, chunk: bytes) -> None:
+    def on_body(self, chunk: bytes) -> None:
         if self.meter is not None:
             self.meter.feed(chunk)
         if self.raw:
@@ -425,7 +392,6 @@ class Exchange:
 
     def finish(self) -> None:
         """The engine's message is complete: end the client's response, free the link."""
-        link = self.link
         mode = self.mode
         if mode == COLLECT:
             frame = error_frame(self.status, self.collected)
@@ -434,11 +400,7 @@ class Exchange:
             self.out.write(b"%x\r\n%s\r\n" % (len(frame), frame))
         elif (mode == FRAMED and not self.sse_started) or (mode == RAW and not self.raw):
             self.out.write(b"0\r\n\r\n")  # (RAW: the whole body came with the head)
-        link.ex = None
-        if self.reusable and not self.head_only:
-            link.pool.give(link)
-        else:
-            link.close()
+        self.detach(keep=self.reusable and not self.head_only)
         if self.timer is not None:
             self.timer.cancel()
         if not self.sse_started:
@@ -458,9 +420,24 @@ class Exchange:
         reason = exc or "connection closed"
         self.fail(ConnectionResetError(f"{reason}") if exc is None else exc)
 
+    def detach(self, *, keep: bool = False) -> None:
+        """The exchange is over: its link goes back to the pool (``keep``) or closes; what
+        the client's transport says from now on is not for this exchange."""
+        if self.closed:
+            return
+        self.closed = True
+        edge = self.client.edge
+        if edge.sink is self:
+            edge.sink = None
+        link = self.link
+        if keep and link.transport is not None:
+            link.transport.set_protocol(link)
+            link.pool.give(link)
+        else:
+            link.close()
+
     def fail(self, exc: BaseException) -> None:
-        self.link.ex = None
-        self.link.close()
+        self.detach()
         if self.timer is not None:
             self.timer.cancel()
         if not self.done.done():
@@ -500,8 +477,7 @@ class Exchange:
     def client_lost(self) -> None:
         """The client went away: the engine's connection closes at once, so it stops
         generating (the request's task is cancelled by its DisconnectGuard)."""
-        self.link.ex = None
-        self.link.close()
+        self.detach()
 
 
 async def _open(

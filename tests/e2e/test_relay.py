@@ -1,0 +1,116 @@
+"""The protocol-level relay (swapd.proxy.relay): framing per client, kept-alive connections
+both ways, and the header blocks it builds."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+
+import pytest
+
+from swapd.proxy.forward import response_headers
+from swapd.proxy.relay import request_head
+from swapd.testing import echo_cmd, run_swapd
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def config(start_port: int) -> str:
+    return f"""
+startPort: {start_port}
+healthCheckTimeout: 20
+models:
+  alpha:
+    cmd: {echo_cmd()}
+"""
+
+
+def chat(stream: bool, text: str = "hello") -> bytes:
+    message = {"role": "user", "content": text}
+    return json.dumps({"model": "alpha", "stream": stream, "messages": [message]}).encode()
+
+
+def test_an_http10_client_reads_a_stream_to_the_close_without_chunked_framing(
+    start_port: int,
+) -> None:
+    with run_swapd(config(start_port)) as swapd:
+        body = chat(True)
+        request = (
+            b"POST /v1/chat/completions HTTP/1.0\r\nhost: 127.0.0.1\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            sock.sendall(request)
+            received = b""
+            while chunk := sock.recv(65536):  # the end of the body is the close
+                received += chunk
+    head, _, payload = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    assert b"transfer-encoding" not in head.lower()
+    assert b"connection: close" in head.lower()
+    assert payload.startswith(b"data: {") and payload.endswith(b"data: [DONE]\n\n")
+    assert b"hello" in payload
+
+
+def test_requests_on_one_kept_alive_connection_are_each_answered_in_full(
+    start_port: int,
+) -> None:
+    with run_swapd(config(start_port)) as swapd:
+        conn = http.client.HTTPConnection("127.0.0.1", swapd.port, timeout=30)
+        answers = []
+        for stream in (False, True, False, True):
+            headers = {"content-type": "application/json"}
+            body = chat(stream, "again")
+            conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+            sock = conn.sock
+            response = conn.getresponse()
+            answers.append((response.status, response.read(), response.getheader("date")))
+            assert conn.sock is sock  # the same client connection throughout
+        conn.close()
+    for status, payload, date in answers:
+        assert status == 200 and date
+        assert b"again" in payload
+    assert answers[1][1].endswith(b"data: [DONE]\n\n")
+    assert json.loads(answers[2][1])["choices"][0]["message"]["content"].startswith("echo alpha")
+
+
+def test_the_request_head_drops_hop_by_hop_headers_and_credentials_and_appends_the_peer() -> None:
+    scope = {
+        "client": ("10.0.0.7", 5000),
+        "headers": [
+            (b"host", b"swapd:8080"),
+            (b"connection", b"keep-alive, x-private"),
+            (b"x-private", b"secret"),
+            (b"authorization", b"Bearer k"),
+            (b"x-forwarded-for", b"1.2.3.4"),
+            (b"content-length", b"999"),
+            (b"content-type", b"application/json"),
+        ],
+    }
+    head = request_head(scope, "POST", "/v1/x?a=1", b"127.0.0.1:5800", 12, drop_credentials=True)
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /v1/x?a=1 HTTP/1.1"
+    assert lines[1] == b"host: 127.0.0.1:5800"
+    assert b"content-type: application/json" in lines
+    assert b"x-forwarded-for: 1.2.3.4, 10.0.0.7" in lines
+    assert b"content-length: 12" in lines
+    assert head.endswith(b"\r\n\r\n")
+    for gone in (b"x-private", b"authorization", b"connection", b"999"):
+        assert gone not in head
+
+
+def test_response_headers_mark_sse_unbuffered_and_say_how_the_body_is_framed() -> None:
+    raw = [
+        (b"content-type", b"text/event-stream"),
+        (b"transfer-encoding", b"chunked"),
+        (b"connection", b"x-hop"),
+        (b"x-hop", b"1"),
+        (b"x-accel-buffering", b"yes"),
+    ]
+    headers, length, chunked = response_headers(raw)
+    names = [name for name, _ in headers]
+    assert chunked and not length
+    assert (b"x-accel-buffering", b"no") in headers and names.count(b"x-accel-buffering") == 1
+    assert b"date" in names
+    assert not {b"transfer-encoding", b"connection", b"x-hop"} & set(names)
