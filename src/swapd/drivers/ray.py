@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,6 +47,8 @@ from swapd.drivers.health import wait_healthy
 from swapd.drivers.logtail import LogTail
 from swapd.errors import ClusterUnavailable, NoCapacity, StartFailed, UpstreamUnavailable
 from swapd.raycluster import RayNode
+
+log = logging.getLogger("swapd.ray")
 
 PLACE_TIMEOUT = 10.0  # seconds for Ray to place and start the actor (no runtime_env to build)
 OUTPUT_WAIT = 10.0  # seconds one output long-poll waits for a line before asking again
@@ -95,10 +98,19 @@ class RayDriver:
         self.actor: Any = None
         self.group: Any = None  # the placement group holding the engine's resources
         self.spawned = False  # the actor started the engine (else there is nothing to stop)
+        self.warm: str | None = None  # the node whose warm actor runs it (``raylaunch``)
+        self.reusable = False  # the actor answered and runs no engine: it can be given back
         self.where = "the Ray cluster"  # the node, in messages
         self.ended = anyio.Event()
         self.exit_code: int | None = None
         self.lost: str | None = None  # why the actor died, if it did
+        self.began = time.perf_counter()  # of the phase being timed (``_mark``)
+
+    def _mark(self, phase: str) -> None:
+        """Log (debug) how long ``phase`` took since the previous mark."""
+        now = time.perf_counter()
+        log.debug("%s: %s in %.1f ms", self.model.id, phase, (now - self.began) * 1000)
+        self.began = now
 
     def assign(self, assignment: Assignment) -> None:
         """Run on the node and devices placement chose (see
@@ -139,6 +151,7 @@ class RayDriver:
 
     async def serve(self, *, task_status: TaskStatus[Upstream]) -> None:
         model = self.model
+        self.began = time.perf_counter()
         await self.preflight()
         try:
             await raycluster.connected()
@@ -153,14 +166,18 @@ class RayDriver:
                 raise NoCapacity(
                     model.id, f"no capacity on {self.where}: no alive Ray node has that name"
                 )
+        self._mark("node found")
         try:
             self.group = await self._reserve(node)
             node_id = node.node_id if node is not None else None
             if node_id is None and self.group is not None:
                 node_id = await anyio.to_thread.run_sync(_group_node, self.group)
+            self._mark("resources reserved")
             self.actor = await anyio.to_thread.run_sync(self._actor, node_id)
+            self._mark("actor chosen")
             info = await self._start(target)
             self.spawned = True
+            self._mark("engine spawned")
             name = target or str(info["node_id"])
             ran = RayNode(str(info["node_id"]), str(info["ip"]), alive=True)
             self.where = raycluster.describe(ran, name)
@@ -170,6 +187,9 @@ class RayDriver:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._follow, name=f"ray-logs:{model.id}")
                 await self._await_ready(base)
+                self._mark("engine healthy")
+                if self.warm is not None:  # the start is over: a new worker competes with none
+                    raylaunch.refill(self.warm)
                 task_status.started(upstream)
                 await self.ended.wait()
                 tg.cancel_scope.cancel()
@@ -212,11 +232,12 @@ class RayDriver:
 
     def _actor(self, node_id: str | None) -> Any:
         """The engine's actor (blocking). On a known node, with no runtime_env to build and
-        no GPU ids to learn from Ray, the node's warm actor (``swapd.drivers.raylaunch``);
-        else a new one in the placement group (which makes Ray give it the GPU ids), or
-        pinned, or where Ray likes."""
+        no GPU ids to learn from Ray, one of the node's warm actors (``swapd.drivers.raylaunch``;
+        ``warm`` says which node's, for giving it back); else a new one in the placement group
+        (which makes Ray give it the GPU ids), or pinned, or where Ray likes."""
         gpu_ids_from_ray = "GPU" in self._bundle() and self._devices() is None
         if node_id is not None and not self.options.runtime_env and not gpu_ids_from_ray:
+            self.warm = node_id
             return raylaunch.take(node_id)
         options: dict[str, Any] = {"num_cpus": 0}
         if self.group is not None:
@@ -252,8 +273,10 @@ class RayDriver:
                 f"{limit:g}s",
             ) from None
         except RayActorError as exc:
+            self._dead()
             raise NoCapacity(model.id, f"no capacity on {self.where}: {_reason(exc)}") from exc
         if "error" in info:
+            self.reusable = True  # it ran nothing
             raise StartFailed(model.id, f"model {model.id}: {info['error']}", permanent=True)
         return info
 
@@ -268,6 +291,7 @@ class RayDriver:
                 written, lines, code = await _get(self.actor.output.remote(written, OUTPUT_WAIT))
             except RayError as exc:
                 self.lost = _reason(exc)
+                self._dead()
                 self.tail.write(f"[swapd] {self.model.id} on {self.where} is gone: {self.lost}")
                 self.ended.set()
                 return
@@ -299,24 +323,39 @@ class RayDriver:
         tail = self.tail.text()
         return StartFailed(self.model.id, f"{message}\n{tail}" if tail else message)
 
+    def _dead(self) -> None:
+        """The actor died (its node may be gone): the node's idle actors are forgotten."""
+        if self.warm is not None:
+            raylaunch.drop(self.warm)
+            self.warm = None
+
     async def _stop(self) -> None:
-        """The process driver's stop, run by the actor; then the actor and the engine's
-        reservation go (shielded)."""
-        import ray
+        """The process driver's stop, run by the actor; then the actor goes back to its node's
+        warm ones (its engine stopped and reaped) or is killed, and the engine's reservation
+        goes (shielded)."""
         from ray.exceptions import RayError
 
         model, actor = self.model, self.actor
+        self.began = time.perf_counter()
         if actor is not None:
-            if self.spawned and self.lost is None and self.exit_code is None:
+            if self.spawned and self.lost is None:
                 stop_argv = self._argv(model.cmd_stop)
                 with anyio.move_on_after(model.unload_timeout + KILL_WAIT + PLACE_TIMEOUT):
                     # gone, or never placed: killing it below is all there is to do
                     with contextlib.suppress(RayError):
-                        await _get(actor.stop.remote(model.unload_timeout, stop_argv))
-            await anyio.to_thread.run_sync(functools.partial(ray.kill, actor, no_restart=True))
+                        # the exit status; None: the engine would not die (the actor gave up)
+                        code = await _get(actor.stop.remote(model.unload_timeout, stop_argv))
+                        self.reusable = code is not None
+                self._mark("engine stopped")
+            if self.warm is not None and self.reusable:
+                await anyio.to_thread.run_sync(raylaunch.give_back, self.warm, actor)
+            else:
+                await anyio.to_thread.run_sync(raylaunch.kill, actor)
+            self._mark("actor given back" if self.reusable else "actor killed")
             self.actor = None
         if self.group is not None:
             await anyio.to_thread.run_sync(_remove, self.group)
+            self._mark("reservation removed")
             self.group = None
 
 

@@ -78,6 +78,8 @@ class EngineActor:
         import ray
 
         self.model_id = model_id or self.model_id
+        self.lines.clear()  # a warm actor given back runs its next engine afresh
+        self.written, self.exit_code = 0, None
 
         util: Any = ray.util  # not typed
         ip = str(util.get_node_ip_address())
