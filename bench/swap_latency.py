@@ -168,8 +168,8 @@ def through_swapd(config: str, env: dict[str, str] | None, swaps: int, check: bo
 
 def actor_figures(address: str, n: int) -> tuple[list[float], list[float]]:
     """What a Ray engine start costs on the worker node, ``n`` times each: a new actor, from
-    asking Ray to its first answer (every start pays this now); and the echo engine started by
-    an actor that already runs, to healthy (what a start would cost were actors reused)."""
+    asking Ray to its first answer (what a cold start pays); and the echo engine started by an
+    actor that already runs, to healthy (what a swap on one node pays: actors are reused)."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -292,7 +292,7 @@ def main() -> None:
                 ("Ray swap over the engine's start-to-healthy, p50", ray_p50 - healthy),
                 (f"a new actor on the worker, ask to ready ({len(actors)}), p50", median(actors)),
                 ("the engine started by a running actor, to healthy, p50", median(reused)),
-                ("  over start-to-healthy (were actors reused), p50", median(reused) - healthy),
+                ("  over start-to-healthy (an actor reused), p50", median(reused) - healthy),
             ]
         )
         verdict = "within" if ray_p50 - healthy <= 0.1 else "over"
