@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import time
 
 import pytest
 
@@ -114,3 +115,26 @@ def test_response_headers_mark_sse_unbuffered_and_say_how_the_body_is_framed() -
     assert (b"x-accel-buffering", b"no") in headers and names.count(b"x-accel-buffering") == 1
     assert b"date" in names
     assert not {b"transfer-encoding", b"connection", b"x-hop"} & set(names)
+
+
+def test_a_client_that_stops_reading_gets_every_frame_and_its_connection_serves_again(
+    start_port: int,
+) -> None:
+    with run_swapd(config(start_port)) as swapd:
+        conn = http.client.HTTPConnection("127.0.0.1", swapd.port, timeout=60)
+        conn.connect()
+        assert conn.sock is not None
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)  # fills soon
+        body = json.loads(chat(True))
+        body["chunks"] = 30000  # ~6 MB: more than the socket buffers hold
+        conn.request("POST", "/v1/chat/completions", body=json.dumps(body).encode())
+        response = conn.getresponse()
+        time.sleep(1.0)  # meanwhile swapd pauses reading the engine (flow control)
+        streamed = response.read()
+        conn.request("POST", "/v1/chat/completions", body=chat(False, "after"))
+        again = conn.getresponse()
+        answer = again.read()
+        conn.close()
+    assert streamed.count(b"data: {") >= 30000
+    assert streamed.endswith(b"data: [DONE]\n\n")
+    assert again.status == 200 and b"after" in answer

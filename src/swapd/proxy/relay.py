@@ -7,8 +7,9 @@ Here the upstream connection is an :class:`asyncio.Protocol` with an ``httptools
 parser, and its ``data_received`` writes each packet straight to the client's transport:
 
 - an upstream body that is already chunked goes to an HTTP/1.1 client as it came, one
-  ``transport.write`` per packet (the terminating chunk included); the packet that held the
-  header block is reframed, once;
+  ``transport.write`` per packet (the terminating chunk included) once a packet has ended
+  between two chunks; until then (the packet with the header block, one that ends inside a
+  chunk) each body piece is reframed as a chunk of its own;
 - a ``content-length`` body passes as is; a body delimited by the connection's close gets
   chunked framing for an HTTP/1.1 client, and an HTTP/1.0 client reads it to the close;
 - the client head and the first body bytes leave in one write (a small answer: one read
@@ -269,7 +270,8 @@ class Exchange(asyncio.Protocol):
         self.raw_headers: Headers = []
         self.status = 0
         self.mode = 0  # FRAMED, RAW, PLAIN or COLLECT once the head is in
-        self.raw = False  # from the packet after the head's on: packets pass as they are
+        self.raw = False  # from a packet that ends between two chunks on: packets pass as is
+        self.in_chunk = False  # the parser is inside a chunk (its size line read, not its end)
         self.ended = False  # the upstream message is complete
         self.reusable = False  # ... and the engine keeps the connection open after it
         self.pending: list[bytes] = []  # what one packet makes for the client: one write
@@ -313,8 +315,8 @@ class Exchange(asyncio.Protocol):
             self.pending.clear()
         if self.ended:
             self.finish()
-        elif self.mode == RAW:
-            self.raw = True
+        elif self.mode == RAW and not self.in_chunk and data.endswith(b"\r\n"):
+            self.raw = True  # the packet ended between two chunks: the next ones pass as is
         elif self.head_only and self.status:
             self.finish()  # a HEAD answer: no body follows whatever its length says
 
@@ -332,6 +334,12 @@ class Exchange(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.head(self.parser.get_status_code())
+
+    def on_chunk_header(self) -> None:
+        self.in_chunk = True
+
+    def on_chunk_complete(self) -> None:
+        self.in_chunk = False
 
     def on_message_complete(self) -> None:
         self.ended = True
@@ -403,6 +411,13 @@ class Exchange(asyncio.Protocol):
         self.detach(keep=self.reusable and not self.head_only)
         if self.timer is not None:
             self.timer.cancel()
+        if self.paused and not self.sse_started:  # the client still has a full buffer to read:
+            self.client.edge.sink = self  # the response completes once it drains (resume)
+            return
+        self.complete()
+
+    def complete(self) -> None:
+        """uvicorn's cycle ends (its keep-alive idle timer starts) and :func:`relay` returns."""
         if not self.sse_started:
             self.client.complete()
         if not self.done.done():
@@ -431,6 +446,8 @@ class Exchange(asyncio.Protocol):
             edge.sink = None
         link = self.link
         if keep and link.transport is not None:
+            if self.paused:  # the client's buffer filled on the last packet's write
+                link.transport.resume_reading()
             link.transport.set_protocol(link)
             link.pool.give(link)
         else:
@@ -465,14 +482,17 @@ class Exchange(asyncio.Protocol):
     # -- client flow control (called by swapd.edge) ----------------------------------------
     def pause(self) -> None:
         self.paused = True
-        if self.link.transport is not None:
+        if not self.closed and self.link.transport is not None:
             self.link.transport.pause_reading()
 
     def resume(self) -> None:
         self.paused = False
         self.last_read = time.monotonic()
-        if self.link.transport is not None:
+        if not self.closed and self.link.transport is not None:
             self.link.transport.resume_reading()
+        elif self.ended and not self.done.done():  # finished while the client was behind
+            self.client.edge.sink = None
+            self.complete()
 
     def client_lost(self) -> None:
         """The client went away: the engine's connection closes at once, so it stops
