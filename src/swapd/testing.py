@@ -49,6 +49,7 @@ __all__ = [
     "free_port_range",
     "llama_server_cmd",
     "llama_server_env",
+    "marked_pids",
     "pids_alive",
     "rss_kib",
     "run_echo",
@@ -187,6 +188,23 @@ def pids_alive(pids: Iterable[int]) -> list[int]:
     from swapd.drivers.pidfile import alive
 
     return [pid for pid in pids if alive(pid)]
+
+
+def marked_pids(name: str, value: str) -> list[int]:
+    """The live processes (zombies count as dead) whose environment has ``name=value``: every
+    process of an engine's tree, where the config gives its ``env`` a unique marker."""
+    entry = f"{name}={value}".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            marked = entry in (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours
+            continue
+        if marked:
+            found.append(int(proc.name))
+    return pids_alive(found)
 
 
 def rss_kib(pid: int) -> int | None:

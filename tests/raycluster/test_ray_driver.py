@@ -10,13 +10,15 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from swapd.testing import echo_cmd, free_port, pids_alive, run_swapd
+from swapd.testing import echo_cmd, free_port, marked_pids, pids_alive, run_swapd
 
 from .conftest import LOOPBACK, Lab
 
@@ -88,7 +90,8 @@ def test_a_ray_model_starts_in_an_actor_serves_directly_and_stops(lab: Lab, tmp_
         assert env["SWAPD_NODE"] == lab.node_id(_node_of(lab, pid))  # unpinned: Ray's node id
         line = swapd.wait_for_log("alpha runs on node")
         port = line.rsplit(":", 1)[1]
-        assert f"pid {pid}, http://{LOOPBACK}:{port}" in line  # proxied to node_ip:port
+        guardian = _parent(pid)  # the pid swapd shows: its group's guardian (child.spawn)
+        assert f"pid {guardian}, http://{LOOPBACK}:{port}" in line  # proxied to node_ip:port
         swapd.wait_for_log(f"echo engine alpha listening on http://{LOOPBACK}:{port}")  # output
         assert httpx.post(f"{swapd.url}/api/models/unload", timeout=60).status_code == 200
         _until(lambda: not pids_alive([pid]), 30, "the engine did not exit")
@@ -196,15 +199,46 @@ def test_a_node_leaving_mid_stream_ends_it_with_a_502_and_the_model_restarts_els
     lab.remove("spare2")
 
 
-def test_swapd_killed_leaves_no_engine_on_any_node(lab: Lab, tmp_path: Path) -> None:
-    models = f"  alpha:\n    driver: ray\n    cmd: {ENGINE}\n    ray: {{node: w1}}\n"
+def test_a_request_cut_off_before_the_engine_answered_by_its_node_leaving_gets_a_502(
+    lab: Lab, tmp_path: Path
+) -> None:
+    lab.add("doomed", doomed=1)
+    node_id = lab.node_id("doomed")
+    ray = "ray: {resources: {doomed: 1}}"
+    models = f"  delta:\n    driver: ray\n    cmd: {ENGINE}\n    {ray}\n"
+    with run_swapd(_config(lab.address, models), env=_env(tmp_path)) as swapd:
+        pid = _served(swapd.url, "delta")
+        assert _node_of(lab, pid) == "doomed"
+        body = {"model": "delta", "delay": 60, "messages": [{"role": "user", "content": "hi"}]}
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(
+                httpx.post, f"{swapd.url}/v1/chat/completions", json=body, timeout=90
+            )
+            time.sleep(1.0)  # the request is at the engine, which sleeps before answering
+            assert not waiting.done()
+            lab.remove("doomed")
+            reply = waiting.result(timeout=60)
+        assert reply.status_code == 502, reply.text
+        message = reply.json()["error"]["message"]
+        print(message)
+        assert f"on node {node_id}" in message
+
+
+def test_swapd_killed_leaves_no_engine_process_on_any_node(lab: Lab, tmp_path: Path) -> None:
+    mark = uuid.uuid4().hex  # in the environment of every process of the engine's tree
+    engine = f"sh -c 'sleep 1000 & exec {ENGINE}'"  # the engine leaves a child of its own
+    models = (
+        f"  alpha:\n    driver: ray\n    cmd: {engine}\n    ray: {{node: w1}}\n"
+        f"    env: [SWAPD_TEST_MARK={mark}]\n"
+    )
     config = _config(lab.address, models)
     with run_swapd(config, env=_env(tmp_path)) as first:
         pid = _served(first.url, "alpha")
+        assert len(marked_pids("SWAPD_TEST_MARK", mark)) == 4  # guardian, watchdog, engine, sleep
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()
-        # Ray ends the dead driver's actors; each takes its engine along (PR_SET_PDEATHSIG)
-        _until(lambda: not pids_alive([pid]), 60, "the engine outlived swapd")
+        # Ray ends the dead driver's actors; each one's guardian ends its engine's group
+        _until(lambda: not marked_pids("SWAPD_TEST_MARK", mark), 60, "the engine outlived swapd")
     with run_swapd(config, env=_env(tmp_path)) as second:
         assert "left behind" not in second.output()
         again = _served(second.url, "alpha")

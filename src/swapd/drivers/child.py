@@ -9,8 +9,9 @@ is awaited on a pidfd (Linux ≥ 5.3), or in a worker thread where there is none
 
 :func:`stop` is how every driver that runs a child ends it (the process driver here, the Ray
 driver's actor on its node): ``cmdStop`` or SIGTERM to the group, ``unloadTimeout`` to exit,
-SIGKILL to the group, reap. ``spawn(..., die_with_parent=True)`` also ties the child to the
-process that spawned it (``PR_SET_PDEATHSIG``): a Ray actor killed by Ray takes its engine along.
+SIGKILL to the group, reap. ``spawn(..., die_with_parent=True)`` also ties the child's whole
+process group to the process that spawned it (``swapd.drivers.guardian``): a Ray actor killed by
+Ray takes its engine along, and every process the engine started.
 """
 
 from __future__ import annotations
@@ -21,20 +22,16 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from pathlib import Path
 
 import anyio
 
 READ_SIZE = 65536
 KILL_WAIT = 5.0  # seconds a SIGKILLed engine gets to exit before swapd stops waiting for it
-# Run by the child before it becomes the engine: SIGKILL when its parent dies (exec keeps that),
-# or exit at once if the parent is already gone. A program, not a preexec_fn: those are unsafe
-# in a threaded parent (a Ray worker is one).
-_DIE_WITH_PARENT = (
-    "import ctypes, os, sys\n"
-    "ctypes.CDLL(None).prctl(1, 9)\n"  # PR_SET_PDEATHSIG, SIGKILL
-    "os.getppid() == int(sys.argv[1]) or os._exit(1)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
-)
+# Leads the child's process group and ends it when the spawning process dies (a program run by
+# path, not a preexec_fn: those are unsafe in a threaded parent, and a Ray worker is one).
+GUARDIAN = str(Path(__file__).with_name("guardian.py"))
+ORPHAN_GRACE = 5.0  # seconds an engine whose spawner died gets between SIGTERM and SIGKILL
 
 _stragglers: set[subprocess.Popen[bytes]] = set()  # given up on (see Child.abandon)
 
@@ -119,11 +116,14 @@ def spawn(
     die_with_parent: bool = False,
 ) -> Child:
     """Start ``argv`` in a new session with stdin from /dev/null and, with ``capture``, stdout
-    and stderr into one pipe (else to /dev/null). ``die_with_parent``: the child is SIGKILLed
-    when this process dies. Raises ``OSError`` if it cannot be started."""
+    and stderr into one pipe (else to /dev/null). ``die_with_parent``: the command runs under
+    ``swapd.drivers.guardian``, which ends its whole process group (SIGTERM,
+    ``ORPHAN_GRACE``, SIGKILL) when this process dies; the child's pid is then the guardian's.
+    Raises ``OSError`` if it cannot be started."""
     reap_stragglers()
     if die_with_parent:
-        argv = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
+        guard = [sys.executable, "-I", "-S", GUARDIAN, str(os.getpid()), str(ORPHAN_GRACE)]
+        argv = [*guard, *argv]
     read_end: int | None = None
     write_end: int | None = None
     if capture:

@@ -21,7 +21,8 @@ cluster), the engine is reported gone with the node's name: requests in flight o
 502, the model is marked stopped, and the next request starts it where there is room.
 
 Actors are not detached: swapd's Ray job owns them, so if swapd exits or dies, Ray kills them,
-and each takes its engine along (``die_with_parent``); a restarted swapd finds nothing left.
+and each takes its engine's process group along (``die_with_parent``: the engine's children
+too); a restarted swapd finds nothing left.
 """
 
 from __future__ import annotations

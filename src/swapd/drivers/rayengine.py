@@ -4,10 +4,11 @@ It is what the process driver does, on another machine, with the same code
 (``swapd.drivers.child``): ``start`` fills ``${PORT}`` with a port free on this node and
 ``${NODE_IP}`` with the node's address, sets ``CUDA_VISIBLE_DEVICES`` (the devices placement
 assigned, else the GPUs Ray gave the actor), and spawns the command in its own process group,
-tied to the actor (``die_with_parent``: an actor Ray kills — swapd gone, node drained — takes its
-engine along). Output lines are kept in a bounded buffer that the driver long-polls with
-``output`` (one call per batch of lines, not per line). ``stop`` runs ``child.stop``: cmdStop or
-SIGTERM to the group, ``unloadTimeout``, SIGKILL, reap.
+tied to the actor (``die_with_parent``, ``swapd.drivers.guardian``: an actor Ray kills — swapd
+gone, node drained — takes its engine's whole process group along). Output lines are kept in
+a bounded buffer that the driver long-polls with ``output`` (one call per batch of lines, not
+per line). ``stop`` runs ``child.stop``: cmdStop or SIGTERM to the group, ``unloadTimeout``,
+SIGKILL, reap.
 
 This module imports only what the actor needs, so a node starts it quickly; swapd must be
 installed on every node (the actor's class is imported there by name).
