@@ -219,6 +219,11 @@ def test_swapd_places_ray_models_by_memory_and_shows_their_nodes(
         assert {cluster.head, cluster.small, cluster.big} <= set(nodes)
         held = [m["model"] for d in nodes[cluster.big]["devices"] for m in d["models"]]
         assert held == ["two"] and nodes[cluster.big]["label"] == "big-box"
+        fleet = httpx.get(f"{swapd.url}/api/nodes", timeout=60).json()["nodes"]
+        listed = {n["node"]: n for n in fleet}
+        assert listed[cluster.big]["label"] == "big-box"  # the Nodes page's name for it
+        assert [m["id"] for m in listed[cluster.big]["models"]] == ["two"]
+        assert f"node big-box (id {cluster.big})" in cli("nodes", swapd.url)
         ps = cli("ps", swapd.url)
         assert "big-box:0" in ps and "127.0.0.1:0" in ps and cluster.big not in ps
         assert f"node big-box (ray node {cluster.big})" in cli("hardware", swapd.url)

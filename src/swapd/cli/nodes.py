@@ -43,7 +43,8 @@ def _used(gpu: dict[str, Any]) -> str:
 def _print(node: dict[str, Any]) -> None:
     endpoint = f" ({node['endpoint']})" if node.get("endpoint") else ""
     driver = f", NVIDIA driver {node['driver_version']}" if node.get("driver_version") else ""
-    click.echo(f"node {node['node']}{endpoint}{driver}")
+    name = f"{node['label']} (id {node['node']})" if node.get("label") else node["node"]
+    click.echo(f"node {name}{endpoint}{driver}")
     click.echo(f"  {_docker(node['docker'])}")
     for disk in node["disks"]:
         click.echo(f"  disk: {_disk(disk)}")

@@ -17,6 +17,8 @@ inventory reads (a fake GPU spec's). Per node:
   machine for a local node, with ``df -Pk`` over ``ssh`` for an ``ssh://`` node (the remote
   user's default cache); unknown for a ``tcp://`` node.
 - ``models``: the models whose engine lives there (starting, ready, sleeping or stopping).
+
+A node the inventory names by an id (a Ray node) also has its readable ``label``.
 """
 
 from __future__ import annotations
@@ -184,11 +186,16 @@ def gpu_rows(reading: NodeReading | None, busy: Mapping[int, Activity]) -> list[
     return rows
 
 
-def models_on(name: str, models: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def models_on(
+    name: str, models: Sequence[Mapping[str, Any]], aliases: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """The live models whose node is ``name`` or one of its ``aliases`` (a Ray node's engine
+    names the node as its model was pinned: by label or IP)."""
+    names = {name, *aliases}
     return [
         {"id": m["id"], "state": m["state"], "container": m.get("container")}
         for m in models
-        if m.get("node") == name and m.get("state") in _ALIVE
+        if m.get("node") in names and m.get("state") in _ALIVE
     ]
 
 
@@ -209,6 +216,7 @@ def one(
     failed = [f"{s.name}: {s.error}" for s in reading.sources if not s.ok] if reading else []
     return {
         "node": name,
+        "label": reading.label or None if reading is not None else None,
         "endpoint": endpoint_of(node) if node is not None else None,
         "local": reading.local if reading is not None else (node is not None and is_local(node)),
         "docker": docker,
@@ -216,7 +224,7 @@ def one(
         "gpus": gpu_rows(reading, busy),
         "gpu_errors": [*failed, *([f"activity: {gpu_error}"] if gpu_error else [])],
         "disks": disks(node, (docker or {}).get("root_dir"), run) if node is not None else [],
-        "models": models_on(name, models),
+        "models": models_on(name, models, reading.aliases if reading is not None else ()),
     }
 
 
