@@ -9,9 +9,11 @@ random-weight GGUF models (different sizes and seeds) written to a temp dir.
 ``--driver ray`` (needs ``swapd[ray]``) starts its own Ray cluster on loopback (a head and one
 worker node, every node on 127.0.0.1) and runs step 2 twice in the same run: with the process
 driver, then with ``driver: ray`` (the same engine, run by a Ray actor pinned to the worker
-node). It prints what Ray adds to a swap: over the process driver's swap and over the engine's
-own start-to-healthy (target: at most 100 ms); and, to say where that goes, a new actor's
-ask-to-ready time and the engine's start-to-healthy through an actor that already runs.
+node; both models ask for its one ``slot`` resource, so each swap hands the reservation over,
+as two models needing the same GPU do). It prints what Ray adds to a swap: over the process
+driver's swap and over the engine's own start-to-healthy (target: at most 100 ms); and, to
+say where that goes, a new actor's ask-to-ready time and the engine's start-to-healthy
+through an actor that already runs.
 
 1. Engine alone: spawn the echo engine directly and poll ``GET /health`` every 5 ms until 200;
    repeated ``--starts`` times (each engine is stopped before the next).
@@ -74,11 +76,11 @@ models:
   a:
     driver: ray
     cmd: {cmd}
-    ray: {{node: bench-worker}}
+    ray: {{node: bench-worker, resources: {{slot: 1}}}}
   b:
     driver: ray
     cmd: {cmd}
-    ray: {{node: bench-worker}}
+    ray: {{node: bench-worker, resources: {{slot: 1}}}}
 groups:
   pair:
     swap: true
@@ -208,7 +210,8 @@ def actor_figures(address: str, n: int) -> tuple[list[float], list[float]]:
 
 @contextlib.contextmanager
 def ray_cluster() -> Iterator[str]:
-    """A head and one worker node (labelled ``bench-worker``) on loopback; its address."""
+    """A head and one worker node (labelled ``bench-worker``, one ``slot``: what a GPU is to
+    two models that each need it) on loopback; its address."""
     os.environ.update(LOOPBACK)  # for the nodes and the swapd started below
     from ray.cluster_utils import Cluster
 
@@ -216,7 +219,7 @@ def ray_cluster() -> Iterator[str]:
     common["include_dashboard"] = False
     cluster = Cluster(initialize_head=True, head_node_args=common)
     try:
-        cluster.add_node(**common, labels={"ray.node": "bench-worker"})
+        cluster.add_node(**common, resources={"slot": 1}, labels={"ray.node": "bench-worker"})
         yield cluster.address
     finally:
         cluster.shutdown()  # type: ignore[no-untyped-call]

@@ -157,12 +157,31 @@ def test_a_model_whose_resources_are_taken_fails_fast_with_no_capacity(
         began = time.monotonic()
         reply = _chat(swapd.url, "waiter", timeout=60)
         took = time.monotonic() - began
-        assert reply.status_code == 503, reply.text
+        assert reply.status_code == 503, swapd.output()[-5000:]
         message = reply.json()["error"]["message"]
         assert "no capacity on the Ray cluster" in message and "w2=1" in message
         assert took < 30, f"no capacity took {took:.1f}s"
         print(f"no capacity after {took:.1f}s: {message}")
         assert _served(swapd.url, "holder") == holder  # untouched
+
+
+def test_a_swap_hands_the_reservation_over_and_a_different_one_is_still_made(
+    lab: Lab, tmp_path: Path
+) -> None:
+    same = "ray: {node: w2, resources: {w2: 1}}"  # w2 has one: only one engine holds it
+    other = "ray: {node: w2, resources: {w2: 1, GPU: 1}}\n    resources: {devices: [0]}"
+    models = "".join(
+        f"  {m}:\n    driver: ray\n    cmd: {ENGINE}\n    {r}\n"
+        for m, r in (("alpha", same), ("beta", same), ("gamma", other))
+    )
+    config = "logLevel: debug\n" + _config(lab.address, models)
+    with run_swapd(config, env=_env(tmp_path)) as swapd:
+        for model in ("alpha", "beta", "alpha", "gamma", "beta"):
+            assert _node_of(lab, _served(swapd.url, model)) == "w2"
+        log = swapd.output()
+        assert "alpha: reservation parked" in log and "beta: reservation parked" in log
+        # alpha's was handed to beta and back; gamma's bundle differs: alpha's went first
+        assert "gamma: resources reserved" in log
 
 
 def test_a_node_leaving_mid_stream_ends_it_with_a_502_and_the_model_restarts_elsewhere(

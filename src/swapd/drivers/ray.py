@@ -4,7 +4,9 @@ Ray places and supervises; swapd decides. A start waits for the cluster connecti
 (``swapd.raycluster``; an unreachable cluster fails the start with its reason), resolves the node
 (the :class:`~swapd.assignment.Assignment` placement chose, else ``ray.node``, else Ray's
 choice), and reserves the model's ``ray.resources`` there with a one-bundle placement group
-(pinned by the node's ``ray.io/node-id`` label). A reservation Ray cannot make within
+(pinned by the node's ``ray.io/node-id`` label), or takes over the one a stopped engine parked
+there (``swapd.drivers.rayreserve``: a swap between models that need the same resources does
+not wait for Ray to free and re-place them). A reservation Ray cannot make within
 ``PLACE_TIMEOUT`` seconds (resources taken, node gone) fails the start at once with
 ``NoCapacity`` "no capacity on node …": the scheduler evicts by its own rules and retries.
 The engine then runs in the node's warm :class:`~swapd.drivers.rayengine.EngineActor`
@@ -16,7 +18,8 @@ The actor spawns the engine (its own process group, ``${PORT}`` free on that nod
 ``CUDA_VISIBLE_DEVICES``) and answers ``node_ip:port``; swapd health-checks and proxies there
 directly — Ray is never on the data path. Output lines come over one long-poll call at a time
 into the model's log ring. A stop (cancellation) asks the actor for the process driver's stop
-(``swapd.drivers.child.stop``) and then kills the actor. When the actor dies (its node left the
+(``swapd.drivers.child.stop``); the actor then goes back to the node's warm ones (or is
+killed) and the reservation is parked for the next engine (or removed). When the actor dies (its node left the
 cluster), the engine is reported gone with the node's name: requests in flight on it fail with a
 502, the model is marked stopped, and the next request starts it where there is room.
 
@@ -41,7 +44,7 @@ from swapd import raycluster
 from swapd.assignment import Assignment, expand, unplaced
 from swapd.config.model import Config, ModelConfig
 from swapd.config.options import RayOptions
-from swapd.drivers import raylaunch
+from swapd.drivers import raylaunch, rayreserve
 from swapd.drivers.base import DriverSpec, LogSink, Upstream
 from swapd.drivers.child import KILL_WAIT
 from swapd.drivers.health import wait_healthy
@@ -67,26 +70,6 @@ def _reason(exc: BaseException) -> str:
     # Ray's detail lines (class_name, actor_id, pid…) are indented
     causes = [line for line in lines if not line[0].isspace() and "unexpectedly" not in line]
     return (causes or lines or [type(exc).__name__])[0].strip()
-
-
-def _group(bundle: dict[str, float], node: RayNode | None) -> Any:
-    """A placement group of one bundle, on ``node`` if given (by its node-id label)."""
-    from ray.util.placement_group import placement_group
-
-    selector = [{"ray.io/node-id": node.node_id}] if node is not None else None
-    return placement_group([bundle], strategy="STRICT_PACK", bundle_label_selector=selector)
-
-
-def _group_node(group: Any) -> str:
-    from ray.util.placement_group import placement_group_table
-
-    return str(placement_group_table(group)["bundles_to_node_id"][0])
-
-
-def _remove(group: Any) -> None:
-    from ray.util.placement_group import remove_placement_group
-
-    remove_placement_group(group)
 
 
 class RayDriver:
@@ -169,10 +152,7 @@ class RayDriver:
                 )
         self._mark("node found")
         try:
-            self.group = await self._reserve(node)
-            node_id = node.node_id if node is not None else None
-            if node_id is None and self.group is not None:
-                node_id = await anyio.to_thread.run_sync(_group_node, self.group)
+            node_id = await self._reserve(node)
             self._mark("resources reserved")
             self.actor = await anyio.to_thread.run_sync(self._actor, node_id)
             self._mark("actor chosen")
@@ -207,21 +187,30 @@ class RayDriver:
     def _bundle(self) -> dict[str, float]:
         return {k: v for k, v in self.options.resources.items() if v > 0}
 
-    async def _reserve(self, node: RayNode | None) -> Any:
-        """A placement group holding the model's ``ray.resources`` (on ``node``, if named),
-        ready; None when it asks for none. Not ready within ``PLACE_TIMEOUT`` (resources
-        taken, node gone): ``NoCapacity``."""
+    async def _reserve(self, node: RayNode | None) -> str | None:
+        """Hold the model's ``ray.resources`` in a ready placement group (``self.group``) on
+        ``node``, if named: a stopped engine's parked there (``swapd.drivers.rayreserve``), or a
+        new one; none when it asks for none. The node id, when known. Not ready within
+        ``PLACE_TIMEOUT`` (resources taken, node gone): ``NoCapacity``."""
         bundle = self._bundle()
+        node_id = node.node_id if node is not None else None
         if not bundle:
-            return None
-        group = await anyio.to_thread.run_sync(_group, bundle, node)
+            return node_id
+        parked = await anyio.to_thread.run_sync(rayreserve.take, bundle, node_id)
+        if parked is not None:
+            self.group, node_id = parked
+            return node_id
+        group = await anyio.to_thread.run_sync(rayreserve.create, bundle, node_id)
         needs = ", ".join(f"{k}={v:g}" for k, v in bundle.items())
         try:
             with anyio.fail_after(PLACE_TIMEOUT):
                 await _get(group.ready())
+            self.group = group
+            return node_id or await anyio.to_thread.run_sync(rayreserve.node_of, group)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(_remove, group)
+                await anyio.to_thread.run_sync(rayreserve.remove, group)
+            self.group = None
             if isinstance(exc, TimeoutError):
                 raise NoCapacity(
                     self.model.id,
@@ -229,7 +218,6 @@ class RayDriver:
                     f"{PLACE_TIMEOUT:g}s",
                 ) from None
             raise
-        return group
 
     def _actor(self, node_id: str | None) -> Any:
         """The engine's actor (blocking). On a known node, with no runtime_env to build and
@@ -355,8 +343,12 @@ class RayDriver:
             self._mark("actor given back" if self.reusable else "actor killed")
             self.actor = None
         if self.group is not None:
-            await anyio.to_thread.run_sync(_remove, self.group)
-            self._mark("reservation removed")
+            if self.warm is not None and self.lost is None:  # no actor of its own in it
+                rayreserve.park(self.group, self.warm, self._bundle())
+                self._mark("reservation parked")
+            else:
+                await anyio.to_thread.run_sync(rayreserve.remove, self.group)
+                self._mark("reservation removed")
             self.group = None
 
 
@@ -376,6 +368,7 @@ async def reconcile(config: Config) -> list[str]:
 async def cleanup(config: Config) -> None:
     """After every engine stopped: leave the cluster."""
     raylaunch.forget()
+    await anyio.to_thread.run_sync(rayreserve.clear)
     await anyio.to_thread.run_sync(raycluster.disconnect)
 
 
