@@ -19,9 +19,10 @@ The actor spawns the engine (its own process group, ``${PORT}`` free on that nod
 directly — Ray is never on the data path. Output lines come over one long-poll call at a time
 into the model's log ring. A stop (cancellation) asks the actor for the process driver's stop
 (``swapd.drivers.child.stop``); the actor then goes back to the node's warm ones (or is
-killed) and the reservation is parked for the next engine (or removed). When the actor dies (its node left the
-cluster), the engine is reported gone with the node's name: requests in flight on it fail with a
-502, the model is marked stopped, and the next request starts it where there is room.
+killed) and the reservation is parked for the next engine (or removed). When the actor dies
+(its node left the cluster), the engine is reported gone with the node's name: requests in
+flight on it fail with a 502, the model is marked stopped, and the next request starts it
+where there is room.
 
 Actors are not detached: swapd's Ray job owns them, so if swapd exits or dies, Ray kills them,
 and each takes its engine's process group along (``die_with_parent``: the engine's children
