@@ -9,10 +9,20 @@ import os
 import time
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 
-from swapd.observe.captures import REDACTED, Capture, CaptureStore, Part, Tee, header_map, mask_for
+from swapd.observe.captures import (
+    REDACTED,
+    Batch,
+    Capture,
+    CaptureStore,
+    Part,
+    Tee,
+    header_map,
+    mask_for,
+)
 from swapd.testing import run_swapd
 
 from .helpers import config
@@ -32,7 +42,7 @@ def capture(request_id: str, size: int, *, random: bool = False) -> Capture:
 
 
 def test_store_evicts_oldest_first_within_the_budget() -> None:
-    one = len(capture("req-1", 20_000, random=True).pack())
+    one = capture("req-1", 20_000, random=True).held
     store = CaptureStore(budget=int(one * 2.5))
     for n in (1, 2, 3):
         assert store.add(capture(f"req-{n}", 20_000, random=True))
@@ -57,11 +67,28 @@ def test_store_resize_keeps_what_still_fits_and_zero_empties_it() -> None:
     assert len(store) == 0 and store.size == 0
 
 
-def test_packed_capture_round_trips_bodies_byte_for_byte() -> None:
+def test_packed_captures_round_trip_bodies_byte_for_byte() -> None:
     original = Capture(
         "req-9", "/v1/x?y=1", {"A": "b"}, b"\x00\xffreq", {"C": "d"}, b"resp\n", True, False
     )
-    assert Capture.unpack(original.pack()) == original
+    other = capture("req-10", 100)
+    batch = Batch.pack([original, other])
+    assert batch.get("req-9") == original and batch.get("req-10") == other
+
+
+@pytest.mark.anyio
+async def test_store_packs_a_batch_of_raw_captures_off_the_loop_and_still_reads_them() -> None:
+    store = CaptureStore(budget=1 << 20)  # a batch: an eighth, 128 KiB
+    sent = [capture(f"req-{n}", 20_000 + n) for n in range(1, 8)]  # ~147 KB raw, repetitive
+    for one in sent:
+        assert store.add(one)
+    raw = sum(c.held for c in sent)
+    for _ in range(200):  # the worker thread packs them
+        if store.size < raw:
+            break
+        await anyio.sleep(0.01)
+    assert store.size < raw // 10  # compressed together
+    assert [store.get(c.id) for c in sent] == sent and len(store) == len(sent)
 
 
 def test_headers_are_redacted_and_named_as_go_does() -> None:

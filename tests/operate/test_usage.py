@@ -53,6 +53,14 @@ def test_big_json_body_keeps_usage_at_its_end() -> None:
     assert parse(body[:1000], body[1000:]) == (3, None, None, None)
 
 
+def test_plain_body_reads_the_usage_key_not_the_word_in_the_text() -> None:
+    text = 'say "usage": {"prompt_tokens": 99} and "timings"'  # escaped inside the JSON
+    body = {"choices": [{"message": {"content": text}}], "model": "usage",
+            "usage": {"input_tokens": 4, "output_tokens": 6}}  # fmt: skip
+    assert parse(json.dumps(body, indent=1).encode()) == (4, 6, None, None)
+    assert parse(json.dumps({"choices": [], "usage": None}).encode()) == (None, None, None, None)
+
+
 def test_bus_drops_a_full_subscriber_only() -> None:
     async def main() -> None:
         frame = len(Event(1, "model", {"n": 0}).sse()) + CHUNK_OVERHEAD

@@ -135,12 +135,8 @@ def _objects(window: bytes) -> list[Any]:
 
     Only the lines that carry numbers are looked at (found by one regex search over the bytes:
     a 200-frame stream has one or two), so the cost does not grow with the frames."""
-    stripped = window.strip()
-    if stripped.startswith(b"{"):
-        try:
-            return [json.loads(stripped)]
-        except ValueError:
-            pass
+    if _JSON_BODY.match(window):
+        return _fields(window)
     out = []
     after = 0  # the end of the last line decoded
     for found in _CARRIES_USAGE.finditer(window):
@@ -158,20 +154,29 @@ def _objects(window: bytes) -> list[Any]:
     return out
 
 
-def _fragments(window: bytes) -> list[Any]:
-    """``usage``/``timings`` objects found in a cut JSON body (too big for the window)."""
-    text = window.decode("utf-8", errors="replace")
-    decoder = json.JSONDecoder()
+_JSON_BODY = re.compile(rb"\s*\{")
+_KEY_END = re.compile(rb"\s*:\s*")  # after a quoted name: it is a key
+_DECODER = json.JSONDecoder()
+FIELD_BYTES = 4096  # a usage or timings object is far smaller
+_FIELDS = ("usage", "timings", "num_cached_tokens")
+
+
+def _fields(window: bytes) -> list[Any]:
+    """The ``usage``/``timings``/``num_cached_tokens`` values of a JSON body (whole, or cut by
+    the window), as one object: each found by its last occurrence (engines put them at the end)
+    and decoded alone from at most :data:`FIELD_BYTES`; the rest of the body is never parsed."""
     found: dict[str, Any] = {}
-    for key in ("usage", "timings"):
-        at = text.rfind(f'"{key}"')
+    for key in _FIELDS:
+        at = window.rfind(b'"%s"' % key.encode())
         if at < 0:
             continue
-        brace = text.find("{", at)
-        if brace < 0:
+        colon = _KEY_END.match(window, at + len(key) + 2)
+        if colon is None:  # a string value, not a key
             continue
+        start = colon.end()
+        text = window[start : start + FIELD_BYTES].decode("utf-8", errors="replace")
         try:
-            found[key] = decoder.raw_decode(text, brace)[0]
+            found[key] = _DECODER.raw_decode(text)[0]
         except ValueError:
             continue
     return [found] if found else []
@@ -184,7 +189,7 @@ def parse_usage(meter: Meter) -> Usage:
     if meter.size <= len(tail):  # the tail window holds the whole body
         objects = _objects(tail)
     else:
-        objects = _objects(meter.head) + (_objects(tail) or _fragments(tail))
+        objects = _objects(meter.head) + (_objects(tail) or _fields(tail))
     for obj in objects:
         _apply(obj, out)
     return out

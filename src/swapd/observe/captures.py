@@ -10,10 +10,15 @@ twice ``captureBuffer`` for captures (the store plus those in flight), and a lar
 shows its beginning. A failed request is captured as well (an engine's error answer is a
 response like any other; a request that never reached an engine has an empty response part).
 
-When the response ends the capture is packed (a small JSON header plus the raw bodies),
-compressed with zstd and put in a :class:`CaptureStore`: a FIFO cache of compressed bytes whose
-total stays within the budget (oldest out first; one item bigger than the whole budget is not
-kept). A compressed response body (``Content-Encoding`` gzip, deflate, zstd; br when the
+When the response ends the capture goes into a :class:`CaptureStore` as it is: nothing is
+encoded or compressed on the request's path. The store counts what it holds against the budget
+(raw bodies plus a fixed allowance for the rest, :data:`OVERHEAD`) and, once the raw captures
+reach a batch (:data:`BATCH_BYTES`, at most an eighth of the budget), packs them in a worker
+thread into one zstd frame — many small captures compress far better together, and one
+compression per batch costs a capture about a microsecond instead of tens. It stays a FIFO cache
+within the budget (oldest out first, a packed batch when all its captures are out; one item
+bigger than the whole budget is not kept); reading a packed capture decompresses its batch.
+A compressed response body (``Content-Encoding`` gzip, deflate, zstd; br when the
 ``brotli`` package is installed) is stored decompressed and the header dropped, as llama-swap
 does. Some routes carry large binary payloads (audio, images): their bodies are left out
 (:data:`MASKS`, llama-swap's table), and nothing is teed for them.
@@ -24,12 +29,13 @@ expects.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import enum
 import functools
 import io
-import json
-import struct
+import logging
+import pickle
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -42,8 +48,10 @@ SENSITIVE = frozenset(
     {b"authorization", b"proxy-authorization", b"cookie", b"set-cookie", b"x-api-key"}
 )
 ZSTD_LEVEL = 3
-_HEAD = struct.Struct("<II")  # header length, request body length
-_JSON = json.JSONEncoder(separators=(",", ":"))
+OVERHEAD = 1024  # counted per raw capture for what is not a body (headers, path, the objects)
+BATCH_BYTES = 256 * 1024  # raw captures packed together, at most an eighth of the budget
+
+log = logging.getLogger("swapd.observe")
 
 
 class Part(enum.IntFlag):
@@ -110,8 +118,9 @@ class Capture:
     resp_truncated: bool = False
 
     @property
-    def raw_size(self) -> int:
-        return len(self.req_body) + len(self.resp_body)
+    def held(self) -> int:
+        """Bytes counted against the budget while kept raw."""
+        return len(self.req_body) + len(self.resp_body) + OVERHEAD
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -125,40 +134,39 @@ class Capture:
             "resp_truncated": self.resp_truncated,
         }
 
-    def pack(self, compressor: zstandard.ZstdCompressor | None = None) -> bytes:
-        """The capture compressed: header JSON, then the two bodies, in one zstd frame."""
-        head = _JSON.encode(
-            {
-                "id": self.id,
-                "req_path": self.req_path,
-                "req_headers": self.req_headers,
-                "resp_headers": self.resp_headers,
-                "req_truncated": self.req_truncated,
-                "resp_truncated": self.resp_truncated,
-            }
-        ).encode()
-        raw = b"".join(
-            (_HEAD.pack(len(head), len(self.req_body)), head, self.req_body, self.resp_body)
-        )
-        return (compressor or zstandard.ZstdCompressor(level=ZSTD_LEVEL)).compress(raw)
+
+@dataclass(eq=False, slots=True)
+class Batch:
+    """Captures packed together: one zstd frame holding one pickle of their fields."""
+
+    blob: bytes
+    index: dict[str, int]  # request id -> its place in the batch
+    live: int  # captures of the batch still in the store
 
     @classmethod
-    def unpack(cls, blob: bytes) -> Capture:
-        raw = zstandard.ZstdDecompressor().decompress(blob)
-        head_len, req_len = _HEAD.unpack_from(raw)
-        at = _HEAD.size
-        head = json.loads(raw[at : at + head_len])
-        at += head_len
-        return cls(
-            id=head["id"],
-            req_path=head["req_path"],
-            req_headers=head["req_headers"],
-            req_body=raw[at : at + req_len],
-            resp_headers=head["resp_headers"],
-            resp_body=raw[at + req_len :],
-            req_truncated=head["req_truncated"],
-            resp_truncated=head["resp_truncated"],
-        )
+    def pack(cls, captures: list[Capture]) -> Batch:
+        """Runs in a worker thread: reads only the captures, which nothing changes."""
+        fields = [
+            (
+                c.id,
+                c.req_path,
+                c.req_headers,
+                c.req_body,
+                c.resp_headers,
+                c.resp_body,
+                c.req_truncated,
+                c.resp_truncated,
+            )
+            for c in captures
+        ]
+        raw = pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
+        blob = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)
+        return cls(blob, {c.id: n for n, c in enumerate(captures)}, len(captures))
+
+    def get(self, request_id: str) -> Capture:
+        raw = zstandard.ZstdDecompressor().decompress(self.blob)
+        fields = pickle.loads(raw)[self.index[request_id]]  # bytes this store made
+        return Capture(*fields)
 
 
 def decode_body(raw: bytes, encoding: str, limit: int) -> tuple[bytes, bool] | None:
@@ -310,14 +318,17 @@ class Tee:
 
 
 class CaptureStore:
-    """Compressed captures by request id, oldest evicted first, within a byte budget."""
+    """Captures by request id, oldest evicted first, within a byte budget: raw as they come,
+    packed in batches off the event loop (see the module's notes)."""
 
     def __init__(self, budget: int) -> None:
         self.budget = max(0, budget)
         self.pending = Pool(self.budget)  # for the tees of requests in flight
-        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._items: OrderedDict[str, Capture | Batch] = OrderedDict()
         self._size = 0
-        self._compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+        self._fresh: list[Capture] = []  # raw, oldest first, not yet in a batch being packed
+        self._fresh_size = 0
+        self._packing = False
 
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._items
@@ -327,8 +338,12 @@ class CaptureStore:
 
     @property
     def size(self) -> int:
-        """Compressed bytes held."""
+        """Bytes held: raw captures as counted by :attr:`Capture.held`, batches compressed."""
         return self._size
+
+    @property
+    def batch_bytes(self) -> int:
+        return max(1, min(BATCH_BYTES, self.budget // 8))
 
     def resize(self, budget: int) -> None:
         """A new budget (a reload changed ``captureBuffer``): keeps what still fits."""
@@ -339,28 +354,87 @@ class CaptureStore:
     def _evict(self, room: int) -> None:
         while self._items and self._size + room > self.budget:
             _, old = self._items.popitem(last=False)
-            self._size -= len(old)
+            if isinstance(old, Batch):
+                old.live -= 1
+                if old.live == 0:
+                    self._size -= len(old.blob)
+            else:
+                self._size -= old.held
 
     def add(self, capture: Capture) -> bool:
-        """Compress and keep ``capture``; False when it alone is bigger than the budget."""
-        return self.put(capture.id, capture.pack(self._compressor))
+        """Keep ``capture``; False when it is bigger than the whole budget, even compressed.
 
-    def put(self, request_id: str, blob: bytes) -> bool:
-        """Keep an already packed capture (see :meth:`Capture.pack`)."""
-        if len(blob) > self.budget:
-            return False
-        old = self._items.pop(request_id, None)
-        if old is not None:
-            self._size -= len(old)
-        self._evict(len(blob))
-        self._items[request_id] = blob
-        self._size += len(blob)
+        One bigger than a batch is packed alone right away (in a worker thread with an event
+        loop: it is kept once packed); smaller ones are kept raw and packed in batches."""
+        held = capture.held
+        if held > self.batch_bytes:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no event loop (a synchronous caller)
+                return self._put([capture], Batch.pack([capture]))
+            packed = loop.run_in_executor(None, Batch.pack, [capture])
+            packed.add_done_callback(lambda done: self._packed([capture], done, fresh=False))
+            return True
+        self._evict(held)
+        self._items[capture.id] = capture
+        self._size += held
+        self._fresh.append(capture)
+        self._fresh_size += held
+        if self._fresh_size >= self.batch_bytes and not self._packing:
+            self._pack()
         return True
 
+    def _put(self, captures: list[Capture], batch: Batch) -> bool:
+        if len(batch.blob) > self.budget:
+            log.debug("capture %s is bigger than captureBuffer; not kept", captures[0].id)
+            return False
+        self._evict(len(batch.blob))
+        for capture in captures:
+            self._items[capture.id] = batch
+        self._size += len(batch.blob)
+        return True
+
+    def _pack(self) -> None:
+        batch = [c for c in self._fresh if self._items.get(c.id) is c]  # not evicted since
+        self._fresh = []
+        self._fresh_size = 0
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a synchronous caller): they stay raw
+            return
+        if not batch:
+            return
+        self._packing = True
+        packed = loop.run_in_executor(None, Batch.pack, batch)
+        packed.add_done_callback(lambda done: self._packed(batch, done))
+
+    def _packed(
+        self, captures: list[Capture], done: asyncio.Future[Batch], *, fresh: bool = True
+    ) -> None:
+        """A batch is packed: ``fresh`` ones replace their raw selves, a big one is put."""
+        if fresh:
+            self._packing = False
+        if done.cancelled() or (exc := done.exception()) is not None:
+            log.warning("captures not packed: %s", "cancelled" if done.cancelled() else exc)
+        elif not fresh:
+            self._put(captures, done.result())
+        # The oldest are the first evicted: with any gone meanwhile, the rest soon follow.
+        elif all(self._items.get(c.id) is c for c in captures):
+            batch = done.result()
+            for capture in captures:
+                self._items[capture.id] = batch
+            self._size += len(batch.blob) - sum(c.held for c in captures)
+        if fresh and self._fresh_size >= self.batch_bytes:
+            self._pack()
+
     def get(self, request_id: str) -> Capture | None:
-        blob = self._items.get(request_id)
-        return Capture.unpack(blob) if blob is not None else None
+        item = self._items.get(request_id)
+        if isinstance(item, Batch):
+            return item.get(request_id)
+        return item
 
     def clear(self) -> None:
         self._items.clear()
         self._size = 0
+        self._fresh = []
+        self._fresh_size = 0

@@ -20,7 +20,6 @@ import itertools
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,14 +29,13 @@ import anyio
 from swapd.config.model import Config
 from swapd.errors import RequestCancelled
 from swapd.observe.activity import ActivityLog, Meter, Record, parse_usage
-from swapd.observe.captures import Capture, CaptureStore, Tee, header_map, mask_for
+from swapd.observe.captures import CaptureStore, Tee, header_map, mask_for
 from swapd.observe.events import EventBus
 from swapd.observe.logs import LogRing
 from swapd.observe.metrics import Metrics
 from swapd.views import ModelViews, SlotView, State
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress events for one loading model
-INLINE_CAPTURE = 256 * 1024  # bigger captures are compressed in a worker thread
 
 log = logging.getLogger("swapd.observe")
 request_log = logging.getLogger("swapd.requests")
@@ -297,7 +295,7 @@ class Observer:
             },
         )
         if req.tee is not None:
-            self._capture(req.tee.finish())
+            self.captures.add(req.tee.finish())  # kept raw: packed later, in batches
             req.tee = None
         _, log_requests = self._settings()
         if log_requests:
@@ -319,27 +317,3 @@ class Observer:
             self.bus.publish("request", data)
             self.bus.publish("inflight", {"operation": "remove", "id": req.id})
         return record
-
-    # ── captures ────────────────────────────────────────────────────────────────────────────
-
-    def _capture(self, capture: Capture) -> None:
-        """Compress and keep a capture; big ones are compressed off the event loop."""
-        if capture.raw_size <= INLINE_CAPTURE:
-            self.captures.add(capture)
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.captures.add(capture)
-            return
-        packed = loop.run_in_executor(None, capture.pack)
-        packed.add_done_callback(lambda f: self._packed(capture.id, f))
-
-    def _packed(self, request_id: str, done: asyncio.Future[bytes] | Future[bytes]) -> None:
-        if done.cancelled():
-            return
-        if (exc := done.exception()) is not None:
-            log.warning("capture %s not kept: %s", request_id, exc)
-            return
-        if not self.captures.put(request_id, done.result()):
-            log.debug("capture %s is bigger than captureBuffer; not kept", request_id)

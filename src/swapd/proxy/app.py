@@ -9,11 +9,10 @@ lease: it is forwarded to the peer at once (swapd.proxy.peer).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -32,7 +31,7 @@ from swapd.errors import (
 from swapd.lease import Lease
 from swapd.observe.activity import Meter
 from swapd.observe.logs import LogRing, line_of, merged
-from swapd.observe.observer import Observer
+from swapd.observe.observer import Observer, Request
 from swapd.proxy import (
     auth,
     body,
@@ -74,12 +73,46 @@ Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("swapd.proxy")
 
 
-@dataclass(slots=True)
 class Tracked:
-    """The observer's view of one proxied request while it runs."""
+    """One proxied request in the observer, as ``async with``: its in-flight entry, capture and
+    activity record, ended with the status it got (499 when the client left first). An
+    operator's cancel (``POST /api/inflight/{id}/cancel``) surfaces as ``RequestCancelled``.
+    A plain class, not a generator-based context manager: it runs once per request."""
 
-    meter: Meter | None  # counts the response (None without an observer)
-    status: int = 499  # client closed the request, unless something says otherwise
+    __slots__ = ("_req", "_start", "meter", "observer", "status")
+
+    def __init__(self, observer: Observer | None, start: Callable[[Observer], Request]) -> None:
+        self.observer = observer
+        self._start = start
+        self._req: Request | None = None
+        self.meter: Meter | None = None  # counts the response (None without an observer)
+        self.status = 499  # client closed the request, unless something says otherwise
+
+    async def __aenter__(self) -> Tracked:
+        if self.observer is not None:
+            self._req = self._start(self.observer)
+            self.meter = self._req.meter
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        req = self._req
+        if req is None or self.observer is None:
+            return
+        try:
+            if isinstance(exc, SwapdError):
+                self.status = exc.http_status
+            elif isinstance(exc, Aborted):
+                self.status = exc.status
+            elif (
+                isinstance(exc, anyio.get_cancelled_exc_class())
+                and (cancelled := req.cancellation()) is not None
+            ):
+                self.status = cancelled.http_status
+                raise cancelled from None
+        finally:
+            self.observer.request_end(req, self.status)
 
 
 class Proxy:
@@ -297,39 +330,24 @@ class Proxy:
                 meter=tracked.meter,
             )
 
-    @contextlib.asynccontextmanager
-    async def _tracked(
+    def _tracked(
         self,
         key: str,
         path: str,
         scope: Scope,
         payload: bytes,
         metadata: dict[str, Any] | None = None,
-    ) -> AsyncIterator[Tracked]:
-        """One proxied request in the observer: its in-flight entry, capture and activity
-        record, ended with the status it got (499 when the client left first). An operator's
-        cancel (``POST /api/inflight/{id}/cancel``) surfaces as ``RequestCancelled``."""
-        observer = self.observer
+    ) -> Tracked:
+        """The request ``async with`` the result is in the observer (see :class:`Tracked`);
+        ``metadata``: a dict of the caller's own, completed here."""
         if name := auth.principal(scope).name:  # the key's name, never its value
-            metadata = {**(metadata or {}), "key": name}
-        req = observer.request_start(key, path, scope, payload, metadata) if observer else None
-        tracked = Tracked(req.meter if req is not None else None)
-        try:
-            yield tracked
-        except SwapdError as exc:
-            tracked.status = exc.http_status
-            raise
-        except Aborted as exc:
-            tracked.status = exc.status
-            raise
-        except anyio.get_cancelled_exc_class():
-            if req is None or (cancelled := req.cancellation()) is None:
-                raise
-            tracked.status = cancelled.http_status
-            raise cancelled from None
-        finally:
-            if req is not None and self.observer is not None:
-                self.observer.request_end(req, tracked.status)
+            metadata = metadata if metadata is not None else {}
+            metadata["key"] = name
+
+        def start(observer: Observer) -> Request:
+            return observer.request_start(key, path, scope, payload, metadata)
+
+        return Tracked(self.observer, start)
 
     async def _serve(
         self,
