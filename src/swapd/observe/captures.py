@@ -76,6 +76,13 @@ MASKS: dict[str, Part] = {
 }
 
 
+# The parts as ints, for the per-request checks (IntFlag's operators cost a µs each).
+_REQ_HEADERS = int(Part.REQ_HEADERS)
+_REQ_BODY = int(Part.REQ_BODY)
+_RESP_HEADERS = int(Part.RESP_HEADERS)
+_RESP_BODY = int(Part.RESP_BODY)
+
+
 def mask_for(path: str) -> Part:
     """What to keep for a request target (its query is ignored)."""
     return MASKS.get(path.split("?", 1)[0], Part.ALL)
@@ -245,11 +252,11 @@ class Tee:
     ) -> None:
         self.id = request_id
         self.req_path = req_path
-        self.parts = parts
+        self.parts = int(parts)
         self.limit = max(1, budget // 2)  # per body
         self._pool = pool if pool is not None else Pool(budget)
-        self.req_headers = header_map(headers) if parts & Part.REQ_HEADERS else {}
-        keep = body if parts & Part.REQ_BODY else b""
+        self.req_headers = header_map(headers) if self.parts & _REQ_HEADERS else {}
+        keep = body if self.parts & _REQ_BODY else b""
         room = max(0, min(self.limit, self._pool.left))
         self.req_truncated = len(keep) > room
         self.req_body = keep[:room]
@@ -257,11 +264,11 @@ class Tee:
         self._pool.left -= self._held
         self.resp_headers: list[tuple[bytes, bytes]] = []
         self._chunks: list[bytes] = []
-        self._left = self.limit if parts & Part.RESP_BODY else -1  # -1: not teeing
+        self._left = self.limit if self.parts & _RESP_BODY else -1  # -1: not teeing
         self.resp_truncated = False
 
     def start(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        if self.parts & Part.RESP_HEADERS:
+        if self.parts & _RESP_HEADERS:
             self.resp_headers = list(headers)
 
     def feed(self, chunk: bytes) -> None:

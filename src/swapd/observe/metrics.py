@@ -124,6 +124,9 @@ class Metrics:
         )
         r.register(_Gauges(snapshot))
         self._children: dict[tuple[Any, ...], Any] = {}  # (metric, labels) → its child
+        # Counter increments per (metric, labels), added when read: a dict update per request
+        # instead of prometheus_client's locked inc (~1 µs each, up to four per request).
+        self._counts: dict[tuple[Any, ...], int] = {}
         self._devices = _Devices()
         r.register(self._devices)
 
@@ -139,13 +142,16 @@ class Metrics:
         ttfb: float | None,
         tokens: dict[str, int | None],
     ) -> None:
-        self._child(self.requests, model, str(status)).inc()
+        counts = self._counts
+        key: tuple[Any, ...] = (self.requests, model, str(status))
+        counts[key] = counts.get(key, 0) + 1
         self._child(self.duration, model).observe(duration)
         if ttfb is not None:
             self._child(self.ttfb, model).observe(ttfb)
         for kind, n in tokens.items():
             if n:
-                self._child(self.tokens, model, kind).inc(n)
+                key = (self.tokens, model, kind)
+                counts[key] = counts.get(key, 0) + n
 
     def _child(self, metric: Any, *labels: str) -> Any:
         """``metric.labels(*labels)``, kept: prometheus_client validates and locks on each
@@ -157,4 +163,7 @@ class Metrics:
         return child
 
     def render(self) -> bytes:
+        counts, self._counts = self._counts, {}
+        for (metric, *labels), n in counts.items():
+            self._child(metric, *labels).inc(n)
         return generate_latest(self.registry)
