@@ -82,6 +82,15 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+_USAGE_KEYS = (  # a later one wins
+    ("prompt_tokens", "prompt_tokens"),
+    ("input_tokens", "prompt_tokens"),
+    ("completion_tokens", "completion_tokens"),
+    ("output_tokens", "completion_tokens"),
+    ("cache_read_input_tokens", "cached_tokens"),
+)
+
+
 def _apply(obj: Any, out: Usage) -> None:
     if not isinstance(obj, dict):
         return
@@ -89,14 +98,8 @@ def _apply(obj: Any, out: Usage) -> None:
         _apply(obj.get("message"), out)
     usage = obj.get("usage")
     if isinstance(usage, dict):
-        for key, attr in (
-            ("prompt_tokens", "prompt_tokens"),
-            ("input_tokens", "prompt_tokens"),
-            ("completion_tokens", "completion_tokens"),
-            ("output_tokens", "completion_tokens"),
-            ("cache_read_input_tokens", "cached_tokens"),
-        ):
-            if (v := _int(usage.get(key))) is not None:
+        for key, attr in _USAGE_KEYS:
+            if type(v := usage.get(key)) is int:  # not a bool (nor None, nor a float)
                 setattr(out, attr, v)
         details = usage.get("prompt_tokens_details")
         if isinstance(details, dict) and (v := _int(details.get("cached_tokens"))) is not None:
@@ -158,7 +161,7 @@ _JSON_BODY = re.compile(rb"\s*\{")
 _KEY_END = re.compile(rb"\s*:\s*")  # after a quoted name: it is a key
 _DECODER = json.JSONDecoder()
 FIELD_BYTES = 4096  # a usage or timings object is far smaller
-_FIELDS = ("usage", "timings", "num_cached_tokens")
+_FIELDS = tuple((k, b'"%s"' % k.encode()) for k in ("usage", "timings", "num_cached_tokens"))
 
 
 def _fields(window: bytes) -> list[Any]:
@@ -166,11 +169,11 @@ def _fields(window: bytes) -> list[Any]:
     the window), as one object: each found by its last occurrence (engines put them at the end)
     and decoded alone from at most :data:`FIELD_BYTES`; the rest of the body is never parsed."""
     found: dict[str, Any] = {}
-    for key in _FIELDS:
-        at = window.rfind(b'"%s"' % key.encode())
+    for key, quoted in _FIELDS:
+        at = window.rfind(quoted)
         if at < 0:
             continue
-        colon = _KEY_END.match(window, at + len(key) + 2)
+        colon = _KEY_END.match(window, at + len(quoted))
         if colon is None:  # a string value, not a key
             continue
         start = colon.end()

@@ -1,4 +1,4 @@
-"""Request/response captures: what one proxied request sent and got back, kept compressed.
+"""Request/response captures: what one proxied request sent and got back, bounded.
 
 With ``captureBuffer`` above 0, each proxied request gets a :class:`Tee` beside its activity
 meter. The tee keeps the client's request headers (credentials replaced with ``[REDACTED]``), the
@@ -12,12 +12,14 @@ response like any other; a request that never reached an engine has an empty res
 
 When the response ends the capture goes into a :class:`CaptureStore` as it is: nothing is
 encoded or compressed on the request's path. The store counts what it holds against the budget
-(raw bodies plus a fixed allowance for the rest, :data:`OVERHEAD`) and, once the raw captures
-reach a batch (:data:`BATCH_BYTES`, at most an eighth of the budget), packs them in a worker
-thread into one zstd frame — many small captures compress far better together, and one
+(raw bodies plus a fixed allowance for the rest, :data:`OVERHEAD`; a packed one its share of
+the frame plus :data:`ENTRY`) and, once the raw captures reach a batch (:data:`BATCH_BYTES`, at
+most an eighth of the budget), packs them in a worker thread into one zstd frame — many small captures compress far better together, and one
 compression per batch costs a capture about a microsecond instead of tens. It stays a FIFO cache
-within the budget (oldest out first, a packed batch when all its captures are out; one item
-bigger than the whole budget is not kept); reading a packed capture decompresses its batch.
+within the budget (oldest out first, a packed batch when all its captures are out); a capture
+bigger than a batch is packed alone at once, and not kept when even compressed it is bigger than
+the whole budget. Reading a packed capture decompresses its batch.
+
 A compressed response body (``Content-Encoding`` gzip, deflate, zstd; br when the
 ``brotli`` package is installed) is stored decompressed and the header dropped, as llama-swap
 does. Some routes carry large binary payloads (audio, images): their bodies are left out
@@ -49,6 +51,7 @@ SENSITIVE = frozenset(
 )
 ZSTD_LEVEL = 3
 OVERHEAD = 1024  # counted per raw capture for what is not a body (headers, path, the objects)
+ENTRY = 160  # counted per packed capture: its id in the store's tables
 BATCH_BYTES = 256 * 1024  # raw captures packed together, at most an eighth of the budget
 
 log = logging.getLogger("swapd.observe")
@@ -169,6 +172,11 @@ class Batch:
         raw = pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)
         blob = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(raw)
         return cls(blob, {c.id: n for n, c in enumerate(captures)}, len(captures))
+
+    @property
+    def size(self) -> int:
+        """Bytes counted against the budget: the frame, and each capture's entries."""
+        return len(self.blob) + ENTRY * len(self.index)
 
     def get(self, request_id: str) -> Capture:
         raw = zstandard.ZstdDecompressor().decompress(self.blob)
@@ -364,7 +372,7 @@ class CaptureStore:
             if isinstance(old, Batch):
                 old.live -= 1
                 if old.live == 0:
-                    self._size -= len(old.blob)
+                    self._size -= old.size
             else:
                 self._size -= old.held
 
@@ -392,13 +400,13 @@ class CaptureStore:
         return True
 
     def _put(self, captures: list[Capture], batch: Batch) -> bool:
-        if len(batch.blob) > self.budget:
+        if batch.size > self.budget:
             log.debug("capture %s is bigger than captureBuffer; not kept", captures[0].id)
             return False
-        self._evict(len(batch.blob))
+        self._evict(batch.size)
         for capture in captures:
             self._items[capture.id] = batch
-        self._size += len(batch.blob)
+        self._size += batch.size
         return True
 
     def _pack(self) -> None:
@@ -430,7 +438,7 @@ class CaptureStore:
             batch = done.result()
             for capture in captures:
                 self._items[capture.id] = batch
-            self._size += len(batch.blob) - sum(c.held for c in captures)
+            self._size += batch.size - sum(c.held for c in captures)
         if fresh and self._fresh_size >= self.batch_bytes:
             self._pack()
 
