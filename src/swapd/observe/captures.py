@@ -14,8 +14,9 @@ When the response ends the capture goes into a :class:`CaptureStore` as it is: n
 encoded or compressed on the request's path. The store counts what it holds against the budget
 (raw bodies plus a fixed allowance for the rest, :data:`OVERHEAD`; a packed one its share of
 the frame plus :data:`ENTRY`) and, once the raw captures reach a batch (:data:`BATCH_BYTES`, at
-most an eighth of the budget), packs them in a worker thread into one zstd frame — many small captures compress far better together, and one
-compression per batch costs a capture about a microsecond instead of tens. It stays a FIFO cache
+most an eighth of the budget), packs them in a worker thread into one zstd frame — many small
+captures compress far better together, and one compression per batch costs a capture about a
+microsecond instead of tens. It stays a FIFO cache
 within the budget (oldest out first, a packed batch when all its captures are out); a capture
 bigger than a batch is packed alone at once, and not kept when even compressed it is bigger than
 the whole budget. Reading a packed capture decompresses its batch.
