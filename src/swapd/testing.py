@@ -190,6 +190,15 @@ def pids_alive(pids: Iterable[int]) -> list[int]:
     return [pid for pid in pids if alive(pid)]
 
 
+def interruptible() -> None:
+    """A ``preexec_fn`` that gives the child Python's Ctrl-C (KeyboardInterrupt) back.
+
+    A shell without job control starts background commands with SIGINT ignored, and a child
+    inherits that: Python then installs no KeyboardInterrupt handler, and a test's SIGINT to a
+    CLI does nothing. CI may run the suite that way."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def marked_pids(name: str, value: str) -> list[int]:
     """The live processes (zombies count as dead) whose environment has ``name=value``: every
     process of an engine's tree, where the config gives its ``env`` a unique marker."""

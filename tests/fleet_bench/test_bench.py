@@ -20,7 +20,7 @@ from swapd.errors import RequestError
 from swapd.fleet.benchmark import Level, Params, Reply, Sample, measure, prompt_text
 from swapd.observe.activity import Meter
 from swapd.proxy import auth
-from swapd.testing import echo_cmd, run_swapd
+from swapd.testing import echo_cmd, interruptible, run_swapd
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,25 +154,27 @@ def test_cancel_ends_the_job_and_its_requests_at_the_engine(
 
 def test_ctrl_c_in_the_cli_cancels_the_server_job(start_port: int, tmp_path: Path) -> None:
     with run_swapd(config(start_port, delay=0.02), env={"SWAPD_STATE_DIR": str(tmp_path)}) as swapd:
-        proc = subprocess.Popen(
+        with subprocess.Popen(
             [sys.executable, "-m", "swapd", "bench", "echo", "--concurrency", "2",
              "--gen-tokens", "5000"],
             env={**os.environ, "SWAPD_URL": swapd.url},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 20
-            while (
-                running := httpx.get(f"{swapd.url}/api/models/echo/bench").json()["running"]
-            ) is None or running["phase"] != "measuring":
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
-            _, err = proc.communicate(timeout=20)
-        finally:
-            proc.kill()
+            preexec_fn=interruptible,
+        ) as proc:  # fmt: skip
+            try:
+                deadline = time.monotonic() + 20
+                while (
+                    running := httpx.get(f"{swapd.url}/api/models/echo/bench").json()["running"]
+                ) is None or running["phase"] != "measuring":
+                    assert time.monotonic() < deadline and proc.poll() is None
+                    time.sleep(0.05)
+                proc.send_signal(signal.SIGINT)
+                _, err = proc.communicate(timeout=20)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
         assert proc.returncode == 130, err
         assert f"bench {running['id']} cancelled" in err
         job = httpx.get(f"{swapd.url}/api/bench/{running['id']}").json()

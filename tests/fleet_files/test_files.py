@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 
 from swapd.cli import main
 from swapd.cli.listing import size
-from swapd.testing import SwapdProcess, run_swapd, write_tiny_gguf
+from swapd.testing import SwapdProcess, interruptible, run_swapd, write_tiny_gguf
 
 from .hub import Hub, serve_hub
 
@@ -146,12 +146,22 @@ def test_a_download_is_cancelled_and_a_missing_file_or_token_fails(
 
 def test_ctrl_c_cancels_the_download_on_the_server(swapd: SwapdProcess) -> None:
     argv = [sys.executable, "-m", "swapd", "files", "pull", "org/slow", "--url", swapd.url]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    first = proc.stdout.readline()
-    assert first.startswith("org/slow: ") and first.rstrip().endswith("%)"), first
-    proc.send_signal(signal.SIGINT)
-    rest = proc.communicate(timeout=30)[0]
+    with subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=interruptible,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            first = proc.stdout.readline()
+            assert first.startswith("org/slow: ") and first.rstrip().endswith("%)"), first
+            proc.send_signal(signal.SIGINT)
+            rest = proc.communicate(timeout=30)[0]
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert proc.returncode == 130 and "org/slow: download cancelled" in rest
     pulls = httpx.get(f"{swapd.url}/api/files/pulls").json()["pulls"]
     assert pulls[-1]["repo"] == "org/slow" and pulls[-1]["state"] == "cancelled"
