@@ -167,10 +167,11 @@ def test_images_marks_pull_and_prune_across_two_daemons(
         assert "echo" not in out and "other/tool" not in out
         assert tags(node_a) == before_a
 
-        # ── pull on a through the CLI: Docker's progress lines as they come
+        # ── pull on a through the CLI: Docker's progress lines as they come (its "Downloading"
+        # lines are throttled: a tiny layer may arrive before the first one is due)
         out = cli(swapd.url, "images", "pull", "--node", "a")
         assert f"a  {llm}:v2  " in out and ": Pulling fs layer" in out
-        assert "Downloading" in out and "Pull complete" in out
+        assert "Pull complete" in out
         assert f"a  {llm}:v2  pulled" in out and out.rstrip().endswith("1 pulled, 0 failed")
         assert "HEAD /v2/engine/llm/manifests/v2" in registry.requests
         assert f"{llm}:v2" in tags(node_a) and f"{llm}:v2" not in tags(node_b)
