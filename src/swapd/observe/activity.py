@@ -126,6 +126,24 @@ def _apply(obj: Any, out: Usage) -> None:
 _CARRIES_USAGE = re.compile(rb'"(?:usage|timings)"\s*:\s*\{|"num_cached_tokens"\s*:\s*\d')
 
 
+_NEEDLES = (b'"usage"', b'"timings"', b'"num_cached_tokens"')
+
+
+def _usage_keys(window: bytes) -> list[re.Match[bytes]]:
+    """:data:`_CARRIES_USAGE` matches in ``window``, in order: the quoted names are found by
+    ``bytes.find`` (a C scan, several times faster than the regex over a 16 KiB window of
+    frames that carry none) and only those places are matched."""
+    places = []
+    for needle in _NEEDLES:
+        at = window.find(needle)
+        while at >= 0:
+            places.append(at)
+            at = window.find(needle, at + len(needle))
+    if len(places) > 1:
+        places.sort()
+    return [m for at in places if (m := _CARRIES_USAGE.match(window, at)) is not None]
+
+
 def _line_around(window: bytes, start: int, end: int) -> tuple[int, int]:
     """The bounds of the line holding ``window[start:end]`` (ended by CR, LF or the edge)."""
     begin = max(window.rfind(b"\n", 0, start), window.rfind(b"\r", 0, start)) + 1
@@ -142,7 +160,7 @@ def _objects(window: bytes) -> list[Any]:
         return _fields(window)
     out = []
     after = 0  # the end of the last line decoded
-    for found in _CARRIES_USAGE.finditer(window):
+    for found in _usage_keys(window):
         if found.start() < after:
             continue
         begin, after = _line_around(window, found.start(), found.end())

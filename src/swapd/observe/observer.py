@@ -28,7 +28,7 @@ import anyio
 
 from swapd.config.model import Config
 from swapd.errors import RequestCancelled
-from swapd.observe.activity import ActivityLog, Meter, Record, parse_usage
+from swapd.observe.activity import HEAD_BYTES, TAIL_BYTES, ActivityLog, Meter, Record, parse_usage
 from swapd.observe.captures import CaptureStore, Tee, header_map, mask_for
 from swapd.observe.events import EventBus
 from swapd.observe.logs import LogRing
@@ -72,7 +72,16 @@ class TeeMeter(Meter):
         self.tee = tee
 
     def feed(self, chunk: bytes) -> None:
-        Meter.feed(self, chunk)
+        # Meter.feed, inlined: once per packet of every response, one call less each time
+        if self.first_byte is None:
+            self.first_byte = time.monotonic()
+        self.size += len(chunk)
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
+        tail = self._tail
+        tail += chunk
+        if len(tail) > 2 * TAIL_BYTES:
+            del tail[: len(tail) - TAIL_BYTES]
         self.tee.feed(chunk)
 
     def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:

@@ -208,6 +208,15 @@ class Rewrite:
         out += sorted(self.filters.set_params_by_id.get(self.by_id, {}).items())
         return [(k, v) for k, v in out if k != "model"]
 
+    def unfiltered(self) -> bool:
+        """No filter applies (the usual case: checked before sorting any keys)."""
+        filters = self.filters
+        return not (
+            filters.strip_params
+            or filters.set_params
+            or (filters.set_params_by_id and self.by_id in filters.set_params_by_id)
+        )
+
     def strips(self) -> list[str]:
         return sorted({p for p in self.filters.strip_params if p and p != "model"})
 
@@ -285,6 +294,8 @@ def rewrite(
 ) -> tuple[bytes, bytes]:
     """The body and query string to send upstream (the originals when nothing changes)."""
     if parsed.data is not None:
+        if change.model is None and change.unfiltered():
+            return body, query
         strips, params = change.strips(), change.params()
         if change.model is None and not strips and not params:
             return body, query

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 import time
 from typing import Any, Protocol
@@ -204,8 +205,22 @@ class Pool:
         self.idle.clear()
 
 
+_ORIGINS: dict[str, tuple[str, int] | None] = {}  # origin_of's answers (a few engines' URLs)
+
+
 def origin_of(base_url: str) -> tuple[str, int] | None:
     """(host, port) of an ``http://`` base URL; None for anything this relay does not speak."""
+    try:
+        return _ORIGINS[base_url]
+    except KeyError:
+        pass
+    if len(_ORIGINS) > 1024:  # engines come and go on new ports: bounded
+        _ORIGINS.clear()
+    found = _ORIGINS[base_url] = _origin(base_url)
+    return found
+
+
+def _origin(base_url: str) -> tuple[str, int] | None:
     if not base_url.startswith("http://"):
         return None
     netloc = base_url[7:].split("/", 1)[0]
@@ -284,6 +299,13 @@ class Exchange(asyncio.Protocol):
         self.stalled = False  # the timer ended it
         self.loop = asyncio.get_running_loop()
         self.done: asyncio.Future[int] = self.loop.create_future()  # the status, or why not
+        # Per body piece and chunk boundary the parser calls C callables, never Python: the
+        # pieces of one packet are handled together once it is parsed (see data_received).
+        self.bodies: list[bytes] = []
+        self.on_body = self.bodies.append
+        self.marks: list[bool] = []  # True: a chunk's size line read; False: its end
+        self.on_chunk_header = functools.partial(self.marks.append, True)
+        self.on_chunk_complete = functools.partial(self.marks.append, False)
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False  # detached from the link (finished, failed or abandoned)
         assert link.transport is not None
@@ -295,24 +317,32 @@ class Exchange(asyncio.Protocol):
             return
         self.got_byte = True
         self.last_read = time.monotonic()
-        if self.raw:  # the hot path: one parse (for the meter and the end), one write
-            try:
-                self.parser.feed_data(data)
-            except httptools.HttpParserError as exc:
-                self.fail(exc)
-                return
-            self.out.write(data)
-            if self.ended:
-                self.finish()
-            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
             self.fail(exc)
             return
+        bodies = self.bodies
+        if self.raw:  # the hot path: one parse (for the meter and the end), one write
+            if bodies:
+                if self.meter is not None:
+                    self.meter.feed(bodies[0] if len(bodies) == 1 else b"".join(bodies))
+                bodies.clear()
+            self.marks.clear()
+            self.out.write(data)
+            if self.ended:
+                self.finish()
+            return
+        if bodies:
+            self.take(bodies)
+            bodies.clear()
         if self.pending:
             self.out.write(b"".join(self.pending))
             self.pending.clear()
+        marks = self.marks
+        if marks:
+            self.in_chunk = marks[-1]
+            marks.clear()
         if self.ended:
             self.finish()
         elif self.mode == RAW and not self.in_chunk and data.endswith(b"\r\n"):
@@ -334,12 +364,6 @@ class Exchange(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.head(self.parser.get_status_code())
-
-    def on_chunk_header(self) -> None:
-        self.in_chunk = True
-
-    def on_chunk_complete(self) -> None:
-        self.in_chunk = False
 
     def on_message_complete(self) -> None:
         self.ended = True
@@ -383,20 +407,20 @@ class Exchange(asyncio.Protocol):
         self.reply.started = True
         self.pending.append(b"".join(head))
 
-    def on_body(self, chunk: bytes) -> None:
+    def take(self, bodies: list[bytes]) -> None:
+        """One packet's body pieces, before the connection passes packets as they come."""
         if self.meter is not None:
-            self.meter.feed(chunk)
-        if self.raw:
-            return
+            self.meter.feed(bodies[0] if len(bodies) == 1 else b"".join(bodies))
         mode = self.mode
         if mode == PLAIN:
             if not self.head_only:
-                self.pending.append(chunk)
+                self.pending.extend(bodies)
         elif mode == COLLECT:
-            if len(self.collected) < ERROR_BODY_LIMIT:
-                self.collected += chunk
-        else:  # FRAMED, and RAW's first packet
-            self.pending.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            for chunk in bodies:
+                if len(self.collected) < ERROR_BODY_LIMIT:
+                    self.collected += chunk
+        else:  # FRAMED, and RAW's first packets
+            self.pending.extend(b"%x\r\n%s\r\n" % (len(c), c) for c in bodies)
 
     def finish(self) -> None:
         """The engine's message is complete: end the client's response, free the link."""
