@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "security", "lint", "typecheck"]
+nox.options.sessions = ["tests", "workers", "security", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
@@ -23,6 +23,15 @@ def tests(session: nox.Session) -> None:
     session.install("-e", ".[test]")
     skip = [] if session.posargs else [f"--ignore={path}" for path in SECURITY]
     session.run("pytest", *skip, *session.posargs)
+
+
+@nox.session
+def workers(session: nox.Session) -> None:
+    """The end-to-end suite again, every swapd it starts with 2 data-plane worker processes
+    (``SWAPD_WORKERS``, swapd.dataplane): the same answers as one process."""
+    session.install("-e", ".[test]")
+    args = session.posargs or ["tests/e2e", "tests/operate/test_inflight.py"]
+    session.run("pytest", *args, env={"SWAPD_WORKERS": "2"})
 
 
 @nox.session

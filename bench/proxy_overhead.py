@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/proxy_overhead.py [--quick] [--duration 5]     # fastsse + wrk (default)
     LLAMASWAP=/path/to/llama-swap .venv/bin/python bench/proxy_overhead.py  # + llama-swap
+    .venv/bin/python bench/proxy_overhead.py --workers 2 --paced 1000  # + swapd with 2 workers
     .venv/bin/python bench/proxy_overhead.py --engine echo|llama-server [--direct-only]
 
 Default (``--engine fastsse``): the upstream is fastsse (``../shared/tools/fastsse``, Go, one
@@ -296,8 +297,13 @@ def fastsse_bench(args: argparse.Namespace) -> None:
         )
         targets = [direct]
         if not args.direct_only:
-            swapd = stack.enter_context(run_swapd(config))
+            swapd = stack.enter_context(run_swapd(config, extra_args=["--workers", "0"]))
             targets.append(Target("swapd", {"burst": swapd.url, "paced": swapd.url}, swapd.pid))
+            if args.workers:  # the owner's CPU plus its workers' (cpu_seconds counts children)
+                extra = ["--workers", str(args.workers)]
+                multi = stack.enter_context(run_swapd(config, extra_args=extra))
+                name = workers_name(args.workers)
+                targets.append(Target(name, {"burst": multi.url, "paced": multi.url}, multi.pid))
             if llama_swap:
                 log = tmp / "llama-swap.log"
                 targets.append(stack.enter_context(_llama_swap(llama_swap, config, log)))
@@ -364,7 +370,7 @@ def _print_fastsse(
             "p50": num(table["post1"][name].p50_ms - table["post1"]["direct"].p50_ms, ".2f"),
         }
 
-    cols = [n for n in ("llama-swap", "swapd") if n in proxies]
+    cols = [n for n in proxies if n == "llama-swap"] + [n for n in proxies if n != "llama-swap"]
     if not cols:
         return
     got = {n: ratios(n) for n in cols}
@@ -390,6 +396,10 @@ def _print_fastsse(
     print("\nsummary: " + " | ".join(parts))
 
 
+def workers_name(n: int) -> str:
+    return f"swapd w={n}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--duration", type=float, default=5.0, help="seconds per scenario and target")
@@ -397,6 +407,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="fastsse: 2 s per cell, 4 s paced")
     p.add_argument("--paced", type=int, default=256, help="fastsse: paced streams (e.g. 1000)")
     p.add_argument("--direct-only", action="store_true", help="measure the engine alone")
+    p.add_argument(
+        "--workers", type=int, default=0, help="fastsse: also swapd with N data-plane workers"
+    )
     p.add_argument("--json", action="store_true", help="also print raw results as JSON")
     args = p.parse_args()
     if args.engine == "fastsse":

@@ -7,6 +7,7 @@ whose effective config did not change; a bad config is rejected and the old one 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -25,6 +26,7 @@ from uvicorn.config import WS_PROTOCOLS
 
 from swapd.config import load_config, load_demo
 from swapd.config.model import Config
+from swapd.dataplane.owner import Workers
 from swapd.demand import LearnedStore
 from swapd.drivers import pidfile
 from swapd.drivers import registry as drivers
@@ -67,6 +69,22 @@ class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Any:
         yield
+
+    async def adopt(self, fd: int, data: bytes) -> None:
+        """Serve a connection a data-plane worker handed over (swapd.dataplane): ``data`` is
+        what the worker read of it, parsed first, as if it had just arrived."""
+        sock = socket.socket(fileno=fd)
+        config = self.config
+        protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config, server_state=self.server_state, app_state=self.lifespan.state
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.connect_accepted_socket(lambda: protocol, sock)
+        except OSError:
+            sock.close()  # the client left meanwhile
+            return
+        protocol.data_received(data)
 
 
 class _RingHandler(logging.Handler):
@@ -112,6 +130,7 @@ class App:
         listen: str = "127.0.0.1:8080",
         watch: bool = False,
         models_dirs: tuple[str, ...] = (),
+        workers: int | None = None,
     ) -> None:
         self.config_path = config_path
         self.config_dir = config_dir
@@ -124,6 +143,8 @@ class App:
         self._main: TaskGroup | None = None
         self._reloading = False
         self._reload_again = False
+        self.workers: Workers | None = None  # data-plane worker processes (server.workers)
+        self.worker_count = workers  # --workers: overrides server.workers
         self.config_errors: list[str] = []  # the last rejected reload's errors
 
     def load(self, previous: Config | None = None) -> Config:
@@ -223,10 +244,26 @@ class App:
                 ws_max_size=MAX_MESSAGE_BYTES,
             )
         )
+        count = self.worker_count if self.worker_count is not None else config.server.workers
+        self.workers = (
+            Workers(
+                count,
+                sock,
+                scheduler,
+                observer,
+                server.adopt,
+                lambda: self.proxy.profile.name(scheduler.config),
+            )
+            if count
+            else None
+        )
         try:
             async with anyio.create_task_group() as tg:
                 self._main = tg
                 await tg.start(self.scheduler.run, name="scheduler")
+                if self.workers is not None:
+                    self.proxy.profile_changed = self.workers.push_config
+                    await tg.start(self.workers.run, name="dataplane")
                 tg.start_soon(self._serve_http, server, sock, name="http")
                 tg.start_soon(self._signals, name="signals")
                 if self.watch:
@@ -246,6 +283,8 @@ class App:
                 self.scheduler.close()  # queued requests get 503 now, pending starts stop
                 server.should_exit = True
                 with anyio.CancelScope(shield=True):
+                    if self.workers is not None:
+                        await self.workers.stop()  # they drain their requests too
                     await self._http_done.wait()  # uvicorn drained in-flight requests
                     await self.scheduler.shutdown()
                     await drivers.cleanup(self.scheduler.config)
@@ -258,8 +297,8 @@ class App:
             activity.close()
 
     async def _serve_http(self, server: _Server, sock: socket.socket) -> None:
-        try:
-            await server.serve(sockets=[sock])
+        try:  # with workers they accept; the owner serves the connections they hand over
+            await server.serve(sockets=[] if self.workers is not None else [sock])
         finally:
             self._http_done.set()
             self._shutdown.set()
@@ -322,6 +361,10 @@ class App:
         if inventory_reads(config) != inventory_reads(self.scheduler.config):
             self.scheduler.placer.inventory = inventory_of(config)  # other machines, or Ray's
         changes = self.scheduler.update(config)
+        if self.workers is not None:
+            if self.worker_count is None and config.server.workers != self.workers.count:
+                log.warning("server.workers changed: it takes effect when swapd restarts")
+            self.workers.push_config()
         if self._main is not None and config.preload:  # as at startup; running ones are kept
             self._main.start_soon(self._preload, config.preload, name="preload")
         log.info(

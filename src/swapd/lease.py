@@ -45,6 +45,12 @@ class Lease:
         """The model's load progress (phase, elapsed, detail) while it starts."""
         return self._scheduler.progress(self.model)
 
+    def granted(self) -> Upstream | None:
+        """The engine's address when the model already serves this request (no wait); else
+        None (``ready()`` waits, or raises why it never will)."""
+        ticket = self._ticket
+        return ticket.upstream if ticket.error is None else None
+
     async def ready(self) -> Upstream:
         """Wait until the model serves this request; raises the reason it never will."""
         return await self._scheduler.wait(self._ticket)

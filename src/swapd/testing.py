@@ -190,6 +190,22 @@ def pids_alive(pids: Iterable[int]) -> list[int]:
     return [pid for pid in pids if alive(pid)]
 
 
+def worker_pids(pid: int) -> list[int]:
+    """The live data-plane workers (swapd.dataplane) of the swapd process ``pid``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and b"swapd.dataplane.worker" in argv:
+            found.append(int(proc.name))
+    return pids_alive(found)
+
+
 def interruptible() -> None:
     """A ``preexec_fn`` that gives the child Python's Ctrl-C (KeyboardInterrupt) back.
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from swapd.testing import echo_cmd, free_port, pids_alive, run_swapd
+from swapd.testing import echo_cmd, free_port, pids_alive, run_swapd, worker_pids
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -33,9 +34,14 @@ models:
     port = free_port()
     with run_swapd(cfg, listen_port=port, env=env) as first:
         orphan = int(_chat(first.url, "alpha").headers["x-engine-pid"])
+        workers = worker_pids(first.proc.pid)  # with --workers (SWAPD_WORKERS): die with it
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait()
         assert pids_alive([orphan]) == [orphan]  # in its own session, it outlives swapd
+        deadline = time.monotonic() + 10
+        while pids_alive(workers) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pids_alive(workers) == []
         # Nothing holds swapd's listening socket any more: clients are refused, not left hanging.
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -15,8 +15,8 @@ Every request gets ``200 {"pid": …, "target": "<request target as received>"}`
 ``--start-delay S``
     listen only after S seconds (a slow engine start).
 ``POST /close``
-    the engine closes the connection, stops listening at once and exits 0.5 s later: an engine
-    dying between requests.
+    the engine closes its connections (this one and any kept alive), stops listening at once
+    and exits 0.5 s later: an engine dying between requests.
 
 A word in the request body chooses a misbehaviour:
 
@@ -49,8 +49,11 @@ async def main(port: int, drop_reused: bool, log: str | None, start_delay: float
     loop = asyncio.get_running_loop()
     pid = os.getpid()
 
+    open_writers: set[asyncio.StreamWriter] = set()
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         served = False
+        open_writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -94,11 +97,14 @@ async def main(port: int, drop_reused: bool, log: str | None, start_delay: float
                 await writer.drain()
                 if head.startswith(b"POST /close "):
                     server.close()
+                    for other in open_writers - {writer}:
+                        other.close()
                     loop.call_later(0.5, os._exit, 0)
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            open_writers.discard(writer)
             writer.close()
 
     await asyncio.sleep(start_delay)

@@ -78,6 +78,13 @@ models_dir_option = click.option(
     "llama-server KV caches. Default: $SWAPD_STATE_DIR, else $XDG_STATE_HOME/swapd "
     "(~/.local/state/swapd).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    envvar="SWAPD_WORKERS",
+    help="Data-plane worker processes (overrides server.workers; 0: one process). "
+    "Default: $SWAPD_WORKERS, else the config's server.workers.",
+)
 def serve(
     config_path: Path | None,
     config_dir: Path | None,
@@ -85,6 +92,7 @@ def serve(
     watch_config: bool,
     models_dirs: tuple[Path, ...] = (),
     state_dir: Path | None = None,
+    workers: int | None = None,
 ) -> None:
     """Run the proxy. SIGHUP reloads the config; SIGINT/SIGTERM stop everything cleanly."""
     from swapd.app import App
@@ -102,6 +110,7 @@ def serve(
         listen=str(listen),
         watch=watch_config,
         models_dirs=tuple(str(d) for d in models_dirs),
+        workers=workers,
     )
     try:
         run(app.run)

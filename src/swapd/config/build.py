@@ -527,6 +527,7 @@ class Builder:
             max_json_depth=raw.max_json_depth,
             allowed_hosts=tuple(hosts),
             trusted_proxies=tuple(proxies),
+            workers=raw.workers,
         )
 
     def ignore_paths(self, top: RawTop) -> tuple[str, ...]:

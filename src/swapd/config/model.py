@@ -317,6 +317,7 @@ class ServerConfig:
     max_json_depth: int = 128  # nesting of a JSON request body; deeper: 400
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted beyond loopback and the listen one
     trusted_proxies: tuple[str, ...] = ()  # peers whose X-Forwarded-For is believed
+    workers: int = 0  # data-plane worker processes (swapd.dataplane); 0: all in one process
 
 
 @dataclass(frozen=True, slots=True)

@@ -478,6 +478,7 @@ class RawServer(RawBlock):
     max_json_depth: Int = Field(128, alias="maxJsonDepth", ge=1)  # nesting of a JSON body
     allowed_hosts: list[str] = Field(default_factory=list, alias="allowedHosts")  # "*": any
     trusted_proxies: list[str] = Field(default_factory=list, alias="trustedProxies")  # IPs/CIDRs
+    workers: Int = Field(0, ge=0, le=64)  # data-plane worker processes; 0: one process
 
 
 class RawPlacement(RawBlock):

@@ -34,7 +34,8 @@ POLL = 0.02  # seconds between checks for the engine's exit while ending the gro
 WAITED = {signal.SIGTERM, signal.SIGCHLD}  # blocked, and taken with sigwaitinfo
 
 
-def _prctl_pdeathsig(sig: int) -> None:
+def die_with_parent(sig: int) -> None:
+    """``sig`` comes to this process when the one that started it exits (Linux)."""
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, sig)
 
 
@@ -74,7 +75,7 @@ def _watchdog(guardian: int, engine: int, grace: float) -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):  # holds no end of the engine's output pipe
         os.dup2(devnull, fd)
-    _prctl_pdeathsig(signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
     while os.getppid() == guardian:
         signal.sigwaitinfo({signal.SIGTERM})  # a stop's, to the group: not for the watchdog
     end_group(engine, grace)
@@ -97,7 +98,7 @@ def _watch(parent: int, engine: int) -> int:
 def main(argv: list[str]) -> int:
     parent, grace, command = int(argv[1]), float(argv[2]), argv[3:]
     signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
-    _prctl_pdeathsig(signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)
     if os.getppid() != parent:  # it died before the line above
         return 1
     guardian = os.getpid()

@@ -19,17 +19,17 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
 from swapd.config.model import Config
 from swapd.errors import RequestCancelled
 from swapd.observe.activity import HEAD_BYTES, TAIL_BYTES, ActivityLog, Meter, Record, parse_usage
-from swapd.observe.captures import CaptureStore, Tee, header_map, mask_for
+from swapd.observe.captures import Capture, CaptureStore, Tee, header_map, mask_for
 from swapd.observe.events import EventBus
 from swapd.observe.logs import LogRing
 from swapd.observe.metrics import Metrics
@@ -89,6 +89,16 @@ class TeeMeter(Meter):
         Meter.start(self, status, headers)
 
 
+class Cancellable(Protocol):
+    """What an operator's cancel needs of a request's task (an asyncio.Task has it)."""
+
+    def cancel(self, msg: Any = None) -> bool: ...
+
+    def done(self) -> bool: ...
+
+    def uncancel(self) -> int: ...
+
+
 @dataclass(slots=True)
 class Request:
     id: str
@@ -98,7 +108,7 @@ class Request:
     meter: Meter
     method: str = "POST"
     scope: Any = None  # the client's ASGI scope: headers and address, read only when shown
-    task: asyncio.Task[Any] | None = None
+    task: Cancellable | None = None  # the request's task (a worker's: swapd.dataplane)
     cancelled: bool = False
     tee: Tee | None = field(default=None, repr=False)
     metadata: dict[str, Any] | None = None  # kept with the activity record
@@ -151,6 +161,9 @@ class Observer:
         self.config = config  # the running config (captureBuffer and logRequests follow reloads)
         self.captures = CaptureStore(0)
         self.inflight: dict[str, Request] = {}
+        # Called (awaited) before the in-flight table is read: data-plane workers report what
+        # their requests' meters have counted since (swapd.dataplane.owner).
+        self.refreshers: list[Callable[[], Awaitable[None]]] = []
         self.metrics = Metrics(models.snapshot)
         self._ids = itertools.count(self.activity.next_number())
         self._watched: dict[str, LogRing] = {}  # model id -> the ring we subscribed to
@@ -249,9 +262,58 @@ class Observer:
         meter.on_start = lambda: self._headers(req)
         return req
 
+    def remote_start(
+        self,
+        model: str,
+        path: str,
+        method: str,
+        scope: dict[str, Any] | None,
+        began: float,
+        metadata: dict[str, Any] | None,
+        task: Cancellable,
+    ) -> Request:
+        """A request a data-plane worker relays begins (swapd.dataplane): in flight here, under
+        an id of this observer; ``task`` cancels it in the worker."""
+        rid = f"req-{next(self._ids)}"
+        req = Request(rid, model, path, began, Meter(time.monotonic()), metadata=metadata)
+        req.method = method
+        req.scope = scope
+        req.task = task
+        req.meter.on_start = lambda: self._headers(req)  # the worker's "head" starts it
+        self.inflight[rid] = req
+        if self.bus.subscribers:
+            self.bus.publish(
+                "request", {"phase": "start", "id": req.id, "model": model, "path": path}
+            )
+            self.bus.publish("inflight", {"operation": "upsert", "request": req.view()})
+        return req
+
+    def remote_end(
+        self,
+        req: Request,
+        record: Record | None,
+        size: int = 0,
+        capture: Capture | None = None,
+    ) -> None:
+        """The worker's request ended: its record and capture (made there) are kept under this
+        observer's id; without a record (the worker died) one is made here from what is known."""
+        self.inflight.pop(req.id, None)
+        if record is None:
+            record = self.finish(req, 502)
+        record.id = req.id
+        record.time = round(req.time, 3)
+        if capture is not None:
+            capture.id = req.id
+        self.book(req, record, size, capture)
+
     def _headers(self, req: Request) -> None:
         if self.bus.subscribers:
             self.bus.publish("inflight", {"operation": "upsert", "request": req.view()})
+
+    async def refresh(self) -> None:
+        """Bring the in-flight entries of requests relayed elsewhere up to date."""
+        for refresher in self.refreshers:
+            await refresher()
 
     def inflight_views(self) -> list[dict[str, Any]]:
         return [r.view() for r in self.inflight.values()]
@@ -268,6 +330,14 @@ class Observer:
 
     def request_end(self, req: Request, status: int) -> Record:
         self.inflight.pop(req.id, None)
+        record = self.finish(req, status)
+        capture = req.tee.finish() if req.tee is not None else None  # kept raw: packed later
+        req.tee = None
+        self.book(req, record, req.meter.size, capture)
+        return record
+
+    def finish(self, req: Request, status: int) -> Record:
+        """The activity record of a request that ended with ``status`` (its meter read)."""
         meter = req.meter
         duration = time.monotonic() - meter.began
         ttfb = meter.first_byte - meter.began if meter.first_byte is not None else None
@@ -277,7 +347,7 @@ class Observer:
             generating = time.monotonic() - meter.first_byte
             if generating > 0.001 and usage.completion_tokens > 1:
                 tps = round(usage.completion_tokens / generating, 2)
-        record = Record(
+        return Record(
             id=req.id,
             time=round(req.time, 3),
             model=req.model,
@@ -291,21 +361,24 @@ class Observer:
             tokens_per_second=tps,
             metadata=req.metadata,
         )
+
+    def book(self, req: Request, record: Record, size: int, capture: Capture | None) -> None:
+        """Keep ``record`` (and ``capture``): the activity log, metrics, the request log line,
+        the ``request`` events; ``size``: the response's body bytes."""
         self.activity.add(record)
         self.metrics.request(
             req.model,
-            status,
-            duration,
-            ttfb,
+            record.status,
+            record.duration,
+            record.ttfb,
             {
                 "prompt": record.prompt_tokens,
                 "completion": record.completion_tokens,
                 "cached": record.cached_tokens,
             },
         )
-        if req.tee is not None:
-            self.captures.add(req.tee.finish())  # kept raw: packed later, in batches
-            req.tee = None
+        if capture is not None:
+            self.captures.add(capture)
         _, log_requests = self._settings()
         if log_requests:
             key = req.metadata.get("key") if req.metadata else None  # a name, never the key
@@ -315,9 +388,9 @@ class Observer:
                 req.method,
                 req.path,
                 req.model,
-                status,
-                meter.size,
-                duration,
+                record.status,
+                size,
+                record.duration,
                 f" key={key}" if key else "",
             )
         if self.bus.subscribers:
@@ -325,4 +398,3 @@ class Observer:
             del data["time"]
             self.bus.publish("request", data)
             self.bus.publish("inflight", {"operation": "remove", "id": req.id})
-        return record

@@ -302,6 +302,7 @@ class Admin:
         return JSONResponse(capture.as_json())
 
     async def inflight(self, request: Request) -> Response:
+        await self.observer.refresh()
         return JSONResponse({"requests": self.observer.inflight_views()})
 
     async def cancel(self, request: Request) -> Response:
@@ -359,6 +360,7 @@ class Admin:
             with anyio.move_on_after(max(0.0, tick - anyio.current_time())):
                 return hide(await sub.outbox.get())
             tick = anyio.current_time() + INFLIGHT_INTERVAL
+            await self.observer.refresh()
             return hide(self._growth(shown))
 
         try:

@@ -139,6 +139,7 @@ class Proxy:
         self.guard = guard.Guard(listen_host)  # Host allow-list and cross-site refusal
         self.spillover = Spillover()  # selector reservations, across reloads
         self.ollama = ollama.Ollama(self)  # the opt-in Ollama API (config `ollama.enabled`)
+        self.profile_changed: Callable[[], None] | None = None  # told after a profile change
         self._routes: tuple[Config, str | None, Routes] | None = None
         self._admin: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self._health,
@@ -647,6 +648,8 @@ class Proxy:
         if self.profile.set(config, name):
             active = self.profile.name(config)
             log.info("active profile changed to %s", active or "(none)")
+            if self.profile_changed is not None:
+                self.profile_changed()
             if self.observer is not None:
                 self.observer.bus.publish("profile", {"active": active})
         await send_json(send, {"active": self.profile.name(config)})
