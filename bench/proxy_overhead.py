@@ -213,6 +213,7 @@ class Cell:
     p50_ms: float
     cpu_us: float  # proxy CPU per request or per frame (nan for direct)
     errors: dict[str, int]
+    kernel_us: float = float("nan")  # ... of it, system time (the proxy's syscalls)
 
 
 def _body(model: str, stream: bool) -> dict[str, Any]:
@@ -230,15 +231,19 @@ def _measure(target: Target, row: Row, seconds: float, tmp: Path) -> Cell:
     url = f"{target.urls[row.model]}/v1/chat/completions"
     body = _body(row.model, row.stream)
     per_answer = wrkload.response_bytes(url, body)  # also a warm-up request
-    before = wrkload.cpu_seconds(target.pid, PLACEHOLDER) if target.pid else 0.0
+    pid = target.pid
+    before = wrkload.cpu_seconds(pid, PLACEHOLDER) if pid else 0.0
+    before_k = wrkload.cpu_seconds(pid, PLACEHOLDER, kernel=True) if pid else 0.0
     res = wrkload.wrk(url, body, row.conns, seconds, tmp)
-    cpu = wrkload.cpu_seconds(target.pid, PLACEHOLDER) - before if target.pid else float("nan")
+    cpu = wrkload.cpu_seconds(pid, PLACEHOLDER) - before if pid else float("nan")
+    kernel = wrkload.cpu_seconds(pid, PLACEHOLDER, kernel=True) - before_k if pid else float("nan")
     units = res.bytes / per_answer * FRAMES if row.stream else float(res.requests)
     return Cell(
         rate=units / res.seconds if res.seconds else float("nan"),
         p50_ms=res.p50_ms,
         cpu_us=cpu / units * 1e6 if units else float("nan"),
         errors=res.errors,
+        kernel_us=kernel / units * 1e6 if units else float("nan"),
     )
 
 
@@ -346,12 +351,15 @@ def _print_fastsse(
             line += f"{fmt(cells[n].rate):>12}{num(_ratio(table, row.key, n), '.2f'):>7}"
         errors = {f"{n} {k}": v for n in names for k, v in cells[n].errors.items()}
         print(line + (f"  errors={errors}" if errors else ""))
-    for key, label in (
-        ("paced", "proxy CPU per paced frame, µs"),
-        ("post32", "proxy CPU per small POST c=32, µs"),
+    for key, label, kernel in (
+        ("paced", "proxy CPU per paced frame, µs", False),
+        ("paced", "  of which in the kernel (syscalls), µs", True),
+        ("post32", "proxy CPU per small POST c=32, µs", False),
     ):
         line = f"{label:<44}{'':>12}"
-        line += "".join(f"{num(table[key][n].cpu_us, '.1f'):>12}{'':>7}" for n in proxies)
+        for n in proxies:
+            cell = table[key][n]
+            line += f"{num(cell.kernel_us if kernel else cell.cpu_us, '.1f'):>12}{'':>7}"
         print(line)
     post1 = table["post1"]
     line = f"{'added p50 latency at c=1, ms':<44}{num(post1['direct'].p50_ms, '.3f'):>12}"

@@ -138,24 +138,26 @@ def _complete(data: bytes) -> bool:
     return body.endswith(b"0\r\n\r\n")
 
 
-def cpu_seconds(pid: int, skip: frozenset[str] | None = None) -> float:
+def cpu_seconds(pid: int, skip: frozenset[str] | None = None, *, kernel: bool = False) -> float:
     """User + system CPU seconds of ``pid`` so far (from /proc/PID/stat); with ``skip``, plus its
-    live descendants whose process name is not in ``skip``."""
+    live descendants whose process name is not in ``skip``; ``kernel``: system time only."""
     stats = {pid: _stat(pid)} if skip is None else _all_stats()
     tree = {pid}
     grew = skip is not None
     while grew:
         grew = False
-        for child, (ppid, _comm, _cpu) in stats.items():
+        for child, (ppid, *_) in stats.items():
             if ppid in tree and child not in tree:
                 tree.add(child)
                 grew = True
     return sum(
-        cpu for p, (_pp, comm, cpu) in stats.items() if p in tree and comm not in (skip or ())
+        sys if kernel else user + sys
+        for p, (_pp, comm, user, sys) in stats.items()
+        if p in tree and comm not in (skip or ())
     )
 
 
-def _all_stats() -> dict[int, tuple[int, str, float]]:
+def _all_stats() -> dict[int, tuple[int, str, float, float]]:
     stats = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -166,9 +168,10 @@ def _all_stats() -> dict[int, tuple[int, str, float]]:
     return stats
 
 
-def _stat(pid: int) -> tuple[int, str, float]:
-    """(parent pid, process name, user + system CPU seconds)."""
+def _stat(pid: int) -> tuple[int, str, float, float]:
+    """(parent pid, process name, user CPU seconds, system CPU seconds)."""
     text = Path(f"/proc/{pid}/stat").read_text()
     comm = text[text.index("(") + 1 : text.rindex(")")]
     fields = text.rpartition(")")[2].split()
-    return int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[1]), comm, int(fields[11]) / tick, int(fields[12]) / tick

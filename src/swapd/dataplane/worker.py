@@ -342,10 +342,11 @@ def request_bytes(
     version: str | None = "1.1",
 ) -> bytes:
     """A request's head as the owner's parser reads it: the headers as received (the edge has
-    screened the forwarding ones); with a ``body`` read whole, its framing is its length."""
+    screened the forwarding ones); with a ``body`` read whole, its framing is its length (and
+    no ``Expect``: the client has had its 100 Continue)."""
     out = [b"%s %s HTTP/%s\r\n" % (method.encode(), target, (version or "1.1").encode())]
     for name, value in headers:
-        if body is not None and name in (b"content-length", b"transfer-encoding"):
+        if body is not None and name in (b"content-length", b"transfer-encoding", b"expect"):
             continue
         out.append(b"%s: %s\r\n" % (name, value))
     if body:
