@@ -22,7 +22,7 @@ from test_fleet import images_config, pull, tags
 
 from swapd.client import Client
 from swapd.echo.gpu import FakeDevice, FakeNode, Spec
-from swapd.testing import run_swapd
+from swapd.testing import free_port_range, run_swapd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the browser helpers
 from ui.test_screenshots import _REASON, SIZES, _page, _shoot, _visit, browser
@@ -44,7 +44,6 @@ def test_nodes_and_images_pages(
     node_a: Daemon,
     node_b: Daemon,
     registry: Registry,
-    start_port: int,
     tmp_path: Path,
     browser: Any,
 ) -> None:
@@ -70,7 +69,6 @@ def test_nodes_and_images_pages(
         f"  echo:\n    cmd: {sys.executable} -m swapd.echo --port ${{PORT}} --model echo"
         " --allocate 30GiB\n    resources: {gpus: 1, memory: 30GiB}\n"
     )
-    config = images_config(registry, node_a, node_b, start_port, echo)
     c = node_a.client()
     c.containers.run(
         IMAGE,
@@ -81,6 +79,9 @@ def test_nodes_and_images_pages(
         detach=True,
     )
     c.close()
+    # ports drawn now, after the pulls and the sidecar: only swapd's start-up is left for
+    # something else to take one (one CI run found the engine's port taken)
+    config = images_config(registry, node_a, node_b, free_port_range(8), echo)
     with run_swapd(config, env=env, timeout=60) as swapd, Client(swapd.url) as client:
         client.start("echo", wait=True)
         before = tags(node_a)
