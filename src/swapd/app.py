@@ -245,6 +245,9 @@ class App:
             )
         )
         count = self.worker_count if self.worker_count is not None else config.server.workers
+        if count and not sys.platform.startswith("linux"):  # SCM_RIGHTS and PR_SET_PDEATHSIG
+            log.warning("server.workers needs Linux; serving from this one process")
+            count = 0
         self.workers = (
             Workers(
                 count,

@@ -376,3 +376,14 @@ def test_the_dataclass_defaults_are_the_schemas() -> None:
     bare = ModelConfig(id="m", cmd=m.cmd, proxy=m.proxy, port=m.port)
     assert m == bare
     assert dataclasses.replace(cfg, models={}, groups={}, sources=()) == Config()
+
+
+def test_server_workers_is_a_small_count() -> None:
+    assert load("models: {}\n").server.workers == 0
+    assert load("server: {workers: 4}\nmodels: {}\n").server.workers == 4
+    assert errors("server: {workers: -1}\nmodels: {}\n") == [
+        "c.yaml:1:19: server.workers: Input should be greater than or equal to 0"
+    ]
+    assert errors("server:\n  workers: 65\nmodels: {}\n") == [
+        "c.yaml:2:12: server.workers: Input should be less than or equal to 64"
+    ]
