@@ -48,6 +48,7 @@ BACKOFF_MAX = 30.0
 STABLE = 10.0  # a worker that ran this long before dying is restarted at once
 REFRESH_WAIT = 0.25  # seconds an in-flight read waits for the workers' counts
 STOP_GRACE = 35.0  # seconds a stopping worker gets to drain (uvicorn's graceful 30 s + margin)
+SLOW_STOP = 5.0  # a stopping worker still running after this is logged
 
 Adopt = Callable[[int, bytes], Coroutine[Any, Any, None]]
 
@@ -322,7 +323,11 @@ class Workers:
             session.send(("stop",))
         with anyio.move_on_after(STOP_GRACE):
             for session in sessions:
-                await session.closed.wait()
+                with anyio.move_on_after(SLOW_STOP) as slow:
+                    await session.closed.wait()
+                if slow.cancel_called:
+                    log.warning("data-plane worker %d is still draining", session.index)
+                    await session.closed.wait()
         for session in sessions:
             if session.popen.poll() is None:
                 session.popen.kill()
