@@ -31,7 +31,7 @@ def workers(session: nox.Session) -> None:
     (``SWAPD_WORKERS``, swapd.dataplane): the same answers as one process."""
     session.install("-e", ".[test]")
     # test_shutdown.py is left out here: in one of two CI runs its swapd took over 20 s to exit
-    # with workers (16 reruns passed; the cause is not found yet, issue 13's note has it).
+    # with workers (10 reruns passed; the cause is not found yet, issue 13's note has it).
     # tests/dataplane checks that SIGTERM ends the workers and frees the port.
     args = session.posargs or [
         "tests/e2e",
