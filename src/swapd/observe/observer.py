@@ -253,12 +253,7 @@ class Observer:
             req.task = asyncio.current_task()
         except RuntimeError:  # no event loop (a synchronous caller): cannot be cancelled
             req.task = None
-        self.inflight[rid] = req
-        if self.bus.subscribers:
-            self.bus.publish(
-                "request", {"phase": "start", "id": req.id, "model": model, "path": path}
-            )
-            self.bus.publish("inflight", {"operation": "upsert", "request": req.view()})
+        self._begun(req)
         meter.on_start = lambda: self._headers(req)
         return req
 
@@ -280,12 +275,7 @@ class Observer:
         req.scope = scope
         req.task = task
         req.meter.on_start = lambda: self._headers(req)  # the worker's "head" starts it
-        self.inflight[rid] = req
-        if self.bus.subscribers:
-            self.bus.publish(
-                "request", {"phase": "start", "id": req.id, "model": model, "path": path}
-            )
-            self.bus.publish("inflight", {"operation": "upsert", "request": req.view()})
+        self._begun(req)
         return req
 
     def remote_end(
@@ -305,6 +295,15 @@ class Observer:
         if capture is not None:
             capture.id = req.id
         self.book(req, record, size, capture)
+
+    def _begun(self, req: Request) -> None:
+        """``req`` is in flight: listed, and announced to the event stream's subscribers."""
+        self.inflight[req.id] = req
+        if self.bus.subscribers:
+            self.bus.publish(
+                "request", {"phase": "start", "id": req.id, "model": req.model, "path": req.path}
+            )
+            self.bus.publish("inflight", {"operation": "upsert", "request": req.view()})
 
     def _headers(self, req: Request) -> None:
         if self.bus.subscribers:
