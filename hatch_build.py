@@ -1,5 +1,10 @@
 """Hatch build hook: builds the web UI (``ui/``) into ``src/swapd/web/dist/`` so wheels and
-editable installs serve ``/ui``. The built files are not committed.
+editable installs serve ``/ui``, and the native relay (``src/swapd/native/relay.c``, C and POSIX
+threads only) into ``src/swapd/native/_relay.so``. The built files are not committed.
+
+The native relay is built on Linux with the C compiler (``$CC``, else ``cc``/``gcc``) when its
+library is older than its source. Without a compiler, or when it fails, it warns and goes on
+(swapd then relays in Python) unless ``SWAPD_REQUIRE_NATIVE=1`` (CI sets it): then it fails.
 
 Skipped when the build is up to date (dist newer than every source file), when there is no
 ``ui/`` (building from an sdist that already holds ``dist``), or with ``SWAPD_SKIP_UI_BUILD=1``.
@@ -32,11 +37,40 @@ def _newest(ui: Path) -> float:
     return newest
 
 
+def build_native(root: Path, build_data: dict[str, Any]) -> None:
+    source = root / "src" / "swapd" / "native" / "relay.c"
+    library = source.with_name("_relay.so")
+    if not sys.platform.startswith("linux") or not source.is_file():
+        return
+    required = os.environ.get("SWAPD_REQUIRE_NATIVE") == "1"
+    if not library.is_file() or library.stat().st_mtime < source.stat().st_mtime:
+        cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+        if cc is None:
+            if required:
+                raise RuntimeError("SWAPD_REQUIRE_NATIVE=1 but there is no C compiler (cc)")
+            print("swapd: no C compiler; the native relay is not built", file=sys.stderr)
+            return
+        flags = ["-O2", "-Wall", "-shared", "-fPIC", "-pthread"]
+        built = library.with_name(f"_relay.{os.getpid()}.so")  # then renamed: a running swapd
+        try:  # keeps the library it has mapped
+            subprocess.run([cc, *flags, "-o", str(built), str(source)], check=True)
+            os.replace(built, library)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            if required:
+                raise
+            print(f"swapd: building the native relay failed ({exc})", file=sys.stderr)
+            return
+    build_data["artifacts"].append("src/swapd/native/_relay.so")
+    build_data["pure_python"] = False
+    build_data["infer_tag"] = True
+
+
 class UIBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     PLUGIN_NAME = "swapd-ui"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         root = Path(self.root)
+        build_native(root, build_data)
         ui = root / "ui"
         index = root / "src" / "swapd" / "web" / "dist" / "index.html"
         if os.environ.get("SWAPD_SKIP_UI_BUILD") or not (ui / "package.json").is_file():

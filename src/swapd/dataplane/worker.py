@@ -106,6 +106,8 @@ class OwnerLink:
             observer = self.observer
             counts = {}
             if observer is not None:
+                for poll in observer.pollers:
+                    poll()
                 for rid, req in observer.inflight.items():
                     m = req.meter
                     counts[rid] = (m.status, m.headers, m.size, m.first_byte)

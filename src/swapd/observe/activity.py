@@ -64,6 +64,32 @@ class Meter:
         if len(self._tail) > 2 * TAIL_BYTES:
             del self._tail[: len(self._tail) - TAIL_BYTES]
 
+    def reserve(self) -> int:
+        """Body bytes to keep of what the native relay moves (swapd.native): a capture's."""
+        return 0
+
+    def absorb(
+        self,
+        size: int,
+        first: float | None,
+        head: bytes,
+        tail: bytes,
+        reserved: int,
+        kept: bytes,
+        cut: bool,
+    ) -> None:
+        """What the native relay saw of ``size`` body bytes, as if they had been fed here:
+        the first byte's time, the body's first and last bytes; ``reserved`` (what
+        :meth:`reserve` gave), ``kept`` and ``cut`` are the capture's."""
+        if self.first_byte is None:
+            self.first_byte = first
+        self.size += size
+        if len(self.head) < HEAD_BYTES:
+            self.head += head[: HEAD_BYTES - len(self.head)]
+        self._tail += tail
+        if len(self._tail) > 2 * TAIL_BYTES:
+            del self._tail[: len(self._tail) - TAIL_BYTES]
+
     @property
     def tail(self) -> bytes:
         return bytes(self._tail[-TAIL_BYTES:])

@@ -303,6 +303,25 @@ class Tee:
         self._held += n
         pool.left -= n
 
+    def reserve(self) -> int:
+        """Take from the pool the room left for the response body, for the native relay to
+        fill (swapd.native); :meth:`absorb` gives it back."""
+        room = min(self._left, self._pool.left)
+        if room <= 0:
+            return 0
+        self._pool.left -= room
+        return room
+
+    def absorb(self, size: int, reserved: int, kept: bytes, cut: bool) -> None:
+        """The native relay moved ``size`` body bytes and kept ``kept`` of them (``cut``:
+        more came than the ``reserved`` room)."""
+        self._pool.left += reserved
+        if kept:
+            self.feed(kept)
+        if self._left >= 0 and (cut or len(kept) < size):
+            self.resp_truncated = True
+            self._left = -1
+
     def release(self) -> None:
         """Give the held bytes back to the pool (the capture is done or abandoned)."""
         self._pool.left += self._held

@@ -88,6 +88,22 @@ class TeeMeter(Meter):
         self.tee.start(headers)
         Meter.start(self, status, headers)
 
+    def reserve(self) -> int:
+        return self.tee.reserve()
+
+    def absorb(
+        self,
+        size: int,
+        first: float | None,
+        head: bytes,
+        tail: bytes,
+        reserved: int,
+        kept: bytes,
+        cut: bool,
+    ) -> None:
+        Meter.absorb(self, size, first, head, tail, reserved, kept, cut)
+        self.tee.absorb(size, reserved, kept, cut)
+
 
 class Cancellable(Protocol):
     """What an operator's cancel needs of a request's task (an asyncio.Task has it)."""
@@ -164,6 +180,9 @@ class Observer:
         # Called (awaited) before the in-flight table is read: data-plane workers report what
         # their requests' meters have counted since (swapd.dataplane.owner).
         self.refreshers: list[Callable[[], Awaitable[None]]] = []
+        # Called before that too, and before a worker reports its meters: the native relay
+        # tells the meters what it has moved (swapd.proxy.relay.Pool.poll).
+        self.pollers: list[Callable[[], None]] = []
         self.metrics = Metrics(models.snapshot)
         self._ids = itertools.count(self.activity.next_number())
         self._watched: dict[str, LogRing] = {}  # model id -> the ring we subscribed to
@@ -311,6 +330,8 @@ class Observer:
 
     async def refresh(self) -> None:
         """Bring the in-flight entries of requests relayed elsewhere up to date."""
+        for poll in self.pollers:
+            poll()
         for refresher in self.refreshers:
             await refresher()
 

@@ -130,6 +130,8 @@ class Proxy:
         self.scheduler = scheduler
         self.upstreams = upstreams
         self.links = relay.Pool()  # kept-alive engine connections of the relay (proxy.relay)
+        if observer is not None:
+            observer.pollers.append(self.links.poll)
         self.swapd_log = swapd_log
         self.reload = reload
         self.accepting = True

@@ -70,6 +70,21 @@ class Meter(Protocol):
 
     def feed(self, chunk: bytes) -> None: ...
 
+    size: int  # body bytes seen
+
+    def reserve(self) -> int: ...
+
+    def absorb(
+        self,
+        size: int,
+        first: float | None,
+        head: bytes,
+        tail: bytes,
+        reserved: int,
+        kept: bytes,
+        cut: bool,
+    ) -> None: ...
+
 
 def _session(*, force_close: bool) -> aiohttp.ClientSession:
     # keepalive_timeout below llama-server's 5 s idle close, so idle connections are rarely stale

@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import socket
 import time
 from typing import Any, Protocol
@@ -44,6 +45,7 @@ from typing import Any, Protocol
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from swapd import native
 from swapd.config.model import Timeouts
 from swapd.errors import UpstreamGone, UpstreamTimeout, UpstreamUnavailable
 from swapd.proxy.asgi import Aborted, Headers, Reply, Scope
@@ -159,12 +161,36 @@ class Link(asyncio.Protocol):
 
 
 class Pool:
-    """Kept-alive engine connections per origin (``IDLE_KEEP`` seconds at most), and the
-    origins that drop kept-alive connections (a new connection per request for those)."""
+    """Kept-alive engine connections per origin (``IDLE_KEEP`` seconds at most), the origins
+    that drop kept-alive connections (a new connection per request for those), and the native
+    relay's thread (started by the first body handed over)."""
 
     def __init__(self) -> None:
         self.idle: dict[tuple[str, int], list[Link]] = {}
         self.no_keepalive: set[tuple[str, int]] = set()
+        self._native: native.Relay | None = None
+        self._no_native = False
+
+    def native(self) -> native.Relay | None:
+        """The native relay (swapd.native), or None where there is none."""
+        relay = self._native
+        if relay is None and not self._no_native:
+            lib = native.library()
+            if lib is None:
+                self._no_native = True
+                return None
+            relay = self._native = native.Relay(lib, asyncio.get_running_loop())
+        return relay
+
+    def native_abort(self, flow: int) -> None:
+        if self._native is not None:
+            self._native.abort(flow)
+
+    def poll(self) -> None:
+        """Bring the meters of bodies the native relay is moving up to date (for the
+        in-flight table)."""
+        if self._native is not None:
+            self._native.poll()
 
     def take(self, origin: tuple[str, int]) -> Link | None:
         links = self.idle.get(origin)
@@ -203,6 +229,9 @@ class Pool:
                 if link.transport is not None:
                     link.transport.close()
         self.idle.clear()
+        if self._native is not None:
+            self._native.close()
+            self._native = None
 
 
 _ORIGINS: dict[str, tuple[str, int] | None] = {}  # origin_of's answers (a few engines' URLs)
@@ -308,6 +337,11 @@ class Exchange(asyncio.Protocol):
         self.on_chunk_complete = functools.partial(self.marks.append, False)
         self.parser = httptools.HttpResponseParser(self)
         self.closed = False  # detached from the link (finished, failed or abandoned)
+        self.keep_alive = False  # the engine's head lets the connection be reused
+        self.flow = 0  # the body's flow in the native relay (0: none)
+        self.counted = 0  # body bytes the meter had counted when the flow began
+        self.reserved = 0  # body bytes the flow keeps for the capture
+        self.handed = False  # the engine's socket is not read here (the native relay's)
         assert link.transport is not None
         link.transport.set_protocol(self)
 
@@ -347,6 +381,7 @@ class Exchange(asyncio.Protocol):
             self.finish()
         elif self.mode == RAW and not self.in_chunk and data.endswith(b"\r\n"):
             self.raw = True  # the packet ended between two chunks: the next ones pass as is
+            self.hand_over()
         elif self.head_only and self.status:
             self.finish()  # a HEAD answer: no body follows whatever its length says
 
@@ -363,6 +398,7 @@ class Exchange(asyncio.Protocol):
         self.raw_headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
         self.head(self.parser.get_status_code())
 
     def on_message_complete(self) -> None:
@@ -468,9 +504,12 @@ class Exchange(asyncio.Protocol):
         edge = self.client.edge
         if edge.sink is self:
             edge.sink = None
+        if self.flow:
+            self.link.pool.native_abort(self.flow)
+            self.flow = 0
         link = self.link
         if keep and link.transport is not None:
-            if self.paused:  # the client's buffer filled on the last packet's write
+            if self.paused or self.handed:  # paused: for the client, or for the native relay
                 link.transport.resume_reading()
             link.transport.set_protocol(link)
             link.pool.give(link)
@@ -510,6 +549,8 @@ class Exchange(asyncio.Protocol):
             self.link.transport.pause_reading()
 
     def resume(self) -> None:
+        if self.flow:
+            return  # the native relay reads the engine's socket now
         self.paused = False
         self.last_read = time.monotonic()
         if not self.closed and self.link.transport is not None:
@@ -522,6 +563,70 @@ class Exchange(asyncio.Protocol):
         """The client went away: the engine's connection closes at once, so it stops
         generating (the request's task is cancelled by its DisconnectGuard)."""
         self.detach()
+
+    # -- the native relay (swapd.native) ---------------------------------------------------
+    def hand_over(self) -> None:
+        """The rest of the body, from the engine's next packet to its terminating chunk, is
+        the native relay's to move (when there is one, and nothing is pending for the client):
+        Python hears of this response once more, when it has ended (:meth:`native_ended`)."""
+        relay = self.link.pool.native()
+        transport = self.link.transport
+        if relay is None or transport is None or self.paused or self.out.get_write_buffer_size():
+            return
+        upstream = transport.get_extra_info("socket")
+        client = self.out.get_extra_info("socket")
+        if upstream is None or client is None:
+            return
+        meter = self.meter
+        keep = meter.reserve() if meter is not None else 0
+        try:
+            self.flow = relay.add(self, upstream.fileno(), client.fileno(), self.idle_read, keep)
+        except OSError:
+            if meter is not None:
+                meter.absorb(0, None, b"", b"", keep, b"", False)
+            return
+        self.counted = meter.size if meter is not None else 0
+        self.reserved = keep
+        self.handed = True
+        transport.pause_reading()
+        if self.timer is not None:  # the native relay watches for an idle engine now
+            self.timer.cancel()
+            self.timer = None
+
+    def native_progress(self, size: int) -> None:
+        if self.meter is not None:
+            self.meter.size = self.counted + size
+
+    def native_ended(self, ended: native.Ended) -> None:
+        self.flow = 0
+        meter = self.meter
+        if meter is not None:
+            meter.size = self.counted
+            meter.absorb(
+                ended.size,
+                ended.first,
+                ended.head,
+                ended.tail,
+                self.reserved,
+                ended.keep,
+                ended.keep_cut,
+            )
+        self.last_read = time.monotonic()
+        end = ended.end
+        if end == native.DONE:
+            self.ended = True
+            self.reusable = self.keep_alive and not ended.extra
+            self.finish()
+        elif end == native.CLIENT_GONE:
+            self.out.abort()  # the edge's connection_lost: as for any client that left
+        elif end == native.IDLE:
+            self.stalled = True
+            self.fail(TimeoutError(f"no body byte for {self.idle_read:g}s"))
+        elif end == native.BAD_FRAMING:
+            self.fail(httptools.HttpParserError("invalid chunked framing from the engine"))
+        else:
+            reason = os.strerror(ended.err) if ended.err else "connection closed"
+            self.fail(ConnectionResetError(reason))
 
 
 async def _open(

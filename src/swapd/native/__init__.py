@@ -1,0 +1,212 @@
+"""swapd's native relay (``relay.c``, built by hatch_build.py into ``_relay.so``, loaded with
+ctypes): a thread of its own moves the body of an engine's chunked response to the client, with
+no Python and no GIL per frame (docs/dataplane.md, option B.1).
+
+swapd.proxy.relay hands a response over (:meth:`Relay.add`) once its head is written and the
+engine's bytes pass as they come; the thread reports back once per response
+(:class:`Ended`: how it ended, and what the meter and the capture need of the body). Without
+the library (not built, not Linux) or with ``SWAPD_NATIVE_RELAY=0``, :func:`library` is None
+and the relay stays in Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import itertools
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+log = logging.getLogger("swapd.native")
+
+LIBRARY = Path(__file__).with_name("_relay.so")
+HEAD_MAX = 4096  # relay.c: the body's first bytes kept
+TAIL_MAX = 16384  # ... and its last
+
+# How a flow ended (relay.c)
+DONE = 1  # the terminating chunk was written to the client
+UPSTREAM_CLOSED = 2  # the engine closed (or reset) its connection before the end
+CLIENT_GONE = 3  # the client's socket refused more bytes
+IDLE = 4  # the engine sent nothing for the idle limit
+ABORTED = 5  # :meth:`Relay.abort`
+BAD_FRAMING = 6  # the engine's chunked framing is broken
+
+
+class _Result(ctypes.Structure):
+    _fields_ = [
+        ("id", ctypes.c_int64),
+        ("end", ctypes.c_int32),
+        ("err", ctypes.c_int32),
+        ("extra", ctypes.c_int32),
+        ("keep_cut", ctypes.c_int32),
+        ("size", ctypes.c_int64),
+        ("first", ctypes.c_double),
+        ("head_len", ctypes.c_int64),
+        ("tail_len", ctypes.c_int64),
+        ("keep_len", ctypes.c_int64),
+        ("keep", ctypes.c_void_p),
+        ("head", ctypes.c_char * HEAD_MAX),
+        ("tail", ctypes.c_char * TAIL_MAX),
+    ]
+
+
+_HEAD_AT = _Result.head.offset
+_TAIL_AT = _Result.tail.offset
+
+
+@dataclass(slots=True, frozen=True)
+class Ended:
+    """One handed-over body, ended: ``end`` (DONE, …), ``err`` (an errno or 0), ``extra``
+    (the engine sent bytes past the response: its connection is not reusable), and the body's
+    ``size``, ``first`` byte time (time.monotonic; None: no byte), ``head`` and ``tail``
+    bytes, ``keep`` (the bytes kept for a capture) and ``keep_cut`` (more came than kept)."""
+
+    end: int
+    err: int
+    extra: bool
+    size: int
+    first: float | None
+    head: bytes
+    tail: bytes
+    keep: bytes
+    keep_cut: bool
+
+
+class Owner(Protocol):
+    """Told once when the flow it handed over has ended (not after an abort), and of its
+    size so far when asked (:meth:`Relay.poll`)."""
+
+    def native_ended(self, ended: Ended) -> None: ...
+
+    def native_progress(self, size: int) -> None: ...
+
+
+_loaded: list[ctypes.CDLL | None] = []  # the one load's outcome, once tried
+
+
+def library() -> ctypes.CDLL | None:
+    """The native relay's library, or None (not built, not Linux, ``SWAPD_NATIVE_RELAY=0``)."""
+    if os.environ.get("SWAPD_NATIVE_RELAY", "1") == "0":
+        return None
+    if not _loaded:
+        _loaded.append(_load())
+    return _loaded[0]
+
+
+def _load() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux") or not LIBRARY.is_file():
+        return None
+    try:
+        lib = ctypes.CDLL(str(LIBRARY))
+    except OSError:
+        return None
+    handle = ctypes.c_void_p
+    lib.relay_create.restype = handle
+    lib.relay_create.argtypes = []
+    lib.relay_notify_fd.restype = ctypes.c_int
+    lib.relay_notify_fd.argtypes = [handle]
+    lib.relay_add.restype = ctypes.c_int
+    lib.relay_add.argtypes = [
+        handle,
+        ctypes.c_int64,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_double,
+        ctypes.c_int64,
+    ]
+    lib.relay_abort.restype = None
+    lib.relay_abort.argtypes = [handle, ctypes.c_int64]
+    lib.relay_size.restype = ctypes.c_int64
+    lib.relay_size.argtypes = [handle, ctypes.c_int64]
+    lib.relay_next.restype = ctypes.c_int
+    lib.relay_next.argtypes = [handle, ctypes.POINTER(_Result)]
+    lib.relay_free.restype = None
+    lib.relay_free.argtypes = [ctypes.c_void_p]
+    lib.relay_destroy.restype = None
+    lib.relay_destroy.argtypes = [handle]
+    return lib
+
+
+class Relay:
+    """The native relay of one event loop: its thread, and the flows handed to it."""
+
+    def __init__(self, lib: ctypes.CDLL, loop: asyncio.AbstractEventLoop) -> None:
+        handle = lib.relay_create()
+        if not handle:
+            raise OSError("the native relay could not start its thread")
+        self.lib = lib
+        self.handle = handle
+        self.loop = loop
+        self.fd: int = lib.relay_notify_fd(handle)
+        self.flows: dict[int, Owner] = {}
+        self._ids = itertools.count(1)
+        self._result = _Result()
+        loop.add_reader(self.fd, self._drain)
+
+    def add(self, owner: Owner, upstream: int, client: int, idle: float, keep: int) -> int:
+        """Hand over the body now coming on socket ``upstream`` for socket ``client`` (both
+        dup()ed by the thread); ``idle``: seconds the engine may send nothing (0: no limit);
+        ``keep``: body bytes to keep for a capture. Returns the flow's id."""
+        fid = next(self._ids)
+        rc = self.lib.relay_add(self.handle, fid, upstream, client, idle, keep)
+        if rc < 0:
+            raise OSError(-rc, os.strerror(-rc))
+        self.flows[fid] = owner
+        return fid
+
+    def abort(self, fid: int) -> None:
+        """End a flow now; its owner hears nothing more of it."""
+        if self.flows.pop(fid, None) is not None:
+            self.lib.relay_abort(self.handle, fid)
+
+    def poll(self) -> None:
+        """Tell every running flow's owner how many body bytes it has relayed so far."""
+        for fid, owner in list(self.flows.items()):
+            size = int(self.lib.relay_size(self.handle, fid))
+            if size >= 0:
+                owner.native_progress(size)
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 8)
+        res = self._result
+        at = ctypes.addressof(res)
+        lib = self.lib
+        while lib.relay_next(self.handle, ctypes.byref(res)):
+            keep = b""
+            if res.keep:
+                keep = ctypes.string_at(res.keep, res.keep_len)
+                lib.relay_free(res.keep)
+            owner = self.flows.pop(res.id, None)
+            if owner is None:  # aborted meanwhile
+                continue
+            ended = Ended(
+                end=res.end,
+                err=res.err,
+                extra=bool(res.extra),
+                size=res.size,
+                first=res.first or None,
+                head=ctypes.string_at(at + _HEAD_AT, res.head_len),
+                tail=ctypes.string_at(at + _TAIL_AT, res.tail_len),
+                keep=keep,
+                keep_cut=bool(res.keep_cut),
+            )
+            try:
+                owner.native_ended(ended)
+            except Exception:  # one response's bug must not stall the others' ends
+                log.exception("the end of a natively relayed response failed")
+
+    def close(self) -> None:
+        """Stop the thread: every flow still running ends, its sockets closed; no owner is told."""
+        if not self.handle:
+            return
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.fd)
+        self.flows.clear()
+        self.lib.relay_destroy(self.handle)
+        self.handle = None

@@ -1,0 +1,548 @@
+/* swapd's native relay: the body of an engine's chunked response moved from the engine's
+ * socket to the client's socket by a thread of its own, with no Python (and no GIL) per frame.
+ *
+ * Python (swapd.native) does everything up to and including the response head, then hands
+ * over both sockets with relay_add(): this thread reads the engine's socket, follows the
+ * chunked framing (to find the response's end and to meter the body), and writes each read
+ * to the client as it came, so a paced stream still reaches the client frame by frame. When
+ * the client's socket is full it stops reading the engine's until the client catches up.
+ * A flow ends when the terminating chunk has been written (DONE), or when the engine closes
+ * or breaks the framing, the client goes away, the engine is idle too long, or Python aborts
+ * it; ended flows are queued for relay_next() and the notify eventfd is written.
+ *
+ * Per flow the thread keeps what swapd's meter and capture need: the body's size, the time of
+ * its first byte (CLOCK_MONOTONIC, as Python's time.monotonic), its first HEAD_MAX and last
+ * TAIL_MAX bytes, and up to `keep` bytes of it for a capture. The sockets are dup()ed: Python
+ * may close its own while the thread still holds them.
+ *
+ * Only the C library and POSIX threads: built by hatch_build.py, loaded with ctypes. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUF_SIZE 65536
+#define EVENTS 256
+#define HEAD_MAX 4096
+#define TAIL_MAX 16384
+#define IDLE_CHECK 0.1 /* seconds between two looks for idle engines */
+
+enum { RUNNING = 0, DONE, UPSTREAM_CLOSED, CLIENT_GONE, IDLE, ABORTED, BAD_FRAMING };
+
+enum { C_SIZE, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER, C_TRAILER_LINE,
+       C_TRAILER_LF, C_FINAL_LF, C_END };
+
+typedef struct flow {
+    int64_t id;
+    int up, cl;                  /* the dup()ed sockets: engine, client */
+    int state, digits;           /* the chunk parser */
+    uint64_t acc, left;
+    int end, err, extra, abort;  /* why it ended, errno, bytes after the end, abort asked */
+    int complete;                /* the terminating chunk is read; written once out is empty */
+    int waiting;                 /* out holds bytes the client's socket did not take yet */
+    char *out;
+    size_t out_len, out_off;
+    double idle, last, first;    /* idle limit (0: none), last read, first body byte (0) */
+    int64_t size;                /* body bytes (without the chunk framing) */
+    char head[HEAD_MAX];
+    size_t head_len;
+    char tail[TAIL_MAX];         /* a ring: the last TAIL_MAX body bytes */
+    size_t tail_pos;
+    int64_t tail_total;
+    char *keep;                  /* up to keep_max body bytes, for a capture */
+    size_t keep_len, keep_cap, keep_max;
+    int keep_cut;                /* more came than keep_max */
+    struct flow *prev, *next;    /* in one of the relay's lists */
+} flow;
+
+typedef struct {
+    int64_t id;
+    int32_t end, err;
+    int32_t extra, keep_cut;
+    int64_t size;
+    double first;
+    int64_t head_len, tail_len, keep_len;
+    char *keep;                  /* the caller owns it: relay_free() */
+    char head[HEAD_MAX];
+    char tail[TAIL_MAX];
+} result;
+
+typedef struct {
+    int ep, control, notify;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    flow *incoming, *active, *done; /* incoming and done under lock; active: the thread's */
+    int stopping, timed;
+} relay;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void push(flow **list, flow *f) {
+    f->prev = NULL;
+    f->next = *list;
+    if (*list) (*list)->prev = f;
+    *list = f;
+}
+
+static void unlink_flow(flow **list, flow *f) {
+    if (f->prev) f->prev->next = f->next; else *list = f->next;
+    if (f->next) f->next->prev = f->prev;
+    f->prev = f->next = NULL;
+}
+
+static void signal_fd(int fd) {
+    uint64_t one = 1;
+    ssize_t n = write(fd, &one, sizeof one);
+    (void)n; /* a full eventfd counter still wakes the reader */
+}
+
+/* The body bytes [p, p+n): metered, and kept for the capture. */
+static void body(flow *f, const char *p, size_t n) {
+    if (!n) return;
+    if (f->first == 0.0) f->first = now();
+    __atomic_store_n(&f->size, f->size + (int64_t)n, __ATOMIC_RELAXED);
+    if (f->head_len < HEAD_MAX) {
+        size_t k = HEAD_MAX - f->head_len < n ? HEAD_MAX - f->head_len : n;
+        memcpy(f->head + f->head_len, p, k);
+        f->head_len += k;
+    }
+    const char *q = p;
+    size_t m = n;
+    if (m > TAIL_MAX) { q += m - TAIL_MAX; m = TAIL_MAX; }
+    size_t first = TAIL_MAX - f->tail_pos < m ? TAIL_MAX - f->tail_pos : m;
+    memcpy(f->tail + f->tail_pos, q, first);
+    memcpy(f->tail, q + first, m - first);
+    f->tail_pos = (f->tail_pos + m) % TAIL_MAX;
+    f->tail_total += (int64_t)n;
+    if (f->keep_max) {
+        size_t room = f->keep_max - f->keep_len;
+        size_t k = n < room ? n : room;
+        if (k < n) f->keep_cut = 1;
+        if (k) {
+            if (f->keep_len + k > f->keep_cap) {
+                size_t cap = f->keep_cap ? f->keep_cap : 65536;
+                while (cap < f->keep_len + k) cap *= 2;
+                if (cap > f->keep_max) cap = f->keep_max;
+                char *grown = realloc(f->keep, cap);
+                if (!grown) { f->keep_cut = 1; f->keep_max = f->keep_len; return; }
+                f->keep = grown;
+                f->keep_cap = cap;
+            }
+            memcpy(f->keep + f->keep_len, p, k);
+            f->keep_len += k;
+        }
+    }
+}
+
+static int hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Follow the chunked framing over [p, p+n); returns how many bytes belong to this response
+ * (all of them until its end), or -1 on bad framing. */
+static ssize_t parse(flow *f, const char *p, size_t n) {
+    size_t i = 0;
+    while (i < n) {
+        char c = p[i];
+        switch (f->state) {
+        case C_SIZE: {
+            int d = hex(c);
+            if (d >= 0) {
+                if (f->acc >> 56) return -1; /* no chunk is that large */
+                f->acc = f->acc * 16 + (uint64_t)d;
+                f->digits++;
+            } else if (f->digits && (c == ';' || c == ' ' || c == '\t')) {
+                f->state = C_EXT;
+            } else if (f->digits && c == '\r') {
+                f->state = C_SIZE_LF;
+            } else {
+                return -1;
+            }
+            i++;
+            break;
+        }
+        case C_EXT:
+            if (c == '\r') f->state = C_SIZE_LF;
+            i++;
+            break;
+        case C_SIZE_LF:
+            if (c != '\n') return -1;
+            i++;
+            if (f->acc == 0) {
+                f->state = C_TRAILER;
+            } else {
+                f->left = f->acc;
+                f->state = C_DATA;
+            }
+            break;
+        case C_DATA: {
+            size_t k = n - i < f->left ? n - i : (size_t)f->left;
+            body(f, p + i, k);
+            f->left -= k;
+            i += k;
+            if (!f->left) f->state = C_DATA_CR;
+            break;
+        }
+        case C_DATA_CR:
+            if (c != '\r') return -1;
+            f->state = C_DATA_LF;
+            i++;
+            break;
+        case C_DATA_LF:
+            if (c != '\n') return -1;
+            f->state = C_SIZE;
+            f->acc = 0;
+            f->digits = 0;
+            i++;
+            break;
+        case C_TRAILER:
+            f->state = c == '\r' ? C_FINAL_LF : C_TRAILER_LINE;
+            i++;
+            break;
+        case C_TRAILER_LINE:
+            if (c == '\r') f->state = C_TRAILER_LF;
+            i++;
+            break;
+        case C_TRAILER_LF:
+            if (c != '\n') return -1;
+            f->state = C_TRAILER;
+            i++;
+            break;
+        case C_FINAL_LF:
+            if (c != '\n') return -1;
+            f->state = C_END;
+            return (ssize_t)(i + 1);
+        default:
+            return (ssize_t)i;
+        }
+    }
+    return (ssize_t)n;
+}
+
+static void finish(relay *r, flow *f, int end, int err, flow **ended) {
+    if (f->end) return;
+    f->end = end;
+    f->err = err;
+    epoll_ctl(r->ep, EPOLL_CTL_DEL, f->up, NULL);
+    epoll_ctl(r->ep, EPOLL_CTL_DEL, f->cl, NULL);
+    close(f->up);
+    close(f->cl);
+    f->up = f->cl = -1;
+    if (f->idle > 0) r->timed--;
+    unlink_flow(&r->active, f);
+    push(ended, f);
+}
+
+static void watch(relay *r, flow *f, int waiting) {
+    struct epoll_event ev;
+    f->waiting = waiting;
+    ev.events = waiting ? 0 : EPOLLIN;
+    ev.data.ptr = f;
+    epoll_ctl(r->ep, EPOLL_CTL_MOD, f->up, &ev);
+    ev.events = waiting ? EPOLLOUT : 0;
+    ev.data.ptr = (void *)((uintptr_t)f | 1);
+    epoll_ctl(r->ep, EPOLL_CTL_MOD, f->cl, &ev);
+}
+
+/* Write what the client has not taken yet; DONE once it is all out after the last chunk. */
+static void flush(relay *r, flow *f, flow **ended) {
+    while (f->out_off < f->out_len) {
+        ssize_t w = send(f->cl, f->out + f->out_off, f->out_len - f->out_off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (!f->waiting) watch(r, f, 1);
+                return;
+            }
+            finish(r, f, CLIENT_GONE, errno, ended);
+            return;
+        }
+        f->out_off += (size_t)w;
+    }
+    f->out_off = f->out_len = 0;
+    if (f->complete) {
+        finish(r, f, DONE, 0, ended);
+        return;
+    }
+    if (f->waiting) {
+        f->last = now(); /* a client that was behind is not an idle engine */
+        watch(r, f, 0);
+    }
+}
+
+static void readable(relay *r, flow *f, char *buf, flow **ended) {
+    ssize_t n = recv(f->up, buf, BUF_SIZE, 0);
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return;
+        finish(r, f, UPSTREAM_CLOSED, errno, ended);
+        return;
+    }
+    if (n == 0) {
+        finish(r, f, UPSTREAM_CLOSED, 0, ended);
+        return;
+    }
+    f->last = now();
+    ssize_t used = parse(f, buf, (size_t)n);
+    if (used < 0) {
+        finish(r, f, BAD_FRAMING, 0, ended);
+        return;
+    }
+    if (used < n) f->extra = 1;
+    if (f->state == C_END) f->complete = 1;
+    size_t off = 0;
+    while (off < (size_t)used) {
+        ssize_t w = send(f->cl, buf + off, (size_t)used - off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            finish(r, f, CLIENT_GONE, errno, ended);
+            return;
+        }
+        off += (size_t)w;
+    }
+    if (off < (size_t)used) { /* the client is behind: keep the rest, stop reading */
+        size_t rest = (size_t)used - off;
+        char *out = malloc(rest);
+        if (!out) {
+            finish(r, f, CLIENT_GONE, ENOMEM, ended);
+            return;
+        }
+        memcpy(out, buf + off, rest);
+        free(f->out);
+        f->out = out;
+        f->out_len = rest;
+        f->out_off = 0;
+        watch(r, f, 1);
+        return;
+    }
+    if (f->complete) finish(r, f, DONE, 0, ended);
+}
+
+static void control(relay *r, flow **ended) {
+    uint64_t count;
+    ssize_t n = read(r->control, &count, sizeof count);
+    (void)n;
+    pthread_mutex_lock(&r->lock);
+    while (r->incoming) {
+        flow *f = r->incoming;
+        unlink_flow(&r->incoming, f);
+        push(&r->active, f);
+        if (f->idle > 0) r->timed++;
+        struct epoll_event ev;
+        ev.events = EPOLLIN;
+        ev.data.ptr = f;
+        int bad = epoll_ctl(r->ep, EPOLL_CTL_ADD, f->up, &ev) < 0;
+        ev.events = 0;
+        ev.data.ptr = (void *)((uintptr_t)f | 1);
+        bad = bad || epoll_ctl(r->ep, EPOLL_CTL_ADD, f->cl, &ev) < 0;
+        if (bad) finish(r, f, ABORTED, errno, ended);
+    }
+    for (flow *f = r->active, *next; f; f = next) {
+        next = f->next;
+        if (f->abort) finish(r, f, ABORTED, 0, ended);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+static void check_idle(relay *r, flow **ended) {
+    double t = now();
+    for (flow *f = r->active, *next; f; f = next) {
+        next = f->next;
+        if (f->idle > 0 && !f->waiting && t - f->last > f->idle) finish(r, f, IDLE, 0, ended);
+    }
+}
+
+static void *run(void *arg) {
+    relay *r = arg;
+    struct epoll_event events[EVENTS];
+    char *buf = malloc(BUF_SIZE);
+    double checked = now();
+    for (;;) {
+        int n = epoll_wait(r->ep, events, EVENTS, r->timed ? (int)(IDLE_CHECK * 1000) : -1);
+        if (n < 0 && errno != EINTR) break;
+        flow *ended = NULL;
+        for (int i = 0; i < n; i++) {
+            void *p = events[i].data.ptr;
+            if (!p) {
+                control(r, &ended);
+                continue;
+            }
+            flow *f = (flow *)((uintptr_t)p & ~(uintptr_t)1);
+            if (f->end) continue; /* ended earlier in this batch */
+            uint32_t e = events[i].events;
+            if ((uintptr_t)p & 1) { /* the client's socket */
+                if (e & (EPOLLERR | EPOLLHUP)) finish(r, f, CLIENT_GONE, 0, &ended);
+                else if (e & EPOLLOUT) flush(r, f, &ended);
+            } else if (e & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                if (buf) readable(r, f, buf, &ended);
+            }
+        }
+        if (r->timed && now() - checked >= IDLE_CHECK) {
+            checked = now();
+            check_idle(r, &ended);
+        }
+        pthread_mutex_lock(&r->lock);
+        int stop = r->stopping;
+        int any = ended != NULL;
+        while (ended) {
+            flow *f = ended;
+            unlink_flow(&ended, f);
+            push(&r->done, f);
+        }
+        pthread_mutex_unlock(&r->lock);
+        if (any) signal_fd(r->notify);
+        if (stop) break;
+    }
+    free(buf);
+    return NULL;
+}
+
+static void drop(flow *f) {
+    if (f->up >= 0) close(f->up);
+    if (f->cl >= 0) close(f->cl);
+    free(f->out);
+    free(f->keep);
+    free(f);
+}
+
+void *relay_create(void) {
+    relay *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->ep = epoll_create1(EPOLL_CLOEXEC);
+    r->control = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    r->notify = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&r->lock, NULL);
+    struct epoll_event ev;
+    ev.events = EPOLLIN;
+    ev.data.ptr = NULL;
+    if (r->ep < 0 || r->control < 0 || r->notify < 0 ||
+        epoll_ctl(r->ep, EPOLL_CTL_ADD, r->control, &ev) < 0 ||
+        pthread_create(&r->thread, NULL, run, r) != 0) {
+        if (r->ep >= 0) close(r->ep);
+        if (r->control >= 0) close(r->control);
+        if (r->notify >= 0) close(r->notify);
+        free(r);
+        return NULL;
+    }
+    pthread_setname_np(r->thread, "swapd-relay"); /* shows in /proc/PID/task/TID/comm */
+    return r;
+}
+
+/* The fd Python watches: readable when relay_next() has something. */
+int relay_notify_fd(void *h) { return ((relay *)h)->notify; }
+
+/* Hand over a response body: 0, or -errno. */
+int relay_add(void *h, int64_t id, int up, int cl, double idle, int64_t keep) {
+    relay *r = h;
+    flow *f = calloc(1, sizeof *f);
+    if (!f) return -ENOMEM;
+    f->id = id;
+    f->up = dup(up);
+    f->cl = dup(cl);
+    if (f->up < 0 || f->cl < 0) {
+        int err = errno;
+        drop(f);
+        return -err;
+    }
+    f->state = C_SIZE;
+    f->idle = idle;
+    f->last = now();
+    f->keep_max = keep > 0 ? (size_t)keep : 0;
+    pthread_mutex_lock(&r->lock);
+    push(&r->incoming, f);
+    pthread_mutex_unlock(&r->lock);
+    signal_fd(r->control);
+    return 0;
+}
+
+/* Ask the thread to end a flow (ABORTED); a flow already ended is left as it is. */
+void relay_abort(void *h, int64_t id) {
+    relay *r = h;
+    pthread_mutex_lock(&r->lock);
+    for (flow *f = r->incoming; f; f = f->next)
+        if (f->id == id) f->abort = 1;
+    for (flow *f = r->active; f; f = f->next)
+        if (f->id == id) f->abort = 1;
+    pthread_mutex_unlock(&r->lock);
+    signal_fd(r->control);
+}
+
+/* The body bytes relayed so far (-1: no such flow running). */
+int64_t relay_size(void *h, int64_t id) {
+    relay *r = h;
+    int64_t size = -1;
+    pthread_mutex_lock(&r->lock);
+    for (flow *f = r->active; f; f = f->next)
+        if (f->id == id) size = __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&r->lock);
+    return size;
+}
+
+/* One ended flow into *out (1), or none left (0). The caller reads the notify fd first, then
+ * calls this until it returns 0. */
+int relay_next(void *h, result *out) {
+    relay *r = h;
+    pthread_mutex_lock(&r->lock);
+    flow *f = r->done;
+    if (f) unlink_flow(&r->done, f);
+    pthread_mutex_unlock(&r->lock);
+    if (!f) return 0;
+    out->id = f->id;
+    out->end = f->end;
+    out->err = f->err;
+    out->extra = f->extra;
+    out->keep_cut = f->keep_cut;
+    out->size = f->size;
+    out->first = f->first;
+    out->head_len = (int64_t)f->head_len;
+    memcpy(out->head, f->head, f->head_len);
+    size_t t = f->tail_total < TAIL_MAX ? (size_t)f->tail_total : TAIL_MAX;
+    size_t start = (f->tail_pos + TAIL_MAX - t) % TAIL_MAX;
+    size_t first = TAIL_MAX - start < t ? TAIL_MAX - start : t;
+    memcpy(out->tail, f->tail + start, first);
+    memcpy(out->tail + first, f->tail, t - first);
+    out->tail_len = (int64_t)t;
+    out->keep = f->keep;
+    out->keep_len = (int64_t)f->keep_len;
+    f->keep = NULL;
+    drop(f);
+    return 1;
+}
+
+void relay_free(void *p) { free(p); }
+
+/* Stop the thread and close every flow's sockets. */
+void relay_destroy(void *h) {
+    relay *r = h;
+    pthread_mutex_lock(&r->lock);
+    r->stopping = 1;
+    pthread_mutex_unlock(&r->lock);
+    signal_fd(r->control);
+    pthread_join(r->thread, NULL);
+    flow *lists[3] = {r->incoming, r->active, r->done};
+    for (int i = 0; i < 3; i++) {
+        for (flow *f = lists[i], *next; f; f = next) {
+            next = f->next;
+            drop(f);
+        }
+    }
+    close(r->ep);
+    close(r->control);
+    close(r->notify);
+    pthread_mutex_destroy(&r->lock);
+    free(r);
+}

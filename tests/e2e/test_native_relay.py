@@ -1,0 +1,83 @@
+"""A stream through a real swapd with the native relay (swapd.native) and without it: the same
+bytes, the same activity record and capture; while it runs, the in-flight table's byte count
+grows; and the relay thread runs only where it is on."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from swapd import native
+from swapd.testing import echo_cmd, run_swapd
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def relay_threads(pid: int) -> int:
+    tasks = Path(f"/proc/{pid}/task")
+    return sum(1 for t in tasks.iterdir() if (t / "comm").read_text().strip() == "swapd-relay")
+
+
+def stream(url: str, chunks: int, delay: float) -> tuple[bytes, list[int]]:
+    """One paced stream; the in-flight table's byte counts read while it runs."""
+    body = {
+        "model": "alpha",
+        "stream": True,
+        "messages": [{"role": "user", "content": "native"}],
+        "chunks": chunks,
+        "chunk_delay": delay,
+        "stream_options": {"include_usage": True},
+    }
+    counts: list[int] = []
+    got = b""
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        pieces = response.iter_raw()
+        for n, piece in enumerate(pieces):
+            got += piece
+            if n in (20, 60):
+                [entry] = httpx.get(f"{url}/api/inflight", timeout=10).json()["requests"]
+                counts.append(entry["resp_bytes"])
+    return got, counts
+
+
+@pytest.mark.parametrize("setting", ["1", "0"])
+def test_a_stream_is_the_same_with_and_without_the_native_relay(
+    start_port: int, setting: str
+) -> None:
+    if setting == "1" and native.library() is None:
+        pytest.skip("the native relay is not built here")
+    config = f"""
+startPort: {start_port}
+healthCheckTimeout: 20
+captureBuffer: 1
+models:
+  alpha:
+    cmd: {echo_cmd()}
+"""
+    env = {**os.environ, "SWAPD_NATIVE_RELAY": setting}
+    with run_swapd(config, env=env) as swapd:
+        stream(swapd.url, 3, 0)  # starts the engine
+        got, counts = stream(swapd.url, 120, 0.01)
+        threads = relay_threads(swapd.proc.pid)
+        records: list[dict[str, Any]] = httpx.get(f"{swapd.url}/api/activity").json()["activity"]
+        record = records[0]
+        deadline = time.monotonic() + 10
+        while (capture := httpx.get(f"{swapd.url}/api/captures/{record['id']}")).status_code != 200:
+            assert time.monotonic() < deadline, capture.text
+            time.sleep(0.05)
+
+    assert threads == (1 if setting == "1" else 0)
+    assert got.endswith(b"data: [DONE]\n\n")
+    assert got.count(b"data: ") == 120 + 3  # the frames, finish_reason, usage, [DONE]
+    assert counts[0] > 0 and counts[1] > counts[0], counts  # the meter follows the stream
+    assert record["status"] == 200 and record["ttfb"] is not None
+    assert record["completion_tokens"] == 120  # read from the body's tail
+    body = base64.b64decode(capture.json()["resp_body"])
+    assert body == got  # the capture has the whole body
