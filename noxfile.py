@@ -28,7 +28,8 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def workers(session: nox.Session) -> None:
     """The end-to-end suite again, every swapd it starts with 2 data-plane worker processes
-    (``SWAPD_WORKERS``, swapd.dataplane): the same answers as one process."""
+    (``SWAPD_WORKERS``, swapd.dataplane) and the relay in Python (``SWAPD_NATIVE_RELAY=0``):
+    the same answers as one process with the native relay (the tests session)."""
     session.install("-e", ".[test]")
     # test_shutdown.py is left out here: in one of two CI runs its swapd took over 20 s to exit
     # with workers (10 reruns passed; the cause is not found yet, issue 13's note has it).
@@ -38,7 +39,7 @@ def workers(session: nox.Session) -> None:
         "tests/operate/test_inflight.py",
         "--ignore=tests/e2e/test_shutdown.py",
     ]
-    session.run("pytest", *args, env={"SWAPD_WORKERS": "2"})
+    session.run("pytest", *args, env={"SWAPD_WORKERS": "2", "SWAPD_NATIVE_RELAY": "0"})
 
 
 @nox.session

@@ -43,6 +43,7 @@ from typing import Any
 
 import wrkload
 
+from swapd import native
 from swapd.testing import (
     echo_cmd,
     free_port,
@@ -309,13 +310,18 @@ def fastsse_bench(args: argparse.Namespace) -> None:
                 multi = stack.enter_context(run_swapd(config, extra_args=extra))
                 name = workers_name(args.workers)
                 targets.append(Target(name, {"burst": multi.url, "paced": multi.url}, multi.pid))
+            if args.python_relay:  # the same swapd with its relay in Python (swapd.native off)
+                env = {**os.environ, "SWAPD_NATIVE_RELAY": "0"}
+                py = stack.enter_context(run_swapd(config, extra_args=["--workers", "0"], env=env))
+                targets.append(Target(PY_RELAY, {"burst": py.url, "paced": py.url}, py.pid))
             if llama_swap:
                 log = tmp / "llama-swap.log"
                 targets.append(stack.enter_context(_llama_swap(llama_swap, config, log)))
+        relay = "native" if native.library() is not None else "Python (native relay not built)"
         print(
             f"fastsse upstream ({FRAMES} frames/stream), wrk client, {seconds:g}s per cell "
             f"({paced_seconds:g}s paced), cpus={os.cpu_count()}, "
-            f"load average {os.getloadavg()[0]:.2f} at start",
+            f"load average {os.getloadavg()[0]:.2f} at start; swapd's relay: {relay}",
             flush=True,
         )
         table: dict[str, dict[str, Cell]] = {}
@@ -404,6 +410,9 @@ def _print_fastsse(
     print("\nsummary: " + " | ".join(parts))
 
 
+PY_RELAY = "swapd py"  # the --python-relay column
+
+
 def workers_name(n: int) -> str:
     return f"swapd w={n}"
 
@@ -417,6 +426,11 @@ def main() -> None:
     p.add_argument("--direct-only", action="store_true", help="measure the engine alone")
     p.add_argument(
         "--workers", type=int, default=0, help="fastsse: also swapd with N data-plane workers"
+    )
+    p.add_argument(
+        "--python-relay",
+        action="store_true",
+        help="fastsse: also swapd with its relay in Python (SWAPD_NATIVE_RELAY=0)",
     )
     p.add_argument("--json", action="store_true", help="also print raw results as JSON")
     args = p.parse_args()

@@ -342,6 +342,7 @@ class Exchange(asyncio.Protocol):
         self.counted = 0  # body bytes the meter had counted when the flow began
         self.reserved = 0  # body bytes the flow keeps for the capture
         self.handed = False  # the engine's socket is not read here (the native relay's)
+        self.retry = False  # the hand-over waits for the client to catch up
         assert link.transport is not None
         link.transport.set_protocol(self)
 
@@ -362,10 +363,13 @@ class Exchange(asyncio.Protocol):
                 if self.meter is not None:
                     self.meter.feed(bodies[0] if len(bodies) == 1 else b"".join(bodies))
                 bodies.clear()
-            self.marks.clear()
+            marks = self.marks
             self.out.write(data)
             if self.ended:
                 self.finish()
+            elif self.retry and marks and not marks[-1] and data.endswith(b"\r\n"):
+                self.hand_over()  # between two chunks again, and the client has caught up?
+            marks.clear()
             return
         if bodies:
             self.take(bodies)
@@ -571,7 +575,10 @@ class Exchange(asyncio.Protocol):
         Python hears of this response once more, when it has ended (:meth:`native_ended`)."""
         relay = self.link.pool.native()
         transport = self.link.transport
-        if relay is None or transport is None or self.paused or self.out.get_write_buffer_size():
+        if relay is None or transport is None:
+            return
+        self.retry = bool(self.paused or self.out.get_write_buffer_size())
+        if self.retry:
             return
         upstream = transport.get_extra_info("socket")
         client = self.out.get_extra_info("socket")
@@ -723,7 +730,7 @@ async def relay(
         finally:
             if edge.sink is ex:
                 edge.sink = None
-            if not ex.done.done():  # cancelled (the client left): stop the engine
-                ex.fail(ConnectionAbortedError("the client left"))
+            if not ex.closed:  # cancelled (the client left, an operator): stop the engine
+                ex.fail(ConnectionAbortedError("the client left"))  # (done is cancelled then)
             if not ex.done.cancelled():  # an outcome nobody awaited is not an error
                 ex.done.exception()
