@@ -19,8 +19,8 @@ RUN npm ci --no-audit --no-fund
 COPY ui/ ./
 RUN npm run build
 
-# --- the wheel, carrying the UI built above ------------------------------------------------
-FROM python:3.12-slim-bookworm AS wheel
+# --- the wheel, carrying the UI built above and the native relay (the full image has gcc) --
+FROM python:3.12-bookworm AS wheel
 WORKDIR /src
 COPY pyproject.toml hatch_build.py README.md LICENSE ./
 COPY src/ src/

@@ -38,6 +38,8 @@ def _newest(ui: Path) -> float:
 
 
 def build_native(root: Path, build_data: dict[str, Any]) -> None:
+    """Compile the native relay into the tree (an editable install loads it from there) and
+    ship it in the wheel, tagged for this platform."""
     source = root / "src" / "swapd" / "native" / "relay.c"
     library = source.with_name("_relay.so")
     if not sys.platform.startswith("linux") or not source.is_file():
@@ -70,7 +72,8 @@ class UIBuildHook(BuildHookInterface):  # type: ignore[type-arg]
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         root = Path(self.root)
-        build_native(root, build_data)
+        if self.target_name == "wheel":  # (an sdist ships relay.c, never a built library)
+            build_native(root, build_data)
         ui = root / "ui"
         index = root / "src" / "swapd" / "web" / "dist" / "index.html"
         if os.environ.get("SWAPD_SKIP_UI_BUILD") or not (ui / "package.json").is_file():

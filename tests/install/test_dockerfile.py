@@ -39,6 +39,7 @@ def test_dockerignore_sends_sources_but_no_builds_venvs_or_node_modules() -> Non
         ".git/HEAD",
         "ui/node_modules/vite/package.json",
         "src/swapd/web/dist/index.html",  # the image's UI is the node stage's build
+        "src/swapd/native/_relay.so",  # ... and its native relay the wheel stage's
         "src/swapd/__pycache__/app.cpython-311.pyc",
         "tests/conftest.py",
     ):
