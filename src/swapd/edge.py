@@ -222,8 +222,9 @@ class EdgeProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         if self.sink is not None:
             self.sink.client_lost()
-        if self.guard is not None:
-            self.guard.client_lost()
+        cycle = self.cycle
+        if self.guard is not None and not (cycle is not None and cycle.response_complete):
+            self.guard.client_lost()  # (a client that closed after the whole response: no)
         if self._counted:
             self._counted = False
             self.EDGE.refusing.pop(self.transport, None)

@@ -177,8 +177,8 @@ class Routes:
         if selector is not None:
             return self._select(name, selector)
         route = self.concrete(target)
-        if route is None:
-            return None
+        if route is None or target == name:  # (concrete's route names what was asked)
+            return route
         return replace(route, requested=name, name=target)
 
     def release(self, route: Route) -> None:

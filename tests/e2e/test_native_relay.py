@@ -5,7 +5,9 @@ grows; and the relay thread runs only where it is on."""
 from __future__ import annotations
 
 import base64
+import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -86,3 +88,41 @@ models:
     assert record["completion_tokens"] == 120  # read from the body's tail
     body = base64.b64decode(capture.json()["resp_body"])
     assert body == got  # the capture has the whole body
+
+
+def test_clients_that_close_on_the_last_event_have_their_streams_recorded_as_served(
+    start_port: int,
+) -> None:
+    """A client that hangs up as soon as it has read ``[DONE]`` (as the openai SDK does) got the
+    whole answer: the request is served (200), not cut by the client (499), with or without the
+    native relay in between."""
+    config = f"""
+startPort: {start_port}
+healthCheckTimeout: 20
+models:
+  alpha:
+    cmd: {echo_cmd()}
+"""
+    body = json.dumps(
+        {"model": "alpha", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    ).encode()
+    with run_swapd(config) as swapd:
+        head = (
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{swapd.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+                sock.sendall(head + body)
+                got = b""
+                while b"data: [DONE]" not in got:
+                    piece = sock.recv(65536)
+                    assert piece, got[-200:]
+                    got += piece
+        deadline = time.monotonic() + 10
+        while True:
+            records = httpx.get(f"{swapd.url}/api/activity").json()["activity"]
+            if len(records) == 40 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert sorted(r["status"] for r in records) == [200] * 40

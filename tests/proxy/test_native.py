@@ -232,3 +232,38 @@ async def test_an_aborted_flow_relays_nothing_more_and_tells_nobody() -> None:
         relay.close()
         for s in socks:
             s.close()
+
+
+@pytest.mark.anyio
+async def test_settling_a_flow_tells_done_when_its_last_chunk_was_written_already() -> None:
+    relay, owner, fid, socks = await start()
+    try:
+        wire = chunked([b"last words"])
+        socks[0].sendall(wire)
+        socks[3].settimeout(10)
+        got = b""
+        while len(got) < len(wire):  # the client has it all: the thread wrote the end
+            got += socks[3].recv(100)
+        relay.settle(fid)  # without yielding to the loop: the notification is not read yet
+        assert owner.ended.done() and owner.ended.result().end == native.DONE
+        assert not relay.flows
+    finally:
+        relay.close()
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.anyio
+async def test_settling_a_running_flow_ends_it_as_aborted_before_returning() -> None:
+    relay, owner, fid, socks = await start()
+    try:
+        socks[0].sendall(b"3\r\nabc\r\n")
+        assert socks[3].recv(100) == b"3\r\nabc\r\n"
+        relay.settle(fid)
+        assert owner.ended.done()
+        ended = owner.ended.result()
+        assert ended.end == native.ABORTED and ended.size == 3
+    finally:
+        relay.close()
+        for s in socks:
+            s.close()

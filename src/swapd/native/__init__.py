@@ -33,7 +33,7 @@ DONE = 1  # the terminating chunk was written to the client
 UPSTREAM_CLOSED = 2  # the engine closed (or reset) its connection before the end
 CLIENT_GONE = 3  # the client's socket refused more bytes
 IDLE = 4  # the engine sent nothing for the idle limit
-ABORTED = 5  # :meth:`Relay.abort`
+ABORTED = 5  # :meth:`Relay.abort` or :meth:`Relay.settle` came first
 BAD_FRAMING = 6  # the engine's chunked framing is broken
 
 
@@ -102,7 +102,7 @@ def _load() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux") or not LIBRARY.is_file():
         return None
     try:
-        lib = ctypes.CDLL(str(LIBRARY))
+        lib = ctypes.CDLL(str(LIBRARY), use_errno=True)
     except OSError:
         return None
     handle = ctypes.c_void_p
@@ -110,7 +110,7 @@ def _load() -> ctypes.CDLL | None:
     lib.relay_create.argtypes = []
     lib.relay_notify_fd.restype = ctypes.c_int
     lib.relay_notify_fd.argtypes = [handle]
-    lib.relay_add.restype = ctypes.c_int
+    lib.relay_add.restype = handle
     lib.relay_add.argtypes = [
         handle,
         ctypes.c_int64,
@@ -120,9 +120,11 @@ def _load() -> ctypes.CDLL | None:
         ctypes.c_int64,
     ]
     lib.relay_abort.restype = None
-    lib.relay_abort.argtypes = [handle, ctypes.c_int64]
+    lib.relay_abort.argtypes = [handle, handle]
+    lib.relay_settle.restype = None
+    lib.relay_settle.argtypes = [handle, handle]
     lib.relay_size.restype = ctypes.c_int64
-    lib.relay_size.argtypes = [handle, ctypes.c_int64]
+    lib.relay_size.argtypes = [handle]
     lib.relay_next.restype = ctypes.c_int
     lib.relay_next.argtypes = [handle, ctypes.POINTER(_Result)]
     lib.relay_free.restype = None
@@ -143,7 +145,7 @@ class Relay:
         self.handle = handle
         self.loop = loop
         self.fd: int = lib.relay_notify_fd(handle)
-        self.flows: dict[int, Owner] = {}
+        self.flows: dict[int, tuple[Owner, int]] = {}  # id -> its owner and relay.c's flow
         self._ids = itertools.count(1)
         self._result = _Result()
         loop.add_reader(self.fd, self._drain)
@@ -153,23 +155,32 @@ class Relay:
         dup()ed by the thread); ``idle``: seconds the engine may send nothing (0: no limit);
         ``keep``: body bytes to keep for a capture. Returns the flow's id."""
         fid = next(self._ids)
-        rc = self.lib.relay_add(self.handle, fid, upstream, client, idle, keep)
-        if rc < 0:
-            raise OSError(-rc, os.strerror(-rc))
-        self.flows[fid] = owner
+        flow = self.lib.relay_add(self.handle, fid, upstream, client, idle, keep)
+        if not flow:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+        self.flows[fid] = (owner, flow)
         return fid
 
     def abort(self, fid: int) -> None:
         """End a flow now; its owner hears nothing more of it."""
-        if self.flows.pop(fid, None) is not None:
-            self.lib.relay_abort(self.handle, fid)
+        found = self.flows.pop(fid, None)
+        if found is not None:
+            self.lib.relay_abort(self.handle, found[1])
+
+    def settle(self, fid: int) -> None:
+        """End a flow now and tell its owner how it ended before this returns: ``DONE`` when
+        its last chunk had been written already (the thread is waited for, a few µs), else
+        ``ABORTED``."""
+        found = self.flows.get(fid)
+        if found is not None:
+            self.lib.relay_settle(self.handle, found[1])
+            self._drain()
 
     def poll(self) -> None:
         """Tell every running flow's owner how many body bytes it has relayed so far."""
-        for fid, owner in list(self.flows.items()):
-            size = int(self.lib.relay_size(self.handle, fid))
-            if size >= 0:
-                owner.native_progress(size)
+        for owner, flow in list(self.flows.values()):
+            owner.native_progress(int(self.lib.relay_size(flow)))
 
     def _drain(self) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -182,9 +193,10 @@ class Relay:
             if res.keep:
                 keep = ctypes.string_at(res.keep, res.keep_len)
                 lib.relay_free(res.keep)
-            owner = self.flows.pop(res.id, None)
-            if owner is None:  # aborted meanwhile
+            found = self.flows.pop(res.id, None)
+            if found is None:  # aborted meanwhile
                 continue
+            owner = found[0]
             ended = Ended(
                 end=res.end,
                 err=res.err,

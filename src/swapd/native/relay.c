@@ -44,7 +44,9 @@ typedef struct flow {
     int up, cl;                  /* the dup()ed sockets: engine, client */
     int state, digits;           /* the chunk parser */
     uint64_t acc, left;
-    int end, err, extra, abort;  /* why it ended, errno, bytes after the end, abort asked */
+    int end, err, extra;         /* why it ended, errno, bytes past the end */
+    int abort;                   /* asked by Python (atomic) */
+    int queued;                  /* in the done list (under lock): relay_next may take it */
     int complete;                /* the terminating chunk is read; written once out is empty */
     int waiting;                 /* out holds bytes the client's socket did not take yet */
     char *out;
@@ -78,6 +80,7 @@ typedef struct {
     int ep, control, notify;
     pthread_t thread;
     pthread_mutex_t lock;
+    pthread_cond_t queued;          /* broadcast when ended flows join the done list */
     flow *incoming, *active, *done; /* incoming and done under lock; active: the thread's */
     int stopping, timed;
 } relay;
@@ -285,6 +288,7 @@ static void flush(relay *r, flow *f, flow **ended) {
 }
 
 static void readable(relay *r, flow *f, char *buf, flow **ended) {
+    if (f->waiting) return; /* the client has bytes to take first */
     ssize_t n = recv(f->up, buf, BUF_SIZE, 0);
     if (n < 0) {
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -351,11 +355,11 @@ static void control(relay *r, flow **ended) {
         bad = bad || epoll_ctl(r->ep, EPOLL_CTL_ADD, f->cl, &ev) < 0;
         if (bad) finish(r, f, ABORTED, errno, ended);
     }
+    pthread_mutex_unlock(&r->lock);
     for (flow *f = r->active, *next; f; f = next) {
         next = f->next;
-        if (f->abort) finish(r, f, ABORTED, 0, ended);
+        if (__atomic_load_n(&f->abort, __ATOMIC_ACQUIRE)) finish(r, f, ABORTED, 0, ended);
     }
-    pthread_mutex_unlock(&r->lock);
 }
 
 static void check_idle(relay *r, flow **ended) {
@@ -401,8 +405,10 @@ static void *run(void *arg) {
         while (ended) {
             flow *f = ended;
             unlink_flow(&ended, f);
+            f->queued = 1;
             push(&r->done, f);
         }
+        if (any) pthread_cond_broadcast(&r->queued);
         pthread_mutex_unlock(&r->lock);
         if (any) signal_fd(r->notify);
         if (stop) break;
@@ -426,6 +432,7 @@ void *relay_create(void) {
     r->control = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     r->notify = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->queued, NULL);
     struct epoll_event ev;
     ev.events = EPOLLIN;
     ev.data.ptr = NULL;
@@ -445,18 +452,20 @@ void *relay_create(void) {
 /* The fd Python watches: readable when relay_next() has something. */
 int relay_notify_fd(void *h) { return ((relay *)h)->notify; }
 
-/* Hand over a response body: 0, or -errno. */
-int relay_add(void *h, int64_t id, int up, int cl, double idle, int64_t keep) {
+/* Hand over a response body: the flow (for relay_abort, relay_settle and relay_size, until
+ * relay_next has returned it), or NULL with errno set. */
+void *relay_add(void *h, int64_t id, int up, int cl, double idle, int64_t keep) {
     relay *r = h;
     flow *f = calloc(1, sizeof *f);
-    if (!f) return -ENOMEM;
+    if (!f) return NULL;
     f->id = id;
     f->up = dup(up);
     f->cl = dup(cl);
     if (f->up < 0 || f->cl < 0) {
         int err = errno;
         drop(f);
-        return -err;
+        errno = err;
+        return NULL;
     }
     f->state = C_SIZE;
     f->idle = idle;
@@ -466,30 +475,30 @@ int relay_add(void *h, int64_t id, int up, int cl, double idle, int64_t keep) {
     push(&r->incoming, f);
     pthread_mutex_unlock(&r->lock);
     signal_fd(r->control);
-    return 0;
+    return f;
 }
 
-/* Ask the thread to end a flow (ABORTED); a flow already ended is left as it is. */
-void relay_abort(void *h, int64_t id) {
-    relay *r = h;
-    pthread_mutex_lock(&r->lock);
-    for (flow *f = r->incoming; f; f = f->next)
-        if (f->id == id) f->abort = 1;
-    for (flow *f = r->active; f; f = f->next)
-        if (f->id == id) f->abort = 1;
-    pthread_mutex_unlock(&r->lock);
-    signal_fd(r->control);
+/* Ask the thread to end a flow (ABORTED); a flow that has ended already keeps its end. */
+void relay_abort(void *h, void *flow_) {
+    flow *f = flow_;
+    __atomic_store_n(&f->abort, 1, __ATOMIC_RELEASE);
+    signal_fd(((relay *)h)->control);
 }
 
-/* The body bytes relayed so far (-1: no such flow running). */
-int64_t relay_size(void *h, int64_t id) {
+/* relay_abort, then wait until the thread has queued the flow for relay_next: its end is then
+ * known (DONE when the last chunk was written before the abort came, else ABORTED). */
+void relay_settle(void *h, void *flow_) {
     relay *r = h;
-    int64_t size = -1;
+    flow *f = flow_;
+    relay_abort(h, f);
     pthread_mutex_lock(&r->lock);
-    for (flow *f = r->active; f; f = f->next)
-        if (f->id == id) size = __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+    while (!f->queued && !r->stopping) pthread_cond_wait(&r->queued, &r->lock);
     pthread_mutex_unlock(&r->lock);
-    return size;
+}
+
+/* The body bytes a flow has relayed so far. */
+int64_t relay_size(void *flow_) {
+    return __atomic_load_n(&((flow *)flow_)->size, __ATOMIC_RELAXED);
 }
 
 /* One ended flow into *out (1), or none left (0). The caller reads the notify fd first, then
@@ -532,6 +541,7 @@ void relay_destroy(void *h) {
     r->stopping = 1;
     pthread_mutex_unlock(&r->lock);
     signal_fd(r->control);
+    pthread_cond_broadcast(&r->queued);
     pthread_join(r->thread, NULL);
     flow *lists[3] = {r->incoming, r->active, r->done};
     for (int i = 0; i < 3; i++) {
@@ -544,5 +554,6 @@ void relay_destroy(void *h) {
     close(r->control);
     close(r->notify);
     pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->queued);
     free(r);
 }

@@ -35,6 +35,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call] # no *_created series
 Snapshot = Callable[[], Iterable[dict[str, Any]]]
 PlacementView = Callable[[], Mapping[str, Any]]
 GPU_KINDS = ("total", "used", "reserved")
+OBSERVED_MAX = 4096  # histogram observations held before they are applied
 
 
 class _Gauges(Collector):
@@ -127,6 +128,9 @@ class Metrics:
         # Counter increments per (metric, labels), added when read: a dict update per request
         # instead of prometheus_client's locked inc (~1 µs each, up to four per request).
         self._counts: dict[tuple[Any, ...], int] = {}
+        # Histogram observations likewise, applied when read (or once OBSERVED_MAX are held):
+        # an append per request instead of a locked observe (~3 µs each, two per request).
+        self._observed: list[tuple[Any, str, float]] = []
         self._devices = _Devices()
         r.register(self._devices)
 
@@ -145,9 +149,12 @@ class Metrics:
         counts = self._counts
         key: tuple[Any, ...] = (self.requests, model, str(status))
         counts[key] = counts.get(key, 0) + 1
-        self._child(self.duration, model).observe(duration)
+        observed = self._observed
+        observed.append((self.duration, model, duration))
         if ttfb is not None:
-            self._child(self.ttfb, model).observe(ttfb)
+            observed.append((self.ttfb, model, ttfb))
+        if len(observed) >= OBSERVED_MAX:
+            self._apply()
         for kind, n in tokens.items():
             if n:
                 key = (self.tokens, model, kind)
@@ -162,8 +169,14 @@ class Metrics:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    def render(self) -> bytes:
+    def _apply(self) -> None:
         counts, self._counts = self._counts, {}
         for (metric, *labels), n in counts.items():
             self._child(metric, *labels).inc(n)
+        observed, self._observed = self._observed, []
+        for metric, model, value in observed:
+            self._child(metric, model).observe(value)
+
+    def render(self) -> bytes:
+        self._apply()
         return generate_latest(self.registry)

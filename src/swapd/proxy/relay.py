@@ -186,6 +186,10 @@ class Pool:
         if self._native is not None:
             self._native.abort(flow)
 
+    def native_settle(self, flow: int) -> None:
+        if self._native is not None:
+            self._native.settle(flow)
+
     def poll(self) -> None:
         """Bring the meters of bodies the native relay is moving up to date (for the
         in-flight table)."""
@@ -565,7 +569,11 @@ class Exchange(asyncio.Protocol):
 
     def client_lost(self) -> None:
         """The client went away: the engine's connection closes at once, so it stops
-        generating (the request's task is cancelled by its DisconnectGuard)."""
+        generating (the request's task is cancelled by its DisconnectGuard). A body the native
+        relay is moving is settled first: a client that closed as soon as it had read the last
+        chunk got the whole response (the relay says DONE), and the request completes."""
+        if self.flow:
+            self.link.pool.native_settle(self.flow)  # native_ended runs before this returns
         self.detach()
 
     # -- the native relay (swapd.native) ---------------------------------------------------
@@ -626,6 +634,8 @@ class Exchange(asyncio.Protocol):
             self.finish()
         elif end == native.CLIENT_GONE:
             self.out.abort()  # the edge's connection_lost: as for any client that left
+        elif end == native.ABORTED:  # settled (client_lost): the engine's connection closes
+            self.detach()
         elif end == native.IDLE:
             self.stalled = True
             self.fail(TimeoutError(f"no body byte for {self.idle_read:g}s"))
