@@ -36,7 +36,7 @@ class Lease:
     @property
     def done(self) -> bool:
         """Granted or failed: ``ready()`` returns (or raises) without waiting."""
-        return self._ticket.event.is_set()
+        return self._ticket.done
 
     def state(self) -> str:
         return str(self._scheduler.state(self.model) or "stopped")
@@ -57,7 +57,7 @@ class Lease:
 
     async def settled(self) -> SwapdError | None:
         """Wait until granted or failed; the failure is returned, not raised."""
-        await self._ticket.event.wait()
+        await self._ticket.wait()
         return self._ticket.error
 
     async def renew(self, dead: Upstream) -> Upstream:

@@ -189,7 +189,7 @@ class Scheduler:
 
     async def wait(self, ticket: Ticket) -> Upstream:
         if ticket.upstream is None and ticket.error is None:
-            await ticket.event.wait()
+            await ticket.wait()
         if ticket.error is not None:
             raise ticket.error
         assert ticket.upstream is not None
@@ -247,14 +247,14 @@ class Scheduler:
         ticket.upstream = slot.upstream
         ticket.position = 0
         slot.inflight += 1
-        ticket.event.set()
+        ticket.settle()
 
     def _fail(self, ticket: Ticket, error: SwapdError) -> None:
         if ticket in self._queue:
             self._queue.remove(ticket)
         ticket.error = error
         ticket.position = 0
-        ticket.event.set()
+        ticket.settle()
 
     def _fail_queued(self, which: Callable[[Ticket], bool], error: SwapdError) -> None:
         for ticket in [t for t in self._queue if which(t)]:

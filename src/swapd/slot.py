@@ -92,14 +92,25 @@ class Ticket:
     slot: Slot = field(repr=False)  # the slot it was admitted to (a reload may replace it)
     seq: int
     created: float
-    event: anyio.Event = field(default_factory=anyio.Event)
     upstream: Upstream | None = None
     error: SwapdError | None = None
     granted: bool = False
     released: bool = False
     position: int = 0  # 1-based place in the queue while waiting, 0 otherwise
     priority: int = 0  # `fifo.priority` of its model at admission; queued ahead of lower ones
+    done: bool = False  # granted or failed
+    # made by the first waiter only: most tickets are granted at admission, never waited on
+    _event: anyio.Event | None = field(default=None, repr=False)
 
-    @property
-    def done(self) -> bool:
-        return self.event.is_set()
+    def settle(self) -> None:
+        """Granted or failed: whoever waits wakes."""
+        self.done = True
+        if self._event is not None:
+            self._event.set()
+
+    async def wait(self) -> None:
+        """Until granted or failed."""
+        if not self.done:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
