@@ -6,9 +6,12 @@ way a flow can end (engine closed, broken framing, idle engine, client gone, abo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -134,136 +137,119 @@ def test_a_chunked_body_arrives_whole_and_metered_whatever_its_packets(
         assert not ended.extra
 
 
-async def start(
-    keep: int = 0, idle: float = 0
-) -> tuple[native.Relay, Owner, int, list[socket.socket]]:
+@dataclass
+class Flow:
+    """One flow handed to a fresh relay over socket pairs: ``engine`` writes what the engine
+    sends, ``client`` reads what the client gets."""
+
+    relay: native.Relay
+    owner: Owner
+    fid: int
+    engine: socket.socket
+    client: socket.socket
+
+    async def ended(self) -> native.Ended:
+        return await asyncio.wait_for(self.owner.ended, 10)
+
+    def client_has_nothing(self) -> bool:
+        self.client.setblocking(False)
+        try:
+            self.client.recv(100)
+        except BlockingIOError:
+            return True
+        return False
+
+
+@contextlib.asynccontextmanager
+async def flowing(keep: int = 0, idle: float = 0) -> AsyncIterator[Flow]:
     assert lib is not None
     loop = asyncio.get_running_loop()
     relay = native.Relay(lib, loop)
-    engine, up, down, client = pairs()
+    socks = engine, up, down, client = pairs()
     owner = Owner(loop)
-    fid = relay.add(owner, up.fileno(), down.fileno(), idle, keep)
-    return relay, owner, fid, [engine, up, down, client]
+    try:
+        fid = relay.add(owner, up.fileno(), down.fileno(), idle, keep)
+        client.settimeout(10)
+        yield Flow(relay, owner, fid, engine, client)
+    finally:
+        relay.close()
+        for s in socks:
+            s.close()
 
 
 @pytest.mark.anyio
 async def test_an_engine_that_closes_mid_body_ends_the_flow_as_closed() -> None:
-    relay, owner, _, (engine, *rest) = await start()
-    try:
-        engine.sendall(b"5\r\nhello\r\n")
-        engine.close()
-        ended = await asyncio.wait_for(owner.ended, 10)
-        assert ended.end == native.UPSTREAM_CLOSED
-        assert ended.size == 5
-        assert rest[2].recv(100) == b"5\r\nhello\r\n"
-    finally:
-        relay.close()
-        for s in rest:
-            s.close()
+    async with flowing() as flow:
+        flow.engine.sendall(b"5\r\nhello\r\n")
+        flow.engine.close()
+        ended = await flow.ended()
+        assert ended.end == native.UPSTREAM_CLOSED and ended.size == 5
+        assert flow.client.recv(100) == b"5\r\nhello\r\n"
 
 
 @pytest.mark.anyio
 async def test_broken_chunk_framing_ends_the_flow_before_it_reaches_the_client() -> None:
-    relay, owner, _, socks = await start()
-    try:
-        socks[0].sendall(b"zz\r\nhello\r\n")
-        ended = await asyncio.wait_for(owner.ended, 10)
-        assert ended.end == native.BAD_FRAMING
-        socks[3].setblocking(False)
-        with pytest.raises(BlockingIOError):
-            socks[3].recv(100)
-    finally:
-        relay.close()
-        for s in socks:
-            s.close()
+    async with flowing() as flow:
+        flow.engine.sendall(b"zz\r\nhello\r\n")
+        assert (await flow.ended()).end == native.BAD_FRAMING
+        assert flow.client_has_nothing()
 
 
 @pytest.mark.anyio
 async def test_an_idle_engine_ends_the_flow_after_its_limit() -> None:
-    relay, owner, _, socks = await start(idle=0.3)
     began = time.monotonic()
-    try:
-        socks[0].sendall(b"3\r\nabc\r\n")
-        ended = await asyncio.wait_for(owner.ended, 10)
-        assert ended.end == native.IDLE
+    async with flowing(idle=0.3) as flow:
+        flow.engine.sendall(b"3\r\nabc\r\n")
+        assert (await flow.ended()).end == native.IDLE
         assert 0.3 <= time.monotonic() - began < 5
-    finally:
-        relay.close()
-        for s in socks:
-            s.close()
 
 
 @pytest.mark.anyio
 async def test_a_client_that_went_away_ends_the_flow_as_gone() -> None:
-    relay, owner, _, socks = await start()
-    try:
-        socks[3].close()
+    async with flowing() as flow:
+        flow.client.close()
         for _ in range(50):  # the first write may still be taken; a later one fails
-            socks[0].sendall(b"3\r\nabc\r\n")
-            if owner.ended.done():
+            flow.engine.sendall(b"3\r\nabc\r\n")
+            if flow.owner.ended.done():
                 break
             await asyncio.sleep(0.02)
-        ended = await asyncio.wait_for(owner.ended, 10)
-        assert ended.end == native.CLIENT_GONE
-    finally:
-        relay.close()
-        for s in socks[:3]:
-            s.close()
+        assert (await flow.ended()).end == native.CLIENT_GONE
 
 
 @pytest.mark.anyio
 async def test_an_aborted_flow_relays_nothing_more_and_tells_nobody() -> None:
-    relay, owner, fid, socks = await start()
-    try:
-        socks[0].sendall(b"3\r\nabc\r\n")
-        assert socks[3].recv(100) == b"3\r\nabc\r\n"
-        relay.poll()
-        assert owner.sizes == [3]
-        relay.abort(fid)
+    async with flowing() as flow:
+        flow.engine.sendall(b"3\r\nabc\r\n")
+        assert flow.client.recv(100) == b"3\r\nabc\r\n"
+        flow.relay.poll()
+        assert flow.owner.sizes == [3]
+        flow.relay.abort(flow.fid)
         await asyncio.sleep(0.1)
-        socks[0].sendall(b"3\r\ndef\r\n0\r\n\r\n")
+        flow.engine.sendall(b"3\r\ndef\r\n0\r\n\r\n")
         await asyncio.sleep(0.2)
-        socks[3].setblocking(False)
-        with pytest.raises(BlockingIOError):
-            socks[3].recv(100)
-        assert not owner.ended.done()
-        assert not relay.flows
-    finally:
-        relay.close()
-        for s in socks:
-            s.close()
+        assert flow.client_has_nothing()
+        assert not flow.owner.ended.done() and not flow.relay.flows
 
 
 @pytest.mark.anyio
 async def test_settling_a_flow_tells_done_when_its_last_chunk_was_written_already() -> None:
-    relay, owner, fid, socks = await start()
-    try:
+    async with flowing() as flow:
         wire = chunked([b"last words"])
-        socks[0].sendall(wire)
-        socks[3].settimeout(10)
+        flow.engine.sendall(wire)
         got = b""
         while len(got) < len(wire):  # the client has it all: the thread wrote the end
-            got += socks[3].recv(100)
-        relay.settle(fid)  # without yielding to the loop: the notification is not read yet
-        assert owner.ended.done() and owner.ended.result().end == native.DONE
-        assert not relay.flows
-    finally:
-        relay.close()
-        for s in socks:
-            s.close()
+            got += flow.client.recv(100)
+        flow.relay.settle(flow.fid)  # without yielding to the loop: its notice is unread
+        assert flow.owner.ended.done() and flow.owner.ended.result().end == native.DONE
+        assert not flow.relay.flows
 
 
 @pytest.mark.anyio
 async def test_settling_a_running_flow_ends_it_as_aborted_before_returning() -> None:
-    relay, owner, fid, socks = await start()
-    try:
-        socks[0].sendall(b"3\r\nabc\r\n")
-        assert socks[3].recv(100) == b"3\r\nabc\r\n"
-        relay.settle(fid)
-        assert owner.ended.done()
-        ended = owner.ended.result()
+    async with flowing() as flow:
+        flow.engine.sendall(b"3\r\nabc\r\n")
+        assert flow.client.recv(100) == b"3\r\nabc\r\n"
+        flow.relay.settle(flow.fid)
+        assert flow.owner.ended.done()
+        ended = flow.owner.ended.result()
         assert ended.end == native.ABORTED and ended.size == 3
-    finally:
-        relay.close()
-        for s in socks:
-            s.close()

@@ -17,7 +17,10 @@ parser, and its ``data_received`` writes each packet straight to the client's tr
 - flow control both ways: the client's transport paused (its buffer full) pauses reading the
   engine's socket (swapd.edge forwards ``pause_writing``/``resume_writing``); an engine that
   sends nothing for ``timeouts.idleRead`` while the client keeps up ends the response (504);
-- the request leaves as one write: a pre-built header block (no header dict) and the body.
+- the request leaves as one write: a pre-built header block (no header dict) and the body;
+- a chunked body, once a packet has ended between two chunks, is handed to the native relay
+  (swapd.native: a C thread, no Python per packet) where it is built; the exchange hears of it
+  again when the body has ended, and finishes the response as if it had relayed it.
 
 The ASGI boundary stays for routing, auth and the lease: swapd.edge puts a :class:`Client` in
 the scope (``extensions["swapd.client"]``); :func:`relay` writes the response to its transport
