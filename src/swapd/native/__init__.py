@@ -77,6 +77,9 @@ class Ended:
     keep_cut: bool
 
 
+NOTHING = Ended(ABORTED, 0, False, 0, None, b"", b"", b"", False)  # a flow that never ran
+
+
 class Owner(Protocol):
     """Told once when the flow it handed over has ended (not after an abort), and of its
     size so far when asked (:meth:`Relay.poll`)."""

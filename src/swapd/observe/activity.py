@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from swapd.native import Ended
+
 HEAD_BYTES = 4096
 TAIL_BYTES = 16384
 DEFAULT_MAX_RECORDS = 1000
@@ -68,25 +70,16 @@ class Meter:
         """Body bytes to keep of what the native relay moves (swapd.native): a capture's."""
         return 0
 
-    def absorb(
-        self,
-        size: int,
-        first: float | None,
-        head: bytes,
-        tail: bytes,
-        reserved: int,
-        kept: bytes,
-        cut: bool,
-    ) -> None:
-        """What the native relay saw of ``size`` body bytes, as if they had been fed here:
-        the first byte's time, the body's first and last bytes; ``reserved`` (what
-        :meth:`reserve` gave), ``kept`` and ``cut`` are the capture's."""
+    def absorb(self, ended: Ended, reserved: int) -> None:
+        """What the native relay saw of the body it moved, as if it had been fed here (its
+        size, first byte's time, first and last bytes); ``reserved``: what :meth:`reserve`
+        gave."""
         if self.first_byte is None:
-            self.first_byte = first
-        self.size += size
+            self.first_byte = ended.first
+        self.size += ended.size
         if len(self.head) < HEAD_BYTES:
-            self.head += head[: HEAD_BYTES - len(self.head)]
-        self._tail += tail
+            self.head += ended.head[: HEAD_BYTES - len(self.head)]
+        self._tail += ended.tail
         if len(self._tail) > 2 * TAIL_BYTES:
             del self._tail[: len(self._tail) - TAIL_BYTES]
 

@@ -28,6 +28,7 @@ import anyio
 
 from swapd.config.model import Config
 from swapd.errors import RequestCancelled
+from swapd.native import Ended
 from swapd.observe.activity import HEAD_BYTES, TAIL_BYTES, ActivityLog, Meter, Record, parse_usage
 from swapd.observe.captures import Capture, CaptureStore, Tee, header_map, mask_for
 from swapd.observe.events import EventBus
@@ -91,18 +92,9 @@ class TeeMeter(Meter):
     def reserve(self) -> int:
         return self.tee.reserve()
 
-    def absorb(
-        self,
-        size: int,
-        first: float | None,
-        head: bytes,
-        tail: bytes,
-        reserved: int,
-        kept: bytes,
-        cut: bool,
-    ) -> None:
-        Meter.absorb(self, size, first, head, tail, reserved, kept, cut)
-        self.tee.absorb(size, reserved, kept, cut)
+    def absorb(self, ended: Ended, reserved: int) -> None:
+        Meter.absorb(self, ended, reserved)
+        self.tee.absorb(ended.size, reserved, ended.keep, ended.keep_cut)
 
 
 class Cancellable(Protocol):

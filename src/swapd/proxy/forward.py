@@ -32,6 +32,7 @@ from yarl import URL
 
 from swapd.config.model import Timeouts
 from swapd.errors import UpstreamGone, UpstreamTimeout, UpstreamUnavailable
+from swapd.native import Ended
 from swapd.proxy.asgi import Aborted, Headers, Reply, Scope, http_date
 from swapd.proxy.envelope import error_body
 
@@ -74,16 +75,7 @@ class Meter(Protocol):
 
     def reserve(self) -> int: ...
 
-    def absorb(
-        self,
-        size: int,
-        first: float | None,
-        head: bytes,
-        tail: bytes,
-        reserved: int,
-        kept: bytes,
-        cut: bool,
-    ) -> None: ...
+    def absorb(self, ended: Ended, reserved: int) -> None: ...
 
 
 def _session(*, force_close: bool) -> aiohttp.ClientSession:

@@ -601,7 +601,7 @@ class Exchange(asyncio.Protocol):
             self.flow = relay.add(self, upstream.fileno(), client.fileno(), self.idle_read, keep)
         except OSError:
             if meter is not None:
-                meter.absorb(0, None, b"", b"", keep, b"", False)
+                meter.absorb(native.NOTHING, keep)
             return
         self.counted = meter.size if meter is not None else 0
         self.reserved = keep
@@ -620,15 +620,7 @@ class Exchange(asyncio.Protocol):
         meter = self.meter
         if meter is not None:
             meter.size = self.counted
-            meter.absorb(
-                ended.size,
-                ended.first,
-                ended.head,
-                ended.tail,
-                self.reserved,
-                ended.keep,
-                ended.keep_cut,
-            )
+            meter.absorb(ended, self.reserved)
         self.last_read = time.monotonic()
         end = ended.end
         if end == native.DONE:
