@@ -129,3 +129,32 @@ def test_activity_tokens_for_streaming_and_not(start_port: int, tmp_path: Path) 
         chat(swapd.url, "alpha")  # ids go on after the stored ones: no second req-1
         records = httpx.get(f"{swapd.url}/api/activity").json()["activity"]
         assert [r["id"] for r in records] == ["req-7", "req-6", "req-5"]
+
+
+def collected(url: str) -> float:
+    data = samples(url)
+    return sum(value(data, "python_gc_objects_collected_total", generation=g) for g in "012")
+
+
+def test_proxied_requests_leave_nothing_for_the_garbage_collector(start_port: int) -> None:
+    """Every object a request makes is freed when its last reference goes: none is left in a
+    reference cycle for the collector (whose passes cost ~20 µs a request at full load). One
+    cycle per request (a parser and its protocol, a scope and the client in it) would leave
+    dozens of objects each."""
+    requests = 150
+    with run_swapd(config(start_port)) as swapd, httpx.Client(base_url=swapd.url) as client:
+        body = {"model": "alpha", "messages": [{"role": "user", "content": "one two three"}]}
+
+        def both() -> None:
+            plain = client.post("/v1/chat/completions", json=body, timeout=30)
+            assert plain.status_code == 200
+            streamed = client.post("/v1/chat/completions", json={**body, "stream": True})
+            assert streamed.status_code == 200 and streamed.text.endswith("data: [DONE]\n\n")
+
+        for _ in range(20):  # the model starts; caches and pools fill
+            both()
+        before = collected(swapd.url)
+        for _ in range(requests):
+            both()
+        after = collected(swapd.url)
+    assert after - before < requests, f"{after - before:.0f} objects collected"

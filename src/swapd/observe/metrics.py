@@ -17,7 +17,9 @@ from typing import Any
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    GCCollector,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -124,6 +126,10 @@ class Metrics:
             registry=r,
         )
         r.register(_Gauges(snapshot))
+        # The process's own figures (CPU seconds, resident memory, open fds) and the garbage
+        # collector's: objects collected per generation, which a request should never add to.
+        ProcessCollector(registry=r)
+        GCCollector(registry=r)
         self._children: dict[tuple[Any, ...], Any] = {}  # (metric, labels) → its child
         # Counter increments per (metric, labels), added when read: a dict update per request
         # instead of prometheus_client's locked inc (~1 µs each, up to four per request).

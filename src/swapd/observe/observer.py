@@ -299,6 +299,7 @@ class Observer:
         """The worker's request ended: its record and capture (made there) are kept under this
         observer's id; without a record (the worker died) one is made here from what is known."""
         self.inflight.pop(req.id, None)
+        req.meter.on_start = None
         if record is None:
             record = self.finish(req, 502)
         record.id = req.id
@@ -342,6 +343,7 @@ class Observer:
 
     def request_end(self, req: Request, status: int) -> Record:
         self.inflight.pop(req.id, None)
+        req.meter.on_start = None  # (a closure holding req: a cycle the collector would break)
         record = self.finish(req, status)
         capture = req.tee.finish() if req.tee is not None else None  # kept raw: packed later
         req.tee = None

@@ -204,6 +204,8 @@ class Proxy:
                 raise Aborted(500, f"internal error: {exc!r}") from exc
             internal = SwapdError("internal error in swapd; its log has the details")
             await send_error(reply, scope, internal)
+        finally:
+            relay.let_go(scope)
 
     async def _route(self, scope: Scope, receive: Receive, send: Reply) -> None:
         method: str = scope["method"]

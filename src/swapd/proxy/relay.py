@@ -68,6 +68,9 @@ FRAMED = 1  # the client gets chunked framing built here
 RAW = 2  # the client gets the upstream's bytes as they came (its chunked framing, or a length)
 PLAIN = 3  # the client gets the body without framing (HTTP/1.0 or content-length)
 COLLECT = 4  # an engine error after a loading stream's 200: collected into one SSE frame
+# An exchange's parser once it is detached: the parser's callbacks are the exchange's bound
+# methods, a reference cycle that only the garbage collector would otherwise break.
+SPENT = httptools.HttpResponseParser(object())
 
 
 class Lost(Protocol):
@@ -129,6 +132,15 @@ class Client:
 def client_of(scope: Scope) -> Client | None:
     extensions = scope.get("extensions")
     return extensions.get("swapd.client") if extensions else None
+
+
+def let_go(scope: Scope) -> None:
+    """The request is over: its :class:`Client` leaves the scope. (uvicorn's cycle holds the
+    scope and the client holds the cycle: a reference cycle that only the garbage collector
+    would otherwise break, for every request.)"""
+    extensions = scope.get("extensions")
+    if extensions:
+        extensions.pop("swapd.client", None)
 
 
 class Link(asyncio.Protocol):
@@ -480,8 +492,6 @@ class Exchange(asyncio.Protocol):
         elif (mode == FRAMED and not self.sse_started) or (mode == RAW and not self.raw):
             self.out.write(b"0\r\n\r\n")  # (RAW: the whole body came with the head)
         self.detach(keep=self.reusable and not self.head_only)
-        if self.timer is not None:
-            self.timer.cancel()
         if self.paused and not self.sse_started:  # the client still has a full buffer to read:
             self.client.edge.sink = self  # the response completes once it drains (resume)
             return
@@ -512,6 +522,10 @@ class Exchange(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.parser = SPENT  # its callbacks are this exchange's methods: no cycle left behind
         edge = self.client.edge
         if edge.sink is self:
             edge.sink = None
@@ -529,8 +543,6 @@ class Exchange(asyncio.Protocol):
 
     def fail(self, exc: BaseException) -> None:
         self.detach()
-        if self.timer is not None:
-            self.timer.cancel()
         if not self.done.done():
             self.done.set_exception(exc)
 
