@@ -144,8 +144,10 @@ def let_go(scope: Scope) -> None:
 
 
 class Link(asyncio.Protocol):
-    """One connection to an engine. While a request is on it, its transport's protocol is
-    that request's :class:`Exchange` (no hop per packet); idle, it is this."""
+    """One connection to an engine: its transport's protocol for as long as it is open. While
+    a request is on it, what the engine sends goes to that request's :class:`Exchange`.
+    (Never ``transport.set_protocol``: uvloop restarts reading on it, two ``epoll_ctl`` calls
+    each time.)"""
 
     def __init__(self, pool: Pool, origin: tuple[str, int]) -> None:
         self.pool = pool
@@ -153,6 +155,7 @@ class Link(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.idle_since = 0.0
         self.lost = False
+        self.exchange: Exchange | None = None  # the request on the connection now, if any
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a TCP transport (uvloop's)
@@ -164,9 +167,19 @@ class Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.pool.forget(self)
+        exchange = self.exchange
+        if exchange is not None and not exchange.closed:
+            exchange.upstream_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self.close()  # an idle connection must not speak: it is not reusable
+        exchange = self.exchange
+        if exchange is None:
+            self.close()  # an idle connection must not speak: it is not reusable
+        else:
+            exchange.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport: connection_lost says what it meant
 
     def close(self) -> None:
         self.lost = True
@@ -308,9 +321,9 @@ def request_head(
     return b"".join(out)
 
 
-class Exchange(asyncio.Protocol):
-    """One request on a :class:`Link`: the protocol of its transport and the parser's
-    callbacks while the response comes, written to the client as it does."""
+class Exchange:
+    """One request on a :class:`Link`: what the engine sends while the response comes (the
+    parser's callbacks), written to the client as it does."""
 
     def __init__(
         self,
@@ -362,10 +375,9 @@ class Exchange(asyncio.Protocol):
         self.reserved = 0  # body bytes the flow keeps for the capture
         self.handed = False  # the engine's socket is not read here (the native relay's)
         self.retry = False  # the hand-over waits for the client to catch up
-        assert link.transport is not None
-        link.transport.set_protocol(self)
+        link.exchange = self
 
-    # -- the upstream transport's protocol -----------------------------------------------
+    # -- what the engine sends (Link.data_received) ----------------------------------------
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
@@ -407,14 +419,6 @@ class Exchange(asyncio.Protocol):
             self.hand_over()
         elif self.head_only and self.status:
             self.finish()  # a HEAD answer: no body follows whatever its length says
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.link.connection_lost(exc)
-        if not self.closed:
-            self.upstream_lost(exc)
-
-    def eof_received(self) -> bool | None:
-        return None  # close the transport: connection_lost says what it meant
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -533,10 +537,11 @@ class Exchange(asyncio.Protocol):
             self.link.pool.native_abort(self.flow)
             self.flow = 0
         link = self.link
+        if link.exchange is self:
+            link.exchange = None
         if keep and link.transport is not None:
             if self.paused or self.handed:  # paused: for the client, or for the native relay
                 link.transport.resume_reading()
-            link.transport.set_protocol(link)
             link.pool.give(link)
         else:
             link.close()
