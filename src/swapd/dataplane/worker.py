@@ -254,6 +254,7 @@ class Shipping(Observer):
     def request_end(self, req: Request, status: int) -> Record:
         """The record is made here (usage read from the meter's windows); the owner keeps it."""
         self.inflight.pop(req.id, None)
+        req.meter.on_start = None  # (a closure holding the meter: no cycle left behind)
         record = self.finish(req, status)
         capture = req.tee.finish() if req.tee is not None else None
         req.tee = None
