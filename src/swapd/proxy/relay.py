@@ -325,6 +325,46 @@ class Exchange:
     """One request on a :class:`Link`: what the engine sends while the response comes (the
     parser's callbacks), written to the client as it does."""
 
+    __slots__ = (
+        "bodies",
+        "client",
+        "closed",
+        "collected",
+        "counted",
+        "done",
+        "ended",
+        "flow",
+        "got_byte",
+        "handed",
+        "head_only",
+        "idle_read",
+        "in_chunk",
+        "keep_alive",
+        "last_read",
+        "link",
+        "loop",
+        "marks",
+        "meter",
+        "mode",
+        "on_body",
+        "on_chunk_complete",
+        "on_chunk_header",
+        "out",
+        "parser",
+        "paused",
+        "pending",
+        "raw",
+        "raw_headers",
+        "reply",
+        "reserved",
+        "retry",
+        "reusable",
+        "sse_started",
+        "stalled",
+        "status",
+        "timer",
+    )
+
     def __init__(
         self,
         link: Link,
@@ -419,6 +459,14 @@ class Exchange:
             self.hand_over()
         elif self.head_only and self.status:
             self.finish()  # a HEAD answer: no body follows whatever its length says
+        if self.timer is None and self.status and self.idle_read:
+            # The idle watchdog, armed once the head is in and the body is not here (a small
+            # answer that came whole with its head never needs one).
+            self.arm_idle()
+
+    def arm_idle(self) -> None:
+        if not (self.closed or self.handed):  # (handed: the native relay watches for it)
+            self.timer = self.loop.call_later(self.idle_read, self._idle)
 
     # -- httptools callbacks -------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -438,11 +486,9 @@ class Exchange:
         meter = self.meter
         if meter is not None:
             meter.start(status, headers)
-        if self.timer is not None:
+        if self.timer is not None:  # the header deadline (the idle timer: see data_received)
             self.timer.cancel()
             self.timer = None
-        if self.idle_read:
-            self.timer = self.loop.call_later(self.idle_read, self._idle)
         if self.sse_started:
             self.mode = COLLECT if status >= 400 else FRAMED
             return
