@@ -167,9 +167,8 @@ class Link(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         self.pool.forget(self)
-        exchange = self.exchange
-        if exchange is not None and not exchange.closed:
-            exchange.upstream_lost(exc)
+        if self.exchange is not None:  # (a detached exchange is no longer here)
+            self.exchange.upstream_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
@@ -459,13 +458,11 @@ class Exchange:
             self.hand_over()
         elif self.head_only and self.status:
             self.finish()  # a HEAD answer: no body follows whatever its length says
-        if self.timer is None and self.status and self.idle_read:
-            # The idle watchdog, armed once the head is in and the body is not here (a small
-            # answer that came whole with its head never needs one).
-            self.arm_idle()
-
-    def arm_idle(self) -> None:
-        if not (self.closed or self.handed):  # (handed: the native relay watches for it)
+        # The idle watchdog, armed once the head is in and the body is not here (a small answer
+        # that came whole with its head never needs one; a handed-over body is the native
+        # relay's to watch).
+        idle = self.timer is None and self.status and self.idle_read
+        if idle and not (self.closed or self.handed):
             self.timer = self.loop.call_later(self.idle_read, self._idle)
 
     # -- httptools callbacks -------------------------------------------------------------
