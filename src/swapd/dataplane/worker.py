@@ -50,6 +50,7 @@ from swapd.drivers.guardian import die_with_parent
 from swapd.edge import Edge, EdgeProtocol, raise_fd_limit
 from swapd.errors import ShuttingDown, SwapdError
 from swapd.observe.activity import Record
+from swapd.observe.captures import Capture
 from swapd.observe.logs import LogRing
 from swapd.observe.observer import Observer, Request
 from swapd.proxy import ollama, relay, routes
@@ -251,15 +252,10 @@ class Shipping(Observer):
         meter.on_start = lambda: self.link.send(("head", rid, meter.status, meter.headers))
         return req
 
-    def request_end(self, req: Request, status: int) -> Record:
-        """The record is made here (usage read from the meter's windows); the owner keeps it."""
-        self.inflight.pop(req.id, None)
-        req.meter.on_start = None  # (a closure holding the meter: no cycle left behind)
-        record = self.finish(req, status)
-        capture = req.tee.finish() if req.tee is not None else None
-        req.tee = None
-        self.link.send(("end", req.id, record, req.meter.size, capture))
-        return record
+    def book(self, req: Request, record: Record, size: int, capture: Capture | None) -> None:
+        """The record and capture are made here (usage read from the meter's windows, by
+        :meth:`Observer.request_end`); the owner keeps them."""
+        self.link.send(("end", req.id, record, size, capture))
 
 
 class WorkerProxy(Proxy):
