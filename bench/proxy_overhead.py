@@ -266,7 +266,7 @@ def variant(text: str) -> tuple[str, dict[str, str]]:
         if not eq or not key:
             raise argparse.ArgumentTypeError(f"{item!r} is not ENV=VALUE")
         env[key] = value
-    if not sep or not name or name in ("direct", "swapd", "llama-swap"):
+    if not sep or not name:
         raise argparse.ArgumentTypeError(f"{text!r}: expected NAME:ENV=VALUE[,ENV=VALUE…]")
     return name, env
 
@@ -333,6 +333,14 @@ def fastsse_bench(args: argparse.Namespace) -> None:
     binary = wrkload.fastsse_binary()
     wrkload.wrk_binary()
     llama_swap = os.environ.get("LLAMASWAP")
+    variants = list(args.variant)
+    if args.python_relay:  # the same swapd with its relay in Python (swapd.native off)
+        variants.append((PY_RELAY, {"SWAPD_NATIVE_RELAY": "0"}))
+    columns = ["direct", "swapd", "llama-swap", *(n for n, _ in variants)]
+    if args.workers:
+        columns.append(workers_name(args.workers))
+    if len(set(columns)) < len(columns):
+        raise SystemExit(f"proxy_overhead.py: two columns would have one name: {columns}")
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="swapd-bench-")))
         burst = stack.enter_context(_fastsse(binary))
@@ -353,9 +361,6 @@ def fastsse_bench(args: argparse.Namespace) -> None:
                 multi = stack.enter_context(run_swapd(config, extra_args=extra))
                 name = workers_name(args.workers)
                 targets.append(Target(name, {"burst": multi.url, "paced": multi.url}, multi.pid))
-            variants = list(args.variant)
-            if args.python_relay:  # the same swapd with its relay in Python (swapd.native off)
-                variants.append((PY_RELAY, {"SWAPD_NATIVE_RELAY": "0"}))
             for name, changes in variants:
                 env = {**os.environ, **changes}
                 other = stack.enter_context(
