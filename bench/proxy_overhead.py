@@ -19,7 +19,7 @@ latency the proxy adds at c=1. Prints the table with through/direct ratios and a
 ``summary:`` line. See docs/dataplane.md for how to read it.
 
 ``--rounds N`` measures every row N times, the targets taking turns within each row, and
-prints each cell's median (a busy machine moves single figures by half). ``--variant
+prints each cell's median (on a busy machine single figures move by a third or more). ``--variant
 NAME:ENV=VALUE[,ENV=VALUE…]`` (repeatable) adds a column: another swapd, the same but for its
 environment, to weigh a change (``--python-relay`` is the variant
 ``swapd py:SWAPD_NATIVE_RELAY=0``).
