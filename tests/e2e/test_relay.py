@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import shlex
 import socket
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from swapd.proxy.forward import response_headers
 from swapd.proxy.relay import request_head
 from swapd.testing import echo_cmd, run_swapd
+
+FRAME = b'data: {"choices":[{"index":0,"delta":{"content":"half"}}]}\n\n'  # raw_engine's
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -138,3 +144,48 @@ def test_a_client_that_stops_reading_gets_every_frame_and_its_connection_serves_
     assert streamed.count(b"data: {") >= 30000
     assert streamed.endswith(b"data: [DONE]\n\n")
     assert again.status == 200 and b"after" in answer
+
+
+def _read_chunked(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response's head and its body as framed on the wire (up to its terminating chunk)."""
+    received = b""
+    while b"\r\n0\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        assert chunk, received
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return head, body
+
+
+@pytest.mark.parametrize("act", ["act:chunks", "act:whole"])
+def test_whole_chunks_in_the_heads_packet_reach_the_client_as_the_engine_framed_them(
+    start_port: int, act: str
+) -> None:
+    script = Path(__file__).resolve().parents[1] / "fakes" / "raw_engine.py"
+    cfg = f"""
+startPort: {start_port}
+healthCheckTimeout: 20
+models:
+  raw:
+    cmd: {shlex.quote(sys.executable)} {script} ${{PORT}}
+"""
+    with run_swapd(cfg) as swapd:
+        payload = json.dumps({"model": "raw", "stream": True, "prompt": act}).encode()
+        request = (
+            b"POST /v1/completions HTTP/1.1\r\nhost: 127.0.0.1\r\n"
+            b"content-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (len(payload), payload)
+        )
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            answers = []
+            for _ in range(2):  # the connection serves again after each
+                sock.sendall(request)
+                answers.append(_read_chunked(sock))
+    count = 4 if act == "act:chunks" else 3
+    for head, body in answers:
+        assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head
+        assert body.startswith(b"%x;ext=1\r\n" % len(FRAME.replace(b"half", b"part0")))
+        assert body.endswith(b"\r\n0\r\n\r\n")
+        assert [m.group(1) for m in re.finditer(rb'"content":"(part\d)"', body)] == [
+            b"part%d" % n for n in range(count)
+        ]

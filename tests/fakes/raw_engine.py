@@ -25,6 +25,9 @@ A word in the request body chooses a misbehaviour:
 ``act:stall``  200 SSE headers and one frame, then nothing more
 ``act:cut``    200 SSE headers and one frame, then the process exits
 ``act:error``  500 with a JSON error body (pretty-printed: it spans lines)
+``act:chunks`` 200 SSE: the head and two whole chunks (one with a chunk extension) in one
+               write, two more and the terminating chunk in a second write 50 ms later
+``act:whole``  200 SSE: the head, three whole chunks and the terminating chunk in one write
 """
 
 from __future__ import annotations
@@ -80,6 +83,18 @@ async def main(port: int, drop_reused: bool, log: str | None, start_delay: float
                         await asyncio.sleep(0.05)
                         os._exit(1)
                     await asyncio.Event().wait()
+                if b"act:chunks" in body or b"act:whole" in body:
+                    frames = [FRAME.replace(b"half", b"part%d" % n) for n in range(4)]
+                    first = SSE_HEAD + b"%x;ext=1\r\n%s\r\n" % (len(frames[0]), frames[0])
+                    if b"act:whole" in body:
+                        writer.write(first + chunk(frames[1]) + chunk(frames[2]) + b"0\r\n\r\n")
+                    else:
+                        writer.write(first + chunk(frames[1]))
+                        await writer.drain()
+                        await asyncio.sleep(0.05)
+                        writer.write(chunk(frames[2]) + chunk(frames[3]) + b"0\r\n\r\n")
+                    await writer.drain()
+                    continue
                 if b"act:error" in body:
                     error = {"error": {"message": "engine exploded", "type": "server_error"}}
                     data = json.dumps(error, indent=2).encode()

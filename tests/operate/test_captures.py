@@ -6,6 +6,7 @@ import base64
 import gzip
 import json
 import os
+import pickle
 import time
 from typing import Any
 
@@ -132,7 +133,7 @@ def test_tee_stores_a_gzip_response_decompressed_without_content_encoding() -> N
         tee.feed(packed[at : at + 7])
     kept = tee.finish()
     assert kept.resp_body == text
-    assert "Content-Encoding" not in kept.resp_headers
+    assert kept.resp_headers == {"Content-Type": "application/json"}
 
 
 def test_tee_stops_at_half_the_budget_per_body_and_says_so() -> None:
@@ -248,3 +249,15 @@ def test_no_capture_when_the_buffer_is_zero(start_port: int) -> None:
         assert record["has_capture"] is False
         gone = httpx.get(f"{swapd.url}/api/captures/{record['id']}", headers=AUTH)
         assert gone.status_code == 404
+
+
+def test_a_capture_holds_no_credential_even_before_it_is_shown() -> None:
+    secret = [(b"authorization", b"Bearer secret"), (b"Cookie", b"a=secret")]
+    tee = Tee("req-1", "/v1/chat/completions", [*secret, (b"x-a", b"1")], b"{}", Part.ALL, 4096)
+    tee.start([(b"Set-Cookie", b"b=secret"), (b"content-type", b"application/json")])
+    tee.feed(b"{}")
+    kept = tee.finish()
+    assert b"secret" not in pickle.dumps(kept)  # what the store packs and keeps
+    shown = kept.as_json()
+    assert shown["req_headers"] == {"Authorization": REDACTED, "Cookie": REDACTED, "X-A": "1"}
+    assert shown["resp_headers"] == {"Set-Cookie": REDACTED, "Content-Type": "application/json"}

@@ -320,6 +320,15 @@ def request_head(
     return b"".join(out)
 
 
+def whole_chunks(packet: bytes, marks: list[bool], ended: bool) -> bool:
+    """Whether the body in ``packet`` (parsed: ``marks`` are its chunk boundaries) ends
+    between two chunks, or with a terminating chunk that has no extension, trailer or byte
+    after it."""
+    if not marks or marks[-1]:
+        return False
+    return packet.endswith(b"\r\n0\r\n\r\n") if ended else packet.endswith(b"\r\n")
+
+
 class Exchange:
     """One request on a :class:`Link`: what the engine sends while the response comes (the
     parser's callbacks), written to the client as it does."""
@@ -420,6 +429,7 @@ class Exchange:
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        first = not self.got_byte
         self.got_byte = True
         self.last_read = time.monotonic()
         try:
@@ -442,7 +452,13 @@ class Exchange:
             marks.clear()
             return
         if bodies:
-            self.take(bodies)
+            if first and self.mode == RAW and whole_chunks(data, self.marks, self.ended):
+                # The body in the head's packet is whole chunks: it passes as it came.
+                self.raw = True
+                self.feed(bodies)
+                self.pending.append(data[data.index(b"\r\n\r\n") + 4 :])
+            else:
+                self.take(bodies)
             bodies.clear()
         if self.pending:
             self.out.write(b"".join(self.pending))
@@ -513,10 +529,13 @@ class Exchange:
         self.reply.started = True
         self.pending.append(b"".join(head))
 
-    def take(self, bodies: list[bytes]) -> None:
-        """One packet's body pieces, before the connection passes packets as they come."""
+    def feed(self, bodies: list[bytes]) -> None:
         if self.meter is not None:
             self.meter.feed(bodies[0] if len(bodies) == 1 else b"".join(bodies))
+
+    def take(self, bodies: list[bytes]) -> None:
+        """One packet's body pieces, before the connection passes packets as they come."""
+        self.feed(bodies)
         mode = self.mode
         if mode == PLAIN:
             if not self.head_only:
