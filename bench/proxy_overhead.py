@@ -18,11 +18,11 @@ the same run, one after the other: small POST at c=1 and c=32 (req/s), burst str
 latency the proxy adds at c=1. Prints the table with through/direct ratios and a last
 ``summary:`` line. See docs/dataplane.md for how to read it.
 
-``--rounds N`` measures every row N times, the targets taking turns within each row, and
-prints each cell's median (on a busy machine single figures move by a third or more). ``--variant
-NAME:ENV=VALUE[,ENV=VALUE…]`` (repeatable) adds a column: another swapd, the same but for its
-environment, to weigh a change (``--python-relay`` is the variant
-``swapd py:SWAPD_NATIVE_RELAY=0``).
+``--rounds N`` measures every row N times, the targets taking turns within each row (in
+reverse order every other round), and prints each cell's median (on a busy machine single
+figures move by a third or more). ``--variant NAME:ENV=VALUE[,ENV=VALUE…]`` (repeatable) adds
+a column: another swapd, the same but for its environment, to weigh a change
+(``--python-relay`` is the variant ``swapd py:SWAPD_NATIVE_RELAY=0``).
 
 ``--engine echo``: the Python echo engine and ``bench/loadgen.py`` (aiohttp), small chat
 completions at c=1 and c=32 and 200-chunk streams at c=16. ``--engine llama-server``: the real
@@ -48,7 +48,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import wrkload
 
@@ -65,6 +65,7 @@ from swapd.testing import (
     write_tiny_gguf,
 )
 
+T = TypeVar("T")
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
 MODEL = "bench"
 SCENARIOS = [  # name, concurrency, stream
@@ -242,6 +243,12 @@ def _median(values: list[float]) -> float:
     return statistics.median(known) if known else float("nan")
 
 
+def turns(targets: list[T], round_: int) -> list[T]:
+    """The order the targets take in round ``round_`` (from 0): reversed every other round,
+    so a machine whose load drifts during a run favours none of them (A B, B A, A B, …)."""
+    return targets if round_ % 2 == 0 else targets[::-1]
+
+
 def median_cell(cells: list[Cell]) -> Cell:
     """The cell of several rounds: each figure's median; errors summed."""
     errors: dict[str, int] = {}
@@ -384,7 +391,7 @@ def fastsse_bench(args: argparse.Namespace) -> None:
         for n in range(rounds):
             for row in rows:
                 dur = paced_seconds if row.key == "paced" else seconds
-                for t in targets:
+                for t in turns(targets, n):
                     samples[row.key].setdefault(t.name, []).append(_measure(t, row, dur, tmp))
                 done = f"  measured {row.label}" + (f" (round {n + 1})" if rounds > 1 else "")
                 print(done, flush=True)

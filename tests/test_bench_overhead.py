@@ -53,3 +53,8 @@ def test_a_variant_is_a_name_and_its_environment(bench: ModuleType) -> None:
     for bad in ("py", ":A=1", "py:A", "py:=1"):
         with pytest.raises(argparse.ArgumentTypeError):
             bench.variant(bad)
+
+
+def test_targets_take_turns_in_reverse_every_other_round(bench: ModuleType) -> None:
+    order = [bench.turns(["direct", "a", "b"], n) for n in range(4)]
+    assert order == [["direct", "a", "b"], ["b", "a", "direct"]] * 2
