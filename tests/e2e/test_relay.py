@@ -6,17 +6,16 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import shlex
 import socket
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from swapd.proxy.forward import response_headers
 from swapd.proxy.relay import request_head
 from swapd.testing import echo_cmd, run_swapd
+
+from .test_proxy import raw_engine_cmd
 
 FRAME = b'data: {"choices":[{"index":0,"delta":{"content":"half"}}]}\n\n'  # raw_engine's
 
@@ -161,13 +160,12 @@ def _read_chunked(sock: socket.socket) -> tuple[bytes, bytes]:
 def test_whole_chunks_in_the_heads_packet_reach_the_client_as_the_engine_framed_them(
     start_port: int, act: str
 ) -> None:
-    script = Path(__file__).resolve().parents[1] / "fakes" / "raw_engine.py"
     cfg = f"""
 startPort: {start_port}
 healthCheckTimeout: 20
 models:
   raw:
-    cmd: {shlex.quote(sys.executable)} {script} ${{PORT}}
+    cmd: {raw_engine_cmd()}
 """
     with run_swapd(cfg) as swapd:
         payload = json.dumps({"model": "raw", "stream": True, "prompt": act}).encode()
