@@ -44,10 +44,12 @@ from swapd.proxy.app import Proxy
 from swapd.proxy.forward import UpstreamClient
 from swapd.proxy.websocket import MAX_MESSAGE_BYTES
 from swapd.scheduler import Scheduler
+from swapd.views import State
 
 log = logging.getLogger("swapd")
 GRACEFUL_SECONDS = 30
 WATCH_INTERVAL = 1.0
+SHUTDOWN_REPORT_SECONDS = 5.0  # a shutdown taking longer says what it waits for, this often
 
 
 GC_THRESHOLD = (20_000, 20, 50)  # allocations between young collections, then older ones
@@ -140,6 +142,7 @@ class App:
         self.swapd_log = LogRing("swapd")
         self._shutdown = anyio.Event()
         self._http_done = anyio.Event()
+        self._stage = ""  # what a shutdown waits for now (reported while it takes long)
         self._main: TaskGroup | None = None
         self._reloading = False
         self._reload_again = False
@@ -285,10 +288,14 @@ class App:
                 self.proxy.accepting = False
                 self.scheduler.close()  # queued requests get 503 now, pending starts stop
                 server.should_exit = True
+                tg.start_soon(self._report_shutdown, name="shutdown-report")
                 with anyio.CancelScope(shield=True):
                     if self.workers is not None:
-                        await self.workers.stop()  # they drain their requests too
+                        self._stage = "the data-plane workers to drain their requests"
+                        await self.workers.stop()
+                    self._stage = "requests in flight to finish"
                     await self._http_done.wait()  # uvicorn drained in-flight requests
+                    self._stage = "engines to stop"
                     await self.scheduler.shutdown()
                     await drivers.cleanup(self.scheduler.config)
                 tg.cancel_scope.cancel()
@@ -298,6 +305,23 @@ class App:
                 self.proxy.links.close()
             sock.close()
             activity.close()
+
+    async def _report_shutdown(self) -> None:
+        """While a shutdown takes long, say every few seconds what it waits for."""
+        began = anyio.current_time()
+        while True:
+            await anyio.sleep(SHUTDOWN_REPORT_SECONDS)
+            slots = self.scheduler.slots.values()
+            if self._stage == "engines to stop":
+                names = [s.config.id for s in slots if s.state is not State.STOPPED]
+            else:
+                names = [f"{s.config.id} ({s.inflight})" for s in slots if s.inflight]
+            log.warning(
+                "still shutting down after %.0fs: waiting for %s%s",
+                anyio.current_time() - began,
+                self._stage,
+                f": {', '.join(names)}" if names else "",
+            )
 
     async def _serve_http(self, server: _Server, sock: socket.socket) -> None:
         try:  # with workers they accept; the owner serves the connections they hand over

@@ -291,6 +291,17 @@ class _Managed:
                     raise TimeoutError(f"{text!r} not logged within {timeout:g}s:\n{self.output()}")
                 self._new_line.wait(min(left, 0.1))
 
+    def exit_status(self, timeout: float) -> int:
+        """The exit status once the process exits, waiting up to ``timeout`` seconds; a process
+        still running then fails the test with everything it printed (a slow shutdown says
+        what it waits for)."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"pid {self.pid} still running {timeout:g}s later:\n{self.output()}"
+            ) from None
+
     def stop(self, timeout: float = STOP_TIMEOUT) -> int:
         """SIGTERM, wait up to ``timeout`` seconds, then SIGKILL; returns the exit status."""
         if self.proc.poll() is None:

@@ -261,7 +261,7 @@ def test_a_reload_reaches_the_workers_and_a_stop_ends_them(start_port: int, tmp_
             reply = httpx.post(f"{swapd.url}/v1/chat/completions", json=chat("gamma"), timeout=30)
             assert reply.status_code == 200, reply.text
         swapd.proc.send_signal(signal.SIGTERM)
-        swapd.proc.wait(30)
+        assert swapd.exit_status(30) == 0
         assert pids_alive(workers) == []
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", swapd.port), timeout=5).close()

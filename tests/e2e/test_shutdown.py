@@ -43,5 +43,36 @@ models:
         waiter.join(20)
         assert answers and answers[0].status_code == 503
         assert "shutting down" in answers[0].json()["error"]["message"]
-        assert swapd.proc.wait(20) == 0
+        assert swapd.exit_status(20) == 0
         assert time.monotonic() - began < 15  # not the 60 s health delay, nor 120 s timeout
+
+
+def test_a_long_shutdown_says_which_requests_it_waits_for(start_port: int) -> None:
+    config = f"""
+startPort: {start_port}
+models:
+  alpha:
+    cmd: {echo_cmd()}
+"""
+    with run_swapd(config) as swapd:
+        body = {"model": "alpha", "messages": [{"role": "user", "content": "slow"}], "delay": 6}
+        answers: list[httpx.Response] = []
+
+        def ask() -> None:
+            answers.append(httpx.post(f"{swapd.url}/v1/chat/completions", json=body, timeout=30))
+
+        waiter = threading.Thread(target=ask)
+        waiter.start()
+        swapd.wait_for_log("alpha ready")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the request is in flight
+            if httpx.get(f"{swapd.url}/api/models", timeout=5).json()["models"][0]["inflight"]:
+                break
+            time.sleep(0.05)
+        swapd.proc.send_signal(signal.SIGTERM)
+        line = swapd.wait_for_log("still shutting down", timeout=15)
+        assert "requests" in line  # requests in flight (or, with workers, their draining)
+        assert line.endswith(": alpha (1)")
+        waiter.join(20)
+        assert answers and answers[0].status_code == 200  # drained, not cut
+        assert swapd.exit_status(20) == 0

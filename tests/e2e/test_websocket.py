@@ -257,7 +257,7 @@ def test_shutdown_closes_open_sockets_with_1012_and_does_not_wait_for_them(
                 ws.recv(timeout=20)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1012  # service restart
-        assert swapd.proc.wait(20) == 0
+        assert swapd.exit_status(20) == 0
 
 
 def test_a_client_leaving_while_its_model_starts_gives_its_lease_back(swapd: SwapdProcess) -> None:
