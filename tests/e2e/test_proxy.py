@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shlex
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -16,15 +14,10 @@ import httpx
 import openai
 import pytest
 
+from fakes import raw_engine_cmd
 from swapd.testing import echo_cmd, pids_alive, run_swapd
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def raw_engine_cmd(flags: str = "") -> str:
-    """The cmd of tests/fakes/raw_engine.py (connection-level edge cases)."""
-    script = Path(__file__).resolve().parents[1] / "fakes" / "raw_engine.py"
-    return f"{shlex.quote(sys.executable)} {script} ${{PORT}} {flags}".rstrip()
 
 
 def two_models(start_port: int, extra: str = "", top: str = "") -> str:

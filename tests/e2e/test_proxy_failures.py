@@ -4,22 +4,19 @@ raw engines (tests/fakes/raw_engine.py), real HTTP clients."""
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
+from fakes import raw_engine_cmd
 from swapd.testing import run_swapd
 
 pytestmark = pytest.mark.timeout(90)
 
-RAW_ENGINE = Path(__file__).resolve().parents[1] / "fakes" / "raw_engine.py"
-
 
 def raw_model(name: str, flags: str = "", extra: str = "") -> str:
-    cmd = f"{shlex.quote(sys.executable)} {RAW_ENGINE} ${{PORT}} {flags}".rstrip()
+    cmd = raw_engine_cmd(flags)
     return f"  {name}:\n    cmd: {cmd}\n{extra}"
 
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
-from pathlib import Path
-
 import httpx
 import pytest
 
+from fakes import raw_engine_cmd
 from swapd.testing import echo_cmd, run_swapd
 
 pytestmark = pytest.mark.timeout(90)
 
-RAW_ENGINE = Path(__file__).resolve().parents[1] / "fakes" / "raw_engine.py"
-
 
 def config(start_port: int) -> str:
-    raw = f"{shlex.quote(sys.executable)} {RAW_ENGINE} ${{PORT}}"
+    raw = raw_engine_cmd()
     return f"""
 startPort: {start_port}
 healthCheckTimeout: 20

@@ -11,11 +11,10 @@ import time
 
 import pytest
 
+from fakes import raw_engine_cmd
 from swapd.proxy.forward import response_headers
 from swapd.proxy.relay import request_head
 from swapd.testing import echo_cmd, run_swapd
-
-from .test_proxy import raw_engine_cmd
 
 FRAME = b'data: {"choices":[{"index":0,"delta":{"content":"half"}}]}\n\n'  # raw_engine's
 

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from fakes import raw_engine_cmd
 from swapd.testing import SwapdProcess, echo_cmd, run_swapd
 
 pytestmark = pytest.mark.timeout(120)
 
-RAW_ENGINE = Path(__file__).resolve().parents[1] / "fakes" / "raw_engine.py"
 KEY = "sk-upstream-test"
 
 
 def config(start_port: int, extra: str = "", comfyui: bool = True) -> str:
-    raw = f"{shlex.quote(sys.executable)} {RAW_ENGINE} ${{PORT}}"
+    raw = raw_engine_cmd()
     comfy = f"  comfyui_auto:\n    cmd: {raw}\n" if comfyui else ""
     return f"""
 startPort: {start_port}

@@ -3,23 +3,18 @@ the ``ollama`` client raises, and activity records the failure."""
 
 from __future__ import annotations
 
-import shlex
-import sys
-from pathlib import Path
-
 import httpx
 import ollama
 import pytest
 
+from fakes import raw_engine_cmd
 from swapd.testing import run_swapd
 
 pytestmark = pytest.mark.timeout(60)
 
-RAW_ENGINE = Path(__file__).resolve().parents[1] / "fakes" / "raw_engine.py"
-
 
 def config(start_port: int) -> str:
-    cmd = f"{shlex.quote(sys.executable)} {RAW_ENGINE} ${{PORT}}"
+    cmd = raw_engine_cmd()
     return f"""
 startPort: {start_port}
 healthCheckTimeout: 20
