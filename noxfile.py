@@ -32,8 +32,9 @@ def workers(session: nox.Session) -> None:
     the same answers as one process with the native relay (the tests session)."""
     session.install("-e", ".[test]")
     # test_shutdown.py is left out here: in one of two CI runs its swapd took over 20 s to exit
-    # with workers (10 reruns passed; the cause is not found yet, issue 13's note has it).
-    # tests/dataplane checks that SIGTERM ends the workers and frees the port.
+    # with workers (many reruns passed; the cause is not found yet, issue 13's note has it).
+    # tests/dataplane checks that SIGTERM ends the workers and frees the port. A slow exit now
+    # fails with swapd's output, where a shutdown past 5 s logs what it still waits for.
     args = session.posargs or [
         "tests/e2e",
         "tests/operate/test_inflight.py",
