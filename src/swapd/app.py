@@ -263,6 +263,8 @@ class App:
             if count
             else None
         )
+        # Records are booked off the next request's path; with workers they are made there.
+        observer.staging = self.workers is None
         try:
             async with anyio.create_task_group() as tg:
                 self._main = tg
@@ -304,6 +306,7 @@ class App:
                 await upstreams.close()
                 self.proxy.links.close()
             sock.close()
+            observer.settle()
             activity.close()
 
     async def _report_shutdown(self) -> None:

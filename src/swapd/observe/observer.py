@@ -37,6 +37,7 @@ from swapd.observe.metrics import Metrics
 from swapd.views import ModelViews, SlotView, State
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress events for one loading model
+SETTLE_SECONDS = 0.002  # a staged record is booked at the latest ~this long after its end
 
 log = logging.getLogger("swapd.observe")
 request_log = logging.getLogger("swapd.requests")
@@ -177,6 +178,12 @@ class Observer:
         self.pollers: list[Callable[[], None]] = []
         self.metrics = Metrics(models.snapshot)
         self._ids = itertools.count(self.activity.next_number())
+        # With ``staging`` on (the server, in one process), request_end stages the record:
+        # it is made and booked by :meth:`settle`, off the path of the next request.
+        self.staging = False
+        self._staged: list[tuple[Request, int, float]] = []
+        self._settle_timer: asyncio.TimerHandle | None = None
+        self._settle_soon = False
         self._watched: dict[str, LogRing] = {}  # model id -> the ring we subscribed to
         self._progress_at: dict[str, float] = {}
         models.listeners.append(self.on_slot)
@@ -266,6 +273,9 @@ class Observer:
             req.task = None
         self._begun(req)
         meter.on_start = lambda: self._headers(req)
+        if self._staged and not self._settle_soon:  # booked once this task step yields:
+            self._settle_soon = True  # after its request went upstream, as it waits for
+            asyncio.get_running_loop().call_soon(self.settle)  # the engine's answer
         return req
 
     def remote_start(
@@ -341,24 +351,56 @@ class Observer:
         req.task.cancel()
         return True
 
-    def request_end(self, req: Request, status: int) -> Record:
+    def request_end(self, req: Request, status: int) -> None:
+        """``req`` ended with ``status``: its record and capture are made and booked now, or
+        with ``staging`` on, by :meth:`settle` (the next request's, a reader's, or a timer's)."""
         self.inflight.pop(req.id, None)
         req.meter.on_start = None  # (a closure holding req: a cycle the collector would break)
-        record = self.finish(req, status)
+        if not self.staging:
+            self._end(req, status, time.monotonic())
+            return
+        self._staged.append((req, status, time.monotonic()))
+        if self._settle_timer is None:  # (left to lapse, not cancelled: one per few requests)
+            loop = asyncio.get_running_loop()
+            self._settle_timer = loop.call_later(SETTLE_SECONDS, self._lapsed)
+
+    def _lapsed(self) -> None:
+        self._settle_timer = None
+        self.settle()
+
+    def settle(self) -> None:
+        """Make and book the records staged so far. Whatever reads records, metrics,
+        captures or events calls this first (swapd.proxy.app does, for every request that is
+        not a model's): a client that has its answer never reads state without it."""
+        self._settle_soon = False
+        staged = self._staged
+        if not staged:
+            return
+        self._staged = []
+        for req, status, ended in staged:
+            try:
+                self._end(req, status, ended)
+            except Exception:  # one request's record must not lose the others'
+                log.exception("the activity record of %s failed", req.id)
+
+    def _end(self, req: Request, status: int, ended: float) -> None:
+        record = self.finish(req, status, ended)
         capture = req.tee.finish() if req.tee is not None else None  # kept raw: packed later
         req.tee = None
         self.book(req, record, req.meter.size, capture)
-        return record
 
-    def finish(self, req: Request, status: int) -> Record:
-        """The activity record of a request that ended with ``status`` (its meter read)."""
+    def finish(self, req: Request, status: int, ended: float | None = None) -> Record:
+        """The activity record of a request that ended with ``status`` (its meter read) at
+        ``ended`` (``time.monotonic()``; None: now)."""
         meter = req.meter
-        duration = time.monotonic() - meter.began
+        if ended is None:
+            ended = time.monotonic()
+        duration = ended - meter.began
         ttfb = meter.first_byte - meter.began if meter.first_byte is not None else None
         usage = parse_usage(meter) if meter.size else None
         tps = usage.tokens_per_second if usage else None
         if usage and tps is None and usage.completion_tokens and meter.first_byte is not None:
-            generating = time.monotonic() - meter.first_byte
+            generating = ended - meter.first_byte
             if generating > 0.001 and usage.completion_tokens > 1:
                 tps = round(usage.completion_tokens / generating, 2)
         return Record(

@@ -210,6 +210,9 @@ class Proxy:
     async def _route(self, scope: Scope, receive: Receive, send: Reply) -> None:
         method: str = scope["method"]
         path: str = scope["path"]
+        routed = routes.is_model_route(method, path)
+        if not routed and self.observer is not None:
+            self.observer.settle()  # a reader sees every request whose answer is out
         self.guard.check(scope, self.config)  # DNS rebinding, cross-site pages (proxy.guard)
         if method == "OPTIONS":
             await self._preflight(scope, send)
@@ -226,7 +229,6 @@ class Proxy:
         if path != "/health":  # who is asking, and may they (swapd.proxy.auth)
             who = auth.identify(scope, self.config.keys)
             who.require(auth.request_scope(method, path), f"{method} {path}")
-        routed = routes.is_model_route(method, path)
         if routed:
             await self._model_request(scope, receive, send)
         elif routed is None:
