@@ -14,16 +14,14 @@ from swapd.testing import echo_cmd, run_swapd
 pytestmark = pytest.mark.timeout(60)
 
 
+def one_model(start_port: int, name: str, cmd: str) -> str:
+    return f"startPort: {start_port}\nmodels:\n  {name}:\n    cmd: {cmd}\n"
+
+
 def test_sigterm_answers_requests_waiting_for_a_start_with_503_at_once(start_port: int) -> None:
     # The engine would take 60 s to pass its health check (healthCheckTimeout 120 s): SIGTERM
     # must not wait that out.
-    config = f"""
-startPort: {start_port}
-models:
-  slow:
-    cmd: {echo_cmd("--health-delay 60")}
-"""
-    with run_swapd(config) as swapd:
+    with run_swapd(one_model(start_port, "slow", echo_cmd("--health-delay 60"))) as swapd:
         answers: list[httpx.Response] = []
 
         def ask() -> None:
@@ -48,13 +46,7 @@ models:
 
 
 def test_a_long_shutdown_says_which_requests_it_waits_for(start_port: int) -> None:
-    config = f"""
-startPort: {start_port}
-models:
-  alpha:
-    cmd: {echo_cmd()}
-"""
-    with run_swapd(config) as swapd:
+    with run_swapd(one_model(start_port, "alpha", echo_cmd())) as swapd:
         body = {"model": "alpha", "messages": [{"role": "user", "content": "slow"}], "delay": 6}
         answers: list[httpx.Response] = []
 
