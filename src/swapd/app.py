@@ -50,6 +50,7 @@ log = logging.getLogger("swapd")
 GRACEFUL_SECONDS = 30
 WATCH_INTERVAL = 1.0
 SHUTDOWN_REPORT_SECONDS = 5.0  # a shutdown taking longer says what it waits for, this often
+ENGINES_STOPPING = "engines to stop"  # the last shutdown stage: it names the models, not requests
 
 
 GC_THRESHOLD = (20_000, 20, 50)  # allocations between young collections, then older ones
@@ -297,7 +298,7 @@ class App:
                         await self.workers.stop()
                     self._stage = "requests in flight to finish"
                     await self._http_done.wait()  # uvicorn drained in-flight requests
-                    self._stage = "engines to stop"
+                    self._stage = ENGINES_STOPPING
                     await self.scheduler.shutdown()
                     await drivers.cleanup(self.scheduler.config)
                 tg.cancel_scope.cancel()
@@ -315,7 +316,7 @@ class App:
         while True:
             await anyio.sleep(SHUTDOWN_REPORT_SECONDS)
             slots = self.scheduler.slots.values()
-            if self._stage == "engines to stop":
+            if self._stage == ENGINES_STOPPING:
                 names = [s.config.id for s in slots if s.state is not State.STOPPED]
             else:
                 names = [f"{s.config.id} ({s.inflight})" for s in slots if s.inflight]
