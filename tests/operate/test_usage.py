@@ -7,7 +7,12 @@ import re
 from pathlib import Path
 
 import anyio
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from swapd import native
+from swapd.observe import activity
 from swapd.observe.activity import Meter, parse_usage
 from swapd.observe.events import Event, EventBus
 from swapd.observe.outbox import CHUNK_OVERHEAD
@@ -59,6 +64,32 @@ def test_plain_body_reads_the_usage_key_not_the_word_in_the_text() -> None:
             "usage": {"input_tokens": 4, "output_tokens": 6}}  # fmt: skip
     assert parse(json.dumps(body, indent=1).encode()) == (4, 6, None, None)
     assert parse(json.dumps({"choices": [], "usage": None}).encode()) == (None, None, None, None)
+
+
+# Pieces a window is made of: the names whole, cut and run together, their quotes and first
+# letters (where the native scan looks twice), and filler.
+_PIECES = [b'"usage"', b'"timings"', b'"num_cached_tokens"', b'"usage', b'usage"', b'"t', b'"n',
+           b'"u', b'"', b"u", b"t", b"n", b"x" * 15, b'{"a":1}', b"\n"]  # fmt: skip
+_scan = native.name_scan()
+needs_scan = pytest.mark.skipif(_scan is None, reason="the native library is not built here")
+
+
+@needs_scan
+@given(st.lists(st.sampled_from(_PIECES), max_size=80), st.integers(0, 20))
+def test_native_name_scan_finds_what_bytes_find_finds(pieces: list[bytes], cut: int) -> None:
+    window = b"".join(pieces)[cut:]
+    assert _scan is not None
+    assert _scan(window) == activity._find_names(window)
+
+
+@needs_scan
+def test_native_name_scan_returns_every_place_past_its_first_buffer() -> None:
+    frame = b'data: {"choices":[],"usage":{"completion_tokens":1}}\n\n'
+    window = frame * (3 * native.NAMES_AT_ONCE)
+    assert _scan is not None
+    places = _scan(window)
+    assert len(places) == 3 * native.NAMES_AT_ONCE
+    assert places == activity._find_names(window)
 
 
 def test_bus_drops_a_full_subscriber_only() -> None:

@@ -7,6 +7,9 @@ engine's bytes pass as they come; the thread reports back once per response
 (:class:`Ended`: how it ended, and what the meter and the capture need of the body). Without
 the library (not built, not Linux) or with ``SWAPD_NATIVE_RELAY=0``, :func:`library` is None
 and the relay stays in Python.
+
+The same library scans a body window for the names of token numbers (:func:`name_scan`, for
+swapd.observe.activity), wherever it is built.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import itertools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -96,9 +100,39 @@ def library() -> ctypes.CDLL | None:
     """The native relay's library, or None (not built, not Linux, ``SWAPD_NATIVE_RELAY=0``)."""
     if os.environ.get("SWAPD_NATIVE_RELAY", "1") == "0":
         return None
+    return _built()
+
+
+def _built() -> ctypes.CDLL | None:
     if not _loaded:
         _loaded.append(_load())
     return _loaded[0]
+
+
+NAMES_AT_ONCE = 64  # places a scan returns from its first call (a window with more: a second)
+
+
+def name_scan() -> Callable[[bytes], list[int]] | None:
+    """relay.c's ``scan_names`` where the library is built (whatever ``SWAPD_NATIVE_RELAY``
+    says: it only reads a window), else None: ``scan(window)`` is where the quoted names
+    ``"usage"``, ``"timings"`` and ``"num_cached_tokens"`` start in ``window``, in order, as
+    one ``bytes.find`` loop per name finds them, four to five times faster on a 16 KiB window
+    of SSE frames."""
+    lib = _built()
+    if lib is None:
+        return None
+    scan = lib.scan_names
+
+    def names(window: bytes) -> list[int]:
+        room = NAMES_AT_ONCE
+        while True:
+            out = (ctypes.c_int64 * room)()  # per call: a scan may run on any thread
+            count: int = scan(window, len(window), out, room)
+            if count <= room:
+                return out[:count]
+            room = count
+
+    return names
 
 
 def _load() -> ctypes.CDLL | None:
@@ -134,6 +168,13 @@ def _load() -> ctypes.CDLL | None:
     lib.relay_free.argtypes = [ctypes.c_void_p]
     lib.relay_destroy.restype = None
     lib.relay_destroy.argtypes = [handle]
+    lib.scan_names.restype = ctypes.c_int64
+    lib.scan_names.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.c_int64,
+    ]
     return lib
 
 

@@ -15,6 +15,9 @@
  * TAIL_MAX bytes, and up to `keep` bytes of it for a capture. The sockets are dup()ed: Python
  * may close its own while the thread still holds them.
  *
+ * scan_names() finds the names of token numbers in a body window for swapd.observe.activity,
+ * on whichever thread asks (it keeps no state).
+ *
  * Only the C library and POSIX threads: built by hatch_build.py, loaded with ctypes. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -556,4 +559,48 @@ void relay_destroy(void *h) {
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->queued);
     free(r);
+}
+
+/* Where the quoted names "usage", "timings" and "num_cached_tokens" start in [p, p+n), in
+ * order: the places swapd.observe.activity looks for token numbers in a body window. The same
+ * places as one bytes.find loop per name (a name's matches do not overlap each other), found
+ * 16 bytes at a time: a quote followed by u, t or n is rare in JSON, while quotes, and the
+ * names' letters, are everywhere. Returns how many there are; at most max are written. */
+typedef unsigned char v16 __attribute__((vector_size(16)));
+
+static const char *const NAMES[3] = {"\"usage\"", "\"timings\"", "\"num_cached_tokens\""};
+static const int64_t NAME_LENS[3] = {7, 9, 19};
+
+int64_t scan_names(const char *p, int64_t n, int64_t *out, int64_t max) {
+    const v16 quote = {'"', '"', '"', '"', '"', '"', '"', '"', '"', '"', '"', '"', '"', '"', '"', '"'};
+    const v16 u = quote - '"' + 'u', t = quote - '"' + 't', m = quote - '"' + 'n';
+    int64_t next[3] = {0, 0, 0}; /* per name: where its next match may start */
+    int64_t count = 0, i = 0;
+    while (i < n) {
+        int64_t stop = n;
+        if (i + 17 <= n) {
+            v16 a, b;
+            uint64_t w[2];
+            memcpy(&a, p + i, 16);
+            memcpy(&b, p + i + 1, 16);
+            v16 hit = (v16)(a == quote) & (v16)((b == u) | (b == t) | (b == m));
+            memcpy(w, &hit, 16);
+            if (!(w[0] | w[1])) {
+                i += 16;
+                continue;
+            }
+            stop = i + 16;
+        }
+        for (; i < stop; i++) {
+            if (p[i] != '"' || i + 1 >= n) continue;
+            char c = p[i + 1];
+            int k = c == 'u' ? 0 : c == 't' ? 1 : c == 'n' ? 2 : -1;
+            if (k < 0 || i < next[k] || n - i < NAME_LENS[k]) continue;
+            if (memcmp(p + i, NAMES[k], (size_t)NAME_LENS[k]) != 0) continue;
+            if (count < max) out[count] = i;
+            count++;
+            next[k] = i + NAME_LENS[k];
+        }
+    }
+    return count;
 }
