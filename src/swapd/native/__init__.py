@@ -9,7 +9,8 @@ the library (not built, not Linux) or with ``SWAPD_NATIVE_RELAY=0``, :func:`libr
 and the relay stays in Python.
 
 The same library scans a body window for the names of token numbers (:func:`name_scan`, for
-swapd.observe.activity), wherever it is built.
+swapd.observe.activity) and a JSON request body for its model (:func:`request_scan`, for
+swapd.proxy.body), wherever it is built.
 """
 
 from __future__ import annotations
@@ -135,6 +136,30 @@ def name_scan() -> Callable[[bytes], list[int]] | None:
     return names
 
 
+# What relay.c's scan_request says of a body's "model" (out[2])
+NO_MODEL, PLAIN_MODEL, ESCAPED_MODEL, OTHER_MODEL = range(4)
+
+
+def request_scan() -> Callable[[bytes, int], tuple[int, int, int, bool] | None] | None:
+    """relay.c's ``scan_request`` where the library is built, else None: ``scan(body,
+    max_depth)`` is None when Python must parse ``body`` itself (it may be invalid), else
+    ``(start, end, kind, stream)``: the top-level ``model`` string's bytes, what the model is
+    (:data:`NO_MODEL` …) and whether ``stream`` is true, for a body ``json.loads`` accepts as
+    an object nesting at most ``max_depth`` deep, read once with no object made."""
+    lib = _built()
+    if lib is None:
+        return None
+    scan_request = lib.scan_request
+
+    def scan(body: bytes, max_depth: int) -> tuple[int, int, int, bool] | None:
+        out = (ctypes.c_int64 * 4)()
+        if not scan_request(body, len(body), max_depth, out):
+            return None
+        return out[0], out[1], out[2], bool(out[3])
+
+    return scan
+
+
 def _load() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux") or not LIBRARY.is_file():
         return None
@@ -168,6 +193,13 @@ def _load() -> ctypes.CDLL | None:
     lib.relay_free.argtypes = [ctypes.c_void_p]
     lib.relay_destroy.restype = None
     lib.relay_destroy.argtypes = [handle]
+    lib.scan_request.restype = ctypes.c_int
+    lib.scan_request.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.POINTER(ctypes.c_int64),
+    ]
     lib.scan_names.restype = ctypes.c_int64
     lib.scan_names.argtypes = [
         ctypes.c_char_p,

@@ -604,3 +604,227 @@ int64_t scan_names(const char *p, int64_t n, int64_t *out, int64_t max) {
     }
     return count;
 }
+
+/* -- A request body's model, without parsing it into objects ---------------------------------
+ *
+ * scan_request() reads a JSON body once, checking what json.loads would check, and notes the
+ * top-level "model" and "stream" (the last of each, as json.loads keeps). It is conservative:
+ * it returns 1 only for a body json.loads accepts as an object, and 0 for anything it does not
+ * follow, so that Python parses it and says what is wrong: invalid JSON, a byte-order mark or
+ * UTF-16/32, NaN or Infinity, a surrogate in UTF-8, a top-level key with escapes, nesting
+ * deeper than max_depth (or SCAN_DEPTH), a "stream" that is an array or an object.
+ * out[0], out[1]: the model string's bytes (inside its quotes); out[2]: 0 no "model", 1 a
+ * string without escapes, 2 a string with escapes, 3 not a string; out[3]: whether "stream"
+ * is truthy (Python's bool() of its value). */
+#define SCAN_DEPTH 256
+
+typedef const unsigned char *cursor;
+
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+static cursor spaces(cursor s, cursor e) {
+    while (s < e && (*s == ' ' || *s == '\n' || *s == '\r' || *s == '\t')) s++;
+    return s;
+}
+
+/* A UTF-8 sequence's length at s (2 to 4), or 0 when it is not one Python's strict decoder
+ * takes (a surrogate is refused: Python would take it with surrogatepass; it parses those). */
+static int utf8_length(cursor s, cursor e) {
+    unsigned c = s[0];
+    if (c >= 0xC2 && c <= 0xDF) return e - s >= 2 && (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (e - s < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0)) return 0;
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (e - s < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90)) return 0;
+        return 4;
+    }
+    return 0;
+}
+
+static int hex4(cursor s) {
+    for (int i = 0; i < 4; i++)
+        if (hex((char)s[i]) < 0) return 0;
+    return 1;
+}
+
+/* The string at *at (its opening quote): *at moves past its closing quote; *escaped is set when
+ * it holds an escape. 0 when it is not a valid JSON string. Plain ASCII goes 8 bytes a step. */
+static int string_at(cursor *at, cursor e, int *escaped) {
+    cursor s = *at + 1;
+    for (;;) {
+        while (e - s >= 8) {
+            uint64_t w;
+            memcpy(&w, s, 8);
+            uint64_t quote = w ^ (ONES * '"'), slash = w ^ (ONES * '\\');
+            uint64_t stop = (w & HIGHS) | ((w - ONES * 0x20) & ~w & HIGHS) |
+                            ((quote - ONES) & ~quote & HIGHS) | ((slash - ONES) & ~slash & HIGHS);
+            if (stop) break;
+            s += 8;
+        }
+        if (s >= e) return 0;
+        unsigned c = *s;
+        if (c == '"') {
+            *at = s + 1;
+            return 1;
+        }
+        if (c == '\\') {
+            *escaped = 1;
+            if (e - s < 2) return 0;
+            c = s[1];
+            if (c == 'u') {
+                if (e - s < 6 || !hex4(s + 2)) return 0;
+                s += 6;
+            } else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||
+                       c == 'r' || c == 't') {
+                s += 2;
+            } else {
+                return 0;
+            }
+        } else if (c < 0x20) {
+            return 0;
+        } else if (c < 0x80) {
+            s++;
+        } else {
+            int n = utf8_length(s, e);
+            if (!n) return 0;
+            s += n;
+        }
+    }
+}
+
+/* The number at *at (json's -?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?); *nonzero: a digit of its
+ * integer or fraction part is not 0 (1: yes, 0: no, -1: it has an exponent, which may take a
+ * float to 0 or infinity: its truth is Python's to tell). */
+static int number_at(cursor *at, cursor e, int *nonzero) {
+    cursor s = *at;
+    if (s < e && *s == '-') s++;
+    if (s >= e || *s < '0' || *s > '9') return 0;
+    if (*s == '0') {
+        s++;
+    } else {
+        while (s < e && *s >= '0' && *s <= '9') s++;
+        *nonzero = 1;
+    }
+    if (s < e && *s == '.') {
+        s++;
+        if (s >= e || *s < '0' || *s > '9') return 0;
+        while (s < e && *s >= '0' && *s <= '9') {
+            if (*s != '0') *nonzero = 1;
+            s++;
+        }
+    }
+    if (s < e && (*s == 'e' || *s == 'E')) {
+        *nonzero = -1;
+        s++;
+        if (s < e && (*s == '+' || *s == '-')) s++;
+        if (s >= e || *s < '0' || *s > '9') return 0;
+        while (s < e && *s >= '0' && *s <= '9') s++;
+    }
+    *at = s;
+    return 1;
+}
+
+static int word_at(cursor *at, cursor e, const char *word, size_t n) {
+    if ((size_t)(e - *at) < n || memcmp(*at, word, n) != 0) return 0;
+    *at += n;
+    return 1;
+}
+
+int scan_request(const char *p, int64_t n, int64_t max_depth, int64_t *out) {
+    cursor base = (cursor)p, s = base, e = base + n;
+    char stack[SCAN_DEPTH];
+    int depth = 0;
+    int64_t limit = max_depth < SCAN_DEPTH ? max_depth : SCAN_DEPTH;
+    int field = 0; /* the value being read is the top level's 1: "model", 2: "stream" */
+    out[0] = out[1] = -1;
+    out[2] = out[3] = 0;
+    s = spaces(s, e);
+    if (s >= e || *s != '{') return 0;
+    for (;;) { /* at a value */
+        s = spaces(s, e);
+        if (s >= e) return 0;
+        unsigned c = *s;
+        if (c == '{' || c == '[') {
+            if (depth >= limit) return 0;
+            cursor inside = spaces(s + 1, e);
+            int empty = inside < e && *inside == (c == '{' ? '}' : ']');
+            if (field == 1) out[2] = 3;
+            if (field == 2) return 0; /* a container's truth: Python's to tell */
+            field = 0;
+            stack[depth++] = (char)c;
+            s = inside;
+            if (empty) {
+                s++;
+                depth--;
+            } else if (c == '{') {
+                goto key;
+            } else {
+                continue;
+            }
+        } else if (c == '"') {
+            cursor start = s;
+            int escaped = 0;
+            if (!string_at(&s, e, &escaped)) return 0;
+            if (field == 1) {
+                out[0] = start + 1 - base;
+                out[1] = s - 1 - base;
+                out[2] = escaped ? 2 : 1;
+            } else if (field == 2) {
+                out[3] = s - start > 2;
+            }
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            int nonzero = 0;
+            if (!number_at(&s, e, &nonzero)) return 0;
+            if (field == 1) out[2] = 3;
+            if (field == 2 && nonzero < 0) return 0;
+            if (field == 2) out[3] = nonzero;
+        } else if (word_at(&s, e, "true", 4)) {
+            if (field == 1) out[2] = 3;
+            if (field == 2) out[3] = 1;
+        } else if (word_at(&s, e, "false", 5) || word_at(&s, e, "null", 4)) {
+            if (field == 1) out[2] = 3;
+            if (field == 2) out[3] = 0;
+        } else {
+            return 0;
+        }
+        field = 0;
+        for (;;) { /* after a value */
+            if (depth == 0) return spaces(s, e) == e;
+            s = spaces(s, e);
+            if (s >= e) return 0;
+            char open = stack[depth - 1];
+            if (*s == ',') {
+                s++;
+                if (open == '{') goto key;
+                break;
+            }
+            if (*s != (open == '{' ? '}' : ']')) return 0;
+            s++;
+            depth--;
+        }
+        continue;
+    key:
+        s = spaces(s, e);
+        if (s >= e || *s != '"') return 0;
+        {
+            cursor start = s;
+            int escaped = 0;
+            if (!string_at(&s, e, &escaped)) return 0;
+            if (depth == 1) {
+                if (escaped) return 0; /* it might spell "model" */
+                size_t len = (size_t)(s - start - 2);
+                if (len == 5 && !memcmp(start + 1, "model", 5)) field = 1;
+                else if (len == 6 && !memcmp(start + 1, "stream", 6)) field = 2;
+            }
+        }
+        s = spaces(s, e);
+        if (s >= e || *s != ':') return 0;
+        s++;
+    }
+}

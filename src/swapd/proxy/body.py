@@ -12,6 +12,11 @@ rewrite, in llama-swap's order:
 An unchanged request is forwarded as the very bytes the client sent; a changed body gets its
 ``Content-Length`` from the forwarder (the client's is never copied).
 
+A JSON body is read by the native scan where the library is built (swapd.native.request_scan:
+one pass in C that checks what ``json.loads`` checks and makes no object, five to nine times
+faster on a long chat); it is parsed only for a rewrite that needs the object, and wherever the
+scan does not vouch for it, so that a bad body gets Python's error.
+
 A multipart body above ``OFF_LOOP_BYTES`` (an audio file, an image) is scanned in a worker
 thread (:func:`extract_async`, :func:`rewrite_async`), so one big upload never stalls the
 other requests on the event loop; the scan searches in ``WINDOW`` steps, so the thread gives
@@ -31,6 +36,7 @@ import anyio
 
 from swapd.config.model import Filters, ServerConfig
 from swapd.errors import RequestError
+from swapd.native import ESCAPED_MODEL, PLAIN_MODEL, request_scan
 from swapd.routing import Route
 
 _BOUNDARY = re.compile(rb'boundary="?([^";]+)"?', re.I)
@@ -47,7 +53,8 @@ _STEP = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # opener +1, closer -1 (s
 class Parsed:
     model: str | None
     stream: bool = False
-    data: dict[str, Any] | None = None  # the JSON object, when the body is JSON
+    data: dict[str, Any] | None = None  # the JSON object, when the body is JSON and was parsed
+    scanned: bool = False  # a JSON object read by the native scan: parsed only to rewrite it
 
 
 def json_depth(body: bytes) -> int:
@@ -98,6 +105,25 @@ def _json(body: bytes, limit: int) -> dict[str, Any]:
     return data
 
 
+_scan = request_scan()
+
+
+def _scanned(body: bytes, max_depth: int) -> Parsed | None:
+    """The model and stream of a JSON object body without parsing it (the native scan, which
+    reads it once and makes no object), or None: no scan here, or Python must parse it."""
+    found = _scan(body, max_depth) if _scan is not None else None
+    if found is None:
+        return None
+    start, end, kind, stream = found
+    if kind == PLAIN_MODEL:
+        model: str | None = body[start:end].decode()
+    elif kind == ESCAPED_MODEL:
+        model = json.loads(body[start - 1 : end + 1])
+    else:
+        model = None
+    return Parsed(model, stream, scanned=True)
+
+
 def _find(body: bytes, needle: bytes, start: int) -> int:
     """``body.find(needle, start)`` in ``WINDOW`` steps (one C call would hold the GIL)."""
     overlap = len(needle) - 1
@@ -140,11 +166,17 @@ def extract(
     body: bytes,
     *,
     max_depth: int = MAX_JSON_DEPTH,
+    whole: bool = False,
 ) -> Parsed:
+    """The model a request names (and whether it asks for a stream). A JSON body is parsed
+    into :attr:`Parsed.data` when ``whole`` is set or the native scan cannot vouch for it;
+    else only scanned, and parsed later if a rewrite needs it."""
     ctype = content_type.lower()
     if b"application/json" in ctype or (
         body[:1] in (b"{", b"[") and not ctype.startswith(b"multipart/")
     ):
+        if not whole and (scanned := _scanned(body, max_depth)) is not None:
+            return scanned
         data = _json(body, max_depth)
         model = data.get("model")
         return Parsed(model if isinstance(model, str) else None, bool(data.get("stream")), data)
@@ -175,11 +207,12 @@ async def extract_async(
     body: bytes,
     *,
     max_depth: int = MAX_JSON_DEPTH,
+    whole: bool = False,
 ) -> Parsed:
     """:func:`extract`, in a worker thread for a big multipart body."""
     if _off_loop(content_type, body):
         return await anyio.to_thread.run_sync(extract, method, query, content_type, body)
-    return extract(method, query, content_type, body, max_depth=max_depth)
+    return extract(method, query, content_type, body, max_depth=max_depth, whole=whole)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,13 +326,13 @@ def rewrite(
     parsed: Parsed, body: bytes, query: bytes, content_type: bytes, change: Rewrite
 ) -> tuple[bytes, bytes]:
     """The body and query string to send upstream (the originals when nothing changes)."""
-    if parsed.data is not None:
+    if parsed.data is not None or parsed.scanned:
         if change.model is None and change.unfiltered():
             return body, query
         strips, params = change.strips(), change.params()
         if change.model is None and not strips and not params:
             return body, query
-        data = parsed.data
+        data = parsed.data if parsed.data is not None else json.loads(body)  # (scanned: valid)
         if change.model is not None:
             data["model"] = change.model
         for path in strips:

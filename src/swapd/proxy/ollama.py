@@ -200,7 +200,9 @@ class Ollama:
         config = self.proxy.config
         raw = await read_body(receive, config.max_body_bytes)
         depth = config.server.max_json_depth
-        parsed = await body.extract_async("POST", b"", b"application/json", raw, max_depth=depth)
+        parsed = await body.extract_async(
+            "POST", b"", b"application/json", raw, max_depth=depth, whole=True
+        )
         assert parsed.data is not None  # a JSON body that is not an object is refused there
         return parsed.data
 
