@@ -16,7 +16,8 @@
  * may close its own while the thread still holds them.
  *
  * scan_names() finds the names of token numbers in a body window for swapd.observe.activity,
- * on whichever thread asks (it keeps no state).
+ * and scan_request() a JSON request body's model for swapd.proxy.body, on whichever thread
+ * asks (they keep no state).
  *
  * Only the C library and POSIX threads: built by hatch_build.py, loaded with ctypes. */
 #define _GNU_SOURCE
@@ -750,11 +751,11 @@ int scan_request(const char *p, int64_t n, int64_t max_depth, int64_t *out) {
         s = spaces(s, e);
         if (s >= e) return 0;
         unsigned c = *s;
+        if (field == 1) out[2] = 3; /* not a string, unless the string branch says so */
         if (c == '{' || c == '[') {
             if (depth >= limit) return 0;
             cursor inside = spaces(s + 1, e);
             int empty = inside < e && *inside == (c == '{' ? '}' : ']');
-            if (field == 1) out[2] = 3;
             if (field == 2) return 0; /* a container's truth: Python's to tell */
             field = 0;
             stack[depth++] = (char)c;
@@ -781,14 +782,11 @@ int scan_request(const char *p, int64_t n, int64_t max_depth, int64_t *out) {
         } else if (c == '-' || (c >= '0' && c <= '9')) {
             int nonzero = 0;
             if (!number_at(&s, e, &nonzero)) return 0;
-            if (field == 1) out[2] = 3;
             if (field == 2 && nonzero < 0) return 0;
             if (field == 2) out[3] = nonzero;
         } else if (word_at(&s, e, "true", 4)) {
-            if (field == 1) out[2] = 3;
             if (field == 2) out[3] = 1;
         } else if (word_at(&s, e, "false", 5) || word_at(&s, e, "null", 4)) {
-            if (field == 1) out[2] = 3;
             if (field == 2) out[3] = 0;
         } else {
             return 0;
