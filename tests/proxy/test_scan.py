@@ -77,17 +77,13 @@ def scan_reading(raw: bytes, depth: int = DEPTH) -> tuple[str | None, bool] | No
     return None if parsed is None else (parsed.model, parsed.stream)
 
 
-def depth_of(raw: bytes) -> int:
-    return body.json_depth(raw)
-
-
 @settings(max_examples=400)
 @given(objects())
 def test_a_scanned_object_reads_as_json_loads_reads_it(raw: bytes) -> None:
     read = scan_reading(raw)
     if read is not None:
         assert read == python_reading(raw)
-        assert depth_of(raw) <= DEPTH
+        assert body.json_depth(raw) <= DEPTH
 
 
 plain = st.recursive(
@@ -111,7 +107,7 @@ def test_a_body_json_dumps_wrote_is_vouched_for(
     """No float exponent, no escaped key at the top, no container for ``stream``, shallow:
     nothing the scan leaves to Python, so it must read the body itself."""
     raw = json.dumps({**rest, "model": model, "stream": stream}, ensure_ascii=ascii_only).encode()
-    if depth_of(raw) > DEPTH or any("\\" in json.dumps(k) for k in rest):
+    if body.json_depth(raw) > DEPTH or any("\\" in json.dumps(k) for k in rest):
         return
     assert scan_reading(raw) == python_reading(raw)
 
@@ -137,7 +133,7 @@ def test_a_broken_body_is_never_vouched_for(raw: bytes, edits: list[tuple[int, b
     read = scan_reading(broken)
     if read is not None:
         assert read == python_reading(broken)
-        assert depth_of(broken) <= DEPTH
+        assert body.json_depth(broken) <= DEPTH
 
 
 def test_the_usual_bodies_are_vouched_for_and_read() -> None:
