@@ -37,7 +37,7 @@ from swapd.inventory import from_config as inventory_of
 from swapd.inventory import reads as inventory_reads
 from swapd.lint import exposure, lint
 from swapd.observe.activity import ActivityLog
-from swapd.observe.logs import DEFAULT_RING_BYTES, LineFormatter, LogRing, stamped
+from swapd.observe.logs import DEFAULT_RING_BYTES, LogRing, RingHandler
 from swapd.observe.observer import Observer
 from swapd.proxy.admin import Admin
 from swapd.proxy.app import Proxy
@@ -88,20 +88,6 @@ class _Server(uvicorn.Server):
             sock.close()  # the client left meanwhile
             return
         protocol.data_received(data)
-
-
-class _RingHandler(logging.Handler):
-    def __init__(self, ring: LogRing, echo: bool) -> None:
-        super().__init__()
-        self.ring = ring
-        self.echo = echo
-        self.setFormatter(LineFormatter())  # the ring keeps the time (logTimeFormat)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        line = self.format(record)
-        self.ring.write(line, at=record.created)
-        if self.echo:
-            print(stamped(line, record.created, LogRing.time_format), file=sys.stdout, flush=True)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -168,7 +154,7 @@ class App:
         root = logging.getLogger("swapd")
         echo = config.log_to_stdout in ("proxy", "both")
         LogRing.time_format = config.log_time_format  # every ring's text views (observe.logs)
-        root.handlers[:] = [_RingHandler(self.swapd_log, echo)]
+        root.handlers[:] = [RingHandler(self.swapd_log, echo, asyncio.get_running_loop())]
         root.setLevel(config.log_level.upper() if config.log_level != "warn" else "WARNING")
         root.propagate = False
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
 import socket
@@ -148,3 +149,46 @@ def test_queue_event_drops_to_zero_after_a_failed_start(start_port: int) -> None
 
         collect_until(events, drained)
         stop.set()
+
+
+def test_event_ids_stay_in_order_while_inflight_upserts_meet_a_flood_of_events(
+    start_port: int,
+) -> None:
+    # An engine that logs thousands of lines a second (each one an event) while a slow stream's
+    # byte-count upserts are made every INFLIGHT_INTERVAL: an upsert made while published
+    # events wait in the client's buffer must not overtake them.
+    flood = "[print('x' * 50, flush=True) or time.sleep(0.0002) for _ in iter(int, 1)]"
+    chatty = f'{sys.executable} -c "import time; {flood}"'
+    extra = f"""
+  chatty:
+    cmd: {chatty}
+    checkEndpoint: none
+    proxy: http://127.0.0.1:9
+"""
+    together = "groups: {together: {swap: false, members: [alpha, chatty]}}"
+    with run_swapd(config(start_port, top=together) + extra) as swapd:
+        assert httpx.post(f"{swapd.url}/api/models/alpha/start?wait=true", timeout=30).is_success
+        assert httpx.post(f"{swapd.url}/api/models/chatty/start", timeout=30).is_success
+        events: queue.Queue[tuple[int, str, Any]] = queue.Queue()
+        stop = threading.Event()
+        reader = threading.Thread(target=consume, args=(swapd.url, events, stop), daemon=True)
+        reader.start()
+        assert events.get(timeout=10)[1] == "snapshot"
+        body = {
+            "model": "alpha",
+            "messages": [{"role": "user", "content": "count slowly"}],
+            "stream": True,
+            "chunks": 80,
+            "chunk_delay": 0.05,
+        }
+        with httpx.stream("POST", f"{swapd.url}/v1/chat/completions", json=body, timeout=60) as r:
+            assert sum(1 for line in r.iter_lines() if line.startswith("data:")) > 80
+        stop.set()
+        seen = []
+        while not events.empty():
+            seen.append(events.get_nowait())
+        upserts = [i for i, k, d in seen if k == "inflight" and d["operation"] == "upsert"]
+        assert len(upserts) >= 5 and sum(k == "log" for _, k, _ in seen) > 1000
+        ids = [i for i, _, _ in seen]
+        out_of_order = [(a, b) for a, b in itertools.pairwise(ids) if b <= a]
+        assert not out_of_order, out_of_order[:10]

@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 
+import anyio
 import httpx
 import pytest
 
-from swapd.observe.logs import TIME_LAYOUTS, LineFormatter, time_layout
+from swapd.observe.logs import TIME_LAYOUTS, LineFormatter, LogRing, RingHandler, time_layout
 from swapd.testing import run_swapd
 
 from .helpers import chat, config
@@ -58,6 +61,28 @@ def test_unknown_or_empty_layout_means_no_timestamp() -> None:
     record = logging.LogRecord("swapd", logging.INFO, __file__, 1, "hello", None, None)
     assert LineFormatter("").format(record) == "INFO hello"
     assert re.match(r"^\d\d?:\d\d(AM|PM) INFO hello$", LineFormatter("kitchen").format(record))
+
+
+def test_a_line_logged_from_a_thread_reaches_the_ring_on_the_loop() -> None:
+    # The ring's subscribers (the events bus, log streams) are not thread-safe: a record
+    # logged by work handed to a thread is written by the loop, after the lines before it.
+    async def main() -> None:
+        ring = LogRing("swapd")
+        pushed: list[tuple[str, int]] = []
+        ring.subscribe(lambda line: pushed.append((line, threading.get_ident())) or True)
+        logger = logging.getLogger("swapd.test-thread")
+        logger.handlers[:] = [RingHandler(ring, False, asyncio.get_running_loop())]
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.info("before")
+        await anyio.to_thread.run_sync(logger.info, "from a thread")
+        logger.info("after")
+        await anyio.sleep(0.01)
+        assert [line for line, _ in pushed] == ["INFO before", "INFO from a thread", "INFO after"]
+        assert {thread for _, thread in pushed} == {threading.get_ident()}
+        logger.handlers.clear()
+
+    anyio.run(main)
 
 
 def test_proxy_and_upstream_streams_and_the_time_format(start_port: int) -> None:

@@ -108,6 +108,28 @@ def test_bus_drops_a_full_subscriber_only() -> None:
     anyio.run(main)
 
 
+def test_an_event_told_to_one_subscriber_waits_behind_published_ones() -> None:
+    async def main() -> None:
+        frame = len(Event(1, "model", {"n": 0}).sse()) + CHUNK_OVERHEAD
+        bus = EventBus(budget=3 * frame)
+        one, other = bus.subscribe("one"), bus.subscribe("other")
+        bus.publish("model", {"n": 0})
+        told = bus.tell(one, "model", {"n": 1})
+        bus.publish("model", {"n": 2})
+        sent = one.outbox.get_nowait().decode()
+        ids = [int(line[4:]) for line in sent.splitlines() if line.startswith("id: ")]
+        assert ids == [1, 2, 3] and told.id == 2
+        assert 'n":1' not in other.outbox.get_nowait().decode()  # told to one only
+        for n in range(3, 6):  # three frames fit
+            bus.tell(one, "model", {"n": n})
+        assert not one.dropped
+        bus.tell(one, "model", {"n": 6})  # a fourth does not: dropped, as by publish
+        assert one.dropped and one.cut.cancel_called and not other.dropped
+        bus.unsubscribe(other)
+
+    anyio.run(main)
+
+
 def test_dashboard_uses_only_exported_metrics() -> None:
     docs = Path(__file__).parents[2] / "docs"
     text = (docs / "grafana-dashboard.json").read_text()

@@ -5,7 +5,9 @@ to get it, and the same frame goes into every subscriber's :class:`~swapd.observ
 (bounded in bytes). A subscriber whose outbox would overflow (a client that does not read) is
 dropped: marked ``dropped``, its outbox emptied at once and its ``cut`` scope cancelled (the
 stream that reads it then ends the connection and logs why) — the server and the other
-subscribers are unaffected. Event ids increase by one per event, across all types.
+subscribers are unaffected. Event ids increase by one per event, across all types, and every
+subscriber gets its events in id order: one made for one client (:meth:`EventBus.tell`) waits
+in that client's outbox behind the events published before it.
 """
 
 from __future__ import annotations
@@ -75,8 +77,19 @@ class EventBus:
             if sub.outbox.closed or (type_ == "log" and not sub.logs):
                 continue
             frame = frame or event.sse()
-            if not sub.outbox.put(frame):
-                sub.dropped = True
-                self.unsubscribe(sub)
-                sub.cut.cancel()
+            self._put(sub, frame)
         return event
+
+    def tell(self, sub: Subscription, type_: str, data: Any) -> Event:
+        """An event for ``sub`` alone (made for it, such as an in-flight byte count). It goes
+        through the same outbox as published events, so every client sees ids in order."""
+        event = Event(self.next_id(), type_, data)
+        if not sub.outbox.closed:
+            self._put(sub, event.sse())
+        return event
+
+    def _put(self, sub: Subscription, frame: bytes) -> None:
+        if not sub.outbox.put(frame):
+            sub.dropped = True
+            self.unsubscribe(sub)
+            sub.cut.cancel()

@@ -17,9 +17,12 @@ copy per client).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import logging
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -236,3 +239,29 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return stamped(super().format(record), record.created, self._time_format)
+
+
+class RingHandler(logging.Handler):
+    """swapd's own log records into its ring (and on stdout when ``echo``).
+
+    The ring and its subscribers (log streams, the events bus) belong to ``loop``: a record
+    logged from another thread (work handed to a thread: pulling an image, connecting to Ray)
+    is written there by the loop, in the order the records came."""
+
+    def __init__(self, ring: LogRing, echo: bool, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self.ring = ring
+        self.echo = echo
+        self.loop = loop
+        self.loop_thread = threading.get_ident()  # made on the loop
+        self.setFormatter(LineFormatter())  # the ring keeps the time (logTimeFormat)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = self.format(record)
+        if record.thread == self.loop_thread:
+            self.ring.write(line, at=record.created)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to tell
+                self.loop.call_soon_threadsafe(self.ring.write, line, record.created)
+        if self.echo:
+            print(stamped(line, record.created, LogRing.time_format), file=sys.stdout, flush=True)

@@ -27,7 +27,7 @@ from starlette.routing import Route, Router
 from swapd.errors import Conflict, MethodNotAllowed, NotFound, RequestError, SwapdError
 from swapd.hardware import Inventory
 from swapd.observe.build import build_info
-from swapd.observe.events import Event
+from swapd.observe.events import Event, Subscription
 from swapd.observe.logs import LogRing, line_of, merged
 from swapd.observe.metrics import CONTENT_TYPE
 from swapd.observe.observer import Observer
@@ -361,7 +361,11 @@ class Admin:
                 return hide(await sub.outbox.get())
             tick = anyio.current_time() + INFLIGHT_INTERVAL
             await self.observer.refresh()
-            return hide(self._growth(shown))
+            self._growth(sub, shown)  # queued behind what was published meanwhile
+            try:
+                return hide(sub.outbox.get_nowait())
+            except anyio.WouldBlock:
+                return b""
 
         try:
             with sub.cut:
@@ -371,20 +375,18 @@ class Admin:
         if sub.dropped:
             raise _dropped(sub.name, "events", bus.budget)
 
-    def _growth(self, shown: dict[str, int]) -> bytes:
-        """``inflight`` upserts for requests whose response grew since this client last saw
-        them: made per client when its buffer is empty, so the relay never pays for them."""
+    def _growth(self, sub: Subscription, shown: dict[str, int]) -> None:
+        """``inflight`` upserts for requests whose response grew since ``sub``'s client last
+        saw them: made per client when it waits for events, so the relay never pays for them."""
         live = self.observer.inflight
         for gone in [rid for rid in shown if rid not in live]:
             del shown[gone]
-        frames = []
         for req in list(live.values()):
             size = req.meter.size
             if shown.get(req.id, 0) != size:
                 shown[req.id] = size
                 data = {"operation": "upsert", "request": req.view()}
-                frames.append(Event(self.observer.bus.next_id(), "inflight", data).sse())
-        return b"".join(frames)
+                self.observer.bus.tell(sub, "inflight", data)
 
     async def log_stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``GET /logs/stream[/proxy|/upstream|/{model}]``: history (unless ``?no-history``),
