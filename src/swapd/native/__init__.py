@@ -160,6 +160,48 @@ def request_scan() -> Callable[[bytes, int], tuple[int, int, int, bool] | None] 
     return scan
 
 
+METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")  # relay.c's, in order
+NOTED = ("host", "authorization", "x-api-key", "origin", "content-type")  # ... and its fields
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """A request head :func:`head_scan` vouched for: where things are in the bytes it read."""
+
+    size: int  # the head's bytes, the empty line included: the body starts here
+    method: str
+    target: tuple[int, int]  # start, end
+    length: int | None  # the content-length
+    close: bool  # "Connection: close"
+    fields: dict[str, tuple[int, int]]  # NOTED field -> its value's start, end (when present)
+
+
+def head_scan() -> Callable[[bytes], Head | int] | None:
+    """relay.c's ``scan_head`` where the library is built, else None: ``scan(data)`` is the
+    :class:`Head` at the start of ``data``, 0 when more bytes are needed to tell, or -1 when a
+    native front must leave the request to Python (unusual, or not HTTP/1.1 llhttp takes)."""
+    lib = _built()
+    if lib is None:
+        return None
+    scan_head = lib.scan_head
+
+    def scan(data: bytes) -> Head | int:
+        out = (ctypes.c_int64 * (5 + 2 * len(NOTED)))()
+        size = scan_head(data, len(data), out)
+        if size <= 0:
+            return int(size)
+        fields = {
+            name: (out[5 + 2 * i], out[5 + 2 * i] + out[6 + 2 * i])
+            for i, name in enumerate(NOTED)
+            if out[5 + 2 * i] >= 0
+        }
+        target = (out[1], out[1] + out[2])
+        length = None if out[3] < 0 else int(out[3])
+        return Head(int(size), METHODS[out[0]], target, length, bool(out[4]), fields)
+
+    return scan
+
+
 def _load() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux") or not LIBRARY.is_file():
         return None
@@ -193,6 +235,8 @@ def _load() -> ctypes.CDLL | None:
     lib.relay_free.argtypes = [ctypes.c_void_p]
     lib.relay_destroy.restype = None
     lib.relay_destroy.argtypes = [handle]
+    lib.scan_head.restype = ctypes.c_int64
+    lib.scan_head.argtypes = [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]
     lib.scan_request.restype = ctypes.c_int
     lib.scan_request.argtypes = [
         ctypes.c_char_p,

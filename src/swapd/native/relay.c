@@ -826,3 +826,121 @@ int scan_request(const char *p, int64_t n, int64_t max_depth, int64_t *out) {
         s++;
     }
 }
+
+/* -- A request's head, for a native front ----------------------------------------------------
+ *
+ * scan_head() reads the head of one HTTP/1.1 request (the request line and the header fields,
+ * up to the empty line) and notes what a front needs to route it without Python: the method,
+ * the target, the body's content-length, whether the connection closes after it, and where the
+ * fields a request is checked by (Host, Authorization, X-Api-Key, Origin, Content-Type) are. It
+ * is conservative, as scan_request is: it vouches (returns the head's length) only for a head
+ * that llhttp (uvicorn's parser) takes and reads the same way, and returns -1 for anything that
+ * is unusual rather than wrong, so that Python serves it: another HTTP version, a method not in
+ * METHODS, a target not in origin form or with bytes outside VISIBLE, a byte above 0x7E in a
+ * field, a folded line, a Transfer-Encoding, Expect or Upgrade field, a Connection field other
+ * than one close or keep-alive, two of a field noted here (or of Content-Length), a
+ * content-length of more than 15 digits, more than HEAD_FIELDS fields or HEAD_LIMIT bytes. It
+ * returns 0 while everything so far could begin such a head: read more, then ask again.
+ * out: METHOD_AT, the method's index in METHODS; TARGET_AT and +1, the target's bytes; LENGTH_AT,
+ * the content-length (-1 when none); CLOSE_AT, 1 for "Connection: close"; then for each noted
+ * field, its value's bytes with the spaces around it left out (-1, 0 when it is absent). */
+#define HEAD_LIMIT 16384
+#define HEAD_FIELDS 100
+
+static const char *const METHODS[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"};
+static const char *const NOTED[] = {"host", "authorization", "x-api-key", "origin",
+                                    "content-type"};
+enum { METHOD_AT, TARGET_AT, LENGTH_AT = 3, CLOSE_AT, NOTED_AT, HEAD_OUT = NOTED_AT + 10 };
+
+static int tchar(unsigned c) { /* RFC 9110's token characters */
+    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return 1;
+    return c && strchr("!#$%&'*+-.^_`|~", (int)c) != NULL;
+}
+
+static int visible(unsigned c) { /* a target's bytes llhttp takes in any position */
+    return c > 0x20 && c < 0x7F && c != '#';
+}
+
+static int named(cursor s, size_t n, const char *name) { /* case-insensitive, name in lower case */
+    if (strlen(name) != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] | 0x20) != (unsigned char)name[i]) return 0;
+    return 1;
+}
+
+int64_t scan_head(const char *p, int64_t n, int64_t *out) {
+    cursor base = (cursor)p, s = base, e = base + (n < HEAD_LIMIT ? n : HEAD_LIMIT);
+    int more = n < HEAD_LIMIT; /* running out of bytes means "read more", not "too long" */
+    for (int i = 0; i < HEAD_OUT; i++) out[i] = -1;
+    out[CLOSE_AT] = 0;
+    for (int i = NOTED_AT + 1; i < HEAD_OUT; i += 2) out[i] = 0;
+#define NEED(k) if (e - s < (k)) return more ? 0 : -1
+    cursor word = s;
+    while (s < e && *s >= 'A' && *s <= 'Z' && s - word < 8) s++;
+    NEED(1);
+    if (*s != ' ') return -1;
+    for (int i = 0; i < (int)(sizeof METHODS / sizeof *METHODS); i++)
+        if ((size_t)(s - word) == strlen(METHODS[i]) && !memcmp(word, METHODS[i], (size_t)(s - word)))
+            out[METHOD_AT] = i;
+    if (out[METHOD_AT] < 0) return -1;
+    s++;
+    NEED(1);
+    if (*s != '/') return -1;
+    out[TARGET_AT] = s - base;
+    while (s < e && visible(*s)) s++;
+    out[TARGET_AT + 1] = s - base - out[TARGET_AT];
+    static const char VERSION[] = " HTTP/1.1\r\n";
+    for (size_t i = 0; i < sizeof VERSION - 1; i++, s++) {
+        NEED(1);
+        if (*s != (unsigned char)VERSION[i]) return -1;
+    }
+    for (int fields = 0;; fields++) {
+        NEED(1);
+        if (*s == '\r') {
+            s++;
+            NEED(1);
+            out[CLOSE_AT] = out[CLOSE_AT] == 1;
+            return *s == '\n' ? s + 1 - base : -1;
+        }
+        if (fields == HEAD_FIELDS) return -1;
+        cursor name = s;
+        while (s < e && tchar(*s)) s++;
+        NEED(1);
+        if (*s != ':' || s == name) return -1;
+        size_t name_len = (size_t)(s - name);
+        s++;
+        while (s < e && (*s == ' ' || *s == '\t')) s++;
+        cursor value = s, value_end = s;
+        while (s < e && ((*s >= 0x20 && *s < 0x7F) || *s == '\t')) {
+            if (*s != ' ' && *s != '\t') value_end = s + 1;
+            s++;
+        }
+        NEED(2);
+        if (s[0] != '\r' || s[1] != '\n') return -1;
+        s += 2;
+        size_t len = (size_t)(value_end - value);
+        if (named(name, name_len, "transfer-encoding") || named(name, name_len, "expect") ||
+            named(name, name_len, "upgrade"))
+            return -1;
+        if (named(name, name_len, "content-length")) {
+            if (out[LENGTH_AT] >= 0 || len == 0 || len > 15) return -1;
+            int64_t v = 0;
+            for (size_t i = 0; i < len; i++) {
+                if (value[i] < '0' || value[i] > '9') return -1;
+                v = v * 10 + (value[i] - '0');
+            }
+            out[LENGTH_AT] = v;
+        } else if (named(name, name_len, "connection")) {
+            if (out[CLOSE_AT] || !(named(value, len, "close") || named(value, len, "keep-alive")))
+                return -1;
+            out[CLOSE_AT] = named(value, len, "close") ? 1 : 2; /* 2: seen, keep-alive */
+        }
+        for (int k = 0; k < (int)(sizeof NOTED / sizeof *NOTED); k++) {
+            if (!named(name, name_len, NOTED[k])) continue;
+            if (out[NOTED_AT + 2 * k] >= 0) return -1;
+            out[NOTED_AT + 2 * k] = value - base;
+            out[NOTED_AT + 2 * k + 1] = (int64_t)len;
+        }
+    }
+#undef NEED
+}
