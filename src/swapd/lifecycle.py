@@ -51,6 +51,8 @@ class Owner(Protocol):
 
     def _fail_queued(self, which: Callable[[Ticket], bool], error: SwapdError) -> None: ...
 
+    def quiet(self, slot: Slot) -> bool: ...
+
 
 class Lifecycle:
     def __init__(self, owner: Owner) -> None:
@@ -114,7 +116,7 @@ class Lifecycle:
             return
         now = _now()
         slot.upstream = upstream
-        slot.ready_at = slot.last_use = now
+        slot.ready_at = slot.released_at = now
         slot.failures = 0
         slot.oom_retried = False
         slot.crowded = None
@@ -195,7 +197,7 @@ class Lifecycle:
 
     def retire_if_idle(self, slot: Slot) -> None:
         """A retiring model (reload, unload) stops once its requests in flight are done."""
-        if slot.retiring and slot.inflight == 0:
+        if slot.retiring and self._owner.quiet(slot) and slot.granted == 0:
             self.stop(slot)
 
     def stop(self, slot: Slot) -> None:

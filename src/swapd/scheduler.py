@@ -27,6 +27,11 @@ evictions (the implicit ``(default)`` group relaxed: memory decides for ungroupe
 what placement needs gone for the model to fit; a busy model among them is waited for
 (``slot.blocked_by``), never evicted; a model that fits nowhere fails its queued requests with
 ``NoCapacity``. The chosen devices go to the driver (``assign``) before the engine starts.
+
+Gates (``attach_gates``, for a native front that serves requests with no Python per request;
+docs/dataplane.md, option C): a model's gate is open while a request for it would be granted
+at once. Whatever would stop, sleep or evict a model first closes its gate and finds it empty
+(``quiet``); the front's requests count as in flight, reserved and use for every rule above.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -61,6 +66,9 @@ from swapd.observe.logs import LogRing
 from swapd.placer import MEASURE_AFTER, Choice, Cost, Placer, held
 from swapd.slot import Slot, Ticket
 from swapd.views import ALIVE, RUNNING, SlotView, State
+
+if TYPE_CHECKING:
+    from swapd.native import Gates
 
 log = logging.getLogger("swapd.scheduler")
 
@@ -105,6 +113,8 @@ class Scheduler:
         self._seq = itertools.count()
         self._tg: TaskGroup | None = None
         self._closing = False
+        self.gates: Gates | None = None  # a native front's (attach_gates)
+        self._gates_given = 0
         self.lifecycle = Lifecycle(self)  # the hands: start, stop, sleep, wake; their outcomes
         self.placer = Placer(
             self.slots,
@@ -119,7 +129,63 @@ class Scheduler:
 
     def _new_slot(self, model: ModelConfig) -> Slot:
         ring = LogRing(model.id, capacity=self._ring_bytes, echo=self._echo_logs)
-        return Slot(config=model, log=ring)
+        slot = Slot(config=model, log=ring)
+        self._give_gate(slot)
+        return slot
+
+    # ── a native front's gates ──────────────────────────────────────────────────────────────
+
+    def attach_gates(self, gates: Gates) -> None:
+        """A native front serves ready models' requests with no Python per request, through
+        ``gates`` (swapd.native): a model's gate is open while a request for it would be
+        granted at once (ready, not retiring, not wanted gone by a queued request) and
+        closed otherwise; before a model is stopped, put to sleep or evicted its gate is
+        closed and found empty (:meth:`quiet`). The front's requests count as in flight
+        (``Slot.inflight``, ``reserved``, ``last_use``) for every other rule. Models get a
+        gate each while there are gates left; a model without one is never the front's."""
+        self.gates = gates
+        for slot in self.slots.values():
+            self._give_gate(slot)
+        self._sync_gates()
+
+    def _give_gate(self, slot: Slot) -> None:
+        gates = self.gates
+        if gates is not None and slot.gates is None and self._gates_given < gates.size:
+            slot.gates, slot.gate = gates, self._gates_given  # never reused: never refilled
+            self._gates_given += 1
+
+    def quiet(self, slot: Slot) -> bool:
+        """Close ``slot``'s gate; True when no front request is in flight (none can start
+        until the gate opens again, which :meth:`_sync_gates` does only for a model that
+        may serve). Python's own requests are the caller's to check."""
+        return slot.gates is None or slot.gates.close(slot.gate) == 0
+
+    def front_emptied(self) -> None:
+        """A front request's end left a closed gate empty: a stop or a swap may go on."""
+        for slot in list(self.slots.values()):
+            self.lifecycle.retire_if_idle(slot)
+        self._drain()
+
+    def _sync_gates(self) -> None:
+        if self.gates is None:
+            return
+        wanted: set[str] = set()  # models a queued request waits to see gone
+        for ticket in self._queue:
+            if ticket.slot.state is not State.READY:
+                wanted |= self._evictions(ticket.slot)
+        for slot in self.slots.values():
+            if slot.gates is None:
+                continue
+            if (
+                slot.state is State.READY
+                and not slot.retiring
+                and not self._closing
+                and slot.id not in wanted
+                and self.slots.get(slot.id) is slot
+            ):
+                slot.gates.open(slot.gate, slot.config.concurrency_limit - slot.admitted)
+            else:
+                slot.gates.close(slot.gate)
 
     # ── lifetime ────────────────────────────────────────────────────────────────────────────
 
@@ -144,6 +210,7 @@ class Scheduler:
         if self._closing:
             return
         self._closing = True
+        self._sync_gates()
         self._fail_queued(lambda t: True, ShuttingDown("swapd is shutting down"))
         for slot in self.slots.values():
             if slot.state is State.STARTING:
@@ -168,7 +235,7 @@ class Scheduler:
         slot = self.slots.get(model_id)
         if slot is None or slot.removed:
             raise NotFound(f"model {model_id!r} not found")
-        if slot.reserved >= slot.config.concurrency_limit:
+        if not slot.fits_one_more():
             raise TooManyRequests(
                 f"too many requests for model {model_id!r} "
                 f"(concurrencyLimit {slot.config.concurrency_limit}, queued and in flight)"
@@ -178,7 +245,7 @@ class Scheduler:
         ticket = Ticket(
             model=model_id, slot=slot, seq=next(self._seq), created=now, priority=priority
         )
-        slot.reserved += 1
+        slot.admitted += 1
         if slot.state is State.READY and not slot.retiring and not self._held_back(ticket, now):
             self._grant(ticket, slot)
         else:
@@ -204,10 +271,10 @@ class Scheduler:
         if queued:
             self._queue.remove(ticket)
         slot = ticket.slot
-        slot.reserved -= 1
+        slot.admitted -= 1
         if ticket.granted:
-            slot.inflight -= 1
-            slot.last_use = _now()
+            slot.granted -= 1
+            slot.released_at = _now()
         self._queue_changed(slot)
         self.lifecycle.retire_if_idle(slot)
         if ticket.granted or queued:
@@ -246,7 +313,7 @@ class Scheduler:
         ticket.granted = True
         ticket.upstream = slot.upstream
         ticket.position = 0
-        slot.inflight += 1
+        slot.granted += 1
         ticket.settle()
 
     def _fail(self, ticket: Ticket, error: SwapdError) -> None:
@@ -361,6 +428,7 @@ class Scheduler:
                 self._try_start(slot)
         for position, ticket in enumerate(self._queue, start=1):
             ticket.position = position
+        self._sync_gates()
 
     def _try_start(self, slot: Slot) -> None:
         if slot.preparing or slot.backing_off:
@@ -382,7 +450,9 @@ class Scheduler:
             self._no_capacity(slot, f"not enough memory for {slot.id}: {choice.decision.reason}")
             return
         evict = [self.slots[name] for name in sorted(names)]
-        slot.blocked_by = tuple(e.id for e in evict if e.state is State.STARTING or e.inflight)
+        slot.blocked_by = tuple(
+            e.id for e in evict if e.state is State.STARTING or e.granted or not self.quiet(e)
+        )
         if slot.blocked_by:
             if choice is not None:
                 slot.demand = choice.demand  # shown with what it waits for
@@ -435,6 +505,7 @@ class Scheduler:
     def _set_state(self, slot: Slot, state: State, swap_seconds: float | None = None) -> None:
         slot.state = state
         slot.changed_at = anyio.current_time()
+        self._sync_gates()
         if slot.assignment is not None and state is not State.STOPPING:
             self._placement_changed(slot, state)
         if self.listeners:
@@ -477,7 +548,8 @@ class Scheduler:
             return
         if slot.state is not State.READY or not engines.can_sleep(slot):
             raise Conflict(f"model {model_id} is {slot.state}, not ready to sleep")
-        if slot.reserved:
+        if slot.admitted or not self.quiet(slot):
+            self._sync_gates()
             raise Conflict(f"model {model_id} is serving requests")
         settled = anyio.Event()
 
@@ -507,6 +579,7 @@ class Scheduler:
         for slot in stopping:
             slot.unloading = True
             self.lifecycle.retire_if_idle(slot)
+        self._sync_gates()
         for event in events:
             await event.wait()
         return [s.id for s in stopping]
@@ -558,10 +631,12 @@ class Scheduler:
                     and ttl > 0
                     and slot.reserved == 0
                     and now - slot.last_use >= ttl
+                    and self.quiet(slot)
                 ):
                     slot.log.write(f"[swapd] unloading {slot.id}: idle for {ttl:g}s (ttl)")
                     log.info("unloading %s, TTL of %gs reached", slot.id, ttl)
                     self.lifecycle.evict(slot)
+            self._sync_gates()  # reopen what a look that found a front request closed
 
     def keep_alive(self, model_id: str, seconds: float | None) -> None:
         """Set ``model_id``'s idle TTL for its running load (0: never unload; None: the

@@ -12,7 +12,7 @@ grants, finishes the requests it serves, then stops; requests still queued start
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -24,6 +24,9 @@ from swapd.observe.logs import LogRing
 from swapd.upstream import Upstream
 from swapd.views import ALIVE, State
 
+if TYPE_CHECKING:
+    from swapd.native import Gates
+
 
 @dataclass(eq=False, slots=True)
 class Slot:
@@ -32,12 +35,12 @@ class Slot:
     state: State = State.STOPPED
     upstream: Upstream | None = None
     error: str | None = None  # why the last start failed or the engine died
-    inflight: int = 0  # requests handed an upstream and not yet released
-    reserved: int = 0  # admitted requests (queued or in flight), bounded by concurrencyLimit
+    granted: int = 0  # Python's requests handed an upstream and not yet released
+    admitted: int = 0  # Python's admitted requests (queued or granted)
     generation: int = 0  # bumps on every start; events from older engines are ignored
     scope: anyio.CancelScope | None = None  # cancelling it stops the engine
     stopped: anyio.Event = field(default_factory=anyio.Event)
-    last_use: float = 0.0
+    released_at: float = 0.0  # when one of Python's requests last ended (or it became ready)
     started_at: float | None = None  # when the current engine was spawned
     ready_at: float | None = None
     next_config: ModelConfig | None = None  # config to apply once the engine has stopped
@@ -61,9 +64,40 @@ class Slot:
     blocked_by: tuple[str, ...] = ()  # busy models a queued start waits for
     # Ollama's keep_alive: (generation, idle seconds; 0 = never) for that load only
     keep_alive: tuple[int, float] | None = None
+    # a native front's gate for this model (swapd.native.Gates; the scheduler's attach_gates)
+    gates: Gates | None = None
+    gate: int = -1
 
     def __post_init__(self) -> None:
         self.stopped.set()
+
+    @property
+    def front(self) -> tuple[int, float]:
+        """A native front's requests in flight for this model, and when one last ended."""
+        gates = self.gates
+        return (0, 0.0) if gates is None else gates.read(self.gate)
+
+    @property
+    def inflight(self) -> int:
+        """Requests handed an upstream and not yet ended, the front's included."""
+        return self.granted if self.gates is None else self.granted + self.front[0]
+
+    @property
+    def reserved(self) -> int:
+        """Admitted requests (queued or in flight), bounded by concurrencyLimit."""
+        return self.admitted if self.gates is None else self.admitted + self.front[0]
+
+    @property
+    def last_use(self) -> float:
+        """When the model last served (a request ended) or became ready."""
+        return self.released_at if self.gates is None else max(self.released_at, self.front[1])
+
+    def fits_one_more(self) -> bool:
+        """Whether one more request fits under its concurrencyLimit (the front's counted)."""
+        limit = self.config.concurrency_limit
+        if self.gates is None:
+            return self.admitted < limit
+        return self.gates.admit(self.gate, limit, self.admitted)
 
     @property
     def id(self) -> str:

@@ -7,10 +7,16 @@ no model is stopped while it serves. The same run under the matrix router (rando
 priorities, a fixed matrix): the engines starting or ready always fit one alternative of a set
 (or are a lone model), and the queue stays in priority order. At the end every ticket has ended
 exactly once (granted or failed), the queue is empty and the counters are back to 0.
+
+With a native front's gates attached (swapd.native), requests also go through gates, as the
+front's thread would send them: one gets in only while its model is ready, and no model is
+stopped, put to sleep or evicted while one is in flight (a gate is closed and found empty
+first); when they have all left, every count is back to 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import itertools
@@ -23,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from swapd import native
 from swapd.config.matrix import build_matrix
 from swapd.config.model import DEFAULT_GROUP, Config, GroupConfig, MatrixConfig, ModelConfig
 from swapd.errors import SwapdError
@@ -101,7 +108,7 @@ def check_invariants(sched: Scheduler, config: Config) -> None:
             assert len(ready) <= 1, f"two models of swap group {group.name} ready: {ready}"
 
 
-async def scenario(data: st.DataObject, router: str) -> None:
+async def scenario(data: st.DataObject, router: str, front: bool) -> None:
     engines = FakeEngines(delay=0.003)
     variant: dict[str, int] = {}
     present = frozenset(MODELS)
@@ -113,6 +120,12 @@ async def scenario(data: st.DataObject, router: str) -> None:
     )
     config = make_config(present, variant, 0.0, matrix, priorities)
     sched = Scheduler(config, driver_factory=engines.factory, batch_window=0.02)
+    gates = native.gates(asyncio.get_running_loop(), 8, sched.front_emptied) if front else None
+    if front and gates is None:
+        pytest.skip("the native library is not built here")
+    if gates is not None:
+        sched.attach_gates(gates)
+    entered: list[tuple[str, int]] = []  # the front's requests in flight: model, gate
     tickets: list[Ticket] = []
     stopped_while_serving: list[str] = []
 
@@ -127,6 +140,7 @@ async def scenario(data: st.DataObject, router: str) -> None:
             op = data.draw(
                 st.sampled_from(
                     ["admit", "admit", "release", "gone", "crash", "reload", "unload", "wait"]
+                    + (["enter", "enter", "leave"] if gates else [])
                 ),
                 label="op",
             )
@@ -141,6 +155,18 @@ async def scenario(data: st.DataObject, router: str) -> None:
                 pick = data.draw(st.integers(0, 63), label="ticket")  # timing-independent draw
                 if live:
                     sched.release(live[pick % len(live)])
+            elif op == "enter" and gates is not None:
+                model = data.draw(st.sampled_from(MODELS), label="front")
+                slot = sched.slots.get(model)
+                if slot is not None and slot.gates is not None and gates.enter(slot.gate):
+                    assert slot.state is State.READY and not slot.retiring, (model, slot.state)
+                    waiting = [t for t in sched._queue if t.slot.state is not State.READY]
+                    assert not any(model in sched._evictions(t.slot) for t in waiting), model
+                    entered.append((model, slot.gate))
+            elif op == "leave":
+                pick = data.draw(st.integers(0, 63), label="leaving")  # drawn whatever the timing
+                if entered and gates is not None:
+                    gates.leave(entered.pop(pick % len(entered))[1])
             elif op == "crash":
                 model = data.draw(st.sampled_from(MODELS), label="crash")
                 event: Any = engines.kill.get(model)
@@ -164,6 +190,10 @@ async def scenario(data: st.DataObject, router: str) -> None:
             check_invariants(sched, config)
             assert not stopped_while_serving, stopped_while_serving
         # Everyone leaves once served (or failed): the queue must drain.
+        while entered and gates is not None:
+            gates.leave(entered.pop()[1])
+            await settle()
+            assert not stopped_while_serving, stopped_while_serving
         with anyio.fail_after(10):
             while any(not t.released for t in tickets):
                 for t in tickets:
@@ -179,6 +209,9 @@ async def scenario(data: st.DataObject, router: str) -> None:
         assert not stopped_while_serving
         await sched.shutdown()
         tg.cancel_scope.cancel()
+    if gates is not None:
+        assert all(gates.read(i)[0] == 0 for i in range(gates.size))
+        gates.close_all()
 
 
 @pytest.mark.soak
@@ -190,12 +223,13 @@ async def scenario(data: st.DataObject, router: str) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @pytest.mark.parametrize("router", ["group", "matrix"])
+@pytest.mark.parametrize("front", [False, True])
 @given(data=st.data())
 def test_scheduler_invariants_hold_under_random_interleavings(
-    router: str, data: st.DataObject
+    router: str, front: bool, data: st.DataObject
 ) -> None:
     async def bounded() -> None:
         with anyio.fail_after(30):
-            await scenario(data, router)
+            await scenario(data, router, front)
 
     anyio.run(bounded)

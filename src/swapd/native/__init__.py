@@ -235,6 +235,27 @@ def _load() -> ctypes.CDLL | None:
     lib.relay_free.argtypes = [ctypes.c_void_p]
     lib.relay_destroy.restype = None
     lib.relay_destroy.argtypes = [handle]
+    lib.gates_create.restype = handle
+    lib.gates_create.argtypes = [ctypes.c_int64, ctypes.c_int]
+    lib.gates_destroy.restype = None
+    lib.gates_destroy.argtypes = [handle]
+    lib.gate_open.restype = None
+    lib.gate_open.argtypes = [handle, ctypes.c_int64, ctypes.c_int64]
+    lib.gate_close.restype = ctypes.c_int64
+    lib.gate_close.argtypes = [handle, ctypes.c_int64]
+    lib.gate_admit.restype = ctypes.c_int
+    lib.gate_admit.argtypes = [handle, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]
+    lib.gate_enter.restype = ctypes.c_int
+    lib.gate_enter.argtypes = [handle, ctypes.c_int64]
+    lib.gate_leave.restype = ctypes.c_int
+    lib.gate_leave.argtypes = [handle, ctypes.c_int64]
+    lib.gate_read.restype = None
+    lib.gate_read.argtypes = [
+        handle,
+        ctypes.c_int64,
+        ctypes.POINTER(ctypes.c_int64),
+        ctypes.POINTER(ctypes.c_double),
+    ]
     lib.scan_head.restype = ctypes.c_int64
     lib.scan_head.argtypes = [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]
     lib.scan_request.restype = ctypes.c_int
@@ -252,6 +273,71 @@ def _load() -> ctypes.CDLL | None:
         ctypes.c_int64,
     ]
     return lib
+
+
+class Gates:
+    """relay.c's gates: per model, whether a native front may send it requests, and how many
+    it has in flight (see the scheduler's ``attach_gates``). ``emptied`` is called on the loop
+    when a front request's end leaves a closed gate with none in flight."""
+
+    def __init__(
+        self,
+        lib: ctypes.CDLL,
+        loop: asyncio.AbstractEventLoop,
+        size: int,
+        emptied: Callable[[], None],
+    ) -> None:
+        self.fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        handle = lib.gates_create(size, self.fd)
+        if not handle:
+            os.close(self.fd)
+            raise MemoryError("no memory for the gates")
+        self.lib, self.handle, self.size, self.loop = lib, handle, size, loop
+        self._emptied = emptied
+        self._count = ctypes.c_int64()
+        self._last = ctypes.c_double()
+        loop.add_reader(self.fd, self._notified)
+
+    def open(self, i: int, room: int) -> None:
+        """Let front requests through gate ``i``, at most ``room`` at once (also: a new room)."""
+        self.lib.gate_open(self.handle, i, room)
+
+    def close(self, i: int) -> int:
+        """No more front requests through gate ``i``; returns how many are in flight."""
+        return int(self.lib.gate_close(self.handle, i))
+
+    def admit(self, i: int, limit: int, admitted: int) -> bool:
+        """Whether one more of Python's requests fits under ``limit`` beside the front's and
+        the ``admitted`` ones; if so the front's room shrinks by one first."""
+        return bool(self.lib.gate_admit(self.handle, i, limit, admitted))
+
+    def enter(self, i: int) -> bool:
+        """A front request for gate ``i`` (the front calls this; tests do from Python)."""
+        return bool(self.lib.gate_enter(self.handle, i))
+
+    def leave(self, i: int) -> None:
+        self.lib.gate_leave(self.handle, i)
+
+    def read(self, i: int) -> tuple[int, float]:
+        """Front requests in flight through gate ``i``, and when one last ended (0: never)."""
+        self.lib.gate_read(self.handle, i, ctypes.byref(self._count), ctypes.byref(self._last))
+        return self._count.value, self._last.value
+
+    def _notified(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 8)
+        self._emptied()
+
+    def close_all(self) -> None:
+        self.loop.remove_reader(self.fd)
+        self.lib.gates_destroy(self.handle)
+        os.close(self.fd)
+
+
+def gates(loop: asyncio.AbstractEventLoop, size: int, emptied: Callable[[], None]) -> Gates | None:
+    """:class:`Gates` for ``size`` models where the library is built, else None."""
+    lib = _built()
+    return None if lib is None else Gates(lib, loop, size, emptied)
 
 
 class Relay:

@@ -944,3 +944,99 @@ int64_t scan_head(const char *p, int64_t n, int64_t *out) {
     }
 #undef NEED
 }
+
+/* -- Gates: the scheduler's word to a native front, per model ---------------------------------
+ *
+ * A native front serves a ready model's requests without asking Python; the scheduler keeps
+ * the say over the model through its gate. A request goes through (gate_enter) only while the
+ * gate is open and the model has room under its concurrencyLimit; gate_leave ends it and notes
+ * the time. Before the scheduler stops, sleeps or swaps a model it closes the gate and reads
+ * the count (gate_close): once a closed gate's count is 0 no front request is in flight and
+ * none can start, and it stays so until the scheduler opens the gate again. The leave that
+ * empties a closed gate writes the notify eventfd, so the scheduler looks again. Python's own
+ * requests are admitted with gate_admit, which checks the limit against both counts under the
+ * lock and leaves the front the room that is left. One mutex for all gates: each call holds
+ * it for a few instructions. */
+typedef struct {
+    int64_t count, room; /* front requests in flight; how many the front may have at most */
+    int open;
+    double last; /* when a front request last ended (CLOCK_MONOTONIC) */
+} gate;
+
+typedef struct {
+    pthread_mutex_t lock;
+    int64_t size;
+    int notify;
+    gate g[];
+} gates;
+
+void *gates_create(int64_t size, int notify) {
+    gates *h = calloc(1, sizeof(gates) + (size_t)size * sizeof(gate));
+    if (!h) return NULL;
+    pthread_mutex_init(&h->lock, NULL);
+    h->size = size;
+    h->notify = notify;
+    return h;
+}
+
+void gates_destroy(void *h) {
+    pthread_mutex_destroy(&((gates *)h)->lock);
+    free(h);
+}
+
+void gate_open(void *h_, int64_t i, int64_t room) { /* also: the room changed */
+    gates *h = h_;
+    pthread_mutex_lock(&h->lock);
+    h->g[i].open = 1;
+    h->g[i].room = room;
+    pthread_mutex_unlock(&h->lock);
+}
+
+int64_t gate_close(void *h_, int64_t i) { /* the requests in flight when it closed */
+    gates *h = h_;
+    pthread_mutex_lock(&h->lock);
+    h->g[i].open = 0;
+    int64_t count = h->g[i].count;
+    pthread_mutex_unlock(&h->lock);
+    return count;
+}
+
+int gate_admit(void *h_, int64_t i, int64_t limit, int64_t admitted) {
+    gates *h = h_;
+    pthread_mutex_lock(&h->lock);
+    int ok = admitted + h->g[i].count < limit;
+    if (ok) h->g[i].room = limit - admitted - 1; /* >= count: Python takes one more */
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+int gate_enter(void *h_, int64_t i) {
+    gates *h = h_;
+    pthread_mutex_lock(&h->lock);
+    gate *g = &h->g[i];
+    int ok = g->open && g->count < g->room;
+    if (ok) g->count++;
+    pthread_mutex_unlock(&h->lock);
+    return ok;
+}
+
+int gate_leave(void *h_, int64_t i) { /* 1: it emptied a closed gate (the eventfd is written) */
+    gates *h = h_;
+    double t = now();
+    pthread_mutex_lock(&h->lock);
+    gate *g = &h->g[i];
+    g->count--;
+    g->last = t;
+    int emptied = !g->open && g->count == 0;
+    pthread_mutex_unlock(&h->lock);
+    if (emptied && h->notify >= 0) signal_fd(h->notify);
+    return emptied;
+}
+
+void gate_read(void *h_, int64_t i, int64_t *count, double *last) {
+    gates *h = h_;
+    pthread_mutex_lock(&h->lock);
+    *count = h->g[i].count;
+    *last = h->g[i].last;
+    pthread_mutex_unlock(&h->lock);
+}
