@@ -22,7 +22,7 @@ import itertools
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -202,6 +202,48 @@ def head_scan() -> Callable[[bytes], Head | int] | None:
     return scan
 
 
+@dataclass(frozen=True, slots=True)
+class Response:
+    """An engine's response head :func:`response_scan` read, and the client's head it wrote."""
+
+    size: int  # the engine's head's bytes: its body starts here
+    status: int
+    head: bytes  # what the client gets
+    mode: int  # swapd.proxy.relay's FRAMED, RAW or PLAIN
+    length: int | None  # the engine's content-length
+    reuse: bool  # the engine's connection serves again after this body
+
+
+def response_scan(
+    status_lines: Mapping[int, bytes],
+) -> Callable[[bytes, bytes, bool, bool], Response | int] | None:
+    """relay.c's ``response_head`` where the library is built, else None: ``scan(data, date,
+    client_keeps, head_only)`` reads the engine's response head at the start of ``data`` and
+    makes the client's, as swapd.proxy.relay does, with ``status_lines`` (uvicorn's, 100 to
+    599) and ``date`` when the engine sent none. 0: more bytes are needed; -1: a head a native
+    front leaves to Python."""
+    lib = _built()
+    if lib is None:
+        return None
+    response_head = lib.response_head
+    keep = [ctypes.create_string_buffer(status_lines[code]) for code in range(100, 600)]
+    lines = (ctypes.c_char_p * 500)(*(ctypes.cast(b, ctypes.c_char_p) for b in keep))
+
+    def scan(data: bytes, date: bytes, client_keeps: bool, head_only: bool) -> Response | int:
+        info = (ctypes.c_int64 * 5)()
+        out = ctypes.create_string_buffer(len(data) + 256)
+        flags = (1 if client_keeps else 0) | (2 if head_only else 0)
+        size = response_head(data, len(data), lines, date, len(date), flags, out, len(out), info)
+        if size <= 0:
+            return int(size)
+        length = None if info[3] < 0 else int(info[3])
+        head = out.raw[: info[1]]
+        return Response(int(size), int(info[0]), head, int(info[2]), length, bool(info[4]))
+
+    scan.lines = keep  # type: ignore[attr-defined]  # the buffers live as long as the scan
+    return scan
+
+
 def _load() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux") or not LIBRARY.is_file():
         return None
@@ -255,6 +297,18 @@ def _load() -> ctypes.CDLL | None:
         ctypes.c_int64,
         ctypes.POINTER(ctypes.c_int64),
         ctypes.POINTER(ctypes.c_double),
+    ]
+    lib.response_head.restype = ctypes.c_int64
+    lib.response_head.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.POINTER(ctypes.c_char_p),
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.POINTER(ctypes.c_int64),
     ]
     lib.scan_head.restype = ctypes.c_int64
     lib.scan_head.argtypes = [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]

@@ -942,7 +942,6 @@ int64_t scan_head(const char *p, int64_t n, int64_t *out) {
             out[NOTED_AT + 2 * k + 1] = (int64_t)len;
         }
     }
-#undef NEED
 }
 
 /* -- Gates: the scheduler's word to a native front, per model ---------------------------------
@@ -1040,3 +1039,178 @@ void gate_read(void *h_, int64_t i, int64_t *count, double *last) {
     *last = h->g[i].last;
     pthread_mutex_unlock(&h->lock);
 }
+
+/* -- An engine's response head, as the client gets it ----------------------------------------
+ *
+ * response_head() reads the head of an engine's HTTP/1.1 response at p and writes to out the
+ * head swapd sends the client, byte for byte as the Python relay writes it
+ * (swapd.proxy.relay.client_head of swapd.proxy.forward.response_headers): the status line from
+ * `lines` (uvicorn's, for 100..599); each field with its name in lower case and its value as
+ * sent, less hop-by-hop fields, Transfer-Encoding and the fields Connection names (but
+ * Content-Length, which is kept);
+ * "x-accel-buffering: no" (instead of any sent) for an event stream; a date when the engine
+ * sent none; "transfer-encoding: chunked" for a chunked body or one the engine ends by
+ * closing (chunks are built for it); "connection: close" unless flags has CLIENT_KEEPS. It
+ * returns the engine's head length, 0 while the bytes so far could begin one, -1 for a head
+ * it leaves to Python (another version, a 1xx, a status line without a reason's space, a byte
+ * above 0x7E, a folded line, two Content-Length fields or both framings, a Transfer-Encoding
+ * other than one "chunked" with nothing after it (llhttp reads "chunked\t" as no framing), more than RESPONSE_FIELDS fields or CONNECTION_TOKENS names in
+ * Connection, HEAD_LIMIT bytes), -2 when out has no room. info: RESP_STATUS, RESP_OUT (the bytes
+ * written), RESP_MODE (1 chunks built here, 2 the engine's chunks, 3 as it comes),
+ * RESP_LENGTH (-1: none), RESP_REUSE (the engine's connection serves again after this body,
+ * as llhttp's should_keep_alive says; HEAD_ONLY: the request was a HEAD). */
+#define RESPONSE_FIELDS 100
+#define CONNECTION_TOKENS 16
+enum { CLIENT_KEEPS = 1, HEAD_ONLY = 2 };
+enum { RESP_STATUS, RESP_OUT, RESP_MODE, RESP_LENGTH, RESP_REUSE, RESP_INFO };
+enum { MODE_FRAMED = 1, MODE_RAW, MODE_PLAIN };
+
+static const char *const SKIPPED[] = {"connection", "keep-alive", "proxy-authenticate",
+                                      "proxy-authorization", "proxy-connection", "te", "trailer",
+                                      "trailers", "transfer-encoding", "upgrade", "host", "expect"};
+
+typedef struct { cursor name, value; size_t name_len, value_len, trimmed; } field_at;
+
+static int put(char **at, char *end, const void *s, size_t n) {
+    if ((size_t)(end - *at) < n) return 0;
+    memcpy(*at, s, n);
+    *at += n;
+    return 1;
+}
+
+int64_t response_head(const char *p, int64_t n, const char *const *lines, const char *date,
+                      int64_t date_len, int64_t flags, char *out, int64_t cap, int64_t *info) {
+    cursor base = (cursor)p, s = base, e = base + (n < HEAD_LIMIT ? n : HEAD_LIMIT);
+    int more = n < HEAD_LIMIT;
+    field_at fields[RESPONSE_FIELDS];
+    cursor tokens[CONNECTION_TOKENS];
+    size_t token_lens[CONNECTION_TOKENS];
+    int count = 0, ntokens = 0, close = 0, chunked = 0;
+    int64_t length = -1;
+    static const char VERSION[] = "HTTP/1.1 ";
+    for (size_t i = 0; i < sizeof VERSION - 1; i++, s++) {
+        NEED(1);
+        if (*s != (unsigned char)VERSION[i]) return -1;
+    }
+    int status = 0;
+    for (int i = 0; i < 3; i++, s++) {
+        NEED(1);
+        if (*s < '0' || *s > '9') return -1;
+        status = status * 10 + (*s - '0');
+    }
+    if (status < 200 || status > 599) return -1;
+    NEED(1);
+    if (*s != ' ') return -1;
+    while (s < e && ((*s >= 0x20 && *s < 0x7F) || *s == '\t')) s++;
+    NEED(2);
+    if (s[0] != '\r' || s[1] != '\n') return -1;
+    s += 2;
+    for (;;) {
+        NEED(1);
+        if (*s == '\r') {
+            s++;
+            NEED(1);
+            if (*s != '\n') return -1;
+            s++;
+            break;
+        }
+        if (count == RESPONSE_FIELDS) return -1;
+        field_at *f = &fields[count++];
+        f->name = s;
+        while (s < e && tchar(*s)) s++;
+        NEED(1);
+        if (*s != ':' || s == f->name) return -1;
+        f->name_len = (size_t)(s - f->name);
+        s++;
+        while (s < e && (*s == ' ' || *s == '\t')) s++;
+        f->value = s;
+        f->trimmed = 0;
+        while (s < e && ((*s >= 0x20 && *s < 0x7F) || *s == '\t')) {
+            if (*s != ' ' && *s != '\t') f->trimmed = (size_t)(s + 1 - f->value);
+            s++;
+        }
+        NEED(2);
+        if (s[0] != '\r' || s[1] != '\n') return -1;
+        f->value_len = (size_t)(s - f->value);
+        s += 2;
+        if (named(f->name, f->name_len, "content-length")) {
+            if (length >= 0 || f->trimmed == 0 || f->trimmed > 15) return -1;
+            length = 0;
+            for (size_t i = 0; i < f->trimmed; i++) {
+                if (f->value[i] < '0' || f->value[i] > '9') return -1;
+                length = length * 10 + (f->value[i] - '0');
+            }
+        } else if (named(f->name, f->name_len, "transfer-encoding")) {
+            if (chunked || !named(f->value, f->value_len, "chunked")) return -1; /* no OWS */
+            chunked = 1;
+        } else if (named(f->name, f->name_len, "connection")) {
+            cursor t = f->value, end = f->value + f->value_len;
+            while (t < end) {
+                while (t < end && (*t == ' ' || *t == '\t' || *t == ',')) t++;
+                cursor start = t, last = t;
+                while (t < end && *t != ',') {
+                    if (*t != ' ' && *t != '\t') last = t + 1;
+                    t++;
+                }
+                if (last == start) continue;
+                if (ntokens == CONNECTION_TOKENS) return -1;
+                tokens[ntokens] = start;
+                token_lens[ntokens++] = (size_t)(last - start);
+                if (named(start, (size_t)(last - start), "close")) close = 1;
+            }
+        }
+    }
+    if (chunked && length >= 0) return -1;
+    int64_t size = s - base;
+    /* what the client gets: the fields kept, whether it is an event stream, and dated */
+    int kept[RESPONSE_FIELDS], sse = 0, dated = 0;
+    for (int i = 0; i < count; i++) {
+        field_at *f = &fields[i];
+        kept[i] = 1;
+        for (size_t k = 0; k < sizeof SKIPPED / sizeof *SKIPPED && kept[i]; k++)
+            if (named(f->name, f->name_len, SKIPPED[k])) kept[i] = 0;
+        int framing = named(f->name, f->name_len, "content-length"); /* kept, even if named */
+        for (int k = 0; k < ntokens && kept[i] && !framing; k++) {
+            if (token_lens[k] != f->name_len) continue;
+            size_t j = 0;
+            while (j < f->name_len && (tokens[k][j] | 0x20) == (f->name[j] | 0x20)) j++;
+            if (j == f->name_len) kept[i] = 0;
+        }
+        if (!kept[i]) continue;
+        if (named(f->name, f->name_len, "content-type"))
+            sse = f->value_len >= 17 && !memcmp(f->value, "text/event-stream", 17);
+        else if (named(f->name, f->name_len, "date"))
+            dated = 1;
+    }
+    int no_body = (flags & HEAD_ONLY) || status == 204 || status == 304;
+    int mode = no_body || length >= 0 ? MODE_PLAIN : chunked ? MODE_RAW : MODE_FRAMED;
+    char *at = out, *end = out + cap;
+    const char *line = lines[status - 100];
+    if (!put(&at, end, line, strlen(line))) return -2;
+    for (int i = 0; i < count; i++) {
+        field_at *f = &fields[i];
+        if (!kept[i] || (sse && named(f->name, f->name_len, "x-accel-buffering"))) continue;
+        if ((size_t)(end - at) < f->name_len + f->value_len + 4) return -2;
+        for (size_t j = 0; j < f->name_len; j++) {
+            unsigned c = f->name[j];
+            *at++ = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+        }
+        put(&at, end, ": ", 2);
+        put(&at, end, f->value, f->value_len);
+        put(&at, end, "\r\n", 2);
+    }
+    if (sse && !put(&at, end, "x-accel-buffering: no\r\n", 23)) return -2;
+    if (!dated && !(put(&at, end, "date: ", 6) && put(&at, end, date, (size_t)date_len) &&
+                    put(&at, end, "\r\n", 2)))
+        return -2;
+    if (mode != MODE_PLAIN && !put(&at, end, "transfer-encoding: chunked\r\n", 28)) return -2;
+    if (!(flags & CLIENT_KEEPS) && !put(&at, end, "connection: close\r\n", 19)) return -2;
+    if (!put(&at, end, "\r\n", 2)) return -2;
+    info[RESP_STATUS] = status;
+    info[RESP_OUT] = at - out;
+    info[RESP_MODE] = mode;
+    info[RESP_LENGTH] = length;
+    info[RESP_REUSE] = !close && (no_body || length >= 0 || chunked);
+    return size;
+}
+#undef NEED

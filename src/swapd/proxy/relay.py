@@ -292,6 +292,31 @@ def _origin(base_url: str) -> tuple[str, int] | None:
     return host.strip("[]"), int(port)
 
 
+def body_mode(status: int, length: bool, chunked: bool, *, head_only: bool, http10: bool) -> int:
+    """How the client gets an engine's body: PLAIN (as it came: a length, none, or an HTTP/1.0
+    client's read to the close), RAW (the engine's chunked framing) or FRAMED (chunks built
+    here, for a body the engine ends by closing)."""
+    if head_only or status in NO_BODY or length:
+        return PLAIN
+    if chunked and not http10:
+        return RAW
+    return PLAIN if http10 else FRAMED
+
+
+def client_head(status: int, headers: Headers, mode: int, keep_alive: bool) -> bytes:
+    """The response head the client gets: the status line, the engine's headers as
+    :func:`~swapd.proxy.forward.response_headers` left them, the framing, the connection."""
+    head = [STATUS_LINE[status]]
+    for name, value in headers:
+        head.append(b"%s: %s\r\n" % (name, value))
+    if mode in (FRAMED, RAW):
+        head.append(b"transfer-encoding: chunked\r\n")
+    if not keep_alive:
+        head.append(b"connection: close\r\n")
+    head.append(b"\r\n")
+    return b"".join(head)
+
+
 def request_head(
     scope: Scope, method: str, target: str, host: bytes, length: int, *, drop_credentials: bool
 ) -> bytes:
@@ -507,27 +532,12 @@ class Exchange:
             return
         client = self.client
         http10 = client.cycle.scope.get("http_version") == "1.0"
-        no_body = self.head_only or status in NO_BODY
-        if no_body or length:
-            self.mode = PLAIN
-        elif chunked and not http10:
-            self.mode = RAW
-        elif http10:
-            self.mode = PLAIN  # read to the close
-            client.cycle.keep_alive = False
-        else:
-            self.mode = FRAMED
-        head = [STATUS_LINE[status]]
-        for name, value in headers:
-            head.append(b"%s: %s\r\n" % (name, value))
-        if self.mode in (FRAMED, RAW):
-            head.append(b"transfer-encoding: chunked\r\n")
-        if not client.keep_alive:
-            head.append(b"connection: close\r\n")
-        head.append(b"\r\n")
+        self.mode = body_mode(status, length, chunked, head_only=self.head_only, http10=http10)
+        if http10 and not (length or self.head_only or status in NO_BODY):
+            client.cycle.keep_alive = False  # the body is read to the close
         client.start()
         self.reply.started = True
-        self.pending.append(b"".join(head))
+        self.pending.append(client_head(status, headers, self.mode, client.keep_alive))
 
     def feed(self, bodies: list[bytes]) -> None:
         if self.meter is not None:
