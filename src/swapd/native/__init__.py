@@ -244,6 +244,39 @@ def response_scan(
     return scan
 
 
+def request_writer() -> Callable[[bytes, str, bytes, str, int, bool], bytes | None] | None:
+    """relay.c's ``request_head`` where the library is built, else None: ``write(head, target,
+    host, ip, length, drop)`` is the head an engine gets for the client's request ``head`` (one
+    :func:`head_scan` vouches for; else None), as swapd.proxy.relay.request_head writes it."""
+    lib = _built()
+    if lib is None:
+        return None
+    request_head = lib.request_head
+
+    def write(
+        head: bytes, target: str, host: bytes, ip: str, length: int, drop: bool
+    ) -> bytes | None:
+        out = ctypes.create_string_buffer(len(head) + len(target) + len(host) + len(ip) + 256)
+        aim, addr = target.encode(), ip.encode()
+        size = request_head(
+            head,
+            len(head),
+            aim,
+            len(aim),
+            host,
+            len(host),
+            addr,
+            len(addr),
+            length,
+            drop,
+            out,
+            len(out),
+        )
+        return None if size < 0 else out.raw[:size]
+
+    return write
+
+
 def _load() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux") or not LIBRARY.is_file():
         return None
@@ -309,6 +342,21 @@ def _load() -> ctypes.CDLL | None:
         ctypes.c_char_p,
         ctypes.c_int64,
         ctypes.POINTER(ctypes.c_int64),
+    ]
+    lib.request_head.restype = ctypes.c_int64
+    lib.request_head.argtypes = [
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int64,
     ]
     lib.scan_head.restype = ctypes.c_int64
     lib.scan_head.argtypes = [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]

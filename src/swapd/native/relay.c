@@ -22,6 +22,7 @@
  * Only the C library and POSIX threads: built by hatch_build.py, loaded with ctypes. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1212,5 +1213,121 @@ int64_t response_head(const char *p, int64_t n, const char *const *lines, const 
     info[RESP_LENGTH] = length;
     info[RESP_REUSE] = !close && (no_body || length >= 0 || chunked);
     return size;
+}
+
+/* -- A request's head, as the engine gets it -------------------------------------------------
+ *
+ * request_head() writes the head swapd sends an engine for a client's request whose head
+ * scan_head vouched for (p, n: that head), as swapd.proxy.relay.request_head writes it: the
+ * method and `target`, "host: " `host`, each field with its name in lower case and its value as
+ * llhttp gives it (the spaces before it left out), less hop-by-hop fields, the fields
+ * Connection names and, with `drop` (swapd checks API keys), Authorization and X-Api-Key; the
+ * client's X-Forwarded-For values and its address `ip` joined into one field; a content-length
+ * of `length` unless the method is GET, HEAD or OPTIONS with no body. Returns the bytes
+ * written, -1 for a head scan_head would not vouch for or with more than CONNECTION_TOKENS
+ * names in Connection, -2 when out has no room. */
+static const char *const SKIPPED_REQUEST[] = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
+    "expect"};
+
+int64_t request_head(const char *p, int64_t n, const char *target, int64_t target_len,
+                     const char *host, int64_t host_len, const char *ip, int64_t ip_len,
+                     int64_t length, int drop, char *out, int64_t cap) {
+    int64_t scanned[HEAD_OUT];
+    if (scan_head(p, n, scanned) != n) return -1;
+    cursor base = (cursor)p, e = base + n;
+    const char *method = METHODS[scanned[METHOD_AT]];
+    cursor tokens[CONNECTION_TOKENS];
+    size_t token_lens[CONNECTION_TOKENS];
+    int ntokens = 0;
+    /* the fields, twice: Connection's names first, then what is kept */
+    cursor first = (cursor)memchr(base, '\n', (size_t)n) + 1;
+    for (cursor s = first; s < e && *s != '\r';) {
+        cursor name = s;
+        while (*s != ':') s++;
+        size_t name_len = (size_t)(s - name);
+        s++;
+        while (*s == ' ' || *s == '\t') s++;
+        cursor value = s;
+        while (*s != '\r') s++;
+        if (named(name, name_len, "connection")) {
+            for (cursor t = value; t < s;) {
+                while (t < s && (*t == ' ' || *t == '\t' || *t == ',')) t++;
+                cursor start = t, last = t;
+                while (t < s && *t != ',') {
+                    if (*t != ' ' && *t != '\t') last = t + 1;
+                    t++;
+                }
+                if (last == start) continue;
+                if (ntokens == CONNECTION_TOKENS) return -1;
+                tokens[ntokens] = start;
+                token_lens[ntokens++] = (size_t)(last - start);
+            }
+        }
+        s += 2;
+    }
+    char *at = out, *end = out + cap;
+    if (!(put(&at, end, method, strlen(method)) && put(&at, end, " ", 1) &&
+          put(&at, end, target, (size_t)target_len) && put(&at, end, " HTTP/1.1\r\nhost: ", 17) &&
+          put(&at, end, host, (size_t)host_len) && put(&at, end, "\r\n", 2)))
+        return -2;
+    cursor forwarded[HEAD_FIELDS + 1];
+    size_t forwarded_lens[HEAD_FIELDS + 1];
+    int nforwarded = 0;
+    for (cursor s = first; s < e && *s != '\r';) {
+        cursor name = s;
+        while (*s != ':') s++;
+        size_t name_len = (size_t)(s - name);
+        s++;
+        while (*s == ' ' || *s == '\t') s++;
+        cursor value = s;
+        while (*s != '\r') s++;
+        size_t value_len = (size_t)(s - value);
+        s += 2;
+        int skip = 0;
+        for (size_t k = 0; k < sizeof SKIPPED_REQUEST / sizeof *SKIPPED_REQUEST && !skip; k++)
+            skip = named(name, name_len, SKIPPED_REQUEST[k]);
+        for (int k = 0; k < ntokens && !skip; k++) {
+            if (token_lens[k] != name_len) continue;
+            size_t j = 0;
+            while (j < name_len && (tokens[k][j] | 0x20) == (name[j] | 0x20)) j++;
+            skip = j == name_len;
+        }
+        if (drop && !skip)
+            skip = named(name, name_len, "authorization") || named(name, name_len, "x-api-key");
+        if (skip) continue;
+        if (named(name, name_len, "x-forwarded-for")) {
+            forwarded[nforwarded] = value;
+            forwarded_lens[nforwarded++] = value_len;
+            continue;
+        }
+        if ((size_t)(end - at) < name_len + value_len + 4) return -2;
+        for (size_t j = 0; j < name_len; j++) {
+            unsigned c = name[j];
+            *at++ = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+        }
+        put(&at, end, ": ", 2);
+        put(&at, end, value, value_len);
+        put(&at, end, "\r\n", 2);
+    }
+    if (ip_len) { /* the client's address goes last */
+        forwarded[nforwarded] = (cursor)ip;
+        forwarded_lens[nforwarded++] = (size_t)ip_len;
+    }
+    for (int k = 0; k < nforwarded; k++) {
+        const char *before = k ? ", " : "x-forwarded-for: ";
+        if (!(put(&at, end, before, strlen(before)) && put(&at, end, forwarded[k], forwarded_lens[k])))
+            return -2;
+    }
+    if (nforwarded && !put(&at, end, "\r\n", 2)) return -2;
+    int bodiless = !strcmp(method, "GET") || !strcmp(method, "HEAD") || !strcmp(method, "OPTIONS");
+    if (length || !bodiless) {
+        char number[32];
+        int len = snprintf(number, sizeof number, "content-length: %lld\r\n", (long long)length);
+        if (!put(&at, end, number, (size_t)len)) return -2;
+    }
+    if (!put(&at, end, "\r\n", 2)) return -2;
+    return at - out;
 }
 #undef NEED
