@@ -6,15 +6,14 @@ asks for more bytes, llhttp has found nothing wrong either; the rest it leaves t
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
-from typing import Any
 
-import httptools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from swapd import native
+
+from . import llhttp
 
 scan = native.head_scan()
 pytestmark = pytest.mark.skipif(scan is None, reason="the native library is not built here")
@@ -26,52 +25,16 @@ WHITE = " \t"
 LEFT_TO_PYTHON = {"transfer-encoding", "expect", "upgrade", "content-length", "connection"}
 
 
-@dataclass
-class Reading:
-    """What llhttp made of some bytes."""
-
-    url: bytes = b""
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    complete: bool = False
-    error: str | None = None
-    method: bytes = b""
-    version: str = ""
-    keep_alive: bool = False
-    parser: Any = None
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:  # read now: a message's end resets the parser
-        self.complete = True
-        self.method = self.parser.get_method()
-        self.version = self.parser.get_http_version()
-        self.keep_alive = self.parser.should_keep_alive()
-
-
-def llhttp(data: bytes) -> Reading:
-    reading = Reading()
-    reading.parser = httptools.HttpRequestParser(reading)
-    try:
-        reading.parser.feed_data(data)
-    except httptools.HttpParserError as exc:
-        reading.error = f"{type(exc).__name__}: {exc}"
-    return reading
-
-
 def assert_read_alike(data: bytes, head: native.Head) -> None:
     """llhttp takes ``data[:head.size]`` as a whole head and reads it as ``head`` says."""
-    reading = llhttp(data[: head.size])
+    reading = llhttp.read(data[: head.size])
     assert reading.error is None and reading.complete, reading
     assert reading.method.decode() == head.method and reading.version == "1.1"
     assert reading.url == data[slice(*head.target)]
     assert reading.keep_alive is not head.close
     fields = {}
     for name, value in reading.headers:
-        fields[name.decode().lower()] = value.strip(b" \t")
+        fields[name.decode()] = value.strip(b" \t")
     assert {k: data[slice(*v)] for k, v in head.fields.items()} == {
         k: v for k, v in fields.items() if k in native.NOTED
     }
@@ -141,7 +104,7 @@ def test_edited_heads_are_vouched_for_only_as_llhttp_reads_them(
     if isinstance(found, native.Head):
         assert_read_alike(edited, found)
     elif found == 0:  # "read more": llhttp has seen nothing wrong so far
-        reading = llhttp(edited)
+        reading = llhttp.read(edited)
         assert reading.error is None and not reading.complete, (edited, reading)
 
 

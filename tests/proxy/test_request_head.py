@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httptools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +13,7 @@ from hypothesis import strategies as st
 from swapd import native
 from swapd.proxy.relay import request_head
 
+from . import llhttp
 from .test_head_scan import heads
 
 scan = native.head_scan()
@@ -21,23 +21,10 @@ write = native.request_writer()
 pytestmark = pytest.mark.skipif(write is None, reason="the native library is not built here")
 
 
-class Scope:
-    """The headers uvicorn's httptools protocol puts in an ASGI scope."""
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-
-
 def python_head(data: bytes, target: str, host: bytes, ip: str, length: int, drop: bool) -> bytes:
-    scope = Scope()
-    parser = httptools.HttpRequestParser(scope)
-    parser.feed_data(data)
-    asgi: dict[str, Any] = {"headers": scope.headers, "client": (ip, 50000) if ip else None}
-    method = parser.get_method().decode()
-    return request_head(asgi, method, target, host, length, drop_credentials=drop)
+    reading = llhttp.read(data)  # uvicorn's scope: llhttp's fields, names in lower case
+    scope: dict[str, Any] = {"headers": reading.headers, "client": (ip, 50000) if ip else None}
+    return request_head(scope, reading.method.decode(), target, host, length, drop_credentials=drop)
 
 
 @st.composite

@@ -6,11 +6,8 @@ relay.body_mode and relay.client_head), with the same body mode and connection r
 from __future__ import annotations
 
 import string
-from dataclasses import dataclass, field
-from typing import Any
 from unittest import mock
 
-import httptools
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -20,6 +17,8 @@ from swapd import native
 from swapd.proxy import forward
 from swapd.proxy.relay import body_mode, client_head
 
+from . import llhttp
+
 scan = native.response_scan(STATUS_LINE)
 pytestmark = pytest.mark.skipif(scan is None, reason="the native library is not built here")
 
@@ -28,54 +27,24 @@ TCHAR = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
 VALUE = "".join(chr(c) for c in range(0x20, 0x7F)) + "\t"
 
 
-@dataclass
-class Reading:
-    """What llhttp made of an engine's response head."""
-
-    raw: list[tuple[bytes, bytes]] = field(default_factory=list)
-    complete: bool = False
-    error: str | None = None
-    status: int = 0
-    reuse: bool = False
-    parser: Any = None
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.raw.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        self.complete = True
-        self.status = self.parser.get_status_code()
-        self.reuse = self.parser.should_keep_alive()
-
-
-def llhttp(data: bytes) -> Reading:
-    reading = Reading()
-    reading.parser = httptools.HttpResponseParser(reading)
-    try:
-        reading.parser.feed_data(data)
-    except httptools.HttpParserError as exc:
-        reading.error = f"{type(exc).__name__}: {exc}"
-    return reading
-
-
-def python_head(reading: Reading, keeps: bool, head_only: bool) -> tuple[bytes, int]:
+def python_head(reading: llhttp.Reading, keeps: bool, head_only: bool) -> tuple[bytes, int]:
     """The client's head and the body mode, as the Python relay makes them."""
-    headers, length, chunked = forward.response_headers(reading.raw)
+    headers, length, chunked = forward.response_headers(reading.headers)
     mode = body_mode(reading.status, length, chunked, head_only=head_only, http10=False)
     return client_head(reading.status, headers, mode, keeps), mode
 
 
 def assert_written_alike(data: bytes, found: native.Response, keeps: bool, head_only: bool) -> None:
-    reading = llhttp(data[: found.size])
+    reading = llhttp.read(data[: found.size], response=True)
     assert reading.error is None and reading.complete, reading
     with mock.patch.object(forward, "http_date", lambda: DATE):
         head, mode = python_head(reading, keeps, head_only)
     assert found.head == head
     assert (found.status, found.mode) == (reading.status, mode)
-    lengths = [int(v) for k, v in reading.raw if k == b"content-length"]
+    lengths = [int(v) for k, v in reading.headers if k == b"content-length"]
     assert found.length == (lengths[0] if lengths else None)
     if not head_only:  # llhttp does not know the request was a HEAD
-        assert found.reuse == reading.reuse
+        assert found.reuse == reading.keep_alive
 
 
 HOP = ["Keep-Alive", "TE", "Trailer", "Upgrade", "Host", "Proxy-Connection", "Expect"]
@@ -155,7 +124,7 @@ def test_edited_response_heads_are_taken_only_as_llhttp_reads_them(
     if isinstance(found, native.Response):
         assert_written_alike(edited, found, *flags)
     elif found == 0:
-        reading = llhttp(edited)
+        reading = llhttp.read(edited, response=True)
         assert reading.error is None and not reading.complete, (edited, reading)
 
 

@@ -1079,6 +1079,47 @@ static int put(char **at, char *end, const void *s, size_t n) {
     return 1;
 }
 
+/* The names a Connection value [t, end) lists, added to names/lens; 0 past CONNECTION_TOKENS. */
+static int connection_names(cursor t, cursor end, cursor *names, size_t *lens, int *count) {
+    while (t < end) {
+        while (t < end && (*t == ' ' || *t == '\t' || *t == ',')) t++;
+        cursor start = t, last = t;
+        while (t < end && *t != ',') {
+            if (*t != ' ' && *t != '\t') last = t + 1;
+            t++;
+        }
+        if (last == start) continue;
+        if (*count == CONNECTION_TOKENS) return 0;
+        names[*count] = start;
+        lens[(*count)++] = (size_t)(last - start);
+    }
+    return 1;
+}
+
+static int listed(cursor *names, size_t *lens, int count, cursor name, size_t n) {
+    for (int k = 0; k < count; k++) {
+        if (lens[k] != n) continue;
+        size_t j = 0;
+        while (j < n && (names[k][j] | 0x20) == (name[j] | 0x20)) j++;
+        if (j == n) return 1;
+    }
+    return 0;
+}
+
+/* "name: value\r\n" with the name in lower case; 0 when out has no room. */
+static int put_field(char **at, char *end, cursor name, size_t name_len, cursor value,
+                     size_t value_len) {
+    if ((size_t)(end - *at) < name_len + value_len + 4) return 0;
+    for (size_t j = 0; j < name_len; j++) {
+        unsigned c = name[j];
+        *(*at)++ = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+    }
+    put(at, end, ": ", 2);
+    put(at, end, value, value_len);
+    put(at, end, "\r\n", 2);
+    return 1;
+}
+
 int64_t response_head(const char *p, int64_t n, const char *const *lines, const char *date,
                       int64_t date_len, int64_t flags, char *out, int64_t cap, int64_t *info) {
     cursor base = (cursor)p, s = base, e = base + (n < HEAD_LIMIT ? n : HEAD_LIMIT);
@@ -1145,20 +1186,11 @@ int64_t response_head(const char *p, int64_t n, const char *const *lines, const 
             if (chunked || !named(f->value, f->value_len, "chunked")) return -1; /* no OWS */
             chunked = 1;
         } else if (named(f->name, f->name_len, "connection")) {
-            cursor t = f->value, end = f->value + f->value_len;
-            while (t < end) {
-                while (t < end && (*t == ' ' || *t == '\t' || *t == ',')) t++;
-                cursor start = t, last = t;
-                while (t < end && *t != ',') {
-                    if (*t != ' ' && *t != '\t') last = t + 1;
-                    t++;
-                }
-                if (last == start) continue;
-                if (ntokens == CONNECTION_TOKENS) return -1;
-                tokens[ntokens] = start;
-                token_lens[ntokens++] = (size_t)(last - start);
-                if (named(start, (size_t)(last - start), "close")) close = 1;
-            }
+            int from = ntokens;
+            if (!connection_names(f->value, f->value + f->value_len, tokens, token_lens, &ntokens))
+                return -1;
+            for (int k = from; k < ntokens; k++)
+                if (named(tokens[k], token_lens[k], "close")) close = 1;
         }
     }
     if (chunked && length >= 0) return -1;
@@ -1170,13 +1202,8 @@ int64_t response_head(const char *p, int64_t n, const char *const *lines, const 
         kept[i] = 1;
         for (size_t k = 0; k < sizeof SKIPPED / sizeof *SKIPPED && kept[i]; k++)
             if (named(f->name, f->name_len, SKIPPED[k])) kept[i] = 0;
-        int framing = named(f->name, f->name_len, "content-length"); /* kept, even if named */
-        for (int k = 0; k < ntokens && kept[i] && !framing; k++) {
-            if (token_lens[k] != f->name_len) continue;
-            size_t j = 0;
-            while (j < f->name_len && (tokens[k][j] | 0x20) == (f->name[j] | 0x20)) j++;
-            if (j == f->name_len) kept[i] = 0;
-        }
+        if (kept[i] && !named(f->name, f->name_len, "content-length")) /* kept, even if named */
+            kept[i] = !listed(tokens, token_lens, ntokens, f->name, f->name_len);
         if (!kept[i]) continue;
         if (named(f->name, f->name_len, "content-type"))
             sse = f->value_len >= 17 && !memcmp(f->value, "text/event-stream", 17);
@@ -1191,14 +1218,7 @@ int64_t response_head(const char *p, int64_t n, const char *const *lines, const 
     for (int i = 0; i < count; i++) {
         field_at *f = &fields[i];
         if (!kept[i] || (sse && named(f->name, f->name_len, "x-accel-buffering"))) continue;
-        if ((size_t)(end - at) < f->name_len + f->value_len + 4) return -2;
-        for (size_t j = 0; j < f->name_len; j++) {
-            unsigned c = f->name[j];
-            *at++ = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
-        }
-        put(&at, end, ": ", 2);
-        put(&at, end, f->value, f->value_len);
-        put(&at, end, "\r\n", 2);
+        if (!put_field(&at, end, f->name, f->name_len, f->value, f->value_len)) return -2;
     }
     if (sse && !put(&at, end, "x-accel-buffering: no\r\n", 23)) return -2;
     if (!dated && !(put(&at, end, "date: ", 6) && put(&at, end, date, (size_t)date_len) &&
@@ -1231,6 +1251,20 @@ static const char *const SKIPPED_REQUEST[] = {
     "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
     "expect"};
 
+/* The field line at s of a head scan_head vouched for: its name, its value (the spaces before
+ * it left out) and where the next line starts. */
+static cursor field_of(cursor s, cursor *name, size_t *name_len, cursor *value, size_t *len) {
+    *name = s;
+    while (*s != ':') s++;
+    *name_len = (size_t)(s - *name);
+    s++;
+    while (*s == ' ' || *s == '\t') s++;
+    *value = s;
+    while (*s != '\r') s++;
+    *len = (size_t)(s - *value);
+    return s + 2;
+}
+
 int64_t request_head(const char *p, int64_t n, const char *target, int64_t target_len,
                      const char *host, int64_t host_len, const char *ip, int64_t ip_len,
                      int64_t length, int drop, char *out, int64_t cap) {
@@ -1242,30 +1276,13 @@ int64_t request_head(const char *p, int64_t n, const char *target, int64_t targe
     size_t token_lens[CONNECTION_TOKENS];
     int ntokens = 0;
     /* the fields, twice: Connection's names first, then what is kept */
-    cursor first = (cursor)memchr(base, '\n', (size_t)n) + 1;
+    cursor first = (cursor)memchr(base, '\n', (size_t)n) + 1, name, value;
+    size_t name_len, value_len;
     for (cursor s = first; s < e && *s != '\r';) {
-        cursor name = s;
-        while (*s != ':') s++;
-        size_t name_len = (size_t)(s - name);
-        s++;
-        while (*s == ' ' || *s == '\t') s++;
-        cursor value = s;
-        while (*s != '\r') s++;
-        if (named(name, name_len, "connection")) {
-            for (cursor t = value; t < s;) {
-                while (t < s && (*t == ' ' || *t == '\t' || *t == ',')) t++;
-                cursor start = t, last = t;
-                while (t < s && *t != ',') {
-                    if (*t != ' ' && *t != '\t') last = t + 1;
-                    t++;
-                }
-                if (last == start) continue;
-                if (ntokens == CONNECTION_TOKENS) return -1;
-                tokens[ntokens] = start;
-                token_lens[ntokens++] = (size_t)(last - start);
-            }
-        }
-        s += 2;
+        s = field_of(s, &name, &name_len, &value, &value_len);
+        if (named(name, name_len, "connection") &&
+            !connection_names(value, value + value_len, tokens, token_lens, &ntokens))
+            return -1;
     }
     char *at = out, *end = out + cap;
     if (!(put(&at, end, method, strlen(method)) && put(&at, end, " ", 1) &&
@@ -1276,24 +1293,11 @@ int64_t request_head(const char *p, int64_t n, const char *target, int64_t targe
     size_t forwarded_lens[HEAD_FIELDS + 1];
     int nforwarded = 0;
     for (cursor s = first; s < e && *s != '\r';) {
-        cursor name = s;
-        while (*s != ':') s++;
-        size_t name_len = (size_t)(s - name);
-        s++;
-        while (*s == ' ' || *s == '\t') s++;
-        cursor value = s;
-        while (*s != '\r') s++;
-        size_t value_len = (size_t)(s - value);
-        s += 2;
+        s = field_of(s, &name, &name_len, &value, &value_len);
         int skip = 0;
         for (size_t k = 0; k < sizeof SKIPPED_REQUEST / sizeof *SKIPPED_REQUEST && !skip; k++)
             skip = named(name, name_len, SKIPPED_REQUEST[k]);
-        for (int k = 0; k < ntokens && !skip; k++) {
-            if (token_lens[k] != name_len) continue;
-            size_t j = 0;
-            while (j < name_len && (tokens[k][j] | 0x20) == (name[j] | 0x20)) j++;
-            skip = j == name_len;
-        }
+        if (!skip) skip = listed(tokens, token_lens, ntokens, name, name_len);
         if (drop && !skip)
             skip = named(name, name_len, "authorization") || named(name, name_len, "x-api-key");
         if (skip) continue;
@@ -1302,14 +1306,7 @@ int64_t request_head(const char *p, int64_t n, const char *target, int64_t targe
             forwarded_lens[nforwarded++] = value_len;
             continue;
         }
-        if ((size_t)(end - at) < name_len + value_len + 4) return -2;
-        for (size_t j = 0; j < name_len; j++) {
-            unsigned c = name[j];
-            *at++ = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
-        }
-        put(&at, end, ": ", 2);
-        put(&at, end, value, value_len);
-        put(&at, end, "\r\n", 2);
+        if (!put_field(&at, end, name, name_len, value, value_len)) return -2;
     }
     if (ip_len) { /* the client's address goes last */
         forwarded[nforwarded] = (cursor)ip;
