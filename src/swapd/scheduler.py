@@ -181,7 +181,6 @@ class Scheduler:
                 and not slot.retiring
                 and not self._closing
                 and slot.id not in wanted
-                and self.slots.get(slot.id) is slot
             ):
                 slot.gates.open(slot.gate, slot.config.concurrency_limit - slot.admitted)
             else:
