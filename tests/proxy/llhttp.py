@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
+from hypothesis import strategies as st
 
 
 @dataclass
@@ -46,3 +47,14 @@ def read(data: bytes, *, response: bool = False) -> Reading:
     except httptools.HttpParserError as exc:
         reading.error = f"{type(exc).__name__}: {exc}"
     return reading
+
+
+def edited(head: bytes, data: st.DataObject, special: list[bytes]) -> bytes:
+    """``head`` with one to three pieces (``special`` bytes or any) put in, replacing up to
+    two bytes each, anywhere."""
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(head)))
+        piece = data.draw(st.sampled_from(special) | st.binary(min_size=1, max_size=2))
+        cut = data.draw(st.integers(0, 2))
+        head = head[:at] + piece + head[at + cut :]
+    return head

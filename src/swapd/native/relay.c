@@ -1066,6 +1066,8 @@ enum { CLIENT_KEEPS = 1, HEAD_ONLY = 2 };
 enum { RESP_STATUS, RESP_OUT, RESP_MODE, RESP_LENGTH, RESP_REUSE, RESP_INFO };
 enum { MODE_FRAMED = 1, MODE_RAW, MODE_PLAIN };
 
+/* Hop-by-hop fields (swapd.proxy.forward.HOP_BY_HOP), less Content-Length: a response keeps it,
+ * a request's is written anew. */
 static const char *const SKIPPED[] = {"connection", "keep-alive", "proxy-authenticate",
                                       "proxy-authorization", "proxy-connection", "te", "trailer",
                                       "trailers", "transfer-encoding", "upgrade", "host", "expect"};
@@ -1246,10 +1248,6 @@ int64_t response_head(const char *p, int64_t n, const char *const *lines, const 
  * of `length` unless the method is GET, HEAD or OPTIONS with no body. Returns the bytes
  * written, -1 for a head scan_head would not vouch for or with more than CONNECTION_TOKENS
  * names in Connection, -2 when out has no room. */
-static const char *const SKIPPED_REQUEST[] = {
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
-    "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host", "content-length",
-    "expect"};
 
 /* The field line at s of a head scan_head vouched for: its name, its value (the spaces before
  * it left out) and where the next line starts. */
@@ -1294,9 +1292,9 @@ int64_t request_head(const char *p, int64_t n, const char *target, int64_t targe
     int nforwarded = 0;
     for (cursor s = first; s < e && *s != '\r';) {
         s = field_of(s, &name, &name_len, &value, &value_len);
-        int skip = 0;
-        for (size_t k = 0; k < sizeof SKIPPED_REQUEST / sizeof *SKIPPED_REQUEST && !skip; k++)
-            skip = named(name, name_len, SKIPPED_REQUEST[k]);
+        int skip = named(name, name_len, "content-length"); /* and the response's list */
+        for (size_t k = 0; k < sizeof SKIPPED / sizeof *SKIPPED && !skip; k++)
+            skip = named(name, name_len, SKIPPED[k]);
         if (!skip) skip = listed(tokens, token_lens, ntokens, name, name_len);
         if (drop && !skip)
             skip = named(name, name_len, "authorization") || named(name, name_len, "x-api-key");
