@@ -45,7 +45,8 @@ def build_native(root: Path, build_data: dict[str, Any]) -> None:
     if not sys.platform.startswith("linux") or not source.is_file():
         return
     required = os.environ.get("SWAPD_REQUIRE_NATIVE") == "1"
-    if not library.is_file() or library.stat().st_mtime < source.stat().st_mtime:
+    newest = max(f.stat().st_mtime for f in source.parent.glob("*.c"))  # relay.c includes front.c
+    if not library.is_file() or library.stat().st_mtime < newest:
         cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
         if cc is None:
             if required:

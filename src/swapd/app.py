@@ -23,7 +23,9 @@ import anyio
 import uvicorn
 from anyio.abc import TaskGroup
 from uvicorn.config import WS_PROTOCOLS
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
 
+from swapd import native
 from swapd.config import load_config, load_demo
 from swapd.config.model import Config
 from swapd.dataplane.owner import Workers
@@ -39,9 +41,12 @@ from swapd.lint import exposure, lint
 from swapd.observe.activity import ActivityLog
 from swapd.observe.logs import DEFAULT_RING_BYTES, LogRing, RingHandler
 from swapd.observe.observer import Observer
+from swapd.proxy import front
 from swapd.proxy.admin import Admin
 from swapd.proxy.app import Proxy
+from swapd.proxy.envelope import error_body
 from swapd.proxy.forward import UpstreamClient
+from swapd.proxy.front import NativeFront
 from swapd.proxy.websocket import MAX_MESSAGE_BYTES
 from swapd.scheduler import Scheduler
 from swapd.views import State
@@ -74,20 +79,26 @@ class _Server(uvicorn.Server):
         yield
 
     async def adopt(self, fd: int, data: bytes) -> None:
-        """Serve a connection a data-plane worker handed over (swapd.dataplane): ``data`` is
-        what the worker read of it, parsed first, as if it had just arrived."""
+        """Serve a connection a data-plane worker or the native front handed over: ``data``
+        is what was read of it, parsed first, as if it had just arrived."""
         sock = socket.socket(fileno=fd)
         config = self.config
         protocol = config.http_protocol_class(  # type: ignore[call-arg]
             config=config, server_state=self.server_state, app_state=self.lifespan.state
         )
+        made = protocol.connection_made
+
+        def connection_made(transport: asyncio.BaseTransport) -> None:
+            made(transport)
+            if data:  # before anything the transport reads
+                protocol.data_received(data)
+
+        protocol.connection_made = connection_made  # type: ignore[method-assign]
         loop = asyncio.get_running_loop()
         try:
             await loop.connect_accepted_socket(lambda: protocol, sock)
         except OSError:
             sock.close()  # the client left meanwhile
-            return
-        protocol.data_received(data)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -136,6 +147,7 @@ class App:
         self.workers: Workers | None = None  # data-plane worker processes (server.workers)
         self.worker_count = workers  # --workers: overrides server.workers
         self.config_errors: list[str] = []  # the last rejected reload's errors
+        self.front: native.Front | None = None  # SWAPD_NATIVE_FRONT=1 (swapd.proxy.front)
 
     def load(self, previous: Config | None = None) -> Config:
         """The config from disk; on a reload ``previous`` (the running config) lets every model
@@ -259,7 +271,10 @@ class App:
                 if self.workers is not None:
                     self.proxy.profile_changed = self.workers.push_config
                     await tg.start(self.workers.run, name="dataplane")
-                tg.start_soon(self._serve_http, server, sock, name="http")
+                fronted = self.workers is None and front.enabled()
+                tg.start_soon(self._serve_http, server, None if fronted else sock, name="http")
+                if fronted:
+                    self.front = await self._start_front(server, sock, observer, edge)
                 tg.start_soon(self._signals, name="signals")
                 if self.watch:
                     tg.start_soon(self._watch, name="watch-config")
@@ -275,6 +290,9 @@ class App:
                 await self._shutdown.wait()
                 log.info("shutting down: draining requests, then stopping engines")
                 self.proxy.accepting = False
+                if self.front is not None:
+                    edge.handback = None
+                    self.front.stop()  # accepts no more; new requests on its connections: 503
                 self.scheduler.close()  # queued requests get 503 now, pending starts stop
                 server.should_exit = True
                 tg.start_soon(self._report_shutdown, name="shutdown-report")
@@ -284,6 +302,7 @@ class App:
                         await self.workers.stop()
                     self._stage = "requests in flight to finish"
                     await self._http_done.wait()  # uvicorn drained in-flight requests
+                    await self._front_drained()
                     self._stage = ENGINES_STOPPING
                     await self.scheduler.shutdown()
                     await drivers.cleanup(self.scheduler.config)
@@ -292,9 +311,79 @@ class App:
             with anyio.CancelScope(shield=True):
                 await upstreams.close()
                 self.proxy.links.close()
+            self._close_front()
             sock.close()
             observer.settle()
             activity.close()
+
+    async def _start_front(
+        self, server: _Server, sock: socket.socket, observer: Observer, edge: Edge
+    ) -> native.Front | None:
+        """The native front (swapd.proxy.front), once uvicorn can take the connections it
+        hands over: it accepts on ``sock`` (uvicorn on nothing). None: no library."""
+        while not server.started and not self._shutdown.is_set():  # noqa: ASYNC110 (uvicorn
+            await anyio.sleep(0.005)  # has no event for it)
+        if self._shutdown.is_set():
+            return None
+        loop = asyncio.get_running_loop()
+        scheduler = self.scheduler
+        size = max(64, 2 * len(scheduler.config.models))  # gates are never reused
+        gates = native.gates(loop, size, scheduler.front_emptied)
+        if gates is None:
+            return None
+        scheduler.attach_gates(gates)
+        main = self._main
+        assert main is not None
+
+        def handed(fd: int, data: bytes) -> None:
+            main.start_soon(server.adopt, fd, data, name="front-handover")
+
+        owner = NativeFront(scheduler, self.proxy, observer, handed)
+        settings = scheduler.config.server
+        message = "the engine's response head is not one swapd relays"
+        body = error_body(502, message, "bad_gateway")
+        bad = (
+            b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\n"
+            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+            + body
+        )
+        made = native.front(
+            loop,
+            sock.fileno(),
+            gates,
+            owner,
+            status_lines=STATUS_LINE,
+            paths=front.PATHS,
+            max_body=scheduler.config.max_body_bytes,
+            max_depth=settings.max_json_depth,
+            keep_alive=settings.keepalive_timeout,
+            head_timeout=settings.header_timeout,
+            bad_gateway=bad,
+        )
+        if made is None:
+            return None
+        owner.start(made)
+        edge.handback = made.adopt  # kept-alive connections come back between requests
+        log.info("native front: routine requests of ready models are served without Python")
+        return made
+
+    async def _front_drained(self) -> None:
+        """Wait (bounded) until the native front's exchanges in flight have ended."""
+        if self.front is None:
+            return
+        with anyio.move_on_after(GRACEFUL_SECONDS):
+            while self.front.active():  # noqa: ASYNC110 (a count in C, no event)
+                await anyio.sleep(0.02)
+
+    def _close_front(self) -> None:
+        made, self.front = self.front, None
+        if made is None:
+            return
+        made.close()
+        for slot in self.scheduler.slots.values():  # the gates go with the front
+            slot.gates = None
+        self.scheduler.gates = None
+        made.gates.close_all()
 
     async def _report_shutdown(self) -> None:
         """While a shutdown takes long, say every few seconds what it waits for."""
@@ -313,9 +402,11 @@ class App:
                 f": {', '.join(names)}" if names else "",
             )
 
-    async def _serve_http(self, server: _Server, sock: socket.socket) -> None:
-        try:  # with workers they accept; the owner serves the connections they hand over
-            await server.serve(sockets=[] if self.workers is not None else [sock])
+    async def _serve_http(self, server: _Server, sock: socket.socket | None) -> None:
+        """uvicorn, accepting on ``sock``; on nothing (None) when data-plane workers or the
+        native front accept and hand it connections."""
+        try:
+            await server.serve(sockets=[sock] if sock is not None and self.workers is None else [])
         finally:
             self._http_done.set()
             self._shutdown.set()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -118,6 +119,9 @@ class Edge:
         self._for: ServerConfig | None = None  # the settings _cap and _nets were made from
         self._cap = 0
         self._nets: tuple[Network, ...] | None = ()  # None: "*", every peer
+        # The native front's (swapd.proxy.front): takes a kept-alive connection back between
+        # two requests (its fd, the client's address); False: it did not, the fd is still ours
+        self.handback: Callable[[int, str], bool] | None = None
 
     def _derive(self, settings: ServerConfig) -> None:
         if settings is not self._for:
@@ -279,6 +283,34 @@ class EdgeProtocol(HttpToolsProtocol):
         super().resume_writing()
         if self.sink is not None:
             self.sink.resume()
+
+    def on_response_complete(self) -> None:
+        """The native front, when there is one, takes a kept-alive connection back once its
+        response is out and no byte of a next request has come (else uvicorn keeps it)."""
+        back = self.EDGE.handback
+        cycle = self.cycle
+        transport = self.transport
+        if (
+            back is None
+            or self.pipeline
+            or not self._in_head
+            or self._head_bytes
+            or cycle is None
+            or not cycle.keep_alive
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
+            super().on_response_complete()
+            return
+        self.server_state.total_requests += 1
+        try:
+            fd = os.dup(transport.get_extra_info("socket").fileno())
+        except (AttributeError, OSError):
+            super().on_response_complete()
+            return
+        transport.abort()  # reads nothing more; the dup keeps the connection open
+        if not back(fd, self.client[0] if self.client else ""):
+            os.close(fd)  # the client sees the connection close, as after an idle timeout
 
     def on_message_complete(self) -> None:
         super().on_message_complete()

@@ -21,11 +21,12 @@ import ctypes
 import itertools
 import logging
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger("swapd.native")
 
@@ -277,6 +278,200 @@ def request_writer() -> Callable[[bytes, str, bytes, str, int, bool], bytes | No
     return write
 
 
+class _FrontResult(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_int),
+        ("fd", ctypes.c_int),
+        ("gate", ctypes.c_int64),
+        ("status", ctypes.c_int32),
+        ("path", ctypes.c_int32),
+        ("end", ctypes.c_int32),
+        ("pad", ctypes.c_int32),
+        ("began", ctypes.c_double),
+        ("wall", ctypes.c_double),
+        ("ended", ctypes.c_double),
+        ("first", ctypes.c_double),
+        ("size", ctypes.c_int64),
+        ("head_len", ctypes.c_int64),
+        ("tail_len", ctypes.c_int64),
+        ("data_len", ctypes.c_int64),
+        ("data", ctypes.c_void_p),
+        ("peer", ctypes.c_char * 64),
+        ("head", ctypes.c_char * HEAD_MAX),
+        ("tail", ctypes.c_char * TAIL_MAX),
+    ]
+
+
+_FRONT_HEAD_AT = _FrontResult.head.offset
+_FRONT_TAIL_AT = _FrontResult.tail.offset
+FRONT_RECORD, FRONT_PYTHON = 1, 2  # front.c: what front_next gives
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request the native front served: the model's ``gate``, the route (an index into
+    the front's paths), the engine's ``status`` (499: the client left before it; 502: an
+    engine head the front does not follow), how it ``ended`` (DONE, …), when it began
+    (``began``: time.monotonic; ``wall``: time.time) and ended, the client's address, and
+    the body as the native relay reports one (``body``)."""
+
+    gate: int
+    path: int
+    status: int
+    end: int
+    began: float
+    wall: float
+    ended: float
+    peer: str
+    body: Ended
+
+
+class FrontOwner(Protocol):
+    """Told of each exchange the front served, and given each connection it leaves to Python
+    (the fd, now the owner's, and the bytes read of it)."""
+
+    def exchanged(self, exchanges: list[Exchange]) -> None: ...
+
+    def handed(self, fd: int, data: bytes) -> None: ...
+
+
+class Front:
+    """relay.c's native front (front.c): a thread that accepts on a listening socket and serves
+    routine requests of the models in its table (:meth:`table`) through their gates, with no
+    Python per request; everything else is handed to ``owner``."""
+
+    def __init__(
+        self,
+        lib: ctypes.CDLL,
+        loop: asyncio.AbstractEventLoop,
+        listener: int,
+        gates: Gates,
+        owner: FrontOwner,
+        *,
+        status_lines: Mapping[int, bytes],
+        paths: list[str],
+        max_body: int,
+        max_depth: int,
+        keep_alive: float,
+        head_timeout: float,
+        bad_gateway: bytes,
+    ) -> None:
+        self._lines = [ctypes.create_string_buffer(status_lines[code]) for code in range(100, 600)]
+        lines = (ctypes.c_char_p * 500)(*(ctypes.cast(b, ctypes.c_char_p) for b in self._lines))
+        listed = b"".join(p.encode() + b"\0" for p in paths) + b"\0"
+        handle = lib.front_create(
+            listener,
+            gates.handle,
+            lines,
+            listed,
+            max_body,
+            max_depth,
+            keep_alive,
+            head_timeout,
+            bad_gateway,
+            len(bad_gateway),
+        )
+        if not handle:
+            raise OSError("the native front could not start its thread")
+        self.lib, self.handle, self.loop, self.owner, self.gates = lib, handle, loop, owner, gates
+        self.fd: int = lib.front_notify_fd(handle)
+        self._result = _FrontResult()
+        loop.add_reader(self.fd, self._notified)
+
+    def table(self, entries: list[tuple[str, bytes, int, str, int]]) -> None:
+        """The names served here from now on: (name, the Host the engine gets, gate, the
+        engine's IPv4 address, port) each; any other name is Python's."""
+        parts = []
+        for name, host, gate, address, port in entries:
+            raw = name.encode()
+            parts.append(len(raw).to_bytes(4, sys.byteorder) + raw)
+            parts.append(len(host).to_bytes(4, sys.byteorder) + host)
+            parts.append(gate.to_bytes(8, sys.byteorder, signed=True))
+            parts.append(socket.inet_aton(address) + port.to_bytes(2, sys.byteorder))
+        blob = b"".join(parts)
+        if not self.lib.front_table(self.handle, blob, len(blob)):
+            raise MemoryError("no memory for the native front's table")
+
+    def adopt(self, fd: int, peer: str) -> bool:
+        """Take back a connection Python served a request on, between two requests: ``fd``
+        is the front's if this returns True."""
+        return bool(self.handle) and bool(self.lib.front_adopt(self.handle, fd, peer.encode()))
+
+    def active(self) -> int:
+        """Exchanges in flight."""
+        return int(self.lib.front_active(self.handle))
+
+    def stop(self) -> None:
+        """Accept no more; each connection closes once its exchange has ended."""
+        self.lib.front_stop(self.handle)
+
+    def _notified(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 8)
+        self.drain()
+
+    def drain(self) -> None:
+        """Tell the owner of every exchange that ended and every connection handed over so
+        far (the front tells Python itself at once of a connection, of exchanges in batches)."""
+        if not self.handle:
+            return
+        res = self._result
+        at = ctypes.addressof(res)
+        lib = self.lib
+        exchanges: list[Exchange] = []
+        while lib.front_next(self.handle, ctypes.byref(res)):
+            if res.kind == FRONT_PYTHON:
+                data = ctypes.string_at(res.data, res.data_len) if res.data else b""
+                lib.relay_free(res.data)
+                try:
+                    self.owner.handed(res.fd, data)
+                except Exception:
+                    log.exception("a connection the native front handed over failed")
+                    os.close(res.fd)
+                continue
+            body = Ended(
+                end=res.end,
+                err=0,
+                extra=False,
+                size=res.size,
+                first=res.first or None,
+                head=ctypes.string_at(at + _FRONT_HEAD_AT, res.head_len),
+                tail=ctypes.string_at(at + _FRONT_TAIL_AT, res.tail_len),
+                keep=b"",
+                keep_cut=False,
+            )
+            peer = res.peer.decode("ascii", "replace")
+            times = res.began, res.wall, res.ended
+            exchanges.append(Exchange(res.gate, res.path, res.status, res.end, *times, peer, body))
+        if exchanges:
+            try:
+                self.owner.exchanged(exchanges)
+            except Exception:
+                log.exception("the records of the native front's exchanges failed")
+
+    def close(self) -> None:
+        """End the thread; every connection it still holds is closed."""
+        if not self.handle:
+            return
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.fd)
+        self.drain()
+        self.lib.front_destroy(self.handle)
+        self.handle = None
+
+
+def front(
+    loop: asyncio.AbstractEventLoop,
+    listener: int,
+    gates: Gates,
+    owner: FrontOwner,
+    **settings: Any,
+) -> Front | None:
+    """A :class:`Front` where the library is built, else None."""
+    lib = _built()
+    return None if lib is None else Front(lib, loop, listener, gates, owner, **settings)
+
+
 def _load() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux") or not LIBRARY.is_file():
         return None
@@ -358,6 +553,33 @@ def _load() -> ctypes.CDLL | None:
         ctypes.c_char_p,
         ctypes.c_int64,
     ]
+    lib.front_create.restype = handle
+    lib.front_create.argtypes = [
+        ctypes.c_int,
+        handle,
+        ctypes.POINTER(ctypes.c_char_p),
+        ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_double,
+        ctypes.c_double,
+        ctypes.c_char_p,
+        ctypes.c_int64,
+    ]
+    lib.front_notify_fd.restype = ctypes.c_int
+    lib.front_notify_fd.argtypes = [handle]
+    lib.front_table.restype = ctypes.c_int
+    lib.front_table.argtypes = [handle, ctypes.c_char_p, ctypes.c_int64]
+    lib.front_next.restype = ctypes.c_int
+    lib.front_next.argtypes = [handle, ctypes.POINTER(_FrontResult)]
+    lib.front_adopt.restype = ctypes.c_int
+    lib.front_adopt.argtypes = [handle, ctypes.c_int, ctypes.c_char_p]
+    lib.front_active.restype = ctypes.c_int64
+    lib.front_active.argtypes = [handle]
+    lib.front_stop.restype = None
+    lib.front_stop.argtypes = [handle]
+    lib.front_destroy.restype = None
+    lib.front_destroy.argtypes = [handle]
     lib.scan_head.restype = ctypes.c_int64
     lib.scan_head.argtypes = [ctypes.c_char_p, ctypes.c_int64, ctypes.POINTER(ctypes.c_int64)]
     lib.scan_request.restype = ctypes.c_int

@@ -1326,3 +1326,6 @@ int64_t request_head(const char *p, int64_t n, const char *target, int64_t targe
     return at - out;
 }
 #undef NEED
+
+/* -- The native front: its own file, in this translation unit ------------------------------- */
+#include "front.c"

@@ -176,6 +176,8 @@ class Observer:
         # Called before that too, and before a worker reports its meters: the native relay
         # tells the meters what it has moved (swapd.proxy.relay.Pool.poll).
         self.pollers: list[Callable[[], None]] = []
+        # Those that book records made elsewhere (the native front's): read by settle()
+        self.drains: list[Callable[[], None]] = []
         self.metrics = Metrics(models.snapshot)
         self._ids = itertools.count(self.activity.next_number())
         # With ``staging`` on (the server, in one process), request_end stages the record:
@@ -318,6 +320,29 @@ class Observer:
             capture.id = req.id
         self.book(req, record, size, capture)
 
+    def exchanged(
+        self,
+        model: str,
+        path: str,
+        peer: str,
+        metadata: dict[str, Any] | None,
+        *,
+        status: int,
+        wall: float,
+        began: float,
+        ended: float,
+        body: Ended,
+    ) -> None:
+        """A request the native front served (swapd.proxy.front) ended: booked as one of
+        Python's own, its body's meter read from what the front saw of it (``body``)."""
+        meter = Meter(began)
+        meter.status = status
+        meter.absorb(body, 0)
+        scope = {"method": "POST", "headers": [], "client": (peer, 0)}
+        req = Request(f"req-{next(self._ids)}", model, path, wall, meter, scope=scope)
+        req.metadata = metadata
+        self.book(req, self.finish(req, status, ended), meter.size, None)
+
     def _begun(self, req: Request) -> None:
         """``req`` is in flight: listed, and announced to the event stream's subscribers."""
         self.inflight[req.id] = req
@@ -373,6 +398,8 @@ class Observer:
         captures or events calls this first (swapd.proxy.app does, for every request that is
         not a model's): a client that has its answer never reads state without it."""
         self._settle_soon = False
+        for drain in self.drains:
+            drain()
         staged = self._staged
         if not staged:
             return

@@ -1,0 +1,1111 @@
+/* swapd's native front (docs/dataplane.md, option C): a thread that owns the listening socket
+ * and serves the routine requests of ready models with no Python per request.
+ *
+ * Included at the end of relay.c (one translation unit: it uses the chunk parser, the body's
+ * meter, the head scans and rewrites and the gates defined there).
+ *
+ * The thread accepts every connection and reads each request's head (scan_head) and body. A
+ * request is routine when it is a POST to one of the model routes Python listed, with a
+ * content-length body of at most max_body bytes, a JSON content type, no Origin (no browser),
+ * no forwarding fields, a Host that is an address or localhost, and a body whose "model"
+ * scan_request finds plainly; the model must be in the table Python publishes (front_table:
+ * the names that need no rewrite, each with its gate and its engine's address) and its gate
+ * must let one more in (gate_enter). A routine request goes to the engine over the front's own
+ * kept-alive connections, with the head request_head writes; the engine's head comes back as
+ * response_head makes it and the body as it comes (the engine's chunks, a length, or chunks
+ * built for a body read to the close), followed through the chunk parser and metered as the
+ * native relay does. Then the connection reads its next request.
+ *
+ * Anything else goes to Python with the bytes read so far: the connection (its fd and those
+ * bytes) is queued for front_next (FRONT_PYTHON) and Python serves it from then on, as if
+ * uvicorn had accepted it. So does a routine request whose engine refused it or closed before
+ * answering (Python then retries or restarts the engine as it does for its own). Each finished
+ * exchange is queued too (FRONT_RECORD: the model's gate, the route, status, times, and the
+ * body's size, first and last bytes) for swapd's activity records and metrics; the notify
+ * eventfd is written at once for a connection, and for records once per batch (FRONT_BATCH).
+ *
+ * front_stop stops accepting and closes each connection once its exchange has ended;
+ * front_destroy ends the thread and closes everything. */
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#define FRONT_READ 65536
+#define FRONT_POOL 32      /* idle engine connections kept per gate */
+#define FRONT_SWEEP 0.5    /* seconds between two looks for idle clients */
+#define FRONT_PATHS 32
+#define FRONT_BATCH 0.002  /* seconds a record may wait for the next one before Python is told */
+
+enum { FRONT_RECORD = 1, FRONT_PYTHON };
+enum { F_READ = 1, F_SEND, F_HEAD, F_BODY };
+enum { ENGINE_HEAD = 7 }; /* an end: the engine's head was not one the front follows (502) */
+
+typedef struct {
+    const char *name, *host;
+    size_t name_len, host_len;
+    int64_t gate;
+    struct sockaddr_in addr;
+} entry;
+
+typedef struct {
+    int64_t count;
+    entry *e;
+    char *bytes;
+} table;
+
+typedef struct record {
+    int kind, fd;
+    int64_t gate;
+    int status, path, end;
+    double began, wall, ended;
+    flow *f;           /* FRONT_RECORD: the response body's meter */
+    char *data;        /* FRONT_PYTHON: the bytes read */
+    size_t data_len;
+    char peer[64];
+    struct record *next;
+} record;
+
+typedef struct {
+    int kind, fd;
+    int64_t gate;
+    int32_t status, path, end, pad;
+    double began, wall, ended, first;
+    int64_t size, head_len, tail_len, data_len;
+    char *data;
+    char peer[64];
+    char head[HEAD_MAX];
+    char tail[TAIL_MAX];
+} front_result;
+
+typedef struct { int fd; struct sockaddr_in addr; } pooled;
+
+typedef struct conn {
+    int cl, up, phase, fresh, closing, mode, reuse, status, path, answered, behind, muted;
+    uint32_t cl_events, up_events; /* what epoll watches each for now */
+    int64_t up_gate;             /* the gate of the engine up is connected to */
+    struct sockaddr_in up_addr;
+    char *in;                    /* the client's bytes, from the current request's start */
+    size_t in_len, in_cap, req_len;
+    char *wr;                    /* what the engine gets */
+    size_t wr_len, wr_off;
+    char *rh;                    /* the engine's response head so far */
+    size_t rh_len;
+    char *ob;                    /* what the client has not taken yet */
+    size_t ob_len, ob_off, ob_cap;
+    int64_t gate, left;
+    struct sockaddr_in addr;
+    double began, wall, last;
+    flow *f;
+    char peer[64];
+    struct conn *prev, *next;
+} conn;
+
+typedef struct {
+    int ep, lfd, control, notify;
+    pthread_t thread;
+    pthread_mutex_t lock;        /* the table, the records, stopping and draining */
+    table *t;
+    record *first, *last;
+    int stopping, draining, closed_listener;
+    gates *g;
+    const char *lines[500];
+    char *paths[FRONT_PATHS];
+    size_t path_lens[FRONT_PATHS];
+    int npaths;
+    int64_t max_body, max_depth;
+    double keep_alive, head_timeout;
+    char date[64];
+    size_t date_len;
+    time_t date_at;
+    char *bad;                   /* the 502 an engine's odd head gets */
+    size_t bad_len;
+    conn *conns;
+    conn *dead;                  /* closed in this epoll round: freed at its end */
+    conn *incoming;              /* handed back by Python (front_adopt), under lock */
+    int64_t exchanges;           /* in flight (read by front_active) */
+    pooled *pool;
+    int *pool_n;
+    double pending;              /* when the oldest record Python was not told of came (0) */
+    int told, urgent;            /* the eventfd is written; a connection waits for Python */
+} front;
+
+static char LISTENER;            /* epoll's tag for the listening socket */
+
+static double wall(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void dated(front *F) {
+    time_t t = time(NULL);
+    if (t == F->date_at) return;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    static const char *const DAYS[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char *const MONTHS[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    int n = snprintf(F->date, sizeof F->date, "%s, %02d %s %d %02d:%02d:%02d GMT",
+                     DAYS[tm.tm_wday], tm.tm_mday, MONTHS[tm.tm_mon], tm.tm_year + 1900,
+                     tm.tm_hour, tm.tm_min, tm.tm_sec);
+    F->date_len = (size_t)n;
+    F->date_at = t;
+}
+
+/* For front_next. Python is told (the eventfd) at once of a connection it must serve, and of
+ * records once the oldest is FRONT_BATCH old, so that a busy front wakes it once per batch. */
+static void queue(front *F, record *r) {
+    r->next = NULL;
+    pthread_mutex_lock(&F->lock);
+    if (F->last) F->last->next = r; else F->first = r;
+    F->last = r;
+    if (F->pending == 0) F->pending = now();
+    if (r->kind == FRONT_PYTHON) F->urgent = 1;
+    pthread_mutex_unlock(&F->lock);
+}
+
+static void arm(front *F, int fd, void *tag, uint32_t events, int op) {
+    struct epoll_event ev;
+    ev.events = events;
+    ev.data.ptr = tag;
+    epoll_ctl(F->ep, op, fd, &ev);
+}
+
+/* Out of epoll, then closed: a socket another fd still refers to (Python's, while its
+ * transport closes after a hand-back) would stay in epoll after a close alone. */
+static void shut(front *F, int fd) {
+    epoll_ctl(F->ep, EPOLL_CTL_DEL, fd, NULL);
+    close(fd);
+}
+
+/* Have epoll watch what the connection's phase needs (one epoll_ctl, and only on a change):
+ * the client for its next request, its leaving, or room when it is behind (its bytes while an
+ * exchange runs: pipelined, read once it has ended); the engine for room to send the request,
+ * its answer (not while the client is behind), or its close while it is kept between two. */
+static void rewatch(front *F, conn *c) {
+    uint32_t cl = EPOLLRDHUP, up = EPOLLIN;
+    if (c->phase == F_READ) cl |= EPOLLIN;
+    else if (!c->muted) cl |= EPOLLIN;
+    if (c->behind) {
+        cl |= EPOLLOUT;
+        up = 0;
+    }
+    if (c->phase == F_SEND) up = EPOLLOUT;
+    if (cl != c->cl_events) {
+        arm(F, c->cl, c, cl, EPOLL_CTL_MOD);
+        c->cl_events = cl;
+    }
+    if (c->up >= 0 && up != c->up_events) {
+        arm(F, c->up, (void *)((uintptr_t)c | 1), up, EPOLL_CTL_MOD);
+        c->up_events = up;
+    }
+}
+
+/* A new engine connection for c (pooled or just dialled) into epoll. */
+static void attach(front *F, conn *c, int fd) {
+    c->up = fd;
+    c->up_gate = c->gate;
+    c->up_addr = c->addr;
+    c->up_events = c->phase == F_SEND ? EPOLLOUT : EPOLLIN;
+    arm(F, fd, (void *)((uintptr_t)c | 1), c->up_events, EPOLL_CTL_ADD);
+}
+
+/* Off the list; freed once this epoll round's events (which may name it) are read. */
+static void forget(front *F, conn *c) {
+    if (c->prev) c->prev->next = c->next; else F->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    c->phase = 0;
+    c->next = F->dead;
+    F->dead = c;
+}
+
+static void bury(front *F) {
+    while (F->dead) {
+        conn *c = F->dead;
+        F->dead = c->next;
+        free(c->in);
+        free(c->wr);
+        free(c->rh);
+        free(c->ob);
+        free(c);
+    }
+}
+
+static void pool_put(front *F, int64_t gate, int fd, const struct sockaddr_in *addr);
+
+/* The engine's connection kept between two requests goes to the pool, others close. */
+static void let_engine_go(front *F, conn *c) {
+    if (c->up < 0) return;
+    if (c->phase == F_READ) pool_put(F, c->up_gate, c->up, &c->up_addr);
+    else shut(F, c->up);
+    c->up = -1;
+}
+
+static void close_conn(front *F, conn *c) {
+    let_engine_go(F, c);
+    shut(F, c->cl);
+    forget(F, c);
+}
+
+/* The connection is Python's from here on: its fd and the bytes read so far. */
+static void to_python(front *F, conn *c) {
+    record *r = calloc(1, sizeof *r);
+    if (!r) {
+        close_conn(F, c);
+        return;
+    }
+    epoll_ctl(F->ep, EPOLL_CTL_DEL, c->cl, NULL);
+    r->kind = FRONT_PYTHON;
+    r->fd = c->cl;
+    r->data = c->in;
+    r->data_len = c->in_len;
+    c->in = NULL;
+    queue(F, r);
+    let_engine_go(F, c);
+    forget(F, c);
+}
+
+/* -- the engine's kept-alive connections ---------------------------------------------------- */
+
+static int pool_take(front *F, int64_t gate, const struct sockaddr_in *addr) {
+    pooled *p = F->pool + gate * FRONT_POOL;
+    while (F->pool_n[gate] > 0) {
+        pooled got = p[--F->pool_n[gate]];
+        char byte;
+        ssize_t n = recv(got.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        int alive = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+        if (alive && got.addr.sin_addr.s_addr == addr->sin_addr.s_addr &&
+            got.addr.sin_port == addr->sin_port)
+            return got.fd;
+        close(got.fd); /* closed by the engine, or an engine that is gone */
+    }
+    return -1;
+}
+
+static void pool_put(front *F, int64_t gate, int fd, const struct sockaddr_in *addr) {
+    epoll_ctl(F->ep, EPOLL_CTL_DEL, fd, NULL);
+    if (F->pool_n[gate] == FRONT_POOL) {
+        close(fd);
+        return;
+    }
+    pooled *p = F->pool + gate * FRONT_POOL + F->pool_n[gate]++;
+    p->fd = fd;
+    p->addr = *addr;
+}
+
+static int dial(const struct sockaddr_in *addr) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (const struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* -- an exchange ------------------------------------------------------------------------------ */
+
+static void serve_next(front *F, conn *c);
+
+static void ended(front *F, conn *c, int end) {
+    gate_leave(F->g, c->gate);
+    __atomic_fetch_sub(&F->exchanges, 1, __ATOMIC_RELAXED);
+    flow *f = c->f;
+    int reusable = end == DONE && c->reuse && !f->extra && c->mode != MODE_FRAMED;
+    if (c->up >= 0 && !reusable) { /* else kept for this client's next request */
+        shut(F, c->up);
+        c->up = -1;
+    }
+    record *r = calloc(1, sizeof *r);
+    if (r) {
+        r->kind = FRONT_RECORD;
+        r->fd = -1;
+        r->gate = c->gate;
+        r->status = c->status;
+        r->path = c->path;
+        r->end = end;
+        r->began = c->began;
+        r->wall = c->wall;
+        r->ended = now();
+        r->f = f;
+        memcpy(r->peer, c->peer, sizeof r->peer);
+        queue(F, r);
+    } else {
+        free(f->keep);
+        free(f);
+    }
+    c->f = NULL;
+    free(c->wr);
+    c->wr = NULL;
+    c->ob_len = c->ob_off = 0;
+    c->phase = F_READ; /* (an engine connection kept goes to the pool if this one closes) */
+    if (end != DONE || c->closing || F->draining) {
+        close_conn(F, c);
+        return;
+    }
+    memmove(c->in, c->in + c->req_len, c->in_len - c->req_len); /* a pipelined next request */
+    c->in_len -= c->req_len;
+    c->req_len = 0;
+    c->behind = c->muted = 0;
+    c->last = now();
+    rewatch(F, c);
+    if (c->in_len) serve_next(F, c);
+}
+
+/* Before any byte reached the client: a pooled connection that failed is tried once fresh;
+ * then the request is Python's, as if the front had never taken it. */
+static void engine_failed(front *F, conn *c) {
+    if (c->up >= 0) shut(F, c->up);
+    c->up = -1;
+    int fd;
+    if (!c->fresh && (fd = dial(&c->addr)) >= 0) {
+        c->fresh = 1;
+        c->wr_off = 0;
+        c->phase = F_SEND;
+        c->rh_len = 0;
+        attach(F, c, fd);
+        return;
+    }
+    gate_leave(F->g, c->gate);
+    __atomic_fetch_sub(&F->exchanges, 1, __ATOMIC_RELAXED);
+    free(c->f->keep);
+    free(c->f);
+    c->f = NULL;
+    to_python(F, c);
+}
+
+/* Queue bytes for the client and write what its socket takes. */
+static int emit(conn *c, const char *p, size_t n) {
+    if (c->ob_len + n > c->ob_cap) {
+        size_t cap = c->ob_cap ? c->ob_cap : 4096;
+        while (cap < c->ob_len + n) cap *= 2;
+        char *grown = realloc(c->ob, cap);
+        if (!grown) return 0;
+        c->ob = grown;
+        c->ob_cap = cap;
+    }
+    memcpy(c->ob + c->ob_len, p, n);
+    c->ob_len += n;
+    return 1;
+}
+
+static int complete(conn *c) {
+    if (c->mode == MODE_RAW) return c->f->state == C_END;
+    if (c->mode == MODE_PLAIN) return c->left == 0;
+    return 0; /* MODE_FRAMED: at the engine's close */
+}
+
+/* Write what the client has not taken; the exchange ends once all is out after the body. */
+static void flush_client(front *F, conn *c) {
+    while (c->ob_off < c->ob_len) {
+        ssize_t w = send(c->cl, c->ob + c->ob_off, c->ob_len - c->ob_off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                c->behind = 1; /* read no more of the engine until the client catches up */
+                rewatch(F, c);
+                return;
+            }
+            ended(F, c, CLIENT_GONE);
+            return;
+        }
+        c->ob_off += (size_t)w;
+    }
+    c->ob_off = c->ob_len = 0;
+    if (complete(c)) {
+        ended(F, c, DONE);
+        return;
+    }
+    if (c->behind) {
+        c->behind = 0;
+        rewatch(F, c);
+    }
+}
+
+/* The engine's body bytes [p, p+n), framed for the client; 0 when the framing broke. */
+static int body_bytes(conn *c, const char *p, size_t n) {
+    flow *f = c->f;
+    if (c->mode == MODE_RAW) {
+        ssize_t used = parse(f, p, n);
+        if (used < 0) return 0;
+        if ((size_t)used < n) f->extra = 1;
+        return emit(c, p, (size_t)used);
+    }
+    if (c->mode == MODE_PLAIN) {
+        size_t k = (uint64_t)n < (uint64_t)c->left ? n : (size_t)c->left;
+        if (k < n) f->extra = 1;
+        body(f, p, k);
+        c->left -= (int64_t)k;
+        return emit(c, p, k);
+    }
+    if (!n) return 1;
+    char size[24];
+    int len = snprintf(size, sizeof size, "%zx\r\n", n);
+    body(f, p, n);
+    return emit(c, size, (size_t)len) && emit(c, p, n) && emit(c, "\r\n", 2);
+}
+
+static void read_head(front *F, conn *c) {
+    if (!c->rh && !(c->rh = malloc(HEAD_LIMIT + FRONT_READ))) {
+        ended(F, c, ABORTED);
+        return;
+    }
+    ssize_t n = recv(c->up, c->rh + c->rh_len, HEAD_LIMIT + FRONT_READ - c->rh_len, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+        if (c->rh_len == 0) engine_failed(F, c); /* e.g. a kept-alive connection it closed */
+        else {
+            c->status = 502;
+            emit(c, F->bad, F->bad_len);
+            c->closing = 1;
+            c->mode = MODE_PLAIN;
+            c->left = 0;
+            flush_client(F, c);
+        }
+        return;
+    }
+    c->rh_len += (size_t)n;
+    dated(F);
+    size_t cap = c->rh_len + 1024;
+    char *out = malloc(cap);
+    int64_t info[RESP_INFO];
+    int64_t size = out ? response_head(c->rh, (int64_t)c->rh_len, F->lines, F->date,
+                                       (int64_t)F->date_len, c->closing ? 0 : CLIENT_KEEPS, out,
+                                       (int64_t)cap, info)
+                       : -1;
+    if (size == 0) {
+        free(out);
+        return;
+    }
+    if (size < 0) { /* a head the front does not follow: a 502, and the connection closes */
+        free(out);
+        c->status = 502;
+        c->closing = 1;
+        c->mode = MODE_PLAIN;
+        c->left = 0;
+        c->reuse = 0;
+        if (!emit(c, F->bad, F->bad_len)) {
+            ended(F, c, ENGINE_HEAD);
+            return;
+        }
+        c->phase = F_BODY;
+        c->answered = 1;
+        flush_client(F, c);
+        return;
+    }
+    c->status = (int)info[RESP_STATUS];
+    c->mode = (int)info[RESP_MODE];
+    c->reuse = (int)info[RESP_REUSE];
+    c->left = c->status == 204 || c->status == 304 || info[RESP_LENGTH] < 0 ? 0 : info[RESP_LENGTH];
+    c->phase = F_BODY;
+    c->answered = 1;
+    int ok = emit(c, out, (size_t)info[RESP_OUT]);
+    free(out);
+    ok = ok && body_bytes(c, c->rh + size, c->rh_len - (size_t)size);
+    free(c->rh);
+    c->rh = NULL;
+    c->rh_len = 0;
+    if (!ok) {
+        ended(F, c, BAD_FRAMING);
+        return;
+    }
+    flush_client(F, c);
+}
+
+static void read_body(front *F, conn *c, char *buf) {
+    if (c->ob_len) return; /* the client has bytes to take first */
+    ssize_t n = recv(c->up, buf, FRONT_READ, 0);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) {
+        if (c->mode == MODE_FRAMED) { /* the body ends at the engine's close */
+            c->mode = MODE_PLAIN;
+            c->left = 0;
+            if (!emit(c, "0\r\n\r\n", 5)) ended(F, c, CLIENT_GONE);
+            else flush_client(F, c);
+        } else {
+            ended(F, c, UPSTREAM_CLOSED); /* the client's connection closes mid-body */
+        }
+        return;
+    }
+    if (!body_bytes(c, buf, (size_t)n)) {
+        ended(F, c, BAD_FRAMING);
+        return;
+    }
+    flush_client(F, c);
+}
+
+static void write_engine(front *F, conn *c) {
+    while (c->wr_off < c->wr_len) {
+        ssize_t w = send(c->up, c->wr + c->wr_off, c->wr_len - c->wr_off, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                rewatch(F, c); /* F_SEND: for room */
+                return;
+            }
+            engine_failed(F, c);
+            return;
+        }
+        c->wr_off += (size_t)w;
+    }
+    c->phase = F_HEAD;
+    rewatch(F, c);
+}
+
+/* -- routing ---------------------------------------------------------------------------------- */
+
+static int prefixed(const char *s, size_t n, const char *lower) {
+    size_t k = strlen(lower);
+    if (n < k) return 0;
+    for (size_t i = 0; i < k; i++) {
+        char a = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] + 32) : s[i];
+        if (a != lower[i]) return 0;
+    }
+    return 1;
+}
+
+/* An address or localhost: a Host the browser guard lets through without a look. */
+static int plain_host(const char *s, size_t n) {
+    if (n && s[0] == '[') return 1; /* an IPv6 literal */
+    size_t name = n;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == ':') { name = i; break; }
+    for (size_t i = name + (name < n); i < n; i++)
+        if (s[i] < '0' || s[i] > '9') return 0;
+    int digits = 1;
+    for (size_t i = 0; i < name; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) digits = 0;
+    if (digits && name) return 1;
+    if (name == 9 && prefixed(s, 9, "localhost")) return 1;
+    return name > 10 && prefixed(s + name - 10, 10, ".localhost");
+}
+
+/* A field the forwarding rules (swapd.edge) look at. */
+static int forwarding(const char *head, size_t n) {
+    for (const char *s = memchr(head, '\n', n); s && (size_t)(s - head) + 1 < n;
+         s = memchr(s + 1, '\n', n - (size_t)(s + 1 - head))) {
+        const char *l = s + 1;
+        size_t rest = n - (size_t)(l - head);
+        if (prefixed(l, rest, "x-forwarded-") || prefixed(l, rest, "forwarded:") ||
+            prefixed(l, rest, "x-real-ip:"))
+            return 1;
+    }
+    return 0;
+}
+
+static int find(front *F, const char *name, size_t len, entry *out) {
+    int found = 0;
+    pthread_mutex_lock(&F->lock);
+    table *t = F->t;
+    for (int64_t i = 0; t && i < t->count && !found; i++) {
+        if (t->e[i].name_len == len && !memcmp(t->e[i].name, name, len)) {
+            *out = t->e[i];
+            found = 1;
+        }
+    }
+    pthread_mutex_unlock(&F->lock);
+    return found;
+}
+
+static int grow(conn *c, size_t need) {
+    if (need <= c->in_cap) return 1;
+    size_t cap = c->in_cap ? c->in_cap : 8192;
+    while (cap < need) cap *= 2;
+    char *grown = realloc(c->in, cap);
+    if (!grown) return 0;
+    c->in = grown;
+    c->in_cap = cap;
+    return 1;
+}
+
+/* The request at the start of c->in: served here, Python's, or wait for more bytes. */
+static void serve_next(front *F, conn *c) {
+    int64_t out[HEAD_OUT];
+    int64_t h = scan_head(c->in, (int64_t)c->in_len, out);
+    if (h == 0 && c->in_len < HEAD_LIMIT) return;
+    if (h <= 0 || F->draining || out[METHOD_AT] != 1 || out[LENGTH_AT] < 0 ||
+        out[LENGTH_AT] > F->max_body || out[NOTED_AT + 6] >= 0 || out[NOTED_AT + 8] < 0 ||
+        !prefixed(c->in + out[NOTED_AT + 8], (size_t)out[NOTED_AT + 9], "application/json") ||
+        (out[NOTED_AT] >= 0 && !plain_host(c->in + out[NOTED_AT], (size_t)out[NOTED_AT + 1])) ||
+        forwarding(c->in, (size_t)h)) {
+        to_python(F, c);
+        return;
+    }
+    const char *target = c->in + out[TARGET_AT];
+    size_t target_len = (size_t)out[TARGET_AT + 1];
+    int path = -1;
+    for (int i = 0; i < F->npaths && path < 0; i++)
+        if (F->path_lens[i] == target_len && !memcmp(F->paths[i], target, target_len)) path = i;
+    if (path < 0) {
+        to_python(F, c);
+        return;
+    }
+    size_t need = (size_t)h + (size_t)out[LENGTH_AT];
+    if (c->in_len < need) {
+        if (!grow(c, need)) to_python(F, c);
+        return;
+    }
+    int64_t scanned[4];
+    entry e;
+    const char *payload = c->in + h;
+    if (!scan_request(payload, out[LENGTH_AT], F->max_depth, scanned) || scanned[2] != 1 ||
+        !find(F, payload + scanned[0], (size_t)(scanned[1] - scanned[0]), &e) ||
+        !gate_enter(F->g, e.gate)) {
+        to_python(F, c);
+        return;
+    }
+    __atomic_fetch_add(&F->exchanges, 1, __ATOMIC_RELAXED);
+    c->gate = e.gate;
+    c->addr = e.addr;
+    c->path = path;
+    c->req_len = need;
+    c->closing = (int)out[CLOSE_AT];
+    c->began = now();
+    c->wall = wall();
+    c->status = 0;
+    c->answered = c->behind = c->reuse = 0;
+    c->mode = MODE_PLAIN;
+    c->left = 0;
+    c->f = calloc(1, sizeof *c->f);
+    size_t cap = (size_t)h + e.host_len + 512;
+    c->wr = malloc(cap + (size_t)out[LENGTH_AT]);
+    int64_t written = -1;
+    if (c->f && c->wr)
+        written = request_head(c->in, h, target, (int64_t)target_len, e.host,
+                               (int64_t)e.host_len, c->peer, (int64_t)strlen(c->peer),
+                               out[LENGTH_AT], 0, c->wr, (int64_t)cap);
+    if (written < 0) {
+        gate_leave(F->g, c->gate);
+        __atomic_fetch_sub(&F->exchanges, 1, __ATOMIC_RELAXED);
+        free(c->f);
+        c->f = NULL;
+        to_python(F, c);
+        return;
+    }
+    c->f->state = C_SIZE;
+    c->f->up = c->f->cl = -1;
+    memcpy(c->wr + written, payload, (size_t)out[LENGTH_AT]);
+    c->wr_len = (size_t)written + (size_t)out[LENGTH_AT];
+    c->wr_off = 0;
+    c->phase = F_SEND;
+    if (c->up >= 0 && (c->up_gate != c->gate || c->up_addr.sin_addr.s_addr != c->addr.sin_addr.s_addr ||
+                       c->up_addr.sin_port != c->addr.sin_port)) {
+        pool_put(F, c->up_gate, c->up, &c->up_addr); /* kept for another engine */
+        c->up = -1;
+    }
+    c->fresh = 0;
+    if (c->up < 0) {
+        int fd = pool_take(F, c->gate, &c->addr);
+        c->fresh = fd < 0;
+        if (fd < 0 && (fd = dial(&c->addr)) < 0) {
+            engine_failed(F, c);
+            return;
+        }
+        attach(F, c, fd);
+    }
+    if (!c->fresh) write_engine(F, c); /* (a connection being made: once it has room) */
+}
+
+static void read_client(front *F, conn *c) {
+    for (;;) {
+        if (!grow(c, c->in_len + 4096)) {
+            close_conn(F, c);
+            return;
+        }
+        ssize_t n = recv(c->cl, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            close_conn(F, c);
+            return;
+        }
+        if (n == 0) { /* the client is done: what it sent is Python's to answer, if anything */
+            if (c->in_len) to_python(F, c); else close_conn(F, c);
+            return;
+        }
+        c->in_len += (size_t)n;
+        if (c->in_len < c->in_cap) break; /* all there was */
+    }
+    c->last = now();
+    serve_next(F, c);
+}
+
+static void join(front *F, conn *c) {
+    c->prev = NULL;
+    c->next = F->conns;
+    if (F->conns) F->conns->prev = c;
+    F->conns = c;
+    arm(F, c->cl, c, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_ADD);
+}
+
+static void accept_all(front *F) {
+    for (;;) {
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof sa;
+        int fd = accept4(F->lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) return; /* EAGAIN, or no fd left: the next round tries again */
+        conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->cl = fd;
+        c->up = -1;
+        c->phase = F_READ;
+        c->last = now();
+        c->cl_events = EPOLLIN | EPOLLRDHUP;
+        if (sa.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, c->peer, sizeof c->peer);
+        else if (sa.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, c->peer, sizeof c->peer);
+        join(F, c);
+    }
+}
+
+/* Idle keep-alive connections close; one slow with its head goes to Python (its timers). */
+static void sweep(front *F) {
+    double t = now();
+    for (conn *c = F->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->phase != F_READ) continue;
+        if (!c->in_len && (F->draining || t - c->last > F->keep_alive)) close_conn(F, c);
+        else if (c->in_len && t - c->last > F->head_timeout) to_python(F, c);
+    }
+}
+
+static void *front_run(void *arg) {
+    front *F = arg;
+    struct epoll_event events[EVENTS];
+    char *buf = malloc(FRONT_READ);
+    double swept = now();
+    int wait = (int)(FRONT_SWEEP * 1000);
+    for (;;) {
+        int n = epoll_wait(F->ep, events, EVENTS, wait);
+        if (n < 0 && errno != EINTR) break;
+        for (int i = 0; i < n; i++) {
+            void *p = events[i].data.ptr;
+            uint32_t e = events[i].events;
+            if (!p) {
+                uint64_t count;
+                ssize_t r = read(F->control, &count, sizeof count);
+                (void)r;
+                pthread_mutex_lock(&F->lock);
+                int draining = F->draining;
+                conn *back = F->incoming;
+                F->incoming = NULL;
+                pthread_mutex_unlock(&F->lock);
+                while (back) {
+                    conn *c = back;
+                    back = c->next;
+                    join(F, c);
+                }
+                if (draining && !F->closed_listener) {
+                    epoll_ctl(F->ep, EPOLL_CTL_DEL, F->lfd, NULL);
+                    F->closed_listener = 1;
+                    swept = 0;
+                }
+                continue;
+            }
+            if (p == &LISTENER) {
+                if (!F->closed_listener) accept_all(F);
+                continue;
+            }
+            conn *c = (conn *)((uintptr_t)p & ~(uintptr_t)1);
+            if (!c->phase) continue; /* closed earlier in this round */
+            if ((uintptr_t)p & 1) { /* the engine's socket */
+                if (c->phase == F_SEND) write_engine(F, c);
+                else if (c->phase == F_HEAD) read_head(F, c);
+                else if (c->phase == F_BODY && buf) read_body(F, c, buf);
+                else if (c->phase == F_READ) { /* kept between two requests: it closed */
+                    shut(F, c->up);
+                    c->up = -1;
+                }
+            } else if (c->phase == F_READ) {
+                if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_client(F, c);
+            } else if (e & (EPOLLERR | EPOLLHUP | EPOLLRDHUP)) {
+                if (!c->answered) c->status = 499;
+                ended(F, c, CLIENT_GONE);
+            } else {
+                if (e & EPOLLOUT) flush_client(F, c);
+                if ((e & EPOLLIN) && c->phase && c->phase != F_READ && !c->muted) {
+                    c->muted = 1; /* a pipelined request: read once this exchange has ended */
+                    rewatch(F, c);
+                }
+            }
+        }
+        if (now() - swept >= FRONT_SWEEP) {
+            swept = now();
+            sweep(F);
+        }
+        bury(F);
+        double t = now();
+        pthread_mutex_lock(&F->lock);
+        int stop = F->stopping;
+        int tell = F->first && !F->told && (F->urgent || t - F->pending >= FRONT_BATCH);
+        if (tell) F->told = 1;
+        F->urgent = 0;
+        wait = (int)(FRONT_SWEEP * 1000);
+        if (F->first && !F->told) wait = 1 + (int)((FRONT_BATCH - (t - F->pending)) * 1000);
+        pthread_mutex_unlock(&F->lock);
+        if (tell) signal_fd(F->notify);
+        if (stop) break;
+    }
+    free(buf);
+    return NULL;
+}
+
+/* -- Python's side ---------------------------------------------------------------------------- */
+
+/* lines: the status lines (100..599); paths: the routes served here, each ending with NUL, an
+ * empty one last; bad: the 502 response for an engine's odd head. */
+void *front_create(int lfd, void *gates_, const char *const *lines, const char *paths,
+                   int64_t max_body, int64_t max_depth, double keep_alive, double head_timeout,
+                   const char *bad, int64_t bad_len) {
+    front *F = calloc(1, sizeof *F);
+    if (!F) return NULL;
+    F->g = gates_;
+    for (int i = 0; i < 500; i++) F->lines[i] = lines[i];
+    for (const char *p = paths; *p && F->npaths < FRONT_PATHS; p += strlen(p) + 1) {
+        F->paths[F->npaths] = strdup(p);
+        F->path_lens[F->npaths++] = strlen(p);
+    }
+    F->max_body = max_body;
+    F->max_depth = max_depth;
+    F->keep_alive = keep_alive;
+    F->head_timeout = head_timeout;
+    F->bad = malloc((size_t)bad_len);
+    if (F->bad) memcpy(F->bad, bad, (size_t)bad_len);
+    F->bad_len = (size_t)bad_len;
+    F->pool = calloc((size_t)F->g->size * FRONT_POOL, sizeof *F->pool);
+    F->pool_n = calloc((size_t)F->g->size, sizeof *F->pool_n);
+    F->lfd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
+    F->ep = epoll_create1(EPOLL_CLOEXEC);
+    F->control = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    F->notify = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    pthread_mutex_init(&F->lock, NULL);
+    int bad_start = !F->bad || !F->pool || !F->pool_n || F->lfd < 0 || F->ep < 0 ||
+                    F->control < 0 || F->notify < 0;
+    if (!bad_start) {
+        fcntl(F->lfd, F_SETFL, fcntl(F->lfd, F_GETFL) | O_NONBLOCK);
+        arm(F, F->control, NULL, EPOLLIN, EPOLL_CTL_ADD);
+        arm(F, F->lfd, &LISTENER, EPOLLIN, EPOLL_CTL_ADD);
+        bad_start = pthread_create(&F->thread, NULL, front_run, F) != 0;
+    }
+    if (bad_start) {
+        int fds[4] = {F->lfd, F->ep, F->control, F->notify};
+        for (int i = 0; i < 4; i++)
+            if (fds[i] >= 0) close(fds[i]);
+        for (int i = 0; i < F->npaths; i++) free(F->paths[i]);
+        free(F->bad);
+        free(F->pool);
+        free(F->pool_n);
+        free(F);
+        return NULL;
+    }
+    pthread_setname_np(F->thread, "swapd-front");
+    return F;
+}
+
+int front_notify_fd(void *h) { return ((front *)h)->notify; }
+
+/* The names served here, replacing the last table: per name, [u32 length][name][u32 length]
+ * [host as the engine gets it][i64 gate][u32 IPv4 address, network order][u16 port]. */
+int front_table(void *h, const char *blob, int64_t len) {
+    front *F = h;
+    table *t = calloc(1, sizeof *t);
+    char *bytes = malloc((size_t)len + 1);
+    int64_t count = 0;
+    for (int64_t at = 0; at + 4 <= len;) { /* count, then read */
+        uint32_t k, m;
+        memcpy(&k, blob + at, 4);
+        if (at + 8 + (int64_t)k > len) break;
+        memcpy(&m, blob + at + 4 + k, 4);
+        at += 4 + k + 4 + m + 8 + 4 + 2;
+        if (at > len) break;
+        count++;
+    }
+    entry *e = calloc((size_t)count + 1, sizeof *e);
+    if (!t || !bytes || !e) {
+        free(t);
+        free(bytes);
+        free(e);
+        return 0;
+    }
+    memcpy(bytes, blob, (size_t)len);
+    int64_t at = 0;
+    for (int64_t i = 0; i < count; i++) {
+        uint32_t k, m, ip;
+        uint16_t port;
+        memcpy(&k, bytes + at, 4);
+        e[i].name = bytes + at + 4;
+        e[i].name_len = k;
+        at += 4 + k;
+        memcpy(&m, bytes + at, 4);
+        e[i].host = bytes + at + 4;
+        e[i].host_len = m;
+        at += 4 + m;
+        memcpy(&e[i].gate, bytes + at, 8);
+        memcpy(&ip, bytes + at + 8, 4);
+        memcpy(&port, bytes + at + 12, 2);
+        at += 14;
+        e[i].addr.sin_family = AF_INET;
+        e[i].addr.sin_addr.s_addr = ip;
+        e[i].addr.sin_port = htons(port);
+        if (e[i].gate < 0 || e[i].gate >= F->g->size) e[i].name_len = (size_t)-1; /* never found */
+    }
+    t->count = count;
+    t->e = e;
+    t->bytes = bytes;
+    pthread_mutex_lock(&F->lock);
+    table *old = F->t;
+    F->t = t;
+    pthread_mutex_unlock(&F->lock);
+    if (old) {
+        free(old->e);
+        free(old->bytes);
+        free(old);
+    }
+    return 1;
+}
+
+/* One queued record or connection into *out (1), or none (0). FRONT_PYTHON's data is the
+ * caller's (relay_free), and so is its fd. */
+int front_next(void *h, front_result *out) {
+    front *F = h;
+    pthread_mutex_lock(&F->lock);
+    record *r = F->first;
+    if (r) {
+        F->first = r->next;
+        if (!F->first) F->last = NULL;
+    }
+    if (!F->first) { /* all read: the next record starts a new batch */
+        F->told = 0;
+        F->pending = 0;
+    }
+    pthread_mutex_unlock(&F->lock);
+    if (!r) return 0;
+    out->kind = r->kind;
+    out->fd = r->fd;
+    out->gate = r->gate;
+    out->status = r->status;
+    out->path = r->path;
+    out->end = r->end;
+    out->began = r->began;
+    out->wall = r->wall;
+    out->ended = r->ended;
+    out->data = r->data;
+    out->data_len = (int64_t)r->data_len;
+    memcpy(out->peer, r->peer, sizeof out->peer);
+    out->size = out->head_len = out->tail_len = 0;
+    out->first = 0;
+    flow *f = r->f;
+    if (f) {
+        out->size = f->size;
+        out->first = f->first;
+        out->head_len = (int64_t)f->head_len;
+        memcpy(out->head, f->head, f->head_len);
+        size_t t = f->tail_total < TAIL_MAX ? (size_t)f->tail_total : TAIL_MAX;
+        size_t start = (f->tail_pos + TAIL_MAX - t) % TAIL_MAX;
+        size_t first = TAIL_MAX - start < t ? TAIL_MAX - start : t;
+        memcpy(out->tail, f->tail + start, first);
+        memcpy(out->tail + first, f->tail, t - first);
+        out->tail_len = (int64_t)t;
+        free(f->keep);
+        free(f);
+    }
+    free(r);
+    return 1;
+}
+
+/* A connection Python served a request on and hands back between two requests (the fd is
+ * the front's now; peer: the client's address). 0: no memory (the caller keeps the fd). */
+int front_adopt(void *h, int fd, const char *peer) {
+    front *F = h;
+    conn *c = calloc(1, sizeof *c);
+    if (!c) return 0;
+    c->cl = fd;
+    c->up = -1;
+    c->phase = F_READ;
+    c->last = now();
+    c->cl_events = EPOLLIN | EPOLLRDHUP;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+    pthread_mutex_lock(&F->lock);
+    c->next = F->incoming;
+    F->incoming = c;
+    pthread_mutex_unlock(&F->lock);
+    signal_fd(F->control);
+    return 1;
+}
+
+/* Exchanges in flight. */
+int64_t front_active(void *h) {
+    return __atomic_load_n(&((front *)h)->exchanges, __ATOMIC_RELAXED);
+}
+
+/* Accept no more; each connection closes once its exchange has ended (idle ones now). */
+void front_stop(void *h) {
+    front *F = h;
+    pthread_mutex_lock(&F->lock);
+    F->draining = 1;
+    pthread_mutex_unlock(&F->lock);
+    signal_fd(F->control);
+}
+
+void front_destroy(void *h) {
+    front *F = h;
+    pthread_mutex_lock(&F->lock);
+    F->stopping = 1;
+    pthread_mutex_unlock(&F->lock);
+    signal_fd(F->control);
+    pthread_join(F->thread, NULL);
+    for (conn *c = F->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->f) {
+            gate_leave(F->g, c->gate);
+            free(c->f->keep);
+            free(c->f);
+        }
+        close_conn(F, c);
+    }
+    bury(F);
+    for (conn *c = F->incoming, *next; c; c = next) {
+        next = c->next;
+        close(c->cl);
+        free(c);
+    }
+    for (int64_t g = 0; g < F->g->size; g++)
+        for (int k = 0; k < F->pool_n[g]; k++) close(F->pool[g * FRONT_POOL + k].fd);
+    record *r = F->first;
+    while (r) {
+        record *next = r->next;
+        if (r->fd >= 0) close(r->fd);
+        free(r->data);
+        if (r->f) {
+            free(r->f->keep);
+            free(r->f);
+        }
+        free(r);
+        r = next;
+    }
+    if (F->t) {
+        free(F->t->e);
+        free(F->t->bytes);
+        free(F->t);
+    }
+    for (int i = 0; i < F->npaths; i++) free(F->paths[i]);
+    close(F->lfd);
+    close(F->ep);
+    close(F->control);
+    close(F->notify);
+    pthread_mutex_destroy(&F->lock);
+    free(F->bad);
+    free(F->pool);
+    free(F->pool_n);
+    free(F);
+}

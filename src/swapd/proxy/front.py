@@ -1,0 +1,162 @@
+"""The native front's Python side (docs/dataplane.md, option C; ``SWAPD_NATIVE_FRONT=1``).
+
+The front (swapd.native, ``front.c``) accepts swapd's connections and serves the routine
+requests of ready models with no Python per request. This module keeps it told and booked:
+
+- **the table**: which model names it may serve, each with its gate and its engine's address
+  (:meth:`NativeFront.publish`, after every state change of a model, reload and profile
+  change). A name is in it when a request for it needs nothing Python does beyond the lease:
+  a local model reached by that name with no rewrite (no ``useModelName``, no filters, no
+  selector), an engine on a plain ``http://`` address, no API keys and no captures configured
+  (then the table is empty and Python serves everything, as without the front);
+- **the records**: each exchange the front served is booked as Python books its own (the
+  activity log, metrics, the request log line, the ``request`` events), in batches;
+- **the hand-over**: every other connection reaches uvicorn with the bytes read of it
+  (``_Server.adopt``), and Python serves it from then on.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from swapd import native
+from swapd.errors import SwapdError
+from swapd.proxy import body, relay, routes
+
+if TYPE_CHECKING:
+    from swapd.observe.observer import Observer
+    from swapd.proxy.app import Proxy
+    from swapd.scheduler import Scheduler
+
+log = logging.getLogger("swapd.front")
+
+# The routes the front serves: a model's POST routes whose path goes upstream unchanged.
+PATHS = sorted(p for p in routes.MODEL_POST if not p.startswith(("/v/", "/audioapi/")))
+
+
+def enabled() -> bool:
+    """``SWAPD_NATIVE_FRONT=1`` and the library is built."""
+    import os
+
+    return os.environ.get("SWAPD_NATIVE_FRONT") == "1" and native.library() is not None
+
+
+def engine_address(base_url: str) -> tuple[str, int] | None:
+    """The IPv4 address and port of a plain ``http://host:port`` engine URL (localhost is
+    127.0.0.1), else None (the front leaves it to Python)."""
+    origin = relay.origin_of(base_url)
+    if origin is None or "/" in base_url[7:]:
+        return None
+    host, port = origin
+    if host == "localhost":
+        return "127.0.0.1", port
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return (str(address), port) if address.version == 4 else None
+
+
+class NativeFront:
+    """The owner of a :class:`swapd.native.Front`: its table, its records, its hand-overs."""
+
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        proxy: Proxy,
+        observer: Observer | None,
+        handed: Callable[[int, bytes], None],
+    ) -> None:
+        self.scheduler = scheduler
+        self.proxy = proxy
+        self.observer = observer
+        self._handed = handed
+        self.front: native.Front | None = None
+        self.models: dict[int, str] = {}  # gate -> model id, as last published
+        self._publish_soon = False
+
+    def start(self, front: native.Front) -> None:
+        self.front = front
+        self.scheduler.listeners.append(lambda _view: self.publish_soon())
+        if self.observer is not None:  # a reader of records sees the front's too
+            self.observer.drains.append(front.drain)
+        self.publish()
+
+    # -- the table ------------------------------------------------------------------------
+
+    def publish_soon(self) -> None:
+        """:meth:`publish` once the current step is done (state changes come in bursts)."""
+        if not self._publish_soon and self.front is not None:
+            self._publish_soon = True
+            self.front.loop.call_soon(self.publish)
+
+    def publish(self) -> None:
+        self._publish_soon = False
+        if self.front is None:
+            return
+        entries = self.entries()
+        self.models = {gate: model for _, _, gate, _, _, model in entries}
+        self.front.table([entry[:5] for entry in entries])
+
+    def entries(self) -> list[tuple[str, bytes, int, str, int, str]]:
+        """(name, Host, gate, address, port, model id) of each name the front may serve."""
+        config = self.scheduler.config
+        if config.api_keys or config.capture_bytes:
+            return []
+        found = []
+        table = self.proxy.routes
+        for name in (*config.models, *config.aliases):
+            try:
+                route = table.resolve(name)
+            except SwapdError:  # disabled by the profile, or a selector with no target
+                continue
+            if route is None:
+                continue
+            try:
+                model = route.model
+                if model is None or route.selector is not None:
+                    continue
+                change = body.Rewrite.for_route(route, name)
+                if change.model is not None or not change.unfiltered():
+                    continue
+                slot = self.scheduler.slots.get(model.id)
+                if slot is None or slot.gates is None or slot.upstream is None:
+                    continue
+                address = engine_address(slot.upstream.base_url)
+                if address is None:
+                    continue
+                host = slot.upstream.base_url[7:].encode()
+                found.append((name, host, slot.gate, address[0], address[1], model.id))
+            finally:
+                table.release(route)
+        return found
+
+    # -- what the front tells -------------------------------------------------------------
+
+    def exchanged(self, exchanges: list[native.Exchange]) -> None:
+        observer = self.observer
+        if observer is None:
+            return
+        priorities = self.scheduler.config.priorities
+        for done in exchanges:
+            model = self.models.get(done.gate)
+            if model is None:
+                continue
+            metadata: dict[str, Any] = {"fifo_priority": priorities.get(model, 0), "front": True}
+            observer.exchanged(
+                model,
+                PATHS[done.path],
+                done.peer,
+                metadata,
+                status=done.status,
+                wall=done.wall,
+                began=done.began,
+                ended=done.ended,
+                body=done.body,
+            )
+
+    def handed(self, fd: int, data: bytes) -> None:
+        self._handed(fd, data)
