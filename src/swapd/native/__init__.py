@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import dataclasses
 import itertools
 import logging
 import os
@@ -295,7 +296,14 @@ class _FrontResult(ctypes.Structure):
         ("head_len", ctypes.c_int64),
         ("tail_len", ctypes.c_int64),
         ("data_len", ctypes.c_int64),
+        ("data_head", ctypes.c_int64),
+        ("resp_len", ctypes.c_int64),
+        ("keep_len", ctypes.c_int64),
         ("data", ctypes.c_void_p),
+        ("resp", ctypes.c_void_p),
+        ("keep", ctypes.c_void_p),
+        ("keep_cut", ctypes.c_int32),
+        ("pad2", ctypes.c_int32),
         ("peer", ctypes.c_char * 64),
         ("head", ctypes.c_char * HEAD_MAX),
         ("tail", ctypes.c_char * TAIL_MAX),
@@ -313,7 +321,9 @@ class Exchange:
     the front's paths), the engine's ``status`` (499: the client left before it; 502: an
     engine head the front does not follow), how it ``ended`` (DONE, …), when it began
     (``began``: time.monotonic; ``wall``: time.time) and ended, the client's address, and
-    the body as the native relay reports one (``body``)."""
+    the body as the native relay reports one (``body``); with captures on, the ``request``
+    (its head's first ``request_head`` bytes, then its body) and the ``response_head`` the
+    client got."""
 
     gate: int
     path: int
@@ -324,6 +334,9 @@ class Exchange:
     ended: float
     peer: str
     body: Ended
+    request: bytes = b""
+    request_head: int = 0
+    response_head: bytes = b""
 
 
 class FrontOwner(Protocol):
@@ -397,6 +410,11 @@ class Front:
         is the front's if this returns True."""
         return bool(self.handle) and bool(self.lib.front_adopt(self.handle, fd, peer.encode()))
 
+    def captures(self, budget: int, limit: int) -> None:
+        """Keep what captures need from now on: response bodies up to ``limit`` bytes each and
+        ``budget`` bytes for all exchanges in flight (0: no captures)."""
+        self.lib.front_captures(self.handle, budget, limit)
+
     def active(self) -> int:
         """Exchanges in flight."""
         return int(self.lib.front_active(self.handle))
@@ -429,6 +447,13 @@ class Front:
                     log.exception("a connection the native front handed over failed")
                     os.close(res.fd)
                 continue
+            request = response = keep = b""
+            if res.data:  # a capture's
+                request = ctypes.string_at(res.data, res.data_len)
+                response = ctypes.string_at(res.resp, res.resp_len) if res.resp else b""
+                keep = ctypes.string_at(res.keep, res.keep_len) if res.keep else b""
+                for owned in (res.data, res.resp, res.keep):
+                    lib.relay_free(owned)
             body = Ended(
                 end=res.end,
                 err=0,
@@ -437,12 +462,17 @@ class Front:
                 first=res.first or None,
                 head=ctypes.string_at(at + _FRONT_HEAD_AT, res.head_len),
                 tail=ctypes.string_at(at + _FRONT_TAIL_AT, res.tail_len),
-                keep=b"",
-                keep_cut=False,
+                keep=keep,
+                keep_cut=bool(res.keep_cut),
             )
             peer = res.peer.decode("ascii", "replace")
             times = res.began, res.wall, res.ended
-            exchanges.append(Exchange(res.gate, res.path, res.status, res.end, *times, peer, body))
+            exchange = Exchange(res.gate, res.path, res.status, res.end, *times, peer, body)
+            if request:
+                exchange = dataclasses.replace(
+                    exchange, request=request, request_head=res.data_head, response_head=response
+                )
+            exchanges.append(exchange)
         if exchanges:
             try:
                 self.owner.exchanged(exchanges)
@@ -574,6 +604,8 @@ def _load() -> ctypes.CDLL | None:
     lib.front_next.argtypes = [handle, ctypes.POINTER(_FrontResult)]
     lib.front_adopt.restype = ctypes.c_int
     lib.front_adopt.argtypes = [handle, ctypes.c_int, ctypes.c_char_p]
+    lib.front_captures.restype = None
+    lib.front_captures.argtypes = [handle, ctypes.c_int64, ctypes.c_int64]
     lib.front_active.restype = ctypes.c_int64
     lib.front_active.argtypes = [handle]
     lib.front_stop.restype = None

@@ -60,8 +60,10 @@ typedef struct record {
     int status, path, end;
     double began, wall, ended;
     flow *f;           /* FRONT_RECORD: the response body's meter */
-    char *data;        /* FRONT_PYTHON: the bytes read */
-    size_t data_len;
+    char *data;        /* FRONT_PYTHON: the bytes read; FRONT_RECORD: the request, for a capture */
+    size_t data_len, data_head;
+    char *resp;        /* FRONT_RECORD, for a capture: the response head the client got */
+    size_t resp_len;
     char peer[64];
     struct record *next;
 } record;
@@ -71,8 +73,9 @@ typedef struct {
     int64_t gate;
     int32_t status, path, end, pad;
     double began, wall, ended, first;
-    int64_t size, head_len, tail_len, data_len;
-    char *data;
+    int64_t size, head_len, tail_len, data_len, data_head, resp_len, keep_len;
+    char *data, *resp, *keep;
+    int32_t keep_cut, pad2;
     char peer[64];
     char head[HEAD_MAX];
     char tail[TAIL_MAX];
@@ -96,6 +99,10 @@ typedef struct conn {
     int64_t gate, left;
     struct sockaddr_in addr;
     double began, wall, last;
+    int64_t reserved;            /* of the capture budget, for this response's body */
+    size_t head_len;             /* the current request's head */
+    char *resp;                  /* the client's response head, kept for a capture */
+    size_t resp_len;
     flow *f;
     char peer[64];
     struct conn *prev, *next;
@@ -114,6 +121,8 @@ typedef struct {
     size_t path_lens[FRONT_PATHS];
     int npaths;
     int64_t max_body, max_depth;
+    int64_t keep_budget, keep_limit; /* captures (front_captures, under lock): all, each */
+    int64_t keep_used;           /* the thread's: reserved by exchanges in flight */
     double keep_alive, head_timeout;
     char date[64];
     size_t date_len;
@@ -228,6 +237,7 @@ static void bury(front *F) {
         free(c->wr);
         free(c->rh);
         free(c->ob);
+        free(c->resp);
         free(c);
     }
 }
@@ -331,6 +341,15 @@ static void ended(front *F, conn *c, int end) {
         r->wall = c->wall;
         r->ended = now();
         r->f = f;
+        if (c->reserved >= 0) { /* capturing: the request and the head the client got */
+            r->data = malloc(c->req_len);
+            if (r->data) memcpy(r->data, c->in, c->req_len);
+            r->data_len = r->data ? c->req_len : 0;
+            r->data_head = c->head_len;
+            r->resp = c->resp;
+            r->resp_len = c->resp_len;
+            c->resp = NULL;
+        }
         memcpy(r->peer, c->peer, sizeof r->peer);
         queue(F, r);
     } else {
@@ -340,6 +359,10 @@ static void ended(front *F, conn *c, int end) {
     c->f = NULL;
     free(c->wr);
     c->wr = NULL;
+    free(c->resp);
+    c->resp = NULL;
+    if (c->reserved > 0) F->keep_used -= c->reserved;
+    c->reserved = -1;
     c->ob_len = c->ob_off = 0;
     c->phase = F_READ; /* (an engine connection kept goes to the pool if this one closes) */
     if (end != DONE || c->closing || F->draining) {
@@ -374,6 +397,8 @@ static void engine_failed(front *F, conn *c) {
     free(c->f->keep);
     free(c->f);
     c->f = NULL;
+    if (c->reserved > 0) F->keep_used -= c->reserved;
+    c->reserved = -1;
     to_python(F, c);
 }
 
@@ -503,7 +528,12 @@ static void read_head(front *F, conn *c) {
     c->phase = F_BODY;
     c->answered = 1;
     int ok = emit(c, out, (size_t)info[RESP_OUT]);
-    free(out);
+    if (c->reserved >= 0) { /* the capture has the head the client got */
+        c->resp = out;
+        c->resp_len = (size_t)info[RESP_OUT];
+    } else {
+        free(out);
+    }
     ok = ok && body_bytes(c, c->rh + size, c->rh_len - (size_t)size);
     free(c->rh);
     c->rh = NULL;
@@ -596,16 +626,24 @@ static int forwarding(const char *head, size_t n) {
     return 0;
 }
 
-static int find(front *F, const char *name, size_t len, entry *out) {
+/* The table's entry for a model name (its host copied to host, HOST_MAX bytes), and the
+ * capture settings of the moment. */
+#define HOST_MAX 256
+static int find(front *F, const char *name, size_t len, entry *out, char *host, int64_t *keep) {
     int found = 0;
     pthread_mutex_lock(&F->lock);
     table *t = F->t;
     for (int64_t i = 0; t && i < t->count && !found; i++) {
-        if (t->e[i].name_len == len && !memcmp(t->e[i].name, name, len)) {
+        if (t->e[i].name_len == len && !memcmp(t->e[i].name, name, len) &&
+            t->e[i].host_len <= HOST_MAX) {
             *out = t->e[i];
+            memcpy(host, t->e[i].host, t->e[i].host_len); /* the table may go once unlocked */
+            out->host = host;
             found = 1;
         }
     }
+    keep[0] = F->keep_budget;
+    keep[1] = F->keep_limit;
     pthread_mutex_unlock(&F->lock);
     return found;
 }
@@ -648,11 +686,12 @@ static void serve_next(front *F, conn *c) {
         if (!grow(c, need)) to_python(F, c);
         return;
     }
-    int64_t scanned[4];
+    int64_t scanned[4], keep[2];
     entry e;
+    char host[HOST_MAX];
     const char *payload = c->in + h;
     if (!scan_request(payload, out[LENGTH_AT], F->max_depth, scanned) || scanned[2] != 1 ||
-        !find(F, payload + scanned[0], (size_t)(scanned[1] - scanned[0]), &e) ||
+        !find(F, payload + scanned[0], (size_t)(scanned[1] - scanned[0]), &e, host, keep) ||
         !gate_enter(F->g, e.gate)) {
         to_python(F, c);
         return;
@@ -662,6 +701,14 @@ static void serve_next(front *F, conn *c) {
     c->addr = e.addr;
     c->path = path;
     c->req_len = need;
+    c->head_len = (size_t)h;
+    c->reserved = -1; /* -1: no capture; else the response body bytes kept for one */
+    if (keep[0] > 0) {
+        int64_t room = keep[0] - F->keep_used;
+        c->reserved = room < keep[1] ? room : keep[1];
+        if (c->reserved < 0) c->reserved = 0;
+        F->keep_used += c->reserved;
+    }
     c->closing = (int)out[CLOSE_AT];
     c->began = now();
     c->wall = wall();
@@ -682,11 +729,14 @@ static void serve_next(front *F, conn *c) {
         __atomic_fetch_sub(&F->exchanges, 1, __ATOMIC_RELAXED);
         free(c->f);
         c->f = NULL;
+        if (c->reserved > 0) F->keep_used -= c->reserved;
+        c->reserved = -1;
         to_python(F, c);
         return;
     }
     c->f->state = C_SIZE;
     c->f->up = c->f->cl = -1;
+    c->f->keep_max = c->reserved > 0 ? (size_t)c->reserved : 0;
     memcpy(c->wr + written, payload, (size_t)out[LENGTH_AT]);
     c->wr_len = (size_t)written + (size_t)out[LENGTH_AT];
     c->wr_off = 0;
@@ -1000,6 +1050,12 @@ int front_next(void *h, front_result *out) {
     out->ended = r->ended;
     out->data = r->data;
     out->data_len = (int64_t)r->data_len;
+    out->data_head = (int64_t)r->data_head;
+    out->resp = r->resp;
+    out->resp_len = (int64_t)r->resp_len;
+    out->keep = NULL;
+    out->keep_len = 0;
+    out->keep_cut = 0;
     memcpy(out->peer, r->peer, sizeof out->peer);
     out->size = out->head_len = out->tail_len = 0;
     out->first = 0;
@@ -1015,7 +1071,9 @@ int front_next(void *h, front_result *out) {
         memcpy(out->tail, f->tail + start, first);
         memcpy(out->tail + first, f->tail, t - first);
         out->tail_len = (int64_t)t;
-        free(f->keep);
+        out->keep = f->keep; /* the caller's, as data and resp are */
+        out->keep_len = (int64_t)f->keep_len;
+        out->keep_cut = f->keep_cut;
         free(f);
     }
     free(r);
@@ -1041,6 +1099,16 @@ int front_adopt(void *h, int fd, const char *peer) {
     pthread_mutex_unlock(&F->lock);
     signal_fd(F->control);
     return 1;
+}
+
+/* Captures from now on: at most budget bytes of response bodies kept by exchanges in flight,
+ * limit each (0: none, and no request is copied). */
+void front_captures(void *h, int64_t budget, int64_t limit) {
+    front *F = h;
+    pthread_mutex_lock(&F->lock);
+    F->keep_budget = budget;
+    F->keep_limit = limit;
+    pthread_mutex_unlock(&F->lock);
 }
 
 /* Exchanges in flight. */
@@ -1086,6 +1154,7 @@ void front_destroy(void *h) {
         record *next = r->next;
         if (r->fd >= 0) close(r->fd);
         free(r->data);
+        free(r->resp);
         if (r->f) {
             free(r->f->keep);
             free(r->f);

@@ -104,6 +104,17 @@ def canonical(name: bytes) -> str:
     return "-".join(p[:1].upper() + p[1:] for p in name.decode("latin-1").lower().split("-"))
 
 
+def head_fields(head: bytes) -> list[tuple[bytes, bytes]]:
+    """The fields of an HTTP/1.1 head (its first line skipped), names in lower case and values
+    without the spaces around them, as uvicorn gives a request's."""
+    fields = []
+    for line in head.split(b"\r\n")[1:]:
+        name, colon, value = line.partition(b":")
+        if colon:
+            fields.append((name.lower(), value.strip(b" \t")))
+    return fields
+
+
 def header_map(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """Headers as one string each (repeats joined with ``, ``), credentials redacted."""
     out: dict[str, str] = {}

@@ -30,7 +30,7 @@ from swapd.config.model import Config
 from swapd.errors import RequestCancelled
 from swapd.native import Ended
 from swapd.observe.activity import HEAD_BYTES, TAIL_BYTES, ActivityLog, Meter, Record, parse_usage
-from swapd.observe.captures import Capture, CaptureStore, Tee, header_map, mask_for
+from swapd.observe.captures import Capture, CaptureStore, Tee, head_fields, header_map, mask_for
 from swapd.observe.events import EventBus
 from swapd.observe.logs import LogRing
 from swapd.observe.metrics import Metrics
@@ -332,16 +332,30 @@ class Observer:
         began: float,
         ended: float,
         body: Ended,
+        request: bytes = b"",
+        request_head: int = 0,
+        response_head: bytes = b"",
     ) -> None:
         """A request the native front served (swapd.proxy.front) ended: booked as one of
-        Python's own, its body's meter read from what the front saw of it (``body``)."""
+        Python's own, its body's meter read from what the front saw of it (``body``); with
+        captures on, its capture made of the ``request`` (head and body) and the
+        ``response_head`` the client got."""
         meter = Meter(began)
         meter.status = status
         meter.absorb(body, 0)
-        scope = {"method": "POST", "headers": [], "client": (peer, 0)}
-        req = Request(f"req-{next(self._ids)}", model, path, wall, meter, scope=scope)
-        req.metadata = metadata
-        self.book(req, self.finish(req, status, ended), meter.size, None)
+        req = Request(f"req-{next(self._ids)}", model, path, wall, meter, metadata=metadata)
+        req.scope = {"method": "POST", "headers": [], "client": (peer, 0)}
+        capture = None
+        budget, _ = self._settings()
+        if budget > 0 and request:
+            headers = head_fields(request[:request_head])
+            payload = request[request_head:]
+            pool = self.captures.pending
+            tee = Tee(req.id, path, headers, payload, mask_for(path), budget, pool)
+            tee.start(head_fields(response_head))
+            tee.absorb(body.size, tee.reserve(), body.keep, body.keep_cut)
+            capture = tee.finish()
+        self.book(req, self.finish(req, status, ended), meter.size, capture)
 
     def _begun(self, req: Request) -> None:
         """``req`` is in flight: listed, and announced to the event stream's subscribers."""

@@ -7,10 +7,11 @@ requests of ready models with no Python per request. This module keeps it told a
   (:meth:`NativeFront.publish`, after every state change of a model, reload and profile
   change). A name is in it when a request for it needs nothing Python does beyond the lease:
   a local model reached by that name with no rewrite (no ``useModelName``, no filters, no
-  selector), an engine on a plain ``http://`` address, no API keys and no captures configured
-  (then the table is empty and Python serves everything, as without the front);
+  selector), an engine on a plain ``http://`` address, and no API keys configured (then the
+  table is empty and Python serves everything, as without the front);
 - **the records**: each exchange the front served is booked as Python books its own (the
-  activity log, metrics, the request log line, the ``request`` events), in batches;
+  activity log, metrics, the request log line, the ``request`` events, the capture), in
+  batches;
 - **the hand-over**: every other connection reaches uvicorn with the bytes read of it
   (``_Server.adopt``), and Python serves it from then on.
 """
@@ -100,11 +101,13 @@ class NativeFront:
         entries = self.entries()
         self.models = {gate: model for _, _, gate, _, _, model in entries}
         self.front.table([entry[:5] for entry in entries])
+        budget = self.scheduler.config.capture_bytes
+        self.front.captures(budget, max(1, budget // 2) if budget else 0)  # as a Tee keeps
 
     def entries(self) -> list[tuple[str, bytes, int, str, int, str]]:
         """(name, Host, gate, address, port, model id) of each name the front may serve."""
         config = self.scheduler.config
-        if config.api_keys or config.capture_bytes:
+        if config.api_keys:
             return []
         found = []
         table = self.proxy.routes
@@ -156,6 +159,9 @@ class NativeFront:
                 began=done.began,
                 ended=done.ended,
                 body=done.body,
+                request=done.request,
+                request_head=done.request_head,
+                response_head=done.response_head,
             )
 
     def handed(self, fd: int, data: bytes) -> None:

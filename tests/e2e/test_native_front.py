@@ -1,0 +1,371 @@
+"""The native front (``SWAPD_NATIVE_FRONT=1``; swapd.proxy.front, ``front.c``) through a real
+swapd and real echo engines: routine requests of a ready model are served by the front, with
+the same answers, records and usage as Python's; everything else (a cold model, an alias that
+rewrites, an unknown model, a bad body, a browser's request, the other routes) still gets
+Python's answer on the same connection; a stream arrives frame by frame; a client that leaves,
+an engine that dies, a swap and a shutdown each leave a clean state."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from swapd import native
+from swapd.testing import SwapdProcess, echo_cmd, pids_alive, run_swapd
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(native.library() is None, reason="the native library is not built here"),
+]
+
+FRONT = {"SWAPD_NATIVE_FRONT": "1"}
+
+
+def config(start_port: int, extra: str = "", captures: int = 0) -> str:
+    return f"""
+startPort: {start_port}
+healthCheckTimeout: 20
+captureBuffer: {captures}
+models:
+  alpha:
+    cmd: {echo_cmd()}
+    aliases: [first]
+    useModelName: alpha-served
+  beta:
+    cmd: {echo_cmd()}
+    aliases: [second]
+{extra}"""
+
+
+@contextmanager
+def fronted(start_port: int, extra: str = "", captures: int = 0) -> Iterator[SwapdProcess]:
+    with run_swapd(config(start_port, extra, captures), env={**os.environ, **FRONT}) as swapd:
+        yield swapd
+
+
+def chat(model: str = "beta", **more: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": "one two three"}], **more}
+
+
+def request(port: int, body: bytes, *, extra: str = "") -> bytes:
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    )
+    return head.encode() + body
+
+
+def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes, bytes]:
+    """One response (head, body de-chunked, what came after it) from a kept-alive socket."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        data += receive(sock)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    fields = {
+        line.split(b":", 1)[0].strip().lower(): line.split(b":", 1)[1].strip()
+        for line in head.split(b"\r\n")[1:]
+    }
+    if b"content-length" in fields:
+        size = int(fields[b"content-length"])
+        while len(rest) < size:
+            rest += receive(sock)
+        return head, rest[:size], rest[size:]
+    body = b""
+    while True:
+        while b"\r\n" not in rest:
+            rest += receive(sock)
+        line, _, rest = rest.partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        while len(rest) < size + 2:
+            rest += receive(sock)
+        body += rest[:size]
+        rest = rest[size + 2 :]
+        if size == 0:
+            return head, body, rest
+
+
+def receive(sock: socket.socket) -> bytes:
+    piece = sock.recv(65536)
+    assert piece, "the connection closed"
+    return piece
+
+
+def activity(url: str) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = httpx.get(f"{url}/api/activity", timeout=10).json()["activity"]
+    return records
+
+
+def served_by_front(record: dict[str, Any]) -> bool:
+    return bool((record.get("metadata") or {}).get("front"))
+
+
+def test_routine_requests_are_served_by_the_front_with_pythons_answers_and_records(
+    start_port: int,
+) -> None:
+    with fronted(start_port) as swapd:
+        cold = httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        assert cold.status_code == 200  # the model started: Python served it
+        with httpx.Client(base_url=swapd.url, timeout=30) as client:
+            plain = client.post("/v1/chat/completions", json=chat())
+            streamed = client.post("/v1/chat/completions", json=chat(stream=True, chunks=7))
+            usage = chat(stream=True, chunks=5, stream_options={"include_usage": True})
+            counted = client.post("/v1/chat/completions", json=usage)
+            embedded = client.post("/v1/embeddings", json={"model": "beta", "input": "a b c"})
+        records = activity(swapd.url)
+
+    assert plain.status_code == 200 and plain.json()["choices"][0]["message"]["content"]
+    assert plain.headers["content-type"] == "application/json"
+    assert "date" in plain.headers and plain.headers["x-engine-pid"]
+    assert streamed.headers["content-type"].startswith("text/event-stream")
+    assert streamed.headers["x-accel-buffering"] == "no"
+    assert streamed.text.count("data: ") == 7 + 2  # the pieces, the finish, [DONE]
+    assert streamed.text.endswith("data: [DONE]\n\n")
+    assert counted.status_code == embedded.status_code == 200
+    assert len(records) == 5
+    by_path = sorted((r["path"], served_by_front(r), r["status"]) for r in records)
+    assert by_path == [
+        ("/v1/chat/completions", False, 200),  # the cold one
+        ("/v1/chat/completions", True, 200),
+        ("/v1/chat/completions", True, 200),
+        ("/v1/chat/completions", True, 200),
+        ("/v1/embeddings", True, 200),
+    ]
+    assert all(r["model"] == "beta" and r["ttfb"] is not None for r in records)
+    with_usage = [r for r in records if r["completion_tokens"] == 5]
+    assert with_usage and served_by_front(with_usage[0])  # read from the front's body tail
+
+
+def test_the_fronts_requests_are_captured_as_pythons(start_port: int) -> None:
+    with fronted(start_port, captures=1) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        sent = chat(stream=True, chunks=30)
+        with httpx.Client(base_url=swapd.url, timeout=30) as client:
+            got = client.post("/v1/chat/completions", json=sent, headers={"x-trace": "t1"})
+            record = activity(swapd.url)[0]
+            deadline = time.monotonic() + 10
+            while (capture := client.get(f"/api/captures/{record['id']}")).status_code != 200:
+                assert time.monotonic() < deadline, capture.text
+                time.sleep(0.05)
+    shown = capture.json()
+    assert served_by_front(record)
+    assert base64.b64decode(shown["resp_body"]) == got.content
+    assert json.loads(base64.b64decode(shown["req_body"])) == sent
+    assert shown["req_headers"]["X-Trace"] == "t1"
+    assert shown["resp_headers"]["Content-Type"].startswith("text/event-stream")
+    assert not shown["resp_truncated"]
+
+
+def test_what_the_front_leaves_to_python_is_answered_on_the_same_connection(
+    start_port: int,
+) -> None:
+    """Requests the front does not serve go to Python with the bytes read, and the connection
+    comes back to the front after each: one kept-alive socket carries them all, in order."""
+    with fronted(start_port) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)  # start beta
+        port = swapd.port
+        routine = request(port, json.dumps(chat()).encode())
+        cases: list[tuple[bytes, int, str]] = [
+            (routine, 200, "chat.completion"),
+            (request(port, json.dumps(chat("nope")).encode()), 404, "model 'nope' not found"),
+            (routine, 200, "chat.completion"),
+            (request(port, b'{"model": "beta", '), 400, "not valid JSON"),
+            (routine, 200, "chat.completion"),
+            (request(port, json.dumps(chat("second")).encode()), 200, "chat.completion"),
+            (
+                request(port, json.dumps(chat()).encode(), extra="Origin: http://evil.example\r\n"),
+                403,
+                "cross_site",
+            ),
+            (f"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode(), 200, "beta"),
+            (routine, 200, "chat.completion"),
+        ]
+        answers = []
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            left = b""
+            for raw, _, _ in cases:
+                sock.sendall(raw)
+                head, body, left = read_response(sock, left)
+                answers.append((int(head.split(b" ")[1]), body))
+        records = activity(swapd.url)
+
+    for (status, body), (_, want, text) in zip(answers, cases, strict=True):
+        assert status == want, body
+        assert text.encode() in body
+    # recorded: the cold start (Python's), the four routine ones and the alias (beta's alias
+    # goes to the engine as sent: nothing to rewrite, so the front's too); the refused ones
+    # have no record
+    assert len(records) == 6
+    assert sum(served_by_front(r) for r in records) == 5
+
+
+def test_an_alias_that_rewrites_the_model_is_served_by_python(start_port: int) -> None:
+    with fronted(start_port) as swapd, httpx.Client(base_url=swapd.url, timeout=30) as client:
+        for _ in range(3):
+            reply = client.post("/v1/chat/completions", json=chat("first"))
+            assert reply.status_code == 200
+            assert reply.json()["model"] == "alpha-served"  # useModelName: Python's rewrite
+        records = activity(swapd.url)
+    assert len(records) == 3 and not any(served_by_front(r) for r in records)
+
+
+def test_the_openai_sdk_streams_through_the_front(start_port: int) -> None:
+    with fronted(start_port) as swapd:
+        client = openai.OpenAI(base_url=f"{swapd.url}/v1", api_key="none", max_retries=0)
+        texts = []
+        for _ in range(3):
+            stream = client.chat.completions.create(
+                model="beta", messages=[{"role": "user", "content": "red green blue"}], stream=True
+            )
+            texts.append("".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+        records = activity(swapd.url)
+    assert all(text.endswith("red green blue") for text in texts), texts
+    assert sum(served_by_front(r) for r in records) >= 2  # all but the cold one
+
+
+def test_a_paced_stream_reaches_the_client_frame_by_frame(start_port: int) -> None:
+    """200 frames 5 ms apart: each arrives as the engine sends it, not all at the end."""
+    with fronted(start_port) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        body = json.dumps(chat(stream=True, chunks=200, chunk_delay=0.005)).encode()
+        arrivals = []
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            sock.sendall(request(swapd.port, body))
+            got = b""
+            while b"data: [DONE]" not in got:
+                piece = receive(sock)
+                arrivals.append((time.monotonic(), piece.count(b"data: ")))
+                got += piece
+        records = activity(swapd.url)
+    frames = sum(n for _, n in arrivals)
+    assert frames == 202
+    reads_with_frames = [t for t, n in arrivals if n]
+    assert len(reads_with_frames) >= 100  # one read per frame or two, not one at the end
+    assert reads_with_frames[-1] - reads_with_frames[0] >= 0.5  # spread over the stream
+    assert served_by_front(records[0])
+
+
+def test_pipelined_and_split_requests_are_each_answered_in_order(start_port: int) -> None:
+    with fronted(start_port) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        port = swapd.port
+        one = request(port, json.dumps(chat(messages=[{"role": "user", "content": "a"}])).encode())
+        two = request(port, json.dumps(chat(messages=[{"role": "user", "content": "b"}])).encode())
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(one + two)  # pipelined
+            head1, body1, left = read_response(sock)
+            head2, body2, left = read_response(sock, left)
+            for cut in (5, len(one) // 2, len(one) - 3):  # a request in two packets
+                sock.sendall(one[:cut])
+                time.sleep(0.05)
+                sock.sendall(one[cut:])
+                head, body, left = read_response(sock, left)
+                assert head.startswith(b"HTTP/1.1 200"), head
+                assert json.loads(body)["choices"][0]["message"]["content"].endswith(": a")
+    assert head1.startswith(b"HTTP/1.1 200") and head2.startswith(b"HTTP/1.1 200")
+    assert json.loads(body1)["choices"][0]["message"]["content"].endswith(": a")
+    assert json.loads(body2)["choices"][0]["message"]["content"].endswith(": b")
+
+
+def test_a_client_that_leaves_mid_stream_leaves_the_model_ready_for_the_next(
+    start_port: int,
+) -> None:
+    with fronted(start_port) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        body = json.dumps(chat(stream=True, chunks=400, chunk_delay=0.01)).encode()
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            sock.sendall(request(swapd.port, body))
+            got = b""
+            while got.count(b"data: ") < 5:
+                got += receive(sock)
+        deadline = time.monotonic() + 10
+        while True:  # the front's request ended: nothing in flight for beta
+            running = httpx.get(f"{swapd.url}/running", timeout=10).json()["running"]
+            beta = next(m for m in running if m["id"] == "beta")
+            if beta["inflight"] == 0:
+                break
+            assert time.monotonic() < deadline, beta
+            time.sleep(0.05)
+        again = httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        records = activity(swapd.url)
+    assert again.status_code == 200
+    assert len(records) == 3
+
+
+def test_an_engine_that_dies_mid_stream_cuts_the_stream_and_the_next_request_restarts_it(
+    start_port: int,
+) -> None:
+    with fronted(start_port) as swapd:
+        first = httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        pid = int(first.headers["x-engine-pid"])
+        body = json.dumps(chat(stream=True, chunks=400, chunk_delay=0.01)).encode()
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            sock.sendall(request(swapd.port, body))
+            got = b""
+            while got.count(b"data: ") < 5:
+                got += receive(sock)
+            os.kill(pid, signal.SIGKILL)
+            while piece := sock.recv(65536):  # the front closes the client's connection
+                got += piece
+        assert not got.endswith(b"0\r\n\r\n")  # no terminating chunk: the client sees a cut
+        deadline = time.monotonic() + 10
+        while pids_alive([pid]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        again = httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+    assert again.status_code == 200
+    assert int(again.headers["x-engine-pid"]) != pid
+
+
+def test_a_swap_waits_for_the_fronts_stream_to_finish(start_port: int) -> None:
+    """alpha and beta swap (one at a time): a request for alpha while the front streams from
+    beta waits for that stream; the stream is whole."""
+    group = """
+groups:
+  one:
+    swap: true
+    exclusive: true
+    members: [alpha, beta]
+"""
+    with fronted(start_port, group) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        body = json.dumps(chat(stream=True, chunks=60, chunk_delay=0.02)).encode()
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            sock.sendall(request(swapd.port, body))
+            got = b""
+            while got.count(b"data: ") < 3:
+                got += receive(sock)
+            began = time.monotonic()
+            other = httpx.post(f"{swapd.url}/v1/chat/completions", json=chat("alpha"), timeout=30)
+            waited = time.monotonic() - began
+            while b"data: [DONE]" not in got:
+                got += receive(sock)
+    assert other.status_code == 200
+    assert got.count(b"data: ") == 62  # the whole stream, then the swap
+    assert waited >= 0.5  # ~57 frames of 20 ms were left when alpha was asked for
+
+
+def test_shutdown_lets_the_fronts_stream_finish(start_port: int) -> None:
+    with fronted(start_port) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        body = json.dumps(chat(stream=True, chunks=50, chunk_delay=0.02)).encode()
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            sock.sendall(request(swapd.port, body))
+            got = b""
+            while got.count(b"data: ") < 3:
+                got += receive(sock)
+            swapd.proc.send_signal(signal.SIGTERM)
+            while b"data: [DONE]" not in got:
+                got += receive(sock)
+        status = swapd.exit_status(30)
+    assert got.count(b"data: ") == 52
+    assert status == 0
