@@ -101,6 +101,13 @@ class _Server(uvicorn.Server):
             sock.close()  # the client left meanwhile
 
 
+def closing_error(status: int, message: str) -> bytes:
+    """A whole JSON error response that closes its connection (the native front's own)."""
+    body = error_body(status, message, "bad_gateway" if status == 502 else "upstream_timeout")
+    fields = b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
+    return STATUS_LINE[status] + fields + b"connection: close\r\n\r\n" + body
+
+
 def parse_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     if not port.isdigit():
@@ -340,12 +347,11 @@ class App:
 
         owner = NativeFront(scheduler, self.proxy, observer, handed)
         settings = scheduler.config.server
-        message = "the engine's response head is not one swapd relays"
-        body = error_body(502, message, "bad_gateway")
-        bad = (
-            b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\n"
-            + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
-            + body
+        bad = closing_error(
+            502, "the engine closed the connection or sent a head swapd cannot relay"
+        )
+        late = closing_error(
+            504, "the engine sent no response headers in time (timeouts.responseHeader)"
         )
         made = native.front(
             loop,
@@ -359,6 +365,8 @@ class App:
             keep_alive=settings.keepalive_timeout,
             head_timeout=settings.header_timeout,
             bad_gateway=bad,
+            too_late=late,
+            cap=edge.cap(settings),
         )
         if made is None:
             return None

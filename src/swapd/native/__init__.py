@@ -23,6 +23,7 @@ import itertools
 import logging
 import os
 import socket
+import struct
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -339,6 +340,20 @@ class Exchange:
     response_head: bytes = b""
 
 
+@dataclass(frozen=True, slots=True)
+class FrontEntry:
+    """A name the front serves: the model's ``gate``, the ``host`` the engine gets, the
+    engine's IPv4 ``address`` and ``port``, and the model's timeouts (connect, responseHeader,
+    idleRead; 0: none)."""
+
+    name: str
+    host: bytes
+    gate: int
+    address: str
+    port: int
+    timeouts: tuple[float, float, float]
+
+
 class FrontOwner(Protocol):
     """Told of each exchange the front served, and given each connection it leaves to Python
     (the fd, now the owner's, and the bytes read of it)."""
@@ -368,6 +383,8 @@ class Front:
         keep_alive: float,
         head_timeout: float,
         bad_gateway: bytes,
+        too_late: bytes,
+        cap: int,
     ) -> None:
         self._lines = [ctypes.create_string_buffer(status_lines[code]) for code in range(100, 600)]
         lines = (ctypes.c_char_p * 500)(*(ctypes.cast(b, ctypes.c_char_p) for b in self._lines))
@@ -383,6 +400,9 @@ class Front:
             head_timeout,
             bad_gateway,
             len(bad_gateway),
+            too_late,
+            len(too_late),
+            cap,
         )
         if not handle:
             raise OSError("the native front could not start its thread")
@@ -391,16 +411,16 @@ class Front:
         self._result = _FrontResult()
         loop.add_reader(self.fd, self._notified)
 
-    def table(self, entries: list[tuple[str, bytes, int, str, int]]) -> None:
-        """The names served here from now on: (name, the Host the engine gets, gate, the
-        engine's IPv4 address, port) each; any other name is Python's."""
+    def table(self, entries: list[FrontEntry]) -> None:
+        """The names served here from now on; any other name is Python's."""
         parts = []
-        for name, host, gate, address, port in entries:
-            raw = name.encode()
+        for e in entries:
+            raw = e.name.encode()
             parts.append(len(raw).to_bytes(4, sys.byteorder) + raw)
-            parts.append(len(host).to_bytes(4, sys.byteorder) + host)
-            parts.append(gate.to_bytes(8, sys.byteorder, signed=True))
-            parts.append(socket.inet_aton(address) + port.to_bytes(2, sys.byteorder))
+            parts.append(len(e.host).to_bytes(4, sys.byteorder) + e.host)
+            parts.append(e.gate.to_bytes(8, sys.byteorder, signed=True))
+            parts.append(socket.inet_aton(e.address) + e.port.to_bytes(2, sys.byteorder))
+            parts.append(struct.pack("=3d", *e.timeouts))
         blob = b"".join(parts)
         if not self.lib.front_table(self.handle, blob, len(blob)):
             raise MemoryError("no memory for the native front's table")
@@ -594,6 +614,9 @@ def _load() -> ctypes.CDLL | None:
         ctypes.c_double,
         ctypes.c_double,
         ctypes.c_char_p,
+        ctypes.c_int64,
+        ctypes.c_char_p,
+        ctypes.c_int64,
         ctypes.c_int64,
     ]
     lib.front_notify_fd.restype = ctypes.c_int

@@ -46,6 +46,7 @@ typedef struct {
     size_t name_len, host_len;
     int64_t gate;
     struct sockaddr_in addr;
+    double connect, head, idle; /* the model's timeouts: connect, responseHeader, idleRead */
 } entry;
 
 typedef struct {
@@ -98,7 +99,8 @@ typedef struct conn {
     size_t ob_len, ob_off, ob_cap;
     int64_t gate, left;
     struct sockaddr_in addr;
-    double began, wall, last;
+    double began, wall, last;     /* last: the client's last byte read, then the engine's */
+    double connect, head, idle;   /* the exchange's timeouts (0: none) */
     int64_t reserved;            /* of the capture budget, for this response's body */
     size_t head_len;             /* the current request's head */
     char *resp;                  /* the client's response head, kept for a capture */
@@ -129,6 +131,10 @@ typedef struct {
     time_t date_at;
     char *bad;                   /* the 502 an engine's odd head gets */
     size_t bad_len;
+    char *late;                  /* the 504 when the engine's head is later than responseHeader */
+    size_t late_len;
+    int64_t cap, open;           /* connections at most, and open now (at the cap: no accepts) */
+    int paused;
     conn *conns;
     conn *dead;                  /* closed in this epoll round: freed at its end */
     conn *incoming;              /* handed back by Python (front_adopt), under lock */
@@ -221,9 +227,13 @@ static void attach(front *F, conn *c, int fd) {
 }
 
 /* Off the list; freed once this epoll round's events (which may name it) are read. */
+static void pace_accepts(front *F);
+
 static void forget(front *F, conn *c) {
     if (c->prev) c->prev->next = c->next; else F->conns = c->next;
     if (c->next) c->next->prev = c->prev;
+    F->open--;
+    pace_accepts(F);
     c->phase = 0;
     c->next = F->dead;
     F->dead = c;
@@ -378,8 +388,10 @@ static void ended(front *F, conn *c, int end) {
     if (c->in_len) serve_next(F, c);
 }
 
-/* Before any byte reached the client: a pooled connection that failed is tried once fresh;
- * then the request is Python's, as if the front had never taken it. */
+/* Before the engine could have read the request (or on a kept-alive connection, before any
+ * byte of its answer): a kept-alive connection is tried once fresh; a new one that cannot be
+ * made or written to leaves the request to Python, as if the front had never taken it (Python
+ * then waits for the engine's restart, as for its own). */
 static void engine_failed(front *F, conn *c) {
     if (c->up >= 0) shut(F, c->up);
     c->up = -1;
@@ -481,7 +493,10 @@ static void read_head(front *F, conn *c) {
     ssize_t n = recv(c->up, c->rh + c->rh_len, HEAD_LIMIT + FRONT_READ - c->rh_len, 0);
     if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) return;
     if (n <= 0) {
-        if (c->rh_len == 0) engine_failed(F, c); /* e.g. a kept-alive connection it closed */
+        /* Before any byte of an answer: a kept-alive connection the engine closed is tried
+         * once more on a new one; on a new one the request may have been what ended the engine,
+         * so it is not sent again (a 502, as Python answers). */
+        if (c->rh_len == 0 && !c->fresh) engine_failed(F, c);
         else {
             c->status = 502;
             emit(c, F->bad, F->bad_len);
@@ -521,6 +536,7 @@ static void read_head(front *F, conn *c) {
         flush_client(F, c);
         return;
     }
+    c->last = now(); /* idleRead counts from here */
     c->status = (int)info[RESP_STATUS];
     c->mode = (int)info[RESP_MODE];
     c->reuse = (int)info[RESP_REUSE];
@@ -560,6 +576,7 @@ static void read_body(front *F, conn *c, char *buf) {
         }
         return;
     }
+    c->last = now();
     if (!body_bytes(c, buf, (size_t)n)) {
         ended(F, c, BAD_FRAMING);
         return;
@@ -582,6 +599,7 @@ static void write_engine(front *F, conn *c) {
         c->wr_off += (size_t)w;
     }
     c->phase = F_HEAD;
+    c->last = now(); /* responseHeader counts from here */
     rewatch(F, c);
 }
 
@@ -687,7 +705,7 @@ static void serve_next(front *F, conn *c) {
         return;
     }
     int64_t scanned[4], keep[2];
-    entry e;
+    entry e = {0};
     char host[HOST_MAX];
     const char *payload = c->in + h;
     if (!scan_request(payload, out[LENGTH_AT], F->max_depth, scanned) || scanned[2] != 1 ||
@@ -699,6 +717,9 @@ static void serve_next(front *F, conn *c) {
     __atomic_fetch_add(&F->exchanges, 1, __ATOMIC_RELAXED);
     c->gate = e.gate;
     c->addr = e.addr;
+    c->connect = e.connect;
+    c->head = e.head;
+    c->idle = e.idle;
     c->path = path;
     c->req_len = need;
     c->head_len = (size_t)h;
@@ -741,6 +762,7 @@ static void serve_next(front *F, conn *c) {
     c->wr_len = (size_t)written + (size_t)out[LENGTH_AT];
     c->wr_off = 0;
     c->phase = F_SEND;
+    c->last = c->began; /* connect counts from here */
     if (c->up >= 0 && (c->up_gate != c->gate || c->up_addr.sin_addr.s_addr != c->addr.sin_addr.s_addr ||
                        c->up_addr.sin_port != c->addr.sin_port)) {
         pool_put(F, c->up_gate, c->up, &c->up_addr); /* kept for another engine */
@@ -784,6 +806,7 @@ static void read_client(front *F, conn *c) {
 }
 
 static void join(front *F, conn *c) {
+    F->open++;
     c->prev = NULL;
     c->next = F->conns;
     if (F->conns) F->conns->prev = c;
@@ -791,8 +814,18 @@ static void join(front *F, conn *c) {
     arm(F, c->cl, c, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_ADD);
 }
 
+/* At the cap, accepting pauses (new connections wait in the backlog) until one closes. */
+static void pace_accepts(front *F) {
+    int full = F->cap > 0 && F->open >= F->cap;
+    if (full == F->paused || F->closed_listener) return;
+    F->paused = full;
+    if (full) epoll_ctl(F->ep, EPOLL_CTL_DEL, F->lfd, NULL);
+    else arm(F, F->lfd, &LISTENER, EPOLLIN, EPOLL_CTL_ADD);
+}
+
 static void accept_all(front *F) {
     for (;;) {
+        if (F->cap > 0 && F->open >= F->cap) break;
         struct sockaddr_storage sa;
         socklen_t len = sizeof sa;
         int fd = accept4(F->lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -815,16 +848,39 @@ static void accept_all(front *F) {
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, c->peer, sizeof c->peer);
         join(F, c);
     }
+    pace_accepts(F);
 }
 
 /* Idle keep-alive connections close; one slow with its head goes to Python (its timers). */
+/* Idle keep-alive connections close; one slow with its head goes to Python (its timers). An
+ * exchange past a timeout of its model's: a connection not made yet goes to Python (which
+ * reports it), a head later than responseHeader gets a 504, a body that stops for idleRead is
+ * cut, as Python's relay does each. */
 static void sweep(front *F) {
     double t = now();
     for (conn *c = F->conns, *next; c; c = next) {
         next = c->next;
-        if (c->phase != F_READ) continue;
-        if (!c->in_len && (F->draining || t - c->last > F->keep_alive)) close_conn(F, c);
-        else if (c->in_len && t - c->last > F->head_timeout) to_python(F, c);
+        double quiet = t - c->last;
+        if (c->phase == F_READ) {
+            if (!c->in_len && (F->draining || quiet > F->keep_alive)) close_conn(F, c);
+            else if (c->in_len && quiet > F->head_timeout) to_python(F, c);
+        } else if (c->phase == F_SEND && c->fresh && c->connect > 0 && quiet > c->connect) {
+            c->fresh = 1; /* no second try: Python's */
+            engine_failed(F, c);
+        } else if (c->phase == F_HEAD && c->head > 0 && quiet > c->head) {
+            shut(F, c->up);
+            c->up = -1;
+            c->status = 504;
+            c->closing = 1;
+            c->mode = MODE_PLAIN;
+            c->left = 0;
+            c->phase = F_BODY;
+            c->answered = 1;
+            if (emit(c, F->late, F->late_len)) flush_client(F, c);
+            else ended(F, c, IDLE);
+        } else if (c->phase == F_BODY && !c->behind && c->idle > 0 && quiet > c->idle) {
+            ended(F, c, IDLE);
+        }
     }
 }
 
@@ -855,7 +911,7 @@ static void *front_run(void *arg) {
                     join(F, c);
                 }
                 if (draining && !F->closed_listener) {
-                    epoll_ctl(F->ep, EPOLL_CTL_DEL, F->lfd, NULL);
+                    if (!F->paused) epoll_ctl(F->ep, EPOLL_CTL_DEL, F->lfd, NULL);
                     F->closed_listener = 1;
                     swept = 0;
                 }
@@ -912,10 +968,13 @@ static void *front_run(void *arg) {
 /* -- Python's side ---------------------------------------------------------------------------- */
 
 /* lines: the status lines (100..599); paths: the routes served here, each ending with NUL, an
- * empty one last; bad: the 502 response for an engine's odd head. */
+ * empty one last; bad: the 502 for an engine that closed before answering or sent an odd head;
+ * late: the 504 for a head later than the model's responseHeader; cap: connections open at
+ * most (0: no cap). */
 void *front_create(int lfd, void *gates_, const char *const *lines, const char *paths,
                    int64_t max_body, int64_t max_depth, double keep_alive, double head_timeout,
-                   const char *bad, int64_t bad_len) {
+                   const char *bad, int64_t bad_len, const char *late, int64_t late_len,
+                   int64_t cap) {
     front *F = calloc(1, sizeof *F);
     if (!F) return NULL;
     F->g = gates_;
@@ -931,6 +990,10 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
     F->bad = malloc((size_t)bad_len);
     if (F->bad) memcpy(F->bad, bad, (size_t)bad_len);
     F->bad_len = (size_t)bad_len;
+    F->late = malloc((size_t)late_len);
+    if (F->late) memcpy(F->late, late, (size_t)late_len);
+    F->late_len = (size_t)late_len;
+    F->cap = cap;
     F->pool = calloc((size_t)F->g->size * FRONT_POOL, sizeof *F->pool);
     F->pool_n = calloc((size_t)F->g->size, sizeof *F->pool_n);
     F->lfd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
@@ -938,7 +1001,7 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
     F->control = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     F->notify = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&F->lock, NULL);
-    int bad_start = !F->bad || !F->pool || !F->pool_n || F->lfd < 0 || F->ep < 0 ||
+    int bad_start = !F->bad || !F->late || !F->pool || !F->pool_n || F->lfd < 0 || F->ep < 0 ||
                     F->control < 0 || F->notify < 0;
     if (!bad_start) {
         fcntl(F->lfd, F_SETFL, fcntl(F->lfd, F_GETFL) | O_NONBLOCK);
@@ -952,6 +1015,7 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
             if (fds[i] >= 0) close(fds[i]);
         for (int i = 0; i < F->npaths; i++) free(F->paths[i]);
         free(F->bad);
+        free(F->late);
         free(F->pool);
         free(F->pool_n);
         free(F);
@@ -964,7 +1028,8 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
 int front_notify_fd(void *h) { return ((front *)h)->notify; }
 
 /* The names served here, replacing the last table: per name, [u32 length][name][u32 length]
- * [host as the engine gets it][i64 gate][u32 IPv4 address, network order][u16 port]. */
+ * [host as the engine gets it][i64 gate][u32 IPv4 address, network order][u16 port], then the
+ * model's timeouts as three doubles: connect, responseHeader, idleRead (0: none). */
 int front_table(void *h, const char *blob, int64_t len) {
     front *F = h;
     table *t = calloc(1, sizeof *t);
@@ -975,7 +1040,7 @@ int front_table(void *h, const char *blob, int64_t len) {
         memcpy(&k, blob + at, 4);
         if (at + 8 + (int64_t)k > len) break;
         memcpy(&m, blob + at + 4 + k, 4);
-        at += 4 + k + 4 + m + 8 + 4 + 2;
+        at += 4 + k + 4 + m + 8 + 4 + 2 + 24;
         if (at > len) break;
         count++;
     }
@@ -1002,7 +1067,10 @@ int front_table(void *h, const char *blob, int64_t len) {
         memcpy(&e[i].gate, bytes + at, 8);
         memcpy(&ip, bytes + at + 8, 4);
         memcpy(&port, bytes + at + 12, 2);
-        at += 14;
+        memcpy(&e[i].connect, bytes + at + 14, 8);
+        memcpy(&e[i].head, bytes + at + 22, 8);
+        memcpy(&e[i].idle, bytes + at + 30, 8);
+        at += 38;
         e[i].addr.sin_family = AF_INET;
         e[i].addr.sin_addr.s_addr = ip;
         e[i].addr.sin_port = htons(port);
@@ -1174,6 +1242,7 @@ void front_destroy(void *h) {
     close(F->notify);
     pthread_mutex_destroy(&F->lock);
     free(F->bad);
+    free(F->late);
     free(F->pool);
     free(F->pool_n);
     free(F);

@@ -38,6 +38,26 @@ log = logging.getLogger("swapd.front")
 PATHS = sorted(p for p in routes.MODEL_POST if not p.startswith(("/v/", "/audioapi/")))
 
 
+# How an exchange that did not end well is recorded and logged, as Python's relay does
+CUT = {
+    native.IDLE: "stalled mid-response (timeouts.idleRead)",
+    native.UPSTREAM_CLOSED: "stopped mid-response: the engine closed the connection",
+    native.BAD_FRAMING: "stopped mid-response: broken chunked framing",
+}
+
+
+def status_of(done: native.Exchange) -> int:
+    """The status Python would record: the engine's for a whole answer, 499 when the client
+    left first, 504 for a stalled body, 502 for a broken one."""
+    if done.end == native.DONE:
+        return done.status
+    if done.end == native.CLIENT_GONE:
+        return 499
+    if done.end == native.IDLE:
+        return 504
+    return 502 if done.end in CUT else done.status
+
+
 def enabled() -> bool:
     """``SWAPD_NATIVE_FRONT=1`` and the library is built."""
     import os
@@ -76,7 +96,7 @@ class NativeFront:
         self.observer = observer
         self._handed = handed
         self.front: native.Front | None = None
-        self.models: dict[int, str] = {}  # gate -> model id, as last published
+        self.models: dict[int, str] = {}  # gate -> model id
         self._publish_soon = False
 
     def start(self, front: native.Front) -> None:
@@ -98,14 +118,15 @@ class NativeFront:
         self._publish_soon = False
         if self.front is None:
             return
-        entries = self.entries()
-        self.models = {gate: model for _, _, gate, _, _, model in entries}
-        self.front.table([entry[:5] for entry in entries])
+        for slot in self.scheduler.slots.values():  # a gate is never reused: kept for the
+            if slot.gates is not None:  # records of a model that stopped meanwhile
+                self.models[slot.gate] = slot.id
+        self.front.table(self.entries())
         budget = self.scheduler.config.capture_bytes
         self.front.captures(budget, max(1, budget // 2) if budget else 0)  # as a Tee keeps
 
-    def entries(self) -> list[tuple[str, bytes, int, str, int, str]]:
-        """(name, Host, gate, address, port, model id) of each name the front may serve."""
+    def entries(self) -> list[native.FrontEntry]:
+        """Each name the front may serve."""
         config = self.scheduler.config
         if config.api_keys:
             return []
@@ -132,7 +153,9 @@ class NativeFront:
                 if address is None:
                     continue
                 host = slot.upstream.base_url[7:].encode()
-                found.append((name, host, slot.gate, address[0], address[1], model.id))
+                t = model.timeouts
+                times = (t.connect, t.response_header, t.idle_read)
+                found.append(native.FrontEntry(name, host, slot.gate, *address, times))
             finally:
                 table.release(route)
         return found
@@ -141,20 +164,24 @@ class NativeFront:
 
     def exchanged(self, exchanges: list[native.Exchange]) -> None:
         observer = self.observer
-        if observer is None:
-            return
         priorities = self.scheduler.config.priorities
         for done in exchanges:
             model = self.models.get(done.gate)
             if model is None:
                 continue
+            path = PATHS[done.path]
+            status = status_of(done)
+            if done.end in CUT:
+                log.warning("POST %s: %s %s; client connection dropped", path, model, CUT[done.end])
+            if observer is None:
+                continue
             metadata: dict[str, Any] = {"fifo_priority": priorities.get(model, 0), "front": True}
             observer.exchanged(
                 model,
-                PATHS[done.path],
+                path,
                 done.peer,
                 metadata,
-                status=done.status,
+                status=status,
                 wall=done.wall,
                 began=done.began,
                 ended=done.ended,
