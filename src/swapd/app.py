@@ -103,7 +103,8 @@ class _Server(uvicorn.Server):
 
 def closing_error(status: int, message: str) -> bytes:
     """A whole JSON error response that closes its connection (the native front's own)."""
-    body = error_body(status, message, "bad_gateway" if status == 502 else "upstream_timeout")
+    codes = {502: "bad_gateway", 503: "request_cancelled", 504: "upstream_timeout"}
+    body = error_body(status, message, codes[status])
     fields = b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
     return STATUS_LINE[status] + fields + b"connection: close\r\n\r\n" + body
 
@@ -353,6 +354,7 @@ class App:
         late = closing_error(
             504, "the engine sent no response headers in time (timeouts.responseHeader)"
         )
+        cancelled = closing_error(503, "the request was cancelled by an operator")
         made = native.front(
             loop,
             sock.fileno(),
@@ -364,8 +366,7 @@ class App:
             max_depth=settings.max_json_depth,
             keep_alive=settings.keepalive_timeout,
             head_timeout=settings.header_timeout,
-            bad_gateway=bad,
-            too_late=late,
+            answers=(bad, late, cancelled),
             cap=edge.cap(settings),
         )
         if made is None:

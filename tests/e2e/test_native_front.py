@@ -369,3 +369,51 @@ def test_shutdown_lets_the_fronts_stream_finish(start_port: int) -> None:
         status = swapd.exit_status(30)
     assert got.count(b"data: ") == 52
     assert status == 0
+
+
+def inflight(url: str) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = httpx.get(f"{url}/api/inflight", timeout=10).json()["requests"]
+    return entries
+
+
+def test_the_fronts_streams_are_in_flight_and_an_operator_can_cancel_one(start_port: int) -> None:
+    with fronted(start_port) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        body = json.dumps(chat(stream=True, chunks=400, chunk_delay=0.01)).encode()
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            sock.sendall(request(swapd.port, body))
+            got = b""
+            while got.count(b"data: ") < 5:
+                got += receive(sock)
+            [entry] = inflight(swapd.url)
+            time.sleep(0.2)
+            [later] = inflight(swapd.url)
+            cancelled = httpx.post(f"{swapd.url}/api/inflight/{entry['id']}/cancel", timeout=10)
+            while piece := sock.recv(65536):  # cut: the connection closes
+                got += piece
+        records = activity(swapd.url)
+    assert entry["model"] == "beta" and entry["status"] == 200
+    assert entry["req_path"] == "/v1/chat/completions" and entry["remote_ip"] == "127.0.0.1"
+    assert later["id"] == entry["id"] and later["resp_bytes"] > entry["resp_bytes"] > 0
+    assert cancelled.status_code == 200
+    assert got.count(b"data: ") < 400 and not got.endswith(b"0\r\n\r\n")
+    record = next(r for r in records if r["id"] == entry["id"])  # the same id
+    assert record["status"] == 503 and served_by_front(record)
+
+
+def test_a_request_cancelled_before_its_answer_gets_a_503(start_port: int) -> None:
+    with fronted(start_port) as swapd:
+        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            sock.sendall(request(swapd.port, json.dumps(chat(delay=20)).encode()))
+            deadline = time.monotonic() + 10
+            while not (entries := inflight(swapd.url)):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert entries[0]["status"] is None  # no head yet
+            httpx.post(f"{swapd.url}/api/inflight/{entries[0]['id']}/cancel", timeout=10)
+            head, body, _ = read_response(sock)
+        records = activity(swapd.url)
+    assert head.startswith(b"HTTP/1.1 503")
+    assert json.loads(body)["error"]["code"] == "request_cancelled"
+    assert [r["status"] for r in records if r["id"] == entries[0]["id"]] == [503]

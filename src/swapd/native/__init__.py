@@ -284,6 +284,7 @@ class _FrontResult(ctypes.Structure):
     _fields_ = [
         ("kind", ctypes.c_int),
         ("fd", ctypes.c_int),
+        ("id", ctypes.c_int64),
         ("gate", ctypes.c_int64),
         ("status", ctypes.c_int32),
         ("path", ctypes.c_int32),
@@ -311,6 +312,35 @@ class _FrontResult(ctypes.Structure):
     ]
 
 
+class _Flying(ctypes.Structure):
+    _fields_ = [
+        ("id", ctypes.c_int64),
+        ("gate", ctypes.c_int64),
+        ("size", ctypes.c_int64),
+        ("path", ctypes.c_int32),
+        ("status", ctypes.c_int32),
+        ("wall", ctypes.c_double),
+        ("began", ctypes.c_double),
+        ("peer", ctypes.c_char * 64),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Flying:
+    """An exchange the front has in flight: its ``id``, the model's ``gate``, the route (an
+    index into the front's paths), the engine's ``status`` (0: no head yet), when it began
+    (``wall``: time.time; ``began``: time.monotonic), the body bytes so far, the client."""
+
+    id: int
+    gate: int
+    path: int
+    status: int
+    wall: float
+    began: float
+    size: int
+    peer: str
+
+
 _FRONT_HEAD_AT = _FrontResult.head.offset
 _FRONT_TAIL_AT = _FrontResult.tail.offset
 FRONT_RECORD, FRONT_PYTHON = 1, 2  # front.c: what front_next gives
@@ -318,7 +348,8 @@ FRONT_RECORD, FRONT_PYTHON = 1, 2  # front.c: what front_next gives
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
-    """One request the native front served: the model's ``gate``, the route (an index into
+    """One request the native front served: its ``id`` (as :class:`Flying`'s), the model's
+    ``gate``, the route (an index into
     the front's paths), the engine's ``status`` (499: the client left before it; 502: an
     engine head the front does not follow), how it ``ended`` (DONE, …), when it began
     (``began``: time.monotonic; ``wall``: time.time) and ended, the client's address, and
@@ -326,6 +357,7 @@ class Exchange:
     (its head's first ``request_head`` bytes, then its body) and the ``response_head`` the
     client got."""
 
+    id: int
     gate: int
     path: int
     status: int
@@ -366,7 +398,9 @@ class FrontOwner(Protocol):
 class Front:
     """relay.c's native front (front.c): a thread that accepts on a listening socket and serves
     routine requests of the models in its table (:meth:`table`) through their gates, with no
-    Python per request; everything else is handed to ``owner``."""
+    Python per request; everything else is handed to ``owner``. ``answers``: the whole
+    responses it sends itself (a 502 for an engine that closed before answering or sent an odd
+    head, a 504 for a head later than responseHeader, a 503 for a cancelled request)."""
 
     def __init__(
         self,
@@ -382,8 +416,7 @@ class Front:
         max_depth: int,
         keep_alive: float,
         head_timeout: float,
-        bad_gateway: bytes,
-        too_late: bytes,
+        answers: tuple[bytes, bytes, bytes],
         cap: int,
     ) -> None:
         self._lines = [ctypes.create_string_buffer(status_lines[code]) for code in range(100, 600)]
@@ -398,10 +431,8 @@ class Front:
             max_depth,
             keep_alive,
             head_timeout,
-            bad_gateway,
-            len(bad_gateway),
-            too_late,
-            len(too_late),
+            (ctypes.c_char_p * 3)(*answers),
+            (ctypes.c_int64 * 3)(*map(len, answers)),
             cap,
         )
         if not handle:
@@ -434,6 +465,23 @@ class Front:
         """Keep what captures need from now on: response bodies up to ``limit`` bytes each and
         ``budget`` bytes for all exchanges in flight (0: no captures)."""
         self.lib.front_captures(self.handle, budget, limit)
+
+    def inflight(self) -> list[Flying]:
+        """The exchanges in flight now."""
+        room = 64
+        while True:
+            out = (_Flying * room)()
+            count = int(self.lib.front_inflight(self.handle, out, room))
+            if count <= room:
+                return [
+                    Flying(x.id, x.gate, x.path, x.status, x.wall, x.began, x.size, x.peer.decode())
+                    for x in out[:count]
+                ]
+            room = count
+
+    def cancel(self, exchange: int) -> bool:
+        """Cancel an exchange in flight (a 503, or its stream cut); False: none has that id."""
+        return bool(self.lib.front_cancel(self.handle, exchange))
 
     def active(self) -> int:
         """Exchanges in flight."""
@@ -487,7 +535,8 @@ class Front:
             )
             peer = res.peer.decode("ascii", "replace")
             times = res.began, res.wall, res.ended
-            exchange = Exchange(res.gate, res.path, res.status, res.end, *times, peer, body)
+            what = res.id, res.gate, res.path, res.status, res.end
+            exchange = Exchange(*what, *times, peer, body)
             if request:
                 exchange = dataclasses.replace(
                     exchange, request=request, request_head=res.data_head, response_head=response
@@ -613,12 +662,14 @@ def _load() -> ctypes.CDLL | None:
         ctypes.c_int64,
         ctypes.c_double,
         ctypes.c_double,
-        ctypes.c_char_p,
-        ctypes.c_int64,
-        ctypes.c_char_p,
-        ctypes.c_int64,
+        ctypes.POINTER(ctypes.c_char_p),
+        ctypes.POINTER(ctypes.c_int64),
         ctypes.c_int64,
     ]
+    lib.front_inflight.restype = ctypes.c_int64
+    lib.front_inflight.argtypes = [handle, ctypes.POINTER(_Flying), ctypes.c_int64]
+    lib.front_cancel.restype = ctypes.c_int
+    lib.front_cancel.argtypes = [handle, ctypes.c_int64]
     lib.front_notify_fd.restype = ctypes.c_int
     lib.front_notify_fd.argtypes = [handle]
     lib.front_table.restype = ctypes.c_int

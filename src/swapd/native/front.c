@@ -57,6 +57,7 @@ typedef struct {
 
 typedef struct record {
     int kind, fd;
+    int64_t id;
     int64_t gate;
     int status, path, end;
     double began, wall, ended;
@@ -71,7 +72,7 @@ typedef struct record {
 
 typedef struct {
     int kind, fd;
-    int64_t gate;
+    int64_t id, gate;
     int32_t status, path, end, pad;
     double began, wall, ended, first;
     int64_t size, head_len, tail_len, data_len, data_head, resp_len, keep_len;
@@ -83,6 +84,15 @@ typedef struct {
 } front_result;
 
 typedef struct { int fd; struct sockaddr_in addr; } pooled;
+
+typedef struct { /* an exchange in flight, as front_inflight tells it */
+    int64_t id, gate, size;
+    int32_t path, status;
+    double wall, began;
+    char peer[64];
+} front_flying;
+
+enum { ANSWER_BAD, ANSWER_LATE, ANSWER_CANCELLED, ANSWERS };
 
 typedef struct conn {
     int cl, up, phase, fresh, closing, mode, reuse, status, path, answered, behind, muted;
@@ -106,8 +116,11 @@ typedef struct conn {
     char *resp;                  /* the client's response head, kept for a capture */
     size_t resp_len;
     flow *f;
+    int64_t xid;                 /* the exchange's id */
+    int cancel;                  /* asked by Python (front_cancel, under lock) */
     char peer[64];
     struct conn *prev, *next;
+    struct conn *fprev, *fnext;  /* in the front's exchanges in flight (under lock) */
 } conn;
 
 typedef struct {
@@ -129,10 +142,10 @@ typedef struct {
     char date[64];
     size_t date_len;
     time_t date_at;
-    char *bad;                   /* the 502 an engine's odd head gets */
-    size_t bad_len;
-    char *late;                  /* the 504 when the engine's head is later than responseHeader */
-    size_t late_len;
+    char *answers[ANSWERS];      /* whole responses of the front's own (front_create) */
+    size_t answer_lens[ANSWERS];
+    conn *flying;                /* exchanges in flight (under lock: front_inflight reads it) */
+    int64_t next_id;
     int64_t cap, open;           /* connections at most, and open now (at the cap: no accepts) */
     int paused;
     conn *conns;
@@ -239,6 +252,25 @@ static void forget(front *F, conn *c) {
     F->dead = c;
 }
 
+static void fly(front *F, conn *c) {
+    pthread_mutex_lock(&F->lock);
+    c->xid = ++F->next_id;
+    c->cancel = 0;
+    c->fprev = NULL;
+    c->fnext = F->flying;
+    if (F->flying) F->flying->fprev = c;
+    F->flying = c;
+    pthread_mutex_unlock(&F->lock);
+}
+
+static void land(front *F, conn *c) {
+    pthread_mutex_lock(&F->lock);
+    if (c->fprev) c->fprev->fnext = c->fnext; else F->flying = c->fnext;
+    if (c->fnext) c->fnext->fprev = c->fprev;
+    c->fprev = c->fnext = NULL;
+    pthread_mutex_unlock(&F->lock);
+}
+
 static void bury(front *F) {
     while (F->dead) {
         conn *c = F->dead;
@@ -331,6 +363,7 @@ static int dial(const struct sockaddr_in *addr) {
 static void serve_next(front *F, conn *c);
 
 static void ended(front *F, conn *c, int end) {
+    land(F, c);
     gate_leave(F->g, c->gate);
     __atomic_fetch_sub(&F->exchanges, 1, __ATOMIC_RELAXED);
     flow *f = c->f;
@@ -342,6 +375,7 @@ static void ended(front *F, conn *c, int end) {
     record *r = calloc(1, sizeof *r);
     if (r) {
         r->kind = FRONT_RECORD;
+        r->id = c->xid;
         r->fd = -1;
         r->gate = c->gate;
         r->status = c->status;
@@ -404,6 +438,7 @@ static void engine_failed(front *F, conn *c) {
         attach(F, c, fd);
         return;
     }
+    land(F, c);
     gate_leave(F->g, c->gate);
     __atomic_fetch_sub(&F->exchanges, 1, __ATOMIC_RELAXED);
     free(c->f->keep);
@@ -499,7 +534,7 @@ static void read_head(front *F, conn *c) {
         if (c->rh_len == 0 && !c->fresh) engine_failed(F, c);
         else {
             c->status = 502;
-            emit(c, F->bad, F->bad_len);
+            emit(c, F->answers[ANSWER_BAD], F->answer_lens[ANSWER_BAD]);
             c->closing = 1;
             c->mode = MODE_PLAIN;
             c->left = 0;
@@ -527,7 +562,7 @@ static void read_head(front *F, conn *c) {
         c->mode = MODE_PLAIN;
         c->left = 0;
         c->reuse = 0;
-        if (!emit(c, F->bad, F->bad_len)) {
+        if (!emit(c, F->answers[ANSWER_BAD], F->answer_lens[ANSWER_BAD])) {
             ended(F, c, ENGINE_HEAD);
             return;
         }
@@ -737,6 +772,7 @@ static void serve_next(front *F, conn *c) {
     c->answered = c->behind = c->reuse = 0;
     c->mode = MODE_PLAIN;
     c->left = 0;
+    fly(F, c); /* (once what front_inflight reads is set) */
     c->f = calloc(1, sizeof *c->f);
     size_t cap = (size_t)h + e.host_len + 512;
     c->wr = malloc(cap + (size_t)out[LENGTH_AT]);
@@ -746,6 +782,7 @@ static void serve_next(front *F, conn *c) {
                                (int64_t)e.host_len, c->peer, (int64_t)strlen(c->peer),
                                out[LENGTH_AT], 0, c->wr, (int64_t)cap);
     if (written < 0) {
+        land(F, c);
         gate_leave(F->g, c->gate);
         __atomic_fetch_sub(&F->exchanges, 1, __ATOMIC_RELAXED);
         free(c->f);
@@ -823,6 +860,41 @@ static void pace_accepts(front *F) {
     else arm(F, F->lfd, &LISTENER, EPOLLIN, EPOLL_CTL_ADD);
 }
 
+/* Exchanges an operator cancelled (front_cancel): a 503 when nothing was answered yet, else
+ * the client's stream is cut; the engine's connection closes either way. */
+static void cancel_asked(front *F) {
+    conn *asked[EVENTS];
+    int n = 0;
+    pthread_mutex_lock(&F->lock);
+    for (conn *c = F->flying; c && n < EVENTS; c = c->fnext)
+        if (c->cancel == 1) {
+            c->cancel = 2;
+            asked[n++] = c;
+        }
+    pthread_mutex_unlock(&F->lock);
+    for (int i = 0; i < n; i++) {
+        conn *c = asked[i];
+        if (!c->phase || !c->f) continue;
+        c->status = 503;
+        if (c->answered) {
+            ended(F, c, ABORTED);
+            continue;
+        }
+        if (c->up >= 0) shut(F, c->up);
+        c->up = -1;
+        c->closing = 1;
+        c->mode = MODE_PLAIN;
+        c->left = 0;
+        c->phase = F_BODY;
+        c->answered = 1;
+        c->behind = 0;
+        if (emit(c, F->answers[ANSWER_CANCELLED], F->answer_lens[ANSWER_CANCELLED]))
+            flush_client(F, c);
+        else
+            ended(F, c, ABORTED);
+    }
+}
+
 static void accept_all(front *F) {
     for (;;) {
         if (F->cap > 0 && F->open >= F->cap) break;
@@ -876,7 +948,7 @@ static void sweep(front *F) {
             c->left = 0;
             c->phase = F_BODY;
             c->answered = 1;
-            if (emit(c, F->late, F->late_len)) flush_client(F, c);
+            if (emit(c, F->answers[ANSWER_LATE], F->answer_lens[ANSWER_LATE])) flush_client(F, c);
             else ended(F, c, IDLE);
         } else if (c->phase == F_BODY && !c->behind && c->idle > 0 && quiet > c->idle) {
             ended(F, c, IDLE);
@@ -910,6 +982,7 @@ static void *front_run(void *arg) {
                     back = c->next;
                     join(F, c);
                 }
+                cancel_asked(F);
                 if (draining && !F->closed_listener) {
                     if (!F->paused) epoll_ctl(F->ep, EPOLL_CTL_DEL, F->lfd, NULL);
                     F->closed_listener = 1;
@@ -968,13 +1041,13 @@ static void *front_run(void *arg) {
 /* -- Python's side ---------------------------------------------------------------------------- */
 
 /* lines: the status lines (100..599); paths: the routes served here, each ending with NUL, an
- * empty one last; bad: the 502 for an engine that closed before answering or sent an odd head;
- * late: the 504 for a head later than the model's responseHeader; cap: connections open at
- * most (0: no cap). */
+ * empty one last; answers: the whole responses the front sends itself, ANSWER_BAD (a 502 for an
+ * engine that closed before answering or sent an odd head), ANSWER_LATE (a 504 for a head later
+ * than the model's responseHeader), ANSWER_CANCELLED (a 503 for a request an operator
+ * cancelled); cap: connections open at most (0: no cap). */
 void *front_create(int lfd, void *gates_, const char *const *lines, const char *paths,
                    int64_t max_body, int64_t max_depth, double keep_alive, double head_timeout,
-                   const char *bad, int64_t bad_len, const char *late, int64_t late_len,
-                   int64_t cap) {
+                   const char *const *answers, const int64_t *answer_lens, int64_t cap) {
     front *F = calloc(1, sizeof *F);
     if (!F) return NULL;
     F->g = gates_;
@@ -987,12 +1060,13 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
     F->max_depth = max_depth;
     F->keep_alive = keep_alive;
     F->head_timeout = head_timeout;
-    F->bad = malloc((size_t)bad_len);
-    if (F->bad) memcpy(F->bad, bad, (size_t)bad_len);
-    F->bad_len = (size_t)bad_len;
-    F->late = malloc((size_t)late_len);
-    if (F->late) memcpy(F->late, late, (size_t)late_len);
-    F->late_len = (size_t)late_len;
+    int answered = 1;
+    for (int i = 0; i < ANSWERS; i++) {
+        F->answers[i] = malloc((size_t)answer_lens[i]);
+        if (F->answers[i]) memcpy(F->answers[i], answers[i], (size_t)answer_lens[i]);
+        else answered = 0;
+        F->answer_lens[i] = (size_t)answer_lens[i];
+    }
     F->cap = cap;
     F->pool = calloc((size_t)F->g->size * FRONT_POOL, sizeof *F->pool);
     F->pool_n = calloc((size_t)F->g->size, sizeof *F->pool_n);
@@ -1001,7 +1075,7 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
     F->control = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     F->notify = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&F->lock, NULL);
-    int bad_start = !F->bad || !F->late || !F->pool || !F->pool_n || F->lfd < 0 || F->ep < 0 ||
+    int bad_start = !answered || !F->pool || !F->pool_n || F->lfd < 0 || F->ep < 0 ||
                     F->control < 0 || F->notify < 0;
     if (!bad_start) {
         fcntl(F->lfd, F_SETFL, fcntl(F->lfd, F_GETFL) | O_NONBLOCK);
@@ -1014,8 +1088,7 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
         for (int i = 0; i < 4; i++)
             if (fds[i] >= 0) close(fds[i]);
         for (int i = 0; i < F->npaths; i++) free(F->paths[i]);
-        free(F->bad);
-        free(F->late);
+        for (int i = 0; i < ANSWERS; i++) free(F->answers[i]);
         free(F->pool);
         free(F->pool_n);
         free(F);
@@ -1108,6 +1181,7 @@ int front_next(void *h, front_result *out) {
     pthread_mutex_unlock(&F->lock);
     if (!r) return 0;
     out->kind = r->kind;
+    out->id = r->id;
     out->fd = r->fd;
     out->gate = r->gate;
     out->status = r->status;
@@ -1179,6 +1253,42 @@ void front_captures(void *h, int64_t budget, int64_t limit) {
     pthread_mutex_unlock(&F->lock);
 }
 
+/* Up to max exchanges in flight into out; returns how many there are. */
+int64_t front_inflight(void *h, front_flying *out, int64_t max) {
+    front *F = h;
+    int64_t n = 0;
+    pthread_mutex_lock(&F->lock);
+    for (conn *c = F->flying; c; c = c->fnext, n++) {
+        if (n >= max) continue;
+        front_flying *x = &out[n];
+        x->id = c->xid;
+        x->gate = c->gate;
+        x->path = c->path;
+        x->status = __atomic_load_n(&c->status, __ATOMIC_RELAXED);
+        x->wall = c->wall;
+        x->began = c->began;
+        x->size = c->f ? __atomic_load_n(&c->f->size, __ATOMIC_RELAXED) : 0;
+        memcpy(x->peer, c->peer, sizeof x->peer);
+    }
+    pthread_mutex_unlock(&F->lock);
+    return n;
+}
+
+/* Ask the thread to cancel exchange id; 0: none in flight has it. */
+int front_cancel(void *h, int64_t id) {
+    front *F = h;
+    int found = 0;
+    pthread_mutex_lock(&F->lock);
+    for (conn *c = F->flying; c && !found; c = c->fnext)
+        if (c->xid == id) {
+            found = 1;
+            if (!c->cancel) c->cancel = 1;
+        }
+    pthread_mutex_unlock(&F->lock);
+    if (found) signal_fd(F->control);
+    return found;
+}
+
 /* Exchanges in flight. */
 int64_t front_active(void *h) {
     return __atomic_load_n(&((front *)h)->exchanges, __ATOMIC_RELAXED);
@@ -1241,8 +1351,7 @@ void front_destroy(void *h) {
     close(F->control);
     close(F->notify);
     pthread_mutex_destroy(&F->lock);
-    free(F->bad);
-    free(F->late);
+    for (int i = 0; i < ANSWERS; i++) free(F->answers[i]);
     free(F->pool);
     free(F->pool_n);
     free(F);

@@ -335,15 +335,19 @@ class Observer:
         request: bytes = b"",
         request_head: int = 0,
         response_head: bytes = b"",
+        rid: str | None = None,
     ) -> None:
         """A request the native front served (swapd.proxy.front) ended: booked as one of
-        Python's own, its body's meter read from what the front saw of it (``body``); with
-        captures on, its capture made of the ``request`` (head and body) and the
-        ``response_head`` the client got."""
+        Python's own (under ``rid`` when :meth:`front_start` listed it in flight), its body's
+        meter read from what the front saw of it (``body``); with captures on, its capture
+        made of the ``request`` (head and body) and the ``response_head`` the client got."""
+        shown = self.inflight.pop(rid, None) if rid is not None else None  # front_start's
+        if shown is not None:
+            shown.meter.on_start = None
         meter = Meter(began)
         meter.status = status
         meter.absorb(body, 0)
-        req = Request(f"req-{next(self._ids)}", model, path, wall, meter, metadata=metadata)
+        req = Request(rid or self.new_id(), model, path, wall, meter, metadata=metadata)
         req.scope = {"method": "POST", "headers": [], "client": (peer, 0)}
         capture = None
         budget, _ = self._settings()
@@ -356,6 +360,34 @@ class Observer:
             tee.absorb(body.size, tee.reserve(), body.keep, body.keep_cut)
             capture = tee.finish()
         self.book(req, self.finish(req, status, ended), meter.size, capture)
+
+    def new_id(self) -> str:
+        """A request id of this observer's (``req-N``: captures are found by N)."""
+        return f"req-{next(self._ids)}"
+
+    def forget(self, rid: str) -> None:
+        """A request listed in flight ended with no record (it went elsewhere)."""
+        if self.inflight.pop(rid, None) is not None and self.bus.subscribers:
+            self.bus.publish("inflight", {"operation": "remove", "id": rid})
+
+    def front_start(
+        self,
+        rid: str,
+        model: str,
+        path: str,
+        peer: str,
+        wall: float,
+        began: float,
+        metadata: dict[str, Any] | None,
+        task: Cancellable,
+    ) -> Request:
+        """A request the native front has in flight, listed once someone looks (its records
+        come through :meth:`exchanged`, under the same ``rid``); ``task`` cancels it there."""
+        req = Request(rid, model, path, wall, Meter(began), metadata=metadata)
+        req.scope = {"method": "POST", "headers": [], "client": (peer, 0)}
+        req.task = task
+        self._begun(req)
+        return req
 
     def _begun(self, req: Request) -> None:
         """``req`` is in flight: listed, and announced to the event stream's subscribers."""

@@ -11,7 +11,10 @@ requests of ready models with no Python per request. This module keeps it told a
   table is empty and Python serves everything, as without the front);
 - **the records**: each exchange the front served is booked as Python books its own (the
   activity log, metrics, the request log line, the ``request`` events, the capture), in
-  batches;
+  batches, with Python's statuses (:func:`status_of`);
+- **the in-flight table**: while someone reads it or the event stream, the front's exchanges
+  in flight are listed there too (:meth:`NativeFront.show_inflight`), and an operator's cancel
+  reaches the front (:class:`Cancel`);
 - **the hand-over**: every other connection reaches uvicorn with the bytes read of it
   (``_Server.adopt``), and Python serves it from then on.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +47,7 @@ CUT = {
     native.IDLE: "stalled mid-response (timeouts.idleRead)",
     native.UPSTREAM_CLOSED: "stopped mid-response: the engine closed the connection",
     native.BAD_FRAMING: "stopped mid-response: broken chunked framing",
+    native.ABORTED: "cancelled by an operator",
 }
 
 
@@ -55,13 +60,29 @@ def status_of(done: native.Exchange) -> int:
         return 499
     if done.end == native.IDLE:
         return 504
+    if done.end == native.ABORTED:
+        return 503  # cancelled by an operator (RequestCancelled)
     return 502 if done.end in CUT else done.status
+
+
+class Cancel:
+    """An operator's cancel of a front's exchange (swapd.observe.observer.Cancellable)."""
+
+    def __init__(self, front: native.Front, exchange: int) -> None:
+        self.front, self.exchange = front, exchange
+
+    def cancel(self, msg: Any = None) -> bool:
+        return self.front.cancel(self.exchange)
+
+    def done(self) -> bool:
+        return False  # (an ended exchange has left the in-flight table)
+
+    def uncancel(self) -> int:
+        return 0
 
 
 def enabled() -> bool:
     """``SWAPD_NATIVE_FRONT=1`` and the library is built."""
-    import os
-
     return os.environ.get("SWAPD_NATIVE_FRONT") == "1" and native.library() is not None
 
 
@@ -97,13 +118,16 @@ class NativeFront:
         self._handed = handed
         self.front: native.Front | None = None
         self.models: dict[int, str] = {}  # gate -> model id
+        self.rids: dict[int, str] = {}  # exchange -> its id in the observer, once listed
+        self.shown: set[int] = set()  # exchanges listed in the observer's in-flight table
         self._publish_soon = False
 
     def start(self, front: native.Front) -> None:
         self.front = front
         self.scheduler.listeners.append(lambda _view: self.publish_soon())
-        if self.observer is not None:  # a reader of records sees the front's too
-            self.observer.drains.append(front.drain)
+        if self.observer is not None:  # a reader of records sees the front's too, and one
+            self.observer.drains.append(front.drain)  # of the in-flight table its exchanges
+            self.observer.pollers.append(self.show_inflight)
         self.publish()
 
     # -- the table ------------------------------------------------------------------------
@@ -164,8 +188,8 @@ class NativeFront:
 
     def exchanged(self, exchanges: list[native.Exchange]) -> None:
         observer = self.observer
-        priorities = self.scheduler.config.priorities
         for done in exchanges:
+            self.shown.discard(done.id)
             model = self.models.get(done.gate)
             if model is None:
                 continue
@@ -175,12 +199,11 @@ class NativeFront:
                 log.warning("POST %s: %s %s; client connection dropped", path, model, CUT[done.end])
             if observer is None:
                 continue
-            metadata: dict[str, Any] = {"fifo_priority": priorities.get(model, 0), "front": True}
             observer.exchanged(
                 model,
                 path,
                 done.peer,
-                metadata,
+                self.metadata(model),
                 status=status,
                 wall=done.wall,
                 began=done.began,
@@ -189,7 +212,42 @@ class NativeFront:
                 request=done.request,
                 request_head=done.request_head,
                 response_head=done.response_head,
+                rid=self.rids.pop(done.id, None),
             )
+
+    def metadata(self, model: str) -> dict[str, Any]:
+        return {"fifo_priority": self.scheduler.config.priorities.get(model, 0), "front": True}
+
+    def show_inflight(self) -> None:
+        """The front's exchanges in flight into the observer's table (each once; their sizes
+        brought up to date), when the table or the event stream is read."""
+        observer, front = self.observer, self.front
+        if observer is None or front is None:
+            return
+        front.drain()  # what ended first leaves the table
+        now = front.inflight()
+        for gone in self.shown - {flying.id for flying in now}:  # ended with no record (the
+            self.shown.discard(gone)  # engine refused it: Python serves it), or the record
+            if (rid := self.rids.pop(gone, None)) is not None:  # comes next under a new id
+                observer.forget(rid)
+        for flying in now:
+            rid = self.rids.get(flying.id)
+            req = observer.inflight.get(rid) if rid is not None else None
+            if req is None:
+                model = self.models.get(flying.gate)
+                if model is None:
+                    continue
+                task = Cancel(front, flying.id)
+                path = PATHS[flying.path]
+                meta = self.metadata(model)
+                rid = self.rids[flying.id] = observer.new_id()
+                self.shown.add(flying.id)
+                req = observer.front_start(
+                    rid, model, path, flying.peer, flying.wall, flying.began, meta, task
+                )
+            req.meter.size = flying.size
+            if flying.status and req.meter.status is None:
+                req.meter.status = flying.status
 
     def handed(self, fd: int, data: bytes) -> None:
         self._handed(fd, data)
