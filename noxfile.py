@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["tests", "workers", "security", "lint", "typecheck"]
+nox.options.sessions = ["tests", "workers", "front", "security", "lint", "typecheck"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_external_run = True
 
@@ -41,6 +41,16 @@ def workers(session: nox.Session) -> None:
         "--ignore=tests/e2e/test_shutdown.py",
     ]
     session.run("pytest", *args, env={"SWAPD_WORKERS": "2", "SWAPD_NATIVE_RELAY": "0"})
+
+
+@nox.session
+def front(session: nox.Session) -> None:
+    """The end-to-end and operations suites again with the native front on
+    (``SWAPD_NATIVE_FRONT=1``, swapd.proxy.front): routine requests of ready models served by
+    its C thread, everything else handed to Python; the same answers, records and events."""
+    session.install("-e", ".[test]")
+    args = session.posargs or ["tests/e2e", "tests/operate"]
+    session.run("pytest", *args, env={"SWAPD_NATIVE_FRONT": "1"})
 
 
 @nox.session

@@ -288,8 +288,10 @@ class App:
                     tg.start_soon(self._watch, name="watch-config")
                 shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host, host)
                 shown = f"[{shown}]" if ":" in shown and not shown.startswith("[") else shown
+                front_note = "; native front" if self.front is not None else ""
                 log.info(
-                    "swapd listening on http://%s:%d (%d models)", shown, port, len(config.models)
+                    "swapd listening on http://%s:%d (%d models%s)",
+                    *(shown, port, len(config.models), front_note),
                 )
                 settle_collector()
                 adopt = await drivers.reconcile(config)  # containers an earlier swapd left
@@ -373,7 +375,6 @@ class App:
             return None
         owner.start(made)
         edge.handback = made.adopt  # kept-alive connections come back between requests
-        log.info("native front: routine requests of ready models are served without Python")
         return made
 
     async def _front_drained(self) -> None:

@@ -68,7 +68,7 @@ models:
   alpha:
     cmd: {echo_cmd()}
 """
-    env = {**os.environ, "SWAPD_NATIVE_RELAY": setting}
+    env = {**os.environ, "SWAPD_NATIVE_RELAY": setting, "SWAPD_NATIVE_FRONT": "0"}  # relay's
     with run_swapd(config, env=env) as swapd:
         stream(swapd.url, 3, 0)  # starts the engine
         got, counts = stream(swapd.url, 120, 0.01)

@@ -178,6 +178,10 @@ class Observer:
         self.pollers: list[Callable[[], None]] = []
         # Those that book records made elsewhere (the native front's): read by settle()
         self.drains: list[Callable[[], None]] = []
+        # Called before the table is read too: they list requests served elsewhere (the
+        # native front's), which announce nothing when they start, so a reader of the event
+        # stream looks every INFLIGHT_INTERVAL while there are any, even with nothing listed
+        self.listers: list[Callable[[], None]] = []
         self.metrics = Metrics(models.snapshot)
         self._ids = itertools.count(self.activity.next_number())
         # With ``staging`` on (the server, in one process), request_end stages the record:
@@ -342,13 +346,14 @@ class Observer:
         meter read from what the front saw of it (``body``); with captures on, its capture
         made of the ``request`` (head and body) and the ``response_head`` the client got."""
         shown = self.inflight.pop(rid, None) if rid is not None else None  # front_start's
-        if shown is not None:
-            shown.meter.on_start = None
         meter = Meter(began)
         meter.status = status
         meter.absorb(body, 0)
         req = Request(rid or self.new_id(), model, path, wall, meter, metadata=metadata)
         req.scope = {"method": "POST", "headers": [], "client": (peer, 0)}
+        if shown is None and self.bus.subscribers:  # it ended before anyone looked: its
+            start = {"phase": "start", "id": req.id, "model": model, "path": path}
+            self.bus.publish("request", start)  # start still precedes its end
         capture = None
         budget, _ = self._settings()
         if budget > 0 and request:
@@ -404,6 +409,8 @@ class Observer:
 
     async def refresh(self) -> None:
         """Bring the in-flight entries of requests relayed elsewhere up to date."""
+        for lister in self.listers:
+            lister()
         for poll in self.pollers:
             poll()
         for refresher in self.refreshers:

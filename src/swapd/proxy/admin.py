@@ -354,7 +354,7 @@ class Admin:
 
         async def next_chunk() -> bytes:
             nonlocal tick
-            if not self.observer.inflight:
+            if not self.observer.inflight and not self.observer.listers:
                 shown.clear()
                 return hide(await sub.outbox.get())
             with anyio.move_on_after(max(0.0, tick - anyio.current_time())):

@@ -127,7 +127,7 @@ class NativeFront:
         self.scheduler.listeners.append(lambda _view: self.publish_soon())
         if self.observer is not None:  # a reader of records sees the front's too, and one
             self.observer.drains.append(front.drain)  # of the in-flight table its exchanges
-            self.observer.pollers.append(self.show_inflight)
+            self.observer.listers.append(self.show_inflight)
         self.publish()
 
     # -- the table ------------------------------------------------------------------------
