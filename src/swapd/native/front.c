@@ -18,11 +18,16 @@
  *
  * Anything else goes to Python with the bytes read so far: the connection (its fd and those
  * bytes) is queued for front_next (FRONT_PYTHON) and Python serves it from then on, as if
- * uvicorn had accepted it. So does a routine request whose engine refused it or closed before
- * answering (Python then retries or restarts the engine as it does for its own). Each finished
- * exchange is queued too (FRONT_RECORD: the model's gate, the route, status, times, and the
- * body's size, first and last bytes) for swapd's activity records and metrics; the notify
- * eventfd is written at once for a connection, and for records once per batch (FRONT_BATCH).
+ * uvicorn had accepted it; Python hands a kept-alive connection back between two requests
+ * (front_adopt). So does a routine request whose engine connection could not be made or
+ * written to (Python then waits for the engine's restart as it does for its own); an engine
+ * that closes a new connection before answering gets the client a 502 and no second try.
+ * Each finished exchange is queued too (FRONT_RECORD: the model's gate, the route, status,
+ * times, the body's size, first and last bytes, and for a capture the request, the client's
+ * head and the body within the capture budget, front_captures) for swapd's records; the
+ * notify eventfd is written at once for a connection, and for records once per batch
+ * (FRONT_BATCH). front_inflight lists the exchanges in flight, front_cancel ends one. The
+ * model's timeouts (connect, responseHeader, idleRead) and the connection cap are kept here.
  *
  * front_stop stops accepting and closes each connection once its exchange has ended;
  * front_destroy ends the thread and closes everything. */
@@ -213,8 +218,7 @@ static void shut(front *F, int fd) {
  * its answer (not while the client is behind), or its close while it is kept between two. */
 static void rewatch(front *F, conn *c) {
     uint32_t cl = EPOLLRDHUP, up = EPOLLIN;
-    if (c->phase == F_READ) cl |= EPOLLIN;
-    else if (!c->muted) cl |= EPOLLIN;
+    if (c->phase == F_READ || !c->muted) cl |= EPOLLIN;
     if (c->behind) {
         cl |= EPOLLOUT;
         up = 0;
@@ -239,9 +243,9 @@ static void attach(front *F, conn *c, int fd) {
     arm(F, fd, (void *)((uintptr_t)c | 1), c->up_events, EPOLL_CTL_ADD);
 }
 
-/* Off the list; freed once this epoll round's events (which may name it) are read. */
 static void pace_accepts(front *F);
 
+/* Off the list; freed once this epoll round's events (which may name it) are read. */
 static void forget(front *F, conn *c) {
     if (c->prev) c->prev->next = c->next; else F->conns = c->next;
     if (c->next) c->next->prev = c->prev;
@@ -252,6 +256,7 @@ static void forget(front *F, conn *c) {
     F->dead = c;
 }
 
+/* An exchange begins (its id given) and ends, for front_inflight and front_cancel. */
 static void fly(front *F, conn *c) {
     pthread_mutex_lock(&F->lock);
     c->xid = ++F->next_id;

@@ -15,6 +15,8 @@
  * TAIL_MAX bytes, and up to `keep` bytes of it for a capture. The sockets are dup()ed: Python
  * may close its own while the thread still holds them.
  *
+ * The native front (front.c, included at the end) serves whole requests with these parts.
+ *
  * scan_names() finds the names of token numbers in a body window for swapd.observe.activity,
  * and scan_request() a JSON request body's model for swapd.proxy.body, on whichever thread
  * asks (they keep no state).
