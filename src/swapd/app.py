@@ -277,7 +277,7 @@ class App:
                 self._main = tg
                 await tg.start(self.scheduler.run, name="scheduler")
                 if self.workers is not None:
-                    self.proxy.profile_changed = self.workers.push_config
+                    self.proxy.routes_changed = self.workers.push_config
                     await tg.start(self.workers.run, name="dataplane")
                 fronted = self.workers is None and front.enabled()
                 tg.start_soon(self._serve_http, server, None if fronted else sock, name="http")
@@ -348,8 +348,7 @@ class App:
         def handed(fd: int, data: bytes) -> None:
             main.start_soon(server.adopt, fd, data, name="front-handover")
 
-        owner = NativeFront(scheduler, self.proxy, observer, handed)
-        settings = scheduler.config.server
+        owner = NativeFront(scheduler, self.proxy, observer, handed, edge.cap)
         bad = closing_error(
             502, "the engine closed the connection or sent a head swapd cannot relay"
         )
@@ -364,16 +363,13 @@ class App:
             owner,
             status_lines=STATUS_LINE,
             paths=front.PATHS,
-            max_body=scheduler.config.max_body_bytes,
-            max_depth=settings.max_json_depth,
-            keep_alive=settings.keepalive_timeout,
-            head_timeout=settings.header_timeout,
             answers=(bad, late, cancelled),
-            cap=edge.cap(settings),
+            **owner.limits(),
         )
         if made is None:
             return None
         owner.start(made)
+        self.proxy.routes_changed = owner.publish_soon
         edge.handback = made.adopt  # kept-alive connections come back between requests
         return made
 
@@ -479,10 +475,11 @@ class App:
         if inventory_reads(config) != inventory_reads(self.scheduler.config):
             self.scheduler.placer.inventory = inventory_of(config)  # other machines, or Ray's
         changes = self.scheduler.update(config)
-        if self.workers is not None:
-            if self.worker_count is None and config.server.workers != self.workers.count:
-                log.warning("server.workers changed: it takes effect when swapd restarts")
-            self.workers.push_config()
+        workers = self.workers
+        if workers and self.worker_count is None and config.server.workers != workers.count:
+            log.warning("server.workers changed: it takes effect when swapd restarts")
+        if self.proxy.routes_changed is not None:
+            self.proxy.routes_changed()
         if self._main is not None and config.preload:  # as at startup; running ones are kept
             self._main.start_soon(self._preload, config.preload, name="preload")
         log.info(

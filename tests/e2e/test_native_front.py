@@ -219,6 +219,32 @@ def test_an_alias_that_rewrites_the_model_is_served_by_python(start_port: int) -
     assert len(records) == 3 and not any(served_by_front(r) for r in records)
 
 
+def test_a_reload_reaches_the_front_with_no_model_changing_state(start_port: int) -> None:
+    """A reload that only adds API keys or lowers the body limit takes effect at once for the
+    model the front serves: the keyless request gets Python's 401, the big body its 413."""
+    with fronted(start_port) as swapd, httpx.Client(base_url=swapd.url, timeout=30) as client:
+        big = chat(padding="x" * 4000)
+        assert client.post("/v1/chat/completions", json=big).status_code == 200  # cold
+        assert client.post("/v1/chat/completions", json=big).status_code == 200
+        text = config(start_port)
+        swapd.config_path.write_text(f"maxBodySize: 2000\n{text}")
+        assert client.post("/api/config/reload").json()["ok"] is True
+        too_big = client.post("/v1/chat/completions", json=big)
+        small = client.post("/v1/chat/completions", json=chat())
+        records = activity(swapd.url)
+        swapd.config_path.write_text(f"apiKeys: [sekret]\n{text}")
+        assert client.post("/api/config/reload").json()["ok"] is True
+        keyless = client.post("/v1/chat/completions", json=chat())
+        keyed = client.post(
+            "/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer sekret"}
+        )
+    assert too_big.status_code == 413, too_big.text
+    assert small.status_code == 200
+    assert sorted(served_by_front(r) for r in records) == [False, True, True]  # (the 413: none)
+    assert keyless.status_code == 401, keyless.text
+    assert keyed.status_code == 200
+
+
 def test_the_openai_sdk_streams_through_the_front(start_port: int) -> None:
     with fronted(start_port) as swapd:
         client = openai.OpenAI(base_url=f"{swapd.url}/v1", api_key="none", max_retries=0)

@@ -461,6 +461,12 @@ class Front:
         is the front's if this returns True."""
         return bool(self.handle) and bool(self.lib.front_adopt(self.handle, fd, peer.encode()))
 
+    def limits(
+        self, max_body: int, max_depth: int, keep_alive: float, head_timeout: float, cap: int
+    ) -> None:
+        """The server's limits from now on (a reload's; the same as :class:`Front`'s)."""
+        self.lib.front_limits(self.handle, max_body, max_depth, keep_alive, head_timeout, cap)
+
     def captures(self, budget: int, limit: int) -> None:
         """Keep what captures need from now on: response bodies up to ``limit`` bytes each and
         ``budget`` bytes for all exchanges in flight (0: no captures)."""
@@ -678,6 +684,15 @@ def _load() -> ctypes.CDLL | None:
     lib.front_next.argtypes = [handle, ctypes.POINTER(_FrontResult)]
     lib.front_adopt.restype = ctypes.c_int
     lib.front_adopt.argtypes = [handle, ctypes.c_int, ctypes.c_char_p]
+    lib.front_limits.restype = None
+    lib.front_limits.argtypes = [
+        handle,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_double,
+        ctypes.c_double,
+        ctypes.c_int64,
+    ]
     lib.front_captures.restype = None
     lib.front_captures.argtypes = [handle, ctypes.c_int64, ctypes.c_int64]
     lib.front_active.restype = ctypes.c_int64

@@ -27,7 +27,9 @@
  * head and the body within the capture budget, front_captures) for swapd's records; the
  * notify eventfd is written at once for a connection, and for records once per batch
  * (FRONT_BATCH). front_inflight lists the exchanges in flight, front_cancel ends one. The
- * model's timeouts (connect, responseHeader, idleRead) and the connection cap are kept here.
+ * model's timeouts (connect, responseHeader, idleRead) and the server's limits (body size,
+ * JSON depth, keep-alive and head timeouts, the connection cap; front_limits on a reload) are
+ * kept here.
  *
  * front_stop stops accepting and closes each connection once its exchange has ended;
  * front_destroy ends the thread and closes everything. */
@@ -128,6 +130,14 @@ typedef struct conn {
     struct conn *fprev, *fnext;  /* in the front's exchanges in flight (under lock) */
 } conn;
 
+/* The server settings the front applies as Python does: a body's bytes and JSON depth at
+ * most, an idle keep-alive connection's and a slow head's seconds, connections open at most
+ * (0: no cap). A reload changes them (front_limits). */
+typedef struct {
+    int64_t max_body, max_depth, cap;
+    double keep_alive, head_timeout;
+} limits;
+
 typedef struct {
     int ep, lfd, control, notify;
     pthread_t thread;
@@ -140,10 +150,11 @@ typedef struct {
     char *paths[FRONT_PATHS];
     size_t path_lens[FRONT_PATHS];
     int npaths;
-    int64_t max_body, max_depth;
+    limits lim;                  /* the thread's copy of the config's limits */
+    limits asked;                /* front_limits' (under lock), taken when lim_asked */
+    int lim_asked;
     int64_t keep_budget, keep_limit; /* captures (front_captures, under lock): all, each */
     int64_t keep_used;           /* the thread's: reserved by exchanges in flight */
-    double keep_alive, head_timeout;
     char date[64];
     size_t date_len;
     time_t date_at;
@@ -151,7 +162,7 @@ typedef struct {
     size_t answer_lens[ANSWERS];
     conn *flying;                /* exchanges in flight (under lock: front_inflight reads it) */
     int64_t next_id;
-    int64_t cap, open;           /* connections at most, and open now (at the cap: no accepts) */
+    int64_t open;                /* connections open now (at lim.cap: no accepts) */
     int paused;
     conn *conns;
     conn *dead;                  /* closed in this epoll round: freed at its end */
@@ -723,7 +734,7 @@ static void serve_next(front *F, conn *c) {
     int64_t h = scan_head(c->in, (int64_t)c->in_len, out);
     if (h == 0 && c->in_len < HEAD_LIMIT) return;
     if (h <= 0 || F->draining || out[METHOD_AT] != 1 || out[LENGTH_AT] < 0 ||
-        out[LENGTH_AT] > F->max_body || out[NOTED_AT + 6] >= 0 || out[NOTED_AT + 8] < 0 ||
+        out[LENGTH_AT] > F->lim.max_body || out[NOTED_AT + 6] >= 0 || out[NOTED_AT + 8] < 0 ||
         !prefixed(c->in + out[NOTED_AT + 8], (size_t)out[NOTED_AT + 9], "application/json") ||
         (out[NOTED_AT] >= 0 && !plain_host(c->in + out[NOTED_AT], (size_t)out[NOTED_AT + 1])) ||
         forwarding(c->in, (size_t)h)) {
@@ -748,7 +759,7 @@ static void serve_next(front *F, conn *c) {
     entry e = {0};
     char host[HOST_MAX];
     const char *payload = c->in + h;
-    if (!scan_request(payload, out[LENGTH_AT], F->max_depth, scanned) || scanned[2] != 1 ||
+    if (!scan_request(payload, out[LENGTH_AT], F->lim.max_depth, scanned) || scanned[2] != 1 ||
         !find(F, payload + scanned[0], (size_t)(scanned[1] - scanned[0]), &e, host, keep) ||
         !gate_enter(F->g, e.gate)) {
         to_python(F, c);
@@ -858,7 +869,7 @@ static void join(front *F, conn *c) {
 
 /* At the cap, accepting pauses (new connections wait in the backlog) until one closes. */
 static void pace_accepts(front *F) {
-    int full = F->cap > 0 && F->open >= F->cap;
+    int full = F->lim.cap > 0 && F->open >= F->lim.cap;
     if (full == F->paused || F->closed_listener) return;
     F->paused = full;
     if (full) epoll_ctl(F->ep, EPOLL_CTL_DEL, F->lfd, NULL);
@@ -902,7 +913,7 @@ static void cancel_asked(front *F) {
 
 static void accept_all(front *F) {
     for (;;) {
-        if (F->cap > 0 && F->open >= F->cap) break;
+        if (F->lim.cap > 0 && F->open >= F->lim.cap) break;
         struct sockaddr_storage sa;
         socklen_t len = sizeof sa;
         int fd = accept4(F->lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -928,7 +939,6 @@ static void accept_all(front *F) {
     pace_accepts(F);
 }
 
-/* Idle keep-alive connections close; one slow with its head goes to Python (its timers). */
 /* Idle keep-alive connections close; one slow with its head goes to Python (its timers). An
  * exchange past a timeout of its model's: a connection not made yet goes to Python (which
  * reports it), a head later than responseHeader gets a 504, a body that stops for idleRead is
@@ -939,8 +949,8 @@ static void sweep(front *F) {
         next = c->next;
         double quiet = t - c->last;
         if (c->phase == F_READ) {
-            if (!c->in_len && (F->draining || quiet > F->keep_alive)) close_conn(F, c);
-            else if (c->in_len && quiet > F->head_timeout) to_python(F, c);
+            if (!c->in_len && (F->draining || quiet > F->lim.keep_alive)) close_conn(F, c);
+            else if (c->in_len && quiet > F->lim.head_timeout) to_python(F, c);
         } else if (c->phase == F_SEND && c->fresh && c->connect > 0 && quiet > c->connect) {
             c->fresh = 1; /* no second try: Python's */
             engine_failed(F, c);
@@ -981,7 +991,10 @@ static void *front_run(void *arg) {
                 int draining = F->draining;
                 conn *back = F->incoming;
                 F->incoming = NULL;
+                if (F->lim_asked) F->lim = F->asked;
+                F->lim_asked = 0;
                 pthread_mutex_unlock(&F->lock);
+                pace_accepts(F);
                 while (back) {
                     conn *c = back;
                     back = c->next;
@@ -1061,10 +1074,7 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
         F->paths[F->npaths] = strdup(p);
         F->path_lens[F->npaths++] = strlen(p);
     }
-    F->max_body = max_body;
-    F->max_depth = max_depth;
-    F->keep_alive = keep_alive;
-    F->head_timeout = head_timeout;
+    F->lim = (limits){max_body, max_depth, cap, keep_alive, head_timeout};
     int answered = 1;
     for (int i = 0; i < ANSWERS; i++) {
         F->answers[i] = malloc((size_t)answer_lens[i]);
@@ -1072,7 +1082,6 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
         else answered = 0;
         F->answer_lens[i] = (size_t)answer_lens[i];
     }
-    F->cap = cap;
     F->pool = calloc((size_t)F->g->size * FRONT_POOL, sizeof *F->pool);
     F->pool_n = calloc((size_t)F->g->size, sizeof *F->pool_n);
     F->lfd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
@@ -1250,6 +1259,17 @@ int front_adopt(void *h, int fd, const char *peer) {
 
 /* Captures from now on: at most budget bytes of response bodies kept by exchanges in flight,
  * limit each (0: none, and no request is copied). */
+/* The config's limits from now on (a reload's): see limits. */
+void front_limits(void *h, int64_t max_body, int64_t max_depth, double keep_alive,
+                  double head_timeout, int64_t cap) {
+    front *F = h;
+    pthread_mutex_lock(&F->lock);
+    F->asked = (limits){max_body, max_depth, cap, keep_alive, head_timeout};
+    F->lim_asked = 1;
+    pthread_mutex_unlock(&F->lock);
+    signal_fd(F->control);
+}
+
 void front_captures(void *h, int64_t budget, int64_t limit) {
     front *F = h;
     pthread_mutex_lock(&F->lock);

@@ -141,7 +141,9 @@ class Proxy:
         self.guard = guard.Guard(listen_host)  # Host allow-list and cross-site refusal
         self.spillover = Spillover()  # selector reservations, across reloads
         self.ollama = ollama.Ollama(self)  # the opt-in Ollama API (config `ollama.enabled`)
-        self.profile_changed: Callable[[], None] | None = None  # told after a profile change
+        # Told after a profile change or a reload: the data-plane workers' or the native
+        # front's copy of what routes where
+        self.routes_changed: Callable[[], None] | None = None
         self._routes: tuple[Config, str | None, Routes] | None = None
         self._admin: dict[tuple[str, str], Handler] = {
             ("GET", "/health"): self._health,
@@ -654,8 +656,8 @@ class Proxy:
         if self.profile.set(config, name):
             active = self.profile.name(config)
             log.info("active profile changed to %s", active or "(none)")
-            if self.profile_changed is not None:
-                self.profile_changed()
+            if self.routes_changed is not None:
+                self.routes_changed()
             if self.observer is not None:
                 self.observer.bus.publish("profile", {"active": active})
         await send_json(send, {"active": self.profile.name(config)})

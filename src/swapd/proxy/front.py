@@ -3,12 +3,12 @@
 The front (swapd.native, ``front.c``) accepts swapd's connections and serves the routine
 requests of ready models with no Python per request. This module keeps it told and booked:
 
-- **the table**: which model names it may serve, each with its gate and its engine's address
-  (:meth:`NativeFront.publish`, after every state change of a model, reload and profile
-  change). A name is in it when a request for it needs nothing Python does beyond the lease:
-  a local model reached by that name with no rewrite (no ``useModelName``, no filters, no
-  selector), an engine on a plain ``http://`` address, and no API keys configured (then the
-  table is empty and Python serves everything, as without the front);
+- **the table**: which model names it may serve, each with its gate and its engine's address,
+  and the server's limits (:meth:`NativeFront.publish`, after every state change of a model,
+  reload and profile change). A name is in it when a request for it needs nothing Python does
+  beyond the lease: a local model reached by that name with no rewrite (no ``useModelName``,
+  no filters, no selector), an engine on a plain ``http://`` address, and no API keys
+  configured (then the table is empty and Python serves everything, as without the front);
 - **the records**: each exchange the front served is booked as Python books its own (the
   activity log, metrics, the request log line, the ``request`` events, the capture), in
   batches, with Python's statuses (:func:`status_of`);
@@ -32,6 +32,7 @@ from swapd.errors import SwapdError
 from swapd.proxy import body, relay, routes
 
 if TYPE_CHECKING:
+    from swapd.config.model import ServerConfig
     from swapd.observe.observer import Observer
     from swapd.proxy.app import Proxy
     from swapd.scheduler import Scheduler
@@ -111,8 +112,10 @@ class NativeFront:
         proxy: Proxy,
         observer: Observer | None,
         handed: Callable[[int, bytes], None],
+        cap: Callable[[ServerConfig], int],
     ) -> None:
         self.scheduler = scheduler
+        self.cap = cap  # the connection cap of server settings (swapd.edge.Edge.cap)
         self.proxy = proxy
         self.observer = observer
         self._handed = handed
@@ -146,8 +149,21 @@ class NativeFront:
             if slot.gates is not None:  # records of a model that stopped meanwhile
                 self.models[slot.gate] = slot.id
         self.front.table(self.entries())
+        self.front.limits(**self.limits())
         budget = self.scheduler.config.capture_bytes
         self.front.captures(budget, max(1, budget // 2) if budget else 0)  # as a Tee keeps
+
+    def limits(self) -> dict[str, Any]:
+        """The server's limits the front applies as Python does (:meth:`native.Front.limits`)."""
+        config = self.scheduler.config
+        settings = config.server
+        return {
+            "max_body": config.max_body_bytes,
+            "max_depth": settings.max_json_depth,
+            "keep_alive": settings.keepalive_timeout,
+            "head_timeout": settings.header_timeout,
+            "cap": self.cap(settings),
+        }
 
     def entries(self) -> list[native.FrontEntry]:
         """Each name the front may serve."""
