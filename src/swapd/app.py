@@ -155,7 +155,7 @@ class App:
         self.workers: Workers | None = None  # data-plane worker processes (server.workers)
         self.worker_count = workers  # --workers: overrides server.workers
         self.config_errors: list[str] = []  # the last rejected reload's errors
-        self.front: native.Front | None = None  # SWAPD_NATIVE_FRONT=1 (swapd.proxy.front)
+        self.front: native.Front | None = None  # the native front (swapd.proxy.front)
 
     def load(self, previous: Config | None = None) -> Config:
         """The config from disk; on a reload ``previous`` (the running config) lets every model
@@ -301,7 +301,7 @@ class App:
                 log.info("shutting down: draining requests, then stopping engines")
                 self.proxy.accepting = False
                 if self.front is not None:
-                    edge.handback = None
+                    edge.front = None
                     self.front.stop()  # accepts no more; new requests on its connections: 503
                 self.scheduler.close()  # queued requests get 503 now, pending starts stop
                 server.should_exit = True
@@ -370,7 +370,7 @@ class App:
             return None
         owner.start(made)
         self.proxy.routes_changed = owner.publish_soon
-        edge.handback = made.adopt  # kept-alive connections come back between requests
+        edge.front = made  # kept-alive connections come back between requests
         return made
 
     async def _front_drained(self) -> None:

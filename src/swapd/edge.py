@@ -34,7 +34,7 @@ import os
 import resource
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
@@ -119,9 +119,7 @@ class Edge:
         self._for: ServerConfig | None = None  # the settings _cap and _nets were made from
         self._cap = 0
         self._nets: tuple[Network, ...] | None = ()  # None: "*", every peer
-        # The native front's (swapd.proxy.front): takes a kept-alive connection back between
-        # two requests (its fd, the client's address); False: it did not, the fd is still ours
-        self.handback: Callable[[int, str], bool] | None = None
+        self.front: FrontLink | None = None  # the native front, where it runs
 
     def _derive(self, settings: ServerConfig) -> None:
         if settings is not self._for:
@@ -185,6 +183,18 @@ class Edge:
         return Bound
 
 
+class FrontLink(Protocol):
+    """The native front (swapd.native.Front) as the edge sees it: it takes a kept-alive
+    connection back between two requests (False: it did not, the fd is still the caller's),
+    and the connection cap counts its connections and Python's together."""
+
+    def adopt(self, fd: int, peer: str) -> bool: ...
+
+    def open(self) -> int: ...
+
+    def python_open(self, count: int) -> None: ...
+
+
 class EdgeProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with the limits of :class:`Edge` (see the module doc)."""
 
@@ -207,9 +217,11 @@ class EdgeProtocol(HttpToolsProtocol):
     # -- connection ----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         edge = self.EDGE
-        if len(self.connections) >= edge.cap(self.limits):
+        front = edge.front
+        held = len(self.connections) + (front.open() if front is not None else 0)
+        if held >= edge.cap(self.limits):
             self.transport = transport
-            edge.warn_full(len(self.connections))
+            edge.warn_full(held)
             if len(edge.refusing) >= refuse_backlog(edge.cap(self.limits)):
                 oldest = next(iter(edge.refusing))  # it has its answer: close it early
                 del edge.refusing[oldest]
@@ -221,6 +233,8 @@ class EdgeProtocol(HttpToolsProtocol):
             return
         super().connection_made(transport)
         self._head_began()
+        if front is not None:
+            front.python_open(len(self.connections))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
@@ -236,6 +250,8 @@ class EdgeProtocol(HttpToolsProtocol):
             self.parser = None
             return
         super().connection_lost(exc)
+        if (front := self.EDGE.front) is not None:
+            front.python_open(len(self.connections))
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
@@ -287,11 +303,11 @@ class EdgeProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         """The native front, when there is one, takes a kept-alive connection back once its
         response is out and no byte of a next request has come (else uvicorn keeps it)."""
-        back = self.EDGE.handback
+        front = self.EDGE.front
         cycle = self.cycle
         transport = self.transport
         if (
-            back is None
+            front is None
             or self.pipeline
             or not self._in_head
             or self._head_bytes
@@ -309,7 +325,7 @@ class EdgeProtocol(HttpToolsProtocol):
             super().on_response_complete()
             return
         transport.abort()  # reads nothing more; the dup keeps the connection open
-        if not back(fd, self.client[0] if self.client else ""):
+        if not front.adopt(fd, self.client[0] if self.client else ""):
             os.close(fd)  # the client sees the connection close, as after an idle timeout
 
     def on_message_complete(self) -> None:

@@ -1,4 +1,4 @@
-"""The native front (``SWAPD_NATIVE_FRONT=1``; swapd.proxy.front, ``front.c``) through a real
+"""The native front (on by default; swapd.proxy.front, ``front.c``) through a real
 swapd and real echo engines: routine requests of a ready model are served by the front, with
 the same answers, records and usage as Python's; everything else (a cold model, an alias that
 rewrites, an unknown model, a bad body, a browser's request, the other routes) still gets
@@ -440,6 +440,8 @@ def test_a_request_cancelled_before_its_answer_gets_a_503(start_port: int) -> No
             httpx.post(f"{swapd.url}/api/inflight/{entries[0]['id']}/cancel", timeout=10)
             head, body, _ = read_response(sock)
         records = activity(swapd.url)
-    assert head.startswith(b"HTTP/1.1 503")
+    status_line, date, *_ = head.split(b"\r\n")
+    assert status_line == b"HTTP/1.1 503 Service Unavailable"
+    assert date.startswith(b"date: ") and date.endswith(b" GMT")  # as Python's answers have
     assert json.loads(body)["error"]["code"] == "request_cancelled"
     assert [r["status"] for r in records if r["id"] == entries[0]["id"]] == [503]

@@ -461,6 +461,15 @@ class Front:
         is the front's if this returns True."""
         return bool(self.handle) and bool(self.lib.front_adopt(self.handle, fd, peer.encode()))
 
+    def open(self) -> int:
+        """The connections the front has open."""
+        return int(self.lib.front_open(self.handle)) if self.handle else 0
+
+    def python_open(self, count: int) -> None:
+        """Python has ``count`` connections open (the cap counts the front's and these)."""
+        if self.handle:
+            self.lib.front_python_open(self.handle, count)
+
     def limits(
         self, max_body: int, max_depth: int, keep_alive: float, head_timeout: float, cap: int
     ) -> None:
@@ -684,6 +693,10 @@ def _load() -> ctypes.CDLL | None:
     lib.front_next.argtypes = [handle, ctypes.POINTER(_FrontResult)]
     lib.front_adopt.restype = ctypes.c_int
     lib.front_adopt.argtypes = [handle, ctypes.c_int, ctypes.c_char_p]
+    lib.front_open.restype = ctypes.c_int64
+    lib.front_open.argtypes = [handle]
+    lib.front_python_open.restype = None
+    lib.front_python_open.argtypes = [handle, ctypes.c_int64]
     lib.front_limits.restype = None
     lib.front_limits.argtypes = [
         handle,

@@ -116,7 +116,10 @@ typedef struct conn {
     size_t ob_len, ob_off, ob_cap;
     int64_t gate, left;
     struct sockaddr_in addr;
-    double began, wall, last;     /* last: the client's last byte read, then the engine's */
+    double began, wall, last;     /* last: idle since (between requests), then the engine's
+                                   * last byte */
+    double head_at;              /* the current request head's first byte came (0: none yet) */
+    int served;                  /* a request was answered on it (keepAliveTimeout applies) */
     double connect, head, idle;   /* the exchange's timeouts (0: none) */
     int64_t reserved;            /* of the capture budget, for this response's body */
     size_t head_len;             /* the current request's head */
@@ -162,8 +165,8 @@ typedef struct {
     size_t answer_lens[ANSWERS];
     conn *flying;                /* exchanges in flight (under lock: front_inflight reads it) */
     int64_t next_id;
-    int64_t open;                /* connections open now (at lim.cap: no accepts) */
-    int paused;
+    int64_t open;                /* connections the front has (atomic: front_open reads it) */
+    int64_t python_open;         /* connections Python has (atomic: front_python_open) */
     conn *conns;
     conn *dead;                  /* closed in this epoll round: freed at its end */
     conn *incoming;              /* handed back by Python (front_adopt), under lock */
@@ -254,14 +257,12 @@ static void attach(front *F, conn *c, int fd) {
     arm(F, fd, (void *)((uintptr_t)c | 1), c->up_events, EPOLL_CTL_ADD);
 }
 
-static void pace_accepts(front *F);
 
 /* Off the list; freed once this epoll round's events (which may name it) are read. */
 static void forget(front *F, conn *c) {
     if (c->prev) c->prev->next = c->next; else F->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    F->open--;
-    pace_accepts(F);
+    __atomic_fetch_sub(&F->open, 1, __ATOMIC_RELAXED);
     c->phase = 0;
     c->next = F->dead;
     F->dead = c;
@@ -433,7 +434,9 @@ static void ended(front *F, conn *c, int end) {
     c->in_len -= c->req_len;
     c->req_len = 0;
     c->behind = c->muted = 0;
+    c->served = 1;
     c->last = now();
+    c->head_at = c->in_len ? c->last : 0;
     rewatch(F, c);
     if (c->in_len) serve_next(F, c);
 }
@@ -478,6 +481,17 @@ static int emit(conn *c, const char *p, size_t n) {
     memcpy(c->ob + c->ob_len, p, n);
     c->ob_len += n;
     return 1;
+}
+
+/* One of the front's own answers, with a date after its status line, as Python's have. */
+static int answer(front *F, conn *c, int which) {
+    const char *a = F->answers[which];
+    size_t len = F->answer_lens[which];
+    const char *eol = memmem(a, len, "\r\n", 2);
+    size_t line = eol ? (size_t)(eol - a) + 2 : 0;
+    dated(F);
+    return emit(c, a, line) && emit(c, "date: ", 6) && emit(c, F->date, F->date_len) &&
+           emit(c, "\r\n", 2) && emit(c, a + line, len - line);
 }
 
 static int complete(conn *c) {
@@ -550,7 +564,7 @@ static void read_head(front *F, conn *c) {
         if (c->rh_len == 0 && !c->fresh) engine_failed(F, c);
         else {
             c->status = 502;
-            emit(c, F->answers[ANSWER_BAD], F->answer_lens[ANSWER_BAD]);
+            answer(F, c, ANSWER_BAD);
             c->closing = 1;
             c->mode = MODE_PLAIN;
             c->left = 0;
@@ -578,7 +592,7 @@ static void read_head(front *F, conn *c) {
         c->mode = MODE_PLAIN;
         c->left = 0;
         c->reuse = 0;
-        if (!emit(c, F->answers[ANSWER_BAD], F->answer_lens[ANSWER_BAD])) {
+        if (!answer(F, c, ANSWER_BAD)) {
             ended(F, c, ENGINE_HEAD);
             return;
         }
@@ -854,12 +868,12 @@ static void read_client(front *F, conn *c) {
         c->in_len += (size_t)n;
         if (c->in_len < c->in_cap) break; /* all there was */
     }
-    c->last = now();
+    if (!c->head_at) c->head_at = now();
     serve_next(F, c);
 }
 
 static void join(front *F, conn *c) {
-    F->open++;
+    __atomic_fetch_add(&F->open, 1, __ATOMIC_RELAXED);
     c->prev = NULL;
     c->next = F->conns;
     if (F->conns) F->conns->prev = c;
@@ -867,13 +881,24 @@ static void join(front *F, conn *c) {
     arm(F, c->cl, c, EPOLLIN | EPOLLRDHUP, EPOLL_CTL_ADD);
 }
 
-/* At the cap, accepting pauses (new connections wait in the backlog) until one closes. */
-static void pace_accepts(front *F) {
-    int full = F->lim.cap > 0 && F->open >= F->lim.cap;
-    if (full == F->paused || F->closed_listener) return;
-    F->paused = full;
-    if (full) epoll_ctl(F->ep, EPOLL_CTL_DEL, F->lfd, NULL);
-    else arm(F, F->lfd, &LISTENER, EPOLLIN, EPOLL_CTL_ADD);
+/* At the cap (the front's connections and Python's together), a new connection goes to Python,
+ * which answers it with a 503 as it answers one past the cap itself. */
+static int full(front *F) {
+    int64_t open = __atomic_load_n(&F->open, __ATOMIC_RELAXED) +
+                   __atomic_load_n(&F->python_open, __ATOMIC_RELAXED);
+    return F->lim.cap > 0 && open >= F->lim.cap;
+}
+
+/* A connection Python answers from its first byte (at the cap). */
+static void hand_new(front *F, int fd) {
+    record *r = calloc(1, sizeof *r);
+    if (!r) {
+        close(fd);
+        return;
+    }
+    r->kind = FRONT_PYTHON;
+    r->fd = fd;
+    queue(F, r);
 }
 
 /* Exchanges an operator cancelled (front_cancel): a 503 when nothing was answered yet, else
@@ -904,7 +929,7 @@ static void cancel_asked(front *F) {
         c->phase = F_BODY;
         c->answered = 1;
         c->behind = 0;
-        if (emit(c, F->answers[ANSWER_CANCELLED], F->answer_lens[ANSWER_CANCELLED]))
+        if (answer(F, c, ANSWER_CANCELLED))
             flush_client(F, c);
         else
             ended(F, c, ABORTED);
@@ -913,11 +938,14 @@ static void cancel_asked(front *F) {
 
 static void accept_all(front *F) {
     for (;;) {
-        if (F->lim.cap > 0 && F->open >= F->lim.cap) break;
         struct sockaddr_storage sa;
         socklen_t len = sizeof sa;
         int fd = accept4(F->lfd, (struct sockaddr *)&sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return; /* EAGAIN, or no fd left: the next round tries again */
+        if (full(F)) {
+            hand_new(F, fd);
+            continue;
+        }
         conn *c = calloc(1, sizeof *c);
         if (!c) {
             close(fd);
@@ -936,10 +964,10 @@ static void accept_all(front *F) {
             inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&sa)->sin6_addr, c->peer, sizeof c->peer);
         join(F, c);
     }
-    pace_accepts(F);
 }
 
-/* Idle keep-alive connections close; one slow with its head goes to Python (its timers). An
+/* A connection idle past keepAliveTimeout (headerTimeout before its first request) closes, as
+ * Python's do; one whose request has taken headerTimeout goes to Python (its timers). An
  * exchange past a timeout of its model's: a connection not made yet goes to Python (which
  * reports it), a head later than responseHeader gets a 504, a body that stops for idleRead is
  * cut, as Python's relay does each. */
@@ -949,8 +977,9 @@ static void sweep(front *F) {
         next = c->next;
         double quiet = t - c->last;
         if (c->phase == F_READ) {
-            if (!c->in_len && (F->draining || quiet > F->lim.keep_alive)) close_conn(F, c);
-            else if (c->in_len && quiet > F->lim.head_timeout) to_python(F, c);
+            double idle = c->served ? F->lim.keep_alive : F->lim.head_timeout;
+            if (!c->in_len && (F->draining || quiet > idle)) close_conn(F, c);
+            else if (c->in_len && t - c->head_at > F->lim.head_timeout) to_python(F, c);
         } else if (c->phase == F_SEND && c->fresh && c->connect > 0 && quiet > c->connect) {
             c->fresh = 1; /* no second try: Python's */
             engine_failed(F, c);
@@ -963,7 +992,7 @@ static void sweep(front *F) {
             c->left = 0;
             c->phase = F_BODY;
             c->answered = 1;
-            if (emit(c, F->answers[ANSWER_LATE], F->answer_lens[ANSWER_LATE])) flush_client(F, c);
+            if (answer(F, c, ANSWER_LATE)) flush_client(F, c);
             else ended(F, c, IDLE);
         } else if (c->phase == F_BODY && !c->behind && c->idle > 0 && quiet > c->idle) {
             ended(F, c, IDLE);
@@ -994,7 +1023,6 @@ static void *front_run(void *arg) {
                 if (F->lim_asked) F->lim = F->asked;
                 F->lim_asked = 0;
                 pthread_mutex_unlock(&F->lock);
-                pace_accepts(F);
                 while (back) {
                     conn *c = back;
                     back = c->next;
@@ -1002,7 +1030,7 @@ static void *front_run(void *arg) {
                 }
                 cancel_asked(F);
                 if (draining && !F->closed_listener) {
-                    if (!F->paused) epoll_ctl(F->ep, EPOLL_CTL_DEL, F->lfd, NULL);
+                    epoll_ctl(F->ep, EPOLL_CTL_DEL, F->lfd, NULL);
                     F->closed_listener = 1;
                     swept = 0;
                 }
@@ -1247,6 +1275,7 @@ int front_adopt(void *h, int fd, const char *peer) {
     c->phase = F_READ;
     c->last = now();
     c->cl_events = EPOLLIN | EPOLLRDHUP;
+    c->served = 1;
     snprintf(c->peer, sizeof c->peer, "%s", peer);
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     pthread_mutex_lock(&F->lock);
@@ -1257,8 +1286,6 @@ int front_adopt(void *h, int fd, const char *peer) {
     return 1;
 }
 
-/* Captures from now on: at most budget bytes of response bodies kept by exchanges in flight,
- * limit each (0: none, and no request is copied). */
 /* The config's limits from now on (a reload's): see limits. */
 void front_limits(void *h, int64_t max_body, int64_t max_depth, double keep_alive,
                   double head_timeout, int64_t cap) {
@@ -1270,6 +1297,15 @@ void front_limits(void *h, int64_t max_body, int64_t max_depth, double keep_aliv
     signal_fd(F->control);
 }
 
+/* Connections the front has open; Python tells how many it has (the cap counts both). */
+int64_t front_open(void *h) { return __atomic_load_n(&((front *)h)->open, __ATOMIC_RELAXED); }
+
+void front_python_open(void *h, int64_t n) {
+    __atomic_store_n(&((front *)h)->python_open, n, __ATOMIC_RELAXED);
+}
+
+/* Captures from now on: at most budget bytes of response bodies kept by exchanges in flight,
+ * limit each (0: none, and no request is copied). */
 void front_captures(void *h, int64_t budget, int64_t limit) {
     front *F = h;
     pthread_mutex_lock(&F->lock);

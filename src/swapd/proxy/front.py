@@ -1,4 +1,4 @@
-"""The native front's Python side (docs/dataplane.md, option C; ``SWAPD_NATIVE_FRONT=1``).
+"""The native front's Python side (docs/dataplane.md, option C; ``SWAPD_NATIVE_FRONT=0``: off).
 
 The front (swapd.native, ``front.c``) accepts swapd's connections and serves the routine
 requests of ready models with no Python per request. This module keeps it told and booked:
@@ -83,8 +83,8 @@ class Cancel:
 
 
 def enabled() -> bool:
-    """``SWAPD_NATIVE_FRONT=1`` and the library is built."""
-    return os.environ.get("SWAPD_NATIVE_FRONT") == "1" and native.library() is not None
+    """The library is built and ``SWAPD_NATIVE_FRONT=0`` does not turn the front off."""
+    return os.environ.get("SWAPD_NATIVE_FRONT") != "0" and native.library() is not None
 
 
 def engine_address(base_url: str) -> tuple[str, int] | None:
