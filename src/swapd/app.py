@@ -44,7 +44,6 @@ from swapd.observe.observer import Observer
 from swapd.proxy import front
 from swapd.proxy.admin import Admin
 from swapd.proxy.app import Proxy
-from swapd.proxy.envelope import error_body
 from swapd.proxy.forward import UpstreamClient
 from swapd.proxy.front import NativeFront
 from swapd.proxy.websocket import MAX_MESSAGE_BYTES
@@ -99,14 +98,6 @@ class _Server(uvicorn.Server):
             await loop.connect_accepted_socket(lambda: protocol, sock)
         except OSError:
             sock.close()  # the client left meanwhile
-
-
-def closing_error(status: int, message: str) -> bytes:
-    """A whole JSON error response that closes its connection (the native front's own)."""
-    codes = {502: "bad_gateway", 503: "request_cancelled", 504: "upstream_timeout"}
-    body = error_body(status, message, codes[status])
-    fields = b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body)
-    return STATUS_LINE[status] + fields + b"connection: close\r\n\r\n" + body
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -349,13 +340,6 @@ class App:
             main.start_soon(server.adopt, fd, data, name="front-handover")
 
         owner = NativeFront(scheduler, self.proxy, observer, handed, edge.cap)
-        bad = closing_error(
-            502, "the engine closed the connection or sent a head swapd cannot relay"
-        )
-        late = closing_error(
-            504, "the engine sent no response headers in time (timeouts.responseHeader)"
-        )
-        cancelled = closing_error(503, "the request was cancelled by an operator")
         made = native.front(
             loop,
             sock.fileno(),
@@ -363,7 +347,6 @@ class App:
             owner,
             status_lines=STATUS_LINE,
             paths=front.PATHS,
-            answers=(bad, late, cancelled),
             **owner.limits(),
         )
         if made is None:

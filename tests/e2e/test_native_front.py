@@ -443,5 +443,7 @@ def test_a_request_cancelled_before_its_answer_gets_a_503(start_port: int) -> No
     status_line, date, *_ = head.split(b"\r\n")
     assert status_line == b"HTTP/1.1 503 Service Unavailable"
     assert date.startswith(b"date: ") and date.endswith(b" GMT")  # as Python's answers have
-    assert json.loads(body)["error"]["code"] == "request_cancelled"
+    error = json.loads(body)["error"]
+    assert error["code"] == "request_cancelled"
+    assert error["message"] == f"request {entries[0]['id']} was cancelled by an operator"
     assert [r["status"] for r in records if r["id"] == entries[0]["id"]] == [503]

@@ -86,6 +86,24 @@ def test_a_prompt_that_crashes_its_engine_is_answered_502_and_never_replayed(
         assert [r["status"] for r in activity(swapd.url)] == [502, 200, 502, 200]
 
 
+def test_a_crash_on_the_messages_route_is_answered_in_anthropics_error_shape(
+    start_port: int,
+) -> None:
+    """The 502 names the engine and has the Anthropic error shape on /v1/messages, whoever
+    relayed the request (the native front serves a ready model's: Python writes its errors)."""
+    with run_swapd(config(start_port, raw_model("m"))) as swapd:
+        url = f"{swapd.url}/v1/messages"
+        body = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(url, json=body, timeout=30).status_code == 200  # m starts
+        body["messages"] = [{"role": "user", "content": "act:die"}]
+        crashed = httpx.post(url, json=body, timeout=30)
+    assert crashed.status_code == 502, crashed.text
+    error = crashed.json()
+    assert error["type"] == "error" and error["error"]["type"] == "api_error"
+    assert error["error"]["message"].startswith("engine for model 'm'")
+    assert "date" in crashed.headers
+
+
 def test_request_to_a_just_died_engine_still_gets_a_fresh_engine(start_port: int) -> None:
     with run_swapd(config(start_port, raw_model("m"))) as swapd:
         chat = f"{swapd.url}/v1/chat/completions"

@@ -43,6 +43,11 @@ CLIENT_GONE = 3  # the client's socket refused more bytes
 IDLE = 4  # the engine sent nothing for the idle limit
 ABORTED = 5  # :meth:`Relay.abort` or :meth:`Relay.settle` came first
 BAD_FRAMING = 6  # the engine's chunked framing is broken
+# The native front's ends of an exchange that had no answer yet: Python writes the error
+ENGINE_HEAD = 7  # the engine's head is not one the front follows (502)
+ENGINE_CLOSED = 8  # the engine closed a new connection before answering (502)
+HEAD_LATE = 9  # the engine's head came later than responseHeader (504)
+CANCELLED = 10  # an operator cancelled it (503)
 
 
 class _Result(ctypes.Structure):
@@ -370,6 +375,7 @@ class Exchange:
     request: bytes = b""
     request_head: int = 0
     response_head: bytes = b""
+    fd: int = -1  # ended with no answer (ENGINE_HEAD…): the client's connection, for Python's
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,9 +404,8 @@ class FrontOwner(Protocol):
 class Front:
     """relay.c's native front (front.c): a thread that accepts on a listening socket and serves
     routine requests of the models in its table (:meth:`table`) through their gates, with no
-    Python per request; everything else is handed to ``owner``. ``answers``: the whole
-    responses it sends itself (a 502 for an engine that closed before answering or sent an odd
-    head, a 504 for a head later than responseHeader, a 503 for a cancelled request)."""
+    Python per request; everything else is handed to ``owner``, and so are the connections of
+    exchanges that end with no answer, for Python's error (:class:`Exchange`'s ``fd``)."""
 
     def __init__(
         self,
@@ -416,7 +421,6 @@ class Front:
         max_depth: int,
         keep_alive: float,
         head_timeout: float,
-        answers: tuple[bytes, bytes, bytes],
         cap: int,
     ) -> None:
         self._lines = [ctypes.create_string_buffer(status_lines[code]) for code in range(100, 600)]
@@ -431,8 +435,6 @@ class Front:
             max_depth,
             keep_alive,
             head_timeout,
-            (ctypes.c_char_p * 3)(*answers),
-            (ctypes.c_int64 * 3)(*map(len, answers)),
             cap,
         )
         if not handle:
@@ -551,7 +553,7 @@ class Front:
             peer = res.peer.decode("ascii", "replace")
             times = res.began, res.wall, res.ended
             what = res.id, res.gate, res.path, res.status, res.end
-            exchange = Exchange(*what, *times, peer, body)
+            exchange = Exchange(*what, *times, peer, body, fd=res.fd)
             if request:
                 exchange = dataclasses.replace(
                     exchange, request=request, request_head=res.data_head, response_head=response
@@ -677,8 +679,6 @@ def _load() -> ctypes.CDLL | None:
         ctypes.c_int64,
         ctypes.c_double,
         ctypes.c_double,
-        ctypes.POINTER(ctypes.c_char_p),
-        ctypes.POINTER(ctypes.c_int64),
         ctypes.c_int64,
     ]
     lib.front_inflight.restype = ctypes.c_int64

@@ -20,13 +20,15 @@
  * bytes) is queued for front_next (FRONT_PYTHON) and Python serves it from then on, as if
  * uvicorn had accepted it; Python hands a kept-alive connection back between two requests
  * (front_adopt). So does a routine request whose engine connection could not be made or
- * written to (Python then waits for the engine's restart as it does for its own); an engine
- * that closes a new connection before answering gets the client a 502 and no second try.
+ * written to (Python then waits for the engine's restart as it does for its own).
  * Each finished exchange is queued too (FRONT_RECORD: the model's gate, the route, status,
  * times, the body's size, first and last bytes, and for a capture the request, the client's
  * head and the body within the capture budget, front_captures) for swapd's records; the
  * notify eventfd is written at once for a connection, and for records once per batch
- * (FRONT_BATCH). front_inflight lists the exchanges in flight, front_cancel ends one. The
+ * (FRONT_BATCH). An exchange that ends with no answer yet (an engine that closes a new
+ * connection before answering, and is not sent the request again; a head the front does not
+ * follow or that comes too late; a cancel) has its record take the connection along, and
+ * Python writes the error it would have written, so every error is worded by Python. front_inflight lists the exchanges in flight, front_cancel ends one. The
  * model's timeouts (connect, responseHeader, idleRead) and the server's limits (body size,
  * JSON depth, keep-alive and head timeouts, the connection cap; front_limits on a reload) are
  * kept here.
@@ -46,7 +48,10 @@
 
 enum { FRONT_RECORD = 1, FRONT_PYTHON };
 enum { F_READ = 1, F_SEND, F_HEAD, F_BODY };
-enum { ENGINE_HEAD = 7 }; /* an end: the engine's head was not one the front follows (502) */
+/* The ends of an exchange that has no answer yet and gets Python's error (refer): the engine's
+ * head was not one the front follows (502), the engine closed a new connection before answering
+ * (502), its head came later than responseHeader (504), an operator cancelled it (503). */
+enum { ENGINE_HEAD = 7, ENGINE_CLOSED, HEAD_LATE, CANCELLED };
 
 typedef struct {
     const char *name, *host;
@@ -98,8 +103,6 @@ typedef struct { /* an exchange in flight, as front_inflight tells it */
     double wall, began;
     char peer[64];
 } front_flying;
-
-enum { ANSWER_BAD, ANSWER_LATE, ANSWER_CANCELLED, ANSWERS };
 
 typedef struct conn {
     int cl, up, phase, fresh, closing, mode, reuse, status, path, answered, behind, muted;
@@ -161,8 +164,6 @@ typedef struct {
     char date[64];
     size_t date_len;
     time_t date_at;
-    char *answers[ANSWERS];      /* whole responses of the front's own (front_create) */
-    size_t answer_lens[ANSWERS];
     conn *flying;                /* exchanges in flight (under lock: front_inflight reads it) */
     int64_t next_id;
     int64_t open;                /* connections the front has (atomic: front_open reads it) */
@@ -208,7 +209,7 @@ static void queue(front *F, record *r) {
     if (F->last) F->last->next = r; else F->first = r;
     F->last = r;
     if (F->pending == 0) F->pending = now();
-    if (r->kind == FRONT_PYTHON) F->urgent = 1;
+    if (r->fd >= 0) F->urgent = 1; /* a connection for Python */
     pthread_mutex_unlock(&F->lock);
 }
 
@@ -256,7 +257,6 @@ static void attach(front *F, conn *c, int fd) {
     c->up_events = c->phase == F_SEND ? EPOLLOUT : EPOLLIN;
     arm(F, fd, (void *)((uintptr_t)c | 1), c->up_events, EPOLL_CTL_ADD);
 }
-
 
 /* Off the list; freed once this epoll round's events (which may name it) are read. */
 static void forget(front *F, conn *c) {
@@ -379,7 +379,11 @@ static int dial(const struct sockaddr_in *addr) {
 
 static void serve_next(front *F, conn *c);
 
+/* The exchange has ended: its record queued for Python. One that ended before any byte of an
+ * answer with an error of the front's (end >= ENGINE_HEAD) takes the client's connection along:
+ * Python writes the error it would have written for the request, and closes it. */
 static void ended(front *F, conn *c, int end) {
+    int refer = end >= ENGINE_HEAD;
     land(F, c);
     gate_leave(F->g, c->gate);
     __atomic_fetch_sub(&F->exchanges, 1, __ATOMIC_RELAXED);
@@ -393,7 +397,7 @@ static void ended(front *F, conn *c, int end) {
     if (r) {
         r->kind = FRONT_RECORD;
         r->id = c->xid;
-        r->fd = -1;
+        r->fd = refer ? c->cl : -1;
         r->gate = c->gate;
         r->status = c->status;
         r->path = c->path;
@@ -416,6 +420,8 @@ static void ended(front *F, conn *c, int end) {
     } else {
         free(f->keep);
         free(f);
+        refer = 0; /* no record to take the connection: it closes */
+        end = ABORTED;
     }
     c->f = NULL;
     free(c->wr);
@@ -426,6 +432,12 @@ static void ended(front *F, conn *c, int end) {
     c->reserved = -1;
     c->ob_len = c->ob_off = 0;
     c->phase = F_READ; /* (an engine connection kept goes to the pool if this one closes) */
+    if (refer) { /* the record took the client's connection */
+        epoll_ctl(F->ep, EPOLL_CTL_DEL, c->cl, NULL);
+        let_engine_go(F, c);
+        forget(F, c);
+        return;
+    }
     if (end != DONE || c->closing || F->draining) {
         close_conn(F, c);
         return;
@@ -481,17 +493,6 @@ static int emit(conn *c, const char *p, size_t n) {
     memcpy(c->ob + c->ob_len, p, n);
     c->ob_len += n;
     return 1;
-}
-
-/* One of the front's own answers, with a date after its status line, as Python's have. */
-static int answer(front *F, conn *c, int which) {
-    const char *a = F->answers[which];
-    size_t len = F->answer_lens[which];
-    const char *eol = memmem(a, len, "\r\n", 2);
-    size_t line = eol ? (size_t)(eol - a) + 2 : 0;
-    dated(F);
-    return emit(c, a, line) && emit(c, "date: ", 6) && emit(c, F->date, F->date_len) &&
-           emit(c, "\r\n", 2) && emit(c, a + line, len - line);
 }
 
 static int complete(conn *c) {
@@ -560,15 +561,11 @@ static void read_head(front *F, conn *c) {
     if (n <= 0) {
         /* Before any byte of an answer: a kept-alive connection the engine closed is tried
          * once more on a new one; on a new one the request may have been what ended the engine,
-         * so it is not sent again (a 502, as Python answers). */
+         * so it is not sent again (Python's 502). */
         if (c->rh_len == 0 && !c->fresh) engine_failed(F, c);
         else {
             c->status = 502;
-            answer(F, c, ANSWER_BAD);
-            c->closing = 1;
-            c->mode = MODE_PLAIN;
-            c->left = 0;
-            flush_client(F, c);
+            ended(F, c, ENGINE_CLOSED);
         }
         return;
     }
@@ -585,20 +582,10 @@ static void read_head(front *F, conn *c) {
         free(out);
         return;
     }
-    if (size < 0) { /* a head the front does not follow: a 502, and the connection closes */
+    if (size < 0) { /* a head the front does not follow: Python's 502 */
         free(out);
         c->status = 502;
-        c->closing = 1;
-        c->mode = MODE_PLAIN;
-        c->left = 0;
-        c->reuse = 0;
-        if (!answer(F, c, ANSWER_BAD)) {
-            ended(F, c, ENGINE_HEAD);
-            return;
-        }
-        c->phase = F_BODY;
-        c->answered = 1;
-        flush_client(F, c);
+        ended(F, c, ENGINE_HEAD);
         return;
     }
     c->last = now(); /* idleRead counts from here */
@@ -901,8 +888,8 @@ static void hand_new(front *F, int fd) {
     queue(F, r);
 }
 
-/* Exchanges an operator cancelled (front_cancel): a 503 when nothing was answered yet, else
- * the client's stream is cut; the engine's connection closes either way. */
+/* Exchanges an operator cancelled (front_cancel): Python's 503 when nothing was answered yet,
+ * else the client's stream is cut; the engine's connection closes either way. */
 static void cancel_asked(front *F) {
     conn *asked[EVENTS];
     int n = 0;
@@ -917,22 +904,7 @@ static void cancel_asked(front *F) {
         conn *c = asked[i];
         if (!c->phase || !c->f) continue;
         c->status = 503;
-        if (c->answered) {
-            ended(F, c, ABORTED);
-            continue;
-        }
-        if (c->up >= 0) shut(F, c->up);
-        c->up = -1;
-        c->closing = 1;
-        c->mode = MODE_PLAIN;
-        c->left = 0;
-        c->phase = F_BODY;
-        c->answered = 1;
-        c->behind = 0;
-        if (answer(F, c, ANSWER_CANCELLED))
-            flush_client(F, c);
-        else
-            ended(F, c, ABORTED);
+        ended(F, c, c->answered ? ABORTED : CANCELLED);
     }
 }
 
@@ -984,16 +956,8 @@ static void sweep(front *F) {
             c->fresh = 1; /* no second try: Python's */
             engine_failed(F, c);
         } else if (c->phase == F_HEAD && c->head > 0 && quiet > c->head) {
-            shut(F, c->up);
-            c->up = -1;
             c->status = 504;
-            c->closing = 1;
-            c->mode = MODE_PLAIN;
-            c->left = 0;
-            c->phase = F_BODY;
-            c->answered = 1;
-            if (answer(F, c, ANSWER_LATE)) flush_client(F, c);
-            else ended(F, c, IDLE);
+            ended(F, c, HEAD_LATE);
         } else if (c->phase == F_BODY && !c->behind && c->idle > 0 && quiet > c->idle) {
             ended(F, c, IDLE);
         }
@@ -1087,13 +1051,10 @@ static void *front_run(void *arg) {
 /* -- Python's side ---------------------------------------------------------------------------- */
 
 /* lines: the status lines (100..599); paths: the routes served here, each ending with NUL, an
- * empty one last; answers: the whole responses the front sends itself, ANSWER_BAD (a 502 for an
- * engine that closed before answering or sent an odd head), ANSWER_LATE (a 504 for a head later
- * than the model's responseHeader), ANSWER_CANCELLED (a 503 for a request an operator
- * cancelled); cap: connections open at most (0: no cap). */
+ * empty one last; the rest: the server's limits (see limits). */
 void *front_create(int lfd, void *gates_, const char *const *lines, const char *paths,
                    int64_t max_body, int64_t max_depth, double keep_alive, double head_timeout,
-                   const char *const *answers, const int64_t *answer_lens, int64_t cap) {
+                   int64_t cap) {
     front *F = calloc(1, sizeof *F);
     if (!F) return NULL;
     F->g = gates_;
@@ -1103,13 +1064,6 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
         F->path_lens[F->npaths++] = strlen(p);
     }
     F->lim = (limits){max_body, max_depth, cap, keep_alive, head_timeout};
-    int answered = 1;
-    for (int i = 0; i < ANSWERS; i++) {
-        F->answers[i] = malloc((size_t)answer_lens[i]);
-        if (F->answers[i]) memcpy(F->answers[i], answers[i], (size_t)answer_lens[i]);
-        else answered = 0;
-        F->answer_lens[i] = (size_t)answer_lens[i];
-    }
     F->pool = calloc((size_t)F->g->size * FRONT_POOL, sizeof *F->pool);
     F->pool_n = calloc((size_t)F->g->size, sizeof *F->pool_n);
     F->lfd = fcntl(lfd, F_DUPFD_CLOEXEC, 0);
@@ -1117,7 +1071,7 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
     F->control = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     F->notify = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&F->lock, NULL);
-    int bad_start = !answered || !F->pool || !F->pool_n || F->lfd < 0 || F->ep < 0 ||
+    int bad_start = !F->pool || !F->pool_n || F->lfd < 0 || F->ep < 0 ||
                     F->control < 0 || F->notify < 0;
     if (!bad_start) {
         fcntl(F->lfd, F_SETFL, fcntl(F->lfd, F_GETFL) | O_NONBLOCK);
@@ -1130,7 +1084,6 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
         for (int i = 0; i < 4; i++)
             if (fds[i] >= 0) close(fds[i]);
         for (int i = 0; i < F->npaths; i++) free(F->paths[i]);
-        for (int i = 0; i < ANSWERS; i++) free(F->answers[i]);
         free(F->pool);
         free(F->pool_n);
         free(F);
@@ -1412,7 +1365,6 @@ void front_destroy(void *h) {
     close(F->control);
     close(F->notify);
     pthread_mutex_destroy(&F->lock);
-    for (int i = 0; i < ANSWERS; i++) free(F->answers[i]);
     free(F->pool);
     free(F->pool_n);
     free(F);

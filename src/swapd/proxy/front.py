@@ -21,15 +21,22 @@ requests of ready models with no Python per request. This module keeps it told a
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import ipaddress
 import logging
 import os
+import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE
+
 from swapd import native
-from swapd.errors import SwapdError
+from swapd.errors import RequestCancelled, SwapdError, UpstreamTimeout, UpstreamUnavailable
 from swapd.proxy import body, relay, routes
+from swapd.proxy.app import engine_name
+from swapd.proxy.envelope import error_body, is_anthropic
 
 if TYPE_CHECKING:
     from swapd.config.model import ServerConfig
@@ -54,8 +61,9 @@ CUT = {
 
 def status_of(done: native.Exchange) -> int:
     """The status Python would record: the engine's for a whole answer, 499 when the client
-    left first, 504 for a stalled body, 502 for a broken one."""
-    if done.end == native.DONE:
+    left first, 504 for a stalled body, 502 for a broken one, and for an exchange that ended
+    with no answer the status of Python's error."""
+    if done.end == native.DONE or done.fd >= 0:
         return done.status
     if done.end == native.CLIENT_GONE:
         return 499
@@ -121,6 +129,7 @@ class NativeFront:
         self._handed = handed
         self.front: native.Front | None = None
         self.models: dict[int, str] = {}  # gate -> model id
+        self.engines: dict[int, str] = {}  # gate -> its engine, as errors name it
         self.rids: dict[int, str] = {}  # exchange -> its id in the observer, once listed
         self.shown: set[int] = set()  # exchanges listed in the observer's in-flight table
         self._publish_soon = False
@@ -193,6 +202,7 @@ class NativeFront:
                 if address is None:
                     continue
                 host = slot.upstream.base_url[7:].encode()
+                self.engines[slot.gate] = engine_name(model.id, slot.upstream)
                 t = model.timeouts
                 times = (t.connect, t.response_header, t.idle_read)
                 found.append(native.FrontEntry(name, host, slot.gate, *address, times))
@@ -207,6 +217,9 @@ class NativeFront:
         for done in exchanges:
             self.shown.discard(done.id)
             model = self.models.get(done.gate)
+            rid = self.rids.pop(done.id, None)
+            if done.fd >= 0:
+                self.answer_error(done, model or "", rid)
             if model is None:
                 continue
             path = PATHS[done.path]
@@ -228,8 +241,36 @@ class NativeFront:
                 request=done.request,
                 request_head=done.request_head,
                 response_head=done.response_head,
-                rid=self.rids.pop(done.id, None),
+                rid=rid,
             )
+
+    def answer_error(self, done: native.Exchange, model: str, rid: str | None) -> None:
+        """Write Python's error for an exchange that ended with no answer (``done.fd``: the
+        client's connection, which closes after it), as Python's relay words it."""
+        what = self.engines.get(done.gate, f"engine for model {model!r}")
+        error: SwapdError
+        if done.end == native.HEAD_LATE:
+            config = self.scheduler.config.models.get(model)
+            limit = f" within {config.timeouts.response_header:g}s" if config else ""
+            sent = f"sent no response headers{limit} (timeouts.responseHeader)"
+            error = UpstreamTimeout(model, f"{what} {sent}")
+        elif done.end == native.CANCELLED:
+            asked = f"request {rid}" if rid else "the request"
+            error = RequestCancelled(f"{asked} was cancelled by an operator")
+        elif done.end == native.ENGINE_HEAD:
+            error = UpstreamUnavailable(model, f"{what} sent a response head swapd cannot relay")
+        else:
+            error = UpstreamUnavailable(model, f"{what} closed the connection before answering")
+        path = PATHS[done.path]
+        status = error.http_status
+        payload = error_body(status, error.message, error.code, anthropic=is_anthropic(path))
+        date = email.utils.formatdate(usegmt=True).encode()
+        fields = b"date: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
+            date,
+            len(payload),
+        )
+        with socket.socket(fileno=done.fd) as sock, contextlib.suppress(OSError):
+            sock.send(STATUS_LINE[status] + fields + b"connection: close\r\n\r\n" + payload)
 
     def metadata(self, model: str) -> dict[str, Any]:
         return {"fifo_priority": self.scheduler.config.priorities.get(model, 0), "front": True}
