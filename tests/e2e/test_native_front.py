@@ -95,6 +95,19 @@ def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, by
             return head, body, rest
 
 
+def start(url: str) -> None:
+    """beta started (Python serves that request; the front serves beta's from then on)."""
+    assert httpx.post(f"{url}/v1/chat/completions", json=chat(), timeout=30).status_code == 200
+
+
+def frames(sock: socket.socket, count: int) -> bytes:
+    """A stream's bytes read until ``count`` data frames came."""
+    got = b""
+    while got.count(b"data: ") < count:
+        got += receive(sock)
+    return got
+
+
 def receive(sock: socket.socket) -> bytes:
     piece = sock.recv(65536)
     assert piece, "the connection closed"
@@ -148,7 +161,7 @@ def test_routine_requests_are_served_by_the_front_with_pythons_answers_and_recor
 
 def test_the_fronts_requests_are_captured_as_pythons(start_port: int) -> None:
     with fronted(start_port, captures=1) as swapd:
-        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        start(swapd.url)
         sent = chat(stream=True, chunks=30)
         with httpx.Client(base_url=swapd.url, timeout=30) as client:
             got = client.post("/v1/chat/completions", json=sent, headers={"x-trace": "t1"})
@@ -172,7 +185,7 @@ def test_what_the_front_leaves_to_python_is_answered_on_the_same_connection(
     """Requests the front does not serve go to Python with the bytes read, and the connection
     comes back to the front after each: one kept-alive socket carries them all, in order."""
     with fronted(start_port) as swapd:
-        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)  # start beta
+        start(swapd.url)
         port = swapd.port
         routine = request(port, json.dumps(chat()).encode())
         cases: list[tuple[bytes, int, str]] = [
@@ -262,7 +275,7 @@ def test_the_openai_sdk_streams_through_the_front(start_port: int) -> None:
 def test_a_paced_stream_reaches_the_client_frame_by_frame(start_port: int) -> None:
     """200 frames 5 ms apart: each arrives as the engine sends it, not all at the end."""
     with fronted(start_port) as swapd:
-        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        start(swapd.url)
         body = json.dumps(chat(stream=True, chunks=200, chunk_delay=0.005)).encode()
         arrivals = []
         with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
@@ -283,7 +296,7 @@ def test_a_paced_stream_reaches_the_client_frame_by_frame(start_port: int) -> No
 
 def test_pipelined_and_split_requests_are_each_answered_in_order(start_port: int) -> None:
     with fronted(start_port) as swapd:
-        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        start(swapd.url)
         port = swapd.port
         one = request(port, json.dumps(chat(messages=[{"role": "user", "content": "a"}])).encode())
         two = request(port, json.dumps(chat(messages=[{"role": "user", "content": "b"}])).encode())
@@ -307,13 +320,11 @@ def test_a_client_that_leaves_mid_stream_leaves_the_model_ready_for_the_next(
     start_port: int,
 ) -> None:
     with fronted(start_port) as swapd:
-        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        start(swapd.url)
         body = json.dumps(chat(stream=True, chunks=400, chunk_delay=0.01)).encode()
         with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
             sock.sendall(request(swapd.port, body))
-            got = b""
-            while got.count(b"data: ") < 5:
-                got += receive(sock)
+            frames(sock, 5)
         deadline = time.monotonic() + 10
         while True:  # the front's request ended: nothing in flight for beta
             running = httpx.get(f"{swapd.url}/running", timeout=10).json()["running"]
@@ -337,9 +348,7 @@ def test_an_engine_that_dies_mid_stream_cuts_the_stream_and_the_next_request_res
         body = json.dumps(chat(stream=True, chunks=400, chunk_delay=0.01)).encode()
         with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
             sock.sendall(request(swapd.port, body))
-            got = b""
-            while got.count(b"data: ") < 5:
-                got += receive(sock)
+            got = frames(sock, 5)
             os.kill(pid, signal.SIGKILL)
             while piece := sock.recv(65536):  # the front closes the client's connection
                 got += piece
@@ -363,13 +372,11 @@ groups:
     members: [alpha, beta]
 """
     with fronted(start_port, group) as swapd:
-        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        start(swapd.url)
         body = json.dumps(chat(stream=True, chunks=60, chunk_delay=0.02)).encode()
         with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
             sock.sendall(request(swapd.port, body))
-            got = b""
-            while got.count(b"data: ") < 3:
-                got += receive(sock)
+            got = frames(sock, 3)
             began = time.monotonic()
             other = httpx.post(f"{swapd.url}/v1/chat/completions", json=chat("alpha"), timeout=30)
             waited = time.monotonic() - began
@@ -382,13 +389,11 @@ groups:
 
 def test_shutdown_lets_the_fronts_stream_finish(start_port: int) -> None:
     with fronted(start_port) as swapd:
-        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        start(swapd.url)
         body = json.dumps(chat(stream=True, chunks=50, chunk_delay=0.02)).encode()
         with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
             sock.sendall(request(swapd.port, body))
-            got = b""
-            while got.count(b"data: ") < 3:
-                got += receive(sock)
+            got = frames(sock, 3)
             swapd.proc.send_signal(signal.SIGTERM)
             while b"data: [DONE]" not in got:
                 got += receive(sock)
@@ -404,13 +409,11 @@ def inflight(url: str) -> list[dict[str, Any]]:
 
 def test_the_fronts_streams_are_in_flight_and_an_operator_can_cancel_one(start_port: int) -> None:
     with fronted(start_port) as swapd:
-        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        start(swapd.url)
         body = json.dumps(chat(stream=True, chunks=400, chunk_delay=0.01)).encode()
         with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
             sock.sendall(request(swapd.port, body))
-            got = b""
-            while got.count(b"data: ") < 5:
-                got += receive(sock)
+            got = frames(sock, 5)
             [entry] = inflight(swapd.url)
             time.sleep(0.2)
             [later] = inflight(swapd.url)
@@ -429,7 +432,7 @@ def test_the_fronts_streams_are_in_flight_and_an_operator_can_cancel_one(start_p
 
 def test_a_request_cancelled_before_its_answer_gets_a_503(start_port: int) -> None:
     with fronted(start_port) as swapd:
-        httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        start(swapd.url)
         with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
             sock.sendall(request(swapd.port, json.dumps(chat(delay=20)).encode()))
             deadline = time.monotonic() + 10

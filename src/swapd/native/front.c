@@ -1202,12 +1202,7 @@ int front_next(void *h, front_result *out) {
         out->first = f->first;
         out->head_len = (int64_t)f->head_len;
         memcpy(out->head, f->head, f->head_len);
-        size_t t = f->tail_total < TAIL_MAX ? (size_t)f->tail_total : TAIL_MAX;
-        size_t start = (f->tail_pos + TAIL_MAX - t) % TAIL_MAX;
-        size_t first = TAIL_MAX - start < t ? TAIL_MAX - start : t;
-        memcpy(out->tail, f->tail + start, first);
-        memcpy(out->tail + first, f->tail, t - first);
-        out->tail_len = (int64_t)t;
+        out->tail_len = tail_of(f, out->tail);
         out->keep = f->keep; /* the caller's, as data and resp are */
         out->keep_len = (int64_t)f->keep_len;
         out->keep_cut = f->keep_cut;

@@ -508,6 +508,16 @@ int64_t relay_size(void *flow_) {
     return __atomic_load_n(&((flow *)flow_)->size, __ATOMIC_RELAXED);
 }
 
+/* The body's last TAIL_MAX bytes (fewer for a shorter body) into out, in order; their count. */
+static int64_t tail_of(const flow *f, char *out) {
+    size_t t = f->tail_total < TAIL_MAX ? (size_t)f->tail_total : TAIL_MAX;
+    size_t start = (f->tail_pos + TAIL_MAX - t) % TAIL_MAX;
+    size_t first = TAIL_MAX - start < t ? TAIL_MAX - start : t;
+    memcpy(out, f->tail + start, first);
+    memcpy(out + first, f->tail, t - first);
+    return (int64_t)t;
+}
+
 /* One ended flow into *out (1), or none left (0). The caller reads the notify fd first, then
  * calls this until it returns 0. */
 int relay_next(void *h, result *out) {
@@ -526,12 +536,7 @@ int relay_next(void *h, result *out) {
     out->first = f->first;
     out->head_len = (int64_t)f->head_len;
     memcpy(out->head, f->head, f->head_len);
-    size_t t = f->tail_total < TAIL_MAX ? (size_t)f->tail_total : TAIL_MAX;
-    size_t start = (f->tail_pos + TAIL_MAX - t) % TAIL_MAX;
-    size_t first = TAIL_MAX - start < t ? TAIL_MAX - start : t;
-    memcpy(out->tail, f->tail + start, first);
-    memcpy(out->tail + first, f->tail, t - first);
-    out->tail_len = (int64_t)t;
+    out->tail_len = tail_of(f, out->tail);
     out->keep = f->keep;
     out->keep_len = (int64_t)f->keep_len;
     f->keep = NULL;
