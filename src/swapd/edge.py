@@ -28,6 +28,7 @@ itself. The protocol forwards the transport's ``pause_writing``/``resume_writing
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import ipaddress
 import logging
 import os
@@ -93,11 +94,13 @@ def refuse_backlog(cap: int) -> int:
 
 
 def refusal(error: SwapdError, path: bytes = b"", *, retry: bool = False) -> bytes:
-    """A complete ``connection: close`` response carrying ``error``'s JSON envelope."""
+    """A complete ``connection: close`` response carrying ``error``'s JSON envelope (in
+    Anthropic's shape for its routes), dated as uvicorn's responses are."""
     anthropic = is_anthropic(path.decode("latin-1"))
     body = error_body(error.http_status, error.message, error.code, anthropic=anthropic)
     head = [
         STATUS_LINE[error.http_status],
+        b"date: %s\r\n" % email.utils.formatdate(usegmt=True).encode(),
         b"content-type: application/json\r\n",
         b"content-length: %d\r\n" % len(body),
         b"connection: close\r\n",

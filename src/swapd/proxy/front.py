@@ -22,7 +22,6 @@ requests of ready models with no Python per request. This module keeps it told a
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import ipaddress
 import logging
 import os
@@ -30,13 +29,11 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE
-
 from swapd import native
+from swapd.edge import refusal
 from swapd.errors import RequestCancelled, SwapdError, UpstreamTimeout, UpstreamUnavailable
 from swapd.proxy import body, relay, routes
 from swapd.proxy.app import engine_name
-from swapd.proxy.envelope import error_body, is_anthropic
 
 if TYPE_CHECKING:
     from swapd.config.model import ServerConfig
@@ -261,16 +258,8 @@ class NativeFront:
             error = UpstreamUnavailable(model, f"{what} sent a response head swapd cannot relay")
         else:
             error = UpstreamUnavailable(model, f"{what} closed the connection before answering")
-        path = PATHS[done.path]
-        status = error.http_status
-        payload = error_body(status, error.message, error.code, anthropic=is_anthropic(path))
-        date = email.utils.formatdate(usegmt=True).encode()
-        fields = b"date: %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n" % (
-            date,
-            len(payload),
-        )
         with socket.socket(fileno=done.fd) as sock, contextlib.suppress(OSError):
-            sock.send(STATUS_LINE[status] + fields + b"connection: close\r\n\r\n" + payload)
+            sock.send(refusal(error, PATHS[done.path].encode()))
 
     def metadata(self, model: str) -> dict[str, Any]:
         return {"fifo_priority": self.scheduler.config.priorities.get(model, 0), "front": True}
