@@ -32,11 +32,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "GIB",
@@ -132,6 +132,23 @@ def wait_http(
             raise TimeoutError(f"{url} not answering {status} after {timeout:g}s (last: {last})")
         time.sleep(interval)
         interval = min(interval * 1.5, 0.1)
+
+
+_T = TypeVar("_T")
+
+
+def wait_for(check: Callable[[], _T], what: str = "the condition", timeout: float = 20.0) -> _T:
+    """Call ``check`` every 50 ms until it returns something truthy, and return that.
+
+    Raises ``AssertionError`` naming ``what`` after ``timeout`` seconds: a test waits for the
+    state it needs instead of sleeping a guess.
+    """
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.05)
+    return found
 
 
 @contextlib.contextmanager

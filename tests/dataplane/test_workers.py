@@ -10,15 +10,13 @@ import os
 import signal
 import socket
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from swapd.testing import echo_cmd, pids_alive, run_swapd, worker_pids
+from swapd.testing import echo_cmd, pids_alive, run_swapd, wait_for, worker_pids
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,15 +36,6 @@ models:
     concurrencyLimit: 1
 {extra}
 """
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def chat(model: str = "alpha", text: str = "hi", **extra: Any) -> dict[str, Any]:

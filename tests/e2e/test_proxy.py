@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import os
 import signal
 import time
@@ -15,7 +14,7 @@ import openai
 import pytest
 
 from fakes import raw_engine_cmd
-from swapd.testing import echo_cmd, pids_alive, run_swapd
+from swapd.testing import echo_cmd, pids_alive, run_swapd, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -183,7 +182,8 @@ def test_concurrency_limit_answers_429_with_retry_after(start_port: int) -> None
             target=lambda: client.post(f"{swapd.url}/v1/chat/completions", json=body)
         )
         slow.start()
-        time.sleep(0.5)
+        # the slow request holds the one place before the second is sent
+        wait_for(lambda: httpx.get(f"{swapd.url}/api/inflight").json()["requests"], "the slow one")
         r = chat(swapd.url, "alpha")
         slow.join()
         assert r.status_code == 429
@@ -376,7 +376,7 @@ def test_shutdown_drains_in_flight_requests_before_stopping_engines(start_port: 
             )
         )
         t.start()
-        time.sleep(0.4)
+        wait_for(lambda: httpx.get(f"{swapd.url}/api/inflight").json()["requests"], "the request")
         swapd.proc.send_signal(signal.SIGTERM)
         t.join()
     assert result["r"].status_code == 200
@@ -389,11 +389,7 @@ def test_sighup_reload_keeps_unchanged_models_and_rejects_bad_config(start_port:
         pid = int(chat(swapd.url, "alpha").headers["x-engine-pid"])
         swapd.config_path.write_text(cfg + "  gamma:\n    cmd: x\n    proxy: http://127.0.0.1:9\n")
         swapd.proc.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while (
-            "gamma" not in httpx.get(f"{swapd.url}/v1/models").text and time.monotonic() < deadline
-        ):
-            time.sleep(0.1)
+        wait_for(lambda: "gamma" in httpx.get(f"{swapd.url}/v1/models").text, "gamma", 10)
         assert int(chat(swapd.url, "alpha").headers["x-engine-pid"]) == pid
         swapd.config_path.write_text("models: [this is: not valid")
         swapd.proc.send_signal(signal.SIGHUP)
@@ -405,23 +401,18 @@ def test_sighup_reload_keeps_unchanged_models_and_rejects_bad_config(start_port:
 def test_ttl_unloads_idle_models(start_port: int) -> None:
     with run_swapd(two_models(start_port, extra="    ttl: 1")) as swapd:
         pid = int(chat(swapd.url, "alpha").headers["x-engine-pid"])
-        deadline = time.monotonic() + 10
-        while pids_alive([pid]) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert pids_alive([pid]) == []
+        wait_for(lambda: not pids_alive([pid]), "the engine to stop", 10)
 
 
 def test_preload_starts_models_at_startup(start_port: int) -> None:
     cfg = two_models(start_port, top="hooks:\n  on_startup:\n    preload: [a]")
     with run_swapd(cfg) as swapd:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            running = httpx.get(f"{swapd.url}/running").json()["running"]
-            if running and running[0]["state"] == "ready":
-                break
-            time.sleep(0.1)
-        assert [r["model"] for r in running] == ["alpha"]
-        assert json.loads(json.dumps(running))[0]["state"] == "ready"
+
+        def ready() -> list[dict[str, str]]:
+            running: list[dict[str, str]] = httpx.get(f"{swapd.url}/running").json()["running"]
+            return running if running and running[0]["state"] == "ready" else []
+
+        assert [r["model"] for r in wait_for(ready, "a ready model", 10)] == ["alpha"]
 
 
 def test_watch_config_reloads_on_file_change(start_port: int) -> None:
@@ -429,11 +420,12 @@ def test_watch_config_reloads_on_file_change(start_port: int) -> None:
     with run_swapd(cfg, extra_args=["--watch-config"]) as swapd:
         pid = int(chat(swapd.url, "alpha").headers["x-engine-pid"])
         swapd.config_path.write_text(cfg.replace("aliases: [a]", "aliases: [a, first]"))
-        deadline = time.monotonic() + 10
-        while chat(swapd.url, "first").status_code != 200 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        r = chat(swapd.url, "first")
-        assert r.status_code == 200
+
+        def served() -> httpx.Response | None:
+            r = chat(swapd.url, "first")
+            return r if r.status_code == 200 else None
+
+        r = wait_for(served, "the new alias to be served", 10)
         assert int(r.headers["x-engine-pid"]) == pid  # aliases do not restart the engine
 
 

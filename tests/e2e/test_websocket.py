@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -16,7 +15,7 @@ from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as sync_connect
 from websockets.typing import Subprotocol
 
-from swapd.testing import SwapdProcess, echo_cmd, run_swapd
+from swapd.testing import SwapdProcess, echo_cmd, run_swapd, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -84,13 +83,6 @@ def info(swapd: SwapdProcess, model: str) -> dict[str, Any]:
     models = httpx.get(f"{swapd.url}/api/models", timeout=10).json()["models"]
     found: dict[str, Any] = next(m for m in models if m["id"] == model)
     return found
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def engine_closes(swapd: SwapdProcess, model: str) -> list[list[Any]]:

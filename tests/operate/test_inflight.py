@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from swapd.testing import echo_cmd, run_swapd
+from swapd.testing import echo_cmd, run_swapd, wait_for
 
 from .helpers import config
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def in_background(call: Callable[[], Any]) -> tuple[threading.Thread, queue.Queue[Any]]:

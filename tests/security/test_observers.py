@@ -26,7 +26,7 @@ import pytest
 from swapd.observe.events import EventBus
 from swapd.observe.logs import LogRing
 from swapd.observe.outbox import CHUNK_OVERHEAD, Outbox
-from swapd.testing import SwapdProcess, rss_kib, run_swapd
+from swapd.testing import SwapdProcess, rss_kib, run_swapd, wait_for
 
 LINE = 8000  # bytes of one engine log line
 STUCK = 10  # stuck clients per test
@@ -108,14 +108,6 @@ def dropped(swapd: SwapdProcess, names: set[str]) -> list[str]:
     found = [line for line in swapd.log if dropped_peer(line) in names]
     assert len(found) == len({dropped_peer(line) for line in found}), found
     return found
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def settled_rss(pid: int, seconds: float = 2.0) -> int:
@@ -248,7 +240,7 @@ def test_stuck_log_stream_clients_are_dropped_and_their_memory_returns(tmp_path:
                 peak = max(peak, rss_kib(swapd.pid) or 0)
                 return len(dropped(swapd, peers(socks))) == STUCK
 
-            wait_for(all_dropped, "every stuck client to be dropped")
+            wait_for(all_dropped, "every stuck client to be dropped", timeout=60)
             lines = dropped(swapd, peers(socks))
             assert any("logs/stream/chatty: dropped client" in line for line in lines)
             assert any("logs/stream/upstream: dropped client" in line for line in lines)
@@ -284,7 +276,7 @@ def test_stuck_event_stream_clients_are_dropped_and_their_memory_returns(tmp_pat
                 peak = max(peak, rss_kib(swapd.pid) or 0)
                 return len(dropped(swapd, peers(socks))) == STUCK
 
-            wait_for(all_dropped, "every stuck events client to be dropped")
+            wait_for(all_dropped, "every stuck events client to be dropped", timeout=60)
             lines = dropped(swapd, peers(socks))
             assert all("events: dropped client" in line for line in lines), lines
             assert all("(key dashboard): its unread events" in line for line in lines), lines
@@ -316,10 +308,13 @@ def test_a_reader_that_keeps_up_is_never_dropped_beside_stuck_ones(tmp_path: Pat
         reader.start()
         with stuck_clients(swapd, ["/logs/stream/chatty?no-history"] * 3) as socks:
             wait_for(
-                lambda: len(dropped(swapd, peers(socks))) == 3, "the stuck clients to be dropped"
+                lambda: len(dropped(swapd, peers(socks))) == 3,
+                "the stuck clients to be dropped",
+                timeout=60,
             )
             before = received
-            wait_for(lambda: received > before + 20 * LINE, "the reader to go on receiving")
+            more = before + 20 * LINE
+            wait_for(lambda: received > more, "the reader to go on receiving", timeout=60)
         stop.set()
         reader.join(timeout=30)
         assert sum("dropped client" in line for line in swapd.log) == 3, swapd.log[-5:]
@@ -337,7 +332,8 @@ def test_stuck_clients_that_leave_before_their_budget_leave_nothing(tmp_path: Pa
                 time.sleep(0.5)  # stuck for a while, far from the budget
             assert not dropped(swapd, names)
         with stuck_clients(swapd, ["/logs/stream/chatty?no-history"]) as probe:
-            wait_for(lambda: bool(dropped(swapd, peers(probe))), "the late client to be dropped")
+            late = peers(probe)
+            wait_for(lambda: dropped(swapd, late), "the late client to be dropped", timeout=60)
         assert sum("dropped client" in line for line in swapd.log) == 1, swapd.log[-5:]
         after = settled_rss(swapd.pid)
         assert after - baseline < AFTER, f"baseline {baseline} KiB, after {after}"
