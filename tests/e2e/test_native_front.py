@@ -21,6 +21,7 @@ import httpx
 import openai
 import pytest
 
+from fakes import raw_engine_cmd
 from swapd import native
 from swapd.testing import SwapdProcess, echo_cmd, pids_alive, run_swapd
 
@@ -233,8 +234,9 @@ def test_an_alias_that_rewrites_the_model_is_served_by_python(start_port: int) -
 
 
 def test_a_reload_reaches_the_front_with_no_model_changing_state(start_port: int) -> None:
-    """A reload that only adds API keys or lowers the body limit takes effect at once for the
-    model the front serves: the keyless request gets Python's 401, the big body its 413."""
+    """A reload that only changes API keys or lowers the body limit takes effect at once for
+    the model the front serves: the keyless request gets Python's 401, the big body its 413,
+    a key taken out its 401."""
     with fronted(start_port) as swapd, httpx.Client(base_url=swapd.url, timeout=30) as client:
         big = chat(padding="x" * 4000)
         assert client.post("/v1/chat/completions", json=big).status_code == 200  # cold
@@ -251,11 +253,76 @@ def test_a_reload_reaches_the_front_with_no_model_changing_state(start_port: int
         keyed = client.post(
             "/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer sekret"}
         )
+        swapd.config_path.write_text(f"apiKeys: [other]\n{text}")
+        assert client.post("/api/config/reload", headers={"x-api-key": "sekret"}).json()["ok"]
+        revoked = client.post(
+            "/v1/chat/completions", json=chat(), headers={"Authorization": "Bearer sekret"}
+        )
     assert too_big.status_code == 413, too_big.text
     assert small.status_code == 200
     assert sorted(served_by_front(r) for r in records) == [False, True, True]  # (the 413: none)
     assert keyless.status_code == 401, keyless.text
     assert keyed.status_code == 200
+    assert revoked.status_code == 401, revoked.text  # a key taken out is refused at once
+
+
+KEYS = """apiKeys:
+  - sekret
+  - {key: beta-only, name: narrow, models: [beta]}
+  - {key: watcher, name: dash, scopes: [read]}
+"""
+
+
+def test_requests_presenting_an_api_key_are_the_fronts_and_the_key_is_not_passed_on(
+    start_port: int,
+) -> None:
+    """With API keys the front serves a request presenting one that may use the model (Bearer
+    or x-api-key), records the key's name and sends the engine no credentials; Python still
+    answers everything else as before: no key or a wrong one 401, a key without the inference
+    scope 403, a model outside the key's globs 404, a Basic password 200."""
+    raw = f"  raw:\n    cmd: {raw_engine_cmd()}\n"
+    cfg = KEYS + config(start_port, raw)
+    basic = "Basic " + base64.b64encode(b"user:sekret").decode()
+    asked = [  # (model, credentials) in order; raw and beta start on the first of each
+        ("raw", {"Authorization": "Bearer sekret"}),
+        ("raw", {"Authorization": "Bearer sekret"}),
+        ("raw", {"x-api-key": "sekret"}),
+        ("raw", {"authorization": "bearer  sekret", "x-api-key": "wrong"}),
+        ("raw", {"Authorization": basic}),
+        ("raw", {}),
+        ("raw", {"Authorization": "Bearer nope"}),
+        ("raw", {"Authorization": "Bearer beta-only"}),
+        ("raw", {"Authorization": "Bearer watcher"}),
+        ("beta", {"x-api-key": "beta-only"}),
+        ("beta", {"x-api-key": "beta-only"}),
+    ]
+    with (
+        run_swapd(cfg, env={**os.environ, **FRONT}) as swapd,
+        httpx.Client(base_url=swapd.url, timeout=30) as client,
+    ):
+        answers = [
+            client.post("/v1/chat/completions", json=chat(model), headers=headers)
+            for model, headers in asked
+        ]
+        records = httpx.get(
+            f"{swapd.url}/api/activity", headers={"x-api-key": "sekret"}, timeout=10
+        ).json()["activity"]
+    assert [r.status_code for r in answers] == [200] * 5 + [401, 401, 404, 403, 200, 200]
+    for r in answers[:5]:  # the engine got no credentials, however they came
+        assert not {"authorization", "x-api-key"} & set(r.json()["fields"]), r.json()
+    booked = sorted(
+        (r["id"], r["model"], served_by_front(r), (r.get("metadata") or {}).get("key"))
+        for r in records
+    )
+    assert [row[1:] for row in booked] == [
+        ("raw", False, "key-1"),  # it started the engine
+        ("raw", True, "key-1"),
+        ("raw", True, "key-1"),
+        ("raw", True, "key-1"),
+        ("raw", False, "key-1"),  # Basic: Python's
+        ("beta", False, "narrow"),
+        ("beta", True, "narrow"),
+    ], booked
 
 
 def test_the_openai_sdk_streams_through_the_front(start_port: int) -> None:

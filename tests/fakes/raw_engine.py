@@ -2,7 +2,8 @@
 
     python tests/fakes/raw_engine.py PORT [--drop-reused] [--log FILE] [--start-delay S]
 
-Every request gets ``200 {"pid": …, "target": "<request target as received>"}`` with
+Every request gets ``200 {"pid": …, "target": "<request target as received>", "fields": […]}``
+(``fields``: the names of the request's header fields, lower-case, in order) with
 ``x-engine-pid``, ``server: raw-engine`` and ``date`` headers, kept alive (no
 ``Connection: close``).
 
@@ -101,7 +102,9 @@ async def main(port: int, drop_reused: bool, log: str | None, start_delay: float
                     status = b"500 Internal Server Error"
                 else:
                     target = request_line.split(b" ")[1].decode("latin-1")
-                    data = json.dumps({"pid": pid, "target": target}).encode()
+                    fields = [f.split(b":")[0].lower().decode() for f in head.split(b"\r\n")[1:]]
+                    answer = {"pid": pid, "target": target, "fields": [f for f in fields if f]}
+                    data = json.dumps(answer).encode()
                     status = b"200 OK"
                 writer.write(
                     b"HTTP/1.1 %s\r\ncontent-type: application/json\r\n"

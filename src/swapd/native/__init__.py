@@ -25,7 +25,7 @@ import os
 import socket
 import struct
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -294,7 +294,7 @@ class _FrontResult(ctypes.Structure):
         ("status", ctypes.c_int32),
         ("path", ctypes.c_int32),
         ("end", ctypes.c_int32),
-        ("pad", ctypes.c_int32),
+        ("key", ctypes.c_int32),
         ("began", ctypes.c_double),
         ("wall", ctypes.c_double),
         ("ended", ctypes.c_double),
@@ -324,6 +324,8 @@ class _Flying(ctypes.Structure):
         ("size", ctypes.c_int64),
         ("path", ctypes.c_int32),
         ("status", ctypes.c_int32),
+        ("key", ctypes.c_int32),
+        ("pad", ctypes.c_int32),
         ("wall", ctypes.c_double),
         ("began", ctypes.c_double),
         ("peer", ctypes.c_char * 64),
@@ -334,7 +336,8 @@ class _Flying(ctypes.Structure):
 class Flying:
     """An exchange the front has in flight: its ``id``, the model's ``gate``, the route (an
     index into the front's paths), the engine's ``status`` (0: no head yet), when it began
-    (``wall``: time.time; ``began``: time.monotonic), the body bytes so far, the client."""
+    (``wall``: time.time; ``began``: time.monotonic), the body bytes so far, the client, and
+    the API key it presented (its id in :meth:`Front.table`; -1: no keys are asked for)."""
 
     id: int
     gate: int
@@ -344,6 +347,7 @@ class Flying:
     began: float
     size: int
     peer: str
+    key: int = -1
 
 
 _FRONT_HEAD_AT = _FrontResult.head.offset
@@ -360,7 +364,7 @@ class Exchange:
     (``began``: time.monotonic; ``wall``: time.time) and ended, the client's address, and
     the body as the native relay reports one (``body``); with captures on, the ``request``
     (its head's first ``request_head`` bytes, then its body) and the ``response_head`` the
-    client got."""
+    client got; ``key``: the API key presented, as :class:`Flying`'s."""
 
     id: int
     gate: int
@@ -376,13 +380,15 @@ class Exchange:
     request_head: int = 0
     response_head: bytes = b""
     fd: int = -1  # ended with no answer (ENGINE_HEAD…): the client's connection, for Python's
+    key: int = -1
 
 
 @dataclass(frozen=True, slots=True)
 class FrontEntry:
     """A name the front serves: the model's ``gate``, the ``host`` the engine gets, the
-    engine's IPv4 ``address`` and ``port``, and the model's timeouts (connect, responseHeader,
-    idleRead; 0: none)."""
+    engine's IPv4 ``address`` and ``port``, the model's timeouts (connect, responseHeader,
+    idleRead; 0: none), and which API keys may use it (``may``: one byte per key of
+    :meth:`Front.table`'s, 1 when it may)."""
 
     name: str
     host: bytes
@@ -390,6 +396,7 @@ class FrontEntry:
     address: str
     port: int
     timeouts: tuple[float, float, float]
+    may: bytes = b""
 
 
 class FrontOwner(Protocol):
@@ -444,9 +451,14 @@ class Front:
         self._result = _FrontResult()
         loop.add_reader(self.fd, self._notified)
 
-    def table(self, entries: list[FrontEntry]) -> None:
-        """The names served here from now on; any other name is Python's."""
-        parts = []
+    def table(self, entries: list[FrontEntry], keys: Sequence[tuple[int, bytes]] = ()) -> None:
+        """The names served here from now on; any other name is Python's. ``keys``: the API
+        keys, each with the id its requests are told by (none: no key is asked for); a request
+        is the front's when it presents one whose byte in the entry's ``may`` is 1."""
+        parts = [len(keys).to_bytes(4, sys.byteorder)]
+        for ident, key in keys:
+            parts.append(ident.to_bytes(4, sys.byteorder, signed=True))
+            parts.append(len(key).to_bytes(4, sys.byteorder) + key)
         for e in entries:
             raw = e.name.encode()
             parts.append(len(raw).to_bytes(4, sys.byteorder) + raw)
@@ -454,6 +466,7 @@ class Front:
             parts.append(e.gate.to_bytes(8, sys.byteorder, signed=True))
             parts.append(socket.inet_aton(e.address) + e.port.to_bytes(2, sys.byteorder))
             parts.append(struct.pack("=3d", *e.timeouts))
+            parts.append(e.may.ljust(len(keys), b"\0")[: len(keys)])
         blob = b"".join(parts)
         if not self.lib.front_table(self.handle, blob, len(blob)):
             raise MemoryError("no memory for the native front's table")
@@ -491,7 +504,11 @@ class Front:
             count = int(self.lib.front_inflight(self.handle, out, room))
             if count <= room:
                 return [
-                    Flying(x.id, x.gate, x.path, x.status, x.wall, x.began, x.size, x.peer.decode())
+                    Flying(
+                        *(x.id, x.gate, x.path, x.status, x.wall, x.began, x.size),
+                        x.peer.decode(),
+                        x.key,
+                    )
                     for x in out[:count]
                 ]
             room = count
@@ -553,7 +570,7 @@ class Front:
             peer = res.peer.decode("ascii", "replace")
             times = res.began, res.wall, res.ended
             what = res.id, res.gate, res.path, res.status, res.end
-            exchange = Exchange(*what, *times, peer, body, fd=res.fd)
+            exchange = Exchange(*what, *times, peer, body, fd=res.fd, key=res.key)
             if request:
                 exchange = dataclasses.replace(
                     exchange, request=request, request_head=res.data_head, response_head=response

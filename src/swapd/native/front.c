@@ -9,9 +9,11 @@
  * content-length body of at most max_body bytes, a JSON content type, no Origin (no browser),
  * no forwarding fields, a Host that is an address or localhost, and a body whose "model"
  * scan_request finds plainly; the model must be in the table Python publishes (front_table:
- * the names that need no rewrite, each with its gate and its engine's address) and its gate
- * must let one more in (gate_enter). A routine request goes to the engine over the front's own
- * kept-alive connections, with the head request_head writes; the engine's head comes back as
+ * the names that need no rewrite, each with its gate and its engine's address, and the API
+ * keys, if any, with those each may use: then the request must present one of them, which
+ * the engine does not get) and its gate must let one more in (gate_enter). A routine request
+ * goes to the engine over the front's own kept-alive connections, with the head request_head
+ * writes; the engine's head comes back as
  * response_head makes it and the body as it comes (the engine's chunks, a length, or chunks
  * built for a body read to the close), followed through the chunk parser and metered as the
  * native relay does. Then the connection reads its next request.
@@ -59,19 +61,23 @@ typedef struct {
     int64_t gate;
     struct sockaddr_in addr;
     double connect, head, idle; /* the model's timeouts: connect, responseHeader, idleRead */
+    const unsigned char *may;   /* per API key: 1 when it may use this name (the table's) */
 } entry;
 
 typedef struct {
-    int64_t count;
+    int64_t count, nkeys;
     entry *e;
     char *bytes;
+    const char **keys;          /* the API keys (none: no key is asked for) */
+    size_t *key_lens;
+    int32_t *key_ids;           /* how Python names each in a record */
 } table;
 
 typedef struct record {
     int kind, fd;
     int64_t id;
     int64_t gate;
-    int status, path, end;
+    int status, path, end, key;
     double began, wall, ended;
     flow *f;           /* FRONT_RECORD: the response body's meter */
     char *data;        /* FRONT_PYTHON: the bytes read; FRONT_RECORD: the request, for a capture */
@@ -85,7 +91,7 @@ typedef struct record {
 typedef struct {
     int kind, fd;
     int64_t id, gate;
-    int32_t status, path, end, pad;
+    int32_t status, path, end, key;
     double began, wall, ended, first;
     int64_t size, head_len, tail_len, data_len, data_head, resp_len, keep_len;
     char *data, *resp, *keep;
@@ -99,13 +105,14 @@ typedef struct { int fd; struct sockaddr_in addr; } pooled;
 
 typedef struct { /* an exchange in flight, as front_inflight tells it */
     int64_t id, gate, size;
-    int32_t path, status;
+    int32_t path, status, key, pad;
     double wall, began;
     char peer[64];
 } front_flying;
 
 typedef struct conn {
     int cl, up, phase, fresh, closing, mode, reuse, status, path, answered, behind, muted;
+    int key;                     /* the exchange's API key, by its id (-1: none asked for) */
     uint32_t cl_events, up_events; /* what epoll watches each for now */
     int64_t up_gate;             /* the gate of the engine up is connected to */
     struct sockaddr_in up_addr;
@@ -402,6 +409,7 @@ static void ended(front *F, conn *c, int end) {
         r->status = c->status;
         r->path = c->path;
         r->end = end;
+        r->key = c->key;
         r->began = c->began;
         r->wall = c->wall;
         r->ended = now();
@@ -696,19 +704,60 @@ static int forwarding(const char *head, size_t n) {
     return 0;
 }
 
-/* The table's entry for a model name (its host copied to host, HOST_MAX bytes), and the
- * capture settings of the moment. */
+/* The API key a request presents, found as Python's auth.presented_key finds it: a Bearer
+ * token, else the x-api-key field (*key NULL: none). 0 for one the front leaves to Python: a
+ * Basic password, or bytes other than printable ASCII (Python compares them re-encoded). */
+static int presented(const char *in, const int64_t *out, const char **key, size_t *len) {
+    *key = NULL;
+    *len = 0;
+    if (out[NOTED_AT + 2] >= 0 && out[NOTED_AT + 3] > 0) { /* authorization */
+        const char *v = in + out[NOTED_AT + 2], *e = v + out[NOTED_AT + 3];
+        const char *space = memchr(v, ' ', (size_t)(e - v));
+        const char *scheme_end = space ? space : e;
+        if (prefixed(v, (size_t)(scheme_end - v), "basic") && scheme_end - v == 5) return 0;
+        if (prefixed(v, (size_t)(scheme_end - v), "bearer") && scheme_end - v == 6) {
+            v = space ? space + 1 : e;
+            while (v < e && (*v == ' ' || *v == '\t')) v++;
+            *key = v;
+            *len = (size_t)(e - v);
+        }
+    }
+    if (!*key && out[NOTED_AT + 4] >= 0 && out[NOTED_AT + 5] > 0) { /* x-api-key */
+        *key = in + out[NOTED_AT + 4];
+        *len = (size_t)out[NOTED_AT + 5];
+    }
+    for (size_t i = 0; *key && i < *len; i++)
+        if ((unsigned char)(*key)[i] <= ' ' || (unsigned char)(*key)[i] >= 0x7F) return 0;
+    return 1;
+}
+
+/* Whether two keys are the same, in a time that does not depend on where they differ. */
+static int same_key(const char *a, size_t an, const char *b, size_t bn) {
+    unsigned char d = an != bn;
+    for (size_t i = 0; i < an && i < bn; i++) d |= (unsigned char)(a[i] ^ b[i]);
+    return d == 0;
+}
+
+/* The table's entry for a model name (its host copied to host, HOST_MAX bytes) when the key
+ * presented (key, NULL for none) may use it, the key's id (-1: no keys asked for), and the
+ * capture settings of the moment. Every key is compared, as Python's auth.identify does. */
 #define HOST_MAX 256
-static int find(front *F, const char *name, size_t len, entry *out, char *host, int64_t *keep) {
-    int found = 0;
+static int find(front *F, const char *name, size_t len, const char *key, size_t key_len,
+                entry *out, char *host, int *who, int64_t *keep) {
+    int found = 0, at = -1;
     pthread_mutex_lock(&F->lock);
     table *t = F->t;
-    for (int64_t i = 0; t && i < t->count && !found; i++) {
+    for (int64_t k = 0; t && key && k < t->nkeys; k++)
+        if (same_key(key, key_len, t->keys[k], t->key_lens[k])) at = (int)k;
+    int keyed = t && t->nkeys > 0;
+    for (int64_t i = 0; t && i < t->count && !found && (!keyed || at >= 0); i++) {
         if (t->e[i].name_len == len && !memcmp(t->e[i].name, name, len) &&
-            t->e[i].host_len <= HOST_MAX) {
+            t->e[i].host_len <= HOST_MAX && (!keyed || t->e[i].may[at])) {
             *out = t->e[i];
             memcpy(host, t->e[i].host, t->e[i].host_len); /* the table may go once unlocked */
             out->host = host;
+            out->may = NULL;
+            *who = keyed ? t->key_ids[at] : -1;
             found = 1;
         }
     }
@@ -759,9 +808,13 @@ static void serve_next(front *F, conn *c) {
     int64_t scanned[4], keep[2];
     entry e = {0};
     char host[HOST_MAX];
-    const char *payload = c->in + h;
-    if (!scan_request(payload, out[LENGTH_AT], F->lim.max_depth, scanned) || scanned[2] != 1 ||
-        !find(F, payload + scanned[0], (size_t)(scanned[1] - scanned[0]), &e, host, keep) ||
+    const char *payload = c->in + h, *key;
+    size_t key_len;
+    int who = -1;
+    if (!presented(c->in, out, &key, &key_len) ||
+        !scan_request(payload, out[LENGTH_AT], F->lim.max_depth, scanned) || scanned[2] != 1 ||
+        !find(F, payload + scanned[0], (size_t)(scanned[1] - scanned[0]), key, key_len, &e, host,
+              &who, keep) ||
         !gate_enter(F->g, e.gate)) {
         to_python(F, c);
         return;
@@ -773,6 +826,7 @@ static void serve_next(front *F, conn *c) {
     c->head = e.head;
     c->idle = e.idle;
     c->path = path;
+    c->key = who;
     c->req_len = need;
     c->head_len = (size_t)h;
     c->reserved = -1; /* -1: no capture; else the response body bytes kept for one */
@@ -797,7 +851,7 @@ static void serve_next(front *F, conn *c) {
     if (c->f && c->wr)
         written = request_head(c->in, h, target, (int64_t)target_len, e.host,
                                (int64_t)e.host_len, c->peer, (int64_t)strlen(c->peer),
-                               out[LENGTH_AT], 0, c->wr, (int64_t)cap);
+                               out[LENGTH_AT], who >= 0, c->wr, (int64_t)cap);
     if (written < 0) {
         land(F, c);
         gate_leave(F->g, c->gate);
@@ -1095,67 +1149,108 @@ void *front_create(int lfd, void *gates_, const char *const *lines, const char *
 
 int front_notify_fd(void *h) { return ((front *)h)->notify; }
 
-/* The names served here, replacing the last table: per name, [u32 length][name][u32 length]
- * [host as the engine gets it][i64 gate][u32 IPv4 address, network order][u16 port], then the
- * model's timeouts as three doubles: connect, responseHeader, idleRead (0: none). */
+/* A reader of front_table's blob: each take is bounds-checked (NULL: the blob is too short). */
+typedef struct {
+    const char *p;
+    int64_t at, len;
+} reader;
+
+static const char *take(reader *r, int64_t n) {
+    if (n < 0 || r->at + n > r->len) return NULL;
+    r->at += n;
+    return r->p + r->at - n;
+}
+
+static int take_u32(reader *r, uint32_t *v) {
+    const char *s = take(r, 4);
+    if (s) memcpy(v, s, 4);
+    return s != NULL;
+}
+
+/* One name of the table (see front_table); 0 at the blob's end. */
+static int entry_of(reader *r, int64_t nkeys, int64_t gates, entry *e) {
+    uint32_t k, m, ip;
+    uint16_t port;
+    const char *s;
+    if (!take_u32(r, &k) || !(e->name = take(r, k)) || !take_u32(r, &m) ||
+        !(e->host = take(r, m)) || !(s = take(r, 38)) ||
+        !(e->may = (const unsigned char *)take(r, nkeys)))
+        return 0;
+    e->name_len = k;
+    e->host_len = m;
+    memcpy(&e->gate, s, 8);
+    memcpy(&ip, s + 8, 4);
+    memcpy(&port, s + 12, 2);
+    memcpy(&e->connect, s + 14, 8);
+    memcpy(&e->head, s + 22, 8);
+    memcpy(&e->idle, s + 30, 8);
+    e->addr.sin_family = AF_INET;
+    e->addr.sin_addr.s_addr = ip;
+    e->addr.sin_port = htons(port);
+    if (e->gate < 0 || e->gate >= gates) e->name_len = (size_t)-1; /* never found */
+    return 1;
+}
+
+static void table_free(table *t) {
+    if (!t) return;
+    free(t->e);
+    free(t->bytes);
+    free(t->keys);
+    free(t->key_lens);
+    free(t->key_ids);
+    free(t);
+}
+
+/* The names served here, replacing the last table. The blob: [u32 count] API keys, each
+ * [i32 id][u32 length][key] (none: no key is asked for); then per name [u32 length][name]
+ * [u32 length][host as the engine gets it][i64 gate][u32 IPv4 address, network order]
+ * [u16 port], the model's timeouts as three doubles (connect, responseHeader, idleRead; 0:
+ * none), and one byte per key, 1 when that key may use the name. 0: no memory. */
 int front_table(void *h, const char *blob, int64_t len) {
     front *F = h;
     table *t = calloc(1, sizeof *t);
     char *bytes = malloc((size_t)len + 1);
-    int64_t count = 0;
-    for (int64_t at = 0; at + 4 <= len;) { /* count, then read */
-        uint32_t k, m;
-        memcpy(&k, blob + at, 4);
-        if (at + 8 + (int64_t)k > len) break;
-        memcpy(&m, blob + at + 4 + k, 4);
-        at += 4 + k + 4 + m + 8 + 4 + 2 + 24;
-        if (at > len) break;
-        count++;
+    uint32_t nkeys = 0;
+    reader r = {bytes, 0, len};
+    if (t && bytes) {
+        memcpy(bytes, blob, (size_t)len);
+        if (!take_u32(&r, &nkeys) || nkeys > (uint32_t)len) nkeys = 0;
     }
-    entry *e = calloc((size_t)count + 1, sizeof *e);
-    if (!t || !bytes || !e) {
-        free(t);
-        free(bytes);
-        free(e);
+    if (t) {
+        t->bytes = bytes;
+        t->keys = calloc((size_t)nkeys + 1, sizeof *t->keys);
+        t->key_lens = calloc((size_t)nkeys + 1, sizeof *t->key_lens);
+        t->key_ids = calloc((size_t)nkeys + 1, sizeof *t->key_ids);
+    }
+    if (!t || !bytes || !t->keys || !t->key_lens || !t->key_ids) {
+        if (!t) free(bytes);
+        table_free(t); /* (its bytes too) */
         return 0;
     }
-    memcpy(bytes, blob, (size_t)len);
-    int64_t at = 0;
-    for (int64_t i = 0; i < count; i++) {
-        uint32_t k, m, ip;
-        uint16_t port;
-        memcpy(&k, bytes + at, 4);
-        e[i].name = bytes + at + 4;
-        e[i].name_len = k;
-        at += 4 + k;
-        memcpy(&m, bytes + at, 4);
-        e[i].host = bytes + at + 4;
-        e[i].host_len = m;
-        at += 4 + m;
-        memcpy(&e[i].gate, bytes + at, 8);
-        memcpy(&ip, bytes + at + 8, 4);
-        memcpy(&port, bytes + at + 12, 2);
-        memcpy(&e[i].connect, bytes + at + 14, 8);
-        memcpy(&e[i].head, bytes + at + 22, 8);
-        memcpy(&e[i].idle, bytes + at + 30, 8);
-        at += 38;
-        e[i].addr.sin_family = AF_INET;
-        e[i].addr.sin_addr.s_addr = ip;
-        e[i].addr.sin_port = htons(port);
-        if (e[i].gate < 0 || e[i].gate >= F->g->size) e[i].name_len = (size_t)-1; /* never found */
+    for (uint32_t k = 0; k < nkeys; k++) {
+        uint32_t n;
+        const char *id = take(&r, 4);
+        if (!id || !take_u32(&r, &n) || !(t->keys[k] = take(&r, n))) break;
+        memcpy(&t->key_ids[k], id, 4);
+        t->key_lens[k] = n;
+        t->nkeys = k + 1;
     }
+    entry scratch;
+    int64_t start = r.at, count = 0;
+    while (entry_of(&r, t->nkeys, F->g->size, &scratch)) count++; /* count, then read */
+    t->e = calloc((size_t)count + 1, sizeof *t->e);
+    if (!t->e) {
+        table_free(t);
+        return 0;
+    }
+    r.at = start;
+    for (int64_t i = 0; i < count; i++) entry_of(&r, t->nkeys, F->g->size, &t->e[i]);
     t->count = count;
-    t->e = e;
-    t->bytes = bytes;
     pthread_mutex_lock(&F->lock);
     table *old = F->t;
     F->t = t;
     pthread_mutex_unlock(&F->lock);
-    if (old) {
-        free(old->e);
-        free(old->bytes);
-        free(old);
-    }
+    table_free(old);
     return 1;
 }
 
@@ -1182,6 +1277,7 @@ int front_next(void *h, front_result *out) {
     out->status = r->status;
     out->path = r->path;
     out->end = r->end;
+    out->key = r->key;
     out->began = r->began;
     out->wall = r->wall;
     out->ended = r->ended;
@@ -1274,6 +1370,7 @@ int64_t front_inflight(void *h, front_flying *out, int64_t max) {
         x->gate = c->gate;
         x->path = c->path;
         x->status = __atomic_load_n(&c->status, __ATOMIC_RELAXED);
+        x->key = c->key;
         x->wall = c->wall;
         x->began = c->began;
         x->size = c->f ? __atomic_load_n(&c->f->size, __ATOMIC_RELAXED) : 0;
@@ -1349,11 +1446,7 @@ void front_destroy(void *h) {
         free(r);
         r = next;
     }
-    if (F->t) {
-        free(F->t->e);
-        free(F->t->bytes);
-        free(F->t);
-    }
+    table_free(F->t);
     for (int i = 0; i < F->npaths; i++) free(F->paths[i]);
     close(F->lfd);
     close(F->ep);

@@ -95,7 +95,8 @@ NOBODY = Principal("(unauthenticated)", frozenset())  # never identified: may do
 
 
 @lru_cache(maxsize=64)
-def _of(key: ApiKey) -> Principal:
+def principal_of(key: ApiKey) -> Principal:
+    """What a request presenting ``key`` may do."""
     return Principal(key.name, key.scopes, key.models)
 
 
@@ -130,7 +131,7 @@ def identify(scope: Scope, keys: tuple[ApiKey, ...]) -> Principal:
             found = key
     if found is None:
         raise Unauthorized("unauthorized: invalid API key")
-    who = _of(found)
+    who = principal_of(found)
     scope[PRINCIPAL] = who
     return who
 

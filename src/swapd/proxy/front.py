@@ -7,8 +7,12 @@ requests of ready models with no Python per request. This module keeps it told a
   and the server's limits (:meth:`NativeFront.publish`, after every state change of a model,
   reload and profile change). A name is in it when a request for it needs nothing Python does
   beyond the lease: a local model reached by that name with no rewrite (no ``useModelName``,
-  no filters, no selector), an engine on a plain ``http://`` address, and no API keys
-  configured (then the table is empty and Python serves everything, as without the front);
+  no filters, no selector), and an engine on a plain ``http://`` address. With API keys
+  configured the table has them too, and which of them may use each name (the ``inference``
+  scope and the key's model globs, as ``swapd.proxy.auth`` decides): a request presenting one
+  of those (Bearer or ``x-api-key``) is the front's, and reaches the engine without it; any
+  other (no key, a wrong one, a Basic password, a key that may not) is Python's, which answers
+  its 401, 403 or 404;
 - **the records**: each exchange the front served is booked as Python books its own (the
   activity log, metrics, the request log line, the ``request`` events, the capture), in
   batches, with Python's statuses (:func:`status_of`);
@@ -30,9 +34,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from swapd import native
+from swapd.config.model import ApiKey
 from swapd.edge import refusal
 from swapd.errors import RequestCancelled, SwapdError, UpstreamTimeout, UpstreamUnavailable
-from swapd.proxy import body, relay, routes
+from swapd.proxy import auth, body, relay, routes
 from swapd.proxy.app import engine_name
 
 if TYPE_CHECKING:
@@ -129,6 +134,8 @@ class NativeFront:
         self.engines: dict[int, str] = {}  # gate -> its engine, as errors name it
         self.rids: dict[int, str] = {}  # exchange -> its id in the observer, once listed
         self.shown: set[int] = set()  # exchanges listed in the observer's in-flight table
+        self.key_names: list[str] = []  # an API key's id in the table -> its name (only grows:
+        self.key_ids: dict[str, int] = {}  # an exchange from before a reload keeps its name)
         self._publish_soon = False
 
     def start(self, front: native.Front) -> None:
@@ -154,7 +161,8 @@ class NativeFront:
         for slot in self.scheduler.slots.values():  # a gate is never reused: kept for the
             if slot.gates is not None:  # records of a model that stopped meanwhile
                 self.models[slot.gate] = slot.id
-        self.front.table(self.entries())
+        keys = self.scheduler.config.keys
+        self.front.table(self.entries(keys), [(self.key_id(k), k.key.encode()) for k in keys])
         self.front.limits(**self.limits())
         budget = self.scheduler.config.capture_bytes
         self.front.captures(budget, max(1, budget // 2) if budget else 0)  # as a Tee keeps
@@ -171,11 +179,16 @@ class NativeFront:
             "cap": self.cap(settings),
         }
 
-    def entries(self) -> list[native.FrontEntry]:
-        """Each name the front may serve."""
+    def key_id(self, key: ApiKey) -> int:
+        if (ident := self.key_ids.get(key.name)) is None:
+            ident = self.key_ids[key.name] = len(self.key_names)
+            self.key_names.append(key.name)
+        return ident
+
+    def entries(self, keys: tuple[ApiKey, ...] = ()) -> list[native.FrontEntry]:
+        """Each name the front may serve, with the ``keys`` that may use it."""
         config = self.scheduler.config
-        if config.api_keys:
-            return []
+        who = [auth.principal_of(key) for key in keys]
         found = []
         table = self.proxy.routes
         for name in (*config.models, *config.aliases):
@@ -202,7 +215,8 @@ class NativeFront:
                 self.engines[slot.gate] = engine_name(model.id, slot.upstream)
                 t = model.timeouts
                 times = (t.connect, t.response_header, t.idle_read)
-                found.append(native.FrontEntry(name, host, slot.gate, *address, times))
+                may = bytes(p.has("inference") and p.may_use(route) for p in who)
+                found.append(native.FrontEntry(name, host, slot.gate, *address, times, may))
             finally:
                 table.release(route)
         return found
@@ -229,7 +243,7 @@ class NativeFront:
                 model,
                 path,
                 done.peer,
-                self.metadata(model),
+                self.metadata(model, done.key),
                 status=status,
                 wall=done.wall,
                 began=done.began,
@@ -261,8 +275,15 @@ class NativeFront:
         with socket.socket(fileno=done.fd) as sock, contextlib.suppress(OSError):
             sock.send(refusal(error, PATHS[done.path].encode()))
 
-    def metadata(self, model: str) -> dict[str, Any]:
-        return {"fifo_priority": self.scheduler.config.priorities.get(model, 0), "front": True}
+    def metadata(self, model: str, key: int = -1) -> dict[str, Any]:
+        """As Python's for its own requests (``key``: the API key's name, when one was asked)."""
+        meta: dict[str, Any] = {
+            "fifo_priority": self.scheduler.config.priorities.get(model, 0),
+            "front": True,
+        }
+        if 0 <= key < len(self.key_names) and (name := self.key_names[key]):
+            meta["key"] = name
+        return meta
 
     def show_inflight(self) -> None:
         """The front's exchanges in flight into the observer's table (each once; their sizes
@@ -285,7 +306,7 @@ class NativeFront:
                     continue
                 task = Cancel(front, flying.id)
                 path = PATHS[flying.path]
-                meta = self.metadata(model)
+                meta = self.metadata(model, flying.key)
                 rid = self.rids[flying.id] = observer.new_id()
                 self.shown.add(flying.id)
                 req = observer.front_start(
