@@ -705,16 +705,17 @@ static int forwarding(const char *head, size_t n) {
 }
 
 /* The API key a request presents, found as Python's auth.presented_key finds it: a Bearer
- * token, else the x-api-key field (*key NULL: none). 0 for one the front leaves to Python: a
- * Basic password, or bytes other than printable ASCII (Python compares them re-encoded). */
-static int presented(const char *in, const int64_t *out, const char **key, size_t *len) {
+ * token, else the x-api-key field. *key is NULL for none, and for one the front leaves to
+ * Python where keys are asked for: a Basic password, or bytes other than printable ASCII
+ * (Python compares them re-encoded). */
+static void presented(const char *in, const int64_t *out, const char **key, size_t *len) {
     *key = NULL;
     *len = 0;
     if (out[NOTED_AT + 2] >= 0 && out[NOTED_AT + 3] > 0) { /* authorization */
         const char *v = in + out[NOTED_AT + 2], *e = v + out[NOTED_AT + 3];
         const char *space = memchr(v, ' ', (size_t)(e - v));
         const char *scheme_end = space ? space : e;
-        if (prefixed(v, (size_t)(scheme_end - v), "basic") && scheme_end - v == 5) return 0;
+        if (prefixed(v, (size_t)(scheme_end - v), "basic") && scheme_end - v == 5) return;
         if (prefixed(v, (size_t)(scheme_end - v), "bearer") && scheme_end - v == 6) {
             v = space ? space + 1 : e;
             while (v < e && (*v == ' ' || *v == '\t')) v++;
@@ -727,8 +728,7 @@ static int presented(const char *in, const int64_t *out, const char **key, size_
         *len = (size_t)out[NOTED_AT + 5];
     }
     for (size_t i = 0; *key && i < *len; i++)
-        if ((unsigned char)(*key)[i] <= ' ' || (unsigned char)(*key)[i] >= 0x7F) return 0;
-    return 1;
+        if ((unsigned char)(*key)[i] <= ' ' || (unsigned char)(*key)[i] >= 0x7F) *key = NULL;
 }
 
 /* Whether two keys are the same, in a time that does not depend on where they differ. */
@@ -811,8 +811,8 @@ static void serve_next(front *F, conn *c) {
     const char *payload = c->in + h, *key;
     size_t key_len;
     int who = -1;
-    if (!presented(c->in, out, &key, &key_len) ||
-        !scan_request(payload, out[LENGTH_AT], F->lim.max_depth, scanned) || scanned[2] != 1 ||
+    presented(c->in, out, &key, &key_len);
+    if (!scan_request(payload, out[LENGTH_AT], F->lim.max_depth, scanned) || scanned[2] != 1 ||
         !find(F, payload + scanned[0], (size_t)(scanned[1] - scanned[0]), key, key_len, &e, host,
               &who, keep) ||
         !gate_enter(F->g, e.gate)) {
