@@ -22,7 +22,9 @@ latency the proxy adds at c=1. Prints the table with through/direct ratios and a
 reverse order every other round), and prints each cell's median (on a busy machine single
 figures move by a third or more). ``--variant NAME:ENV=VALUE[,ENV=VALUE…]`` (repeatable) adds
 a column: another swapd, the same but for its environment, to weigh a change
-(``--python-relay`` is the variant ``swapd py:SWAPD_NATIVE_RELAY=0``).
+(``--python-relay`` is the variant ``swapd py:SWAPD_NATIVE_RELAY=0``). ``--api-key KEY``: every
+proxy asks for that key (``apiKeys``) and every request sends it as a Bearer token (the direct
+upstream ignores it).
 
 ``--engine echo``: the Python echo engine and ``bench/loadgen.py`` (aiohttp), small chat
 completions at c=1 and c=32 and 200-chunk streams at c=16. ``--engine llama-server``: the real
@@ -278,14 +280,14 @@ def variant(text: str) -> tuple[str, dict[str, str]]:
     return name, env
 
 
-def _measure(target: Target, row: Row, seconds: float, tmp: Path) -> Cell:
+def _measure(target: Target, row: Row, seconds: float, tmp: Path, headers: dict[str, str]) -> Cell:
     url = f"{target.urls[row.model]}/v1/chat/completions"
     body = _body(row.model, row.stream)
-    per_answer = wrkload.response_bytes(url, body)  # also a warm-up request
+    per_answer = wrkload.response_bytes(url, body, headers)  # also a warm-up request
     pid = target.pid
     before = wrkload.cpu_seconds(pid, PLACEHOLDER) if pid else 0.0
     before_k = wrkload.cpu_seconds(pid, PLACEHOLDER, kernel=True) if pid else 0.0
-    res = wrkload.wrk(url, body, row.conns, seconds, tmp)
+    res = wrkload.wrk(url, body, row.conns, seconds, tmp, headers)
     cpu = wrkload.cpu_seconds(pid, PLACEHOLDER) - before if pid else float("nan")
     kernel = wrkload.cpu_seconds(pid, PLACEHOLDER, kernel=True) - before_k if pid else float("nan")
     units = res.bytes / per_answer * FRAMES if row.stream else float(res.requests)
@@ -353,7 +355,11 @@ def fastsse_bench(args: argparse.Namespace) -> None:
         burst = stack.enter_context(_fastsse(binary))
         paced = stack.enter_context(_fastsse(binary, "-delay", PACE))
         config = tmp / "proxies.yaml"
-        config.write_text(PROXIES_CONFIG.format(burst=burst, paced=paced), encoding="utf-8")
+        text = PROXIES_CONFIG.format(burst=burst, paced=paced)
+        headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+        if args.api_key:  # every proxy asks for it, every request presents it
+            text = f"apiKeys: [{json.dumps(args.api_key)}]\n{text}"
+        config.write_text(text, encoding="utf-8")
         direct = Target(
             "direct",
             {"burst": f"http://127.0.0.1:{burst}", "paced": f"http://127.0.0.1:{paced}"},
@@ -383,6 +389,7 @@ def fastsse_bench(args: argparse.Namespace) -> None:
             f"fastsse upstream ({FRAMES} frames/stream), wrk client, {seconds:g}s per cell "
             f"({paced_seconds:g}s paced)"
             + (f", median of {rounds} rounds" if rounds > 1 else "")
+            + (", every request with an API key (apiKeys)" if args.api_key else "")
             + f", cpus={os.cpu_count()}, "
             f"load average {os.getloadavg()[0]:.2f} at start; swapd's relay: {relay}",
             flush=True,
@@ -392,7 +399,8 @@ def fastsse_bench(args: argparse.Namespace) -> None:
             for row in rows:
                 dur = paced_seconds if row.key == "paced" else seconds
                 for t in turns(targets, n):
-                    samples[row.key].setdefault(t.name, []).append(_measure(t, row, dur, tmp))
+                    cell = _measure(t, row, dur, tmp, headers)
+                    samples[row.key].setdefault(t.name, []).append(cell)
                 done = f"  measured {row.label}" + (f" (round {n + 1})" if rounds > 1 else "")
                 print(done, flush=True)
         table = {k: {n: median_cell(c) for n, c in v.items()} for k, v in samples.items()}
@@ -509,6 +517,11 @@ def main() -> None:
     )
     p.add_argument(
         "--rounds", type=int, default=1, help="fastsse: measure each row N times; print medians"
+    )
+    p.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="fastsse: the proxies ask for this key (apiKeys) and every request sends it",
     )
     p.add_argument("--json", action="store_true", help="also print raw results as JSON")
     args = p.parse_args()

@@ -18,6 +18,7 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ LUA = """\
 wrk.method = "POST"
 wrk.body = {body}
 wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
+{headers}done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
     'WRKJSON {{"requests":%d,"bytes":%d,"duration_us":%d,"connect":%d,"read":%d,'
@@ -77,10 +78,22 @@ class WrkResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-def wrk(url: str, body: dict[str, Any], conns: int, seconds: float, script_dir: Path) -> WrkResult:
-    """``conns`` keep-alive connections POST ``body`` to ``url`` for ``seconds``."""
-    script = script_dir / f"post-{abs(hash(json.dumps(body)))}.lua"
-    script.write_text(LUA.format(body=_lua_string(json.dumps(body))), encoding="utf-8")
+def wrk(
+    url: str,
+    body: dict[str, Any],
+    conns: int,
+    seconds: float,
+    script_dir: Path,
+    headers: Mapping[str, str] | None = None,
+) -> WrkResult:
+    """``conns`` keep-alive connections POST ``body`` (with ``headers``) to ``url`` for
+    ``seconds``."""
+    extra = "".join(
+        f"wrk.headers[{_lua_string(k)}] = {_lua_string(v)}\n" for k, v in (headers or {}).items()
+    )
+    text = LUA.format(body=_lua_string(json.dumps(body)), headers=extra)
+    script = script_dir / f"post-{abs(hash(text))}.lua"
+    script.write_text(text, encoding="utf-8")
     threads = max(1, min(conns, os.cpu_count() or 1))
     argv = [wrk_binary(), f"-t{threads}", f"-c{conns}", f"-d{seconds:g}s", "--timeout", "30s"]
     argv += ["-s", str(script), url]
@@ -104,7 +117,7 @@ def _lua_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def response_bytes(url: str, body: dict[str, Any]) -> int:
+def response_bytes(url: str, body: dict[str, Any], headers: Mapping[str, str] | None = None) -> int:
     """Bytes one answer to ``body`` takes on the wire (head + body, chunk framing included).
 
     wrk counts exactly these bytes, so bytes read / this = answers relayed, partial ones at the
@@ -113,9 +126,10 @@ def response_bytes(url: str, body: dict[str, Any]) -> int:
     host, _, rest = url.removeprefix("http://").partition("/")
     name, _, port = host.partition(":")
     payload = json.dumps(body).encode()
+    fields = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     head = (
         f"POST /{rest} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(payload)}\r\n\r\n"
+        f"{fields}Content-Length: {len(payload)}\r\n\r\n"
     ).encode()
     with socket.create_connection((name, int(port)), timeout=30) as sock:
         sock.sendall(head + payload)
