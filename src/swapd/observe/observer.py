@@ -155,6 +155,27 @@ class Request:
         }
 
 
+def _fronts(
+    rid: str,
+    model: str,
+    path: str,
+    peer: str,
+    wall: float,
+    meter: Meter,
+    metadata: dict[str, Any] | None,
+) -> Request:
+    """A request the native front serves, as the records see it: a POST from ``peer`` (its
+    headers are not kept)."""
+    req = Request(rid, model, path, wall, meter, metadata=metadata)
+    req.scope = {"method": "POST", "headers": [], "client": (peer, 0)}
+    return req
+
+
+def _start(req: Request) -> dict[str, Any]:
+    """The ``request`` event of a request's start."""
+    return {"phase": "start", "id": req.id, "model": req.model, "path": req.path}
+
+
 class Observer:
     def __init__(
         self,
@@ -349,11 +370,9 @@ class Observer:
         meter = Meter(began)
         meter.status = status
         meter.absorb(body, 0)
-        req = Request(rid or self.new_id(), model, path, wall, meter, metadata=metadata)
-        req.scope = {"method": "POST", "headers": [], "client": (peer, 0)}
+        req = _fronts(rid or self.new_id(), model, path, peer, wall, meter, metadata)
         if shown is None and self.bus.subscribers:  # it ended before anyone looked: its
-            start = {"phase": "start", "id": req.id, "model": model, "path": path}
-            self.bus.publish("request", start)  # start still precedes its end
+            self.bus.publish("request", _start(req))  # start still precedes its end
         capture = None
         budget, _ = self._settings()
         if budget > 0 and request:
@@ -388,8 +407,7 @@ class Observer:
     ) -> Request:
         """A request the native front has in flight, listed once someone looks (its records
         come through :meth:`exchanged`, under the same ``rid``); ``task`` cancels it there."""
-        req = Request(rid, model, path, wall, Meter(began), metadata=metadata)
-        req.scope = {"method": "POST", "headers": [], "client": (peer, 0)}
+        req = _fronts(rid, model, path, peer, wall, Meter(began), metadata)
         req.task = task
         self._begun(req)
         return req
@@ -398,9 +416,7 @@ class Observer:
         """``req`` is in flight: listed, and announced to the event stream's subscribers."""
         self.inflight[req.id] = req
         if self.bus.subscribers:
-            self.bus.publish(
-                "request", {"phase": "start", "id": req.id, "model": req.model, "path": req.path}
-            )
+            self.bus.publish("request", _start(req))
             self.bus.publish("inflight", {"operation": "upsert", "request": req.view()})
 
     def _headers(self, req: Request) -> None:
