@@ -325,6 +325,25 @@ def test_requests_presenting_an_api_key_are_the_fronts_and_the_key_is_not_passed
     ], booked
 
 
+def test_hosts_the_config_allows_are_served_by_the_front(start_port: int) -> None:
+    """A client that names swapd by a name of ``server.allowedHosts`` (or of the machine, when
+    listening on every interface) is the front's too; a Host the guard refuses gets its 403."""
+    cfg = "server: {allowedHosts: [gpu-box, .example.com]}\n" + config(start_port)
+    with (
+        run_swapd(cfg, env={**os.environ, **FRONT}) as swapd,
+        httpx.Client(base_url=swapd.url, timeout=30) as client,
+    ):
+        start(swapd.url)
+        hosts = ("gpu-box:8080", "GPU-BOX", "a.example.com", "evil.com", "gpu-boxx")
+        answers = [
+            client.post("/v1/chat/completions", json=chat(), headers={"Host": host})
+            for host in hosts
+        ]
+        records = activity(swapd.url)
+    assert [r.status_code for r in answers] == [200, 200, 200, 403, 403]
+    assert sorted(served_by_front(r) for r in records) == [False, True, True, True]
+
+
 def test_the_openai_sdk_streams_through_the_front(start_port: int) -> None:
     with fronted(start_port) as swapd:
         client = openai.OpenAI(base_url=f"{swapd.url}/v1", api_key="none", max_retries=0)

@@ -451,14 +451,29 @@ class Front:
         self._result = _FrontResult()
         loop.add_reader(self.fd, self._notified)
 
-    def table(self, entries: list[FrontEntry], keys: Sequence[tuple[int, bytes]] = ()) -> None:
+    def table(
+        self,
+        entries: list[FrontEntry],
+        keys: Sequence[tuple[int, bytes]] = (),
+        *,
+        any_host: bool = False,
+        hosts: Sequence[str] = (),
+        domains: Sequence[str] = (),
+    ) -> None:
         """The names served here from now on; any other name is Python's. ``keys``: the API
         keys, each with the id its requests are told by (none: no key is asked for); a request
-        is the front's when it presents one whose byte in the entry's ``may`` is 1."""
-        parts = [len(keys).to_bytes(4, sys.byteorder)]
+        is the front's when it presents one whose byte in the entry's ``may`` is 1. A request
+        whose ``Host`` is not an address or localhost is the front's when ``any_host``, or its
+        name is one of ``hosts`` or in one of ``domains`` (``.example.com``; all lower case)."""
+        order = sys.byteorder
+        parts = [len(keys).to_bytes(4, order)]
         for ident, key in keys:
-            parts.append(ident.to_bytes(4, sys.byteorder, signed=True))
-            parts.append(len(key).to_bytes(4, sys.byteorder) + key)
+            parts.append(ident.to_bytes(4, order, signed=True))
+            parts.append(len(key).to_bytes(4, order) + key)
+        parts.append(int(any_host).to_bytes(4, order))
+        for names in (hosts, domains):
+            parts.append(len(names).to_bytes(4, order))
+            parts.extend(len(raw).to_bytes(4, order) + raw for raw in map(str.encode, names))
         for e in entries:
             raw = e.name.encode()
             parts.append(len(raw).to_bytes(4, sys.byteorder) + raw)

@@ -7,7 +7,8 @@
  * The thread accepts every connection and reads each request's head (scan_head) and body. A
  * request is routine when it is a POST to one of the model routes Python listed, with a
  * content-length body of at most max_body bytes, a JSON content type, no Origin (no browser),
- * no forwarding fields, a Host that is an address or localhost, and a body whose "model"
+ * no Sec-Fetch-Site, no forwarding fields, a Host the guard allows (plain_host, else the
+ * table's names), and a body whose "model"
  * scan_request finds plainly; the model must be in the table Python publishes (front_table:
  * the names that need no rewrite, each with its gate and its engine's address, and the API
  * keys, if any, with those each may use: then the request must present one of them, which
@@ -64,6 +65,8 @@ typedef struct {
     const unsigned char *may;   /* per API key: 1 when it may use this name (the table's) */
 } entry;
 
+typedef struct { const char *p; size_t n; } span;
+
 typedef struct {
     int64_t count, nkeys;
     entry *e;
@@ -71,6 +74,9 @@ typedef struct {
     const char **keys;          /* the API keys (none: no key is asked for) */
     size_t *key_lens;
     int32_t *key_ids;           /* how Python names each in a record */
+    int any_host;               /* the Host names the guard allows: any (allowedHosts "*"), */
+    span *names, *domains;      /* these (lower case), and these domains (".example.com") */
+    int64_t nnames, ndomains;
 } table;
 
 typedef struct record {
@@ -675,30 +681,61 @@ static int prefixed(const char *s, size_t n, const char *lower) {
     return 1;
 }
 
-/* An address or localhost: a Host the browser guard lets through without a look. */
-static int plain_host(const char *s, size_t n) {
-    if (n && s[0] == '[') return 1; /* an IPv6 literal */
+static int digit(char c) { return c >= '0' && c <= '9'; }
+
+/* How many bytes of a Host value (no brackets) its name takes, as guard.split_host cuts it: a
+ * ":port" of digits and trailing dots left out. */
+static size_t host_name(const char *s, size_t n) {
     size_t name = n;
-    for (size_t i = 0; i < n; i++)
-        if (s[i] == ':') { name = i; break; }
-    for (size_t i = name + (name < n); i < n; i++)
-        if (s[i] < '0' || s[i] > '9') return 0;
-    int digits = 1;
-    for (size_t i = 0; i < name; i++)
-        if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) digits = 0;
-    if (digits && name) return 1;
+    for (size_t i = n; i > 0 && name == n; i--)
+        if (s[i - 1] == ':') name = i - 1;
+    if (name < n) {
+        int port = name + 1 < n && !memchr(s, ':', name);
+        for (size_t i = name + 1; i < n && port; i++) port = digit(s[i]);
+        if (!port) name = n;
+    }
+    while (name && s[name - 1] == '.') name--;
+    return name;
+}
+
+/* An IPv4 address as Python's ipaddress reads one: four numbers up to 255, no leading zero. */
+static int ipv4(const char *s, size_t n) {
+    int parts = 0;
+    for (size_t i = 0; i <= n; parts++) {
+        size_t j = i;
+        int value = 0;
+        while (j < n && digit(s[j]) && j - i < 3) value = value * 10 + (s[j++] - '0');
+        if (j == i || value > 255 || (s[i] == '0' && j - i > 1) || (j < n && s[j] != '.'))
+            return 0;
+        i = j + 1;
+    }
+    return parts == 4;
+}
+
+/* A Host the browser guard (swapd.proxy.guard) lets through whatever the config says: an IPv4
+ * address, [::1], localhost or a *.localhost name. Any other is looked up in the table's
+ * names (allowed_host); one the front does not read as Python does is Python's. */
+static int plain_host(const char *s, size_t n) {
+    if (n >= 5 && !memcmp(s, "[::1]", 5)) {
+        int port = n == 5 || (n > 6 && s[5] == ':');
+        for (size_t i = 6; i < n && port; i++) port = digit(s[i]);
+        return port;
+    }
+    size_t name = host_name(s, n);
+    if (ipv4(s, name)) return 1;
     if (name == 9 && prefixed(s, 9, "localhost")) return 1;
     return name > 10 && prefixed(s + name - 10, 10, ".localhost");
 }
 
-/* A field the forwarding rules (swapd.edge) look at. */
-static int forwarding(const char *head, size_t n) {
+/* A field only Python's rules look at: forwarding (swapd.edge), Sec-Fetch-Site (the guard's
+ * cross-site check). */
+static int python_field(const char *head, size_t n) {
     for (const char *s = memchr(head, '\n', n); s && (size_t)(s - head) + 1 < n;
          s = memchr(s + 1, '\n', n - (size_t)(s + 1 - head))) {
         const char *l = s + 1;
         size_t rest = n - (size_t)(l - head);
         if (prefixed(l, rest, "x-forwarded-") || prefixed(l, rest, "forwarded:") ||
-            prefixed(l, rest, "x-real-ip:"))
+            prefixed(l, rest, "x-real-ip:") || prefixed(l, rest, "sec-fetch-site:"))
             return 1;
     }
     return 0;
@@ -738,19 +775,44 @@ static int same_key(const char *a, size_t an, const char *b, size_t bn) {
     return d == 0;
 }
 
+static int same_lower(const char *s, const char *lower, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]) != lower[i]) return 0;
+    return 1;
+}
+
+/* Whether the table's names take a Host value that is not a plain one, as the guard's
+ * HostRule.allows does (server.allowedHosts, the names the listen address implies). */
+static int allowed_host(const table *t, const char *s, size_t n) {
+    if (t->any_host) return 1;
+    if (n && s[0] == '[') return 0;
+    size_t name = host_name(s, n);
+    for (int64_t i = 0; i < t->nnames; i++)
+        if (t->names[i].n == name && same_lower(s, t->names[i].p, name)) return 1;
+    for (int64_t i = 0; i < t->ndomains; i++) {
+        span d = t->domains[i];
+        if (name >= d.n && same_lower(s + name - d.n, d.p, d.n)) return 1;
+        if (name + 1 == d.n && same_lower(s, d.p + 1, name)) return 1;
+    }
+    return 0;
+}
+
 /* The table's entry for a model name (its host copied to host, HOST_MAX bytes) when the key
- * presented (key, NULL for none) may use it, the key's id (-1: no keys asked for), and the
- * capture settings of the moment. Every key is compared, as Python's auth.identify does. */
+ * presented (key, NULL for none) may use it and the Host named (named, NULL for a plain one
+ * or none) is allowed, the key's id (-1: no keys asked for), and the capture settings of the
+ * moment. Every key is compared, as Python's auth.identify does. */
 #define HOST_MAX 256
 static int find(front *F, const char *name, size_t len, const char *key, size_t key_len,
-                entry *out, char *host, int *who, int64_t *keep) {
+                const char *named, size_t named_len, entry *out, char *host, int *who,
+                int64_t *keep) {
     int found = 0, at = -1;
     pthread_mutex_lock(&F->lock);
     table *t = F->t;
     for (int64_t k = 0; t && key && k < t->nkeys; k++)
         if (same_key(key, key_len, t->keys[k], t->key_lens[k])) at = (int)k;
     int keyed = t && t->nkeys > 0;
-    for (int64_t i = 0; t && i < t->count && !found && (!keyed || at >= 0); i++) {
+    int hosted = !named || (t && allowed_host(t, named, named_len));
+    for (int64_t i = 0; t && hosted && i < t->count && !found && (!keyed || at >= 0); i++) {
         if (t->e[i].name_len == len && !memcmp(t->e[i].name, name, len) &&
             t->e[i].host_len <= HOST_MAX && (!keyed || t->e[i].may[at])) {
             *out = t->e[i];
@@ -786,8 +848,7 @@ static void serve_next(front *F, conn *c) {
     if (h <= 0 || F->draining || out[METHOD_AT] != 1 || out[LENGTH_AT] < 0 ||
         out[LENGTH_AT] > F->lim.max_body || out[NOTED_AT + 6] >= 0 || out[NOTED_AT + 8] < 0 ||
         !prefixed(c->in + out[NOTED_AT + 8], (size_t)out[NOTED_AT + 9], "application/json") ||
-        (out[NOTED_AT] >= 0 && !plain_host(c->in + out[NOTED_AT], (size_t)out[NOTED_AT + 1])) ||
-        forwarding(c->in, (size_t)h)) {
+        python_field(c->in, (size_t)h)) {
         to_python(F, c);
         return;
     }
@@ -812,9 +873,13 @@ static void serve_next(front *F, conn *c) {
     size_t key_len;
     int who = -1;
     presented(c->in, out, &key, &key_len);
+    const char *named = NULL; /* a Host that is not plain: the table's names decide */
+    size_t named_len = (size_t)out[NOTED_AT + 1];
+    if (out[NOTED_AT] >= 0 && !plain_host(c->in + out[NOTED_AT], named_len))
+        named = c->in + out[NOTED_AT];
     if (!scan_request(payload, out[LENGTH_AT], F->lim.max_depth, scanned) || scanned[2] != 1 ||
-        !find(F, payload + scanned[0], (size_t)(scanned[1] - scanned[0]), key, key_len, &e, host,
-              &who, keep) ||
+        !find(F, payload + scanned[0], (size_t)(scanned[1] - scanned[0]), key, key_len, named,
+              named_len, &e, host, &who, keep) ||
         !gate_enter(F->g, e.gate)) {
         to_python(F, c);
         return;
@@ -1191,8 +1256,25 @@ static int entry_of(reader *r, int64_t nkeys, int64_t gates, entry *e) {
     return 1;
 }
 
+/* [u32 count], then each [u32 length][bytes] (NULL: no memory). */
+static span *spans_of(reader *r, int64_t *count) {
+    uint32_t n = 0;
+    *count = 0;
+    if (!take_u32(r, &n) || n > (uint32_t)(r->len - r->at)) n = 0;
+    span *out = calloc((size_t)n + 1, sizeof *out);
+    for (uint32_t i = 0; out && i < n; i++) {
+        uint32_t k;
+        if (!take_u32(r, &k) || !(out[i].p = take(r, k))) break;
+        out[i].n = k;
+        *count = i + 1;
+    }
+    return out;
+}
+
 static void table_free(table *t) {
     if (!t) return;
+    free(t->names);
+    free(t->domains);
     free(t->e);
     free(t->bytes);
     free(t->keys);
@@ -1202,7 +1284,9 @@ static void table_free(table *t) {
 }
 
 /* The names served here, replacing the last table. The blob: [u32 count] API keys, each
- * [i32 id][u32 length][key] (none: no key is asked for); then per name [u32 length][name]
+ * [i32 id][u32 length][key] (none: no key is asked for); the Host names the guard allows
+ * beyond plain ones: [u32 1 for any], [u32 count] names and [u32 count] domains, each
+ * [u32 length][lower-case bytes]; then per name [u32 length][name]
  * [u32 length][host as the engine gets it][i64 gate][u32 IPv4 address, network order]
  * [u16 port], the model's timeouts as three doubles (connect, responseHeader, idleRead; 0:
  * none), and one byte per key, 1 when that key may use the name. 0: no memory. */
@@ -1234,6 +1318,15 @@ int front_table(void *h, const char *blob, int64_t len) {
         memcpy(&t->key_ids[k], id, 4);
         t->key_lens[k] = n;
         t->nkeys = k + 1;
+    }
+    uint32_t any = 0;
+    take_u32(&r, &any);
+    t->any_host = any != 0;
+    t->names = spans_of(&r, &t->nnames);
+    t->domains = spans_of(&r, &t->ndomains);
+    if (!t->names || !t->domains) {
+        table_free(t);
+        return 0;
     }
     entry scratch;
     int64_t start = r.at, count = 0;

@@ -161,8 +161,16 @@ class NativeFront:
         for slot in self.scheduler.slots.values():  # a gate is never reused: kept for the
             if slot.gates is not None:  # records of a model that stopped meanwhile
                 self.models[slot.gate] = slot.id
-        keys = self.scheduler.config.keys
-        self.front.table(self.entries(keys), [(self.key_id(k), k.key.encode()) for k in keys])
+        config = self.scheduler.config
+        keys = [(self.key_id(k), k.key.encode()) for k in config.keys]
+        rule = self.proxy.guard.rule(config)  # the Host names beyond addresses and localhost
+        self.front.table(
+            self.entries(config.keys),
+            keys,
+            any_host=rule.any,
+            hosts=sorted(rule.names),
+            domains=rule.domains,
+        )
         self.front.limits(**self.limits())
         budget = self.scheduler.config.capture_bytes
         self.front.captures(budget, max(1, budget // 2) if budget else 0)  # as a Tee keeps

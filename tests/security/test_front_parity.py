@@ -1,8 +1,9 @@
-"""The native front checks API keys as Python does: random credentials (Bearer tokens, Basic
-passwords, ``x-api-key``, both at once, odd spacing and case, bytes beyond ASCII) sent to a
-swapd with the front and to the same swapd without it get the same status every time, and the
-engine never sees a credential. A key the front accepted that Python would refuse would be a
-way past ``apiKeys``: hypothesis looks for one.
+"""The native front lets through exactly what Python lets through: random credentials (Bearer
+tokens, Basic passwords, ``x-api-key``, both at once, odd spacing and case, bytes beyond
+ASCII) and random ``Host``, ``Origin`` and ``Sec-Fetch-Site`` fields sent to a swapd with the
+front and to the same swapd without it get the same status every time, and the engine never
+sees a credential. A key or a Host the front accepted that Python would refuse would be a way
+past ``apiKeys`` or the DNS-rebinding guard: hypothesis looks for one.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ KEYS = ("sekret", "beta-only", "watcher")
 def config(start_port: int) -> str:
     return f"""
 startPort: {start_port}
+server: {{allowedHosts: [gpu-box, .example.com]}}
 apiKeys:
   - {KEYS[0]}
   - {{key: {KEYS[1]}, name: narrow, models: [beta]}}
@@ -56,7 +58,7 @@ def pair() -> Iterator[tuple[SwapdProcess, SwapdProcess]]:
     ):
         for swapd in (on, off):
             for model in ("alpha", "beta"):
-                status, _ = ask(swapd, model, [("x-api-key", b"sekret")])
+                status, _ = ask(swapd, model, [("Host", b"127.0.0.1"), ("x-api-key", b"sekret")])
                 assert status == 200
         yield on, off
         records = httpx.get(f"{on.url}/api/activity", headers={"x-api-key": "sekret"}).json()
@@ -64,11 +66,14 @@ def pair() -> Iterator[tuple[SwapdProcess, SwapdProcess]]:
         assert served and {m.get("key") for m in served} <= {"key-1", "narrow"}, served
 
 
-def ask(swapd: SwapdProcess, model: str, fields: list[tuple[str, bytes]]) -> tuple[int, bytes]:
+Fields = list[tuple[str, bytes]]
+
+
+def ask(swapd: SwapdProcess, model: str, fields: Fields) -> tuple[int, bytes]:
     """POST a chat request with ``fields`` on a new connection: the status and the body."""
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]}).encode()
     head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{swapd.port}\r\n"
+        f"POST /v1/chat/completions HTTP/1.1\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
     ).encode()
     head += b"".join(name.encode() + b": " + value + b"\r\n" for name, value in fields)
@@ -90,8 +95,18 @@ TOKEN = st.one_of(
 )
 
 
+HOSTS = [
+    *("127.0.0.1", "127.0.0.1:8080", "127.0.0.1.", "10.1.2.3:1", "0.0.0.0", "[::1]", "[::1]:80"),
+    *("localhost", "LOCALHOST:1", "a.localhost", "localhost.", ".localhost", "x.localhost:2"),
+    *("gpu-box", "GPU-Box:8080", "gpu-box.", "gpu-box:", "gpu-box:x", "gpu-box:1:2", "gpu-boxx"),
+    *("example.com", "a.EXAMPLE.com:3", "badexample.com", "example.com.", "evil.com", ""),
+    *("1.2.3", "01.2.3.4", "256.1.1.1", "1.2.3.4.5", "1.2.3.4:", "[::2]", "::1", "[gpu-box]"),
+]
+
+
 @st.composite
 def credentials(draw: st.DrawFn) -> list[tuple[str, bytes]]:
+    """A Bearer token, a Basic password, an x-api-key, both or none, in odd shapes."""
     fields: list[tuple[str, bytes]] = []
     if draw(st.booleans()):
         scheme = draw(st.sampled_from(["Bearer", "bearer", "BEARER", "Basic", "Token", ""]))
@@ -105,18 +120,59 @@ def credentials(draw: st.DrawFn) -> list[tuple[str, bytes]]:
     return fields
 
 
-@settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(model=st.sampled_from(["alpha", "beta"]), fields=credentials())
-def test_the_front_and_python_answer_every_credential_alike(
-    pair: tuple[SwapdProcess, SwapdProcess], model: str, fields: list[tuple[str, bytes]]
-) -> None:
+@st.composite
+def hosts(draw: st.DrawFn) -> list[tuple[str, bytes]]:
+    """A Host (or none: a client that sends none is not a browser), maybe an Origin and a
+    Sec-Fetch-Site."""
+    fields: list[tuple[str, bytes]] = []
+    if draw(st.integers(0, 9)):  # mostly a Host: a listed one, or made of a few characters
+        made = st.text("abxe.:-[]0129", max_size=12)
+        host = draw(made if draw(st.booleans()) else st.sampled_from(HOSTS))
+        fields.append(("Host", host.encode()))
+    if not draw(st.integers(0, 5)):
+        origin = draw(st.sampled_from(["http://127.0.0.1:8080", "http://evil.com", "null"]))
+        fields.append(("Origin", origin.encode()))
+    if not draw(st.integers(0, 5)):
+        site = draw(st.sampled_from(["same-origin", "cross-site", "none"]))
+        fields.append(("Sec-Fetch-Site", site.encode()))
+    return fields
+
+
+def same_answers(pair: tuple[SwapdProcess, SwapdProcess], model: str, fields: Fields) -> None:
     on, off = pair
     fronted, python = ask(on, model, fields), ask(off, model, fields)
     assert fronted[0] == python[0], (fields, fronted, python)
     if fronted[0] == 200:  # the engine got no credentials, whoever served it
         seen = set(json.loads(fronted[1])["fields"])
         assert not {"authorization", "x-api-key"} & seen, fields
+
+
+EXAMPLES = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+MODEL = st.sampled_from(["alpha", "beta"])
+
+
+@EXAMPLES
+@given(model=MODEL, fields=credentials())
+def test_the_front_and_python_answer_every_credential_alike(
+    pair: tuple[SwapdProcess, SwapdProcess], model: str, fields: Fields
+) -> None:
+    same_answers(pair, model, [("Host", b"127.0.0.1:8080"), *fields])
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_the_front_and_python_answer_each_listed_host_alike(
+    pair: tuple[SwapdProcess, SwapdProcess], host: str
+) -> None:
+    same_answers(pair, "beta", [("Host", host.encode()), ("x-api-key", b"sekret")])
+
+
+@EXAMPLES
+@given(model=MODEL, fields=hosts(), key=st.sampled_from(KEYS[:2]))
+def test_the_front_and_python_answer_every_host_alike(
+    pair: tuple[SwapdProcess, SwapdProcess], model: str, fields: Fields, key: str
+) -> None:
+    same_answers(pair, model, [*fields, ("x-api-key", key.encode())])
