@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from pathlib import Path
 
@@ -51,3 +52,18 @@ def test_a_store_written_before_metadata_existed_is_migrated(tmp_path: Path) -> 
     ]
     assert log.next_number() == 9
     log.close()
+
+
+def test_records_are_kept_in_the_order_requests_arrived(tmp_path: Path) -> None:
+    """A request's record booked after a later request's (Python books after the last byte,
+    the native front may book the client's next request first) still comes before it, in
+    memory, when the log is full, and after a restart."""
+    store = tmp_path / "activity.db"
+    log = ActivityLog(3, store)
+    for n, arrived in [(1, 10.0), (3, 12.0), (2, 11.0), (5, 14.0), (4, 13.0)]:
+        log.add(dataclasses.replace(record(n), time=arrived))
+    assert [r["id"] for r in log.recent()] == ["req-5", "req-4", "req-3"]
+    log.close()
+    again = ActivityLog(3, store)
+    assert [r["id"] for r in again.recent()] == ["req-5", "req-4", "req-3"]
+    again.close()

@@ -304,14 +304,25 @@ class ActivityLog:
             for column in _COLUMNS:  # a store written by an older swapd: add the new columns
                 if column not in have:
                     self._db.execute(f"ALTER TABLE activity ADD COLUMN {column}")
-            rows = self._db.execute(
-                f"SELECT {cols} FROM activity ORDER BY rowid DESC LIMIT ?", (max_records,)
+            self._db.execute("CREATE INDEX IF NOT EXISTS activity_time ON activity (time)")
+            rows = self._db.execute(  # the last requests to arrive (see add)
+                f"SELECT {cols} FROM activity ORDER BY time DESC, rowid DESC LIMIT ?",
+                (max_records,),
             ).fetchall()
             for row in reversed(rows):
                 self.records.append(_loaded(row))
 
     def add(self, record: Record) -> None:
-        self.records.append(record)
+        """Keep ``record`` in the order requests arrived: one booked after a later request's
+        record (Python books a request after its last byte is out, and the native front can
+        serve and book the client's next one first) goes before it."""
+        records = self.records
+        records.append(record)
+        at = len(records) - 1
+        while at > 0 and records[at - 1].time > record.time:
+            records[at] = records[at - 1]
+            at -= 1
+        records[at] = record
         if self._db is not None:
             marks = ", ".join("?" for _ in _COLUMNS)
             cols = ", ".join(_COLUMNS)
