@@ -339,7 +339,7 @@ class App:
         def handed(fd: int, data: bytes) -> None:
             main.start_soon(server.adopt, fd, data, name="front-handover")
 
-        owner = NativeFront(scheduler, self.proxy, observer, handed, edge.cap)
+        owner = NativeFront(scheduler, self.proxy, observer, handed, edge)
         made = native.front(
             loop,
             sock.fileno(),
@@ -352,7 +352,8 @@ class App:
         if made is None:
             return None
         owner.start(made)
-        self.proxy.routes_changed = owner.publish_soon
+        # at once: the answer to a reload or a profile change is out after the front has it
+        self.proxy.routes_changed = owner.publish
         edge.front = made  # kept-alive connections come back between requests
         return made
 

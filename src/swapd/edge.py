@@ -135,6 +135,11 @@ class Edge:
         self._derive(settings)
         return self._cap
 
+    def networks(self, settings: ServerConfig) -> tuple[Network, ...] | None:
+        """``trustedProxies`` as networks; None for ``*`` (every peer)."""
+        self._derive(settings)
+        return self._nets
+
     def trusts(self, settings: ServerConfig, address: str) -> bool:
         """Whether ``address`` is one of ``trustedProxies``."""
         self._derive(settings)

@@ -3,7 +3,8 @@
     python tests/fakes/raw_engine.py PORT [--drop-reused] [--log FILE] [--start-delay S]
 
 Every request gets ``200 {"pid": …, "target": "<request target as received>", "fields": […]}``
-(``fields``: the names of the request's header fields, lower-case, in order) with
+(``fields``: the names of the request's header fields, lower-case, in order; ``forwarded``: the
+values of its X-Forwarded-For, X-Real-IP and Forwarded fields, each name's joined by ", ") with
 ``x-engine-pid``, ``server: raw-engine`` and ``date`` headers, kept alive (no
 ``Connection: close``).
 
@@ -102,8 +103,16 @@ async def main(port: int, drop_reused: bool, log: str | None, start_delay: float
                     status = b"500 Internal Server Error"
                 else:
                     target = request_line.split(b" ")[1].decode("latin-1")
-                    fields = [f.split(b":")[0].lower().decode() for f in head.split(b"\r\n")[1:]]
-                    answer = {"pid": pid, "target": target, "fields": [f for f in fields if f]}
+                    lines = [f.partition(b":") for f in head.split(b"\r\n")[1:] if f]
+                    fields = [name.lower().decode() for name, _, _ in lines]
+                    forwarded: dict[str, str] = {}
+                    for raw, _, raw_value in lines:
+                        name, value = raw.lower().decode(), raw_value.strip().decode("latin-1")
+                        if name in ("x-forwarded-for", "x-real-ip", "forwarded"):
+                            seen = forwarded.get(name)
+                            forwarded[name] = f"{seen}, {value}" if seen else value
+                    answer = {"pid": pid, "target": target, "fields": fields}
+                    answer["forwarded"] = forwarded
                     data = json.dumps(answer).encode()
                     status = b"200 OK"
                 writer.write(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 from collections.abc import Iterator
 
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from fakes import raw_engine_cmd
 from swapd import native
-from swapd.testing import SwapdProcess, free_port_range, run_swapd
+from swapd.testing import SwapdProcess, free_port_range, run_swapd, wait_for
 
 pytestmark = [
     pytest.mark.timeout(300),
@@ -31,10 +32,11 @@ pytestmark = [
 KEYS = ("sekret", "beta-only", "watcher")
 
 
-def config(start_port: int) -> str:
+def config(start_port: int, trusted: str) -> str:
     return f"""
 startPort: {start_port}
-server: {{allowedHosts: [gpu-box, .example.com]}}
+logRequests: true
+server: {{allowedHosts: [gpu-box, .example.com], trustedProxies: {trusted}}}
 apiKeys:
   - {KEYS[0]}
   - {{key: {KEYS[1]}, name: narrow, models: [beta]}}
@@ -49,17 +51,24 @@ groups:
 """
 
 
-@pytest.fixture(scope="module")
-def pair() -> Iterator[tuple[SwapdProcess, SwapdProcess]]:
+# the peer (127.0.0.1) trusted or not: forwarding fields believed, or dropped
+@pytest.fixture(scope="module", params=["[127.0.0.1, 10.0.0.0/8, '2001:db8::/32']", "[]"])
+def pair(request: pytest.FixtureRequest) -> Iterator[tuple[SwapdProcess, SwapdProcess]]:
     """Two swapds, the front on in the first and off in the second, both models ready."""
+    trusted = request.param
     with (
-        run_swapd(config(free_port_range(8)), env={**os.environ, "SWAPD_NATIVE_FRONT": "1"}) as on,
-        run_swapd(config(free_port_range(8)), env={**os.environ, "SWAPD_NATIVE_FRONT": "0"}) as off,
+        run_swapd(
+            config(free_port_range(8), trusted), env={**os.environ, "SWAPD_NATIVE_FRONT": "1"}
+        ) as on,
+        run_swapd(
+            config(free_port_range(8), trusted), env={**os.environ, "SWAPD_NATIVE_FRONT": "0"}
+        ) as off,
     ):
         for swapd in (on, off):
             for model in ("alpha", "beta"):
                 status, _ = ask(swapd, model, [("Host", b"127.0.0.1"), ("x-api-key", b"sekret")])
                 assert status == 200
+            ANSWERED[swapd.port] = 2
         yield on, off
         records = httpx.get(f"{on.url}/api/activity", headers={"x-api-key": "sekret"}).json()
         served = [r["metadata"] for r in records["activity"] if r["metadata"].get("front")]
@@ -138,17 +147,35 @@ def hosts(draw: st.DrawFn) -> list[tuple[str, bytes]]:
     return fields
 
 
+LOGGED = re.compile(r'(\S*) "POST /v1/chat/completions" \w+ 200 ')
+ANSWERED: dict[int, int] = {}  # per swapd (its port): chat requests answered 200 so far
+
+
+def logged(swapd: SwapdProcess) -> list[str]:
+    """The client addresses of the request log's lines for answered chat requests."""
+    return [m[1] for line in list(swapd.log) if (m := LOGGED.search(line))]
+
+
 def same_answers(pair: tuple[SwapdProcess, SwapdProcess], model: str, fields: Fields) -> None:
+    """The same status from both; for a 200, the same forwarding fields at the engine (never a
+    credential) and the same client address in the request log."""
     on, off = pair
     fronted, python = ask(on, model, fields), ask(off, model, fields)
     assert fronted[0] == python[0], (fields, fronted, python)
-    if fronted[0] == 200:  # the engine got no credentials, whoever served it
-        seen = set(json.loads(fronted[1])["fields"])
-        assert not {"authorization", "x-api-key"} & seen, fields
+    if fronted[0] != 200:
+        return
+    got, expected = json.loads(fronted[1]), json.loads(python[1])
+    assert not {"authorization", "x-api-key"} & set(got["fields"]), fields
+    assert got["forwarded"] == expected["forwarded"], fields
+    shown = []
+    for swapd in pair:  # (a line is written once the answer is out: wait for it)
+        n = ANSWERED[swapd.port] = ANSWERED[swapd.port] + 1
+        shown.append(wait_for(lambda s=swapd, n=n: logged(s)[n - 1 : n], "its log line", 10))
+    assert shown[0] == shown[1], (fields, shown)
 
 
 EXAMPLES = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -161,6 +188,37 @@ def test_the_front_and_python_answer_every_credential_alike(
     pair: tuple[SwapdProcess, SwapdProcess], model: str, fields: Fields
 ) -> None:
     same_answers(pair, model, [("Host", b"127.0.0.1:8080"), *fields])
+
+
+HOPS = ["1.2.3.4", "10.0.0.1", "10.9.9.9", "127.0.0.1", "2001:db8::1", "fe80::1%eth0", "::1"]
+HOPS += ["garbage", "01.2.3.4", "", " 5.6.7.8 "]
+
+
+@st.composite
+def forwarding(draw: st.DrawFn) -> Fields:
+    """X-Forwarded-For (none, one or two fields, hops apart by ", " or otherwise), X-Real-IP,
+    Forwarded, sometimes X-Forwarded-Proto."""
+    fields: Fields = []
+    for _ in range(draw(st.sampled_from([0, 1, 1, 1, 2]))):
+        hops = draw(st.lists(st.sampled_from(HOPS), min_size=1, max_size=4))
+        apart = draw(st.sampled_from([", ", ", ", ",", " , "]))
+        fields.append(("X-Forwarded-For", apart.join(hops).encode()))
+    for _ in range(draw(st.sampled_from([0, 0, 1, 2]))):
+        fields.append(("X-Real-IP", draw(st.sampled_from(HOPS)).encode()))
+    if draw(st.booleans()):
+        fields.append(("Forwarded", b"for=192.0.2.60;proto=http"))
+    if not draw(st.integers(0, 9)):
+        fields.append(("X-Forwarded-Proto", b"https"))
+    draw(st.randoms()).shuffle(fields)
+    return fields
+
+
+@EXAMPLES
+@given(fields=forwarding())
+def test_the_front_and_python_pass_on_and_log_every_forwarding_alike(
+    pair: tuple[SwapdProcess, SwapdProcess], fields: Fields
+) -> None:
+    same_answers(pair, "alpha", [("Host", b"127.0.0.1"), ("x-api-key", b"sekret"), *fields])
 
 
 @pytest.mark.parametrize("host", HOSTS)

@@ -459,12 +459,16 @@ class Front:
         any_host: bool = False,
         hosts: Sequence[str] = (),
         domains: Sequence[str] = (),
+        trust_all: bool = False,
+        trusted: Sequence[tuple[int, int, bytes]] = (),
     ) -> None:
         """The names served here from now on; any other name is Python's. ``keys``: the API
         keys, each with the id its requests are told by (none: no key is asked for); a request
         is the front's when it presents one whose byte in the entry's ``may`` is 1. A request
         whose ``Host`` is not an address or localhost is the front's when ``any_host``, or its
-        name is one of ``hosts`` or in one of ``domains`` (``.example.com``; all lower case)."""
+        name is one of ``hosts`` or in one of ``domains`` (``.example.com``; all lower case).
+        The forwarding fields of a peer in ``trusted`` (networks: IP version, prefix length,
+        packed address), or of any with ``trust_all``, are believed; others' are dropped."""
         order = sys.byteorder
         parts = [len(keys).to_bytes(4, order)]
         for ident, key in keys:
@@ -474,6 +478,8 @@ class Front:
         for names in (hosts, domains):
             parts.append(len(names).to_bytes(4, order))
             parts.extend(len(raw).to_bytes(4, order) + raw for raw in map(str.encode, names))
+        parts.append(int(trust_all).to_bytes(4, order) + len(trusted).to_bytes(4, order))
+        parts.extend(bytes((v, bits)) + packed.ljust(16, b"\0") for v, bits, packed in trusted)
         for e in entries:
             raw = e.name.encode()
             parts.append(len(raw).to_bytes(4, sys.byteorder) + raw)

@@ -67,6 +67,11 @@ typedef struct {
 
 typedef struct { const char *p; size_t n; } span;
 
+typedef struct { /* a network of server.trustedProxies */
+    int family, bits;           /* 4 or 6; the prefix's length */
+    unsigned char addr[16];
+} net;
+
 typedef struct {
     int64_t count, nkeys;
     entry *e;
@@ -77,6 +82,9 @@ typedef struct {
     int any_host;               /* the Host names the guard allows: any (allowedHosts "*"), */
     span *names, *domains;      /* these (lower case), and these domains (".example.com") */
     int64_t nnames, ndomains;
+    int trust_all;              /* the peers whose forwarding fields are believed: any ("*"), */
+    net *nets;                  /* or those in these networks */
+    int64_t nnets;
 } table;
 
 typedef struct record {
@@ -145,6 +153,7 @@ typedef struct conn {
     int64_t xid;                 /* the exchange's id */
     int cancel;                  /* asked by Python (front_cancel, under lock) */
     char peer[64];
+    char shown[64];              /* the client's address as the exchange's records show it */
     struct conn *prev, *next;
     struct conn *fprev, *fnext;  /* in the front's exchanges in flight (under lock) */
 } conn;
@@ -429,7 +438,7 @@ static void ended(front *F, conn *c, int end) {
             r->resp_len = c->resp_len;
             c->resp = NULL;
         }
-        memcpy(r->peer, c->peer, sizeof r->peer);
+        memcpy(r->peer, c->shown, sizeof r->peer);
         queue(F, r);
     } else {
         free(f->keep);
@@ -727,18 +736,22 @@ static int plain_host(const char *s, size_t n) {
     return name > 10 && prefixed(s + name - 10, 10, ".localhost");
 }
 
-/* A field only Python's rules look at: forwarding (swapd.edge), Sec-Fetch-Site (the guard's
- * cross-site check). */
+/* A field only Python's rules look at (1): Sec-Fetch-Site (the guard's cross-site check),
+ * X-Forwarded-Host, -Proto and the like; or (2) one of the forwarding fields swapd.edge
+ * screens, which screen() follows. */
 static int python_field(const char *head, size_t n) {
+    int found = 0;
     for (const char *s = memchr(head, '\n', n); s && (size_t)(s - head) + 1 < n;
          s = memchr(s + 1, '\n', n - (size_t)(s + 1 - head))) {
         const char *l = s + 1;
         size_t rest = n - (size_t)(l - head);
-        if (prefixed(l, rest, "x-forwarded-") || prefixed(l, rest, "forwarded:") ||
-            prefixed(l, rest, "x-real-ip:") || prefixed(l, rest, "sec-fetch-site:"))
+        if (prefixed(l, rest, "x-forwarded-for:") || prefixed(l, rest, "forwarded:") ||
+            prefixed(l, rest, "x-real-ip:"))
+            found = 2;
+        else if (prefixed(l, rest, "x-forwarded-") || prefixed(l, rest, "sec-fetch-site:"))
             return 1;
     }
-    return 0;
+    return found;
 }
 
 /* The API key a request presents, found as Python's auth.presented_key finds it: a Bearer
@@ -797,6 +810,90 @@ static int allowed_host(const table *t, const char *s, size_t n) {
     return 0;
 }
 
+/* Whether an address (text, as a peer or an X-Forwarded-For hop gives it) is in one of the
+ * table's trusted networks, as Edge.trusts decides (an IPv6 zone left out; not an address:
+ * no). */
+static int trusted(const table *t, const char *s, size_t n) {
+    if (t->trust_all) return 1;
+    char text[64];
+    const char *zone = memchr(s, '%', n);
+    if (zone) n = (size_t)(zone - s);
+    if (n == 0 || n >= sizeof text) return 0;
+    memcpy(text, s, n);
+    text[n] = 0;
+    unsigned char addr[16];
+    int family = memchr(text, ':', n) ? 6 : 4;
+    if (family == 4 ? !(ipv4(text, n) && inet_pton(AF_INET, text, addr) == 1)
+                    : inet_pton(AF_INET6, text, addr) != 1)
+        return 0;
+    for (int64_t i = 0; i < t->nnets; i++) {
+        const net *w = &t->nets[i];
+        if (w->family != family) continue;
+        int bits = w->bits, whole = bits / 8, rest = bits % 8;
+        if (memcmp(addr, w->addr, (size_t)whole)) continue;
+        if (rest && ((addr[whole] ^ w->addr[whole]) & (0xFF << (8 - rest)) & 0xFF)) continue;
+        return 1;
+    }
+    return 0;
+}
+
+/* A request's forwarding fields as swapd.edge's Edge.screen leaves them, for a request with one
+ * (head, n: a head scan_head vouched for; peer: the connection's). From a peer swapd does not
+ * trust they are dropped: DROP_FORWARDING for request_head. From a trusted one they go on
+ * unchanged (0) where screening leaves them so: at most one X-Forwarded-For and one X-Real-IP,
+ * the former's hops joined by ", " with no untrusted one after the first (else -1: Python's,
+ * which trims them). shown: the client's address as observer.client_ip finds it. */
+static int screen(front *F, const char *head, size_t n, const char *peer, char *shown) {
+    cursor e = (cursor)head + n, name, value, xff = NULL, real = NULL;
+    size_t name_len, value_len, xff_len = 0, real_len = 0;
+    int nxff = 0, nreal = 0;
+    for (cursor s = (cursor)memchr(head, '\n', n) + 1; s < e && *s != '\r';) {
+        s = field_of(s, &name, &name_len, &value, &value_len);
+        if (named(name, name_len, "x-forwarded-for")) {
+            xff = value;
+            xff_len = value_len;
+            nxff++;
+        } else if (named(name, name_len, "x-real-ip")) {
+            real = value;
+            real_len = value_len;
+            while (real_len && (real[real_len - 1] == ' ' || real[real_len - 1] == '\t'))
+                real_len--; /* (the client's address is read stripped) */
+            nreal++;
+        }
+    }
+    pthread_mutex_lock(&F->lock);
+    table *t = F->t;
+    int believed = t && trusted(t, peer, strlen(peer));
+    int verdict = believed ? 0 : DROP_FORWARDING;
+    if (believed && (nxff > 1 || nreal > 1 || real_len >= 64)) verdict = -1;
+    size_t first = 0; /* the first hop's length */
+    for (size_t i = 0, hop = 0; believed && verdict == 0 && xff && i <= xff_len; hop++) {
+        size_t j = i;
+        while (j < xff_len && xff[j] != ',' && xff[j] != ' ' && xff[j] != '\t') j++;
+        if (j == i || (j < xff_len && (xff[j] != ',' || j + 1 >= xff_len || xff[j + 1] != ' ')))
+            verdict = -1; /* an empty hop, or not ", " between two: screening would rejoin */
+        else if (hop == 0 && (first = j) >= 64)
+            verdict = -1; /* longer than a record keeps */
+        else if (!trusted(t, (const char *)xff + i, j - i))
+            verdict = -1; /* screening would cut the hops before this one */
+        i = j + 2;
+    }
+    pthread_mutex_unlock(&F->lock);
+    const char *at = peer;
+    size_t len = strlen(peer);
+    if (believed && xff && first) {
+        at = (const char *)xff;
+        len = first;
+    } else if (believed && real && real_len) {
+        at = (const char *)real;
+        len = real_len;
+    }
+    if (len >= 64) len = 63;
+    memcpy(shown, at, len);
+    shown[len] = 0;
+    return verdict;
+}
+
 /* The table's entry for a model name (its host copied to host, HOST_MAX bytes) when the key
  * presented (key, NULL for none) may use it and the Host named (named, NULL for a plain one
  * or none) is allowed, the key's id (-1: no keys asked for), and the capture settings of the
@@ -845,10 +942,11 @@ static void serve_next(front *F, conn *c) {
     int64_t out[HEAD_OUT];
     int64_t h = scan_head(c->in, (int64_t)c->in_len, out);
     if (h == 0 && c->in_len < HEAD_LIMIT) return;
+    int fields = h > 0 ? python_field(c->in, (size_t)h) : 0;
     if (h <= 0 || F->draining || out[METHOD_AT] != 1 || out[LENGTH_AT] < 0 ||
         out[LENGTH_AT] > F->lim.max_body || out[NOTED_AT + 6] >= 0 || out[NOTED_AT + 8] < 0 ||
         !prefixed(c->in + out[NOTED_AT + 8], (size_t)out[NOTED_AT + 9], "application/json") ||
-        python_field(c->in, (size_t)h)) {
+        fields == 1) {
         to_python(F, c);
         return;
     }
@@ -871,7 +969,13 @@ static void serve_next(front *F, conn *c) {
     char host[HOST_MAX];
     const char *payload = c->in + h, *key;
     size_t key_len;
-    int who = -1;
+    int who = -1, drop = 0;
+    snprintf(c->shown, sizeof c->shown, "%s", c->peer);
+    if (fields == 2 &&
+        (drop = screen(F, c->in, (size_t)h, c->peer, c->shown)) < 0) {
+        to_python(F, c);
+        return;
+    }
     presented(c->in, out, &key, &key_len);
     const char *named = NULL; /* a Host that is not plain: the table's names decide */
     size_t named_len = (size_t)out[NOTED_AT + 1];
@@ -916,7 +1020,8 @@ static void serve_next(front *F, conn *c) {
     if (c->f && c->wr)
         written = request_head(c->in, h, target, (int64_t)target_len, e.host,
                                (int64_t)e.host_len, c->peer, (int64_t)strlen(c->peer),
-                               out[LENGTH_AT], who >= 0, c->wr, (int64_t)cap);
+                               out[LENGTH_AT], drop | (who >= 0 ? DROP_CREDENTIALS : 0),
+                               c->wr, (int64_t)cap);
     if (written < 0) {
         land(F, c);
         gate_leave(F->g, c->gate);
@@ -1275,6 +1380,7 @@ static void table_free(table *t) {
     if (!t) return;
     free(t->names);
     free(t->domains);
+    free(t->nets);
     free(t->e);
     free(t->bytes);
     free(t->keys);
@@ -1286,7 +1392,9 @@ static void table_free(table *t) {
 /* The names served here, replacing the last table. The blob: [u32 count] API keys, each
  * [i32 id][u32 length][key] (none: no key is asked for); the Host names the guard allows
  * beyond plain ones: [u32 1 for any], [u32 count] names and [u32 count] domains, each
- * [u32 length][lower-case bytes]; then per name [u32 length][name]
+ * [u32 length][lower-case bytes]; the peers whose forwarding fields are believed: [u32 1 for
+ * any], [u32 count] networks, each [u8 4 or 6][u8 prefix length][16 bytes of address]; then
+ * per name [u32 length][name]
  * [u32 length][host as the engine gets it][i64 gate][u32 IPv4 address, network order]
  * [u16 port], the model's timeouts as three doubles (connect, responseHeader, idleRead; 0:
  * none), and one byte per key, 1 when that key may use the name. 0: no memory. */
@@ -1324,9 +1432,22 @@ int front_table(void *h, const char *blob, int64_t len) {
     t->any_host = any != 0;
     t->names = spans_of(&r, &t->nnames);
     t->domains = spans_of(&r, &t->ndomains);
-    if (!t->names || !t->domains) {
+    uint32_t all = 0, nnets = 0;
+    take_u32(&r, &all);
+    t->trust_all = all != 0;
+    if (!take_u32(&r, &nnets) || nnets > (uint32_t)len) nnets = 0;
+    t->nets = calloc((size_t)nnets + 1, sizeof *t->nets);
+    if (!t->names || !t->domains || !t->nets) {
         table_free(t);
         return 0;
+    }
+    for (uint32_t i = 0; i < nnets; i++) {
+        const unsigned char *w = (const unsigned char *)take(&r, 18);
+        if (!w) break;
+        t->nets[i].family = w[0];
+        t->nets[i].bits = w[1] > 128 ? 128 : w[1];
+        memcpy(t->nets[i].addr, w + 2, 16);
+        t->nnets = i + 1;
     }
     entry scratch;
     int64_t start = r.at, count = 0;
@@ -1467,7 +1588,7 @@ int64_t front_inflight(void *h, front_flying *out, int64_t max) {
         x->wall = c->wall;
         x->began = c->began;
         x->size = c->f ? __atomic_load_n(&c->f->size, __ATOMIC_RELAXED) : 0;
-        memcpy(x->peer, c->peer, sizeof x->peer);
+        memcpy(x->peer, c->shown, sizeof x->peer);
     }
     pthread_mutex_unlock(&F->lock);
     return n;

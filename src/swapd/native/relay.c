@@ -1250,11 +1250,15 @@ int64_t response_head(const char *p, int64_t n, const char *const *lines, const 
  * scan_head vouched for (p, n: that head), as swapd.proxy.relay.request_head writes it: the
  * method and `target`, "host: " `host`, each field with its name in lower case and its value as
  * llhttp gives it (the spaces before it left out), less hop-by-hop fields, the fields
- * Connection names and, with `drop` (swapd checks API keys), Authorization and X-Api-Key; the
- * client's X-Forwarded-For values and its address `ip` joined into one field; a content-length
+ * Connection names and, with DROP_CREDENTIALS in `drop` (swapd checks API keys), Authorization
+ * and X-Api-Key, with DROP_FORWARDING (a peer swapd does not trust) X-Forwarded-For, X-Real-IP
+ * and Forwarded; the client's X-Forwarded-For values and its address `ip` joined into one
+ * field; a content-length
  * of `length` unless the method is GET, HEAD or OPTIONS with no body. Returns the bytes
  * written, -1 for a head scan_head would not vouch for or with more than CONNECTION_TOKENS
  * names in Connection, -2 when out has no room. */
+
+enum { DROP_CREDENTIALS = 1, DROP_FORWARDING = 2 };
 
 /* The field line at s of a head scan_head vouched for: its name, its value (the spaces before
  * it left out) and where the next line starts. */
@@ -1303,8 +1307,11 @@ int64_t request_head(const char *p, int64_t n, const char *target, int64_t targe
         for (size_t k = 0; k < sizeof SKIPPED / sizeof *SKIPPED && !skip; k++)
             skip = named(name, name_len, SKIPPED[k]);
         if (!skip) skip = listed(tokens, token_lens, ntokens, name, name_len);
-        if (drop && !skip)
+        if ((drop & DROP_CREDENTIALS) && !skip)
             skip = named(name, name_len, "authorization") || named(name, name_len, "x-api-key");
+        if ((drop & DROP_FORWARDING) && !skip)
+            skip = named(name, name_len, "x-forwarded-for") || named(name, name_len, "x-real-ip") ||
+                   named(name, name_len, "forwarded");
         if (skip) continue;
         if (named(name, name_len, "x-forwarded-for")) {
             forwarded[nforwarded] = value;

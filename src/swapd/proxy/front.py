@@ -12,7 +12,9 @@ requests of ready models with no Python per request. This module keeps it told a
   scope and the key's model globs, as ``swapd.proxy.auth`` decides): a request presenting one
   of those (Bearer or ``x-api-key``) is the front's, and reaches the engine without it; any
   other (no key, a wrong one, a Basic password, a key that may not) is Python's, which answers
-  its 401, 403 or 404;
+  its 401, 403 or 404. The table also has the Host names the browser guard allows
+  (``server.allowedHosts``, the listen address's) and the proxies whose forwarding fields
+  are believed (``server.trustedProxies``, as swapd.edge screens them);
 - **the records**: each exchange the front served is booked as Python books its own (the
   activity log, metrics, the request log line, the ``request`` events, the capture), in
   batches, with Python's statuses (:func:`status_of`);
@@ -35,13 +37,12 @@ from typing import TYPE_CHECKING, Any
 
 from swapd import native
 from swapd.config.model import ApiKey
-from swapd.edge import refusal
+from swapd.edge import Edge, refusal
 from swapd.errors import RequestCancelled, SwapdError, UpstreamTimeout, UpstreamUnavailable
 from swapd.proxy import auth, body, relay, routes
 from swapd.proxy.app import engine_name
 
 if TYPE_CHECKING:
-    from swapd.config.model import ServerConfig
     from swapd.observe.observer import Observer
     from swapd.proxy.app import Proxy
     from swapd.scheduler import Scheduler
@@ -122,10 +123,10 @@ class NativeFront:
         proxy: Proxy,
         observer: Observer | None,
         handed: Callable[[int, bytes], None],
-        cap: Callable[[ServerConfig], int],
+        edge: Edge,
     ) -> None:
         self.scheduler = scheduler
-        self.cap = cap  # the connection cap of server settings (swapd.edge.Edge.cap)
+        self.edge = edge  # the connection cap and the trusted proxies of server settings
         self.proxy = proxy
         self.observer = observer
         self._handed = handed
@@ -164,12 +165,15 @@ class NativeFront:
         config = self.scheduler.config
         keys = [(self.key_id(k), k.key.encode()) for k in config.keys]
         rule = self.proxy.guard.rule(config)  # the Host names beyond addresses and localhost
+        nets = self.edge.networks(config.server)
         self.front.table(
             self.entries(config.keys),
             keys,
             any_host=rule.any,
             hosts=sorted(rule.names),
             domains=rule.domains,
+            trust_all=nets is None,
+            trusted=[(n.version, n.prefixlen, n.network_address.packed) for n in nets or ()],
         )
         self.front.limits(**self.limits())
         budget = self.scheduler.config.capture_bytes
@@ -184,7 +188,7 @@ class NativeFront:
             "max_depth": settings.max_json_depth,
             "keep_alive": settings.keepalive_timeout,
             "head_timeout": settings.header_timeout,
-            "cap": self.cap(settings),
+            "cap": self.edge.cap(settings),
         }
 
     def key_id(self, key: ApiKey) -> int:
