@@ -167,7 +167,7 @@ class NativeFront:
         rule = self.proxy.guard.rule(config)  # the Host names beyond addresses and localhost
         nets = self.edge.networks(config.server)
         self.front.table(
-            self.entries(config.keys),
+            self.entries(),
             keys,
             any_host=rule.any,
             hosts=sorted(rule.names),
@@ -197,10 +197,10 @@ class NativeFront:
             self.key_names.append(key.name)
         return ident
 
-    def entries(self, keys: tuple[ApiKey, ...] = ()) -> list[native.FrontEntry]:
-        """Each name the front may serve, with the ``keys`` that may use it."""
+    def entries(self) -> list[native.FrontEntry]:
+        """Each name the front may serve, with the API keys that may use it."""
         config = self.scheduler.config
-        who = [auth.principal_of(key) for key in keys]
+        who = [auth.principal_of(key) for key in config.keys]
         found = []
         table = self.proxy.routes
         for name in (*config.models, *config.aliases):
