@@ -8,12 +8,14 @@ an engine that dies, a swap and a shutdown each leave a clean state."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
 import socket
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,7 +25,7 @@ import pytest
 
 from fakes import raw_engine_cmd
 from swapd import native
-from swapd.testing import SwapdProcess, echo_cmd, pids_alive, run_swapd
+from swapd.testing import SwapdProcess, echo_cmd, pids_alive, run_swapd, wait_for
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -445,6 +447,47 @@ def test_an_engine_that_dies_mid_stream_cuts_the_stream_and_the_next_request_res
         again = httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
     assert again.status_code == 200
     assert int(again.headers["x-engine-pid"]) != pid
+
+
+def tcp_sockets(pid: int) -> list[tuple[int, int, str]]:
+    """The IPv4 TCP sockets of process ``pid``: (local port, remote port, state in hex)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    found = []
+    with open(f"/proc/{pid}/net/tcp", encoding="ascii") as table:
+        for line in list(table)[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                local, remote = (int(a.split(":")[1], 16) for a in fields[1:3])
+                found.append((local, remote, fields[3]))
+    return found
+
+
+def test_connections_kept_to_an_engine_that_stopped_are_closed(start_port: int) -> None:
+    with fronted(start_port) as swapd:
+        first = httpx.post(f"{swapd.url}/v1/chat/completions", json=chat(), timeout=30)
+        engine = int(first.headers["x-engine-pid"])
+        port = next(local for local, _, state in tcp_sockets(engine) if state == "0A")  # LISTEN
+
+        def ask(_: int) -> int:  # each on a connection of its own, closed after its answer
+            body = chat(stream=True, chunks=20, chunk_delay=0.01)
+            return httpx.post(f"{swapd.url}/v1/chat/completions", json=body, timeout=30).status_code
+
+        with ThreadPoolExecutor(4) as pool:  # the front keeps the engine connections they used
+            assert set(pool.map(ask, range(8))) == {200}
+
+        def kept() -> list[tuple[int, int, str]]:
+            return [s for s in tcp_sockets(swapd.pid) if s[1] == port]
+
+        assert kept()
+        stopped = httpx.post(f"{swapd.url}/api/models/beta/stop", timeout=30)
+        assert stopped.status_code == 200
+        wait_for(lambda: not pids_alive([engine]), "the engine to exit", 10)
+        wait_for(lambda: not kept(), "swapd to close its connections to the stopped engine", 5)
 
 
 def test_a_swap_waits_for_the_fronts_stream_to_finish(start_port: int) -> None:

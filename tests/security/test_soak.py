@@ -7,7 +7,13 @@ models, bad JSON, bodies over ``maxBodySize``, JSON nested too deep; a reloader 
 config and sends SIGHUP. Asserted:
 
 - nothing hangs: every request finishes within ``REQUEST_BOUND`` seconds;
+- every answer is the one to its own request, whole: the echo engines repeat each request's
+  random words, so an answer another client's bytes got into, or a stream that lost or
+  reordered a frame, or one that ended without ``[DONE]`` and was not cut, is caught;
 - no 500; every error swapd makes is a JSON envelope (Anthropic's shape on ``/v1/messages``);
+- once settled nothing is in flight, and swapd holds no more file descriptors than after the
+  warm-up (beyond a small margin): no client's or engine's connection is left behind;
+- with the native front on, it served some of the requests (its records say so);
 - after swapd stops, no engine process it ever ran is left;
 - swapd's RSS after the soak (settled) is within 10 % of its RSS after the warm-up.
 
@@ -31,6 +37,7 @@ import anyio
 import httpx
 import pytest
 
+from swapd.proxy import front
 from swapd.testing import SwapdProcess, echo_cmd, pids_alive, rss_kib, run_swapd
 
 SOAK_SECONDS = float(os.environ.get("SWAPD_SOAK_SECONDS", "120"))
@@ -38,6 +45,7 @@ WARMUP_SECONDS = max(20.0, SOAK_SECONDS * 0.25)
 REQUEST_BOUND = 60.0  # seconds: a request still open after this is a hang
 CLIENTS = 6
 RSS_GROWTH = 1.10
+FD_MARGIN = 16  # descriptors: sockets the last requests' kept-alive connections still hold
 
 pytestmark = [pytest.mark.anyio, pytest.mark.soak, pytest.mark.timeout(SOAK_SECONDS + 240)]
 
@@ -105,9 +113,17 @@ class Chaos:
         self.tally = tally
 
     async def request(
-        self, label: str, method: str, path: str, *, drop_stream: bool = False, **kwargs: object
+        self,
+        label: str,
+        method: str,
+        path: str,
+        *,
+        drop_stream: bool = False,
+        expect: str = "",
+        **kwargs: object,
     ) -> None:
-        """One request, bounded; its status (or failure) is tallied and checked."""
+        """One request, bounded; its status (or failure) is tallied and checked: a 200 that
+        ``expect``s a text must carry it (see :func:`answer_problem`)."""
         start = time.monotonic()
         status = 0
         body = b""
@@ -140,17 +156,21 @@ class Chaos:
             self.tally.problem(f"{label}: {method} {path} -> 500 {body[:300]!r}")
         elif status >= 400 and (why := envelope_problem(path, body)):
             self.tally.problem(f"{label}: {method} {path} -> {status} {why}: {body[:300]!r}")
+        elif status == 200 and expect and not drop_stream and (why := answer_problem(body, expect)):
+            self.tally.problem(f"{label}: {method} {path}: {why}: {body[-300:]!r}")
 
     async def act(self, rng: random.Random) -> None:
         model = rng.choice(MODELS)
-        messages = [{"role": "user", "content": f"hello {rng.random()}"}]
+        words = f"hello {rng.random()}"
+        messages = [{"role": "user", "content": words}]
         chat = {"model": model, "messages": messages}
+        expect = f"echo {model}: {words}"  # what the echo engine answers, first
         action = rng.choices(
             ["chat", "stream", "drop", "anthropic", "unload", "bad", "unknown", "big", "deep"],
             weights=[6, 5, 3, 2, 1, 1, 1, 1, 1],
         )[0]
         if action == "chat":
-            await self.request("chat", "POST", "/v1/chat/completions", json=chat)
+            await self.request("chat", "POST", "/v1/chat/completions", json=chat, expect=expect)
         elif action in ("stream", "drop"):
             await self.request(
                 action,
@@ -158,10 +178,11 @@ class Chaos:
                 "/v1/chat/completions",
                 json={**chat, "stream": True},
                 drop_stream=action == "drop",
+                expect=expect,
             )
         elif action == "anthropic":
             body = {**chat, "max_tokens": 16, "stream": rng.random() < 0.5}
-            await self.request("anthropic", "POST", "/v1/messages", json=body)
+            await self.request("anthropic", "POST", "/v1/messages", json=body, expect=expect)
         elif action == "unload":
             path = rng.choice(
                 ["/unload", f"/api/models/unload/{model}", f"/api/models/{model}/stop"]
@@ -214,20 +235,59 @@ class Chaos:
             tg.start_soon(self.reloader, start_port, flaky, until, seed)
             tg.start_soon(self.watcher, until)
 
-    async def settle(self) -> int:
-        """swapd's RSS (KiB) once nothing is in flight: the median of a few samples."""
+    async def settle(self) -> tuple[int, int]:
+        """swapd's RSS (KiB) and open file descriptors once nothing is in flight: the median
+        of a few samples. Something still in flight after 30 s is a problem."""
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            inflight = (await self.client.get("/api/inflight", timeout=10)).json()["requests"]
-            if not inflight:
+        while inflight := (await self.client.get("/api/inflight", timeout=10)).json()["requests"]:
+            if time.monotonic() > deadline:
+                self.tally.problem(f"still in flight once settled: {inflight}")
                 break
             await anyio.sleep(0.2)
         await anyio.sleep(3.0)
-        samples = []
+        rss, fds = [], []
         for _ in range(5):
-            samples.append(rss_kib(self.swapd.pid) or 0)
+            rss.append(rss_kib(self.swapd.pid) or 0)
+            fds.append(len(os.listdir(f"/proc/{self.swapd.pid}/fd")))
             await anyio.sleep(0.3)
-        return sorted(samples)[2]
+        return sorted(rss)[2], sorted(fds)[2]
+
+
+def answer_problem(body: bytes, expect: str) -> str | None:
+    """What is wrong with a 200 answer whose text should begin with ``expect``: a JSON
+    answer (OpenAI's or Anthropic's) or a whole event stream of either, its pieces in order."""
+    text = body.decode("utf-8", "replace")
+    if not text.startswith(("data:", "event:")):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return "not JSON"
+        if "choices" in data:
+            said = str(data["choices"][0]["message"]["content"])
+        else:
+            said = "".join(str(part.get("text", "")) for part in data.get("content", []))
+        return None if said.startswith(expect) else f"not the answer to {expect!r}"
+    pieces = []
+    ended = False
+    for line in text.split("\n"):
+        if not line.startswith("data: "):
+            continue
+        if line == "data: [DONE]":
+            ended = True
+            continue
+        try:
+            event = json.loads(line[6:])
+        except ValueError:
+            return f"a frame that is not JSON: {line[:80]!r}"
+        if event.get("type") == "message_stop":
+            ended = True
+        for choice in event.get("choices", []):
+            pieces.append(str(choice.get("delta", {}).get("content") or ""))
+        pieces.append(str(event.get("delta", {}).get("text", "")))
+    said = "".join(pieces)
+    if not ended:
+        return "a stream that ended without its last event and was not cut"
+    return None if said.startswith(expect) else f"not the stream answering {expect!r}: {said!r}"
 
 
 def children(pid: int) -> set[int]:
@@ -259,12 +319,16 @@ async def test_chaos_soak_never_hangs_leaks_or_answers_without_an_envelope(
         ) as client:
             chaos = Chaos(swapd, client, tally)
             await chaos.phase(WARMUP_SECONDS, start_port, flaky, seed=1)
-            warm = await chaos.settle()
+            warm, warm_fds = await chaos.settle()
             await chaos.phase(SOAK_SECONDS - WARMUP_SECONDS, start_port, flaky, seed=2)
-            after = await chaos.settle()
+            after, after_fds = await chaos.settle()
+            records = (await client.get("/api/activity", timeout=10)).json()["activity"]
     log = swapd.output()
+    fronted = sum(bool((r.get("metadata") or {}).get("front")) for r in records)
     summary = f"outcomes: {dict(sorted(tally.outcomes.items()))}; slowest {tally.slowest:.1f}s"
     summary += f"; RSS {warm} KiB after warm-up, {after} KiB after"
+    summary += f"; {warm_fds} descriptors after warm-up, {after_fds} after"
+    summary += f"; the front served {fronted} of the last {len(records)} records"
     print(summary)  # shown with -s, and with the failure report
     assert not tally.problems, "\n".join([summary, *tally.problems])
     assert sum(tally.outcomes.values()) > 50 * SOAK_SECONDS / 120, summary
@@ -272,3 +336,5 @@ async def test_chaos_soak_never_hangs_leaks_or_answers_without_an_envelope(
     assert "Traceback" not in log, log[-6000:]
     assert not pids_alive(tally.engine_pids), f"engines left running: {tally.engine_pids}"
     assert after <= warm * RSS_GROWTH, summary
+    assert after_fds <= warm_fds + FD_MARGIN, summary
+    assert fronted > 0 or not front.enabled(), summary

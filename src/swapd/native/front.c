@@ -359,19 +359,37 @@ static void to_python(front *F, conn *c) {
 
 /* -- the engine's kept-alive connections ---------------------------------------------------- */
 
+/* A kept connection the engine has neither closed nor sent anything on since. */
+static int idle_alive(int fd) {
+    char byte;
+    ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 static int pool_take(front *F, int64_t gate, const struct sockaddr_in *addr) {
     pooled *p = F->pool + gate * FRONT_POOL;
     while (F->pool_n[gate] > 0) {
         pooled got = p[--F->pool_n[gate]];
-        char byte;
-        ssize_t n = recv(got.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
-        int alive = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
-        if (alive && got.addr.sin_addr.s_addr == addr->sin_addr.s_addr &&
+        if (idle_alive(got.fd) && got.addr.sin_addr.s_addr == addr->sin_addr.s_addr &&
             got.addr.sin_port == addr->sin_port)
             return got.fd;
         close(got.fd); /* closed by the engine, or an engine that is gone */
     }
     return -1;
+}
+
+/* Kept connections an engine closed (it stopped, or let them go) are closed at the next sweep,
+ * not left half-closed until its model's next request, which may never come. */
+static void pool_sweep(front *F) {
+    for (int64_t gate = 0; gate < F->g->size; gate++) {
+        pooled *p = F->pool + gate * FRONT_POOL;
+        int kept = 0;
+        for (int i = 0; i < F->pool_n[gate]; i++) {
+            if (idle_alive(p[i].fd)) p[kept++] = p[i];
+            else close(p[i].fd);
+        }
+        F->pool_n[gate] = kept;
+    }
 }
 
 static void pool_put(front *F, int64_t gate, int fd, const struct sockaddr_in *addr) {
@@ -1169,6 +1187,7 @@ static void accept_all(front *F) {
  * cut, as Python's relay does each. */
 static void sweep(front *F) {
     double t = now();
+    pool_sweep(F);
     for (conn *c = F->conns, *next; c; c = next) {
         next = c->next;
         double quiet = t - c->last;
