@@ -8,6 +8,7 @@ import pytest
 from config_helpers import errors, load
 
 from swapd.config import load_config
+from swapd.config.loader import EMPTY_ON_RELOAD
 from swapd.errors import ConfigError
 
 MODEL_A = "models:\n  a:\n    cmd: srv --port ${PORT}\n"
@@ -160,3 +161,15 @@ def test_anchors_are_expanded_per_model() -> None:
     assert cfg.models["b"].cmd == ("srv", "--port", "5801", "--name", "b")
     assert cfg.models["c"].cmd == ("srv", "--port", "5802", "--name", "c")
     assert cfg.models["c"].ttl == 5
+
+
+def test_an_empty_file_loads_at_startup_but_a_reload_rejects_it(tmp_path: Path) -> None:
+    main = write(tmp_path, "main.yaml", "")
+    assert load_config(main, env={}).models == {}  # starting with no models is allowed
+    running = load_config(write(tmp_path, "main.yaml", MODEL_A), env={})
+    write(tmp_path, "main.yaml", " \n")  # what a reload may read while an editor saves
+    with pytest.raises(ConfigError) as caught:
+        load_config(main, env={}, previous=running)
+    assert [str(i) for i in caught.value.issues] == [f"{main}:1:1: {EMPTY_ON_RELOAD}"]
+    write(tmp_path, "main.yaml", "models: {}\n")  # no models, on purpose
+    assert load_config(main, env={}, previous=running).models == {}

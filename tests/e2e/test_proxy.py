@@ -429,6 +429,24 @@ def test_watch_config_reloads_on_file_change(start_port: int) -> None:
         assert int(r.headers["x-engine-pid"]) == pid  # aliases do not restart the engine
 
 
+def test_a_watched_config_file_caught_empty_mid_save_keeps_every_model(start_port: int) -> None:
+    cfg = two_models(start_port)
+    with run_swapd(cfg, extra_args=["--watch-config"]) as swapd:
+        pid = int(chat(swapd.url, "alpha").headers["x-engine-pid"])
+        swapd.config_path.write_text("")  # an editor's save, caught between truncate and write
+        swapd.wait_for_log("the file is empty (still being saved?)")
+        assert int(chat(swapd.url, "alpha").headers["x-engine-pid"]) == pid
+        assert pids_alive([pid])
+        swapd.config_path.write_text(cfg.replace("aliases: [a]", "aliases: [a, first]"))
+
+        def served() -> httpx.Response | None:  # the whole file, once saved, is read
+            r = chat(swapd.url, "first")
+            return r if r.status_code == 200 else None
+
+        r = wait_for(served, "the new alias to be served", 10)
+        assert int(r.headers["x-engine-pid"]) == pid
+
+
 def test_grandchildren_of_an_engine_are_stopped_with_it(start_port: int, tmp_path: Path) -> None:
     marker = tmp_path / "grandchild.pid"
     script = f"sleep 300 & echo $! > {marker}; exec {echo_cmd()}"

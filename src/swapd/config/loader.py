@@ -57,6 +57,11 @@ from swapd.config.source import Source, parse, read_sources
 from swapd.config.tree import MapNode, Pos, Scalar, SeqNode, to_plain
 from swapd.config.virtual import build_profiles, build_selectors
 
+EMPTY_ON_RELOAD = (
+    "the file is empty (still being saved?): the running config is kept; "
+    "to have no models, write `models: {}`"
+)
+
 
 def load_config(
     path: str | os.PathLike[str] | None = None,
@@ -76,6 +81,10 @@ def load_config(
         sources = [Source("(--models-dir)", "models: {}\n")]  # discovered models only
     else:
         sources = read_sources(path, config_dir, issues)
+    if previous is not None:  # a reload: an empty file is more likely half-saved than meant
+        for source in sources:
+            if not source.text.strip():
+                issues.error(Pos(source.name, 1, 1), EMPTY_ON_RELOAD)
     issues.check()
     return load_sources(
         sources,
