@@ -5,12 +5,14 @@ again with the front off).
 alpha and beta swap (one at a time), gamma stays beside them. Hypothesis draws batches of
 actions run at once, each in a thread on a kept-alive client connection of its own: requests
 (streamed or not, up to three pipelined on one connection), a client leaving mid-stream, an
-engine killed, a model stopped, a reload that adds or removes a model. After every batch:
+engine killed, a model stopped, an operator's cancel, a reload that adds or removes a model.
+After every batch:
 
 - every answer is the one to its own request (the echo engine repeats each request's words),
   whole (a stream ends with ``[DONE]``) and in order on its connection;
-- only a request whose model's engine was killed in the same batch may fail, and only as a cut
-  connection or a 502; a stop, a swap or a reload waits for what is in flight;
+- only a request whose model's engine was killed, or whose model's requests an operator
+  cancelled, in the same batch may fail, and only as a cut connection, a 502 or a 503; a stop,
+  a swap or a reload waits for what is in flight;
 - nothing is left in flight: ``/api/inflight`` empties and every model's count is back to 0.
 """
 
@@ -92,11 +94,18 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    """An operator cancels what ``model`` has in flight (``POST /api/inflight/{id}/cancel``)."""
+
+    model: str
+
+
+@dataclass(frozen=True)
 class Reload:
     pass
 
 
-Action = Ask | Leave | Kill | Stop | Reload
+Action = Ask | Leave | Kill | Stop | Cancel | Reload
 
 MODEL = st.sampled_from(MODELS)
 ASK = st.builds(
@@ -114,6 +123,7 @@ ACTION: st.SearchStrategy[Action] = st.one_of(
     st.builds(Leave, MODEL),
     st.builds(Kill, MODEL),
     st.builds(Stop, MODEL),
+    st.builds(Cancel, MODEL),
     st.just(Reload()),
 )
 BATCHES = st.lists(st.lists(ACTION, min_size=1, max_size=CONNECTIONS), min_size=1, max_size=4)
@@ -248,6 +258,11 @@ def act(served: Served, slot: int, action: Action, outcome: Outcome) -> None:
         answer = httpx.post(f"{url}/api/models/{action.model}/stop", timeout=BOUND)
         if answer.status_code != 200:
             outcome.problems.append(f"stop: {answer.status_code} {answer.text[:200]}")
+    elif isinstance(action, Cancel):
+        time.sleep(0.02)  # the batch's requests are on their way
+        for req in httpx.get(f"{url}/api/inflight", timeout=BOUND).json()["requests"]:
+            if req["model"] == action.model:
+                httpx.post(f"{url}/api/inflight/{req['id']}/cancel", timeout=BOUND)
     elif isinstance(action, Reload):
         served.extra = not served.extra
         served.swapd.config_path.write_text(
@@ -287,8 +302,8 @@ def ask(served: Served, slot: int, action: Ask, outcome: Outcome) -> None:
         rest = b""
         for want in expected:
             status, body_bytes, rest = response(sock, rest)
-            if status == 502:
-                outcome.failed.append(f"502 {body_bytes[:200]!r}")
+            if status in (502, 503):
+                outcome.failed.append(f"{status} {body_bytes[:200]!r}")
                 served.drop(slot)  # the answers after it are not read
                 return
             if status != 200:
@@ -355,10 +370,10 @@ def test_interleaved_clients_swaps_stops_reloads_and_crashes_leave_answers_whole
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         assert not any(t.is_alive() for t in threads), f"a batch still running: {batch}"
-        killed = {a.model for a in batch if isinstance(a, Kill)}
+        disrupted = {a.model for a in batch if isinstance(a, Kill | Cancel)}
         for outcome in outcomes:
             event(type(outcome.action).__name__ + (" failed" if outcome.failed else ""))
             assert not outcome.problems, (outcome.action, outcome.problems, batch)
             model = getattr(outcome.action, "model", None)
-            assert not outcome.failed or model in killed, (outcome.action, outcome.failed, batch)
+            assert not outcome.failed or model in disrupted, (outcome.action, outcome.failed, batch)
         settled(served)
