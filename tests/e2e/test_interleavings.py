@@ -2,17 +2,19 @@
 real swapd (its native front on where the library is built; the ``python`` nox session runs it
 again with the front off).
 
-alpha and beta swap (one at a time), gamma stays beside them. Hypothesis draws batches of
+alpha and beta swap (one at a time; alpha sleeps when swapped out), gamma stays beside them
+and can sleep too. Hypothesis draws batches of
 actions run at once, each in a thread on a kept-alive client connection of its own: requests
 (streamed or not, up to three pipelined on one connection), a client leaving mid-stream, an
-engine killed, a model stopped, an operator's cancel, a reload that adds or removes a model.
+engine killed, a model stopped or put to sleep, an operator's cancel, a reload that adds or
+removes a model.
 After every batch:
 
 - every answer is the one to its own request (the echo engine repeats each request's words),
   whole (a stream ends with ``[DONE]``) and in order on its connection;
 - only a request whose model's engine was killed, or whose model's requests an operator
   cancelled, in the same batch may fail, and only as a cut connection, a 502 or a 503; a stop,
-  a swap or a reload waits for what is in flight;
+  a sleep, a swap or a reload waits for what is in flight;
 - nothing is left in flight: ``/api/inflight`` empties and every model's count is back to 0.
 """
 
@@ -53,10 +55,12 @@ healthCheckTimeout: 20
 models:
   alpha:
     cmd: {echo_cmd()}
+    sleep: {{level: 1}}
   beta:
     cmd: {echo_cmd()}
   gamma:
     cmd: {echo_cmd()}
+    sleep: {{level: 1}}
 {delta}groups:
   pair:
     swap: true
@@ -94,6 +98,13 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Sleep:
+    """``model`` put to sleep now (alpha and gamma have ``sleep``; a swap sleeps alpha too)."""
+
+    model: str
+
+
+@dataclass(frozen=True)
 class Cancel:
     """An operator cancels what ``model`` has in flight (``POST /api/inflight/{id}/cancel``)."""
 
@@ -105,7 +116,7 @@ class Reload:
     pass
 
 
-Action = Ask | Leave | Kill | Stop | Cancel | Reload
+Action = Ask | Leave | Kill | Stop | Sleep | Cancel | Reload
 
 MODEL = st.sampled_from(MODELS)
 ASK = st.builds(
@@ -123,6 +134,7 @@ ACTION: st.SearchStrategy[Action] = st.one_of(
     st.builds(Leave, MODEL),
     st.builds(Kill, MODEL),
     st.builds(Stop, MODEL),
+    st.builds(Sleep, MODEL),
     st.builds(Cancel, MODEL),
     st.just(Reload()),
 )
@@ -235,7 +247,8 @@ def said(body: bytes, stream: bool) -> str | None:
 class Outcome:
     action: Action
     problems: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)  # cuts and 502s, allowed after a kill
+    failed: list[str] = field(default_factory=list)  # cuts, 502s, 503s: after a kill, a cancel
+    note: str = ""  # for hypothesis's statistics
 
 
 def run(served: Served, slot: int, action: Action, outcome: Outcome) -> None:
@@ -258,6 +271,11 @@ def act(served: Served, slot: int, action: Action, outcome: Outcome) -> None:
         answer = httpx.post(f"{url}/api/models/{action.model}/stop", timeout=BOUND)
         if answer.status_code != 200:
             outcome.problems.append(f"stop: {answer.status_code} {answer.text[:200]}")
+    elif isinstance(action, Sleep):
+        answer = httpx.post(f"{url}/api/models/{action.model}/sleep", timeout=BOUND)
+        if answer.status_code not in (200, 409):  # 409: not running, or no sleep configured
+            outcome.problems.append(f"sleep: {answer.status_code} {answer.text[:200]}")
+        outcome.note = f" {answer.status_code}"
     elif isinstance(action, Cancel):
         time.sleep(0.02)  # the batch's requests are on their way
         for req in httpx.get(f"{url}/api/inflight", timeout=BOUND).json()["requests"]:
@@ -372,7 +390,8 @@ def test_interleaved_clients_swaps_stops_reloads_and_crashes_leave_answers_whole
         assert not any(t.is_alive() for t in threads), f"a batch still running: {batch}"
         disrupted = {a.model for a in batch if isinstance(a, Kill | Cancel)}
         for outcome in outcomes:
-            event(type(outcome.action).__name__ + (" failed" if outcome.failed else ""))
+            failed = " failed" if outcome.failed else ""
+            event(type(outcome.action).__name__ + outcome.note + failed)
             assert not outcome.problems, (outcome.action, outcome.problems, batch)
             model = getattr(outcome.action, "model", None)
             assert not outcome.failed or model in disrupted, (outcome.action, outcome.failed, batch)
