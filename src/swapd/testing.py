@@ -151,6 +151,48 @@ def wait_for(check: Callable[[], _T], what: str = "the condition", timeout: floa
     return found
 
 
+class Cut(Exception):
+    """A connection closed before the whole HTTP response came (:func:`http_response`)."""
+
+
+def receive(sock: socket.socket) -> bytes:
+    """What ``sock`` has (at most 64 KiB); :class:`Cut` when the peer closed it."""
+    piece = sock.recv(65536)
+    if not piece:
+        raise Cut
+    return piece
+
+
+def http_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes, bytes]:
+    """One HTTP/1.1 response read from a raw socket (``buffered``: its bytes already read):
+    the head, the body (chunks joined), and the bytes after it (a pipelined next response)."""
+    data = buffered
+    while b"\r\n\r\n" not in data:
+        data += receive(sock)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    fields = {
+        name.strip().lower(): value.strip()
+        for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
+    }
+    if b"content-length" in fields:
+        size = int(fields[b"content-length"])
+        while len(rest) < size:
+            rest += receive(sock)
+        return head, rest[:size], rest[size:]
+    body = b""
+    while True:
+        while b"\r\n" not in rest:
+            rest += receive(sock)
+        line, _, rest = rest.partition(b"\r\n")
+        size = int(line.split(b";")[0], 16)
+        while len(rest) < size + 2:
+            rest += receive(sock)
+        body += rest[:size]
+        rest = rest[size + 2 :]
+        if size == 0:
+            return head, body, rest
+
+
 @contextlib.contextmanager
 def serve_http(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     """A threaded HTTP server on a free loopback port (yielded) until the block exits: the

@@ -38,7 +38,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from swapd.proxy import front
-from swapd.testing import SwapdProcess, echo_cmd, free_port_range, run_swapd, wait_for
+from swapd.testing import (
+    Cut,
+    SwapdProcess,
+    echo_cmd,
+    free_port_range,
+    http_response,
+    receive,
+    run_swapd,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(600)]
 
@@ -179,10 +188,6 @@ class Served:
             sock.close()
 
 
-class Cut(Exception):
-    """The connection closed before the whole answer came."""
-
-
 def post(port: int, body: dict[str, Any]) -> bytes:
     payload = json.dumps(body).encode()
     head = (
@@ -190,42 +195,6 @@ def post(port: int, body: dict[str, Any]) -> bytes:
         f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
     )
     return head.encode() + payload
-
-
-def receive(sock: socket.socket) -> bytes:
-    piece = sock.recv(65536)
-    if not piece:
-        raise Cut
-    return piece
-
-
-def response(sock: socket.socket, data: bytes) -> tuple[int, bytes, bytes]:
-    """One response from ``sock`` (``data``: bytes already read): status, body, what followed."""
-    while b"\r\n\r\n" not in data:
-        data += receive(sock)
-    head, _, rest = data.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    fields = dict(
-        (name.strip().lower(), value.strip())
-        for name, _, value in (line.partition(b":") for line in head.split(b"\r\n")[1:])
-    )
-    if b"content-length" in fields:
-        size = int(fields[b"content-length"])
-        while len(rest) < size:
-            rest += receive(sock)
-        return status, rest[:size], rest[size:]
-    body = b""
-    while True:
-        while b"\r\n" not in rest:
-            rest += receive(sock)
-        line, _, rest = rest.partition(b"\r\n")
-        size = int(line.split(b";")[0], 16)
-        while len(rest) < size + 2:
-            rest += receive(sock)
-        body += rest[:size]
-        rest = rest[size + 2 :]
-        if size == 0:
-            return status, body, rest
 
 
 def said(body: bytes, stream: bool) -> str | None:
@@ -319,7 +288,8 @@ def ask(served: Served, slot: int, action: Ask, outcome: Outcome) -> None:
         sock.sendall(data)
         rest = b""
         for want in expected:
-            status, body_bytes, rest = response(sock, rest)
+            head, body_bytes, rest = http_response(sock, rest)
+            status = int(head.split(b" ", 2)[1])
             if status in (502, 503):
                 outcome.failed.append(f"{status} {body_bytes[:200]!r}")
                 served.drop(slot)  # the answers after it are not read

@@ -25,7 +25,15 @@ import pytest
 
 from fakes import raw_engine_cmd
 from swapd import native
-from swapd.testing import SwapdProcess, echo_cmd, pids_alive, run_swapd, wait_for
+from swapd.testing import (
+    SwapdProcess,
+    echo_cmd,
+    http_response,
+    pids_alive,
+    receive,
+    run_swapd,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -69,35 +77,6 @@ def request(port: int, body: bytes, *, extra: str = "") -> bytes:
     return head.encode() + body
 
 
-def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[bytes, bytes, bytes]:
-    """One response (head, body de-chunked, what came after it) from a kept-alive socket."""
-    data = buffered
-    while b"\r\n\r\n" not in data:
-        data += receive(sock)
-    head, _, rest = data.partition(b"\r\n\r\n")
-    fields = {
-        line.split(b":", 1)[0].strip().lower(): line.split(b":", 1)[1].strip()
-        for line in head.split(b"\r\n")[1:]
-    }
-    if b"content-length" in fields:
-        size = int(fields[b"content-length"])
-        while len(rest) < size:
-            rest += receive(sock)
-        return head, rest[:size], rest[size:]
-    body = b""
-    while True:
-        while b"\r\n" not in rest:
-            rest += receive(sock)
-        line, _, rest = rest.partition(b"\r\n")
-        size = int(line.split(b";")[0], 16)
-        while len(rest) < size + 2:
-            rest += receive(sock)
-        body += rest[:size]
-        rest = rest[size + 2 :]
-        if size == 0:
-            return head, body, rest
-
-
 def start(url: str) -> None:
     """beta started (Python serves that request; the front serves beta's from then on)."""
     assert httpx.post(f"{url}/v1/chat/completions", json=chat(), timeout=30).status_code == 200
@@ -109,12 +88,6 @@ def frames(sock: socket.socket, count: int) -> bytes:
     while got.count(b"data: ") < count:
         got += receive(sock)
     return got
-
-
-def receive(sock: socket.socket) -> bytes:
-    piece = sock.recv(65536)
-    assert piece, "the connection closed"
-    return piece
 
 
 def activity(url: str) -> list[dict[str, Any]]:
@@ -211,7 +184,7 @@ def test_what_the_front_leaves_to_python_is_answered_on_the_same_connection(
             left = b""
             for raw, _, _ in cases:
                 sock.sendall(raw)
-                head, body, left = read_response(sock, left)
+                head, body, left = http_response(sock, left)
                 answers.append((int(head.split(b" ")[1]), body))
         records = activity(swapd.url)
 
@@ -390,13 +363,13 @@ def test_pipelined_and_split_requests_are_each_answered_in_order(start_port: int
         two = request(port, json.dumps(chat(messages=[{"role": "user", "content": "b"}])).encode())
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
             sock.sendall(one + two)  # pipelined
-            head1, body1, left = read_response(sock)
-            head2, body2, left = read_response(sock, left)
+            head1, body1, left = http_response(sock)
+            head2, body2, left = http_response(sock, left)
             for cut in (5, len(one) // 2, len(one) - 3):  # a request in two packets
                 sock.sendall(one[:cut])
                 time.sleep(0.05)
                 sock.sendall(one[cut:])
-                head, body, left = read_response(sock, left)
+                head, body, left = http_response(sock, left)
                 assert head.startswith(b"HTTP/1.1 200"), head
                 assert json.loads(body)["choices"][0]["message"]["content"].endswith(": a")
     assert head1.startswith(b"HTTP/1.1 200") and head2.startswith(b"HTTP/1.1 200")
@@ -570,7 +543,7 @@ def test_a_request_cancelled_before_its_answer_gets_a_503(start_port: int) -> No
                 time.sleep(0.05)
             assert entries[0]["status"] is None  # no head yet
             httpx.post(f"{swapd.url}/api/inflight/{entries[0]['id']}/cancel", timeout=10)
-            head, body, _ = read_response(sock)
+            head, body, _ = http_response(sock)
         records = activity(swapd.url)
     status_line, date, *_ = head.split(b"\r\n")
     assert status_line == b"HTTP/1.1 503 Service Unavailable"
