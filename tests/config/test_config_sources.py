@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from config_helpers import errors, load
 
-from swapd.config import load_config
+from swapd.config import Config, load_config
 from swapd.config.loader import EMPTY_ON_RELOAD
 from swapd.errors import ConfigError
 
@@ -173,3 +173,18 @@ def test_an_empty_file_loads_at_startup_but_a_reload_rejects_it(tmp_path: Path) 
     assert [str(i) for i in caught.value.issues] == [f"{main}:1:1: {EMPTY_ON_RELOAD}"]
     write(tmp_path, "main.yaml", "models: {}\n")  # no models, on purpose
     assert load_config(main, env={}, previous=running).models == {}
+
+
+def test_a_file_that_was_empty_may_stay_empty_on_a_reload(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", MODEL_A)
+    write(tmp_path, "placeholder.yaml", "")  # kept empty on purpose in a config dir
+    running = load_config(None, tmp_path, env={})
+    assert list(load_config(None, tmp_path, env={}, previous=running).models) == ["a"]
+    write(tmp_path, "a.yaml", "")  # this one turned empty: half-saved
+    assert issues_on_reload(tmp_path, running) == [f"{tmp_path / 'a.yaml'}:1:1: {EMPTY_ON_RELOAD}"]
+
+
+def issues_on_reload(folder: Path, running: Config) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, folder, env={}, previous=running)
+    return [str(i) for i in info.value.issues]

@@ -81,9 +81,9 @@ def load_config(
         sources = [Source("(--models-dir)", "models: {}\n")]  # discovered models only
     else:
         sources = read_sources(path, config_dir, issues)
-    if previous is not None:  # a reload: an empty file is more likely half-saved than meant
+    if previous is not None:  # a reload: a file that turned empty is likely half-saved
         for source in sources:
-            if not source.text.strip():
+            if not source.text.strip() and source.name not in previous.blank:
                 issues.error(Pos(source.name, 1, 1), EMPTY_ON_RELOAD)
     issues.check()
     return load_sources(
@@ -227,6 +227,7 @@ def load_sources(
         preload=preload,
         nodes=built.nodes,
         sources=tuple(s.name for s in sources),
+        blank=frozenset(s.name for s in sources if not s.text.strip()),
         secrets=referenced_values((s.text for s in sources), env),
         warnings=issues.sorted_warnings(),
         **settings,

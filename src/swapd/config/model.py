@@ -366,6 +366,7 @@ class Config:
     # env: entries and keys)
     secrets: frozenset[str] = frozenset()
     sources: tuple[str, ...] = ()  # files the config was read from
+    blank: frozenset[str] = frozenset()  # those of them that were empty (a reload may too)
     warnings: tuple[ConfigIssue, ...] = ()  # unknown keys etc., with their location
 
     def resolve(self, name: str) -> ModelConfig | None:
