@@ -12,9 +12,9 @@ After every batch:
 
 - every answer is the one to its own request (the echo engine repeats each request's words),
   whole (a stream ends with ``[DONE]``) and in order on its connection;
-- only a request whose model's engine was killed, or whose model's requests an operator
-  cancelled, in the same batch may fail, and only as a cut connection, a 502 or a 503; a stop,
-  a sleep, a swap or a reload waits for what is in flight;
+- only a request (or a stop or sleep) of a model whose engine was killed, or whose requests
+  an operator cancelled, in the same batch may fail, and only as a cut connection, a 502 or a
+  503; a stop, a sleep, a swap or a reload waits for what is in flight;
 - nothing is left in flight: ``/api/inflight`` empties and every model's count is back to 0.
 """
 
@@ -238,12 +238,10 @@ def act(served: Served, slot: int, action: Action, outcome: Outcome) -> None:
                     os.kill(m["pid"], signal.SIGKILL)
     elif isinstance(action, Stop):
         answer = httpx.post(f"{url}/api/models/{action.model}/stop", timeout=BOUND)
-        if answer.status_code != 200:
-            outcome.problems.append(f"stop: {answer.status_code} {answer.text[:200]}")
+        judge(outcome, "stop", answer, (200,))
     elif isinstance(action, Sleep):
         answer = httpx.post(f"{url}/api/models/{action.model}/sleep", timeout=BOUND)
-        if answer.status_code not in (200, 409):  # 409: not running, or no sleep configured
-            outcome.problems.append(f"sleep: {answer.status_code} {answer.text[:200]}")
+        judge(outcome, "sleep", answer, (200, 409))  # 409: not running, or no sleep configured
         outcome.note = f" {answer.status_code}"
     elif isinstance(action, Cancel):
         time.sleep(0.02)  # the batch's requests are on their way
@@ -267,6 +265,14 @@ def act(served: Served, slot: int, action: Action, outcome: Outcome) -> None:
         served.drop(slot)
     else:
         ask(served, slot, action, outcome)
+
+
+def judge(outcome: Outcome, what: str, answer: httpx.Response, fine: tuple[int, ...]) -> None:
+    """An operator's call: a status in ``fine``; a 502 or 503 only as the fault of a kill."""
+    if answer.status_code in (502, 503):
+        outcome.failed.append(f"{what}: {answer.status_code} {answer.text[:200]}")
+    elif answer.status_code not in fine:
+        outcome.problems.append(f"{what}: {answer.status_code} {answer.text[:200]}")
 
 
 def ask(served: Served, slot: int, action: Ask, outcome: Outcome) -> None:
