@@ -45,7 +45,8 @@ WARMUP_SECONDS = max(20.0, SOAK_SECONDS * 0.25)
 REQUEST_BOUND = 60.0  # seconds: a request still open after this is a hang
 CLIENTS = 6
 RSS_GROWTH = 1.10
-FD_MARGIN = 16  # descriptors: sockets the last requests' kept-alive connections still hold
+FD_MARGIN = 16  # descriptors: engine connections kept for the next request, say
+KEEP_ALIVE = 5.0  # swapd's default keepAliveTimeout (s)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.soak, pytest.mark.timeout(SOAK_SECONDS + 240)]
 
@@ -244,7 +245,7 @@ class Chaos:
                 self.tally.problem(f"still in flight once settled: {inflight}")
                 break
             await anyio.sleep(0.2)
-        await anyio.sleep(3.0)
+        await anyio.sleep(KEEP_ALIVE + 1.0)  # the clients' idle connections closed by swapd
         rss, fds = [], []
         for _ in range(5):
             rss.append(rss_kib(self.swapd.pid) or 0)
