@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/proxy_overhead.py [--quick] [--duration 5]     # fastsse + wrk (default)
     LLAMASWAP=/path/to/llama-swap .venv/bin/python bench/proxy_overhead.py  # + llama-swap
+    .venv/bin/python bench/proxy_overhead.py --no-go-proxy  # without the Go reference proxy
     .venv/bin/python bench/proxy_overhead.py --workers 2 --paced 1000  # + swapd with 2 workers
     .venv/bin/python bench/proxy_overhead.py --rounds 3 --variant py:SWAPD_NATIVE_RELAY=0  # A/B
     .venv/bin/python bench/proxy_overhead.py --engine echo|llama-server [--direct-only]
@@ -11,12 +12,16 @@ write per frame; built into ``~/.cache/swapd-bench/fastsse`` or taken from ``$FA
 client is wrk (C), so neither is the bottleneck. Two fastsse run side by side: "burst" (200 frames
 as fast as they go) and "paced" (200 frames, 10 ms apart). swapd, and llama-swap when ``$LLAMASWAP``
 names its binary, proxy both with one llama-swap-style config (``proxy:`` to the running fastsse,
-a ``cmd`` that only waits). Every row is measured direct, through swapd and through llama-swap in
-the same run, one after the other: small POST at c=1 and c=32 (req/s), burst streams at c=1/16/64
-(frames/s), 256 (``--paced N``) paced streams (frames/s, and the proxy's CPU µs per frame from
-/proc/PID/stat: utime+stime of the proxy's process tree less the placeholder engine), and the p50
-latency the proxy adds at c=1. Prints the table with through/direct ratios and a last
-``summary:`` line. See docs/dataplane.md for how to read it.
+a ``cmd`` that only waits). A third proxy is always there (but for ``--no-go-proxy``): "Go proxy",
+``bench/goproxy`` (Go's standard ``httputil.ReverseProxy`` set up as llama-swap's data path is,
+without llama-swap's routing, logs and metrics), which stands in for llama-swap where its binary
+cannot be had and shows how the host treats a Go proxy. Every row is measured direct, through
+swapd, the Go proxy and llama-swap in the same run, one after the other: small POST at c=1
+and c=32 (req/s), burst streams at c=1/16/64 (frames/s), 256 (``--paced N``) paced streams
+(frames/s, and the proxy's CPU µs per frame from /proc/PID/stat: utime+stime of the proxy's
+process tree less the placeholder engine), and the p50 latency the proxy adds at c=1. Prints
+the table with through/direct ratios and a last ``summary:`` line. See docs/dataplane.md for
+how to read it.
 
 ``--rounds N`` measures every row N times, the targets taking turns within each row (in
 reverse order every other round), and prints each cell's median (on a busy machine single
@@ -314,6 +319,25 @@ def _fastsse(binary: Path, *flags: str) -> Iterator[int]:
 
 
 @contextmanager
+def _goproxy(
+    binary: Path, upstreams: dict[str, int], key: str | None, log: Path
+) -> Iterator[Target]:
+    port = free_port()
+    argv = [str(binary), "-listen", f"127.0.0.1:{port}", *(["-key", key] if key else [])]
+    for model, upstream in upstreams.items():
+        argv += ["-route", f"{model}=http://127.0.0.1:{upstream}"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(f"{url}/health", timeout=30, proc=proc)
+        yield Target(GO_PROXY, {m: url for m in upstreams}, proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextmanager
 def _llama_swap(binary: str, config: Path, log: Path) -> Iterator[Target]:
     port = free_port()
     argv = [binary, "--config", str(config), "--listen", f"127.0.0.1:{port}"]
@@ -342,10 +366,11 @@ def fastsse_bench(args: argparse.Namespace) -> None:
     binary = wrkload.fastsse_binary()
     wrkload.wrk_binary()
     llama_swap = os.environ.get("LLAMASWAP")
+    go_proxy = None if args.no_go_proxy or args.direct_only else wrkload.goproxy_binary()
     variants = list(args.variant)
     if args.python_relay:  # the same swapd with its relay in Python (swapd.native off)
         variants.append((PY_RELAY, {"SWAPD_NATIVE_RELAY": "0"}))
-    columns = ["direct", "swapd", "llama-swap", *(n for n, _ in variants)]
+    columns = ["direct", "swapd", GO_PROXY, "llama-swap", *(n for n, _ in variants)]
     if args.workers:
         columns.append(workers_name(args.workers))
     if len(set(columns)) < len(columns):
@@ -380,6 +405,11 @@ def fastsse_bench(args: argparse.Namespace) -> None:
                     run_swapd(config, extra_args=["--workers", "0"], env=env)
                 )
                 targets.append(Target(name, {"burst": other.url, "paced": other.url}, other.pid))
+            if go_proxy:
+                log = tmp / "goproxy.log"
+                upstreams = {"burst": burst, "paced": paced}
+                go = _goproxy(go_proxy, upstreams, args.api_key, log)
+                targets.append(stack.enter_context(go))
             if llama_swap:
                 log = tmp / "llama-swap.log"
                 targets.append(stack.enter_context(_llama_swap(llama_swap, config, log)))
@@ -459,7 +489,8 @@ def _print_fastsse(
             "p50": num(table["post1"][name].p50_ms - table["post1"]["direct"].p50_ms, ".2f"),
         }
 
-    cols = [n for n in proxies if n == "llama-swap"] + [n for n in proxies if n != "llama-swap"]
+    first = ("llama-swap", GO_PROXY)
+    cols = [n for n in first if n in proxies] + [n for n in proxies if n not in first]
     if not cols:
         return
     got = {n: ratios(n) for n in cols}
@@ -486,6 +517,7 @@ def _print_fastsse(
 
 
 PY_RELAY = "swapd py"  # the --python-relay column
+GO_PROXY = "Go proxy"  # bench/goproxy's column
 
 
 def workers_name(n: int) -> str:
@@ -501,6 +533,11 @@ def main() -> None:
     p.add_argument("--direct-only", action="store_true", help="measure the engine alone")
     p.add_argument(
         "--workers", type=int, default=0, help="fastsse: also swapd with N data-plane workers"
+    )
+    p.add_argument(
+        "--no-go-proxy",
+        action="store_true",
+        help="fastsse: leave out the Go reference proxy (bench/goproxy)",
     )
     p.add_argument(
         "--python-relay",

@@ -9,10 +9,16 @@ percentiles.
 fastsse (``../shared/tools/fastsse/``, Go standard library only) is the upstream: every frame is
 written and flushed on its own, every frame has the same size. It is built once into
 ``~/.cache/swapd-bench/fastsse`` (or taken from ``$FASTSSE``).
+
+goproxy (``bench/goproxy/``, Go standard library only) is Go's ``httputil.ReverseProxy`` set up
+as llama-swap's data path is: the proxy every run compares with where llama-swap is not given.
+It is built once per version of its source into ``~/.cache/swapd-bench/goproxy-<hash>`` (or
+taken from ``$GOPROXY_BIN``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +31,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 FASTSSE_BUILD = REPO.parent / "shared" / "tools" / "fastsse" / "build.sh"
-FASTSSE_CACHE = Path.home() / ".cache" / "swapd-bench" / "fastsse"
+CACHE = Path.home() / ".cache" / "swapd-bench"
+FASTSSE_CACHE = CACHE / "fastsse"
+GOPROXY_SOURCE = REPO / "bench" / "goproxy"
 
 LUA = """\
 wrk.method = "POST"
@@ -55,6 +63,21 @@ def fastsse_binary() -> Path:
     print(f"building fastsse into {FASTSSE_CACHE} (about a minute)...", flush=True)
     subprocess.run(["bash", str(FASTSSE_BUILD), str(FASTSSE_CACHE)], check=True)
     return FASTSSE_CACHE
+
+
+def goproxy_binary() -> Path:
+    """``$GOPROXY_BIN``, else the build of this source, else build it now (about a minute)."""
+    given = os.environ.get("GOPROXY_BIN")
+    if given:
+        return Path(given)
+    digest = hashlib.sha256((GOPROXY_SOURCE / "main.go").read_bytes()).hexdigest()[:12]
+    cached = CACHE / f"goproxy-{digest}"
+    if cached.is_file():
+        return cached
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    print(f"building goproxy into {cached} (about a minute)...", flush=True)
+    subprocess.run(["bash", str(GOPROXY_SOURCE / "build.sh"), str(cached)], check=True)
+    return cached
 
 
 def wrk_binary() -> str:
