@@ -3,6 +3,7 @@
     .venv/bin/python bench/proxy_overhead.py [--quick] [--duration 5]     # fastsse + wrk (default)
     LLAMASWAP=/path/to/llama-swap .venv/bin/python bench/proxy_overhead.py  # + llama-swap
     .venv/bin/python bench/proxy_overhead.py --no-go-proxy  # without the Go reference proxy
+    .venv/bin/python bench/proxy_overhead.py --go-idle 10 --go-idle 1000  # two Go columns
     .venv/bin/python bench/proxy_overhead.py --workers 2 --paced 1000  # + swapd with 2 workers
     .venv/bin/python bench/proxy_overhead.py --rounds 3 --variant py:SWAPD_NATIVE_RELAY=0  # A/B
     .venv/bin/python bench/proxy_overhead.py --engine echo|llama-server [--direct-only]
@@ -15,7 +16,8 @@ names its binary, proxy both with one llama-swap-style config (``proxy:`` to the
 a ``cmd`` that only waits). A third proxy is always there (but for ``--no-go-proxy``): "Go proxy",
 ``bench/goproxy`` (Go's standard ``httputil.ReverseProxy`` set up as llama-swap's data path is,
 without llama-swap's routing, logs and metrics), which stands in for llama-swap where its binary
-cannot be had and shows how the host treats a Go proxy. Every row is measured direct, through
+cannot be had and shows how the host treats a Go proxy (``--go-idle N``: it keeps N engine
+connections alive instead of llama-swap's 10). Every row is measured direct, through
 swapd, the Go proxy and llama-swap in the same run, one after the other: small POST at c=1
 and c=32 (req/s), burst streams at c=1/16/64 (frames/s), 256 (``--paced N``) paced streams
 (frames/s, and the proxy's CPU µs per frame from /proc/PID/stat: utime+stime of the proxy's
@@ -320,10 +322,12 @@ def _fastsse(binary: Path, *flags: str) -> Iterator[int]:
 
 @contextmanager
 def _goproxy(
-    binary: Path, upstreams: dict[str, int], key: str | None, log: Path
+    binary: Path, upstreams: dict[str, int], idle: int, key: str | None, log: Path
 ) -> Iterator[Target]:
     port = free_port()
-    argv = [str(binary), "-listen", f"127.0.0.1:{port}", *(["-key", key] if key else [])]
+    argv = [str(binary), "-listen", f"127.0.0.1:{port}", "-idle-per-host", str(idle)]
+    if key:
+        argv += ["-key", key]
     for model, upstream in upstreams.items():
         argv += ["-route", f"{model}=http://127.0.0.1:{upstream}"]
     with log.open("wb") as out:
@@ -331,7 +335,7 @@ def _goproxy(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_http(f"{url}/health", timeout=30, proc=proc)
-        yield Target(GO_PROXY, {m: url for m in upstreams}, proc.pid)
+        yield Target(go_name(idle), {m: url for m in upstreams}, proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -370,7 +374,8 @@ def fastsse_bench(args: argparse.Namespace) -> None:
     variants = list(args.variant)
     if args.python_relay:  # the same swapd with its relay in Python (swapd.native off)
         variants.append((PY_RELAY, {"SWAPD_NATIVE_RELAY": "0"}))
-    columns = ["direct", "swapd", GO_PROXY, "llama-swap", *(n for n, _ in variants)]
+    go_idle = [] if go_proxy is None else (args.go_idle or [LLAMA_SWAP_IDLE])
+    columns = ["direct", "swapd", *map(go_name, go_idle), "llama-swap", *(n for n, _ in variants)]
     if args.workers:
         columns.append(workers_name(args.workers))
     if len(set(columns)) < len(columns):
@@ -405,10 +410,11 @@ def fastsse_bench(args: argparse.Namespace) -> None:
                     run_swapd(config, extra_args=["--workers", "0"], env=env)
                 )
                 targets.append(Target(name, {"burst": other.url, "paced": other.url}, other.pid))
-            if go_proxy:
-                log = tmp / "goproxy.log"
+            for idle in go_idle:
+                assert go_proxy is not None
+                log = tmp / f"goproxy-{idle}.log"
                 upstreams = {"burst": burst, "paced": paced}
-                go = _goproxy(go_proxy, upstreams, args.api_key, log)
+                go = _goproxy(go_proxy, upstreams, idle, args.api_key, log)
                 targets.append(stack.enter_context(go))
             if llama_swap:
                 log = tmp / "llama-swap.log"
@@ -453,13 +459,13 @@ def _print_fastsse(
     table: dict[str, dict[str, Cell]], rows: list[Row], names: list[str], given: bool, load: float
 ) -> None:
     proxies = [n for n in names if n != "direct"]
-    head = f"{'figure':<44}{'direct':>12}" + "".join(f"{n:>12}{'ratio':>7}" for n in proxies)
+    head = f"{'figure':<44}{'direct':>14}" + "".join(f"{n:>14}{'ratio':>7}" for n in proxies)
     print(f"\n{head}\n{'-' * len(head)}")
     for row in rows:
         cells = table[row.key]
-        line = f"{row.label:<44}{fmt(cells['direct'].rate):>12}"
+        line = f"{row.label:<44}{fmt(cells['direct'].rate):>14}"
         for n in proxies:
-            line += f"{fmt(cells[n].rate):>12}{num(_ratio(table, row.key, n), '.2f'):>7}"
+            line += f"{fmt(cells[n].rate):>14}{num(_ratio(table, row.key, n), '.2f'):>7}"
         errors = {f"{n} {k}": v for n in names for k, v in cells[n].errors.items()}
         print(line + (f"  errors={errors}" if errors else ""))
     for key, label, kernel in (
@@ -467,15 +473,15 @@ def _print_fastsse(
         ("paced", "  of which in the kernel (syscalls), µs", True),
         ("post32", "proxy CPU per small POST c=32, µs", False),
     ):
-        line = f"{label:<44}{'':>12}"
+        line = f"{label:<44}{'':>14}"
         for n in proxies:
             cell = table[key][n]
-            line += f"{num(cell.kernel_us if kernel else cell.cpu_us, '.1f'):>12}{'':>7}"
+            line += f"{num(cell.kernel_us if kernel else cell.cpu_us, '.1f'):>14}{'':>7}"
         print(line)
     post1 = table["post1"]
-    line = f"{'added p50 latency at c=1, ms':<44}{num(post1['direct'].p50_ms, '.3f'):>12}"
+    line = f"{'added p50 latency at c=1, ms':<44}{num(post1['direct'].p50_ms, '.3f'):>14}"
     for n in proxies:
-        line += f"{num(post1[n].p50_ms - post1['direct'].p50_ms, '+.3f'):>12}{'':>7}"
+        line += f"{num(post1[n].p50_ms - post1['direct'].p50_ms, '+.3f'):>14}{'':>7}"
     print(line + "   (direct: its own p50)")
     print(f"load average at the end: {load:.2f} (other work on the machine skews absolutes)")
 
@@ -489,8 +495,8 @@ def _print_fastsse(
             "p50": num(table["post1"][name].p50_ms - table["post1"]["direct"].p50_ms, ".2f"),
         }
 
-    first = ("llama-swap", GO_PROXY)
-    cols = [n for n in first if n in proxies] + [n for n in proxies if n not in first]
+    first = [n for n in proxies if n == "llama-swap" or n.startswith("Go ")]
+    cols = first + [n for n in proxies if n not in first]
     if not cols:
         return
     got = {n: ratios(n) for n in cols}
@@ -518,6 +524,11 @@ def _print_fastsse(
 
 PY_RELAY = "swapd py"  # the --python-relay column
 GO_PROXY = "Go proxy"  # bench/goproxy's column
+LLAMA_SWAP_IDLE = 10  # llama-swap's MaxIdleConnsPerHost
+
+
+def go_name(idle: int) -> str:
+    return GO_PROXY if idle == LLAMA_SWAP_IDLE else f"Go idle {idle}"
 
 
 def workers_name(n: int) -> str:
@@ -538,6 +549,15 @@ def main() -> None:
         "--no-go-proxy",
         action="store_true",
         help="fastsse: leave out the Go reference proxy (bench/goproxy)",
+    )
+    p.add_argument(
+        "--go-idle",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
+        help="fastsse: the Go proxy keeps N engine connections alive, not llama-swap's 10 "
+        "(repeatable: one Go column each)",
     )
     p.add_argument(
         "--python-relay",

@@ -16,6 +16,7 @@
 // llama-swap's proxying too.
 //
 //	goproxy -listen 127.0.0.1:8080 -route burst=http://127.0.0.1:9001 [-route ...] [-key K]
+//	        [-idle-per-host 10]
 package main
 
 import (
@@ -34,7 +35,7 @@ import (
 	"time"
 )
 
-type routes map[string]http.Handler
+type routes map[string]*url.URL
 
 func (r routes) String() string { return strconv.Itoa(len(r)) }
 
@@ -47,11 +48,12 @@ func (r routes) Set(v string) error {
 	if err != nil {
 		return err
 	}
-	r[name] = upstream(u)
+	r[name] = u
 	return nil
 }
 
-func upstream(u *url.URL) http.Handler {
+// upstream proxies to u, keeping up to idle connections to it alive (llama-swap keeps 10).
+func upstream(u *url.URL, idle int) http.Handler {
 	p := httputil.NewSingleHostReverseProxy(u)
 	p.Transport = &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
@@ -60,7 +62,7 @@ func upstream(u *url.URL) http.Handler {
 		ExpectContinueTimeout: time.Second,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   10,
+		MaxIdleConnsPerHost:   idle,
 		IdleConnTimeout:       90 * time.Second,
 	}
 	p.ModifyResponse = func(resp *http.Response) error {
@@ -81,10 +83,15 @@ func upstream(u *url.URL) http.Handler {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:8080", "address to serve on")
+	idle := flag.Int("idle-per-host", 10, "engine connections kept alive per upstream (llama-swap: 10)")
 	key := flag.String("key", "", "when set, requests must present it as a Bearer token")
 	table := routes{}
 	flag.Var(table, "route", "NAME=URL: requests whose body names model NAME go to URL (repeatable)")
 	flag.Parse()
+	handlers := map[string]http.Handler{}
+	for name, u := range table {
+		handlers[name] = upstream(u, *idle)
+	}
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
@@ -107,7 +114,7 @@ func main() {
 			http.Error(w, "bad JSON body", http.StatusBadRequest)
 			return
 		}
-		h, ok := table[named.Model]
+		h, ok := handlers[named.Model]
 		if !ok {
 			http.Error(w, "no such model", http.StatusNotFound)
 			return
