@@ -495,7 +495,7 @@ def _print_fastsse(
             "p50": num(table["post1"][name].p50_ms - table["post1"]["direct"].p50_ms, ".2f"),
         }
 
-    first = [n for n in proxies if n == "llama-swap" or n.startswith("Go ")]
+    first = [n for n in proxies if n == "llama-swap"] + [n for n in proxies if n.startswith("Go ")]
     cols = first + [n for n in proxies if n not in first]
     if not cols:
         return

@@ -58,3 +58,19 @@ def test_a_variant_is_a_name_and_its_environment(bench: ModuleType) -> None:
 def test_targets_take_turns_in_reverse_every_other_round(bench: ModuleType) -> None:
     order = [bench.turns(["direct", "a", "b"], n) for n in range(4)]
     assert order == [["direct", "a", "b"], ["b", "a", "direct"]] * 2
+
+
+def test_the_issue_table_puts_llama_swap_then_the_go_proxies_first(
+    bench: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = ["direct", "swapd", bench.go_name(10), bench.go_name(1000), "llama-swap"]
+    assert names[2:4] == ["Go proxy", "Go idle 1000"]  # llama-swap's pool of 10 is the default
+    rows = [*bench.ROWS, bench.paced_row(256)]
+    rate = {"direct": 100.0, "swapd": 90.0, "Go proxy": 80.0, "Go idle 1000": 70.0}
+    rate["llama-swap"] = 60.0
+    table = {r.key: {n: bench.Cell(rate[n], 0.1, 5.0, {}, 4.0) for n in names} for r in rows}
+    bench._print_fastsse(table, rows, names, True, 0.0)
+    out = capsys.readouterr().out
+    assert "| figure | llama-swap | Go proxy | Go idle 1000 | swapd |" in out
+    assert "| small POST c=1, req/s | 0.60 | 0.80 | 0.70 | 0.90 |" in out
+    assert "llama-swap: not given" not in out
