@@ -321,6 +321,26 @@ def _fastsse(binary: Path, *flags: str) -> Iterator[int]:
 
 
 @contextmanager
+def _proxy(name: str, argv: list[str], url: str, log: Path, timeout: float) -> Iterator[int]:
+    """A proxy process serving ``url`` (its output in ``log``) until the block ends: its pid."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        try:
+            wait_http(f"{url}/health", timeout=timeout, proc=proc)
+        except (TimeoutError, RuntimeError) as exc:
+            raise RuntimeError(f"{name} did not come up: {exc}\n{log.read_text()}") from exc
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+@contextmanager
 def _goproxy(
     binary: Path, upstreams: dict[str, int], idle: int, key: str | None, log: Path
 ) -> Iterator[Target]:
@@ -330,37 +350,18 @@ def _goproxy(
         argv += ["-key", key]
     for model, upstream in upstreams.items():
         argv += ["-route", f"{model}=http://127.0.0.1:{upstream}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    try:
-        wait_http(f"{url}/health", timeout=30, proc=proc)
-        yield Target(go_name(idle), {m: url for m in upstreams}, proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with _proxy("the Go proxy", argv, url, log, timeout=30) as pid:
+        yield Target(go_name(idle), {m: url for m in upstreams}, pid)
 
 
 @contextmanager
 def _llama_swap(binary: str, config: Path, log: Path) -> Iterator[Target]:
     port = free_port()
     argv = [binary, "--config", str(config), "--listen", f"127.0.0.1:{port}"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        try:
-            wait_http(f"{url}/health", timeout=60, proc=proc)
-        except (TimeoutError, RuntimeError) as exc:
-            raise RuntimeError(f"llama-swap did not come up: {exc}\n{log.read_text()}") from exc
-        yield Target("llama-swap", {"burst": url, "paced": url}, proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
+    with _proxy("llama-swap", argv, url, log, timeout=60) as pid:
+        yield Target("llama-swap", {"burst": url, "paced": url}, pid)
 
 
 def fastsse_bench(args: argparse.Namespace) -> None:
@@ -410,10 +411,10 @@ def fastsse_bench(args: argparse.Namespace) -> None:
                     run_swapd(config, extra_args=["--workers", "0"], env=env)
                 )
                 targets.append(Target(name, {"burst": other.url, "paced": other.url}, other.pid))
+            upstreams = {"burst": burst, "paced": paced}
             for idle in go_idle:
                 assert go_proxy is not None
                 log = tmp / f"goproxy-{idle}.log"
-                upstreams = {"burst": burst, "paced": paced}
                 go = _goproxy(go_proxy, upstreams, idle, args.api_key, log)
                 targets.append(stack.enter_context(go))
             if llama_swap:

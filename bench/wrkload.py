@@ -52,31 +52,28 @@ end
 
 def fastsse_binary() -> Path:
     """``$FASTSSE``, else the cached build, else build it now (about a minute)."""
-    given = os.environ.get("FASTSSE")
-    if given:
-        return Path(given)
-    if FASTSSE_CACHE.is_file():
-        return FASTSSE_CACHE
-    if not FASTSSE_BUILD.is_file():
-        raise SystemExit(f"no fastsse: set FASTSSE=/path/to/fastsse (no {FASTSSE_BUILD})")
-    FASTSSE_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    print(f"building fastsse into {FASTSSE_CACHE} (about a minute)...", flush=True)
-    subprocess.run(["bash", str(FASTSSE_BUILD), str(FASTSSE_CACHE)], check=True)
-    return FASTSSE_CACHE
+    return _go_binary("fastsse", "FASTSSE", FASTSSE_BUILD, FASTSSE_CACHE)
 
 
 def goproxy_binary() -> Path:
     """``$GOPROXY_BIN``, else the build of this source, else build it now (about a minute)."""
-    given = os.environ.get("GOPROXY_BIN")
+    digest = hashlib.sha256((GOPROXY_SOURCE / "main.go").read_bytes()).hexdigest()[:12]
+    build = GOPROXY_SOURCE / "build.sh"
+    return _go_binary("goproxy", "GOPROXY_BIN", build, CACHE / f"goproxy-{digest}")
+
+
+def _go_binary(name: str, variable: str, build: Path, cached: Path) -> Path:
+    """The binary ``$variable`` names, else ``cached``, built there now by ``build`` if absent."""
+    given = os.environ.get(variable)
     if given:
         return Path(given)
-    digest = hashlib.sha256((GOPROXY_SOURCE / "main.go").read_bytes()).hexdigest()[:12]
-    cached = CACHE / f"goproxy-{digest}"
     if cached.is_file():
         return cached
+    if not build.is_file():
+        raise SystemExit(f"no {name}: set {variable}=/path/to/{name} (no {build})")
     cached.parent.mkdir(parents=True, exist_ok=True)
-    print(f"building goproxy into {cached} (about a minute)...", flush=True)
-    subprocess.run(["bash", str(GOPROXY_SOURCE / "build.sh"), str(cached)], check=True)
+    print(f"building {name} into {cached} (about a minute)...", flush=True)
+    subprocess.run(["bash", str(build), str(cached)], check=True)
     return cached
 
 

@@ -168,9 +168,7 @@ def test_an_empty_file_loads_at_startup_but_a_reload_rejects_it(tmp_path: Path) 
     assert load_config(main, env={}).models == {}  # starting with no models is allowed
     running = load_config(write(tmp_path, "main.yaml", MODEL_A), env={})
     write(tmp_path, "main.yaml", " \n")  # what a reload may read while an editor saves
-    with pytest.raises(ConfigError) as caught:
-        load_config(main, env={}, previous=running)
-    assert [str(i) for i in caught.value.issues] == [f"{main}:1:1: {EMPTY_ON_RELOAD}"]
+    assert issues_on_reload(running, main) == [f"{main}:1:1: {EMPTY_ON_RELOAD}"]
     write(tmp_path, "main.yaml", "models: {}\n")  # no models, on purpose
     assert load_config(main, env={}, previous=running).models == {}
 
@@ -181,10 +179,13 @@ def test_a_file_that_was_empty_may_stay_empty_on_a_reload(tmp_path: Path) -> Non
     running = load_config(None, tmp_path, env={})
     assert list(load_config(None, tmp_path, env={}, previous=running).models) == ["a"]
     write(tmp_path, "a.yaml", "")  # this one turned empty: half-saved
-    assert issues_on_reload(tmp_path, running) == [f"{tmp_path / 'a.yaml'}:1:1: {EMPTY_ON_RELOAD}"]
+    assert issues_on_reload(running, None, tmp_path) == [
+        f"{tmp_path / 'a.yaml'}:1:1: {EMPTY_ON_RELOAD}"
+    ]
 
 
-def issues_on_reload(folder: Path, running: Config) -> list[str]:
+def issues_on_reload(running: Config, path: Path | None, folder: Path | None = None) -> list[str]:
+    """What a reload of ``path`` (or of the config folder) reports, as ``file:line:col: …``."""
     with pytest.raises(ConfigError) as info:
-        load_config(None, folder, env={}, previous=running)
+        load_config(path, folder, env={}, previous=running)
     return [str(i) for i in info.value.issues]
