@@ -463,6 +463,50 @@ def test_connections_kept_to_an_engine_that_stopped_are_closed(start_port: int) 
         wait_for(lambda: not kept(), "swapd to close its connections to the stopped engine", 5)
 
 
+def closed_by_swapd(port: int) -> int:
+    """Connections to ``port`` in TIME_WAIT on the dialling side: the ones swapd closed first."""
+    with open("/proc/net/tcp", encoding="ascii") as table:
+        return sum(
+            1
+            for line in list(table)[1:]
+            if int(line.split()[2].split(":")[1], 16) == port and line.split()[3] == "06"
+        )
+
+
+def test_a_streams_engine_connection_is_kept_unless_the_front_is_busy(start_port: int) -> None:
+    """Alone, a client's streams keep their engine connection; of six streams at once, the two
+    that end while four or more others are in flight close theirs (a new connection's small
+    congestion window makes the engine gather its writes), and every stream is whole."""
+    with fronted(start_port) as swapd:
+        start(swapd.url)
+        engine = int(
+            httpx.post(f"{swapd.url}/v1/chat/completions", json=chat()).headers["x-engine-pid"]
+        )
+        port = next(local for local, _, state in tcp_sockets(engine) if state == "0A")  # LISTEN
+        body = json.dumps(chat(stream=True, chunks=20, chunk_delay=0.02)).encode()
+        closed = closed_by_swapd(port)
+        with socket.create_connection(("127.0.0.1", swapd.port), timeout=30) as sock:
+            for _ in range(3):
+                sock.sendall(request(swapd.port, body))
+                _, streamed, _ = http_response(sock)
+                assert streamed.count(b"data: ") == 22
+        assert closed_by_swapd(port) == closed
+
+        socks = [socket.create_connection(("127.0.0.1", swapd.port), timeout=30) for _ in range(6)]
+        try:
+            for sock in socks:
+                sock.sendall(request(swapd.port, body))
+            for sock in socks:
+                _, streamed, _ = http_response(sock)
+                assert streamed.count(b"data: ") == 22
+        finally:
+            for sock in socks:
+                sock.close()
+        wait_for(lambda: closed_by_swapd(port) == closed + 2, "two engine connections closed", 5)
+        time.sleep(0.2)
+        assert closed_by_swapd(port) == closed + 2
+
+
 def test_a_swap_waits_for_the_fronts_stream_to_finish(start_port: int) -> None:
     """alpha and beta swap (one at a time): a request for alpha while the front streams from
     beta waits for that stream; the stream is whole."""

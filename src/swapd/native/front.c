@@ -45,6 +45,7 @@
 
 #define FRONT_READ 65536
 #define FRONT_POOL 32      /* idle engine connections kept per gate */
+#define FRONT_BUSY 4       /* exchanges in flight from which a stream's engine connection closes */
 #define FRONT_SWEEP 0.5    /* seconds between two looks for idle clients */
 #define FRONT_PATHS 32
 #define FRONT_BATCH 0.002  /* seconds a record may wait for the next one before Python is told */
@@ -428,7 +429,16 @@ static void ended(front *F, conn *c, int end) {
     gate_leave(F->g, c->gate);
     __atomic_fetch_sub(&F->exchanges, 1, __ATOMIC_RELAXED);
     flow *f = c->f;
-    int reusable = end == DONE && c->reuse && !f->extra && c->mode != MODE_FRAMED;
+    /* A stream's engine connection (a chunked answer) is not kept while the front is busy:
+     * a kept connection's congestion window has grown, so the engine's kernel sends each of
+     * its writes as a segment of its own; a new one's small window makes it gather the writes
+     * that queue meanwhile into fewer, larger segments, which costs the engine, the kernel
+     * and the front less per frame than the handshake costs per stream (docs/dataplane.md,
+     * "New engine connections for streams under load"). Unloaded, the handshake would be the
+     * larger cost, and a plain-length answer (a small request's) gains nothing. */
+    int busy = __atomic_load_n(&F->exchanges, __ATOMIC_RELAXED) >= FRONT_BUSY;
+    int reusable = end == DONE && c->reuse && !f->extra && c->mode != MODE_FRAMED &&
+                   !(c->mode == MODE_RAW && busy);
     if (c->up >= 0 && !reusable) { /* else kept for this client's next request */
         shut(F, c->up);
         c->up = -1;
