@@ -324,7 +324,9 @@ def _fastsse(binary: Path, *flags: str) -> Iterator[int]:
 def _proxy(name: str, argv: list[str], url: str, log: Path, timeout: float) -> Iterator[int]:
     """A proxy process serving ``url`` (its output in ``log``) until the block ends: its pid."""
     with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        # (a group of its own, not a session: a session is an autogroup of the scheduler's,
+        # which gave the Go proxy half its figure at burst c=16; swapd runs the same way)
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, process_group=0)
     try:
         try:
             wait_http(f"{url}/health", timeout=timeout, proc=proc)

@@ -410,7 +410,10 @@ def _spawn(argv: Sequence[str], env: Mapping[str, str] | None) -> subprocess.Pop
         text=True,
         errors="replace",
         env=full_env,
-        start_new_session=True,  # a Ctrl-C in the terminal reaches it only through us
+        # A process group of its own, so a Ctrl-C in the terminal reaches it only through us;
+        # not a session of its own, which would be a scheduler autogroup of its own: a
+        # benchmarked process would then get a share of the CPU unlike its peers'.
+        process_group=0,
     )
 
 
