@@ -16,7 +16,7 @@ import pytest
 
 from swapd.recipes import load
 from swapd.recipes.engines import ENGINES, accepted_names
-from swapd.testing import run_swapd
+from swapd.testing import free_port_range, run_swapd
 
 from .shipped import NAMES, SHIPPED, recipe_model
 
@@ -53,7 +53,8 @@ def test_a_use_model_name_of_the_model_entry_wins() -> None:
 
 def test_requests_through_swapd_reach_every_engine_under_a_name_it_serves() -> None:
     """By id and by alias, with the openai SDK; a model without the rewrite is the control."""
-    lines = ["healthCheckTimeout: 20", "models:"]
+    # free ports of its own: the default startPort (5800) may be a running swapd's, the demo's
+    lines = ["healthCheckTimeout: 20", f"startPort: {free_port_range(len(NAMES) + 1)}", "models:"]
     for i, name in enumerate(NAMES):
         model = recipe_model(name, model_id=f"m{i}")
         names = accepted_names(load(name, [SHIPPED]).engine, model.cmd)
@@ -66,8 +67,10 @@ def test_requests_through_swapd_reach_every_engine_under_a_name_it_serves() -> N
     # the control: SGLang's names without the rewrite answer 404 through swapd
     sglang = recipe_model("sglang/qwen3-8b", model_id="control")
     lines += [f"  control:\n    cmd: {_engine(accepted_names('sglang', sglang.cmd))}"]
-    with run_swapd("\n".join(lines) + "\n") as swapd:
-        client = openai.OpenAI(base_url=f"{swapd.url}/v1", api_key="none")
+    with (
+        run_swapd("\n".join(lines) + "\n") as swapd,
+        openai.OpenAI(base_url=f"{swapd.url}/v1", api_key="none") as client,
+    ):
         for i, name in enumerate(NAMES):
             for asked in (f"m{i}", f"alias-{i}"):
                 reply = client.chat.completions.create(
